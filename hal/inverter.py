@@ -1,0 +1,305 @@
+"""The inverter as the upper layers see it: named readings and named controls.
+
+Whatever SunSpec models a device offers (integer 101-103, float 111-113, the
+IEEE 1547-2018 models 701-704), the names here stay the same. They are the
+classic SunSpec point names (W, VAr, PhVphA, WMaxLimPct, ...), so the agent
+speaks SunSpec vocabulary but never sees a register, scale factor or model id.
+
+Conventions of this interface (whatever the device's own):
+- PF is a fraction -1..1; power factor setpoints are signed the EEI way:
+  positive = injecting vars (over-excited), negative = absorbing.
+- Percentages are percent (0..100), not fractions.
+- VAr and VArPct are positive when injecting (over-excited).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
+from hal.sunspec.device import SunSpecDevice
+from hal.sunspec.models import DecodedModel
+from hal.sunspec.scan import DeviceMap, discover
+from hal.transport import Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+
+class OperatingState(enum.IntEnum):
+    """Inverter operating state, numbered as SunSpec model 101-103 'St'."""
+
+    OFF = 1
+    SLEEPING = 2
+    STARTING = 3
+    MPPT = 4
+    THROTTLED = 5
+    SHUTTING_DOWN = 6
+    FAULT = 7
+    STANDBY = 8
+
+
+# Model 701 InvSt counts from 0 and says RUNNING where 10x says MPPT.
+_INVST_701 = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7, 7: 8}
+
+MEASUREMENT_MODELS = (101, 102, 103, 111, 112, 113, 701)
+NAMEPLATE_MODELS = (120, 121, 702)
+STATUS_MODELS = (122, 123, 703, 704)
+
+Transform = Callable[[Any], Any]
+
+
+def _ident(v: Any) -> Any:
+    return v
+
+
+def _pct_to_fraction(v: Any) -> Any:
+    return None if v is None else v / 100.0
+
+
+def _neg(v: Any) -> Any:
+    return None if v is None else -v
+
+
+def _bool(v: Any) -> Any:
+    return None if v is None else bool(v)
+
+
+# name -> list of (model ids, path, transform); first model present wins.
+_INV = (101, 102, 103, 111, 112, 113)
+READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
+    "W": [(_INV, "W", _ident), ((701,), "W", _ident)],
+    "VAr": [(_INV, "VAr", _ident), ((701,), "Var", _ident)],
+    "VA": [(_INV, "VA", _ident), ((701,), "VA", _ident)],
+    "PF": [(_INV, "PF", _pct_to_fraction), ((701,), "PF", _ident)],
+    "Hz": [(_INV, "Hz", _ident), ((701,), "Hz", _ident)],
+    "A": [(_INV, "A", _ident), ((701,), "A", _ident)],
+    "AphA": [(_INV, "AphA", _ident), ((701,), "AL1", _ident)],
+    "AphB": [(_INV, "AphB", _ident), ((701,), "AL2", _ident)],
+    "AphC": [(_INV, "AphC", _ident), ((701,), "AL3", _ident)],
+    "PhVphA": [(_INV, "PhVphA", _ident), ((701,), "VL1", _ident)],
+    "PhVphB": [(_INV, "PhVphB", _ident), ((701,), "VL2", _ident)],
+    "PhVphC": [(_INV, "PhVphC", _ident), ((701,), "VL3", _ident)],
+    "WH": [(_INV, "WH", _ident), ((701,), "TotWhInj", _ident)],
+    "DCW": [(_INV, "DCW", _ident)],
+    "St": [(_INV, "St", _ident), ((701,), "InvSt", lambda v: _INVST_701.get(v))],
+    "WRtg": [((120,), "WRtg", _ident), ((702,), "WMaxRtg", _ident)],
+    "VARtg": [((120,), "VARtg", _ident), ((702,), "VAMaxRtg", _ident)],
+    "VArRtgQ1": [((120,), "VArRtgQ1", _ident), ((702,), "VarMaxInjRtg", _ident)],
+    "VArRtgQ4": [((120,), "VArRtgQ4", _ident), ((702,), "VarMaxAbsRtg", _neg)],
+    "WMax": [((121,), "WMax", _ident), ((702,), "WMax", _ident)],
+    "VArMaxQ1": [((121,), "VArMaxQ1", _ident), ((702,), "VarMaxInj", _ident)],
+    "VNom": [((121,), "VRef", _ident), ((702,), "VNom", _ident)],
+    "ECPNomHz": [((121,), "ECPNomHz", _ident)],
+    "WAval": [((122,), "WAval", _ident)],
+    "PVConn": [((122,), "PVConn", _ident)],
+    "Conn": [((123,), "Conn", _bool), ((701,), "ConnSt", _bool)],
+    "WMaxLimPct": [((123,), "WMaxLimPct", _ident), ((704,), "WMaxLimPct", _ident)],
+    "WMaxLim_Ena": [((123,), "WMaxLim_Ena", _bool), ((704,), "WMaxLimPctEna", _bool)],
+    "OutPFSet": [((123,), "OutPFSet", _ident)],
+    "OutPFSet_Ena": [((123,), "OutPFSet_Ena", _bool), ((704,), "PFWInjEna", _bool)],
+    "VArPct": [((123,), "VArMaxPct", _ident), ((704,), "VarSetPct", _ident)],
+    "VArPct_Ena": [((123,), "VArPct_Ena", _bool), ((704,), "VarSetEna", _bool)],
+    "AntiIslEna": [((704,), "AntiIslEna", _bool)],
+}
+
+#: Controls the agent may write; see :meth:`Inverter.write_controls`.
+CONTROL_NAMES = ("Conn", "WMaxLimPct", "WMaxLim_Ena", "OutPFSet", "OutPFSet_Ena",
+                 "VArPct", "VArPct_Ena", "RvrtTms")
+
+
+class UnsupportedControl(LookupError):
+    """The device offers no model that carries this control."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the device offers, in this interface's terms."""
+
+    measurements: bool
+    nameplate: bool
+    immediate_controls: bool  # 123 or 704
+    controls: tuple[str, ...]
+    model_ids: tuple[int, ...]
+
+
+class Inverter:
+    """One SunSpec inverter: discovered once, then polled and steered by name.
+
+    ``poll()`` never raises for a dead link: every reading turns invalid
+    (keeping the last value, flagged old-data) and the error is returned in
+    ``last_error``. Per-point problems (unimplemented points) never raise.
+    """
+
+    def __init__(self, transport: Transport, unit: int = 1,
+                 bases: tuple[int, ...] | None = None,
+                 nameplate_every: int = 60) -> None:
+        self.transport = transport
+        self.unit = unit
+        self.bases = bases
+        self.nameplate_every = max(1, nameplate_every)
+        self.device: SunSpecDevice | None = None
+        self.last_error: str | None = None
+        self._last: dict[str, Reading] = {}
+        self._nameplate: dict[int, DecodedModel] = {}
+        self._polls = 0
+
+    # -- discovery
+    @property
+    def connected(self) -> bool:
+        return self.device is not None
+
+    def connect(self) -> DeviceMap:
+        """Discover the device's models (raises TransportError / NotSunSpec)."""
+        kwargs = {"bases": self.bases} if self.bases else {}
+        dmap = discover(self.transport, self.unit, **kwargs)
+        self.device = SunSpecDevice(self.transport, dmap)
+        self._nameplate = {}
+        self._polls = 0
+        log.info("unit %d: SunSpec at base %d, models %s", self.unit, dmap.base,
+                 ",".join(map(str, dmap.model_ids)))
+        return dmap
+
+    def capabilities(self) -> Capabilities:
+        dev = self._require()
+        ids = tuple(dev.map.model_ids)
+        controls = tuple(n for n in CONTROL_NAMES if self._control_target(n) is not None)
+        return Capabilities(
+            measurements=any(m in ids for m in MEASUREMENT_MODELS),
+            nameplate=any(m in ids for m in NAMEPLATE_MODELS),
+            immediate_controls=123 in ids or 704 in ids,
+            controls=controls, model_ids=ids)
+
+    def _require(self) -> SunSpecDevice:
+        if self.device is None:
+            raise TransportError(f"unit {self.unit}: not discovered")
+        return self.device
+
+    # -- reading
+    def poll(self, now: float | None = None) -> dict[str, Reading]:
+        """Read everything this interface names, in as few transactions as possible."""
+        now = time.time() if now is None else now
+        try:
+            dev = self.device
+            if dev is None:
+                self.connect()
+                dev = self._require()
+            ids = [m for m in dev.map.model_ids if m in MEASUREMENT_MODELS + STATUS_MODELS]
+            need_nameplate = not self._nameplate or self._polls % self.nameplate_every == 0
+            if need_nameplate:
+                ids += [m for m in dev.map.model_ids if m in NAMEPLATE_MODELS]
+            models = dev.read_models(ids)
+        except Exception as exc:  # one error family upward: the link failed
+            if not isinstance(exc, (TransportError, OSError)):
+                log.warning("unit %d: poll failed: %s", self.unit, exc)
+            self.last_error = str(exc)
+            return self._invalidate(now)
+        self._polls += 1
+        self.last_error = None
+        for mid in NAMEPLATE_MODELS:
+            if mid in models:
+                self._nameplate[mid] = models[mid]
+        models = {**self._nameplate, **models}
+        out: dict[str, Reading] = {}
+        for name, candidates in READ_POINTS.items():
+            for model_ids, path, transform in candidates:
+                model = next((models[m] for m in model_ids if m in models), None)
+                if model is None or path not in model.values:
+                    continue
+                v = model.values[path]
+                out[name] = (Reading(transform(v), GOOD, now) if v is not None
+                             else Reading(None, NOT_IMPLEMENTED, now))
+                break
+        pf = self._pf_704(models, now)
+        if pf is not None:
+            out["OutPFSet"] = pf
+        self._last = out
+        return out
+
+    def _pf_704(self, models: Mapping[int, DecodedModel], now: float) -> Reading | None:
+        m = models.get(704)
+        if m is None or 123 in models:
+            return None
+        pf, ext = m.values.get("PFWInj.PF"), m.raw.get("PFWInj.Ext")
+        if pf is None:
+            return Reading(None, NOT_IMPLEMENTED, now)
+        return Reading(-pf if ext == 1 else pf, GOOD, now)
+
+    def _invalidate(self, now: float) -> dict[str, Reading]:
+        if not self._last:
+            return {name: Reading(None, LINK_FAILURE, now) for name in READ_POINTS}
+        return {name: Reading(r.value, STALE if r.value is not None else LINK_FAILURE, now)
+                for name, r in self._last.items()}
+
+    # -- controls
+    def _control_target(self, name: str) -> int | None:
+        dev = self.device
+        if dev is None:
+            return None
+        if name == "RvrtTms":
+            return 123 if dev.has(123) else (704 if dev.has(704) else None)
+        if name == "Conn":
+            return 123 if dev.has(123) else (703 if dev.has(703) else None)
+        return 123 if dev.has(123) else (704 if dev.has(704) else None)
+
+    def write_controls(self, changes: Mapping[str, Any]) -> None:
+        """Write named controls; each model's share goes out in as few writes as possible.
+
+        ``RvrtTms`` (seconds) sets the device's own revert timers for the
+        power limit, PF and var controls, so a device that stops hearing from
+        us falls back by itself (SunSpec *_RvrtTms).
+        """
+        dev = self._require()
+        by_model: dict[int, dict[str, Any]] = {}
+        for name, value in changes.items():
+            target = self._control_target(name)
+            if target is None:
+                raise UnsupportedControl(f"unit {self.unit}: no model carries {name}")
+            by_model.setdefault(target, {}).update(_control_points(target, name, value))
+        for mid, points in by_model.items():
+            dev.write_points(mid, points)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
+    """Translate one named control into the points of one model."""
+    if model_id == 123:
+        table: dict[str, Callable[[Any], dict[str, Any]]] = {
+            "Conn": lambda v: {"Conn": int(bool(v))},
+            "WMaxLimPct": lambda v: {"WMaxLimPct": float(v)},
+            "WMaxLim_Ena": lambda v: {"WMaxLim_Ena": int(bool(v))},
+            "OutPFSet": lambda v: {"OutPFSet": float(v)},
+            "OutPFSet_Ena": lambda v: {"OutPFSet_Ena": int(bool(v))},
+            # VArPct_Mod 2 = percent of VArMax: the reference the functions use.
+            "VArPct": lambda v: {"VArMaxPct": float(v), "VArPct_Mod": 2},
+            "VArPct_Ena": lambda v: {"VArPct_Ena": int(bool(v))},
+            "RvrtTms": lambda v: {"WMaxLimPct_RvrtTms": int(v), "OutPFSet_RvrtTms": int(v),
+                                  "VArPct_RvrtTms": int(v)},
+        }
+    elif model_id == 704:
+        table = {
+            "WMaxLimPct": lambda v: {"WMaxLimPct": float(v)},
+            "WMaxLim_Ena": lambda v: {"WMaxLimPctEna": int(bool(v))},
+            # 704 carries PF magnitude and excitation separately (Ext 1 = under-excited).
+            "OutPFSet": lambda v: {"PFWInj.PF": abs(float(v)), "PFWInj.Ext": int(float(v) < 0)},
+            "OutPFSet_Ena": lambda v: {"PFWInjEna": int(bool(v))},
+            "VArPct": lambda v: {"VarSetPct": float(v), "VarSetMod": 1},
+            "VArPct_Ena": lambda v: {"VarSetEna": int(bool(v))},
+            "RvrtTms": lambda v: {"WMaxLimPctRvrtTms": int(v), "PFWInjRvrtTms": int(v),
+                                  "VarSetRvrtTms": int(v)},
+        }
+    elif model_id == 703:
+        # 1547 devices without model 123: ES (permit service) is the way to cease energizing.
+        table = {"Conn": lambda v: {"ES": int(bool(v))}}
+    else:
+        table = {}
+    if name not in table:
+        raise UnsupportedControl(f"model {model_id} does not carry {name}")
+    return table[name](value)
+
