@@ -1,8 +1,8 @@
 """Values as the HAL hands them up: value, quality and timestamp together.
 
-Quality follows the IEC 61850-7-3 quality word in spirit (validity plus detail
-bits) but this module never names IEC 61850: it is plain data that any upper
-layer can copy into its own quality attribute.
+Quality is one bit field: a validity (good / invalid / questionable) plus
+detail bits (failure, old data, ...), laid out as the common utility quality
+word so an upper layer can copy it into its own quality attribute unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 
 class Validity(enum.IntEnum):
-    """Validity of a reading (same order and meaning as IEC 61850-7-3 validity)."""
+    """Validity of a reading (two bits: good, invalid, reserved, questionable)."""
 
     GOOD = 0
     INVALID = 1
@@ -23,7 +23,7 @@ class Validity(enum.IntEnum):
 
 
 class Detail(enum.IntFlag):
-    """Why a reading is not good. Bit positions match the 7-3 detailQual bits."""
+    """Why a reading is not good; bit positions as in the common quality word."""
 
     NONE = 0
     OVERFLOW = 1 << 2

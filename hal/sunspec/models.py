@@ -210,6 +210,7 @@ class Layout:
     model: ModelDef
     length: int  # the L register: registers after ID and L
     slots: dict[str, Slot] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # count point -> repeats laid out
 
     @property
     def size(self) -> int:
@@ -239,6 +240,12 @@ def lay_out(model_id: int, length: int | None = None,
     layout = Layout(model=mdef, length=length or 0)
 
     def count_of(g: GroupDef, offset: int) -> int:
+        n = _count_of(g, offset)
+        if isinstance(g.count, str):
+            layout.counts[g.count] = n
+        return n
+
+    def _count_of(g: GroupDef, offset: int) -> int:
         if isinstance(g.count, int) and g.count > 0:
             return g.count
         if isinstance(g.count, str):
@@ -382,6 +389,8 @@ def encode(layout: Layout, raw: Mapping[str, Any]) -> list[int]:
     regs = [0] * layout.size
     for path, s in layout.slots.items():
         v = raw.get(path)
+        if v is None and path in layout.counts:
+            v = layout.counts[path]
         if path == "ID":
             v = layout.model.id
         elif path == "L":

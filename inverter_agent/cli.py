@@ -1,0 +1,200 @@
+"""``inverter-agent``: run the gateway, simulate an inverter, scan a bus, read a server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from inverter_agent import config as config_mod
+
+log = logging.getLogger("inverter_agent")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _add_link_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modbus-tcp", metavar="HOST:PORT", help="inverter over Modbus TCP")
+    p.add_argument("--modbus-rtu", metavar="DEVICE", help="inverter over Modbus RTU (RS-485)")
+    p.add_argument("--baud", type=int, help="RTU baud rate (default 9600)")
+    p.add_argument("--parity", choices=("N", "E", "O"))
+    p.add_argument("--timeout", type=float, help="seconds per Modbus transaction")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway: poll the inverter, serve IEC 61850 MMS")
+    run.add_argument("--config", metavar="FILE",
+                     help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml "
+                          "if present); flags override it")
+    _add_link_args(run)
+    run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    run.add_argument("--mms-host", help="address to serve MMS on (default 127.0.0.1)")
+    run.add_argument("--mms-port", type=int, help="MMS port (default 102)")
+    run.add_argument("--state-dir", metavar="DIR",
+                     help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
+    run.add_argument("--poll-period", type=float, help="seconds between polls (default 1)")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--simulate", action="store_true",
+                     help="start the simulated inverter and use it (the demo / bench default)")
+
+    sim = sub.add_parser("sim", help="run the simulated SunSpec inverter", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+
+    scan = sub.add_parser("scan", help="list SunSpec devices and models on a bus or address")
+    _add_link_args(scan)
+    scan.add_argument("--units", default="1", metavar="A-B",
+                      help="unit ids to try: 1, 1-10 or 1,3,5 (default 1)")
+    scan.add_argument("--bases", default=None,
+                      help="comma-separated SunSpec base addresses to try (default: the three "
+                           "the SunSpec specification allows, in its order)")
+
+    read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
+    read.add_argument("--host", default="127.0.0.1")
+    read.add_argument("--port", type=int, default=102)
+    read.add_argument("--timeout", type=float, default=5.0)
+    return ap
+
+
+def _units(spec: str) -> list[int]:
+    units: list[int] = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        lo, hi = int(a), int(b or a)
+        if not 0 <= lo <= hi <= 247:
+            raise SystemExit(f"--units: {part!r} is not within 0..247")
+        units.extend(range(lo, hi + 1))
+    return units
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from hal.sunspec.scan import DEFAULT_BASES, NotSunSpec, discover
+    from hal.transport import RetryPolicy, TransportError
+    from inverter_agent.agent import make_transport
+
+    cfg = config_mod.load(None, {"inverter.modbus_tcp": args.modbus_tcp,
+                                 "inverter.modbus_rtu": args.modbus_rtu,
+                                 "inverter.baud": args.baud, "inverter.parity": args.parity,
+                                 "inverter.timeout": args.timeout or 0.3,
+                                 "inverter.retries": 0})
+    transport = make_transport(cfg)
+    transport.policy = RetryPolicy(timeout=cfg.transaction_timeout, retries=0)
+    bases = tuple(int(b) for b in args.bases.split(",")) if args.bases else DEFAULT_BASES
+    found = 0
+    try:
+        for unit in _units(args.units):
+            try:
+                dmap = discover(transport, unit, bases)
+            except (NotSunSpec, TransportError) as exc:
+                print(f"unit {unit}: {exc}")
+                continue
+            found += 1
+            print(f"unit {unit}: SunSpec at base {dmap.base}")
+            for m in dmap.models:
+                print(f"  model {m.model_id:>5} {m.name:<14} at {m.address:>5} length {m.length}")
+    finally:
+        transport.close()
+    print(f"{found} SunSpec device(s) found on {transport.description}")
+    return 0 if found else 1
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from inverter_agent.mms import client
+
+    try:
+        values = client.read_all(args.host, args.port, timeout=args.timeout)
+    except client.MmsClientError as exc:
+        print(f"read: {exc}", file=sys.stderr)
+        return 1
+    print(client.format_model(values))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from inverter_agent.agent import Agent
+    from inverter_agent.mms.der_model import build_der_model, publisher_for
+    from inverter_agent.mms.server import MmsServer
+
+    overrides = {
+        "inverter.modbus_tcp": args.modbus_tcp, "inverter.modbus_rtu": args.modbus_rtu,
+        "inverter.baud": args.baud, "inverter.parity": args.parity,
+        "inverter.timeout": args.timeout, "inverter.unit": args.unit,
+        "mms.host": args.mms_host, "mms.port": args.mms_port,
+        "agent.state_dir": args.state_dir, "agent.poll_period": args.poll_period,
+        "agent.log_level": args.log_level,
+    }
+    sim = None
+    if args.simulate:
+        from simulator.process import SimProcess
+
+        if args.modbus_tcp or args.modbus_rtu:
+            raise config_mod.ConfigError("--simulate chooses its own link: drop --modbus-*")
+        sim = SimProcess(args=["--tcp", "127.0.0.1:0"])
+        sim.start()
+        overrides["inverter.modbus_tcp"] = f"127.0.0.1:{sim.tcp_port}"
+    try:
+        cfg = config_mod.load(args.config or config_mod.default_config_path(), overrides)
+        _setup_logging(cfg["agent.log_level"])
+        if sim is not None:
+            log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
+                     *sim.control_address)
+        os.makedirs(cfg["agent.state_dir"], exist_ok=True)
+        spec = build_der_model(ld_inst=cfg["mms.ld_inst"])
+        server = MmsServer(spec, host=cfg["mms.host"], port=cfg["mms.port"],
+                           ied_name=cfg["mms.ied_name"],
+                           max_connections=cfg["mms.max_connections"])
+        server.start()
+        log.info("MMS server on %s:%d, logical device %s%s", cfg["mms.host"], cfg["mms.port"],
+                 cfg["mms.ied_name"], cfg["mms.ld_inst"])
+        agent = Agent(cfg, publishers=[publisher_for(server)])
+
+        def _stop(signum: int, _frame: object) -> None:
+            log.info("signal %d: stopping", signum)
+            agent.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        loop = threading.Thread(target=agent.run, name="agent-loop", daemon=True)
+        loop.start()
+        while loop.is_alive():
+            loop.join(0.5)
+        server.stop()
+        agent.close()
+        log.info("stopped")
+        return 0
+    finally:
+        if sim is not None:
+            sim.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from simulator.cli import main as sim_main
+        return sim_main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "scan":
+            _setup_logging("warning")
+            return cmd_scan(args)
+        if args.command == "read":
+            return cmd_read(args)
+        if args.command == "run":
+            return cmd_run(args)
+    except config_mod.ConfigError as exc:
+        print(f"inverter-agent: config error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

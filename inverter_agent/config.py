@@ -1,0 +1,180 @@
+"""One configuration schema, fail fast.
+
+The config file is TOML. Every key is declared here with its type and allowed
+range; an unknown key (probably a typo) or a value out of range stops the start
+with the file, the key and what is allowed. Command-line flags override the
+file through the same checks, so a bad flag fails the same way.
+
+Board files (later) and the main config go through this one loader.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hal.sunspec.scan import DEFAULT_BASES
+
+DEFAULT_CONFIG_DIR = "/etc/inverter-agent"
+DEFAULT_STATE_DIR = "/var/lib/inverter-agent"
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    type: type
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    doc: str = ""
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.min is not None or self.max is not None:
+            lo = "" if self.min is None else f"{self.min} <= "
+            hi = "" if self.max is None else f" <= {self.max}"
+            return f"{lo}value{hi}"
+        return f"a {self.type.__name__}"
+
+
+def _host_port(v: str) -> str | None:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "HOST:PORT with a port 1..65535"
+    return None
+
+
+def _bases(v: list) -> str | None:
+    if not v or not all(isinstance(b, int) and 0 <= b <= 65535 for b in v):
+        return "a non-empty list of SunSpec base addresses, each 0..65535"
+    return None
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "inverter": {
+        "modbus_tcp": Key(str, None, check=_host_port, doc="Modbus TCP address of the inverter"),
+        "modbus_rtu": Key(str, None, doc="serial device of the RS-485 line"),
+        "baud": Key(int, 9600, choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)),
+        "parity": Key(str, "N", choices=("N", "E", "O")),
+        "stopbits": Key(int, 1, choices=(1, 2)),
+        "unit": Key(int, 1, min=1, max=247, doc="Modbus unit id"),
+        "timeout": Key(float, None, min=0.02, max=10.0,
+                       doc="seconds per transaction; default 40 % of the poll period"),
+        "retries": Key(int, 1, min=0, max=5),
+        "inter_frame_delay": Key(float, 0.0, min=0.0, max=0.5,
+                                 doc="extra idle seconds before each RTU request"),
+        "bases": Key(list, list(DEFAULT_BASES), check=_bases,
+                     doc="SunSpec base addresses to try, in order"),
+    },
+    "agent": {
+        "poll_period": Key(float, 1.0, min=0.05, max=60.0, doc="seconds between polls"),
+        "state_dir": Key(str, DEFAULT_STATE_DIR),
+        "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
+    },
+    "mms": {
+        "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),
+        "port": Key(int, 102, min=1, max=65535),
+        "ied_name": Key(str, "GW", check=lambda v: None if v.isidentifier() and len(v) <= 32
+                        else "an identifier of at most 32 characters"),
+        "ld_inst": Key(str, "INV1", check=lambda v: None if v.isidentifier() and len(v) <= 32
+                       else "an identifier of at most 32 characters"),
+        "max_connections": Key(int, 8, min=1, max=64),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated configuration; ``sources`` says where each value came from."""
+
+    values: Mapping[str, Mapping[str, Any]]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, dotted: str) -> Any:
+        section, key = dotted.split(".", 1)
+        return self.values[section][key]
+
+    @property
+    def transaction_timeout(self) -> float:
+        t = self["inverter.timeout"]
+        return t if t is not None else round(max(0.05, 0.4 * self["agent.poll_period"]), 3)
+
+
+def _coerce(where: str, key: Key, value: Any) -> Any:
+    if value is None:
+        return None
+    if key.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, key.type) or isinstance(value, bool) and key.type is not bool:
+        raise ConfigError(f"{where}: expected {key.allowed()}, got {value!r}")
+    if key.choices is not None and value not in key.choices:
+        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {key.allowed()}")
+    if key.min is not None and value < key.min or key.max is not None and value > key.max:
+        raise ConfigError(f"{where}: {value!r} is out of range; allowed: {key.allowed()}")
+    if key.check is not None and (msg := key.check(value)) is not None:
+        raise ConfigError(f"{where}: {value!r} is not valid; allowed: {msg}")
+    return value
+
+
+def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read ``path`` (optional), apply ``overrides`` ({"section.key": value}), validate."""
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = path
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, dict[str, Any]] = {s: {k: key.default for k, key in keys.items()}
+                                         for s, keys in SCHEMA.items()}
+    sources: dict[str, str] = {}
+    for section, body in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{origin}: unknown section [{section}] (probably a typo); "
+                              f"known: {', '.join(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for k, v in body.items():
+            if k not in SCHEMA[section]:
+                raise ConfigError(f"{origin}: [{section}] unknown key {k!r} (probably a typo); "
+                                  f"known: {', '.join(SCHEMA[section])}")
+            values[section][k] = _coerce(f"{origin}: [{section}] {k}", SCHEMA[section][k], v)
+            sources[f"{section}.{k}"] = origin
+    for dotted, v in (overrides or {}).items():
+        if v is None:
+            continue
+        section, k = dotted.split(".", 1)
+        flag = "--" + k.replace("_", "-")
+        values[section][k] = _coerce(f"command line {flag}", SCHEMA[section][k], v)
+        sources[dotted] = "command line"
+    inv = values["inverter"]
+    if inv["modbus_tcp"] and inv["modbus_rtu"]:
+        raise ConfigError(f"{origin}: [inverter] give modbus_tcp or modbus_rtu, not both")
+    cfg = Config(values, sources)
+    budget = cfg.transaction_timeout * (inv["retries"] + 1)
+    if budget > values["agent"]["poll_period"] * 3:
+        raise ConfigError(
+            f"{origin}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than three "
+            f"poll periods ({values['agent']['poll_period']} s): a dead link would go unseen "
+            "for too long; lower timeout or retries, or raise agent.poll_period")
+    return cfg
+
+
+def default_config_path() -> str | None:
+    """The system config file if present (``$INVERTER_AGENT_CONFIG_DIR`` overrides the dir)."""
+    folder = os.environ.get("INVERTER_AGENT_CONFIG_DIR", DEFAULT_CONFIG_DIR)
+    path = os.path.join(folder, "agent.toml")
+    return path if os.path.exists(path) else None
