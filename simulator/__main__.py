@@ -1,0 +1,6 @@
+"""``python -m simulator``: see ``simulator.cli``."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

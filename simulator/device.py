@@ -1,0 +1,343 @@
+"""One simulated inverter: its register image, its control logic and its plant.
+
+The control logic reads what the Modbus master wrote (model 123 immediate
+controls, model 704 DER AC controls, 703 enter service, 121/702 settings),
+applies the time behaviour those models define (WinTms random window, RvrtTms
+reversion, RmpTms ramp of the power limit; 704 reversion to the *Rvrt values),
+and hands :class:`plant.Commands` to the plant. Measurements go back into the
+inverter model present (101-103, 111-113 or 701) and into 122 status.
+
+Time is an argument (``now``, seconds on any monotonic clock), never read here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import plant
+from .plant import Commands, Grid, OpState, PlantParams, PlantState
+from .registers import PHASES, RegisterImage
+
+log = logging.getLogger(__name__)
+
+_EPOCH_2000 = 946684800  # SunSpec Tms counts seconds from 2000-01-01 UTC
+
+
+@dataclass(slots=True)
+class _Timed123:
+    """One model 123 control with its window / reversion / ramp timers."""
+
+    name: str
+    points: tuple[str, ...]  # writes to these trigger the control
+    win: str | None
+    rvrt: str
+    rmp: str | None
+    pending_at: float | None = None
+    revert_at: float | None = None
+    active: dict[str, Any] = field(default_factory=dict)
+    ramp: tuple[float, float, float, float] | None = None  # from, to, t0, duration
+
+
+_GROUPS_123 = (
+    ("conn", ("Conn",), "Conn_WinTms", "Conn_RvrtTms", None),
+    ("wmax", ("WMaxLimPct", "WMaxLim_Ena"), "WMaxLimPct_WinTms", "WMaxLimPct_RvrtTms",
+     "WMaxLimPct_RmpTms"),
+    ("pf", ("OutPFSet", "OutPFSet_Ena"), "OutPFSet_WinTms", "OutPFSet_RvrtTms", None),
+    ("var", ("VArWMaxPct", "VArMaxPct", "VArAvalPct", "VArPct_Mod", "VArPct_Ena"),
+     "VArPct_WinTms", "VArPct_RvrtTms", None),
+)
+# what reversion does (SunSpec 123: the control returns to its default)
+_REVERT_123 = {"conn": {"Conn": 1}, "wmax": {"WMaxLim_Ena": 0}, "pf": {"OutPFSet_Ena": 0},
+               "var": {"VArPct_Ena": 0}}
+
+# model 704: group prefix -> (value points, their reversion points)
+_GROUPS_704 = {
+    "PFWInj": (("PFWInj.PF", "PFWInj.Ext"), ("PFWInjRvrt.PF", "PFWInjRvrt.Ext")),
+    "PFWAbs": (("PFWAbs.PF", "PFWAbs.Ext"), ("PFWAbsRvrt.PF", "PFWAbsRvrt.Ext")),
+    "WMaxLimPct": (("WMaxLimPct",), ("WMaxLimPctRvrt",)),
+    "WSet": (("WSet", "WSetPct"), ("WSetRvrt", "WSetPctRvrt")),
+    "VarSet": (("VarSet", "VarSetPct"), ("VarSetRvrt", "VarSetPctRvrt")),
+}
+
+
+class Inverter:
+    """A simulated inverter at one Modbus unit id."""
+
+    def __init__(self, image: RegisterImage, params: PlantParams, dc_w: float | None = None,
+                 pf_percent: bool = True, seed: int | None = None) -> None:
+        self.image = image
+        self.unit_id = image.unit_id
+        self.params = params
+        r = params.ratings
+        self.dc_w = 0.8 * r.w_max if dc_w is None else dc_w
+        self.pf_percent = pf_percent
+        self.state = PlantState()
+        self.commands = Commands()
+        self.forced_fault = False
+        self._rng = random.Random(seed)
+        self._g123 = {name: _Timed123(name, pts, win, rv, rmp)
+                      for name, pts, win, rv, rmp in _GROUPS_123}
+        self._rvrt704: dict[str, float] = {}  # group -> revert time
+        # a device may offer both the legacy and the 1547 measurement model: fill each
+        self.inverter_models = [m for m in image.model_ids() if m in plant_models()]
+        if image.find(123) is not None:
+            for g in self._g123.values():
+                g.active = {p: image.get(123, p) for p in g.points}
+
+    # --- writes from the master --------------------------------------------
+
+    def on_write(self, now: float, changed: list[tuple[int, str]]) -> None:
+        """React to a Modbus write that landed in the image."""
+        for mid, path in changed:
+            log.info("unit %d: %d/%s <- %s", self.unit_id, mid, path, self.image.get(mid, path))
+        paths123 = {p for m, p in changed if m == 123}
+        for g in self._g123.values():
+            if paths123 & set(g.points):
+                win = self.image.get(123, g.win, 0) if g.win else 0
+                # WinTms: the command takes effect at a random moment in the window
+                g.pending_at = now + (self._rng.uniform(0, win) if win else 0.0)
+        paths704 = {p for m, p in changed if m == 704}
+        for grp, (vals, _) in _GROUPS_704.items():
+            if paths704 & {f"{grp}Ena", *vals}:
+                tms = self.image.get(704, f"{grp}RvrtTms", 0) or 0
+                if tms > 0:
+                    self._rvrt704[grp] = now + tms
+                else:
+                    self._rvrt704.pop(grp, None)
+        self._update_123(now)
+
+    def _update_123(self, now: float) -> None:
+        if self.image.find(123) is None:
+            return
+        for g in self._g123.values():
+            if g.pending_at is not None and now >= g.pending_at:
+                g.pending_at = None
+                old = self._wmax_pct(g.active) if g.name == "wmax" else 0.0
+                g.active = {p: self.image.get(123, p) for p in g.points}
+                rvrt = self.image.get(123, g.rvrt, 0) or 0
+                g.revert_at = now + rvrt if rvrt > 0 else None
+                if g.name == "wmax":
+                    rmp = self.image.get(123, g.rmp, 0) if g.rmp else 0
+                    cur = self._ramped(g, now, old)
+                    g.ramp = (cur, self._wmax_pct(g.active), now, float(rmp)) if rmp else None
+            if g.revert_at is not None and now >= g.revert_at:
+                g.revert_at = None
+                log.info("unit %d: 123 %s reverts after %s s", self.unit_id, g.name, g.rvrt)
+                for p, v in _REVERT_123[g.name].items():
+                    self.image.set(123, p, v)
+                    g.active[p] = v
+                g.ramp = None
+
+    @staticmethod
+    def _wmax_pct(active: dict[str, Any]) -> float:
+        if active.get("WMaxLim_Ena") == 1 and active.get("WMaxLimPct") is not None:
+            return float(active["WMaxLimPct"])
+        return 100.0
+
+    @staticmethod
+    def _ramped(g: _Timed123, now: float, default: float) -> float:
+        if g.ramp is None:
+            return default
+        a, b, t0, dur = g.ramp
+        if dur <= 0 or now >= t0 + dur:
+            return b
+        return a + (b - a) * (now - t0) / dur
+
+    def _update_704(self, now: float) -> None:
+        if self.image.find(704) is None:
+            return
+        for grp, t_end in list(self._rvrt704.items()):
+            rem = t_end - now
+            if rem <= 0:
+                del self._rvrt704[grp]
+                vals, rvrts = _GROUPS_704[grp]
+                self.image.set(704, f"{grp}Ena", self.image.get(704, f"{grp}EnaRvrt", 0))
+                for v, rv in zip(vals, rvrts, strict=True):
+                    self.image.set(704, v, self.image.get(704, rv))
+                log.info("unit %d: 704 %s reverted", self.unit_id, grp)
+                rem = 0
+            self.image.set(704, f"{grp}RvrtRem", math.ceil(rem))
+
+    # --- from registers to commands ------------------------------------------
+
+    def _commands(self, now: float) -> Commands:
+        img, r = self.image, self.params.ratings
+        w_max = r.w_max
+        if img.find(121) is not None:
+            w_max = img.get(121, "WMax", w_max)
+        if img.find(702) is not None:
+            w_max = min(w_max, img.get(702, "WMax", w_max))
+        connect = True
+        limits: list[float] = []
+        pf = var = var_aval = None
+        if img.find(123) is not None:
+            g = self._g123
+            connect = g["conn"].active.get("Conn") != 0
+            pct = self._ramped(g["wmax"], now, self._wmax_pct(g["wmax"].active))
+            if pct < 100.0 or g["wmax"].active.get("WMaxLim_Ena") == 1:
+                limits.append(pct / 100.0 * w_max)
+            if g["pf"].active.get("OutPFSet_Ena") == 1:
+                pf = g["pf"].active.get("OutPFSet")
+            a = g["var"].active
+            if a.get("VArPct_Ena") == 1:
+                mod = a.get("VArPct_Mod")
+                if mod == 1:
+                    var = (a.get("VArWMaxPct") or 0) / 100.0 * w_max
+                elif mod == 2:
+                    pct_v = a.get("VArMaxPct") or 0
+                    cap = (img.get(121, "VArMaxQ1", r.var_max_inj) if pct_v >= 0 else
+                           abs(img.get(121, "VArMaxQ4", -r.var_max_abs))) \
+                        if img.find(121) else (r.var_max_inj if pct_v >= 0 else r.var_max_abs)
+                    var = pct_v / 100.0 * cap
+                elif mod == 3:
+                    var_aval = a.get("VArAvalPct") or 0
+        if img.find(703) is not None and img.get(703, "ES") == 0:
+            connect = False
+        if img.find(704) is not None:
+            if img.get(704, "WMaxLimPctEna") == 1:
+                limits.append(img.get(704, "WMaxLimPct", 100.0) / 100.0 * w_max)
+            if img.get(704, "WSetEna") == 1:
+                limits.append(img.get(704, "WSet", 0) if img.get(704, "WSetMod") == 1
+                              else img.get(704, "WSetPct", 0) / 100.0 * w_max)
+            if img.get(704, "PFWInjEna") == 1:
+                mag = img.get(704, "PFWInj.PF", 1.0)
+                pf = -mag if img.get(704, "PFWInj.Ext") == 1 else mag
+                var = var_aval = None
+            if img.get(704, "VarSetEna") == 1 and pf is None:
+                mod = img.get(704, "VarSetMod")
+                pct_v = img.get(704, "VarSetPct", 0) or 0
+                var_aval = None
+                if mod == 4:
+                    var = img.get(704, "VarSet", 0)
+                elif mod == 2:
+                    var, var_aval = None, pct_v
+                else:
+                    base = {0: w_max, 3: r.va_max}.get(
+                        mod, r.var_max_inj if pct_v >= 0 else r.var_max_abs)
+                    var = pct_v / 100.0 * base
+        return Commands(connect=connect and not self.forced_fault,
+                        w_limit=min(limits) if limits else None, pf=pf, var=var,
+                        var_aval_pct=var_aval, w_max=w_max)
+
+    # --- the clock tick -------------------------------------------------------
+
+    def settle(self, now: float, grid: Grid) -> None:
+        """Start in steady state (a simulator that boots at full output spares tests a wait)."""
+        self.commands = self._commands(now)
+        w, var, st, _ = plant.targets(self.params, self.state, grid, self.dc_w, self.commands)
+        self.state = replace(self.state, w=w, var=var, st=st)
+        self.step(now, 0.0, grid)
+
+    def step(self, now: float, dt: float, grid: Grid) -> None:
+        """Advance controls and plant by ``dt`` and render the measurements."""
+        self._update_123(now)
+        self._update_704(now)
+        self.commands = self._commands(now)
+        self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
+        if self.forced_fault:
+            self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
+        self._render(plant.measure(self.params, self.state, grid))
+
+    def _render(self, m: plant.Measurements) -> None:
+        for mid in self.inverter_models:
+            if mid == 701:
+                self._render_701(m)
+            else:
+                self._render_1xx(mid, m)
+        self._render_122()
+
+    def _render_1xx(self, mid: int, m: plant.Measurements) -> None:
+        img, s = self.image, self.state
+        pf = m.pf * (100.0 if self.pf_percent else 1.0)
+        vals: dict[str, Any] = {
+            "A": m.a, "W": m.w, "Hz": m.hz, "VA": m.va, "VAr": m.var, "PF": pf,
+            "WH": s.wh, "DCA": m.dc_a, "DCV": m.dc_v, "DCW": m.dc_w,
+            "TmpCab": 30.0 + 10.0 * m.va / self.params.ratings.va_max,
+            "St": int(s.st), "Evt1": 0, "Evt2": 0,
+        }
+        for i, ph in enumerate("ABC"[:len(m.v_ph)]):
+            vals[f"Aph{ph}"] = m.a_ph[i]
+            vals[f"PhVph{ph}"] = m.v_ph[i]
+        for name, v in zip(("PPVphAB", "PPVphBC", "PPVphCA"), m.v_ll, strict=False):
+            vals[name] = v
+        if mid in (111, 112, 113):
+            vals["WH"] = float(int(s.wh))
+        for p, v in vals.items():
+            if img.has(mid, p):
+                img.set(mid, p, v)
+
+    def _render_701(self, m: plant.Measurements) -> None:
+        img, s = self.image, self.state
+        n = len(m.v_ph)
+        on = s.st not in (OpState.OFF, OpState.STANDBY, OpState.SLEEPING, OpState.FAULT)
+        # 701 signs PF with active power (its definition); excitation shows in Var
+        pf701 = math.copysign(abs(m.w) / m.va, m.w) if m.va > 1e-9 else 1.0
+        vals: dict[str, Any] = {
+            "St": 1 if on else 0, "InvSt": int(s.st) - 1, "ConnSt": 1 if on else 0,
+            "W": m.w, "VA": m.va, "Var": m.var, "PF": pf701, "A": m.a,
+            "LNV": sum(m.v_ph) / n, "Hz": m.hz, "TotWhInj": int(s.wh), "TotWhAbs": 0,
+            "TotVarhInj": int(s.varh_inj), "TotVarhAbs": int(s.varh_abs),
+            "TmpCab": 30.0 + 10.0 * m.va / self.params.ratings.va_max,
+            "ThrotPct": (100.0 * (1 - m.w / s.w_avail)
+                         if s.st == OpState.THROTTLED and s.w_avail > 0 else 0)}
+        if m.v_ll:
+            vals["LLV"] = sum(m.v_ll) / len(m.v_ll)
+        for i in range(n):
+            ph = f"L{i + 1}"
+            vals.update({f"W{ph}": m.w / n, f"VA{ph}": m.va / n, f"Var{ph}": m.var / n,
+                         f"PF{ph}": pf701, f"A{ph}": m.a_ph[i], f"V{ph}": m.v_ph[i],
+                         f"TotWhInj{ph}": int(s.wh / n)})
+        for name, v in zip(("VL1L2", "VL2L3", "VL3L1"), m.v_ll, strict=False):
+            vals[name] = v
+        for p, v in vals.items():
+            if img.has(701, p):
+                img.set(701, p, v)
+
+    def _render_122(self) -> None:
+        img, s = self.image, self.state
+        if img.find(122) is not None:
+            connected = s.st in (OpState.MPPT, OpState.THROTTLED, OpState.STARTING)
+            c = self.commands
+            act = (1 if c.w_limit is not None else 0) | \
+                  (2 if c.var is not None or c.var_aval_pct is not None else 0) | \
+                  (4 if c.pf is not None else 0)
+            vals = {"PVConn": (1 if connected else 0) | (2 if self.dc_w > 0 else 0)
+                    | (4 if s.w > 1.0 else 0),
+                    "ECPConn": 1 if connected else 0, "ActWh": int(s.wh),
+                    "ActVArhQ1": int(s.varh_inj), "ActVArhQ4": int(s.varh_abs),
+                    "VArAval": s.var_avail, "WAval": s.w_avail, "StActCtl": act,
+                    "Tms": max(0, int(time.time()) - _EPOCH_2000)}
+            for p, v in vals.items():
+                img.set(122, p, v)
+
+    # --- for the control channel ----------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plant state, effective commands and the control registers, as plain JSON data."""
+        img, s, c = self.image, self.state, self.commands
+        controls: dict[str, Any] = {}
+        for mid in (121, 123, 703, 704, 702):
+            pm = img.find(mid)
+            if pm is not None:
+                controls[str(mid)] = {p: img.get(mid, p) for p, sl in pm.layout.slots.items()
+                                      if sl.point.writable or sl.point.type.name == "sunssf"}
+        return {
+            "unit": self.unit_id, "base": img.base, "models": img.model_ids(),
+            "plant": {"w": s.w, "var": s.var, "va": math.hypot(s.w, s.var),
+                      "pf": plant.signed_pf(s.w, s.var), "st": s.st.name, "st_code": int(s.st),
+                      "wh": s.wh, "dc_w": self.dc_w, "w_avail": s.w_avail,
+                      "tripped": s.tripped, "fault": self.forced_fault},
+            "effective": {"connect": c.connect, "w_limit": c.w_limit, "pf": c.pf,
+                          "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
+            "controls": controls,
+        }
+
+
+def plant_models() -> tuple[int, ...]:
+    """Inverter measurement models the plant renders into."""
+    return (*PHASES, 701)
