@@ -47,7 +47,7 @@ class OperatingState(enum.IntEnum):
 _INVST_701 = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7, 7: 8}
 
 MEASUREMENT_MODELS = (101, 102, 103, 111, 112, 113, 701)
-NAMEPLATE_MODELS = (120, 121, 702)
+NAMEPLATE_MODELS = (1, 120, 121, 702)
 STATUS_MODELS = (122, 123, 703, 704)
 
 Transform = Callable[[Any], Any]
@@ -87,6 +87,10 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "WH": [(_INV, "WH", _ident), ((701,), "TotWhInj", _ident)],
     "DCW": [(_INV, "DCW", _ident)],
     "St": [(_INV, "St", _ident), ((701,), "InvSt", lambda v: _INVST_701.get(v))],
+    "Mn": [((1,), "Mn", _ident)],
+    "Md": [((1,), "Md", _ident)],
+    "SN": [((1,), "SN", _ident)],
+    "Vr": [((1,), "Vr", _ident)],
     "WRtg": [((120,), "WRtg", _ident), ((702,), "WMaxRtg", _ident)],
     "VARtg": [((120,), "VARtg", _ident), ((702,), "VAMaxRtg", _ident)],
     "VArRtgQ1": [((120,), "VArRtgQ1", _ident), ((702,), "VarMaxInjRtg", _ident)],

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
     run.add_argument("--poll-period", type=float, help="seconds between polls (default 1)")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--profile", help="grid-function settings profile: rule21 (default), "
+                                       "ieee1547-2018-cat-a, ieee1547-2018-cat-b")
+    run.add_argument("--no-functions", action="store_true",
+                     help="monitor only: do not run the autonomous functions")
     run.add_argument("--simulate", action="store_true",
                      help="start the simulated inverter and use it (the demo / bench default)")
 
@@ -121,7 +125,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
-    from inverter_agent.mms.der_model import build_der_model, publisher_for
+    from inverter_agent.mms.der_model import der_model_spec
     from inverter_agent.mms.server import MmsServer
 
     overrides = {
@@ -130,15 +134,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         "inverter.timeout": args.timeout, "inverter.unit": args.unit,
         "mms.host": args.mms_host, "mms.port": args.mms_port,
         "agent.state_dir": args.state_dir, "agent.poll_period": args.poll_period,
-        "agent.log_level": args.log_level,
+        "agent.log_level": args.log_level, "functions.profile": args.profile,
+        "functions.enabled": False if args.no_functions else None,
     }
     sim = None
     if args.simulate:
-        from simulator.process import SimProcess
+        from simulator import SimProcess
 
         if args.modbus_tcp or args.modbus_rtu:
             raise config_mod.ConfigError("--simulate chooses its own link: drop --modbus-*")
-        sim = SimProcess(args=["--tcp", "127.0.0.1:0"])
+        sim = SimProcess()
         sim.start()
         overrides["inverter.modbus_tcp"] = f"127.0.0.1:{sim.tcp_port}"
     try:
@@ -148,14 +153,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
-        spec = build_der_model(ld_inst=cfg["mms.ld_inst"])
+        spec = der_model_spec(ld_inst=cfg["mms.ld_inst"])
         server = MmsServer(spec, host=cfg["mms.host"], port=cfg["mms.port"],
                            ied_name=cfg["mms.ied_name"],
                            max_connections=cfg["mms.max_connections"])
         server.start()
         log.info("MMS server on %s:%d, logical device %s%s", cfg["mms.host"], cfg["mms.port"],
                  cfg["mms.ied_name"], cfg["mms.ld_inst"])
-        agent = Agent(cfg, publishers=[publisher_for(server)])
+        agent = Agent(cfg, publishers=[server.publish])
+        if cfg["functions.enabled"]:
+            agent.controller = make_controller(cfg, agent.inverter)
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
@@ -176,11 +183,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             sim.stop()
 
 
+def make_controller(cfg: config_mod.Config, inverter):
+    """The local controller with persisted (or profile default) settings."""
+    from inverter_agent.controller import Controller
+    from inverter_agent.events import EventLog
+    from inverter_agent.settings_store import SettingsStore
+
+    store = SettingsStore(cfg["agent.state_dir"], cfg["functions.profile"])
+    settings, origin = store.load()
+    log.info("grid functions running from %s", origin)
+    if cfg["agent.poll_period"] > settings.voltage_ride_through.trip_margin_s:
+        log.warning("poll period %.2f s is longer than the backup-trip margin %.2f s: the "
+                    "gateway's backup must-trip may act up to one poll period after a clearing "
+                    "time (the inverter's own protection is the primary)",
+                    cfg["agent.poll_period"], settings.voltage_ride_through.trip_margin_s)
+    events = EventLog(cfg["agent.state_dir"], max_bytes=cfg["functions.event_log_bytes"])
+    return Controller(inverter, settings, events,
+                      nominal_voltage=cfg["functions.nominal_voltage"],
+                      follow_timeout_s=cfg["functions.follow_timeout"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:
         from simulator.cli import main as sim_main
-        return sim_main(argv[1:]) or 0
+        return sim_main(argv[1:], prog="inverter-agent sim") or 0
     args = _parser().parse_args(argv)
     try:
         if args.command == "scan":

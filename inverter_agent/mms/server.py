@@ -1,0 +1,320 @@
+"""MMS server: serves a :class:`~inverter_agent.mms.model.ModelSpec` with libiec61850.
+
+libiec61850 runs its own threads (listener and one per connection); the agent
+calls :meth:`MmsServer.publish` from its Python thread once per cycle. All
+calls into the library go through ctypes (``_native``) so that the GIL is
+released while we wait for the data model lock (LIBIEC61850.md: a SWIG
+``lockDataModel`` deadlocks against a Python callback).
+
+Clients must live in another process than the server: an in-process SWIG
+client holds the GIL for the whole request and stalls the server's Python
+callbacks (pure-Python clients such as open61850 are fine in-process).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hal.reading import Quality, Reading, Validity
+
+from . import _native as nat
+from .model import BuiltModel, ModelSpec, PointHandles, build_model
+
+log = logging.getLogger(__name__)
+
+#: FCs libiec61850 lets any client write by default; all denied, and a write
+#: handler installed per attribute re-opens exactly what is validated.
+_DENIED_FCS = (nat.FC_SP, nat.FC_DC, nat.FC_CF, nat.FC_SV, nat.FC_SE)
+
+_INVALID_NO_DATA = Quality(Validity.INVALID)
+
+_FLOAT_TYPES = (nat.DA_FLOAT32, nat.DA_FLOAT64)
+_INT_TYPES = (nat.DA_INT8, nat.DA_INT16, nat.DA_INT32, nat.DA_ENUMERATED)
+_UNSIGNED_TYPES = (nat.DA_INT8U, nat.DA_INT16U, nat.DA_INT24U, nat.DA_INT32U)
+_STRING_TYPES = (nat.DA_VISIBLE_STRING_32, nat.DA_VISIBLE_STRING_64, nat.DA_VISIBLE_STRING_65,
+                 nat.DA_VISIBLE_STRING_129, nat.DA_VISIBLE_STRING_255)
+
+#: A validator gets the written value (float/int/bool) and returns True to accept it.
+WriteValidator = Callable[[Any], bool]
+
+
+def mms_quality(quality: Quality) -> int:
+    """libiec61850 ``Quality`` word for a HAL quality.
+
+    The HAL numbers validity as the 7-3 enumeration (invalid = 1); libiec61850
+    numbers the two validity bits in bit-string order, so invalid is 2 and
+    reserved is 1 (QUALITY_VALIDITY_INVALID = 2). Copying as_bits() verbatim
+    would put "reserved" on the wire: swap the two validity bits. Detail bits
+    share positions.
+    """
+    bits = quality.as_bits()
+    validity = bits & 0b11
+    return (bits & ~0b11) | ((validity & 1) << 1) | (validity >> 1)
+
+
+def _setter(handles: PointHandles) -> Callable[[int, int, Any], None] | None:
+    lib = nat.lib()
+    kind = handles.value_type
+    if kind in _FLOAT_TYPES:
+        return lambda srv, da, v: lib.IedServer_updateFloatAttributeValue(srv, da, float(v))
+    if kind in _INT_TYPES:
+        return lambda srv, da, v: lib.IedServer_updateInt32AttributeValue(srv, da, int(v))
+    if kind == nat.DA_INT64:
+        return lambda srv, da, v: lib.IedServer_updateInt64AttributeValue(srv, da, int(v))
+    if kind in _UNSIGNED_TYPES:  # INT16U must go through the unsigned setter (LIBIEC61850.md)
+        return lambda srv, da, v: lib.IedServer_updateUnsignedAttributeValue(srv, da, int(v))
+    if kind == nat.DA_BOOLEAN:
+        return lambda srv, da, v: lib.IedServer_updateBooleanAttributeValue(srv, da, bool(v))
+    if kind in _STRING_TYPES:
+        return lambda srv, da, v: lib.IedServer_updateVisibleStringAttributeValue(
+            srv, da, str(v).encode("ascii", "replace")[:255])
+    return None
+
+
+def _coerce(handles: PointHandles, value: Any) -> Any:
+    """Python value that the setter will accept; raises ValueError/TypeError if none."""
+    kind = handles.value_type
+    if kind in _FLOAT_TYPES:
+        return float(value)
+    if kind in _INT_TYPES or kind in _UNSIGNED_TYPES or kind == nat.DA_INT64:
+        return int(value)
+    if kind == nat.DA_BOOLEAN:
+        return bool(value)
+    return str(value)
+
+
+class MmsServer:
+    """An IEC 61850 MMS server for one model.
+
+    ``start()`` builds the model and listens on ``host:port``; ``stop()``
+    closes every connection, releases the port and frees the model (safe to
+    call twice; ``start()`` again works). ``publish()`` copies a snapshot of
+    readings into the model in one locked section.
+    """
+
+    def __init__(self, model_spec: ModelSpec, host: str = "127.0.0.1", port: int = 10102,
+                 ied_name: str = "GW", max_connections: int = 10) -> None:
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range 1..65535")
+        if max_connections < 1:
+            raise ValueError(f"max_connections {max_connections} must be >= 1")
+        self.spec = model_spec
+        self.host = host
+        self.port = port
+        self.ied_name = ied_name
+        self.max_connections = max_connections
+        self._lock = threading.Lock()  # start/stop/publish from Python threads
+        self._server = 0
+        self._model: BuiltModel | None = None
+        self._clients = 0
+        self._callbacks: list[Any] = []  # CFUNCTYPE objects must outlive the server
+        self._validators: dict[str, WriteValidator] = {}
+        self._warned: set[str] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return bool(self._server)
+
+    def start(self) -> None:
+        """Build the model and listen. Raises OSError if the port cannot be bound."""
+        with self._lock:
+            if self._server:
+                return
+            lib = nat.lib()
+            model = build_model(self.spec, self.ied_name)
+            try:
+                writable = {target: model.attribute(target) for target in self._validators}
+            except KeyError:
+                model.destroy()
+                raise
+            config = lib.IedServerConfig_create()
+            lib.IedServerConfig_setMaxMmsConnections(config, self.max_connections)
+            server = lib.IedServer_createWithConfig(model.ptr, None, config)
+            lib.IedServerConfig_destroy(config)
+            if not server:
+                model.destroy()
+                raise MemoryError("IedServer_createWithConfig failed")
+            for fc in _DENIED_FCS:
+                lib.IedServer_setWriteAccessPolicy(server, fc, nat.ACCESS_POLICY_DENY)
+            callbacks: list[Any] = [nat.CONNECTION_INDICATION(self._on_connection)]
+            lib.IedServer_setConnectionIndicationHandler(server, callbacks[0], None)
+            for target, validator in self._validators.items():
+                handler = nat.WRITE_ACCESS_HANDLER(self._write_handler(target, validator))
+                callbacks.append(handler)
+                lib.IedServer_handleWriteAccess(server, writable[target], handler, None)
+            self._initialise(server, model)
+            lib.IedServer_setLocalIpAddress(server, self.host.encode())
+            lib.IedServer_start(server, self.port)
+            if not lib.IedServer_isRunning(server):
+                lib.IedServer_destroy(server)
+                model.destroy()
+                raise OSError(f"MMS server could not listen on {self.host}:{self.port}")
+            self._server, self._model, self._callbacks = server, model, callbacks
+            self._clients = 0
+            # A server left running at interpreter exit would call ctypes callbacks
+            # into a finalising interpreter: stop it first.
+            atexit.register(self.stop)
+            log.info("MMS server %s listening on %s:%d (%d data points)",
+                     self.ied_name, self.host, self.port, len(model.points))
+
+    def stop(self) -> None:
+        """Stop serving and free the model; idempotent."""
+        with self._lock:
+            if not self._server:
+                return
+            atexit.unregister(self.stop)
+            lib = nat.lib()
+            server, self._server = self._server, 0
+            lib.IedServer_stop(server)  # joins libiec61850's threads: no callback runs after
+            lib.IedServer_destroy(server)
+            if self._model is not None:
+                self._model.destroy()
+                self._model = None
+            self._callbacks = []
+            self._clients = 0
+            log.info("MMS server %s on %s:%d stopped", self.ied_name, self.host, self.port)
+
+    def __enter__(self) -> MmsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- data ------------------------------------------------------------------------------
+    def publish(self, snapshot: Mapping[str, Reading]) -> bool:
+        """Copy value, q and t of every bound point present in ``snapshot``.
+
+        A reading whose value is None keeps the last value but takes the given
+        quality and time. Conversion happens before the data model lock so the
+        locked section is only the C updates. Returns False if not running.
+        """
+        with self._lock:
+            if not self._server or self._model is None:
+                return False
+            ops = self._plan(snapshot, self._model)
+            lib, server = nat.lib(), self._server
+            lib.IedServer_lockDataModel(server)
+            try:
+                for setter, handle, value in ops:
+                    setter(server, handle, value)
+            finally:
+                lib.IedServer_unlockDataModel(server)
+            return True
+
+    def _plan(self, snapshot: Mapping[str, Reading],
+              model: BuiltModel) -> list[tuple[Callable[..., None], int, Any]]:
+        lib = nat.lib()
+        ops: list[tuple[Callable[..., None], int, Any]] = []
+        for binding in model.spec.bindings:
+            reading = snapshot.get(binding.point)
+            if reading is None:
+                continue
+            handles = model.points[binding.target]
+            quality = reading.quality
+            if reading.value is not None:
+                setter = _setter(handles)
+                try:
+                    raw = binding.convert(reading.value) if binding.convert else reading.value
+                    value = _coerce(handles, raw)
+                except (TypeError, ValueError) as exc:
+                    if binding.target not in self._warned:
+                        self._warned.add(binding.target)
+                        log.warning("point %s=%r not convertible for %s: %s", binding.point,
+                                    reading.value, binding.target, exc)
+                    quality = Quality(Validity.INVALID, quality.detail)
+                else:
+                    if setter is not None:
+                        ops.append((setter, handles.value, value))
+            if handles.q is not None:
+                ops.append((lib.IedServer_updateQuality, handles.q, mms_quality(quality)))
+            if handles.t is not None:
+                ops.append((lib.IedServer_updateUTCTimeAttributeValue, handles.t,
+                            int(round(reading.timestamp * 1000))))
+        return ops
+
+    def _initialise(self, server: int, model: BuiltModel) -> None:
+        """Every point invalid until published; fixed values (``init``) good, t = now."""
+        lib = nat.lib()
+        now_ms = int(time.time() * 1000)
+        lib.IedServer_lockDataModel(server)
+        try:
+            for handles in model.points.values():
+                # t is the time q became invalid, not 1970 (nothing sets t for us).
+                if handles.q is not None:
+                    lib.IedServer_updateQuality(server, handles.q, mms_quality(_INVALID_NO_DATA))
+                if handles.t is not None:
+                    lib.IedServer_updateUTCTimeAttributeValue(server, handles.t, now_ms)
+            for ld in model.spec.logical_devices:
+                for ln in ld.logical_nodes:
+                    for do in ln.data_objects:
+                        if not do.init:
+                            continue
+                        key = f"{ld.inst}/{ln.name}.{do.name}"
+                        for path, value in do.init.items():
+                            attr = model.attribute(f"{key}.{path}")
+                            handles = PointHandles(attr, lib.DataAttribute_getType(attr),
+                                                   None, None)
+                            setter = _setter(handles)
+                            if setter is None:
+                                raise ValueError(f"cannot initialise {key}.{path}")
+                            setter(server, attr, _coerce(handles, value))
+                        point = model.points.get(key)
+                        if point is not None and point.q is not None:
+                            lib.IedServer_updateQuality(server, point.q, 0)
+                        if point is not None and point.t is not None:
+                            lib.IedServer_updateUTCTimeAttributeValue(server, point.t, now_ms)
+        finally:
+            lib.IedServer_unlockDataModel(server)
+
+    # --- clients ---------------------------------------------------------------------------
+    def connected_clients(self) -> int:
+        """Number of associated MMS clients (kept by the connection indication handler)."""
+        return self._clients
+
+    def _on_connection(self, _server: int, connection: int, connected: bool,
+                       _param: int) -> None:
+        # Runs in a libiec61850 thread; ctypes takes the GIL for us. Never
+        # raise out of a callback, and never call publish() from here.
+        try:
+            self._clients += 1 if connected else -1
+            peer = nat.lib().ClientConnection_getPeerAddress(connection) or b"?"
+            log.info("MMS client %s %s (%d connected)", peer.decode(errors="replace"),
+                     "connected" if connected else "disconnected", self._clients)
+        except Exception:  # pragma: no cover - a raise here would only print and be lost
+            log.exception("connection indication handler failed")
+
+    # --- validated writes (settings, FC SP) --------------------------------------------------
+    def set_write_validator(self, target: str, validator: WriteValidator) -> None:
+        """Let clients write attribute ``target`` (stable key + path, e.g.
+        ``"INV1/DRCT1.WMax.setMag.f"``) when ``validator(value)`` returns True.
+
+        Its FC stays denied for every other attribute. Takes effect at the next
+        start(). The validator runs in a libiec61850 thread with the data model
+        locked: keep it short and do not call publish() from it.
+        """
+        with self._lock:
+            if self._server:
+                raise RuntimeError("set_write_validator() must be called before start()")
+            self._validators[target] = validator
+
+    def _write_handler(self, target: str, validator: WriteValidator) -> Callable[..., int]:
+        def handler(_attr: int, value: int, _connection: int, _param: int) -> int:
+            python_value = None
+            try:
+                python_value = nat.mms_value_to_python(value)
+                accepted = python_value is not None and bool(validator(python_value))
+            except Exception:
+                log.exception("write validator for %s failed", target)
+                accepted = False
+            log.info("write %s = %r %s", target, python_value,
+                     "accepted" if accepted else "refused")
+            return (nat.DATA_ACCESS_ERROR_SUCCESS if accepted
+                    else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
+        return handler
