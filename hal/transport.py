@@ -61,6 +61,8 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
+    def cancel(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -101,6 +103,7 @@ class _PymodbusTransport:
         self.stats = TransportStats()
         self._lock = threading.Lock()  # one transaction on the wire at a time
         self._client: ModbusTcpClient | ModbusSerialClient | None = None
+        self._cancelled = threading.Event()
 
     # -- subclasses
     def _make_client(self) -> ModbusTcpClient | ModbusSerialClient:
@@ -137,6 +140,8 @@ class _PymodbusTransport:
         last: Exception | None = None
         with self._lock:
             for attempt in range(attempts):
+                if self._cancelled.is_set():
+                    raise TransportError(f"{self.description}: cancelled (shutting down)")
                 if attempt:
                     self.stats.retries += 1
                     time.sleep(pause)
@@ -188,6 +193,13 @@ class _PymodbusTransport:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+    def cancel(self) -> None:
+        """Fail every further transaction at once (for shutdown from another thread).
+
+        The transaction on the wire right now still runs to its timeout.
+        """
+        self._cancelled.set()
 
 
 class TcpTransport(_PymodbusTransport):

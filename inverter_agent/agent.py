@@ -16,11 +16,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hal.inverter import Inverter
 from hal.reading import GOOD, LINK_FAILURE, Reading
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings, TcpTransport, Transport
 from inverter_agent.config import Config
+
+if TYPE_CHECKING:
+    from inverter_agent.controller import Controller
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +68,15 @@ class Agent:
     """Polls one inverter and publishes snapshots until stopped."""
 
     def __init__(self, cfg: Config, inverter: Inverter | None = None,
-                 publishers: list[Publisher] | None = None) -> None:
+                 publishers: list[Publisher] | None = None,
+                 controller: Controller | None = None) -> None:
         self.cfg = cfg
         self.period = cfg["agent.poll_period"]
         self.inverter = inverter or Inverter(
             make_transport(cfg), unit=cfg["inverter.unit"],
             bases=tuple(cfg["inverter.bases"]))
         self.publishers = list(publishers or [])
+        self.controller = controller
         self.stats = CycleStats()
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
@@ -97,6 +103,11 @@ class Agent:
         self.stats.max_poll_s = max(self.stats.max_poll_s, poll_s)
         snapshot = dict(readings)
         snapshot[LINK] = Reading(up, GOOD if up else LINK_FAILURE, now)
+        if self.controller is not None:
+            try:
+                self.controller.cycle(snapshot, time.monotonic())
+            except Exception:  # never let a controller bug stop polling and publishing
+                log.exception("controller cycle failed")
         for publish in self.publishers:
             try:
                 publish(snapshot)
@@ -123,7 +134,11 @@ class Agent:
         self.write_status()
 
     def stop(self) -> None:
+        """Ask the loop to end; a poll stuck on a dead link ends at its next attempt."""
         self.stop_event.set()
+        cancel = getattr(self.inverter.transport, "cancel", None)
+        if cancel is not None:
+            cancel()
 
     def close(self) -> None:
         self.inverter.close()

@@ -172,8 +172,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, _stop)
         loop = threading.Thread(target=agent.run, name="agent-loop", daemon=True)
         loop.start()
-        while loop.is_alive():
+        while loop.is_alive() and not agent.stop_event.is_set():
             loop.join(0.5)
+        # Stop within 5 s even if a transaction is stuck on the wire: its
+        # timeout is bounded, but never wait on it past this.
+        loop.join(3.0)
+        if loop.is_alive():
+            log.warning("control loop still inside a transaction; stopping without it")
         server.stop()
         agent.close()
         log.info("stopped")

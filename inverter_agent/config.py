@@ -80,6 +80,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "state_dir": Key(str, DEFAULT_STATE_DIR),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
     },
+    "functions": {
+        "enabled": Key(bool, True, doc="run the autonomous grid functions locally"),
+        "profile": Key(str, "rule21",
+                       choices=("rule21", "ieee1547-2018-cat-a", "ieee1547-2018-cat-b")),
+        "nominal_voltage": Key(float, None, min=50.0, max=1000.0,
+                               doc="line-to-neutral volts; default: the inverter's own VNom"),
+        "follow_timeout": Key(float, 10.0, min=1.0, max=600.0,
+                              doc="seconds the inverter has to follow a setpoint"),
+        "event_log_bytes": Key(int, 1 << 20, min=4096, max=1 << 28),
+    },
     "mms": {
         "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),
         "port": Key(int, 102, min=1, max=65535),
@@ -166,8 +176,9 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
     cfg = Config(values, sources)
     budget = cfg.transaction_timeout * (inv["retries"] + 1)
     if budget > values["agent"]["poll_period"] * 3:
+        where = sources.get("inverter.timeout", sources.get("agent.poll_period", origin))
         raise ConfigError(
-            f"{origin}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than three "
+            f"{where}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than three "
             f"poll periods ({values['agent']['poll_period']} s): a dead link would go unseen "
             "for too long; lower timeout or retries, or raise agent.poll_period")
     return cfg

@@ -1,0 +1,294 @@
+"""The local controller: runs the grid functions every cycle and steers the inverter.
+
+Each cycle it turns the HAL snapshot into engine :class:`Measurements`, runs
+:func:`functions.step`, and writes the resulting setpoints through the HAL's
+named controls *only when they change* (beyond a small deadband) or when the
+inverter's read-back shows it lost them (restart, another master). It then
+checks, after a response deadline, that the inverter actually does what it was
+told, and marks the function "not followed" when it does not.
+
+It needs no client and no network: it starts at boot from persisted or
+default settings. Immediate controls (SunSpec 123 or 704) are the default way
+of steering because every inverter that can be steered at all offers them.
+
+What the controller cannot do (see docs/functions.md): detect an island (the
+inverter does that in under a cycle), or trip faster than one poll period
+(the inverter's own certified protection is the primary; this is backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hal.inverter import OperatingState as InvSt
+from hal.reading import Reading
+from inverter_agent.events import EventLog
+from inverter_agent.functions import (
+    AntiIslandingReport,
+    EngineState,
+    Measurements,
+    ReactiveMode,
+    Setpoints,
+    Settings,
+    step,
+)
+
+log = logging.getLogger(__name__)
+
+#: Deadbands below which a changed setpoint is not rewritten (avoids a write
+#: per cycle while a first-order volt-var output creeps towards its target).
+DEADBAND = {"WMaxLimPct": 0.2, "VArPct": 0.5, "OutPFSet": 0.002}
+#: Measured-vs-commanded tolerances (IEEE 1547-2018 Table 3: P and Q +-5 % of rated).
+FOLLOW_TOL_PCT = 5.0
+ENERGIZING = {InvSt.STARTING, InvSt.MPPT, InvSt.THROTTLED}
+
+
+@dataclass(slots=True)
+class FollowCheck:
+    """One commanded outcome and when it must be visible."""
+
+    what: str
+    deadline: float
+    followed: bool | None = None  # None: not yet due
+
+
+@dataclass(slots=True)
+class ControllerStatus:
+    """What the controller did last cycle (for MMS status, health view, tests)."""
+
+    active: bool = False
+    reason: str = "not started"
+    setpoints: Setpoints | None = None
+    written: dict[str, Any] = field(default_factory=dict)
+    writes: int = 0
+    write_errors: int = 0
+    rewrites_after_readback: int = 0
+    not_followed: dict[str, str] = field(default_factory=dict)
+    last_event: str | None = None
+
+
+class Controller:
+    """Runs :func:`functions.step` against one inverter through the HAL."""
+
+    def __init__(self, inverter: Any, settings: Settings, events: EventLog,
+                 nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
+                 rng: random.Random | None = None) -> None:
+        self.inverter = inverter
+        self.settings = settings
+        self.events = events
+        self.nominal_voltage = nominal_voltage
+        self.follow_timeout_s = follow_timeout_s
+        self.rng = rng or random.Random()
+        self.state: EngineState | None = None
+        self.status = ControllerStatus()
+        self._checks: dict[str, FollowCheck] = {}
+        self._mismatch: dict[str, int] = {}
+        self._warned: set[str] = set()
+
+    # -- settings
+    def apply_settings(self, settings: Settings, cause: str = "setting change") -> None:
+        """Swap settings; the running state carries over (timers keep running)."""
+        self.settings = settings
+        self.events.record("setting_change", cause)
+
+    # -- the cycle
+    def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:
+        meas, why = self.measurements(snapshot)
+        if self.state is None:
+            # Warm start: a gateway restart must not knock an inverter that is
+            # already energizing out of service for the enter-service delay; one
+            # that is off (or unseen) enters service by the book (1547 4.10).
+            warm = meas.valid and meas.connected
+            # A fresh draw for the randomized enter-service delay (Rule 21 Hh.2.l / 1547 4.10.3).
+            self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
+            self.events.record("controller_start", "inverter energizing: stays in service"
+                               if warm else "inverter not energizing: enter service governs")
+        setpoints, self.state, events = step(self.settings, meas, self.state, t)
+        for ev in events:
+            self.events.record(ev.kind.value, ev.detail, source="engine")
+            self.status.last_event = ev.kind.value
+            if ev.kind.value in ("trip", "reconnect", "enter_service_start"):
+                self.state = dataclasses.replace(self.state, random_u=self.rng.random())
+        self.status.setpoints = setpoints
+        self.status.active = True
+        self.status.reason = why or self.state.status.state.value
+        # Nothing can be written over a dead link; the inverter's own protection
+        # (and revert timers, where set) govern until it comes back.
+        if _good(snapshot, "link") and snapshot["link"].value:
+            self._write(setpoints, snapshot, t)
+        if meas.valid:
+            self._check_follow(snapshot, meas, t)
+        return setpoints
+
+    # -- measurements
+    def measurements(self, s: Mapping[str, Reading]) -> tuple[Measurements, str | None]:
+        """Engine measurements from a HAL snapshot, or invalid ones with the reason."""
+        if not _good(s, "link") or not s["link"].value:
+            return Measurements(valid=False), "inverter link down"
+        v_nom = self.nominal_voltage or _val(s, "VNom")
+        w_rtg = _val(s, "WRtg") or _val(s, "WMax")
+        va_rtg = _val(s, "VARtg") or w_rtg
+        if not v_nom or not w_rtg or not va_rtg:
+            return Measurements(valid=False), "ratings unknown (VNom / WRtg)"
+        phases = [s[n].value / v_nom for n in ("PhVphA", "PhVphB", "PhVphC") if _good(s, n)]
+        if not phases or not _good(s, "Hz") or not _good(s, "W"):
+            return Measurements(valid=False), "voltage, frequency or power invalid"
+        st = _val(s, "St")
+        if st is not None:
+            connected = st in {int(x) for x in ENERGIZING}
+        else:
+            connected = abs(s["W"].value) > 0.01 * w_rtg
+        ai = None
+        if _good(s, "AntiIslEna"):
+            ai = AntiIslandingReport.ENABLED if s["AntiIslEna"].value else \
+                AntiIslandingReport.DISABLED
+        w_aval = _val(s, "WAval")
+        return Measurements(
+            valid=True, v_pu=tuple(phases), f_hz=s["Hz"].value,
+            p_pu=s["W"].value / w_rtg,
+            q_pu=(_val(s, "VAr") or 0.0) / va_rtg,
+            p_avail_pu=None if w_aval is None else w_aval / w_rtg,
+            connected=connected, anti_islanding=ai), None
+
+    # -- writing
+    def controls_for(self, sp: Setpoints) -> dict[str, Any]:
+        """Named HAL controls for a set of setpoints (EEI sign: absorbing PF negative)."""
+        c: dict[str, Any] = {"Conn": bool(sp.connect),
+                             "WMaxLimPct": round(sp.p_limit_pct, 2), "WMaxLim_Ena": True}
+        if sp.reactive_mode is ReactiveMode.CONSTANT_PF:
+            c.update(OutPFSet=round(-sp.pf if sp.pf_absorbing else sp.pf, 4),
+                     OutPFSet_Ena=True, VArPct_Ena=False)
+        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q:
+            c.update(VArPct=round(sp.q_pct, 2), VArPct_Ena=True, OutPFSet_Ena=False)
+        else:
+            c.update(OutPFSet_Ena=False, VArPct_Ena=False)
+        return c
+
+    def _write(self, sp: Setpoints, snapshot: Mapping[str, Reading], t: float) -> None:
+        if not self.inverter.connected:
+            return
+        supported = set(self.inverter.capabilities().controls)
+        wanted = self.controls_for(sp)
+        for name in list(wanted):
+            if name not in supported:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    self.events.record("unsupported_control", f"inverter offers no {name}")
+                del wanted[name]
+        changes = {k: v for k, v in wanted.items() if self._differs(k, v, self.status.written)}
+        # Read-back: the inverter lost a control we set (restart, another master).
+        for k, v in wanted.items():
+            if k in changes or k not in self.status.written:
+                continue
+            rb = snapshot.get(k)
+            if rb is not None and rb.quality.good and rb.value is not None and \
+                    self._differs(k, v, {k: rb.value}):
+                self._mismatch[k] = self._mismatch.get(k, 0) + 1
+                if self._mismatch[k] >= 2:  # twice in a row: not a read racing a write
+                    changes[k] = v
+                    self.status.rewrites_after_readback += 1
+            else:
+                self._mismatch.pop(k, None)
+        if not changes:
+            return
+        try:
+            self.inverter.write_controls(changes)
+        except Exception as exc:  # the link or the device refused: try again next cycle
+            self.status.write_errors += 1
+            log.warning("writing %s failed: %s", sorted(changes), exc)
+            return
+        self.status.writes += 1
+        self.status.written.update(changes)
+        for k in changes:
+            self._mismatch.pop(k, None)
+        log.info("setpoints %s (cause: %s)", _fmt(changes), sp.cause or "functions")
+        self._arm_checks(sp, changes, t)
+
+    @staticmethod
+    def _differs(name: str, value: Any, written: Mapping[str, Any]) -> bool:
+        if name not in written:
+            return True
+        old = written[name]
+        if isinstance(value, bool) or isinstance(old, bool):
+            return bool(value) != bool(old)
+        return abs(float(value) - float(old)) > DEADBAND.get(name, 1e-9)
+
+    # -- following
+    def _arm_checks(self, sp: Setpoints, changes: Mapping[str, Any], t: float) -> None:
+        deadline = t + self.follow_timeout_s
+        if "Conn" in changes:
+            self._checks["connect"] = FollowCheck("connect", deadline)
+        if "WMaxLimPct" in changes or "Conn" in changes:
+            self._checks["p_limit"] = FollowCheck("p_limit", deadline)
+        if {"VArPct", "OutPFSet", "VArPct_Ena", "OutPFSet_Ena"} & set(changes):
+            self._checks["reactive"] = FollowCheck("reactive", deadline)
+
+    def _check_follow(self, s: Mapping[str, Reading], meas: Measurements, t: float) -> None:
+        sp = self.status.setpoints
+        if sp is None:
+            return
+        w_rtg = _val(s, "WRtg") or _val(s, "WMax")
+        for key, chk in list(self._checks.items()):
+            if t < chk.deadline:
+                continue
+            ok, detail = self._followed(key, sp, meas, s, w_rtg)
+            if ok is None:
+                continue
+            was = self.status.not_followed.get(key)
+            if ok:
+                if was is not None:
+                    self.events.record("followed", f"{key}: inverter now follows")
+                self.status.not_followed.pop(key, None)
+                del self._checks[key]
+            else:
+                self.status.not_followed[key] = detail
+                if was is None:
+                    self.events.record("not_followed", f"{key}: {detail}")
+                chk.deadline = t + self.follow_timeout_s  # check again, don't spam
+
+    def _followed(self, key: str, sp: Setpoints, meas: Measurements,
+                  s: Mapping[str, Reading], w_rtg: float | None) -> tuple[bool | None, str]:
+        p_pct = meas.p_pu * 100.0
+        if key == "connect":
+            if not sp.connect:
+                return (p_pct <= 2.0,
+                        f"commanded to cease to energize, still {p_pct:.1f} % of rated W")
+            return True, ""
+        if key == "p_limit":
+            if not sp.connect:
+                return True, ""
+            return (p_pct <= sp.p_limit_pct + FOLLOW_TOL_PCT,
+                    f"limit {sp.p_limit_pct:.1f} %, output {p_pct:.1f} %")
+        if key == "reactive":
+            if not sp.connect or meas.p_pu <= 0.05:
+                return None, ""  # no meaningful reactive check while (nearly) off
+            q_pct_va = meas.q_pu * 100.0
+            if sp.reactive_mode is ReactiveMode.CONSTANT_Q:
+                target = sp.q_pct * self.settings.nameplate.var_max_pct / 100.0
+            elif sp.reactive_mode is ReactiveMode.CONSTANT_PF:
+                q = meas.p_pu * math.tan(math.acos(max(0.01, min(1.0, sp.pf))))
+                target = (-q if sp.pf_absorbing else q) * 100.0
+            else:
+                return True, ""
+            return (abs(q_pct_va - target) <= FOLLOW_TOL_PCT,
+                    f"reactive {q_pct_va:.1f} % of rated VA, target {target:.1f} %")
+        return True, ""
+
+
+def _good(s: Mapping[str, Reading], name: str) -> bool:
+    r = s.get(name)
+    return r is not None and r.value is not None and r.quality.good
+
+
+def _val(s: Mapping[str, Reading], name: str) -> Any:
+    return s[name].value if _good(s, name) else None
+
+
+def _fmt(changes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
