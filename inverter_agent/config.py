@@ -102,6 +102,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
 }
 
 
+#: Command-line flags whose names differ from their key's.
+FLAGS = {"mms.host": "--mms-host", "mms.port": "--mms-port", "functions.enabled": "--no-functions"}
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Validated configuration; ``sources`` says where each value came from."""
@@ -167,7 +171,7 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
         if v is None:
             continue
         section, k = dotted.split(".", 1)
-        flag = "--" + k.replace("_", "-")
+        flag = FLAGS.get(dotted, "--" + k.replace("_", "-"))
         values[section][k] = _coerce(f"command line {flag}", SCHEMA[section][k], v)
         sources[dotted] = "command line"
     inv = values["inverter"]

@@ -147,6 +147,10 @@ class SimControl:
     def native_trip(self, on: bool = True) -> dict[str, Any]:
         return self.request("native_trip", on=on)
 
+    def local_mode(self, on: bool = True, unit: int | None = None) -> dict[str, Any]:
+        """The inverter ignores remote setpoints (a panel switched to local control)."""
+        return self.request("local_mode", on=on, **({} if unit is None else {"unit": unit}))
+
 
 def wait_until(fn: Callable[[], T], timeout: float = 5.0, interval: float = 0.05) -> T:
     """Poll ``fn`` until it returns something truthy; that value, or TimeoutError."""

@@ -24,6 +24,8 @@ One JSON object a line in, one JSON object a line out. Every answer has
   engineering values, bypassing Modbus checks (bench shortcuts).
 * ``{"cmd": "inverter_fault", "on": true [, "unit": 1]}``: St FAULT, output 0.
 * ``{"cmd": "native_trip", "on": true}``: the inverter's own protection window.
+* ``{"cmd": "local_mode", "on": true [, "unit": 1]}``: the inverter ignores remote
+  setpoints (they still land in its registers) and keeps its present output.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ COMMANDS: dict[str, Callable[[Simulation, dict[str, Any]], dict[str, Any]]] = {
     "inverter_fault": lambda sim, req: sim.set_inverter_fault(
         bool(req.get("on", True)), _unit(req)) or {},
     "native_trip": lambda sim, req: sim.set_native_trip(bool(req.get("on", True))) or {},
+    "local_mode": lambda sim, req: sim.set_local_mode(
+        bool(req.get("on", True)), _unit(req)) or {},
 }
 
 

@@ -79,6 +79,10 @@ class Inverter:
         self.state = PlantState()
         self.commands = Commands()
         self.forced_fault = False
+        # Local mode: the inverter's own panel has taken control. Writes still
+        # land in the registers (as on real devices) but the output keeps
+        # following the commands frozen when local mode began.
+        self.local_commands: Commands | None = None
         self._rng = random.Random(seed)
         self._g123 = {name: _Timed123(name, pts, win, rv, rmp)
                       for name, pts, win, rv, rmp in _GROUPS_123}
@@ -237,7 +241,7 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self._commands(now)
+        self.commands = self.local_commands or self._commands(now)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)

@@ -223,6 +223,12 @@ class Simulation:
             for inv in self._units(unit):
                 inv.forced_fault = bool(on)
 
+    def set_local_mode(self, on: bool, unit: int | None = None) -> None:
+        """Freeze the commands the plant follows (remote setpoints then have no effect)."""
+        with self.lock:
+            for inv in self._units(unit):
+                inv.local_commands = inv.commands if on else None
+
     def set_native_trip(self, on: bool) -> None:
         with self.lock:
             self.params = replace(self.params, native_trip=bool(on))

@@ -165,3 +165,24 @@ def test_1547_1_5_6_2_enter_service_after_a_trip(fresh_sim, agent_factory, tmp_p
         allowed = 100.0 * (t - t_on) / ramp + 100.0 * (POLL + 0.2) / ramp  # one poll of lag
         assert lim <= allowed + 1.0, (t, lim, allowed)
     assert samples[-1][1] > 0.5 * RATED_VA  # and ends up producing
+
+
+def test_an_inverter_that_ignores_its_setpoints_is_marked_not_followed(
+        fresh_sim, agent_factory, tmp_path):
+    state = _settings_dir(tmp_path)
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("[functions]\nfollow_timeout = 1.5\n")
+    agent = agent_factory("--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}", "--state-dir",
+                          state, "--config", str(cfg), poll_period=POLL)
+    wait_for(lambda: fresh_sim.control.get_point(123, "WMaxLim_Ena") == 1, what="running")
+    fresh_sim.control.local_mode(True)  # the panel took over: remote commands do nothing
+    _time_to_cease(fresh_sim, v_pu=1.25)  # Conn=0 lands in the register ...
+    assert _plant(fresh_sim)["w"] > 0.5 * RATED_VA  # ... but the output stays up
+
+    def not_followed():
+        path = os.path.join(state, "events.jsonl")
+        kinds = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
+        return [e for e in kinds if e["kind"] == "not_followed"]
+    events = wait_for(not_followed, timeout=6, what="not_followed event")
+    assert "cease to energize" in events[0]["detail"]
+    assert agent.alive()
