@@ -92,10 +92,58 @@ class Controller:
         self._warned: set[str] = set()
 
     # -- settings
-    def apply_settings(self, settings: Settings, cause: str = "setting change") -> None:
-        """Swap settings; the running state carries over (timers keep running)."""
+    def apply_settings(self, settings: Settings) -> None:
+        """Swap settings (validated by the caller); timers and filters keep running,
+        so the change takes effect at the next cycle."""
         self.settings = settings
-        self.events.record("setting_change", cause)
+
+    def status_view(self) -> dict[str, Any]:
+        """What the functions are doing, as plain data (for MMS status and health views)."""
+        s, st = self.settings, self.status
+        es = self.state.status if self.state is not None else None
+        sp = st.setpoints
+        reactive = sp.reactive_mode.value if sp is not None else "none"
+        functions = {}
+        for name in ("voltage_ride_through", "frequency_ride_through", "anti_islanding",
+                     "enter_service", "volt_var", "fixed_pf", "constant_var", "volt_watt",
+                     "freq_watt", "active_power_limit", "ramp"):
+            enabled = bool(getattr(getattr(s, name), "enabled", False))
+            active = enabled and st.active
+            if name == "volt_var":
+                active = active and es is not None and es.volt_var_q_pct is not None
+            elif name == "volt_watt":
+                active = active and es is not None and es.volt_watt_p_pct is not None
+            elif name == "freq_watt":
+                active = active and es is not None and es.freq_watt_p_pct is not None
+            followed = None
+            key = {"volt_var": "reactive", "fixed_pf": "reactive", "constant_var": "reactive",
+                   "active_power_limit": "p_limit", "volt_watt": "p_limit",
+                   "freq_watt": "p_limit", "enter_service": "connect",
+                   "voltage_ride_through": "connect",
+                   "frequency_ride_through": "connect"}.get(name)
+            if key is not None and active:
+                followed = key not in st.not_followed
+            functions[name] = {"enabled": enabled, "active": active, "followed": followed}
+        cause = es.out_of_service_cause if es is not None else "boot"
+        return {
+            "running": st.active, "reason": st.reason,
+            "state": es.state.value if es is not None else "out_of_service",
+            "out_of_service_cause": cause,
+            # Causes that are trips (engine: clearing time, ROCOF, inverter AI trip).
+            "tripped": bool(cause) and any(w in cause for w in ("clearing time", "ROCOF",
+                                                               "anti-islanding trip")),
+            "voltage_region": es.voltage_region if es is not None else "NN",
+            "frequency_region": es.frequency_region if es is not None else "NN",
+            "anti_islanding": es.anti_islanding.value if es is not None else "not_reported",
+            "enter_service_remaining_s": es.enter_service_remaining_s if es else 0.0,
+            "functions": functions,
+            "not_followed": dict(st.not_followed),
+            "setpoints": None if sp is None else {
+                "connect": sp.connect, "p_limit_pct": sp.p_limit_pct,
+                "reactive_mode": reactive, "pf": sp.pf, "pf_absorbing": sp.pf_absorbing,
+                "q_pct": sp.q_pct},
+            "last_event": st.last_event,
+        }
 
     # -- the cycle
     def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:
