@@ -25,6 +25,7 @@ from inverter_agent.config import Config
 
 if TYPE_CHECKING:
     from inverter_agent.controller import Controller
+    from inverter_agent.settings_service import SettingsService
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Agent:
             bases=tuple(cfg["inverter.bases"]))
         self.publishers = list(publishers or [])
         self.controller = controller
+        self.settings_service: SettingsService | None = None
         self.stats = CycleStats()
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
@@ -105,6 +107,8 @@ class Agent:
         snapshot[LINK] = Reading(up, GOOD if up else LINK_FAILURE, now)
         if self.controller is not None:
             try:
+                if self.settings_service is not None:
+                    self.settings_service.tick()  # communication-loss revert
                 self.controller.cycle(snapshot, time.monotonic())
             except Exception:  # never let a controller bug stop polling and publishing
                 log.exception("controller cycle failed")

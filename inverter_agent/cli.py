@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  cfg["mms.ied_name"], cfg["mms.ld_inst"])
         agent = Agent(cfg, publishers=[server.publish])
         if cfg["functions.enabled"]:
-            agent.controller = make_controller(cfg, agent.inverter)
+            agent.controller, agent.settings_service = make_controller(cfg, agent.inverter)
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
@@ -189,23 +189,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def make_controller(cfg: config_mod.Config, inverter):
-    """The local controller with persisted (or profile default) settings."""
+    """The local controller and its settings service (persisted or profile defaults)."""
     from inverter_agent.controller import Controller
     from inverter_agent.events import EventLog
+    from inverter_agent.settings_service import SettingsService
     from inverter_agent.settings_store import SettingsStore
 
+    events = EventLog(cfg["agent.state_dir"], max_bytes=cfg["functions.event_log_bytes"])
     store = SettingsStore(cfg["agent.state_dir"], cfg["functions.profile"])
-    settings, origin = store.load()
-    log.info("grid functions running from %s", origin)
+    service = SettingsService(store, events, revert_after_s=cfg["functions.revert_after"] or None)
+    settings = service.effective()
+    log.info("grid functions running from %s", service.origin)
     if cfg["agent.poll_period"] > settings.voltage_ride_through.trip_margin_s:
         log.warning("poll period %.2f s is longer than the backup-trip margin %.2f s: the "
                     "gateway's backup must-trip may act up to one poll period after a clearing "
                     "time (the inverter's own protection is the primary)",
                     cfg["agent.poll_period"], settings.voltage_ride_through.trip_margin_s)
-    events = EventLog(cfg["agent.state_dir"], max_bytes=cfg["functions.event_log_bytes"])
-    return Controller(inverter, settings, events,
-                      nominal_voltage=cfg["functions.nominal_voltage"],
-                      follow_timeout_s=cfg["functions.follow_timeout"])
+    controller = Controller(inverter, settings, events,
+                            nominal_voltage=cfg["functions.nominal_voltage"],
+                            follow_timeout_s=cfg["functions.follow_timeout"])
+    service.bind(controller.apply_settings)
+    return controller, service
 
 
 def main(argv: Sequence[str] | None = None) -> int:

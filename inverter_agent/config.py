@@ -89,6 +89,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "follow_timeout": Key(float, 10.0, min=1.0, max=600.0,
                               doc="seconds the inverter has to follow a setpoint"),
         "event_log_bytes": Key(int, 1 << 20, min=4096, max=1 << 28),
+        "revert_after": Key(float, 300.0, min=0.0, max=86400.0,
+                            doc="seconds without any client after which temporary utility "
+                                "commands revert to the persisted settings; 0 = never"),
     },
     "mms": {
         "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),

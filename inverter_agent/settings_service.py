@@ -198,6 +198,11 @@ class SettingsService:
                         d[other]["enabled"] = False
         return settings_from_dict(d)
 
+    def bind(self, apply: Callable[[Settings], None]) -> None:
+        """Send every future change of the effective settings to ``apply``."""
+        with self._lock:
+            self._apply = apply
+
     def _set_effective(self, effective: Settings) -> None:
         self._effective = effective
         if self._apply is not None:
