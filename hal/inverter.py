@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hal import curves
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
 from hal.sunspec.device import SunSpecDevice
 from hal.sunspec.models import DecodedModel
@@ -266,6 +267,18 @@ class Inverter:
             by_model.setdefault(target, {}).update(_control_points(target, name, value))
         for mid, points in by_model.items():
             dev.write_points(mid, points)
+
+    # -- native curves
+    def native_functions(self) -> tuple[str, ...]:
+        """Grid functions the device can run itself from a programmed curve."""
+        dev = self.device
+        return ("volt_var",) if dev is not None and curves.supports_volt_var(dev) else ()
+
+    def write_volt_var_curve(self, curve: curves.VoltVarCurve) -> None:
+        curves.write_volt_var(self._require(), curve)
+
+    def read_volt_var_curve(self) -> curves.VoltVarCurve:
+        return curves.read_volt_var(self._require())
 
     def close(self) -> None:
         self.transport.close()

@@ -207,7 +207,9 @@ def make_controller(cfg: config_mod.Config, inverter):
                     cfg["agent.poll_period"], settings.voltage_ride_through.trip_margin_s)
     controller = Controller(inverter, settings, events,
                             nominal_voltage=cfg["functions.nominal_voltage"],
-                            follow_timeout_s=cfg["functions.follow_timeout"])
+                            follow_timeout_s=cfg["functions.follow_timeout"],
+                            steering=cfg["functions.steering"],
+                            verify_every_s=cfg["functions.verify_every"])
     service.bind(controller.apply_settings)
     return controller, service
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hal.curves import VoltVarCurve
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
 from inverter_agent.events import EventLog
@@ -59,6 +60,13 @@ class FollowCheck:
 
 
 @dataclass(slots=True)
+class NativeCurveState:
+    curve: VoltVarCurve | None
+    programmed: bool
+    verify_at: float
+
+
+@dataclass(slots=True)
 class ControllerStatus:
     """What the controller did last cycle (for MMS status, health view, tests)."""
 
@@ -78,7 +86,8 @@ class Controller:
 
     def __init__(self, inverter: Any, settings: Settings, events: EventLog,
                  nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, steering: str = "immediate",
+                 verify_every_s: float = 60.0) -> None:
         self.inverter = inverter
         self.settings = settings
         self.events = events
@@ -90,6 +99,11 @@ class Controller:
         self._checks: dict[str, FollowCheck] = {}
         self._mismatch: dict[str, int] = {}
         self._warned: set[str] = set()
+        if steering not in ("immediate", "native"):
+            raise ValueError(f"steering {steering!r}: immediate or native")
+        self.steering = steering
+        self.verify_every_s = verify_every_s
+        self._native_vv: NativeCurveState | None = None
 
     # -- settings
     def apply_settings(self, settings: Settings) -> None:
@@ -169,6 +183,7 @@ class Controller:
         # Nothing can be written over a dead link; the inverter's own protection
         # (and revert timers, where set) govern until it comes back.
         if _good(snapshot, "link") and snapshot["link"].value:
+            self._native(t)
             self._write(setpoints, snapshot, t)
         if meas.valid:
             self._check_follow(snapshot, meas, t)
@@ -212,6 +227,9 @@ class Controller:
         if sp.reactive_mode is ReactiveMode.CONSTANT_PF:
             c.update(OutPFSet=round(-sp.pf if sp.pf_absorbing else sp.pf, 4),
                      OutPFSet_Ena=True, VArPct_Ena=False)
+        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q and self._native_volt_var_on():
+            # The inverter runs the programmed curve itself: no var setpoint over it.
+            c.update(OutPFSet_Ena=False, VArPct_Ena=False)
         elif sp.reactive_mode is ReactiveMode.CONSTANT_Q:
             c.update(VArPct=round(sp.q_pct, 2), VArPct_Ena=True, OutPFSet_Ena=False)
         else:
@@ -257,6 +275,65 @@ class Controller:
             self._mismatch.pop(k, None)
         log.info("setpoints %s (cause: %s)", _fmt(changes), sp.cause or "functions")
         self._arm_checks(sp, changes, t)
+
+    # -- native curves
+    def desired_volt_var_curve(self) -> VoltVarCurve:
+        vv = self.settings.volt_var
+        return VoltVarCurve(
+            points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
+            q_ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
+            response_time_s=vv.response_time_s, enabled=vv.enabled)
+
+    def _native_volt_var_on(self) -> bool:
+        n = self._native_vv
+        return n is not None and n.programmed and n.curve is not None and n.curve.enabled
+
+    def _native(self, t: float) -> None:
+        """Program the inverter's own volt-var curve, and read it back now and then.
+
+        Only with steering "native" and a device that has one; otherwise (and
+        whenever programming fails) the function is steered by immediate controls.
+        """
+        if self.steering != "native" or not self.inverter.connected:
+            return
+        if "volt_var" not in self.inverter.native_functions():
+            if "native_volt_var" not in self._warned:
+                self._warned.add("native_volt_var")
+                self.events.record("native_unavailable", "the inverter has no native volt-var "
+                                   "curve; steering it with immediate controls")
+            return
+        vv = self.settings.volt_var
+        if vv.vref_auto:
+            if "native_vref" not in self._warned:
+                self._warned.add("native_vref")
+                self.events.record("native_unavailable", "autonomous VRef is run by the "
+                                   "gateway; volt-var steered with immediate controls")
+            return
+        want = self.desired_volt_var_curve()
+        n = self._native_vv
+        due = n is None or n.curve != want or t >= n.verify_at
+        if not due:
+            return
+        try:
+            have = self.inverter.read_volt_var_curve()
+            if have.close_to(want):
+                if n is not None and n.programmed and n.curve == want and \
+                        "native_mismatch" in self.status.not_followed:
+                    self.status.not_followed.pop("native_mismatch", None)
+                self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
+                return
+            if n is not None and n.programmed and n.curve == want:
+                self.status.not_followed["native_mismatch"] = f"device curve {have.points}"
+                self.events.record("native_curve_mismatch", f"the inverter's volt-var curve "
+                                   f"changed to {have.points}; programming it again")
+            self.inverter.write_volt_var_curve(want)
+            self.events.record("native_curve_programmed", f"volt-var {want.points} "
+                               f"{'enabled' if want.enabled else 'disabled'}")
+            self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
+        except Exception as exc:  # fall back to immediate controls until the next try
+            self.status.write_errors += 1
+            self._native_vv = NativeCurveState(want, False, t + min(10.0, self.verify_every_s))
+            log.warning("programming the native volt-var curve failed: %s", exc)
 
     @staticmethod
     def _differs(name: str, value: Any, written: Mapping[str, Any]) -> bool:

@@ -113,7 +113,49 @@ class Inverter:
                     self._rvrt704[grp] = now + tms
                 else:
                     self._rvrt704.pop(grp, None)
+        if (705, "AdptCrvReq") in changed:
+            self._adopt_705()
         self._update_123(now)
+
+    # --- model 705: curve adoption and the volt-var function itself ----------
+
+    def _adopt_705(self) -> None:
+        """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve."""
+        img = self.image
+        k = int(img.get(705, "AdptCrvReq") or 0)
+        n_crv = int(img.get(705, "NCrv") or 0)
+        if not 1 <= k <= n_crv:
+            img.set(705, "AdptCrvRslt", 2)  # FAILED
+            return
+        if k != 1:
+            n_pt = int(img.get(705, "NPt") or 0)
+            names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
+                     "VRefAutoTms", "RspTms"]
+            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", "Var")]
+            for name in names:
+                img.set(705, f"Crv[1].{name}", img.get(705, f"Crv[{k}].{name}"))
+        img.set(705, "AdptCrvReq", 0)
+        img.set(705, "AdptCrvRslt", 1)  # COMPLETED
+        log.info("unit %d: 705 adopted curve %d", self.unit_id, k)
+
+    def _volt_var_705(self, cmd: Commands, grid: Grid) -> Commands:
+        """Run the adopted volt-var curve when 705 is enabled and no other reactive
+        command holds (a var or PF setpoint wins, as on most devices)."""
+        img, r = self.image, self.params.ratings
+        if img.find(705) is None or img.get(705, "Ena") != 1 or \
+                cmd.pf is not None or cmd.var is not None or cmd.var_aval_pct is not None:
+            return cmd
+        n = int(img.get(705, "Crv[1].ActPt") or 0)
+        pts = [(img.get(705, f"Crv[1].Pt[{i}].V"), img.get(705, f"Crv[1].Pt[{i}].Var"))
+               for i in range(1, n + 1)]
+        pts = [(v, q) for v, q in pts if v is not None and q is not None]
+        if not pts:
+            return cmd
+        v_pct = sum(grid.v) / len(grid.v) / r.v_nom * 100.0
+        q_pct = _interp(pts, v_pct)
+        ref = img.get(705, "Crv[1].DeptRef")
+        base = {0: r.w_max, 1: r.var_max_inj, 3: r.va_max}.get(ref, r.var_max_inj)
+        return replace(cmd, var=q_pct / 100.0 * base)
 
     def _update_123(self, now: float) -> None:
         if self.image.find(123) is None:
@@ -241,7 +283,7 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self.local_commands or self._commands(now)
+        self.commands = self.local_commands or self._volt_var_705(self._commands(now), grid)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
@@ -340,6 +382,16 @@ class Inverter:
                           "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
             "controls": controls,
         }
+
+
+def _interp(points: list[tuple[float, float]], x: float) -> float:
+    points = sorted(points)
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        if x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
 
 
 def plant_models() -> tuple[int, ...]:

@@ -195,16 +195,17 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
         n_crv, n_pt = counts.get("NCrv", 1), counts.get("NPt", 4)
         v = {"Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 0, "NPt": n_pt, "NCrv": n_crv,
              "RvrtTms": 0, "RvrtRem": 0, "RvrtCrv": 0}
-        # IEEE 1547-2018 Table 8 category B default curve, every curve alike
+        # IEEE 1547-2018 Table 8 category B default curve, every curve alike:
+        # V in percent of nominal (VNomPct), var in percent of VA max (DeptRef 3).
         curve = [(0.92, 44.0), (0.98, 0.0), (1.02, 0.0), (1.08, -44.0)]
         for c in range(1, n_crv + 1):
             p = f"Crv[{c}]."
-            v.update({p + "ActPt": n_pt, p + "DeptRef": 1, p + "Pri": 1, p + "VRef": r.v_nom,
-                      p + "VRefAuto": r.v_nom, p + "VRefAutoEna": 0, p + "VRefAutoTms": 0,
-                      p + "RspTms": 5, p + "ReadOnly": 1 if c == 1 else 0})
+            v.update({p + "ActPt": min(n_pt, len(curve)), p + "DeptRef": 3, p + "Pri": 1,
+                      p + "VRef": 100.0, p + "VRefAuto": 100.0, p + "VRefAutoEna": 0,
+                      p + "VRefAutoTms": 0, p + "RspTms": 5, p + "ReadOnly": 1 if c == 1 else 0})
             for i in range(1, n_pt + 1):
                 vp, q = curve[min(i, len(curve)) - 1]
-                v.update({f"{p}Pt[{i}].V": vp * r.v_nom, f"{p}Pt[{i}].Var": q})
+                v.update({f"{p}Pt[{i}].V": vp * 100.0, f"{p}Pt[{i}].Var": q})
         return v
     return {}
 

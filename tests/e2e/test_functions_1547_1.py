@@ -186,3 +186,30 @@ def test_an_inverter_that_ignores_its_setpoints_is_marked_not_followed(
     events = wait_for(not_followed, timeout=6, what="not_followed event")
     assert "cease to energize" in events[0]["detail"]
     assert agent.alive()
+
+
+def test_native_volt_var_curve_is_programmed_verified_and_restored(
+        agent_factory, tmp_path):
+    from simulator import SimProcess
+
+    state = _settings_dir(tmp_path, **{"volt_watt.enabled": False,
+                                       "volt_var.response_time_s": 2.0})
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[functions]\nsteering = "native"\nverify_every = 1.0\n')
+    with SimProcess("--models", "1,701,702,703,704,705", "--tau", "0.2") as sim:
+        agent_factory("--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--state-dir", state,
+                      "--config", str(cfg), poll_period=POLL)
+        # Programmed and adopted: curve 1 is the Cat B curve, the function is on.
+        wait_for(lambda: sim.control.get_point(705, "Ena") == 1, timeout=10, what="705 on")
+        assert sim.control.get_point(705, "Crv[1].Pt[4].V") == pytest.approx(108.0)
+        assert sim.control.get_point(705, "Crv[1].Pt[4].Var") == pytest.approx(-44.0)
+        # The inverter runs the curve itself: no var setpoint from the gateway.
+        assert sim.control.get_point(704, "VarSetEna") == 0
+        sim.control.set_grid(v_pu=1.05)
+        _settle(sim, lambda p: p["var"], _curve_q_var(1.05), 300, timeout=8)
+        # Someone changes the curve on the device: the read-back restores it.
+        sim.control.set_point(705, "Crv[1].Pt[4].Var", -10.0)
+        wait_for(lambda: sim.control.get_point(705, "Crv[1].Pt[4].Var") == pytest.approx(-44.0),
+                 timeout=10, what="curve restored")
+        kinds = [json.loads(x)["kind"] for x in open(os.path.join(state, "events.jsonl"))]
+        assert "native_curve_mismatch" in kinds and "native_curve_programmed" in kinds
