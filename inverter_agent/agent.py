@@ -80,6 +80,8 @@ class Agent:
         self.controller = controller
         self.settings_service: SettingsService | None = None
         self.stats = CycleStats()
+        #: Called at the end of every completed cycle (the systemd watchdog ping).
+        self.on_cycle: Callable[[], object] | None = None
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
         self._status_every = max(1, round(5.0 / self.period))  # about every 5 s
@@ -126,6 +128,8 @@ class Agent:
         next_t = time.monotonic()
         while not self.stop_event.is_set():
             self.cycle()
+            if self.on_cycle is not None:
+                self.on_cycle()
             if self.stats.cycles % self._status_every == 1:
                 self.write_status()
             next_t += self.period

@@ -127,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.der_model import der_model_spec
     from inverter_agent.mms.server import MmsServer
+    from inverter_agent.sdnotify import Notifier
 
     overrides = {
         "inverter.modbus_tcp": args.modbus_tcp, "inverter.modbus_rtu": args.modbus_rtu,
@@ -170,12 +171,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        notifier = Notifier()
+        agent.on_cycle = notifier.watchdog  # pinged by the loop itself: a stuck loop stops it
         loop = threading.Thread(target=agent.run, name="agent-loop", daemon=True)
         loop.start()
+        notifier.ready(f"serving MMS on {cfg['mms.host']}:{cfg['mms.port']}")
         while loop.is_alive() and not agent.stop_event.is_set():
             loop.join(0.5)
         # Stop within 5 s even if a transaction is stuck on the wire: its
         # timeout is bounded, but never wait on it past this.
+        notifier.stopping()
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")

@@ -1,0 +1,52 @@
+"""systemd notifications from the real agent process over a real datagram socket."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from simulator import SimProcess
+
+
+def test_agent_reports_ready_pings_the_watchdog_from_its_loop_and_says_stopping(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.5)
+    with SimProcess() as sim:
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
+             f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port), "--state-dir",
+             str(tmp_path / "state"), "--poll-period", "0.2"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        got: list[str] = []
+        deadline = time.monotonic() + 15
+        try:
+            while time.monotonic() < deadline and got.count("WATCHDOG=1") < 5:
+                try:
+                    got.append(sock.recv(4096).decode())
+                except TimeoutError:
+                    pass
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                break
+    sock.close()
+    assert any(m.startswith("READY=1") for m in got), got
+    assert got.count("WATCHDOG=1") >= 5
+    assert "STOPPING=1" in got
+
+
+def test_without_notify_socket_nothing_is_sent():
+    from inverter_agent.sdnotify import Notifier
+    n = Notifier(address="")
+    assert not n.enabled and n.ready() is False and n.watchdog() is False
