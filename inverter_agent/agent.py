@@ -164,10 +164,11 @@ class Agent:
             "max_poll_s": round(s.max_poll_s, 4), "unit": self.inverter.unit,
             "models": dev.map.model_ids if dev else [],
             "base": dev.map.base if dev else None,
+            "functions": self.controller.status_view() if self.controller else None,
         }
         try:
             write_atomic(os.path.join(self.state_dir, "status.json"),
-                         json.dumps(status, indent=1).encode())
+                         json.dumps(status, indent=1, default=str).encode())
         except OSError as exc:
             log.warning("cannot write status to %s: %s", self.state_dir, exc)
 

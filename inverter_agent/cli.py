@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated SunSpec base addresses to try (default: the three "
                            "the SunSpec specification allows, in its order)")
 
+    status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
+    status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    status.add_argument("--json", action="store_true", help="print the raw status")
+
+    events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)")
+    events.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
+
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
     read.add_argument("--port", type=int, default=102)
@@ -109,6 +117,63 @@ def cmd_scan(args: argparse.Namespace) -> int:
         transport.close()
     print(f"{found} SunSpec device(s) found on {transport.description}")
     return 0 if found else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from inverter_agent.events import EventLog
+
+    path = os.path.join(args.state_dir, "status.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            st = json.load(fh)
+    except (OSError, ValueError) as exc:
+        print(f"status: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0
+    age = time.time() - st["time"]
+    trips = [e for e in EventLog(args.state_dir).read() if e.get("kind") == "trip"]
+    print(f"status written {age:.0f} s ago" + ("  (STALE: is the agent running?)"
+                                              if age > 30 else ""))
+    print(f"inverter link   {'up' if st['link_up'] else 'DOWN'}  unit {st['unit']}  "
+          f"models {','.join(map(str, st['models'])) or '-'}")
+    if st.get("last_error"):
+        print(f"last error      {st['last_error']}")
+    print(f"poll            period {st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, "
+          f"max {st['max_poll_s'] * 1e3:.1f} ms, {st['cycles']} cycles, "
+          f"{st['failed_polls']} failed, {st['overruns']} overruns")
+    fn = st.get("functions")
+    if fn:
+        active = [n for n, f in fn["functions"].items() if f["active"]]
+        print(f"functions       {fn['state']}; active: {', '.join(active) or 'none'}")
+        if fn.get("not_followed"):
+            print(f"NOT FOLLOWED    {fn['not_followed']}")
+    else:
+        print("functions       off (monitoring only)")
+    if trips:
+        last = trips[-1]
+        print(f"last trip       {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['time']))}"
+              f"  {last['detail']}")
+    else:
+        print("last trip       none recorded")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import time
+
+    from inverter_agent.events import EventLog
+
+    entries = EventLog(args.state_dir).read()
+    for e in entries[-args.last:] if args.last else entries:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
+        extra = f"  ({e['who']})" if e.get("who") else ""
+        print(f"{stamp}  {e['kind']:<24} {e.get('detail', '')}{extra}")
+    return 0
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -231,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "status":
+            return cmd_status(args)
+        if args.command == "events":
+            return cmd_events(args)
         if args.command == "run":
             return cmd_run(args)
     except config_mod.ConfigError as exc:

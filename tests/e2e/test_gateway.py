@@ -116,3 +116,24 @@ def test_sigterm_while_the_link_hangs_still_stops_within_5_s(fresh_sim, agent_fa
     rc, took = agent.terminate()
     fresh_sim.control.fault("none")
     assert rc == 0 and took < 5.0, (rc, took)
+
+
+def test_status_and_events_commands_show_the_running_agent(fresh_sim, agent_factory):
+    import subprocess
+    import sys
+
+    agent = agent_factory("--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}")
+    wait_for(lambda: agent.read("MMXU1.TotW")[1].good, what="running")
+    fresh_sim.control.set_grid(v_pu=1.25)  # a trip, so there is one to show
+    time.sleep(6)  # status.json is rewritten about every 5 s
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "inverter_agent.cli", *args,
+                               "--state-dir", agent.state_dir], capture_output=True,
+                              text=True, timeout=30)
+    st = run("status")
+    assert st.returncode == 0, st.stderr
+    assert "inverter link   up" in st.stdout
+    assert "last trip" in st.stdout and "HV2" in st.stdout
+    ev = run("events")
+    assert "trip" in ev.stdout and "controller_start" in ev.stdout
