@@ -137,3 +137,29 @@ def test_status_and_events_commands_show_the_running_agent(fresh_sim, agent_fact
     assert "last trip" in st.stdout and "HV2" in st.stdout
     ev = run("events")
     assert "trip" in ev.stdout and "controller_start" in ev.stdout
+
+
+def test_scan_lists_devices_and_models_on_tcp_and_on_the_pty(fresh_sim):
+    import subprocess
+    import sys
+
+    for link in (["--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}"],
+                 ["--modbus-rtu", fresh_sim.pty_path, "--baud", "115200"]):
+        r = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "scan", *link,
+                            "--units", "1-3"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "unit 1: SunSpec at base 40000" in r.stdout
+        assert "model   103" in r.stdout and "model   123" in r.stdout
+        assert "1 SunSpec device(s) found" in r.stdout
+
+
+def test_read_prints_the_served_model_with_values(fresh_sim, agent_factory):
+    import subprocess
+    import sys
+
+    agent = agent_factory("--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}", "--no-functions")
+    wait_for(lambda: agent.read("MMXU1.TotW")[1].good, what="running")
+    r = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "read", "--port",
+                        str(agent.port)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "GWINV1" in r.stdout and "PhV.phsA = 240" in r.stdout and "[good]" in r.stdout

@@ -232,3 +232,22 @@ def poll_until(inv, pred, timeout):
     except Exception as exc:
         raise AssertionError(f"condition not met in {timeout} s; last poll {last}") from exc
 
+
+
+@pytest.mark.parametrize("models,phases", [
+    ("1,101,120,121,122,123", 1), ("1,102,120,121,122,123", 2),
+    ("1,111,120,121,122,123", 1), ("1,112,120,121,122,123", 2),
+    ("1,113,120,121,122,123", 3), ("1,701,702,703,704", 3)])
+def test_every_inverter_family_polls_the_same_names(models, phases):
+    with SimProcess("--models", models, "--phases", str(phases)) as s:
+        t = TcpTransport("127.0.0.1", s.tcp_port, FAST)
+        try:
+            inv = Inverter(t)
+            inv.connect()
+            r = inv.poll()
+        finally:
+            t.close()
+    for name in ("W", "VAr", "Hz", "PhVphA", "WRtg"):
+        assert r[name].quality.good, (name, r[name])
+    assert r["W"].value == pytest.approx(3880, rel=0.02)
+    assert r["Hz"].value == pytest.approx(60.0, abs=0.01)
