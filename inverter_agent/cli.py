@@ -70,6 +70,30 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
 
+    certs = sub.add_parser("certs", help="device key, signing request, certificate install, "
+                                         "expiry; a bench CA for tests")
+    csub = certs.add_subparsers(dest="certs_command", required=True)
+    c = csub.add_parser("request", help="create the device key (0600) if missing and a CSR")
+    c.add_argument("--dir", required=True)
+    c.add_argument("--cn", required=True, help="device name for the certificate subject")
+    c.add_argument("--org")
+    c.add_argument("--san", action="append", default=[], help="DNS name or IP (repeatable)")
+    c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
+    c.add_argument("--dir", required=True)
+    c.add_argument("--cert", required=True)
+    c.add_argument("--ca", required=True)
+    c = csub.add_parser("show", help="subjects and expiry of the installed certificates")
+    c.add_argument("--dir", required=True)
+    c = csub.add_parser("ca", help="create a bench CA (tests and benches only)")
+    c.add_argument("--dir", required=True)
+    c = csub.add_parser("issue", help="issue a certificate from the bench CA")
+    c.add_argument("--ca-dir", required=True)
+    c.add_argument("--cn", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
+    c.add_argument("--server", action="store_true", help="a server (device) certificate")
+    c.add_argument("--days", type=int, default=365)
+
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
     read.add_argument("--port", type=int, default=102)
@@ -173,6 +197,38 @@ def cmd_events(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         extra = f"  ({e['who']})" if e.get("who") else ""
         print(f"{stamp}  {e['kind']:<24} {e.get('detail', '')}{extra}")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from inverter_agent import certs
+
+    try:
+        if args.certs_command == "request":
+            print(certs.create_csr(args.dir, args.cn, args.org, args.san))
+        elif args.certs_command == "install":
+            cert = certs.install(args.dir, args.cert, args.ca)
+            print(f"installed {cert.subject.rfc4514_string()}, valid to "
+                  f"{cert.not_valid_after_utc:%Y-%m-%d}")
+        elif args.certs_command == "show":
+            for name in (certs.CERT_FILE, certs.CA_FILE):
+                path = os.path.join(args.dir, name)
+                if not os.path.exists(path):
+                    print(f"{name}: not installed")
+                    continue
+                for e in certs.expiry(path):
+                    print(f"{name}: {e.subject} (issuer {e.issuer}) valid to "
+                          f"{e.not_after:%Y-%m-%d}, {e.days_left:.0f} days"
+                          + (f"  WARNING: {e.warning}" if e.warning else ""))
+        elif args.certs_command == "ca":
+            print(certs.create_ca(args.dir))
+        elif args.certs_command == "issue":
+            key, cert = certs.issue(args.ca_dir, args.cn, args.out, role=args.role,
+                                    server=args.server, days=args.days)
+            print(f"{key}\n{cert}")
+    except (certs.CertError, OSError) as exc:
+        print(f"certs: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -296,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "certs":
+            return cmd_certs(args)
         if args.command == "status":
             return cmd_status(args)
         if args.command == "events":
