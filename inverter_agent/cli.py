@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated SunSpec base addresses to try (default: the three "
                            "the SunSpec specification allows, in its order)")
 
+    model = sub.add_parser("model", help="describe the served IEC 61850 model (SCL / ICD)")
+    model.add_argument("--icd", required=True, metavar="FILE", help="write an ICD file")
+    model.add_argument("--config", metavar="FILE")
+    model.add_argument("--no-functions", action="store_true",
+                       help="the monitoring-only model (as run --no-functions serves)")
+
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
     status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     status.add_argument("--json", action="store_true", help="print the raw status")
@@ -141,6 +147,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
         transport.close()
     print(f"{found} SunSpec device(s) found on {transport.description}")
     return 0 if found else 1
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from inverter_agent.mms.der_model import der_model_spec
+    from inverter_agent.mms.functions_model import functions_model_spec
+    from inverter_agent.mms.icd import write_icd
+
+    cfg = config_mod.load(args.config or config_mod.default_config_path(),
+                          {"functions.enabled": False if args.no_functions else None})
+    make = functions_model_spec if cfg["functions.enabled"] else der_model_spec
+    write_icd(make(ld_inst=cfg["mms.ld_inst"]), args.icd, ied_name=cfg["mms.ied_name"],
+              host=cfg["mms.host"])
+    print(f"wrote {args.icd}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -246,7 +266,9 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
+    from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.der_model import der_model_spec
+    from inverter_agent.mms.functions_model import functions_model_spec
     from inverter_agent.mms.server import MmsServer
     from inverter_agent.sdnotify import Notifier
 
@@ -275,16 +297,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
-        spec = der_model_spec(ld_inst=cfg["mms.ld_inst"])
+        agent = Agent(cfg)
+        binding = None
+        if cfg["functions.enabled"]:
+            # Controller and settings first: the MMS write and control handlers
+            # are bound to them before the server accepts its first client.
+            agent.controller, agent.settings_service = make_controller(cfg, agent.inverter)
+            spec = functions_model_spec(ld_inst=cfg["mms.ld_inst"])
+        else:
+            spec = der_model_spec(ld_inst=cfg["mms.ld_inst"])
         server = MmsServer(spec, host=cfg["mms.host"], port=cfg["mms.port"],
                            ied_name=cfg["mms.ied_name"],
                            max_connections=cfg["mms.max_connections"])
+        agent.publishers.append(server.publish)
+        if agent.controller is not None and agent.settings_service is not None:
+            binding = attach_functions(server, agent.settings_service,
+                                       agent.controller.status_view,
+                                       ld_inst=cfg["mms.ld_inst"])
+            agent.publishers.append(binding.publish)
         server.start()
         log.info("MMS server on %s:%d, logical device %s%s", cfg["mms.host"], cfg["mms.port"],
                  cfg["mms.ied_name"], cfg["mms.ld_inst"])
-        agent = Agent(cfg, publishers=[server.publish])
-        if cfg["functions.enabled"]:
-            agent.controller, agent.settings_service = make_controller(cfg, agent.inverter)
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
@@ -305,6 +338,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")
+        if binding is not None:
+            binding.close()
         server.stop()
         agent.close()
         log.info("stopped")
@@ -352,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "model":
+            return cmd_model(args)
         if args.command == "certs":
             return cmd_certs(args)
         if args.command == "status":

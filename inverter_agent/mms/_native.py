@@ -36,6 +36,7 @@ from ctypes import (
     c_uint64,
     c_void_p,
 )
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ FC_SV = 3
 FC_CF = 4
 FC_DC = 5
 FC_SE = 7
+FC_CO = 12
+
+#: FC codes -> the names SCL and MMS use.
+FC_NAMES = {0: "ST", 1: "MX", 2: "SP", 3: "SV", 4: "CF", 5: "DC", 6: "SG", 7: "SE", 8: "SR",
+            9: "OR", 10: "BL", 11: "EX", 12: "CO"}
 
 ACCESS_POLICY_ALLOW = 0
 ACCESS_POLICY_DENY = 1
@@ -55,7 +61,39 @@ DATA_ACCESS_ERROR_SUCCESS = -1
 DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED = 3
 DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID = 11
 
+# CheckHandlerResult / ControlHandlerResult (iec61850_server.h)
+CONTROL_ACCEPTED = -1
+CONTROL_HARDWARE_FAULT = 1
+CONTROL_TEMPORARILY_UNAVAILABLE = 2
+CONTROL_OBJECT_ACCESS_DENIED = 3
+CONTROL_VALUE_INVALID = 11
+CONTROL_RESULT_FAILED = 0
+CONTROL_RESULT_OK = 1
+
+# CDC_CTL_MODEL_* (iec61850_cdc.h) = ControlModel values
+CTL_MODEL_STATUS_ONLY = 0
+CTL_MODEL_DIRECT_NORMAL = 1
+CTL_MODEL_SBO_NORMAL = 2
+
+# Trigger options and report options (iec61850_common.h)
+TRG_OPT_DATA_CHANGED = 1
+TRG_OPT_QUALITY_CHANGED = 2
+TRG_OPT_DATA_UPDATE = 4
+TRG_OPT_INTEGRITY = 8
+TRG_OPT_GI = 16
+RPT_OPT_SEQ_NUM = 1
+RPT_OPT_TIME_STAMP = 2
+RPT_OPT_REASON_FOR_INCLUSION = 4
+RPT_OPT_DATA_SET = 8
+RPT_OPT_DATA_REFERENCE = 16
+RPT_OPT_BUFFER_OVERFLOW = 32
+RPT_OPT_ENTRY_ID = 64
+RPT_OPT_CONF_REV = 128
+
 # ModelNodeType
+LOGICAL_DEVICE_MODEL_TYPE = 0
+LOGICAL_NODE_MODEL_TYPE = 1
+DATA_OBJECT_MODEL_TYPE = 2
 DATA_ATTRIBUTE_MODEL_TYPE = 3
 
 # DataAttributeType (subset the server knows how to update)
@@ -79,17 +117,32 @@ DA_VISIBLE_STRING_255 = 20
 DA_UNICODE_STRING_255 = 21
 DA_TIMESTAMP = 22
 DA_QUALITY = 23
+DA_CHECK = 24
+DA_CODEDENUM = 25
+DA_CONSTRUCTED = 27
+DA_OCTET_STRING_64 = 13
 
 # MmsType
+MMS_ARRAY = 0
+MMS_STRUCTURE = 1
 MMS_BOOLEAN = 2
 MMS_INTEGER = 4
 MMS_UNSIGNED = 5
 MMS_FLOAT = 6
+MMS_VISIBLE_STRING = 8
 
 # void (*IedConnectionIndicationHandler)(IedServer, ClientConnection, bool connected, void* param)
 CONNECTION_INDICATION = CFUNCTYPE(None, c_void_p, c_void_p, c_bool, c_void_p)
 # MmsDataAccessError (*WriteAccessHandler)(DataAttribute*, MmsValue*, ClientConnection, void*)
 WRITE_ACCESS_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_void_p)
+# CheckHandlerResult (*ControlPerformCheckHandler)(ControlAction, void*, MmsValue* ctlVal,
+#                                                  bool test, bool interlockCheck)
+PERFORM_CHECK_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_bool, c_bool)
+# ControlHandlerResult (*ControlHandler)(ControlAction, void*, MmsValue* ctlVal, bool test)
+CONTROL_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_bool)
+# MmsDataAccessError (*ReadAccessHandler)(LogicalDevice*, LogicalNode*, DataObject*, FC,
+#                                         ClientConnection, void*)
+READ_ACCESS_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_int, c_void_p, c_void_p)
 
 _P = c_void_p
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
@@ -111,6 +164,15 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "CDC_LPL_create": (_P, [c_char_p, _P, c_uint32]),
     "CDC_DPL_create": (_P, [c_char_p, _P, c_uint32]),
     "CDC_ENC_create": (_P, [c_char_p, _P, c_uint32, c_uint32]),
+    "CDC_SPG_create": (_P, [c_char_p, _P, c_uint32]),
+    "CDC_VSS_create": (_P, [c_char_p, _P, c_uint32]),
+    "CDC_SPC_create": (_P, [c_char_p, _P, c_uint32, c_uint32]),
+    "CDC_DPC_create": (_P, [c_char_p, _P, c_uint32, c_uint32]),
+    "CDC_APC_create": (_P, [c_char_p, _P, c_uint32, c_uint32, c_bool]),
+    "DataSet_create": (_P, [c_char_p, _P]),
+    "DataSetEntry_create": (_P, [_P, c_char_p, c_int, c_char_p]),
+    "ReportControlBlock_create": (_P, [c_char_p, _P, c_char_p, c_bool, c_char_p, c_uint32,
+                                       c_uint8, c_uint8, c_uint32, c_uint32]),
     "IedModel_getModelNodeByObjectReference": (_P, [_P, c_char_p]),
     "ModelNode_getType": (c_int, [_P]),
     "ModelNode_getChildCount": (c_int, [_P]),
@@ -118,6 +180,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ModelNode_getName": (c_char_p, [_P]),
     "DataAttribute_getType": (c_int, [_P]),
     "DataAttribute_getFC": (c_int, [_P]),
+    "DataAttribute_getTrgOps": (c_uint8, [_P]),
     # server (iec61850_server.h)
     "IedServerConfig_create": (_P, []),
     "IedServerConfig_destroy": (None, [_P]),
@@ -142,6 +205,15 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "IedServer_setConnectionIndicationHandler": (None, [_P, CONNECTION_INDICATION, _P]),
     "IedServer_setWriteAccessPolicy": (None, [_P, c_int, c_int]),
     "IedServer_handleWriteAccess": (None, [_P, _P, WRITE_ACCESS_HANDLER, _P]),
+    "IedServer_handleWriteAccessForComplexAttribute": (None, [_P, _P, WRITE_ACCESS_HANDLER, _P]),
+    "IedServer_setReadAccessHandler": (None, [_P, READ_ACCESS_HANDLER, _P]),
+    "IedServer_setPerformCheckHandler": (None, [_P, _P, PERFORM_CHECK_HANDLER, _P]),
+    "IedServer_setControlHandler": (None, [_P, _P, CONTROL_HANDLER, _P]),
+    "IedServer_updateCtlModel": (None, [_P, _P, c_int]),
+    "IedServer_updateDbposValue": (None, [_P, _P, c_int]),
+    "ControlAction_setAddCause": (None, [_P, c_int]),
+    "ControlAction_isSelect": (c_bool, [_P]),
+    "ControlAction_getClientConnection": (_P, [_P]),
     "ClientConnection_getPeerAddress": (c_char_p, [_P]),
     # values handed to write-access handlers (mms_value.h)
     "MmsValue_getType": (c_int, [_P]),
@@ -150,6 +222,9 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "MmsValue_toInt64": (c_int64, [_P]),
     "MmsValue_toUint32": (c_uint32, [_P]),
     "MmsValue_getBoolean": (c_bool, [_P]),
+    "MmsValue_getArraySize": (c_uint32, [_P]),
+    "MmsValue_getElement": (_P, [_P, c_int]),
+    "MmsValue_toString": (c_char_p, [_P]),
 }
 
 
@@ -178,10 +253,19 @@ def lib() -> ctypes.CDLL:
     return dll
 
 
-def mms_value_to_python(value: int) -> bool | int | float | None:
-    """Scalar MmsValue (as handed to a write handler) to a Python value; None if not scalar."""
+def mms_value_to_python(value: int) -> Any:
+    """MmsValue (as handed to a handler) to Python: scalars as bool/int/float/str,
+    structures and arrays as lists; None for anything else."""
     dll = lib()
+    if not value:
+        return None
     kind = dll.MmsValue_getType(value)
+    if kind in (MMS_ARRAY, MMS_STRUCTURE):
+        return [mms_value_to_python(dll.MmsValue_getElement(value, i))
+                for i in range(dll.MmsValue_getArraySize(value))]
+    if kind == MMS_VISIBLE_STRING:
+        raw = dll.MmsValue_toString(value)
+        return raw.decode("ascii", "replace") if raw is not None else ""
     if kind == MMS_FLOAT:
         return float(dll.MmsValue_toDouble(value))
     if kind == MMS_INTEGER:

@@ -35,6 +35,14 @@ class MmsClientError(Exception):
     """Connection or service failure talking to an MMS server."""
 
 
+class MmsControlError(MmsClientError):
+    """The server refused a control; ``add_cause`` is its IEC 61850-7-2 AddCause."""
+
+    def __init__(self, reference: str, add_cause: int) -> None:
+        self.add_cause = add_cause
+        super().__init__(f"operate {reference} refused, AddCause {add_cause}")
+
+
 def _iec() -> Any:
     import pyiec61850.pyiec61850 as iec
 
@@ -93,7 +101,13 @@ def _leaf(iec: Any, value: Any) -> Any:
 
 
 def _flatten(iec: Any, spec: Any, value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if iec.MmsVariableSpecification_getType(spec) == iec.MMS_STRUCTURE:
+    if iec.MmsVariableSpecification_getType(spec) == iec.MMS_ARRAY:  # curves: crvPts.0.xVal
+        element_spec = iec.MmsVariableSpecification_getArrayElementSpecification(spec)
+        for i in range(iec.MmsValue_getArraySize(value)):
+            element = iec.MmsValue_getElement(value, i)
+            if element is not None:
+                _flatten(iec, element_spec, element, f"{prefix}.{i}" if prefix else str(i), out)
+    elif iec.MmsVariableSpecification_getType(spec) == iec.MMS_STRUCTURE:
         for i in range(iec.MmsVariableSpecification_getSize(spec)):
             child = iec.MmsVariableSpecification_getChildSpecificationByIndex(spec, i)
             name = iec.MmsVariableSpecification_getName(child)
@@ -190,6 +204,45 @@ class MmsConnection:
         error = result[1] if isinstance(result, (tuple, list)) else result
         if error:
             raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+
+    def write_bool(self, reference: str, fc: str, value: bool) -> None:
+        """Write a BOOLEAN attribute; raises MmsClientError if the server refuses."""
+        iec = _iec()
+        result = iec.IedConnection_writeBooleanValue(self._con, reference,
+                                                     getattr(iec, f"IEC61850_FC_{fc}"), value)
+        error = result[1] if isinstance(result, (tuple, list)) else result
+        if error:
+            raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+
+    def operate(self, reference: str, value: bool | float) -> None:
+        """Operate a controllable data object (SPC/DPC with a bool, APC with a float).
+
+        Selects first when the server says sbo-with-normal-security. Raises
+        :class:`MmsControlError` (with the server's AddCause) when refused.
+        """
+        iec = _iec()
+        if self._con is None:
+            raise MmsClientError("connection closed")
+        control = iec.ControlObjectClient_create(reference, self._con)
+        if control is None:
+            raise MmsClientError(f"{reference} is not a control object")
+        try:
+            if isinstance(value, bool):
+                ctl_val = iec.MmsValue_newBoolean(value)
+            else:  # APC: ctlVal is an AnalogueValue {f}
+                ctl_val = iec.MmsValue_createEmptyStructure(1)
+                iec.MmsValue_setElement(ctl_val, 0, iec.MmsValue_newFloat(float(value)))
+            try:
+                if iec.ControlObjectClient_getControlModel(control) == iec.CONTROL_MODEL_SBO_NORMAL:
+                    if not iec.ControlObjectClient_select(control):
+                        raise MmsClientError(f"select {reference} refused")
+                if not iec.ControlObjectClient_operate(control, ctl_val, 0):
+                    error = iec.ControlObjectClient_getLastApplError(control)
+                    raise MmsControlError(reference, int(error.addCause))
+            finally:
+                iec.MmsValue_delete(ctl_val)
+        finally:
+            iec.ControlObjectClient_destroy(control)
 
     def read_logical_node(self, ld: str, ln: str) -> dict[str, PointValue]:
         """Data points of one LN, keyed by object reference."""

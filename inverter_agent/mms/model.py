@@ -9,8 +9,10 @@ data object, or WYE phase, that has a value attribute, keyed by a stable key
 ``"<LD inst>/<LN>.<DO>[.<sub>]"`` (e.g. ``"INV1/MMXU1.PhV.phsA"``) that does
 not depend on the IED name.
 
-Later issues add settings (FC SP) with validated writes, controls (SPC/APC),
-data sets and report control blocks: the spec is where they will be declared.
+The spec also declares controllable objects (SPC/DPC/APC with their control
+model), curves (:attr:`Cdc.CSG`: ``numPts`` plus an array of points under FC
+SP), data sets and report control blocks (hosted by LLN0). ``icd`` writes the
+same spec as an SCL file.
 """
 
 from __future__ import annotations
@@ -40,10 +42,21 @@ class Cdc(enum.Enum):
     ING = "ING"  # integer setting: setVal (FC SP)
     LPL = "LPL"  # logical node name plate: vendor, swRev, d, configRev (FC DC)
     DPL = "DPL"  # device name plate: vendor, hwRev, swRev, serNum, model (FC DC)
+    SPG = "SPG"  # single point setting: setVal BOOLEAN (FC SP)
+    VSS = "VSS"  # visible string status: stVal VisString255, q, t (FC ST)
+    SPC = "SPC"  # controllable single point: stVal, q, t (ST), Oper (CO), ctlModel (CF)
+    DPC = "DPC"  # controllable double point: stVal Dbpos (ST), Oper/SBO (CO), ctlModel (CF)
+    APC = "APC"  # controllable analogue set point: mxVal.f, q, t (MX), Oper (CO), ctlModel (CF)
+    CSG = "CSG"  # curve shape setting: numPts INT16U + crvPts[N] {xVal, yVal, ...} (FC SP)
 
 
 #: Attribute that carries a data point's value, tried in this order below the DO.
-VALUE_ATTRIBUTES = ("mag.f", "mag.i", "cVal.mag.f", "setMag.f", "setMag.i", "stVal", "setVal")
+VALUE_ATTRIBUTES = ("mag.f", "mag.i", "cVal.mag.f", "setMag.f", "setMag.i", "mxVal.f", "stVal",
+                    "setVal")
+
+#: Name of the point array of a CSG and the default fields of one point.
+CURVE_ARRAY = "crvPts"
+CURVE_FIELDS: tuple[tuple[str, int], ...] = (("xVal", nat.DA_FLOAT32), ("yVal", nat.DA_FLOAT32))
 
 # 7-3 SIUnit codes used by the DER model (IEC 61850-7-3 Annex A).
 SI_UNIT = {"A": 5, "V": 29, "Hz": 33, "VA": 61, "W": 62, "VAr": 63, "dimensionless": 1}
@@ -57,6 +70,10 @@ class DataObjectSpec:
     ``mag.i``/``setMag.i`` for MV/ASG; ``phases`` names the CMVs of a WYE;
     ``init`` sets attributes (path below the DO -> value) once at start, e.g.
     ``{"stVal": 1}`` for a Beh that is always "on" or ``{"units.SIUnit": 62}``.
+    ``ctl_model`` is the control model of SPC/DPC/APC (1 direct-with-normal-
+    security, 2 sbo-with-normal-security). ``points`` and ``fields`` shape a CSG:
+    ``points`` array elements, each with ``fields`` (name, DataAttributeType).
+    ``desc`` is a short description written to the ICD.
     """
 
     name: str
@@ -65,6 +82,10 @@ class DataObjectSpec:
     integer: bool = False
     phases: tuple[str, ...] = ("phsA", "phsB", "phsC")
     init: Mapping[str, Any] = field(default_factory=dict)
+    ctl_model: int = 0
+    points: int = 0
+    fields: tuple[tuple[str, int], ...] = CURVE_FIELDS
+    desc: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +103,49 @@ class LogicalNodeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DataSetSpec:
+    """A data set hosted by LLN0; ``members`` are FCDs such as ``"MMXU1.TotW [MX]"``."""
+
+    name: str
+    members: tuple[str, ...]
+
+    def mms_members(self) -> list[str]:
+        """Members as libiec61850 wants them: MMS names ``MMXU1$MX$TotW``."""
+        out = []
+        for member in self.members:
+            ref, _, fc = member.partition(" [")
+            ln, *rest = ref.split(".")
+            out.append("$".join([ln, fc.rstrip("]"), *rest]))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSpec:
+    """A report control block in LLN0 on data set ``data_set``.
+
+    ``trg_ops`` / ``opt_fields`` are libiec61850 TRG_OPT_* / RPT_OPT_* bits;
+    times are milliseconds.
+    """
+
+    name: str
+    data_set: str
+    buffered: bool
+    rpt_id: str
+    trg_ops: int
+    opt_fields: int
+    buf_tm_ms: int = 0
+    intg_pd_ms: int = 0
+    conf_rev: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class LogicalDeviceSpec:
     """A logical device; clients see its name as IED name + ``inst``."""
 
     inst: str
     logical_nodes: tuple[LogicalNodeSpec, ...]
+    data_sets: tuple[DataSetSpec, ...] = ()
+    reports: tuple[ReportSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +203,24 @@ class BuiltModel:
     ied_name: str
     points: dict[str, PointHandles]
     spec: ModelSpec
+    #: Data object pointers by stable key (controls are installed per data object).
+    objects: dict[str, int] = field(default_factory=dict)
+    #: CSG point fields: stable key -> one {field: attribute pointer} per array element.
+    curves: dict[str, list[dict[str, int]]] = field(default_factory=dict)
 
     def attribute(self, key_and_path: str) -> int:
-        """Raw pointer of any attribute, e.g. ``"INV1/ZINV1.WRtg.setMag.f"``."""
+        """Raw pointer of any attribute, e.g. ``"INV1/ZINV1.WRtg.setMag.f"``.
+
+        Curve points are addressed ``"<key>.crvPts.<i>.<field>"`` (libiec61850
+        does not resolve array indices in object references).
+        """
+        head, sep, tail = key_and_path.partition(f".{CURVE_ARRAY}.")
+        if sep and head in self.curves:
+            index, _, name = tail.partition(".")
+            try:
+                return self.curves[head][int(index)][name]
+            except (IndexError, KeyError, ValueError):
+                raise KeyError(f"no data attribute {key_and_path}") from None
         ref = self.reference(key_and_path).encode()
         node = nat.lib().IedModel_getModelNodeByObjectReference(self.ptr, ref)
         if not node or nat.lib().ModelNode_getType(node) != nat.DATA_ATTRIBUTE_MODEL_TYPE:
@@ -162,6 +236,8 @@ class BuiltModel:
             nat.lib().IedModel_destroy(self.ptr)
             self.ptr = 0
             self.points.clear()
+            self.objects.clear()
+            self.curves.clear()
 
 
 def _create_do(parent: int, do: DataObjectSpec) -> int:
@@ -195,7 +271,70 @@ def _create_do(parent: int, do: DataObjectSpec) -> int:
             return lib.CDC_LPL_create(name, parent, do.options)
         case Cdc.DPL:
             return lib.CDC_DPL_create(name, parent, do.options)
+        case Cdc.SPG:
+            return lib.CDC_SPG_create(name, parent, do.options)
+        case Cdc.VSS:
+            return lib.CDC_VSS_create(name, parent, do.options)
+        case Cdc.SPC:
+            return lib.CDC_SPC_create(name, parent, do.options, do.ctl_model)
+        case Cdc.DPC:
+            return lib.CDC_DPC_create(name, parent, do.options, do.ctl_model)
+        case Cdc.APC:
+            return lib.CDC_APC_create(name, parent, do.options, do.ctl_model, False)
+        case Cdc.CSG:
+            return _create_curve(name, parent, do)
     raise ValueError(f"unsupported CDC {do.cdc}")
+
+
+def _create_curve(name: bytes, parent: int, do: DataObjectSpec) -> int:
+    """numPts plus an array of points, each element with its own fields.
+
+    DataAttribute_create with N array elements creates the elements itself;
+    the fields go under each element, never under the array node (which would
+    serve malformed reads; LIBIEC61850.md).
+    """
+    lib = nat.lib()
+    trg = nat.TRG_OPT_DATA_CHANGED
+    node = lib.DataObject_create(name, parent, 0)
+    lib.DataAttribute_create(b"numPts", node, nat.DA_INT16U, nat.FC_SP, trg, 0, 0)
+    array = lib.DataAttribute_create(CURVE_ARRAY.encode(), node, nat.DA_CONSTRUCTED, nat.FC_SP,
+                                     trg, do.points, 0)
+    for i in range(lib.ModelNode_getChildCount(array)):
+        element = lib.ModelNode_getChildWithIdx(array, i)
+        for field_name, da_type in do.fields:
+            lib.DataAttribute_create(field_name.encode(), element, da_type, nat.FC_SP, trg, 0, 0)
+    return int(node)
+
+
+def _curve_handles(do_ptr: int) -> list[dict[str, int]]:
+    lib = nat.lib()
+    array = next(lib.ModelNode_getChildWithIdx(do_ptr, i)
+                 for i in range(lib.ModelNode_getChildCount(do_ptr))
+                 if lib.ModelNode_getName(lib.ModelNode_getChildWithIdx(do_ptr, i))
+                 == CURVE_ARRAY.encode())
+    out = []
+    for i in range(lib.ModelNode_getChildCount(array)):
+        element = lib.ModelNode_getChildWithIdx(array, i)
+        fields = {"": int(element)}
+        for j in range(lib.ModelNode_getChildCount(element)):
+            child = lib.ModelNode_getChildWithIdx(element, j)
+            fields[lib.ModelNode_getName(child).decode()] = int(child)
+        out.append(fields)
+    return out
+
+
+def _create_data_sets(ln0: int, ld: LogicalDeviceSpec) -> None:
+    lib = nat.lib()
+    for ds in ld.data_sets:
+        ds_ptr = lib.DataSet_create(ds.name.encode(), ln0)
+        for member in ds.mms_members():
+            if not lib.DataSetEntry_create(ds_ptr, member.encode(), -1, None):
+                raise ValueError(f"data set {ds.name}: cannot add {member}")
+    for rc in ld.reports:
+        if not lib.ReportControlBlock_create(
+                rc.name.encode(), ln0, rc.rpt_id.encode(), rc.buffered, rc.data_set.encode(),
+                rc.conf_rev, rc.trg_ops, rc.opt_fields, rc.buf_tm_ms, rc.intg_pd_ms):
+            raise ValueError(f"cannot create report control block {rc.name}")
 
 
 def _lookup(model: int, ref: str) -> int | None:
@@ -226,21 +365,39 @@ def build_model(spec: ModelSpec, ied_name: str = "GW") -> BuiltModel:
     if not model:
         raise MemoryError("IedModel_create failed")
     points: dict[str, PointHandles] = {}
+    objects: dict[str, int] = {}
+    curves: dict[str, list[dict[str, int]]] = {}
     for ld in spec.logical_devices:
         ld_ptr = lib.LogicalDevice_create(ld.inst.encode(), model)
+        ln0 = None
         for ln in ld.logical_nodes:
             ln_ptr = lib.LogicalNode_create(ln.name.encode(), ld_ptr)
+            if ln.name == "LLN0":
+                ln0 = ln_ptr
             for do in ln.data_objects:
-                if not _create_do(ln_ptr, do):
+                do_ptr = _create_do(ln_ptr, do)
+                if not do_ptr:
                     lib.IedModel_destroy(model)
                     raise ValueError(f"could not create {ld.inst}/{ln.name}.{do.name}")
                 key = f"{ld.inst}/{ln.name}.{do.name}"
+                objects[key] = int(do_ptr)
+                if do.cdc is Cdc.CSG:
+                    curves[key] = _curve_handles(do_ptr)
                 subs = [f"{key}.{p}" for p in do.phases] if do.cdc is Cdc.WYE else [key]
                 for sub in subs:
                     handles = _point(model, ied_name + sub)
                     if handles is not None:
                         points[sub] = handles
-    built = BuiltModel(int(model), ied_name, points, spec)
+        if ld.data_sets or ld.reports:
+            if ln0 is None:
+                lib.IedModel_destroy(model)
+                raise ValueError(f"{ld.inst}: data sets and reports need an LLN0")
+            try:
+                _create_data_sets(ln0, ld)
+            except ValueError:
+                lib.IedModel_destroy(model)
+                raise
+    built = BuiltModel(int(model), ied_name, points, spec, objects, curves)
     for binding in spec.bindings:
         if binding.target not in points:
             try:  # a bare attribute (a name plate string): a point without q and t

@@ -41,6 +41,13 @@ _STRING_TYPES = (nat.DA_VISIBLE_STRING_32, nat.DA_VISIBLE_STRING_64, nat.DA_VISI
 
 #: A validator gets the written value (float/int/bool) and returns True to accept it.
 WriteValidator = Callable[[Any], bool]
+#: A complex-attribute validator gets the value, the path of the written node
+#: relative to the attribute ("" for the whole attribute, "2" for array element 2,
+#: "2.xVal" for one field of it) and the client's address; True accepts.
+ComplexValidator = Callable[[Any, str, str], bool]
+#: A control check gets ctlVal (None for a select) and the client's address and
+#: returns None to accept or an IEC 61850-7-2 AddCause code to refuse.
+ControlCheck = Callable[[Any, str], int | None]
 
 
 def mms_quality(quality: Quality) -> int:
@@ -70,6 +77,8 @@ def _setter(handles: PointHandles) -> Callable[[int, int, Any], None] | None:
         return lambda srv, da, v: lib.IedServer_updateUnsignedAttributeValue(srv, da, int(v))
     if kind == nat.DA_BOOLEAN:
         return lambda srv, da, v: lib.IedServer_updateBooleanAttributeValue(srv, da, bool(v))
+    if kind == nat.DA_CODEDENUM:  # DPC stVal (Dbpos): 1 off, 2 on
+        return lambda srv, da, v: lib.IedServer_updateDbposValue(srv, da, int(v))
     if kind in _STRING_TYPES:
         return lambda srv, da, v: lib.IedServer_updateVisibleStringAttributeValue(
             srv, da, str(v).encode("ascii", "replace")[:255])
@@ -81,7 +90,7 @@ def _coerce(handles: PointHandles, value: Any) -> Any:
     kind = handles.value_type
     if kind in _FLOAT_TYPES:
         return float(value)
-    if kind in _INT_TYPES or kind in _UNSIGNED_TYPES or kind == nat.DA_INT64:
+    if kind in _INT_TYPES or kind in _UNSIGNED_TYPES or kind in (nat.DA_INT64, nat.DA_CODEDENUM):
         return int(value)
     if kind == nat.DA_BOOLEAN:
         return bool(value)
@@ -114,6 +123,11 @@ class MmsServer:
         self._clients = 0
         self._callbacks: list[Any] = []  # CFUNCTYPE objects must outlive the server
         self._validators: dict[str, WriteValidator] = {}
+        self._complex: dict[str, ComplexValidator] = {}
+        self._controls: dict[str, tuple[ControlCheck, int]] = {}
+        self._read_hook: Callable[[], None] | None = None
+        self._start_hooks: list[Callable[[], None]] = []
+        self._resolved: dict[str, tuple[Callable[..., None] | None, PointHandles]] = {}
         self._warned: set[str] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -129,10 +143,13 @@ class MmsServer:
             lib = nat.lib()
             model = build_model(self.spec, self.ied_name)
             try:
-                writable = {target: model.attribute(target) for target in self._validators}
-            except KeyError:
+                writable = {target: model.attribute(target)
+                            for target in (*self._validators, *self._complex)}
+                controls = {target: model.objects[target] for target in self._controls}
+                paths = {target: _subtree_paths(writable[target]) for target in self._complex}
+            except KeyError as exc:
                 model.destroy()
-                raise
+                raise KeyError(f"unknown write or control target {exc}") from None
             config = lib.IedServerConfig_create()
             lib.IedServerConfig_setMaxMmsConnections(config, self.max_connections)
             server = lib.IedServer_createWithConfig(model.ptr, None, config)
@@ -148,6 +165,24 @@ class MmsServer:
                 handler = nat.WRITE_ACCESS_HANDLER(self._write_handler(target, validator))
                 callbacks.append(handler)
                 lib.IedServer_handleWriteAccess(server, writable[target], handler, None)
+            for target, complex_validator in self._complex.items():
+                handler = nat.WRITE_ACCESS_HANDLER(
+                    self._complex_handler(target, complex_validator, paths[target]))
+                callbacks.append(handler)
+                lib.IedServer_handleWriteAccessForComplexAttribute(server, writable[target],
+                                                                   handler, None)
+            for target, (check, ctl_model) in self._controls.items():
+                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check))
+                control_cb = nat.CONTROL_HANDLER(_control_done)
+                callbacks += [check_cb, control_cb]
+                lib.IedServer_setPerformCheckHandler(server, controls[target], check_cb, None)
+                lib.IedServer_setControlHandler(server, controls[target], control_cb, None)
+                # Through the server so that its control object and ctlModel agree.
+                lib.IedServer_updateCtlModel(server, controls[target], ctl_model)
+            if self._read_hook is not None:
+                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(self._read_hook))
+                callbacks.append(read_cb)
+                lib.IedServer_setReadAccessHandler(server, read_cb, None)
             self._initialise(server, model)
             lib.IedServer_setLocalIpAddress(server, self.host.encode())
             lib.IedServer_start(server, self.port)
@@ -157,11 +192,18 @@ class MmsServer:
                 raise OSError(f"MMS server could not listen on {self.host}:{self.port}")
             self._server, self._model, self._callbacks = server, model, callbacks
             self._clients = 0
+            self._resolved = {}
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
             atexit.register(self.stop)
             log.info("MMS server %s listening on %s:%d (%d data points)",
                      self.ied_name, self.host, self.port, len(model.points))
+            hooks = list(self._start_hooks)
+        for hook in hooks:  # outside self._lock: hooks call update()
+            try:
+                hook()
+            except Exception:
+                log.exception("MMS start hook %r failed", hook)
 
     def stop(self) -> None:
         """Stop serving and free the model; idempotent."""
@@ -177,6 +219,7 @@ class MmsServer:
                 self._model.destroy()
                 self._model = None
             self._callbacks = []
+            self._resolved = {}
             self._clients = 0
             log.info("MMS server %s on %s:%d stopped", self.ied_name, self.host, self.port)
 
@@ -207,6 +250,82 @@ class MmsServer:
             finally:
                 lib.IedServer_unlockDataModel(server)
             return True
+
+    def update(self, values: Mapping[str, Any], t: float | None = None,
+               guard: Callable[[], bool] | None = None) -> bool:
+        """Set attributes or data points by stable key, in one locked section.
+
+        A key naming a data point (``"INV1/DRCS1.Trip"``) sets its value and,
+        where the CDC has them, q and t: a :class:`Reading` gives all three, a
+        plain value is good at ``t`` (default now), and None marks the point
+        invalid keeping its value. Any other key is an attribute path
+        (``"INV1/DVVR1.Crv.crvPts.0.xVal"``, ``"INV1/DWMX1.WMaxSptPct.setMag.f"``)
+        and takes the value only. Unknown keys and unconvertible values are
+        logged once and skipped. Returns False if not running.
+
+        ``guard``, if given, is asked inside the locked section; when it says
+        False nothing is written and False is returned (a caller whose values
+        went stale while it waited for the lock tries again).
+        """
+        stamp = time.time() if t is None else t
+        with self._lock:
+            if not self._server or self._model is None:
+                return False
+            lib = nat.lib()
+            ops: list[tuple[Callable[..., None], int, Any]] = []
+            for key, value in values.items():
+                resolved = self._resolve(key, self._model)
+                if resolved is None:
+                    continue
+                setter, handles = resolved
+                reading = value if isinstance(value, Reading) else (
+                    Reading(None, _INVALID_NO_DATA, stamp) if value is None
+                    else Reading.good(value, stamp))
+                quality = reading.quality
+                if reading.value is not None and setter is not None:
+                    try:
+                        ops.append((setter, handles.value, _coerce(handles, reading.value)))
+                    except (TypeError, ValueError) as exc:
+                        self._warn_once(key, f"{key}={reading.value!r} not convertible: {exc}")
+                        quality = Quality(Validity.INVALID, quality.detail)
+                if handles.q is not None:
+                    ops.append((lib.IedServer_updateQuality, handles.q, mms_quality(quality)))
+                if handles.t is not None:
+                    ops.append((lib.IedServer_updateUTCTimeAttributeValue, handles.t,
+                                int(round(reading.timestamp * 1000))))
+            server = self._server
+            lib.IedServer_lockDataModel(server)
+            try:
+                if guard is not None and not guard():
+                    return False
+                for setter_fn, handle, v in ops:
+                    setter_fn(server, handle, v)
+            finally:
+                lib.IedServer_unlockDataModel(server)
+            return True
+
+    def _resolve(self, key: str, model: BuiltModel
+                 ) -> tuple[Callable[..., None] | None, PointHandles] | None:
+        if key in self._resolved:
+            return self._resolved[key]
+        handles = model.points.get(key)
+        if handles is None:
+            try:
+                attr = model.attribute(key)
+            except KeyError:
+                self._warn_once(key, f"no data point or attribute {key}")
+                return None
+            handles = PointHandles(attr, nat.lib().DataAttribute_getType(attr), None, None)
+        setter = _setter(handles)
+        if setter is None:
+            self._warn_once(key, f"{key}: attribute type {handles.value_type} not supported")
+        self._resolved[key] = (setter, handles)
+        return self._resolved[key]
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
 
     def _plan(self, snapshot: Mapping[str, Reading],
               model: BuiltModel) -> list[tuple[Callable[..., None], int, Any]]:
@@ -318,3 +437,127 @@ class MmsServer:
             return (nat.DATA_ACCESS_ERROR_SUCCESS if accepted
                     else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
         return handler
+
+    def set_complex_write_validator(self, target: str, validator: ComplexValidator) -> None:
+        """Let clients write the complex attribute ``target`` (e.g. a curve's
+        ``"INV1/DVVR1.Crv.crvPts"``) and any part of it, when ``validator(value,
+        path)`` returns True (see :data:`ComplexValidator`). Same rules as
+        :meth:`set_write_validator`.
+        """
+        with self._lock:
+            if self._server:
+                raise RuntimeError("set_complex_write_validator() must be called before start()")
+            self._complex[target] = validator
+
+    def set_control(self, target: str, check: ControlCheck, ctl_model: int) -> None:
+        """Make the controllable data object ``target`` (``"INV1/DRCC1.Conn"``) operable.
+
+        ``check(ctlVal)`` runs in the perform-check handler, i.e. before the
+        positive response (with direct-with-normal-security libiec61850 answers
+        before the control handler runs, LIBIEC61850.md): it must validate and
+        apply the command there, and return None, or an AddCause code to refuse
+        (the client sees object-value-invalid plus LastApplError). For a select
+        (sbo-with-normal-security reads SBO) it gets None.
+        """
+        with self._lock:
+            if self._server:
+                raise RuntimeError("set_control() must be called before start()")
+            self._controls[target] = (check, ctl_model)
+
+    def set_read_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` (in a libiec61850 thread) on every client read; keep it tiny."""
+        with self._lock:
+            self._read_hook = hook
+
+    def add_start_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after every start(), once the server listens (e.g. to set values)."""
+        with self._lock:
+            self._start_hooks.append(hook)
+
+    def _complex_handler(self, target: str, validator: ComplexValidator,
+                         paths: dict[int, str]) -> Callable[..., int]:
+        def handler(attr: int, value: int, connection: int, _param: int) -> int:
+            path = paths.get(attr or 0, "?")
+            python_value = None
+            try:
+                python_value = nat.mms_value_to_python(value)
+                accepted = python_value is not None and bool(
+                    validator(python_value, path, _peer(connection)))
+            except Exception:
+                log.exception("write validator for %s failed", target)
+                accepted = False
+            log.info("write %s%s = %r %s", target, f" [{path}]" if path else "", python_value,
+                     "accepted" if accepted else "refused")
+            return (nat.DATA_ACCESS_ERROR_SUCCESS if accepted
+                    else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
+        return handler
+
+    def _check_handler(self, target: str, check: ControlCheck) -> Callable[..., int]:
+        def handler(action: int, _param: int, ctl_val: int, _test: bool,
+                    _interlock: bool) -> int:
+            lib = nat.lib()
+            value = None
+            try:
+                value = nat.mms_value_to_python(ctl_val) if ctl_val else None
+                if isinstance(value, list) and len(value) == 1:  # APC ctlVal is {f}
+                    value = value[0]
+                peer = _peer(lib.ControlAction_getClientConnection(action))
+                if ctl_val is None or lib.ControlAction_isSelect(action):
+                    cause = check(None, peer)
+                else:
+                    cause = check(value, peer)
+            except Exception:
+                log.exception("control check for %s failed", target)
+                cause = 0  # unknown
+            if cause is None:
+                log.info("control %s = %r accepted", target, value)
+                return nat.CONTROL_ACCEPTED
+            log.info("control %s = %r refused (AddCause %d)", target, value, cause)
+            lib.ControlAction_setAddCause(action, int(cause))
+            return nat.CONTROL_VALUE_INVALID
+        return handler
+
+    @staticmethod
+    def _read_handler(hook: Callable[[], None]) -> Callable[..., int]:
+        def handler(*_args: Any) -> int:
+            try:
+                hook()
+            except Exception:  # pragma: no cover - a read must never fail for this
+                log.exception("read hook failed")
+            return nat.DATA_ACCESS_ERROR_SUCCESS
+        return handler
+
+
+def _peer(connection: int | None) -> str:
+    if not connection:
+        return "?"
+    peer = nat.lib().ClientConnection_getPeerAddress(connection)
+    return peer.decode(errors="replace") if peer else "?"
+
+
+def _control_done(_action: int, _param: int, _ctl_val: int, _test: bool) -> int:
+    """Control handler: the command was applied in the perform-check handler."""
+    return nat.CONTROL_RESULT_OK
+
+
+def _subtree_paths(attr: int) -> dict[int, str]:
+    """Pointer -> path below ``attr`` for every node of a complex attribute.
+
+    Walked before IedServer_create (walking the model through SWIG after it
+    crashed, LIBIEC61850.md; these are ctypes calls). Array elements have no
+    name and are numbered.
+    """
+    lib = nat.lib()
+    out = {attr: ""}
+
+    def walk(node: int, prefix: str) -> None:
+        for i in range(lib.ModelNode_getChildCount(node)):
+            child = lib.ModelNode_getChildWithIdx(node, i)
+            name = lib.ModelNode_getName(child)
+            part = name.decode() if name else str(i)
+            path = f"{prefix}.{part}" if prefix else part
+            out[int(child)] = path
+            walk(child, path)
+
+    walk(attr, "")
+    return out

@@ -33,10 +33,12 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m inverter_agent.mms.demo_server --commands`` on a free port."""
 
+    module = "inverter_agent.mms.demo_server"
+
     def __init__(self, *args: str) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "inverter_agent.mms.demo_server", "--commands",
+            [sys.executable, "-m", self.module, "--commands",
              "--port", str(self.port), *args],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         ready = self._line(timeout=15)
@@ -71,6 +73,46 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         return self.proc.returncode
+
+
+class FunctionsServer(ServerProcess):
+    """``functions_server --commands`` with a real SettingsService over ``state_dir``."""
+
+    module = "inverter_agent.mms.functions_server"
+
+    def __init__(self, state_dir: str, *args: str) -> None:
+        self.state_dir = state_dir
+        super().__init__("--state-dir", state_dir, *args)
+
+    @property
+    def settings_file(self) -> str:
+        return os.path.join(self.state_dir, "settings.json")
+
+    def persisted(self) -> dict[str, Any]:
+        return self.command({"cmd": "persisted"})["settings"]
+
+    def effective(self) -> dict[str, Any]:
+        return self.command({"cmd": "effective"})["settings"]
+
+    def temporary(self) -> dict[str, Any]:
+        return self.command({"cmd": "temporary"})["settings"]
+
+    def file_bytes(self) -> bytes | None:
+        try:
+            with open(self.settings_file, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+
+@pytest.fixture
+def functions_server(tmp_path) -> Iterator[FunctionsServer]:
+    server = FunctionsServer(str(tmp_path))
+    try:
+        yield server
+    finally:
+        rc = server.close()
+        assert rc == 0, f"functions server exit code {rc}"
 
 
 @pytest.fixture

@@ -36,3 +36,14 @@ def test_load_generator_reports_a_missing_object(server_process):
 def test_load_generator_stays_on_loopback():
     run = _bench("--host", "192.0.2.1", "--procs", "1", "--seconds", "0.5")
     assert run.returncode != 0 and "loopback" in run.stderr
+
+
+def test_settings_bench_prints_its_figures():
+    run = subprocess.run([sys.executable, "bench/mms_settings.py", "--seconds", "0.3", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["writes_per_s"] > 5 and result["write_errors"] == 0
+    assert result["refused_writes_per_s"] > 5 and result["refused_errors"] == 0
+    assert result["operates_per_s"] > 5 and result["operate_errors"] == 0
+    assert result["reports"] > 0 and result["report_latency_median_ms"] < 500

@@ -1,0 +1,131 @@
+"""Serve the function model with a real SettingsService, for tests and benchmarks.
+
+``python -m inverter_agent.mms.functions_server --state-dir DIR --port 10102``
+serves :func:`~inverter_agent.mms.functions_model.functions_model_spec` bound
+(:func:`~inverter_agent.mms.binding.attach_functions`) to a ``SettingsService``
+persisting to ``DIR/settings.json`` (profile ``--profile``, default rule21).
+Clients must run in another process (a SWIG client holds the GIL; see
+``client``), so tests drive this one over stdin/stdout, one JSON line each way:
+
+* ``{"cmd": "publish", "points": {...}}`` as ``demo_server`` (HAL readings)
+* ``{"cmd": "status", "view": {...}}`` -> publish a ``status_view()`` dict
+* ``{"cmd": "persisted"}`` / ``{"cmd": "effective"}`` / ``{"cmd": "temporary"}``
+  -> ``{"settings": ...}``
+* ``{"cmd": "tick"}`` -> ``{"reverted": bool}`` (``service.tick()``)
+* ``{"cmd": "clients"}`` -> ``{"clients": n}``
+* ``{"cmd": "stop"}`` -> ``{"ok": true}`` and exit.
+
+``--animate HZ`` publishes a demo snapshot (TotW changing, t = now) HZ times a
+second, for report latency measurements. The first line printed is
+``{"ready": <port>}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from inverter_agent.events import EventLog
+from inverter_agent.settings_service import SettingsService
+from inverter_agent.settings_store import SettingsStore
+
+from .binding import FunctionBinding, attach_functions
+from .demo_server import _reading, demo_snapshot
+from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
+from .functions_model import functions_model_spec
+from .server import MmsServer
+
+log = logging.getLogger(__name__)
+
+
+def _serve(server: MmsServer, binding: FunctionBinding, service: SettingsService) -> None:
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            cmd = json.loads(line)
+            match cmd.get("cmd"):
+                case "publish":
+                    points = {k: _reading(v) for k, v in cmd["points"].items()}
+                    reply: dict[str, Any] = {"ok": server.publish(points)}
+                case "status":
+                    binding.publish_status(cmd["view"])
+                    reply = {"ok": True}
+                case "persisted":
+                    reply = {"settings": service.persisted_dict()}
+                case "effective":
+                    reply = {"settings": service.effective_dict()}
+                case "temporary":
+                    reply = {"settings": service.temporary()}
+                case "tick":
+                    reply = {"reverted": service.tick()}
+                    binding.refresh_settings()
+                case "clients":
+                    reply = {"clients": server.connected_clients()}
+                case "stop":
+                    print(json.dumps({"ok": True}), flush=True)
+                    return
+                case other:
+                    reply = {"error": f"unknown command {other!r}"}
+        except (ValueError, KeyError, TypeError) as exc:
+            reply = {"error": str(exc)}
+        print(json.dumps(reply), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=10102)
+    parser.add_argument("--ied", default=DEFAULT_IED_NAME)
+    parser.add_argument("--ld", default=DEFAULT_LD_INST)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--profile", default="rule21")
+    parser.add_argument("--revert-after", type=float, default=300.0)
+    parser.add_argument("--max-connections", type=int, default=10)
+    parser.add_argument("--animate", type=float, default=0.0, metavar="HZ")
+    parser.add_argument("--commands", action="store_true",
+                        help="read JSON commands on stdin (stop at end of input)")
+    parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = SettingsService(SettingsStore(args.state_dir, args.profile),
+                              EventLog(args.state_dir), revert_after_s=args.revert_after)
+    server = MmsServer(functions_model_spec(args.ld), host=args.host, port=args.port,
+                       ied_name=args.ied, max_connections=args.max_connections)
+    binding = attach_functions(server, service, None, ld_inst=args.ld)
+    server.start()
+    if args.animate > 0:
+        def animate() -> None:
+            while not stop.wait(1.0 / args.animate):
+                server.publish(demo_snapshot(time.time()))
+        threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
+    if args.commands:
+        def commands() -> None:
+            _serve(server, binding, service)
+            stop.set()
+        threading.Thread(target=commands, name="commands", daemon=True).start()
+    print(json.dumps({"ready": args.port}), flush=True)
+    try:
+        stop.wait(args.seconds or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        binding.close()
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
