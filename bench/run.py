@@ -268,7 +268,44 @@ def bench_trip_delay(tmp: str, samples: int) -> None:
                    "not seen", "the agent never commanded Conn=0 within 5 s")
 
 
-BENCHES = ("hal", "mms", "latency", "resources", "cycle", "trip")
+def bench_settings(tmp: str, seconds: float) -> None:
+    print("Settings and controls over MMS, agent running its control loop at 10 Hz")
+    with SimProcess() as sim:
+        agent, port = start_agent(sim, tmp, 0.1, functions=True)
+        time.sleep(1.0)
+        # Keep TotW moving (the DC input wanders) so the measurement reports fire.
+        import threading
+        stop = threading.Event()
+
+        def wander() -> None:
+            i = 0
+            while not stop.wait(0.1):
+                i += 1
+                sim.control.set_dc(3000.0 + 50.0 * (i % 20))
+
+        mover = threading.Thread(target=wander, daemon=True)
+        mover.start()
+        try:
+            out = subprocess.run(
+                [sys.executable, os.path.join(ROOT, "bench", "mms_settings.py"), "--port",
+                 str(port), "--seconds", str(seconds), "--json"],
+                capture_output=True, text=True, timeout=8 * seconds + 60, cwd=ROOT)
+        finally:
+            stop.set()
+            mover.join(2)
+            agent.stop()
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        report("settings bench", "failed", (out.stdout + out.stderr)[-300:])
+        return
+    r = json.loads(lines[-1])
+    for key, value in r.items():
+        if isinstance(value, float):
+            unit = "ms" if key.endswith("_ms") else "/s" if key.endswith("_per_s") else ""
+            report(key, f"{value:,.1f} {unit}".strip())
+
+
+BENCHES = ("hal", "mms", "latency", "resources", "cycle", "trip", "settings")
 
 
 def main() -> int:
@@ -291,6 +328,8 @@ def main() -> int:
             bench_control_cycle(2000 if q else 20000)
         if "trip" in only:
             bench_trip_delay(tmp, 2 if q else 5)
+        if "settings" in only:
+            bench_settings(tmp, 1.0 if q else 3.0)
     return 0
 
 
