@@ -59,6 +59,45 @@ class FollowCheck:
     followed: bool | None = None  # None: not yet due
 
 
+#: Command latency allowed on top of the sampling delay (write on the wire,
+#: the inverter acting on it), seconds.
+COMMAND_LATENCY_S = 0.05
+
+
+def for_platform(settings: Settings, period_s: float) -> Settings:
+    """The settings the engine runs with on a loop sampling every ``period_s``.
+
+    The functions see the grid once a cycle, so a condition is seen up to one
+    period late and a timer fires up to one period after it expires. So that a
+    backup must-trip command leaves by the clearing time, its margin is at
+    least two periods plus the command latency (a clearing time shorter than
+    that trips on the first sample that sees the condition). So that the
+    volt-var, volt-watt and frequency-droop outputs meet their open-loop
+    response times at the inverter, the sampling delay is taken off their
+    response times. The inverter's own response adds to what is left: where
+    it is slow, set shorter response times. The settings as set (and as shown
+    over IEC 61850) are unchanged.
+    """
+    margin = 2 * period_s + COMMAND_LATENCY_S
+
+    def rt(r):
+        return dataclasses.replace(r, trip_margin_s=max(r.trip_margin_s, margin))
+
+    def faster(tr: float) -> float:
+        return max(0.5 * tr, tr - period_s)
+
+    return dataclasses.replace(
+        settings,
+        voltage_ride_through=rt(settings.voltage_ride_through),
+        frequency_ride_through=rt(settings.frequency_ride_through),
+        volt_var=dataclasses.replace(settings.volt_var,
+                                     response_time_s=faster(settings.volt_var.response_time_s)),
+        volt_watt=dataclasses.replace(
+            settings.volt_watt, response_time_s=faster(settings.volt_watt.response_time_s)),
+        freq_watt=dataclasses.replace(
+            settings.freq_watt, response_time_s=faster(settings.freq_watt.response_time_s)))
+
+
 @dataclass(slots=True)
 class NativeCurveState:
     curve: VoltVarCurve | None
@@ -87,9 +126,11 @@ class Controller:
     def __init__(self, inverter: Any, settings: Settings, events: EventLog,
                  nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
                  rng: random.Random | None = None, steering: str = "immediate",
-                 verify_every_s: float = 60.0) -> None:
+                 verify_every_s: float = 60.0, control_period_s: float = 0.1) -> None:
         self.inverter = inverter
+        self.control_period_s = control_period_s
         self.settings = settings
+        self.engine_settings = for_platform(settings, control_period_s)
         self.events = events
         self.nominal_voltage = nominal_voltage
         self.follow_timeout_s = follow_timeout_s
@@ -109,6 +150,7 @@ class Controller:
     def apply_settings(self, settings: Settings) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
         so the change takes effect at the next cycle."""
+        self.engine_settings = for_platform(settings, self.control_period_s)
         self.settings = settings
 
     def status_view(self) -> dict[str, Any]:
@@ -171,7 +213,7 @@ class Controller:
             self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
-        setpoints, self.state, events = step(self.settings, meas, self.state, t)
+        setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
         for ev in events:
             self.events.record(ev.kind.value, ev.detail, source="engine")
             self.status.last_event = ev.kind.value
