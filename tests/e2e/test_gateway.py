@@ -163,3 +163,23 @@ def test_read_prints_the_served_model_with_values(fresh_sim, agent_factory):
                         str(agent.port)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "GWINV1" in r.stdout and "PhV.phsA = 240" in r.stdout and "[good]" in r.stdout
+
+
+def test_model_command_writes_an_icd_matching_the_live_server(fresh_sim, agent_factory,
+                                                              tmp_path):
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    icd = tmp_path / "gw.icd"
+    r = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "model", "--icd", str(icd)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    ns = {"scl": "http://www.iec.ch/61850/2003/SCL"}
+    root = ET.parse(icd).getroot()
+    ld = root.find(".//scl:LDevice", ns)
+    in_icd = {f"{e.get('prefix', '')}{e.get('lnClass')}{e.get('inst', '')}"
+              for e in ld if e.tag.endswith(("}LN0", "}LN"))}
+    agent = agent_factory("--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}")
+    served = set(agent.mms.logical_nodes("GWINV1"))
+    assert in_icd == served
