@@ -17,12 +17,13 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
+from serial.rs485 import RS485Settings
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,13 @@ class SerialSettings:
     #: Extra idle time before each request, for USB adapters that buffer in
     #: 16 ms chunks and would otherwise merge frames (3.5-char gap violated).
     inter_frame_delay: float = 0.0
-    extra: dict = field(default_factory=dict)
+    #: RS-485 direction control: "none" (the transceiver switches by itself, as
+    #: USB adapters and auto-direction HATs do) or "kernel" (the UART driver
+    #: drives RTS, or the DE GPIO its device tree names, around each frame).
+    rs485: str = "none"
+    rts_level_for_tx: bool = True
+    delay_before_tx: float = 0.0
+    delay_before_rx: float = 0.0
 
     def __post_init__(self) -> None:
         if self.baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400):
@@ -236,6 +243,8 @@ class SerialSettings:
             raise ValueError(f"parity {self.parity!r} must be N, E or O")
         if self.stopbits not in (1, 2):
             raise ValueError(f"stopbits {self.stopbits} must be 1 or 2")
+        if self.rs485 not in ("none", "kernel"):
+            raise ValueError(f"rs485 {self.rs485!r} must be none or kernel")
 
     @property
     def char_time(self) -> float:
@@ -264,6 +273,24 @@ class RtuTransport(_PymodbusTransport):
             bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits,
             timeout=self.policy.timeout, retries=0, reconnect_delay=0,
             trace_packet=self._trace)
+
+    def _connected_client(self) -> ModbusTcpClient | ModbusSerialClient:
+        fresh = self._client is None or not self._client.connected
+        client = super()._connected_client()
+        if fresh and self.serial.rs485 == "kernel":
+            s = self.serial
+            try:
+                client.socket.rs485_mode = RS485Settings(
+                    rts_level_for_tx=s.rts_level_for_tx, rts_level_for_rx=not s.rts_level_for_tx,
+                    delay_before_tx=s.delay_before_tx or None,
+                    delay_before_rx=s.delay_before_rx or None)
+            except (OSError, ValueError, AttributeError) as exc:
+                self._drop()
+                raise TransportError(
+                    f"{self.description}: kernel RS-485 mode cannot be set on {s.device} "
+                    f"({exc}); is this a UART with RS-485 support, or should rs485 be "
+                    "\"none\" (an auto-direction transceiver)?") from None
+        return client
 
     def _transact(self, function, address, count, call):
         if self.serial.inter_frame_delay:

@@ -45,7 +45,10 @@ def make_transport(cfg: Config) -> Transport:
         return RtuTransport(SerialSettings(
             device=cfg["inverter.modbus_rtu"], baud=cfg["inverter.baud"],
             parity=cfg["inverter.parity"], stopbits=cfg["inverter.stopbits"],
-            inter_frame_delay=cfg["inverter.inter_frame_delay"]), policy)
+            inter_frame_delay=cfg["inverter.inter_frame_delay"], rs485=cfg["inverter.rs485"],
+            rts_level_for_tx=cfg["inverter.rts_level_for_tx"],
+            delay_before_tx=cfg["inverter.delay_before_tx"],
+            delay_before_rx=cfg["inverter.delay_before_rx"]), policy)
     raise ValueError("no inverter link configured: give [inverter] modbus_tcp or modbus_rtu "
                      "(or --modbus-tcp / --modbus-rtu)")
 

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE",
                      help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml "
                           "if present); flags override it")
+    run.add_argument("--board", metavar="NAME",
+                     help="board file (board-configs/NAME.toml or /etc/inverter-agent/boards): "
+                          "serial and pin settings; the config file and flags override it")
     _add_link_args(run)
     run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     run.add_argument("--mms-host", help="address to serve MMS on (default 127.0.0.1)")
@@ -294,7 +297,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sim.start()
         overrides["inverter.modbus_tcp"] = f"127.0.0.1:{sim.tcp_port}"
     try:
-        cfg = config_mod.load(args.config or config_mod.default_config_path(), overrides)
+        cfg = config_mod.load(args.config or config_mod.default_config_path(), overrides,
+                              board=args.board)
         _setup_logging(cfg["agent.log_level"])
         if sim is not None:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,

@@ -72,6 +72,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "retries": Key(int, 1, min=0, max=5),
         "inter_frame_delay": Key(float, 0.0, min=0.0, max=0.5,
                                  doc="extra idle seconds before each RTU request"),
+        "rs485": Key(str, "none", choices=("none", "kernel"),
+                     doc="RS-485 direction control: none (auto-direction transceiver) or "
+                         "kernel (the UART driver switches RTS / the DE pin)"),
+        "rts_level_for_tx": Key(bool, True, doc="RTS level while sending (kernel mode)"),
+        "delay_before_tx": Key(float, 0.0, min=0.0, max=0.1,
+                               doc="seconds between driver enable and the first bit"),
+        "delay_before_rx": Key(float, 0.0, min=0.0, max=0.1,
+                               doc="seconds between the last bit and driver disable"),
         "bases": Key(list, list(DEFAULT_BASES), check=_bases,
                      doc="SunSpec base addresses to try, in order"),
     },
@@ -147,22 +155,58 @@ def _coerce(where: str, key: Key, value: Any) -> Any:
     return value
 
 
-def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read ``path`` (optional), apply ``overrides`` ({"section.key": value}), validate."""
-    raw: dict[str, Any] = {}
-    origin = "defaults"
-    if path is not None:
-        origin = path
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def board_dirs() -> list[str]:
+    """Where ``--board NAME`` looks for ``NAME.toml``, in order."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dirs = [os.environ.get("INVERTER_AGENT_BOARD_DIR", ""),
+            os.path.join(os.environ.get("INVERTER_AGENT_CONFIG_DIR", DEFAULT_CONFIG_DIR),
+                         "boards"),
+            os.path.join(here, "board-configs")]
+    return [d for d in dirs if d]
+
+
+def board_path(name: str) -> str:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"--board {name!r}: a board name is letters, digits, - and _")
+    for d in board_dirs():
+        p = os.path.join(d, f"{name}.toml")
+        if os.path.exists(p):
+            return p
+    known = sorted({f[:-5] for d in board_dirs() if os.path.isdir(d)
+                    for f in os.listdir(d) if f.endswith(".toml")})
+    raise ConfigError(f"--board {name!r}: no such board; known: {', '.join(known) or 'none'}")
+
+
+def load(path: str | None = None, overrides: Mapping[str, Any] | None = None,
+         board: str | None = None) -> Config:
+    """Defaults, then the board file (``board``: a name or a path), then the config file
+    ``path``, then ``overrides`` ({"section.key": value}); every layer validated."""
     values: dict[str, dict[str, Any]] = {s: {k: key.default for k, key in keys.items()}
                                          for s, keys in SCHEMA.items()}
     sources: dict[str, str] = {}
+    if board is not None:
+        bpath = board if board.endswith(".toml") else board_path(board)
+        _apply(bpath, _read_toml(bpath), values, sources)
+    origin = "defaults"
+    if path is not None:
+        origin = path
+        _apply(path, _read_toml(path), values, sources)
+    _overrides(overrides, values, sources)
+    return _finish(origin, values, sources)
+
+
+def _apply(origin: str, raw: Mapping[str, Any], values: dict[str, dict[str, Any]],
+           sources: dict[str, str]) -> None:
     for section, body in raw.items():
         if section not in SCHEMA:
             raise ConfigError(f"{origin}: unknown section [{section}] (probably a typo); "
@@ -175,6 +219,23 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
                                   f"known: {', '.join(SCHEMA[section])}")
             values[section][k] = _coerce(f"{origin}: [{section}] {k}", SCHEMA[section][k], v)
             sources[f"{section}.{k}"] = origin
+        if section == "inverter":
+            _one_link(body.keys(), values)
+
+
+_LINKS = ("modbus_tcp", "modbus_rtu")
+
+
+def _one_link(set_here, values: dict[str, dict[str, Any]]) -> None:
+    """A layer that names one inverter link replaces the other from a lower layer."""
+    here = [k for k in _LINKS if k in set_here]
+    if len(here) == 1:
+        other = _LINKS[1 - _LINKS.index(here[0])]
+        values["inverter"][other] = None
+
+
+def _overrides(overrides: Mapping[str, Any] | None, values: dict[str, dict[str, Any]],
+               sources: dict[str, str]) -> None:
     for dotted, v in (overrides or {}).items():
         if v is None:
             continue
@@ -182,6 +243,11 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None) ->
         flag = FLAGS.get(dotted, "--" + k.replace("_", "-"))
         values[section][k] = _coerce(f"command line {flag}", SCHEMA[section][k], v)
         sources[dotted] = "command line"
+    _one_link([d.split(".", 1)[1] for d, v in (overrides or {}).items()
+               if v is not None and d.startswith("inverter.")], values)
+
+
+def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, str]) -> Config:
     inv = values["inverter"]
     if inv["modbus_tcp"] and inv["modbus_rtu"]:
         raise ConfigError(f"{origin}: [inverter] give modbus_tcp or modbus_rtu, not both")

@@ -251,3 +251,19 @@ def test_every_inverter_family_polls_the_same_names(models, phases):
         assert r[name].quality.good, (name, r[name])
     assert r["W"].value == pytest.approx(3880, rel=0.02)
     assert r["Hz"].value == pytest.approx(60.0, abs=0.01)
+
+
+def test_kernel_rs485_mode_on_a_port_without_it_is_a_clear_link_error(fresh):
+    # A pty has no RS-485 mode: the driver refuses the ioctl, as a UART without
+    # RS-485 support would. The error says what to change.
+    t = RtuTransport(SerialSettings(fresh.pty_path, baud=115200, rs485="kernel"), FAST)
+    try:
+        with pytest.raises(TransportError, match="kernel RS-485 mode cannot be set"):
+            t.read_holding(40000, 2, 1)
+    finally:
+        t.close()
+    plain = RtuTransport(SerialSettings(fresh.pty_path, baud=115200, rs485="none"), FAST)
+    try:
+        assert plain.read_holding(40000, 2, 1) == [0x5375, 0x6E53]
+    finally:
+        plain.close()
