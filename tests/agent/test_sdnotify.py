@@ -50,3 +50,52 @@ def test_without_notify_socket_nothing_is_sent():
     from inverter_agent.sdnotify import Notifier
     n = Notifier(address="")
     assert not n.enabled and n.ready() is False and n.watchdog() is False
+
+
+def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path):
+    # Stall the loop for real: the inverter answers 4 s late, and a poll waits
+    # (timeout 2 s, one retry) before it gives up. The pings, sent by the loop
+    # itself after each cycle, stop meanwhile; systemd would restart a service
+    # stuck longer than WatchdogSec.
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    with SimProcess() as sim:
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
+             f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port), "--state-dir",
+             str(tmp_path / "state"), "--poll-period", "2.0", "--timeout", "2.0",
+             "--no-functions"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def pings(seconds):
+            times = []
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                try:
+                    if sock.recv(4096) == b"WATCHDOG=1":
+                        times.append(time.monotonic())
+                except TimeoutError:
+                    pass
+            return times
+
+        try:
+            healthy = pings(5.0)
+            sim.control.fault("delay:4.0")
+            stalled = pings(5.0)
+            sim.control.fault("none")
+            recovered = pings(7.0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    sock.close()
+    assert len(healthy) >= 2  # a ping every 2 s cycle
+    gaps = [b - a for a, b in zip(healthy, healthy[1:], strict=False)]
+    assert max(gaps) < 2.5, gaps
+    # While stalled: at most one ping (a cycle that began before the fault).
+    assert len(stalled) <= 1, stalled
+    assert len(recovered) >= 2  # pings come back with the link
