@@ -22,6 +22,7 @@ from hal.inverter import Inverter
 from hal.reading import GOOD, LINK_FAILURE, Reading
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings, TcpTransport, Transport
 from inverter_agent.config import Config
+from inverter_agent.files import write_atomic
 
 if TYPE_CHECKING:
     from inverter_agent.controller import Controller
@@ -175,20 +176,3 @@ class Agent:
         except OSError as exc:
             log.warning("cannot write status to %s: %s", self.state_dir, exc)
 
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: the file is old or new, never torn."""
-    folder = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

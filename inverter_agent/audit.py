@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from inverter_agent.files import append_line
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
@@ -88,12 +90,7 @@ class AuditLog:
             line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
             try:
                 self._rotate_if_needed(len(line))
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-                try:
-                    os.write(fd, line.encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                append_line(self.path, line)
             except OSError as exc:
                 log.error("audit log %s: %s (entry %s kept in memory only)", self.path, exc,
                           body["seq"])

@@ -16,6 +16,8 @@ import time
 from collections import deque
 from typing import Any
 
+from inverter_agent.files import append_line
+
 log = logging.getLogger(__name__)
 
 
@@ -51,12 +53,7 @@ class EventLog:
             size = 0
         if size + len(line) > self.max_bytes and size:
             self._rotate()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, line)
 
     def _rotate(self) -> None:
         assert self.path is not None

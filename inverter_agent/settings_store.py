@@ -16,7 +16,7 @@ import logging
 import os
 import time
 
-from inverter_agent.agent import write_atomic
+from inverter_agent.files import write_atomic
 from inverter_agent.functions import (
     Settings,
     SettingsError,

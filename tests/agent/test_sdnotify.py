@@ -9,21 +9,31 @@ import time
 from simulator import SimProcess
 
 
-def test_agent_reports_ready_pings_the_watchdog_from_its_loop_and_says_stopping(tmp_path):
+def _notify_socket(tmp_path, timeout):
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    sock.settimeout(0.5)
+    sock.settimeout(timeout)
+    return path, sock
+
+
+def _agent(tmp_path, sim, notify_path, watchdog_usec, *args):
+    """The agent as systemd would start it: NOTIFY_SOCKET and WATCHDOG_USEC set."""
+    env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC=str(watchdog_usec))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.Popen(
+        [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
+         f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port), "--state-dir",
+         str(tmp_path / "state"), *args], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_agent_reports_ready_pings_the_watchdog_from_its_loop_and_says_stopping(tmp_path):
+    path, sock = _notify_socket(tmp_path, 0.5)
     with SimProcess() as sim:
-        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
-             f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port), "--state-dir",
-             str(tmp_path / "state"), "--poll-period", "0.2"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = _agent(tmp_path, sim, path, 2000000, "--poll-period", "0.2")
         got: list[str] = []
         deadline = time.monotonic() + 15
         try:
@@ -57,20 +67,10 @@ def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path):
     # (timeout 2 s, one retry) before it gives up. The pings, sent by the loop
     # itself after each cycle, stop meanwhile; systemd would restart a service
     # stuck longer than WatchdogSec.
-    path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(0.2)
+    path, sock = _notify_socket(tmp_path, 0.2)
     with SimProcess() as sim:
-        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
-             f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port), "--state-dir",
-             str(tmp_path / "state"), "--poll-period", "2.0", "--timeout", "2.0",
-             "--no-functions"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = _agent(tmp_path, sim, path, 1000000, "--poll-period", "2.0", "--timeout", "2.0",
+                      "--no-functions")
 
         def pings(seconds):
             times = []
