@@ -23,6 +23,8 @@ import functools
 import logging
 from ctypes import (
     CFUNCTYPE,
+    POINTER,
+    Structure,
     c_bool,
     c_char_p,
     c_double,
@@ -144,6 +146,53 @@ CONTROL_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_bool)
 #                                         ClientConnection, void*)
 READ_ACCESS_HANDLER = CFUNCTYPE(c_int, c_void_p, c_void_p, c_void_p, c_int, c_void_p, c_void_p)
 
+# bool (*AcseAuthenticator)(void* parameter, AcseAuthenticationParameter authParameter,
+#                           void** securityToken, IsoApplicationReference* appReference)
+# (1.6.1; later versions add local/remote addresses and the socket).
+AUTHENTICATOR = CFUNCTYPE(c_bool, c_void_p, c_void_p, POINTER(c_void_p), c_void_p)
+# void (*TLSConfiguration_EventHandler)(void* parameter, TLSEventLevel eventLevel, int eventCode,
+#                                       const char* message, TLSConnection con)
+TLS_EVENT_HANDLER = CFUNCTYPE(None, c_void_p, c_int, c_int, c_char_p, c_void_p)
+# void (*IedServer_RCBEventHandler)(void* parameter, ReportControlBlock* rcb,
+#       ClientConnection connection, IedServer_RCBEventType event, const char* parameterName,
+#       MmsDataAccessError serviceError)
+RCB_EVENT_HANDLER = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_int, c_char_p, c_int)
+# bool (*IedServer_DirectoryAccessHandler)(void* parameter, ClientConnection connection,
+#                                          IedServer_DirectoryCategory category, LogicalDevice* ld)
+DIRECTORY_ACCESS_HANDLER = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_int, c_void_p)
+
+# AcseAuthenticationMechanism (iso_connection_parameters.h)
+ACSE_AUTH_NONE = 0
+ACSE_AUTH_PASSWORD = 1
+ACSE_AUTH_CERTIFICATE = 2
+ACSE_AUTH_TLS = 3
+
+# TLSConfigVersion (tls_config.h)
+TLS_VERSION_NOT_SELECTED = 0
+TLS_VERSION_TLS_1_0 = 4
+TLS_VERSION_TLS_1_1 = 5
+TLS_VERSION_TLS_1_2 = 6
+TLS_VERSION_TLS_1_3 = 7
+
+# TLSEventLevel / event codes (tls_config.h) that the server reports
+TLS_SEC_EVT_INFO = 0
+TLS_SEC_EVT_WARNING = 1
+TLS_SEC_EVT_INCIDENT = 2
+TLS_EVENT_CODE_INF_SESSION_ESTABLISHED = 16
+
+# IedServer_RCBEventType
+RCB_EVENT_ENABLE = 4
+RCB_EVENT_DISABLE = 5
+
+
+class AcseAuthParameter(Structure):
+    """``struct sAcseAuthenticationParameter``: the mechanism, then a union whose
+    first two members are (bytes pointer, int length) for both a password and a
+    certificate (DER)."""
+
+    _fields_ = [("mechanism", c_int), ("buf", c_void_p), ("length", c_int)]
+
+
 _P = c_void_p
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     # dynamic model (dynamic_model.h, cdc.h)
@@ -215,6 +264,30 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ControlAction_isSelect": (c_bool, [_P]),
     "ControlAction_getClientConnection": (_P, [_P]),
     "ClientConnection_getPeerAddress": (c_char_p, [_P]),
+    "ClientConnection_getSecurityToken": (_P, [_P]),
+    "ClientConnection_abort": (c_bool, [_P]),
+    "ClientConnection_claimOwnership": (_P, [_P]),
+    "ClientConnection_release": (None, [_P]),
+    "IedServer_setAuthenticator": (None, [_P, AUTHENTICATOR, _P]),
+    "IedServer_setRCBEventHandler": (None, [_P, RCB_EVENT_HANDLER, _P]),
+    "IedServer_setDirectoryAccessHandler": (None, [_P, DIRECTORY_ACCESS_HANDLER, _P]),
+    # TLS (tls_config.h, mbedTLS 3.6 inside the bundled library)
+    "TLSConfiguration_create": (_P, []),
+    "TLSConfiguration_destroy": (None, [_P]),
+    "TLSConfiguration_setOwnCertificateFromFile": (c_bool, [_P, c_char_p]),
+    "TLSConfiguration_setOwnKeyFromFile": (c_bool, [_P, c_char_p, c_char_p]),
+    "TLSConfiguration_addCACertificateFromFile": (c_bool, [_P, c_char_p]),
+    "TLSConfiguration_addCRLFromFile": (c_bool, [_P, c_char_p]),
+    "TLSConfiguration_addAllowedCertificateFromFile": (c_bool, [_P, c_char_p]),
+    "TLSConfiguration_setAllowOnlyKnownCertificates": (None, [_P, c_bool]),
+    "TLSConfiguration_setChainValidation": (None, [_P, c_bool]),
+    "TLSConfiguration_setTimeValidation": (None, [_P, c_bool]),
+    "TLSConfiguration_setMinTlsVersion": (None, [_P, c_int]),
+    "TLSConfiguration_setMaxTlsVersion": (None, [_P, c_int]),
+    "TLSConfiguration_clearCipherSuiteList": (None, [_P]),
+    "TLSConfiguration_addCipherSuite": (None, [_P, c_int]),
+    "TLSConfiguration_setEventHandler": (None, [_P, TLS_EVENT_HANDLER, _P]),
+    "TLSConnection_getPeerAddress": (c_char_p, [_P, c_char_p]),
     # values handed to write-access handlers (mms_value.h)
     "MmsValue_getType": (c_int, [_P]),
     "MmsValue_toFloat": (c_float, [_P]),

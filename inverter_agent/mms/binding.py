@@ -26,6 +26,9 @@ What it does:
 * every request (read, write, operate) calls ``service.heard_from_client()``
   (reads at most once a second); the communication-loss revert itself runs in
   ``service.tick()``, which the lead calls every cycle.
+* with an ``AuditLog`` on the server (``MmsServer(..., audit=...)``) every
+  accepted or refused setting write (who, old, new) and control is recorded;
+  access refusals (roles) are recorded by the server itself.
 * settings shown over MMS are ``service.effective_dict()``: refreshed by a
   small thread right after every accepted write or control, and at every
   :meth:`FunctionBinding.publish`. A refresh re-reads the settings if a write
@@ -96,6 +99,7 @@ class FunctionBinding:
         self._generation = 0  # bumped by every accepted change
         self._refresh_lock = threading.Lock()
         self._shown: dict[str, Any] = {}  # key -> value last written to the model
+        self._version_shown = -1  # service.version of the settings last shown
         self._refusals: dict[str, tuple[float, int]] = {}  # key -> (last logged, suppressed)
         self._kick = threading.Event()
         self._stopping = threading.Event()
@@ -135,11 +139,16 @@ class FunctionBinding:
             values = {self._key(k): v for k, v in status_values(view).items()}
             with self._refresh_lock:  # _shown is shared with the refresh thread
                 self._show(values)
-        self.refresh_settings()
+        # The settings shown change only when the service's do (client writes,
+        # controls, communication-loss reverts): don't rebuild them every cycle,
+        # it costs the MMS server's readers a locked section each time.
+        if self.service.version != self._version_shown or not self._shown:
+            self.refresh_settings()
 
     def refresh_settings(self) -> None:
         """Show the effective settings and control states; retried if a write lands meanwhile."""
         with self._refresh_lock:
+            version = self.service.version
             for _ in range(5):
                 generation = self._generation
                 # The guard runs inside the data-model lock: values computed before
@@ -148,6 +157,7 @@ class FunctionBinding:
                 # generation before returning).
                 if self._show(self._settings_values(),
                               guard=lambda g=generation: g == self._generation):
+                    self._version_shown = version
                     return
 
     def _show(self, values: Mapping[str, Any],
@@ -226,14 +236,34 @@ class FunctionBinding:
     def _write(self, build: Mapping[str, Callable[[], Any]], peer: str) -> bool:
         self._last_heard = time.monotonic()
         self.service.heard_from_client()
+        old: dict[str, Any] = {}
+        changes: dict[str, Any] = {}
         try:
+            if self.server.audit is not None:
+                persisted = self.service.persisted_dict()
+                old = {path: _get_or_none(persisted, path) for path in build}
             changes = {path: make() for path, make in build.items()}
             self.service.write(changes, who=f"mms {peer}")
         except (SettingsError, ValueError, TypeError, IndexError, KeyError) as exc:
             self._log_refusal(",".join(build), f"MMS write from {peer} refused: {exc}")
+            self._audit("setting.write", peer, "refused", ",".join(build),
+                        new=changes or None, reason=str(exc))
             return False
         self._changed()
+        for path, value in changes.items():
+            self._audit("setting.write", peer, "ok", path, old.get(path), value)
         return True
+
+    def _audit(self, action: str, who: str, outcome: str, obj: str | None, old: Any = None,
+               new: Any = None, **extra: Any) -> None:
+        """Accepted and refused setting changes and controls, through the server's AuditLog."""
+        audit = self.server.audit
+        if audit is None:
+            return
+        try:
+            audit.record(action, f"mms {who}", outcome, obj, old, new, **extra)
+        except Exception:  # auditing must never break the protocol thread
+            log.exception("audit record failed")
 
     def _control_check(self, control: Control) -> Callable[[Any, str], int | None]:
         def check(value: Any, peer: str) -> int | None:
@@ -246,8 +276,11 @@ class FunctionBinding:
             except ControlRefused as exc:
                 self._log_refusal(control.target, f"MMS control {control.target} = {value!r} "
                                   f"from {peer} refused: {exc} ({exc.cause})")
+                self._audit("control.operate", peer, "refused", control.target, new=value,
+                            reason=f"{exc} ({exc.cause})")
                 return ADD_CAUSE.get(exc.cause, 0)
             self._changed()
+            self._audit("control.operate", peer, "ok", control.target, new=value)
             return None
         return check
 
@@ -287,6 +320,13 @@ class FunctionBinding:
 
     def _key(self, target: str) -> str:
         return f"{self.ld}/{target}"
+
+
+def _get_or_none(settings: Mapping[str, Any], path: str) -> Any:
+    try:
+        return get_path(settings, path)
+    except (KeyError, TypeError, IndexError):
+        return None
 
 
 def attach_functions(server: MmsServer, service: SettingsService,

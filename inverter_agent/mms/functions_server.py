@@ -15,6 +15,12 @@ Clients must run in another process (a SWIG client holds the GIL; see
 * ``{"cmd": "clients"}`` -> ``{"clients": n}``
 * ``{"cmd": "stop"}`` -> ``{"ok": true}`` and exit.
 
+Security options (``--tls-cert --tls-key --tls-ca --tls-crl --tls-allow``,
+``--access POLICY.json``, ``--audit-dir``, ``--idle-timeout``,
+``--allow-insecure``) map onto :class:`~inverter_agent.mms.security.TlsSettings`,
+:class:`~inverter_agent.mms.security.AccessPolicy` and the ``MmsServer``
+keyword arguments the same way the agent's config does.
+
 ``--animate HZ`` publishes a demo snapshot (TotW changing, t = now) HZ times a
 second, for report latency measurements. The first line printed is
 ``{"ready": <port>}``.
@@ -25,12 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
+from inverter_agent.audit import AuditLog
 from inverter_agent.events import EventLog
 from inverter_agent.settings_service import SettingsService
 from inverter_agent.settings_store import SettingsStore
@@ -39,6 +47,7 @@ from .binding import FunctionBinding, attach_functions
 from .demo_server import _reading, demo_snapshot
 from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from .functions_model import functions_model_spec
+from .security import AccessPolicy, TlsSettings, check_bind
 from .server import MmsServer
 
 log = logging.getLogger(__name__)
@@ -93,7 +102,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="read JSON commands on stdin (stop at end of input)")
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--log-level", default="WARNING")
+    security = parser.add_argument_group("security (see inverter_agent.mms.security)")
+    security.add_argument("--tls-cert", help="server certificate (PEM); enables TLS")
+    security.add_argument("--tls-key", help="server key (PEM)")
+    security.add_argument("--tls-ca", action="append", default=[], help="CA bundle (repeatable)")
+    security.add_argument("--tls-crl", action="append", default=[], help="CRL (repeatable)")
+    security.add_argument("--tls-allow", action="append", default=None,
+                          help="only these client certificates (repeatable)")
+    security.add_argument("--access", help="JSON file: AccessPolicy.from_config section")
+    security.add_argument("--audit-dir", help="folder of the hash-chained audit log")
+    security.add_argument("--idle-timeout", type=float, default=None, metavar="S")
+    security.add_argument("--allow-insecure", action="store_true",
+                          help="allow plain MMS on a non-loopback address")
     args = parser.parse_args(argv)
+    # libiec61850 prints debug lines (e.g. "ISO_SERVER ... Connection removed" when a
+    # connection is aborted) on C stdout: keep the JSON protocol on a private copy
+    # of stdout and send the library's fd 1 to stderr.
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = protocol
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -101,8 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = SettingsService(SettingsStore(args.state_dir, args.profile),
                               EventLog(args.state_dir), revert_after_s=args.revert_after)
+    tls = None
+    if args.tls_cert:
+        tls = TlsSettings(args.tls_cert, args.tls_key, tuple(args.tls_ca), tuple(args.tls_crl),
+                          tuple(args.tls_allow) if args.tls_allow else None)
+    access = None
+    if args.access:
+        with open(args.access, encoding="utf-8") as fh:
+            access = AccessPolicy.from_config(json.load(fh))
+    check_bind(args.host, tls is not None, args.allow_insecure)
     server = MmsServer(functions_model_spec(args.ld), host=args.host, port=args.port,
-                       ied_name=args.ied, max_connections=args.max_connections)
+                       ied_name=args.ied, max_connections=args.max_connections, tls=tls,
+                       access=access, audit=AuditLog(args.audit_dir) if args.audit_dir else None,
+                       idle_timeout_s=args.idle_timeout)
     binding = attach_functions(server, service, None, ld_inst=args.ld)
     server.start()
     if args.animate > 0:

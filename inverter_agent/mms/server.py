@@ -9,11 +9,42 @@ released while we wait for the data model lock (LIBIEC61850.md: a SWIG
 Clients must live in another process than the server: an in-process SWIG
 client holds the GIL for the whole request and stalls the server's Python
 callbacks (pure-Python clients such as open61850 are fine in-process).
+
+Security (``security.py`` has the settings and the rules)::
+
+    check_bind(host, tls is not None, allow_insecure)       # before anything listens
+    server = MmsServer(spec, host, None, ied_name, max_connections,
+                       tls=TlsSettings(cert, key, ca, crl, allow),   # None: plain MMS
+                       access=AccessPolicy.from_config(cfg_section),  # None: see below
+                       audit=AuditLog(folder), idle_timeout_s=300)
+    server.cert_status / server.security_status()           # for the status view
+
+* ``port=None`` is 3782 with TLS, 10102 without.
+* ``access=None`` with TLS means roles from the certificate OU; without TLS and
+  without a policy every client has full rights (the old behaviour), which
+  :func:`~inverter_agent.mms.security.check_bind` allows on loopback only
+  unless the operator opts in.
+* With a policy, the authenticator (ACSE; called after the TLS handshake with
+  the client certificate, or with the ACSE password) gives each association
+  an identity and role; reads (and directory browsing), setting writes and
+  controls are checked against the role in every callback, before any
+  validation. Refusals answer object-access-denied (controls: AddCause 20,
+  no-access-authority) and are logged and audited (at most once a second per
+  client, right and object, with a count of the suppressed ones).
+* Audit entries: ``mms.connect``/``mms.disconnect``, ``mms.associate``
+  (ok/refused), ``mms.tls`` (refused handshakes: other CA, revoked, expired,
+  unlisted, plain client, old protocol, no common suite), ``mms.read`` /
+  ``mms.write`` / ``mms.control`` refusals, ``mms.idle_close``; the binding
+  adds ``setting.write`` (who, old, new) and ``control.operate``.
+* ``idle_timeout_s``: an association with no request for that long is
+  aborted, unless it has a report control block enabled (it is waiting for
+  reports). ``max_connections`` bounds the number of associations.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import threading
 import time
@@ -21,9 +52,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hal.reading import Quality, Reading, Validity
+from inverter_agent.audit import AuditLog
 
 from . import _native as nat
 from .model import BuiltModel, ModelSpec, PointHandles, build_model
+from .security import (
+    PLAIN_PORT,
+    RIGHT_CONTROL,
+    RIGHT_READ,
+    RIGHT_WRITE,
+    TLS_PORT,
+    AccessPolicy,
+    CertStatus,
+    Identity,
+    TlsSettings,
+    log_cert_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +150,12 @@ class MmsServer:
     readings into the model in one locked section.
     """
 
-    def __init__(self, model_spec: ModelSpec, host: str = "127.0.0.1", port: int = 10102,
-                 ied_name: str = "GW", max_connections: int = 10) -> None:
+    def __init__(self, model_spec: ModelSpec, host: str = "127.0.0.1", port: int | None = None,
+                 ied_name: str = "GW", max_connections: int = 10, *,
+                 tls: TlsSettings | None = None, access: AccessPolicy | None = None,
+                 audit: AuditLog | None = None, idle_timeout_s: float | None = None) -> None:
+        if port is None:
+            port = TLS_PORT if tls is not None else PLAIN_PORT
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range 1..65535")
         if max_connections < 1:
@@ -129,6 +177,16 @@ class MmsServer:
         self._start_hooks: list[Callable[[], None]] = []
         self._resolved: dict[str, tuple[Callable[..., None] | None, PointHandles]] = {}
         self._warned: set[str] = set()
+        if idle_timeout_s is not None and idle_timeout_s <= 0:
+            raise ValueError(f"idle_timeout_s {idle_timeout_s} must be > 0 (or None)")
+        self.tls = tls
+        # TLS without an explicit policy still enforces roles (from the certificate OU).
+        self.access = access if access is not None or tls is None else AccessPolicy()
+        self.audit = audit
+        self.idle_timeout_s = idle_timeout_s
+        self.cert_status: CertStatus | None = None
+        self._tls_config = 0
+        self._guard = _ConnectionGuard(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -150,17 +208,28 @@ class MmsServer:
             except KeyError as exc:
                 model.destroy()
                 raise KeyError(f"unknown write or control target {exc}") from None
+            callbacks: list[Any] = []
+            tls_config = 0
+            if self.tls is not None:
+                try:
+                    tls_config = self._tls_configuration(callbacks)
+                except Exception:
+                    model.destroy()
+                    raise
             config = lib.IedServerConfig_create()
             lib.IedServerConfig_setMaxMmsConnections(config, self.max_connections)
-            server = lib.IedServer_createWithConfig(model.ptr, None, config)
+            server = lib.IedServer_createWithConfig(model.ptr, tls_config or None, config)
             lib.IedServerConfig_destroy(config)
             if not server:
                 model.destroy()
+                if tls_config:
+                    lib.TLSConfiguration_destroy(tls_config)
                 raise MemoryError("IedServer_createWithConfig failed")
             for fc in _DENIED_FCS:
                 lib.IedServer_setWriteAccessPolicy(server, fc, nat.ACCESS_POLICY_DENY)
-            callbacks: list[Any] = [nat.CONNECTION_INDICATION(self._on_connection)]
-            lib.IedServer_setConnectionIndicationHandler(server, callbacks[0], None)
+            callbacks.append(nat.CONNECTION_INDICATION(self._on_connection))
+            lib.IedServer_setConnectionIndicationHandler(server, callbacks[-1], None)
+            callbacks += self._guard.install(server)
             for target, validator in self._validators.items():
                 handler = nat.WRITE_ACCESS_HANDLER(self._write_handler(target, validator))
                 callbacks.append(handler)
@@ -179,7 +248,7 @@ class MmsServer:
                 lib.IedServer_setControlHandler(server, controls[target], control_cb, None)
                 # Through the server so that its control object and ctlModel agree.
                 lib.IedServer_updateCtlModel(server, controls[target], ctl_model)
-            if self._read_hook is not None:
+            if self._read_hook is not None or self._guard.active:
                 read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(self._read_hook))
                 callbacks.append(read_cb)
                 lib.IedServer_setReadAccessHandler(server, read_cb, None)
@@ -189,15 +258,22 @@ class MmsServer:
             if not lib.IedServer_isRunning(server):
                 lib.IedServer_destroy(server)
                 model.destroy()
+                if tls_config:
+                    lib.TLSConfiguration_destroy(tls_config)
                 raise OSError(f"MMS server could not listen on {self.host}:{self.port}")
             self._server, self._model, self._callbacks = server, model, callbacks
+            self._tls_config = tls_config
             self._clients = 0
             self._resolved = {}
+            self._guard.start()
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
             atexit.register(self.stop)
-            log.info("MMS server %s listening on %s:%d (%d data points)",
-                     self.ied_name, self.host, self.port, len(model.points))
+            log.info("MMS server %s listening on %s:%d (%d data points, %s, roles %s, "
+                     "idle timeout %s)", self.ied_name, self.host, self.port,
+                     len(model.points), "TLS" if tls_config else "plain",
+                     "enforced" if self.access is not None else "off (full rights)",
+                     f"{self.idle_timeout_s:g} s" if self.idle_timeout_s else "off")
             hooks = list(self._start_hooks)
         for hook in hooks:  # outside self._lock: hooks call update()
             try:
@@ -213,8 +289,12 @@ class MmsServer:
             atexit.unregister(self.stop)
             lib = nat.lib()
             server, self._server = self._server, 0
+            self._guard.stop()  # the idle reaper must not abort connections of a dying server
             lib.IedServer_stop(server)  # joins libiec61850's threads: no callback runs after
             lib.IedServer_destroy(server)
+            if self._tls_config:
+                lib.TLSConfiguration_destroy(self._tls_config)
+                self._tls_config = 0
             if self._model is not None:
                 self._model.destroy()
                 self._model = None
@@ -403,9 +483,9 @@ class MmsServer:
         # raise out of a callback, and never call publish() from here.
         try:
             self._clients += 1 if connected else -1
-            peer = nat.lib().ClientConnection_getPeerAddress(connection) or b"?"
-            log.info("MMS client %s %s (%d connected)", peer.decode(errors="replace"),
+            log.info("MMS client %s %s (%d connected)", _peer(connection),
                      "connected" if connected else "disconnected", self._clients)
+            self._guard.connection(connection, connected)
         except Exception:  # pragma: no cover - a raise here would only print and be lost
             log.exception("connection indication handler failed")
 
@@ -424,7 +504,10 @@ class MmsServer:
             self._validators[target] = validator
 
     def _write_handler(self, target: str, validator: WriteValidator) -> Callable[..., int]:
-        def handler(_attr: int, value: int, _connection: int, _param: int) -> int:
+        def handler(_attr: int, value: int, connection: int, _param: int) -> int:
+            # The role is checked before the value is even looked at.
+            if not self._guard.allowed(connection, RIGHT_WRITE, target):
+                return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
             python_value = None
             try:
                 python_value = nat.mms_value_to_python(value)
@@ -478,11 +561,14 @@ class MmsServer:
                          paths: dict[int, str]) -> Callable[..., int]:
         def handler(attr: int, value: int, connection: int, _param: int) -> int:
             path = paths.get(attr or 0, "?")
+            obj = f"{target}.{path}" if path else target
+            if not self._guard.allowed(connection, RIGHT_WRITE, obj):
+                return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
             python_value = None
             try:
                 python_value = nat.mms_value_to_python(value)
                 accepted = python_value is not None and bool(
-                    validator(python_value, path, _peer(connection)))
+                    validator(python_value, path, self._guard.who(connection)))
             except Exception:
                 log.exception("write validator for %s failed", target)
                 accepted = False
@@ -496,12 +582,16 @@ class MmsServer:
         def handler(action: int, _param: int, ctl_val: int, _test: bool,
                     _interlock: bool) -> int:
             lib = nat.lib()
+            connection = lib.ControlAction_getClientConnection(action)
+            if not self._guard.allowed(connection, RIGHT_CONTROL, target):
+                lib.ControlAction_setAddCause(action, ADD_CAUSE_NO_ACCESS_AUTHORITY)
+                return nat.CONTROL_OBJECT_ACCESS_DENIED
             value = None
             try:
                 value = nat.mms_value_to_python(ctl_val) if ctl_val else None
                 if isinstance(value, list) and len(value) == 1:  # APC ctlVal is {f}
                     value = value[0]
-                peer = _peer(lib.ControlAction_getClientConnection(action))
+                peer = self._guard.who(connection)
                 if ctl_val is None or lib.ControlAction_isSelect(action):
                     cause = check(None, peer)
                 else:
@@ -517,15 +607,350 @@ class MmsServer:
             return nat.CONTROL_VALUE_INVALID
         return handler
 
-    @staticmethod
-    def _read_handler(hook: Callable[[], None]) -> Callable[..., int]:
-        def handler(*_args: Any) -> int:
-            try:
-                hook()
-            except Exception:  # pragma: no cover - a read must never fail for this
-                log.exception("read hook failed")
+    def _read_handler(self, hook: Callable[[], None] | None) -> Callable[..., int]:
+        def handler(_ld: int, _ln: int, _do: int, _fc: int, connection: int,
+                    _param: int) -> int:
+            if not self._guard.allowed(connection, RIGHT_READ, "read"):
+                return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
+            if hook is not None:
+                try:
+                    hook()
+                except Exception:  # pragma: no cover - a read must never fail for this
+                    log.exception("read hook failed")
             return nat.DATA_ACCESS_ERROR_SUCCESS
         return handler
+
+    # --- security ------------------------------------------------------------------------------
+    def identity(self, connection: int) -> Identity | None:
+        """The authenticated identity of a libiec61850 ClientConnection (None if none)."""
+        return self._guard.identity(connection)
+
+    def security_status(self) -> dict[str, Any]:
+        """For the status view: TLS on/off, server certificate expiry, roles, connections."""
+        return {
+            "tls": self.tls is not None,
+            "port": self.port,
+            "roles_enforced": self.access is not None,
+            "certificate": self.cert_status.as_dict() if self.cert_status else None,
+            "idle_timeout_s": self.idle_timeout_s,
+            "max_connections": self.max_connections,
+            "connected": self._clients,
+        }
+
+    def _tls_configuration(self, callbacks: list[Any]) -> int:
+        """A libiec61850 TLSConfiguration from :attr:`tls`; raises SecurityConfigError-style
+        ValueError naming the file that did not load. Never logs key material."""
+        tls = self.tls
+        assert tls is not None
+        lib = nat.lib()
+        config = lib.TLSConfiguration_create()
+        if not config:
+            raise MemoryError("TLSConfiguration_create failed")
+        try:
+            if not lib.TLSConfiguration_setOwnCertificateFromFile(config, tls.cert.encode()):
+                raise ValueError(f"TLS certificate {tls.cert} could not be loaded")
+            if not lib.TLSConfiguration_setOwnKeyFromFile(config, tls.key.encode(), None):
+                raise ValueError(f"TLS key {tls.key} could not be loaded")
+            for ca in tls.ca:
+                if not lib.TLSConfiguration_addCACertificateFromFile(config, ca.encode()):
+                    raise ValueError(f"TLS CA bundle {ca} could not be loaded")
+            for crl in tls.crl:
+                if not lib.TLSConfiguration_addCRLFromFile(config, crl.encode()):
+                    raise ValueError(f"TLS CRL {crl} could not be loaded")
+            lib.TLSConfiguration_setChainValidation(config, True)
+            lib.TLSConfiguration_setTimeValidation(config, True)
+            if tls.allow is not None:
+                lib.TLSConfiguration_setAllowOnlyKnownCertificates(config, True)
+                for path in tls.allow:
+                    if not lib.TLSConfiguration_addAllowedCertificateFromFile(config,
+                                                                              path.encode()):
+                        raise ValueError(f"TLS allowed client certificate {path} "
+                                         "could not be loaded")
+            lib.TLSConfiguration_setMinTlsVersion(
+                config, nat.TLS_VERSION_TLS_1_3 if tls.min_version == "1.3"
+                else nat.TLS_VERSION_TLS_1_2)
+            # libiec61850's default list starts with TLS_RSA_WITH_AES_128_CBC_SHA256
+            # (no forward secrecy): replace it with ours.
+            lib.TLSConfiguration_clearCipherSuiteList(config)
+            for suite in tls.suites:
+                lib.TLSConfiguration_addCipherSuite(config, suite)
+            event_cb = nat.TLS_EVENT_HANDLER(self._guard.tls_event)
+            callbacks.append(event_cb)
+            lib.TLSConfiguration_setEventHandler(config, event_cb, None)
+        except Exception:
+            lib.TLSConfiguration_destroy(config)
+            raise
+        self.cert_status = log_cert_status(tls.cert)
+        return config
+
+
+ADD_CAUSE_NO_ACCESS_AUTHORITY = 20  # IEC 61850-7-2 AddCause "No-access-authority"
+
+
+class _ConnectionGuard:
+    """Per-connection identity, access decisions, audit and idle timeouts of one server.
+
+    libiec61850 1.6.1 offers no per-connection user data besides the ACSE
+    security token: the authenticator (called once per association, after the
+    TLS handshake, with the client certificate as ACSE_AUTH_TLS or the ACSE
+    password) stores a small integer there, and every later callback that has
+    a ClientConnection reads it back (ClientConnection_getSecurityToken) and
+    looks the :class:`Identity` up here.
+    """
+
+    def __init__(self, server: MmsServer) -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._identities: dict[int, Identity] = {}
+        self._next_token = 1
+        self._seen: dict[int, float] = {}         # connection -> last request (monotonic)
+        self._subscribed: dict[int, int] = {}     # connection -> enabled report blocks
+        self._refusals: dict[tuple[str, str, str], tuple[float, int]] = {}
+        # libiec61850 calls the connection indication and then the authenticator
+        # in the connection's own thread: the thread id carries the peer address
+        # to the authenticator, which is not told it.
+        self._pending_peer: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether reads etc. must be seen (roles enforced or idle timeout on)."""
+        return self.server.access is not None or self.server.idle_timeout_s is not None
+
+    # --- installation --------------------------------------------------------------------
+    def install(self, server: int) -> list[Any]:
+        lib = nat.lib()
+        callbacks: list[Any] = []
+        with self._lock:
+            self._identities.clear()
+            self._seen.clear()
+            self._subscribed.clear()
+        if self.server.access is not None:
+            auth_cb = nat.AUTHENTICATOR(self._authenticate)
+            callbacks.append(auth_cb)
+            lib.IedServer_setAuthenticator(server, auth_cb, None)
+        if self.active:
+            rcb_cb = nat.RCB_EVENT_HANDLER(self._rcb_event)
+            dir_cb = nat.DIRECTORY_ACCESS_HANDLER(self._directory)
+            callbacks += [rcb_cb, dir_cb]
+            lib.IedServer_setRCBEventHandler(server, rcb_cb, None)
+            lib.IedServer_setDirectoryAccessHandler(server, dir_cb, None)
+        return callbacks
+
+    def start(self) -> None:
+        if self.server.idle_timeout_s is None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._reaper, name="mms-idle-reaper",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # --- identity ------------------------------------------------------------------------
+    def identity(self, connection: int | None) -> Identity | None:
+        if not connection:
+            return None
+        token = nat.lib().ClientConnection_getSecurityToken(connection)
+        if not token:
+            return None
+        with self._lock:
+            return self._identities.get(int(token))
+
+    def who(self, connection: int | None) -> str:
+        identity = self.identity(connection)
+        peer = _peer(connection)
+        return f"{identity.who} role={identity.role} from {peer}" if identity else peer
+
+    def _authenticate(self, _param: int, auth: int, token: Any, _app_ref: int) -> bool:
+        # libiec61850 thread, during association; never raise out of here.
+        policy = self.server.access
+        try:
+            if policy is None or not auth:
+                return False
+            with self._lock:
+                peer = self._pending_peer.pop(threading.get_ident(), "?")
+            log.debug("authenticating %s in thread %d", peer, threading.get_ident())
+            param = nat.AcseAuthParameter.from_address(auth)
+            data = ctypes.string_at(param.buf, param.length) if param.buf else b""
+            if param.mechanism == nat.ACSE_AUTH_TLS:
+                identity, reason = policy.certificate_identity(data, peer)
+            elif param.mechanism == nat.ACSE_AUTH_PASSWORD:
+                identity, reason = policy.password_identity(data, peer)
+            else:
+                identity, reason = None, ("no client certificate or password" if
+                                          self.server.tls is None else "no client certificate")
+            if identity is None:
+                log.warning("MMS association from %s refused: %s", peer, reason)
+                self._audit("mms.associate", peer, "refused", reason=reason)
+                return False
+            with self._lock:
+                number = self._next_token
+                self._next_token += 1
+                self._identities[number] = identity
+            token[0] = number
+            log.info("MMS association: %s", identity.describe())
+            self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
+                        method=identity.method)
+            return True
+        except Exception:
+            log.exception("MMS authenticator failed")
+            return False
+
+    # --- decisions -----------------------------------------------------------------------
+    def allowed(self, connection: int | None, right: str, obj: str) -> bool:
+        """Note the request (idle timer) and decide; refusals are logged and audited."""
+        if connection:
+            with self._lock:
+                if connection in self._seen:
+                    self._seen[connection] = time.monotonic()
+        if self.server.access is None:
+            return True  # no roles configured: every client may do everything
+        identity = self.identity(connection)
+        if identity is not None and identity.can(right):
+            return True
+        who = self.who(connection)
+        self._refused(who, right, obj)
+        return False
+
+    def _refused(self, who: str, right: str, obj: str) -> None:
+        """Log and audit a refusal, at most once a second per (who, right, object)."""
+        key = (who, right, obj)
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._refusals.get(key, (-1e9, 0))
+            if now - last < 1.0:
+                self._refusals[key] = (last, suppressed + 1)
+                return
+            self._refusals[key] = (now, 0)
+            if len(self._refusals) > 1000:  # bounded: forget the oldest half
+                for old in sorted(self._refusals, key=lambda k: self._refusals[k][0])[:500]:
+                    del self._refusals[old]
+        log.warning("MMS %s of %s refused for %s (no access authority)%s", right, obj, who,
+                    f" ({suppressed} more in the last second)" if suppressed else "")
+        self._audit(f"mms.{right}", who, "refused", obj=obj, reason="no access authority",
+                    suppressed=suppressed)
+
+    def _audit(self, action: str, who: str, outcome: str = "ok", obj: str | None = None,
+               **extra: Any) -> None:
+        audit = self.server.audit
+        if audit is None:
+            return
+        try:
+            audit.record(action, who, outcome, obj, **extra)
+        except Exception:  # auditing must never break the protocol thread
+            log.exception("audit record failed")
+
+    # --- connections, idle timeout -----------------------------------------------------------
+    def connection(self, connection: int, connected: bool) -> None:
+        who = self.who(connection)
+        with self._lock:
+            if connected:
+                self._seen[connection] = time.monotonic()
+                self._pending_peer[threading.get_ident()] = who
+            else:
+                self._pending_peer.pop(threading.get_ident(), None)  # association never came
+        if not connected:
+            self._forget(connection, nat.lib().ClientConnection_getSecurityToken(connection),
+                         count=False)
+        self._audit("mms.connect" if connected else "mms.disconnect", who)
+
+    def _forget(self, connection: int, token: int | None, count: bool = True) -> None:
+        """Drop what is kept about a connection (and its security token); ``count``:
+        also update the server's client count (the indication handler does that itself)."""
+        with self._lock:
+            known = self._seen.pop(connection, None) is not None
+            self._subscribed.pop(connection, None)
+            if token:
+                self._identities.pop(int(token), None)
+        if count and known:
+            self.server._clients = max(0, self.server._clients - 1)
+
+    def _rcb_event(self, _param: int, _rcb: int, connection: int, event: int,
+                   _name: bytes | None, _error: int) -> None:
+        if not connection:
+            return
+        with self._lock:
+            if connection not in self._seen:
+                return
+            self._seen[connection] = time.monotonic()
+            if event == nat.RCB_EVENT_ENABLE:
+                self._subscribed[connection] = self._subscribed.get(connection, 0) + 1
+            elif event == nat.RCB_EVENT_DISABLE and self._subscribed.get(connection):
+                self._subscribed[connection] -= 1
+
+    def _directory(self, _param: int, connection: int, _category: int, _ld: int) -> bool:
+        return self.allowed(connection, RIGHT_READ, "directory")
+
+    def _reaper(self) -> None:
+        """Abort associations silent for longer than the idle timeout.
+
+        A client with an enabled report control block is not idle: it is
+        waiting for reports, which is the normal way to watch the gateway.
+        """
+        timeout = self.server.idle_timeout_s
+        assert timeout is not None
+        lib = nat.lib()
+        while not self._stop.wait(min(1.0, timeout / 4)):
+            now = time.monotonic()
+            idle: list[int] = []
+            with self._lock:
+                for connection, seen in self._seen.items():
+                    if now - seen > timeout and not self._subscribed.get(connection):
+                        # Claimed under our lock: the disconnect indication (which needs
+                        # the lock) cannot free it before we are done with it.
+                        idle.append(lib.ClientConnection_claimOwnership(connection))
+                        self._seen[connection] = now  # one abort per timeout at most
+            for connection in idle:
+                who = self.who(connection)
+                token = lib.ClientConnection_getSecurityToken(connection)
+                try:
+                    aborted = lib.ClientConnection_abort(connection)
+                    if aborted:
+                        # 1.6.1 removes an aborted connection without calling the
+                        # connection indication: do its bookkeeping here.
+                        self._forget(connection, token)
+                finally:
+                    lib.ClientConnection_release(connection)
+                log.warning("MMS connection %s idle for more than %g s: %s", who, timeout,
+                            "closed" if aborted else "already gone")
+                self._audit("mms.idle_close", who, "ok" if aborted else "gone",
+                            idle_timeout_s=timeout)
+
+    # --- TLS events -------------------------------------------------------------------------------
+    def tls_event(self, _param: int, level: int, code: int, message: bytes | None,
+                  connection: int) -> None:
+        """TLS layer events: failed handshakes (other CA, revoked, expired, plain
+        client, old protocol, no common suite) are refusals and go to the audit log."""
+        try:
+            text = message.decode(errors="replace") if message else f"TLS event {code}"
+            peer = "?"
+            if connection:
+                buffer = ctypes.create_string_buffer(130)
+                raw = nat.lib().TLSConnection_getPeerAddress(connection, buffer)
+                peer = raw.decode(errors="replace") if raw else "?"
+            if level >= nat.TLS_SEC_EVT_INCIDENT:
+                log.warning("MMS TLS from %s refused: %s", peer, text)
+                self._audit("mms.tls", peer, "refused", reason=text, code=code)
+            elif level == nat.TLS_SEC_EVT_WARNING:
+                self._warn_once(code, f"MMS TLS from {peer}: {text}")
+            else:
+                log.debug("MMS TLS from %s: %s", peer, text)
+        except Exception:
+            log.exception("TLS event handler failed")
+
+    def _warn_once(self, code: int, message: str) -> None:
+        key = ("tls-warning", str(code), "")
+        with self._lock:
+            if key in self._refusals:
+                return
+            self._refusals[key] = (time.monotonic(), 0)
+        log.warning("%s (further warnings of this kind are not logged)", message)
 
 
 def _peer(connection: int | None) -> str:
