@@ -84,6 +84,8 @@ class Agent:
         self.controller = controller
         self.settings_service: SettingsService | None = None
         self.stats = CycleStats()
+        #: More for status.json: name -> callable returning plain data.
+        self.status_extra: dict[str, Callable[[], object]] = {}
         #: Called at the end of every completed cycle (the systemd watchdog ping).
         self.on_cycle: Callable[[], object] | None = None
         self.stop_event = threading.Event()
@@ -170,6 +172,11 @@ class Agent:
             "base": dev.map.base if dev else None,
             "functions": self.controller.status_view() if self.controller else None,
         }
+        for name, source in self.status_extra.items():
+            try:
+                status[name] = source()
+            except Exception as exc:  # a status source must not stop the status file
+                status[name] = {"error": str(exc)}
         try:
             write_atomic(os.path.join(self.state_dir, "status.json"),
                          json.dumps(status, indent=1, default=str).encode())

@@ -42,7 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_link_args(run)
     run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     run.add_argument("--mms-host", help="address to serve MMS on (default 127.0.0.1)")
-    run.add_argument("--mms-port", type=int, help="MMS port (default 102)")
+    run.add_argument("--mms-port", type=int,
+                     help="MMS port (default 3782 with TLS, 102 without)")
+    run.add_argument("--tls-cert", help="device certificate (PEM): serve MMS over TLS")
+    run.add_argument("--tls-key", help="device private key (PEM)")
+    run.add_argument("--tls-ca", action="append", help="CA bundle for client certificates "
+                                                       "(repeatable)")
+    run.add_argument("--tls-crl", action="append", help="certificate revocation list "
+                                                        "(repeatable)")
+    run.add_argument("--tls-allow", action="append",
+                     help="accept only this client certificate (repeatable: an allow-list)")
+    run.add_argument("--allow-insecure-bind", action="store_true",
+                     help="allow plain MMS on a non-loopback address (logged loudly)")
     run.add_argument("--state-dir", metavar="DIR",
                      help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
     run.add_argument("--poll-period", type=float, help="seconds between polls (default 1)")
@@ -73,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--config", metavar="FILE")
     model.add_argument("--no-functions", action="store_true",
                        help="the monitoring-only model (as run --no-functions serves)")
+
+    sub.add_parser("password-hash", help="read a password (twice) and print its salted "
+                                         "hash for [security.users.NAME] hash")
+    audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
+    audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
 
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
     status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
@@ -169,6 +186,42 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_password_hash(_args: argparse.Namespace) -> int:
+    import getpass
+
+    from inverter_agent.mms.security import hash_password
+
+    if sys.stdin.isatty():
+        pw = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != pw:
+            print("password-hash: the two differ", file=sys.stderr)
+            return 1
+    else:
+        pw = sys.stdin.readline().rstrip("\n")
+    if len(pw) < 12:
+        print("password-hash: use at least 12 characters", file=sys.stderr)
+        return 1
+    print(hash_password(pw))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import time
+
+    from inverter_agent.audit import AuditLog, verify
+
+    log_ = AuditLog(args.state_dir)
+    entries = log_.entries()
+    for e in entries[-args.last:] if args.last else entries:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
+        change = f" {e['old']!r} -> {e['new']!r}" if e.get("new") is not None else ""
+        print(f"{e['seq']:>6} {stamp} {e['action']:<20} {e['outcome']:<8} {e['who']}"
+              f"{' ' + e['object'] if e.get('object') else ''}{change}")
+    v = verify(log_)
+    print(f"chain: {'intact' if v.ok else 'BROKEN: ' + str(v.problem)} ({v.entries} entries)")
+    return 0 if v.ok else 3
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
@@ -204,6 +257,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"NOT FOLLOWED    {fn['not_followed']}")
     else:
         print("functions       off (monitoring only)")
+    sec = st.get("security")
+    if sec:
+        cert = sec.get("certificate")
+        print(f"MMS             port {sec['port']}, {'TLS' if sec['tls'] else 'plain'}, "
+              f"roles {'enforced' if sec['roles_enforced'] else 'off'}, "
+              f"{sec['connected']} connected")
+        if cert:
+            print(f"certificate     {cert.get('days_left', 0):.0f} days left"
+                  + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
     if trips:
         last = trips[-1]
         print(f"last trip       {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['time']))}"
@@ -275,6 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.der_model import der_model_spec
     from inverter_agent.mms.functions_model import functions_model_spec
+    from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
     from inverter_agent.sdnotify import Notifier
 
@@ -286,6 +349,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         "agent.state_dir": args.state_dir, "agent.poll_period": args.poll_period,
         "agent.log_level": args.log_level, "functions.profile": args.profile,
         "functions.enabled": False if args.no_functions else None,
+        "security.tls_cert": args.tls_cert, "security.tls_key": args.tls_key,
+        "security.tls_ca": args.tls_ca, "security.tls_crl": args.tls_crl,
+        "security.tls_allow": args.tls_allow,
+        "security.allow_insecure_bind": True if args.allow_insecure_bind else None,
     }
     sim = None
     if args.simulate:
@@ -313,9 +380,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             spec = functions_model_spec(ld_inst=cfg["mms.ld_inst"])
         else:
             spec = der_model_spec(ld_inst=cfg["mms.ld_inst"])
-        server = MmsServer(spec, host=cfg["mms.host"], port=cfg["mms.port"],
+        tls, access, audit = security_from_config(cfg)
+        port = cfg["mms.port"] or (TLS_PORT if tls else 102)
+        check_bind(cfg["mms.host"], tls is not None, cfg["security.allow_insecure_bind"])
+        server = MmsServer(spec, host=cfg["mms.host"], port=port,
                            ied_name=cfg["mms.ied_name"],
-                           max_connections=cfg["mms.max_connections"])
+                           max_connections=cfg["mms.max_connections"], tls=tls, access=access,
+                           audit=audit, idle_timeout_s=cfg["security.idle_timeout"] or None)
+        agent.status_extra["security"] = server.security_status
         agent.publishers.append(server.publish)
         if agent.controller is not None and agent.settings_service is not None:
             binding = attach_functions(server, agent.settings_service,
@@ -323,8 +395,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                        ld_inst=cfg["mms.ld_inst"])
             agent.publishers.append(binding.publish)
         server.start()
-        log.info("MMS server on %s:%d, logical device %s%s", cfg["mms.host"], cfg["mms.port"],
-                 cfg["mms.ied_name"], cfg["mms.ld_inst"])
+        log.info("MMS%s server on %s:%d, logical device %s%s", " over TLS" if tls else "",
+                 cfg["mms.host"], port, cfg["mms.ied_name"], cfg["mms.ld_inst"])
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
@@ -336,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.on_cycle = notifier.watchdog  # pinged by the loop itself: a stuck loop stops it
         loop = threading.Thread(target=agent.run, name="agent-loop", daemon=True)
         loop.start()
-        notifier.ready(f"serving MMS on {cfg['mms.host']}:{cfg['mms.port']}")
+        notifier.ready(f"serving MMS on {cfg['mms.host']}:{port}")
         while loop.is_alive() and not agent.stop_event.is_set():
             loop.join(0.5)
         # Stop within 5 s even if a transaction is stuck on the wire: its
@@ -354,6 +426,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if sim is not None:
             sim.stop()
+
+
+def security_from_config(cfg: config_mod.Config):
+    """(TlsSettings or None, AccessPolicy or None, AuditLog) from the [security] section."""
+    from inverter_agent.audit import AuditLog
+    from inverter_agent.mms.security import AccessPolicy, TlsSettings
+
+    tls = None
+    if cfg["security.tls_cert"] or cfg["security.tls_key"]:
+        if not (cfg["security.tls_cert"] and cfg["security.tls_key"] and cfg["security.tls_ca"]):
+            raise config_mod.ConfigError("[security] TLS needs tls_cert, tls_key and tls_ca "
+                                         "(--tls-cert, --tls-key, --tls-ca) together")
+        tls = TlsSettings(cert=cfg["security.tls_cert"], key=cfg["security.tls_key"],
+                          ca=tuple(cfg["security.tls_ca"]), crl=tuple(cfg["security.tls_crl"]),
+                          allow=tuple(cfg["security.tls_allow"]) or None,
+                          min_version=cfg["security.tls_min_version"])
+    access = None
+    if tls is not None or cfg["security.users"] or cfg["security.fingerprints"]:
+        access = AccessPolicy.from_config({"fingerprints": cfg["security.fingerprints"] or None,
+                                           "use_ou": cfg["security.role_from_ou"],
+                                           "users": cfg["security.users"] or None})
+    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"])
+    return tls, access, audit
 
 
 def make_controller(cfg: config_mod.Config, inverter):
@@ -404,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_certs(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "password-hash":
+            return cmd_password_hash(args)
+        if args.command == "audit":
+            return cmd_audit(args)
         if args.command == "events":
             return cmd_events(args)
         if args.command == "run":
@@ -411,6 +510,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         print(f"inverter-agent: config error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # Security refusals (an insecure bind, unusable TLS material) stop the
+        # start with their own message; anything else is a bug and raises.
+        if type(exc).__name__ in ("InsecureBindError", "SecurityConfigError"):
+            print(f"inverter-agent: {exc}", file=sys.stderr)
+            return 2
+        raise
     return 2
 
 

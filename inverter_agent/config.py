@@ -10,6 +10,7 @@ Board files (later) and the main config go through this one loader.
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -50,6 +51,31 @@ def _host_port(v: str) -> str | None:
     host, sep, port = v.rpartition(":")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         return "HOST:PORT with a port 1..65535"
+    return None
+
+
+_ROLES = ("viewer", "operator", "engineer", "secadmin")
+
+
+def _str_list(v: list) -> str | None:
+    return None if all(isinstance(x, str) and x for x in v) else "a list of file paths"
+
+
+def _fingerprints(v: dict) -> str | None:
+    for fp, role in v.items():
+        hexfp = fp.replace(":", "").lower()
+        if len(hexfp) != 64 or any(c not in "0123456789abcdef" for c in hexfp) or \
+                role not in _ROLES:
+            return f"SHA-256 hex fingerprint = one of {', '.join(_ROLES)}"
+    return None
+
+
+def _users(v: dict) -> str | None:
+    for name, entry in v.items():
+        if not isinstance(entry, dict) or set(entry) != {"role", "hash"} or \
+                entry["role"] not in _ROLES or not str(entry["hash"]).startswith("scrypt$"):
+            return (f"user {name!r}: a table with role (one of {', '.join(_ROLES)}) and hash "
+                    "(scrypt$..., from inverter-agent password-hash; never a plain password)")
     return None
 
 
@@ -108,18 +134,42 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "mms": {
         "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),
-        "port": Key(int, 102, min=1, max=65535),
+        "port": Key(int, None, min=1, max=65535,
+                    doc="default 3782 with TLS (IEC 62351-3), 102 without"),
         "ied_name": Key(str, "GW", check=lambda v: None if v.isidentifier() and len(v) <= 32
                         else "an identifier of at most 32 characters"),
         "ld_inst": Key(str, "INV1", check=lambda v: None if v.isidentifier() and len(v) <= 32
                        else "an identifier of at most 32 characters"),
         "max_connections": Key(int, 8, min=1, max=64),
     },
+    "security": {
+        "tls_cert": Key(str, None, doc="device certificate (PEM)"),
+        "tls_key": Key(str, None, doc="device private key (PEM, mode 0600)"),
+        "tls_ca": Key(list, [], check=_str_list, doc="CA bundles that sign client certificates"),
+        "tls_crl": Key(list, [], check=_str_list, doc="certificate revocation lists"),
+        "tls_allow": Key(list, [], check=_str_list,
+                         doc="if given, only these client certificates are accepted"),
+        "tls_min_version": Key(str, "1.2", choices=("1.2", "1.3")),
+        "role_from_ou": Key(bool, True, doc="a client certificate's OU names its role"),
+        "fingerprints": Key(dict, {}, check=_fingerprints,
+                            doc="SHA-256 certificate fingerprint (hex) -> role"),
+        "users": Key(dict, {}, check=_users,
+                     doc="ACSE password users: name -> {role, hash} (inverter-agent "
+                         "password-hash makes the hash; plain passwords are refused)"),
+        "allow_insecure_bind": Key(bool, False,
+                                   doc="allow plain MMS on a non-loopback address (loudly)"),
+        "idle_timeout": Key(float, 300.0, min=0.0, max=86400.0,
+                            doc="close MMS connections silent this long (0 = never)"),
+        "audit_bytes": Key(int, 4 << 20, min=4096, max=1 << 30),
+    },
 }
 
 
 #: Command-line flags whose names differ from their key's.
-FLAGS = {"mms.host": "--mms-host", "mms.port": "--mms-port", "functions.enabled": "--no-functions"}
+FLAGS = {"mms.host": "--mms-host", "mms.port": "--mms-port", "functions.enabled": "--no-functions",
+         "security.tls_cert": "--tls-cert", "security.tls_key": "--tls-key",
+         "security.tls_ca": "--tls-ca", "security.tls_crl": "--tls-crl",
+         "security.tls_allow": "--tls-allow"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +241,8 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None,
          board: str | None = None) -> Config:
     """Defaults, then the board file (``board``: a name or a path), then the config file
     ``path``, then ``overrides`` ({"section.key": value}); every layer validated."""
-    values: dict[str, dict[str, Any]] = {s: {k: key.default for k, key in keys.items()}
+    values: dict[str, dict[str, Any]] = {s: {k: copy.deepcopy(key.default)
+                                             for k, key in keys.items()}
                                          for s, keys in SCHEMA.items()}
     sources: dict[str, str] = {}
     if board is not None:

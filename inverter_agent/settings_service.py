@@ -95,6 +95,8 @@ class SettingsService:
         self._temporary: dict[str, Any] = {}  # settings path -> value
         self._last_heard = clock()
         self._effective = persisted
+        #: Bumped by every change of the effective settings (for cheap "changed?" checks).
+        self.version = 0
 
     # -- reading
     def effective(self) -> Settings:
@@ -205,5 +207,6 @@ class SettingsService:
 
     def _set_effective(self, effective: Settings) -> None:
         self._effective = effective
+        self.version += 1
         if self._apply is not None:
             self._apply(effective)
