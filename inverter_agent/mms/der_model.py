@@ -52,6 +52,8 @@ import enum
 from importlib import metadata
 from typing import Any
 
+from hal.inverter import OperatingState
+
 from .model import (
     SI_UNIT,
     Binding,
@@ -80,17 +82,8 @@ class Health(enum.IntEnum):
     ALARM = 3
 
 
-class SunSpecSt(enum.IntEnum):
-    """SunSpec models 101-103 operating state ``St``."""
-
-    OFF = 1
-    SLEEPING = 2
-    STARTING = 3
-    MPPT = 4
-    THROTTLED = 5
-    SHUTTING_DOWN = 6
-    FAULT = 7
-    STANDBY = 8
+#: The HAL's operating state (numbered as SunSpec models 101-103 ``St``).
+SunSpecSt = OperatingState
 
 
 #: SunSpec St -> DGEN.DEROpSt code (identity until 7-420:2021 codes are confirmed).
