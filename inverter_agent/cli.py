@@ -371,6 +371,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
+        # libiec61850's threads call our handlers through ctypes and must take
+        # the GIL first; with the default 5 ms switch interval a request can
+        # wait that long behind the control loop's Python work. Hand it over
+        # sooner: the loop's own work is a few milliseconds a cycle.
+        sys.setswitchinterval(0.0005)
         agent = Agent(cfg)
         binding = None
         if cfg["functions.enabled"]:
