@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hal.reading import Detail, Quality, Reading, Validity
@@ -55,23 +56,31 @@ def _reading(spec: dict[str, Any]) -> Reading:
     return Reading(spec.get("value"), quality, float(spec.get("t", time.time())))
 
 
-def _serve_commands(server: MmsServer) -> None:
+Command = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def serve_commands(server: MmsServer, extra: Mapping[str, Command] | None = None) -> None:
+    """Answer JSON commands from stdin, one reply line each, until "stop" or end of input.
+
+    Built in: publish, clients, stop; ``extra`` adds more by name.
+    """
+    commands: dict[str, Command] = {
+        "publish": lambda cmd: {"ok": server.publish(
+            {k: _reading(v) for k, v in cmd["points"].items()})},
+        "clients": lambda cmd: {"clients": server.connected_clients()},
+        **(extra or {}),
+    }
     for line in sys.stdin:
         if not line.strip():
             continue
         try:
             cmd = json.loads(line)
-            match cmd.get("cmd"):
-                case "publish":
-                    points = {k: _reading(v) for k, v in cmd["points"].items()}
-                    reply: dict[str, Any] = {"ok": server.publish(points)}
-                case "clients":
-                    reply = {"clients": server.connected_clients()}
-                case "stop":
-                    print(json.dumps({"ok": True}), flush=True)
-                    return
-                case other:
-                    reply = {"error": f"unknown command {other!r}"}
+            name = cmd.get("cmd")
+            if name == "stop":
+                print(json.dumps({"ok": True}), flush=True)
+                return
+            handler = commands.get(name)
+            reply = handler(cmd) if handler else {"error": f"unknown command {name!r}"}
         except (ValueError, KeyError, TypeError) as exc:
             reply = {"error": str(exc)}
         print(json.dumps(reply), flush=True)
@@ -105,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
     if args.commands:
         def commands() -> None:
-            _serve_commands(server)  # returns on "stop" or end of stdin
+            serve_commands(server)  # returns on "stop" or end of stdin
             stop.set()
         threading.Thread(target=commands, name="demo-commands", daemon=True).start()
     print(json.dumps({"ready": args.port}), flush=True)

@@ -44,7 +44,7 @@ from inverter_agent.settings_service import SettingsService
 from inverter_agent.settings_store import SettingsStore
 
 from .binding import FunctionBinding, attach_functions
-from .demo_server import _reading, demo_snapshot
+from .demo_server import demo_snapshot, serve_commands
 from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from .functions_model import functions_model_spec
 from .security import AccessPolicy, TlsSettings, check_bind
@@ -54,37 +54,22 @@ log = logging.getLogger(__name__)
 
 
 def _serve(server: MmsServer, binding: FunctionBinding, service: SettingsService) -> None:
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            cmd = json.loads(line)
-            match cmd.get("cmd"):
-                case "publish":
-                    points = {k: _reading(v) for k, v in cmd["points"].items()}
-                    reply: dict[str, Any] = {"ok": server.publish(points)}
-                case "status":
-                    binding.publish_status(cmd["view"])
-                    reply = {"ok": True}
-                case "persisted":
-                    reply = {"settings": service.persisted_dict()}
-                case "effective":
-                    reply = {"settings": service.effective_dict()}
-                case "temporary":
-                    reply = {"settings": service.temporary()}
-                case "tick":
-                    reply = {"reverted": service.tick()}
-                    binding.refresh_settings()
-                case "clients":
-                    reply = {"clients": server.connected_clients()}
-                case "stop":
-                    print(json.dumps({"ok": True}), flush=True)
-                    return
-                case other:
-                    reply = {"error": f"unknown command {other!r}"}
-        except (ValueError, KeyError, TypeError) as exc:
-            reply = {"error": str(exc)}
-        print(json.dumps(reply), flush=True)
+    def status(cmd: dict[str, Any]) -> dict[str, Any]:
+        binding.publish_status(cmd["view"])
+        return {"ok": True}
+
+    def tick(_cmd: dict[str, Any]) -> dict[str, Any]:
+        reverted = service.tick()
+        binding.refresh_settings()
+        return {"reverted": reverted}
+
+    serve_commands(server, {
+        "status": status,
+        "persisted": lambda cmd: {"settings": service.persisted_dict()},
+        "effective": lambda cmd: {"settings": service.effective_dict()},
+        "temporary": lambda cmd: {"settings": service.temporary()},
+        "tick": tick,
+    })
 
 
 def main(argv: list[str] | None = None) -> int:
