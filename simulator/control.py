@@ -40,6 +40,7 @@ from typing import Any
 
 from .modbus import Fault
 from .plant import GridScript, load_grid_script
+from .server import TrackingServer
 from .simulation import Simulation
 
 log = logging.getLogger(__name__)
@@ -150,15 +151,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.server.clients.discard(self.request)
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], sim: Simulation) -> None:
         self.sim = sim
-        self.clients: set[socket.socket] = set()
-        self.clients_lock = threading.Lock()
         super().__init__(address, _Handler)
 
 

@@ -102,15 +102,22 @@ class _TcpHandler(socketserver.BaseRequestHandler):
             log.info("TCP send failed: %s", exc)
 
 
-class _ThreadingServer(socketserver.ThreadingTCPServer):
+class TrackingServer(socketserver.ThreadingTCPServer):
+    """A threaded TCP server that knows its open client sockets (to close them on stop)."""
+
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], bus: Bus) -> None:
-        self.bus = bus
+    def __init__(self, address: tuple[str, int], handler: type) -> None:
         self.clients: set[socket.socket] = set()
         self.clients_lock = threading.Lock()
+        super().__init__(address, handler)
+
+
+class _ThreadingServer(TrackingServer):
+    def __init__(self, address: tuple[str, int], bus: Bus) -> None:
+        self.bus = bus
         self.stopping = threading.Event()
         self.rng = random.Random()
         super().__init__(address, _TcpHandler)

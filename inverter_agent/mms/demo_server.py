@@ -107,26 +107,34 @@ def main(argv: list[str] | None = None) -> int:
     server = MmsServer(der_model_spec(args.ld), host=args.host, port=args.port,
                        ied_name=args.ied, max_connections=args.max_connections)
     server.start()
-    if args.animate:
+    run_until_stopped(server, stop, animate_hz=10.0 if args.animate else 0.0,
+                      commands=(lambda: serve_commands(server)) if args.commands else None,
+                      seconds=args.seconds)
+    server.stop()
+    return 0
+
+
+def run_until_stopped(server: MmsServer, stop: threading.Event, animate_hz: float,
+                      commands: Callable[[], None] | None, seconds: float) -> None:
+    """Announce readiness, optionally animate TotW and answer stdin commands, and
+    return on SIGTERM (``stop``), the "stop" command, ``seconds`` or Ctrl-C."""
+    if animate_hz > 0:
         def animate() -> None:
-            while not stop.wait(0.1):
+            while not stop.wait(1.0 / animate_hz):
                 server.publish(demo_snapshot(time.time()))
         threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
-    if args.commands:
-        def commands() -> None:
-            serve_commands(server)  # returns on "stop" or end of stdin
+    if commands is not None:
+        def serve() -> None:
+            commands()  # returns on "stop" or end of stdin
             stop.set()
-        threading.Thread(target=commands, name="demo-commands", daemon=True).start()
-    print(json.dumps({"ready": args.port}), flush=True)
+        threading.Thread(target=serve, name="demo-commands", daemon=True).start()
+    print(json.dumps({"ready": server.port}), flush=True)
     try:
-        stop.wait(args.seconds or None)
+        stop.wait(seconds or None)
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
-        server.stop()
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,7 +35,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from inverter_agent.audit import AuditLog
@@ -44,7 +43,7 @@ from inverter_agent.settings_service import SettingsService
 from inverter_agent.settings_store import SettingsStore
 
 from .binding import FunctionBinding, attach_functions
-from .demo_server import demo_snapshot, serve_commands
+from .demo_server import run_until_stopped, serve_commands
 from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from .functions_model import functions_model_spec
 from .security import AccessPolicy, TlsSettings, check_bind
@@ -129,23 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                        idle_timeout_s=args.idle_timeout)
     binding = attach_functions(server, service, None, ld_inst=args.ld)
     server.start()
-    if args.animate > 0:
-        def animate() -> None:
-            while not stop.wait(1.0 / args.animate):
-                server.publish(demo_snapshot(time.time()))
-        threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
-    if args.commands:
-        def commands() -> None:
-            _serve(server, binding, service)
-            stop.set()
-        threading.Thread(target=commands, name="commands", daemon=True).start()
-    print(json.dumps({"ready": args.port}), flush=True)
     try:
-        stop.wait(args.seconds or None)
-    except KeyboardInterrupt:
-        pass
+        run_until_stopped(server, stop, animate_hz=args.animate,
+                          commands=(lambda: _serve(server, binding, service))
+                          if args.commands else None, seconds=args.seconds)
     finally:
-        stop.set()
         binding.close()
         server.stop()
     return 0
