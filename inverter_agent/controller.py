@@ -145,6 +145,8 @@ class Controller:
         self.steering = steering
         self.verify_every_s = verify_every_s
         self._native_vv: NativeCurveState | None = None
+        self._controls_for: object = None
+        self._controls: set[str] = set()
 
     # -- settings
     def apply_settings(self, settings: Settings) -> None:
@@ -281,7 +283,7 @@ class Controller:
     def _write(self, sp: Setpoints, snapshot: Mapping[str, Reading], t: float) -> None:
         if not self.inverter.connected:
             return
-        supported = set(self.inverter.capabilities().controls)
+        supported = self._supported_controls()
         wanted = self.controls_for(sp)
         for name in list(wanted):
             if name not in supported:
@@ -376,6 +378,14 @@ class Controller:
             self.status.write_errors += 1
             self._native_vv = NativeCurveState(want, False, t + min(10.0, self.verify_every_s))
             log.warning("programming the native volt-var curve failed: %s", exc)
+
+    def _supported_controls(self) -> set[str]:
+        """The device's controls, worked out again only when it is (re)discovered."""
+        device = self.inverter.device
+        if self._controls_for is not device:
+            self._controls_for = device
+            self._controls = set(self.inverter.capabilities().controls)
+        return self._controls
 
     @staticmethod
     def _differs(name: str, value: Any, written: Mapping[str, Any]) -> bool:
