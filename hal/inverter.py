@@ -234,6 +234,11 @@ class Inverter:
             return Reading(None, NOT_IMPLEMENTED, now)
         return Reading(-pf if ext == 1 else pf, GOOD, now)
 
+    def unreachable(self, now: float) -> dict[str, Reading]:
+        """The snapshot of an inverter not asked this cycle (its link is down and the
+        caller waits before trying again): last values, marked stale / link failure."""
+        return self._invalidate(now)
+
     def _invalidate(self, now: float) -> dict[str, Reading]:
         if not self._last:
             return {name: Reading(None, LINK_FAILURE, now) for name in READ_POINTS}

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hal.inverter import Inverter
 from hal.reading import GOOD, LINK_FAILURE, Reading
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings, TcpTransport, Transport
-from inverter_agent.config import Config
+from inverter_agent.config import Config, link_timeout
 from inverter_agent.files import write_atomic
 
 if TYPE_CHECKING:
@@ -36,22 +36,40 @@ Publisher = Callable[[Mapping[str, Reading]], None]
 LINK = "link"
 
 
-def make_transport(cfg: Config) -> Transport:
-    policy = RetryPolicy(timeout=cfg.transaction_timeout, retries=cfg["inverter.retries"],
-                         backoff=min(0.05, cfg.transaction_timeout / 4), backoff_max=0.5)
-    if cfg["inverter.modbus_tcp"]:
-        host, _, port = cfg["inverter.modbus_tcp"].rpartition(":")
+def make_transport(cfg: Config, link: Mapping[str, Any] | None = None) -> Transport:
+    """The transport for ``link`` (``[inverter]``-style settings; default ``[inverter]``)."""
+    link = cfg.values["inverter"] if link is None else link
+    timeout = link_timeout(link, cfg["agent.poll_period"])
+    policy = RetryPolicy(timeout=timeout, retries=link["retries"],
+                         backoff=min(0.05, timeout / 4), backoff_max=0.5)
+    if link["modbus_tcp"]:
+        host, _, port = link["modbus_tcp"].rpartition(":")
         return TcpTransport(host, int(port), policy)
-    if cfg["inverter.modbus_rtu"]:
+    if link["modbus_rtu"]:
         return RtuTransport(SerialSettings(
-            device=cfg["inverter.modbus_rtu"], baud=cfg["inverter.baud"],
-            parity=cfg["inverter.parity"], stopbits=cfg["inverter.stopbits"],
-            inter_frame_delay=cfg["inverter.inter_frame_delay"], rs485=cfg["inverter.rs485"],
-            rts_level_for_tx=cfg["inverter.rts_level_for_tx"],
-            delay_before_tx=cfg["inverter.delay_before_tx"],
-            delay_before_rx=cfg["inverter.delay_before_rx"]), policy)
+            device=link["modbus_rtu"], baud=link["baud"], parity=link["parity"],
+            stopbits=link["stopbits"], inter_frame_delay=link["inter_frame_delay"],
+            rs485=link["rs485"], rts_level_for_tx=link["rts_level_for_tx"],
+            delay_before_tx=link["delay_before_tx"],
+            delay_before_rx=link["delay_before_rx"]), policy)
     raise ValueError("no inverter link configured: give [inverter] modbus_tcp or modbus_rtu "
                      "(or --modbus-tcp / --modbus-rtu)")
+
+
+def run_every(period: float, stop_event: threading.Event, step: Callable[[], None],
+              stats: CycleStats) -> None:
+    """Call ``step()`` every ``period`` seconds until ``stop_event``; an overrun skips
+    ahead (counted in ``stats.overruns``), it never piles cycles up."""
+    next_t = time.monotonic()
+    while not stop_event.is_set():
+        step()
+        next_t += period
+        delay = next_t - time.monotonic()
+        if delay < 0:
+            stats.overruns += 1
+            next_t = time.monotonic()
+            delay = 0
+        stop_event.wait(delay)
 
 
 @dataclass(slots=True)
@@ -66,20 +84,42 @@ class CycleStats:
     link_up: bool = False
     link_changes: int = 0
     last_error: str | None = None
+    sum_poll_s: float = 0.0
     started: float = field(default_factory=time.time)
+
+    def polled(self, poll_s: float) -> None:
+        self.cycles += 1
+        self.last_poll_s = poll_s
+        self.max_poll_s = max(self.max_poll_s, poll_s)
+        self.sum_poll_s += poll_s
+
+    def timing(self) -> dict[str, Any]:
+        return {"cycles": self.cycles, "failed_polls": self.failed_polls,
+                "overruns": self.overruns, "last_poll_s": round(self.last_poll_s, 4),
+                "max_poll_s": round(self.max_poll_s, 4),
+                "mean_poll_s": round(self.sum_poll_s / self.cycles, 4) if self.cycles else 0.0}
 
 
 class Agent:
-    """Polls one inverter and publishes snapshots until stopped."""
+    """Polls one inverter and publishes snapshots until stopped.
+
+    Alone it runs its own loop (:meth:`run`); with several inverters a
+    :class:`~inverter_agent.site.Site` calls :meth:`cycle` of each in one loop.
+    """
 
     def __init__(self, cfg: Config, inverter: Inverter | None = None,
                  publishers: list[Publisher] | None = None,
-                 controller: Controller | None = None) -> None:
+                 controller: Controller | None = None, name: str | None = None) -> None:
         self.cfg = cfg
+        self.name = name or cfg["mms.ld_inst"]
         self.period = cfg["agent.poll_period"]
         self.inverter = inverter or Inverter(
             make_transport(cfg), unit=cfg["inverter.unit"],
             bases=tuple(cfg["inverter.bases"]))
+        #: Consecutive failed polls, and (monotonic) when a down link is tried next.
+        self.fail_streak = 0
+        self.next_try = 0.0
+        self.last_snapshot: dict[str, Reading] = {}
         self.publishers = list(publishers or [])
         self.controller = controller
         self.settings_service: SettingsService | None = None
@@ -92,25 +132,33 @@ class Agent:
         self.state_dir = cfg["agent.state_dir"]
         self._status_every = max(1, round(5.0 / self.period))  # about every 5 s
 
-    def cycle(self, now: float | None = None) -> dict[str, Reading]:
-        """One poll and publish; returns the snapshot published."""
+    def cycle(self, now: float | None = None, poll: bool = True) -> dict[str, Reading]:
+        """One poll and publish; returns the snapshot published.
+
+        ``poll=False`` does not ask the inverter (its link is down and it is not
+        yet due again): the functions and publishers get the stale snapshot.
+        """
         now = time.time() if now is None else now
         t0 = time.monotonic()
-        readings = self.inverter.poll(now)
-        poll_s = time.monotonic() - t0
-        up = self.inverter.last_error is None
-        if up != self.stats.link_up:
-            self.stats.link_changes += 1
-            if up:
-                log.info("inverter link up (unit %d)", self.inverter.unit)
-            else:
-                log.warning("inverter link down: %s", self.inverter.last_error)
-        self.stats.link_up = up
-        self.stats.last_error = self.inverter.last_error
-        self.stats.cycles += 1
-        self.stats.failed_polls += 0 if up else 1
-        self.stats.last_poll_s = poll_s
-        self.stats.max_poll_s = max(self.stats.max_poll_s, poll_s)
+        if not poll:
+            readings = self.inverter.unreachable(now)
+            up = False
+        else:
+            readings = self.inverter.poll(now)
+            poll_s = time.monotonic() - t0
+            up = self.inverter.last_error is None
+            if up != self.stats.link_up:
+                self.stats.link_changes += 1
+                if up:
+                    log.info("%s: inverter link up (unit %d)", self.name, self.inverter.unit)
+                else:
+                    log.warning("%s: inverter link down (unit %d): %s", self.name,
+                                self.inverter.unit, self.inverter.last_error)
+            self.stats.link_up = up
+            self.stats.last_error = self.inverter.last_error
+            self.stats.failed_polls += 0 if up else 1
+            self.stats.polled(poll_s)
+            self.fail_streak = 0 if up else self.fail_streak + 1
         snapshot = dict(readings)
         snapshot[LINK] = Reading(up, GOOD if up else LINK_FAILURE, now)
         if self.controller is not None:
@@ -125,26 +173,22 @@ class Agent:
                 publish(snapshot)
             except Exception:  # a publisher bug must not stop the inverter's supervision
                 log.exception("publisher %r failed", publish)
+        self.last_snapshot = snapshot
         return snapshot
 
     def run(self) -> None:
         """Cycle on a fixed schedule until :meth:`stop`; overruns skip, never pile up."""
         log.info("agent running: poll period %.3f s, transaction timeout %.3f s",
                  self.period, self.cfg.transaction_timeout)
-        next_t = time.monotonic()
-        while not self.stop_event.is_set():
+
+        def step() -> None:
             self.cycle()
             if self.on_cycle is not None:
                 self.on_cycle()
             if self.stats.cycles % self._status_every == 1:
                 self.write_status()
-            next_t += self.period
-            delay = next_t - time.monotonic()
-            if delay < 0:
-                self.stats.overruns += 1
-                next_t = time.monotonic()
-                delay = 0
-            self.stop_event.wait(delay)
+
+        run_every(self.period, self.stop_event, step, self.stats)
         self.write_status()
 
     def stop(self) -> None:
@@ -157,29 +201,36 @@ class Agent:
     def close(self) -> None:
         self.inverter.close()
 
-    def write_status(self) -> None:
-        """Atomically write ``status.json`` in the state directory (for health views)."""
-        if not self.state_dir:
-            return
+    def status_view(self) -> dict[str, Any]:
+        """This inverter's link, poll timing, models and functions, as plain data."""
         s = self.stats
         dev = self.inverter.device
-        status = {
-            "time": time.time(), "link_up": s.link_up, "last_error": s.last_error,
-            "cycles": s.cycles, "failed_polls": s.failed_polls, "overruns": s.overruns,
-            "poll_period_s": self.period, "last_poll_s": round(s.last_poll_s, 4),
-            "max_poll_s": round(s.max_poll_s, 4), "unit": self.inverter.unit,
+        return {
+            "ld": self.name, "link_up": s.link_up, "last_error": s.last_error,
+            "poll_period_s": self.period, **s.timing(), "unit": self.inverter.unit,
             "models": dev.map.model_ids if dev else [],
             "base": dev.map.base if dev else None,
             "functions": self.controller.status_view() if self.controller else None,
         }
-        for name, source in self.status_extra.items():
-            try:
-                status[name] = source()
-            except Exception as exc:  # a status source must not stop the status file
-                status[name] = {"error": str(exc)}
-        try:
-            write_atomic(os.path.join(self.state_dir, "status.json"),
-                         json.dumps(status, indent=1, default=str).encode())
-        except OSError as exc:
-            log.warning("cannot write status to %s: %s", self.state_dir, exc)
 
+    def write_status(self) -> None:
+        """Atomically write ``status.json`` in the state directory (for health views)."""
+        write_status_file(self.state_dir, {"time": time.time(), **self.status_view()},
+                          self.status_extra)
+
+
+def write_status_file(state_dir: str, status: dict[str, Any],
+                      extra: Mapping[str, Callable[[], object]]) -> None:
+    """``status`` plus every ``extra`` source, written atomically to ``status.json``."""
+    if not state_dir:
+        return
+    for name, source in extra.items():
+        try:
+            status[name] = source()
+        except Exception as exc:  # a status source must not stop the status file
+            status[name] = {"error": str(exc)}
+    try:
+        write_atomic(os.path.join(state_dir, "status.json"),
+                     json.dumps(status, indent=1, default=str).encode())
+    except OSError as exc:
+        log.warning("cannot write status to %s: %s", state_dir, exc)

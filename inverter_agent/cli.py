@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                           "serial and pin settings; the config file and flags override it")
     _add_link_args(run)
     run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    run.add_argument("--units", metavar="1,2,3",
+                     help="several inverters on this link: their unit ids (one logical "
+                          "device each, plus the plant view); with --simulate the simulator "
+                          "answers on them too")
     run.add_argument("--mms-host", help="address to serve MMS on (default 127.0.0.1)")
     run.add_argument("--mms-port", type=int,
                      help="MMS port (default 3782 with TLS, 102 without)")
@@ -98,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)")
     events.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
+    events.add_argument("--inverter", metavar="LD",
+                        help="with several inverters: only this one's (default: all, merged)")
 
     certs = sub.add_parser("certs", help="device key, signing request, certificate install, "
                                          "expiry; a bench CA for tests")
@@ -173,15 +179,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from inverter_agent.mms.der_model import der_model_spec
-    from inverter_agent.mms.functions_model import functions_model_spec
     from inverter_agent.mms.icd import write_icd
+    from inverter_agent.mms.plant_model import site_model_spec
 
     cfg = config_mod.load(args.config or config_mod.default_config_path(),
                           {"functions.enabled": False if args.no_functions else None})
-    make = functions_model_spec if cfg["functions.enabled"] else der_model_spec
-    write_icd(make(ld_inst=cfg["mms.ld_inst"]), args.icd, ied_name=cfg["mms.ied_name"],
-              host=cfg["mms.host"])
+    lds = [link.ld_inst for link in cfg.inverter_links()]
+    spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
+                           functions=cfg["functions.enabled"])
+    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"])
     print(f"wrote {args.icd}")
     return 0
 
@@ -226,8 +232,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from inverter_agent.events import EventLog
-
     path = os.path.join(args.state_dir, "status.json")
     try:
         with open(path, encoding="utf-8") as fh:
@@ -239,24 +243,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(st, indent=1))
         return 0
     age = time.time() - st["time"]
-    trips = [e for e in EventLog(args.state_dir).read() if e.get("kind") == "trip"]
     print(f"status written {age:.0f} s ago" + ("  (STALE: is the agent running?)"
                                               if age > 30 else ""))
-    print(f"inverter link   {'up' if st['link_up'] else 'DOWN'}  unit {st['unit']}  "
-          f"models {','.join(map(str, st['models'])) or '-'}")
-    if st.get("last_error"):
-        print(f"last error      {st['last_error']}")
-    print(f"poll            period {st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, "
-          f"max {st['max_poll_s'] * 1e3:.1f} ms, {st['cycles']} cycles, "
-          f"{st['failed_polls']} failed, {st['overruns']} overruns")
-    fn = st.get("functions")
-    if fn:
-        active = [n for n, f in fn["functions"].items() if f["active"]]
-        print(f"functions       {fn['state']}; active: {', '.join(active) or 'none'}")
-        if fn.get("not_followed"):
-            print(f"NOT FOLLOWED    {fn['not_followed']}")
-    else:
-        print("functions       off (monitoring only)")
+    several = "inverters" in st
+    if several:
+        print(f"site            {len(st['inverters'])} inverters, "
+              f"{'all links up' if st['link_up'] else 'SOME LINKS DOWN'}; cycle "
+              f"{st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, mean "
+              f"{st['mean_poll_s'] * 1e3:.1f} ms, max {st['max_poll_s'] * 1e3:.1f} ms, "
+              f"{st['cycles']} cycles, {st['overruns']} overruns")
+        plant = st.get("plant") or {}
+        tot, limit = plant.get("totals"), plant.get("limit") or {}
+        if tot:
+            print(f"plant {plant['ld']:<9} P {tot['w']:.0f} W, Q {tot['var']:.0f} var from "
+                  f"{tot['reporting']}/{tot['configured']} inverters ({tot['quality']}); "
+                  + (f"limit {limit['w_max']:.0f} W" + (" ACTING" if plant["limiting"] else "")
+                     if limit.get("enabled") else "no plant limit"))
+    for inv in (st["inverters"].values() if several else [st]):
+        folder = os.path.join(args.state_dir, inv["ld"]) if several else args.state_dir
+        _print_inverter_status(inv, folder, indent="  " if several else "")
     sec = st.get("security")
     if sec:
         cert = sec.get("certificate")
@@ -266,13 +271,43 @@ def cmd_status(args: argparse.Namespace) -> int:
         if cert:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+    return 0
+
+
+def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
+    import time
+
+    from inverter_agent.events import EventLog
+
+    def line(label: str, text: str) -> None:
+        print(f"{indent}{label:<{16 - len(indent)}}{text}")
+
+    if indent:
+        print(f"inverter {st['ld']}")
+    line("inverter link", f"{'up' if st['link_up'] else 'DOWN'}  unit {st['unit']}  "
+         f"models {','.join(map(str, st['models'])) or '-'}")
+    if st.get("last_error"):
+        line("last error", st["last_error"])
+    line("poll", f"period {st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, "
+         f"max {st['max_poll_s'] * 1e3:.1f} ms, {st['cycles']} cycles, "
+         f"{st['failed_polls']} failed, {st['overruns']} overruns")
+    fn = st.get("functions")
+    if fn:
+        active = [n for n, f in fn["functions"].items() if f["active"]]
+        line("functions", f"{fn['state']}; active: {', '.join(active) or 'none'}"
+             + (f"; plant cap {fn['plant_cap_pct']:.1f} %"
+                if fn.get("plant_cap_pct") is not None else ""))
+        if fn.get("not_followed"):
+            line("NOT FOLLOWED", str(fn["not_followed"]))
+    else:
+        line("functions", "off (monitoring only)")
+    trips = [e for e in EventLog(state_dir).read() if e.get("kind") == "trip"]
     if trips:
         last = trips[-1]
-        print(f"last trip       {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['time']))}"
-              f"  {last['detail']}")
+        line("last trip", f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['time']))}"
+             f"  {last['detail']}")
     else:
-        print("last trip       none recorded")
-    return 0
+        line("last trip", "none recorded")
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -280,11 +315,26 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     from inverter_agent.events import EventLog
 
-    entries = EventLog(args.state_dir).read()
+    # With several inverters each keeps its log in <state_dir>/<logical device>.
+    folders = {"": args.state_dir}
+    for name in sorted(os.listdir(args.state_dir)) if os.path.isdir(args.state_dir) else ():
+        if name.isidentifier() and \
+                os.path.exists(os.path.join(args.state_dir, name, "events.jsonl")):
+            folders[name] = os.path.join(args.state_dir, name)
+    if len(folders) > 1 and not os.path.exists(os.path.join(args.state_dir, "events.jsonl")):
+        del folders[""]
+    if args.inverter:
+        if args.inverter not in folders:
+            print(f"events: no inverter {args.inverter!r} in {args.state_dir}", file=sys.stderr)
+            return 1
+        folders = {args.inverter: folders[args.inverter]}
+    entries = sorted(({**e, "ld": ld} for ld, folder in folders.items()
+                      for e in EventLog(folder).read()), key=lambda e: e["time"])
     for e in entries[-args.last:] if args.last else entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         extra = f"  ({e['who']})" if e.get("who") else ""
-        print(f"{stamp}  {e['kind']:<24} {e.get('detail', '')}{extra}")
+        ld = f"{e['ld'] or '-':<6} " if len(folders) > 1 else ""
+        print(f"{stamp}  {ld}{e['kind']:<24} {e.get('detail', '')}{extra}")
     return 0
 
 
@@ -335,11 +385,11 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
-    from inverter_agent.mms.der_model import der_model_spec
-    from inverter_agent.mms.functions_model import functions_model_spec
+    from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
     from inverter_agent.sdnotify import Notifier
+    from inverter_agent.site import PlantService, Site
 
     overrides = {
         "inverter.modbus_tcp": args.modbus_tcp, "inverter.modbus_rtu": args.modbus_rtu,
@@ -354,13 +404,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         "security.tls_allow": args.tls_allow,
         "security.allow_insecure_bind": True if args.allow_insecure_bind else None,
     }
+    units = _units(args.units) if args.units else None
+    overrides["inverter.units"] = units
     sim = None
     if args.simulate:
         from simulator import SimProcess
 
         if args.modbus_tcp or args.modbus_rtu:
             raise config_mod.ConfigError("--simulate chooses its own link: drop --modbus-*")
-        sim = SimProcess()
+        sim = SimProcess(*(["--units", ",".join(map(str, units))] if units else []))
         sim.start()
         overrides["inverter.modbus_tcp"] = f"127.0.0.1:{sim.tcp_port}"
     try:
@@ -376,15 +428,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         # wait that long behind the control loop's Python work. Hand it over
         # sooner: the loop's own work is a few milliseconds a cycle.
         sys.setswitchinterval(0.0005)
-        agent = Agent(cfg)
-        binding = None
-        if cfg["functions.enabled"]:
-            # Controller and settings first: the MMS write and control handlers
-            # are bound to them before the server accepts its first client.
-            agent.controller, agent.settings_service = make_controller(cfg, agent.inverter)
-            spec = functions_model_spec(ld_inst=cfg["mms.ld_inst"])
-        else:
-            spec = der_model_spec(ld_inst=cfg["mms.ld_inst"])
+        links = cfg.inverter_links()
+        multi = len(links) > 1
+        # Controllers and settings first: the MMS write and control handlers
+        # are bound to them before the server accepts its first client.
+        agents = make_agents(cfg, links)
+        spec = site_model_spec([a.name for a in agents],
+                               cfg["plant.ld_inst"] if multi else None,
+                               functions=cfg["functions.enabled"])
         tls, access, audit = security_from_config(cfg)
         port = cfg["mms.port"] or (TLS_PORT if tls else 102)
         check_bind(cfg["mms.host"], tls is not None, cfg["security.allow_insecure_bind"])
@@ -392,29 +443,40 @@ def cmd_run(args: argparse.Namespace) -> int:
                            ied_name=cfg["mms.ied_name"],
                            max_connections=cfg["mms.max_connections"], tls=tls, access=access,
                            audit=audit, idle_timeout_s=cfg["security.idle_timeout"] or None)
-        agent.status_extra["security"] = server.security_status
-        agent.publishers.append(server.publish)
-        if agent.controller is not None and agent.settings_service is not None:
-            binding = attach_functions(server, agent.settings_service,
-                                       agent.controller.status_view,
-                                       ld_inst=cfg["mms.ld_inst"])
-            agent.publishers.append(binding.publish)
+        bindings = []
+        for agent in agents:
+            agent.publishers.append(server.publisher(agent.name) if multi else server.publish)
+            if agent.controller is not None and agent.settings_service is not None:
+                binding = attach_functions(server, agent.settings_service,
+                                           agent.controller.status_view, ld_inst=agent.name)
+                agent.publishers.append(binding.publish)
+                bindings.append(binding)
+        runner: Agent | Site
+        if multi:
+            plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
+                                 cfg["plant.w_max"])
+            plant.attach(server, writable=cfg["functions.enabled"])
+            runner = Site(cfg, agents, plant)
+        else:
+            runner = agents[0]
+        runner.status_extra["security"] = server.security_status
         server.start()
-        log.info("MMS%s server on %s:%d, logical device %s%s", " over TLS" if tls else "",
-                 cfg["mms.host"], port, cfg["mms.ied_name"], cfg["mms.ld_inst"])
+        log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
+                 cfg["mms.host"], port, "s" if multi else "",
+                 ", ".join(cfg["mms.ied_name"] + ld.inst for ld in spec.logical_devices))
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("signal %d: stopping", signum)
-            agent.stop()
+            runner.stop()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         notifier = Notifier()
-        agent.on_cycle = notifier.watchdog  # pinged by the loop itself: a stuck loop stops it
-        loop = threading.Thread(target=agent.run, name="agent-loop", daemon=True)
+        runner.on_cycle = notifier.watchdog  # pinged by the loop itself: a stuck loop stops it
+        loop = threading.Thread(target=runner.run, name="agent-loop", daemon=True)
         loop.start()
         notifier.ready(f"serving MMS on {cfg['mms.host']}:{port}")
-        while loop.is_alive() and not agent.stop_event.is_set():
+        while loop.is_alive() and not runner.stop_event.is_set():
             loop.join(0.5)
         # Stop within 5 s even if a transaction is stuck on the wire: its
         # timeout is bounded, but never wait on it past this.
@@ -422,10 +484,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")
-        if binding is not None:
+        for binding in bindings:
             binding.close()
         server.stop()
-        agent.close()
+        runner.close()
         log.info("stopped")
         return 0
     finally:
@@ -456,15 +518,40 @@ def security_from_config(cfg: config_mod.Config):
     return tls, access, audit
 
 
-def make_controller(cfg: config_mod.Config, inverter):
+def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) -> list:
+    """One agent per inverter; inverters on one wire share its transport. With several,
+    each keeps its settings and events in ``<state_dir>/<logical device>``."""
+    from hal.inverter import Inverter
+    from inverter_agent.agent import Agent, make_transport
+
+    transports: dict[tuple[str, str], object] = {}
+    agents = []
+    for link in links:
+        if link.link not in transports:
+            transports[link.link] = make_transport(cfg, link.settings)
+        inverter = Inverter(transports[link.link], unit=link.unit,
+                            bases=tuple(link.settings["bases"]))
+        agent = Agent(cfg, inverter=inverter, name=link.ld_inst)
+        if cfg["functions.enabled"]:
+            state_dir = cfg["agent.state_dir"]
+            if len(links) > 1:
+                state_dir = os.path.join(state_dir, link.ld_inst)
+                os.makedirs(state_dir, exist_ok=True)
+            agent.controller, agent.settings_service = make_controller(cfg, inverter, state_dir)
+        agents.append(agent)
+    return agents
+
+
+def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = None):
     """The local controller and its settings service (persisted or profile defaults)."""
     from inverter_agent.controller import Controller
     from inverter_agent.events import EventLog
     from inverter_agent.settings_service import SettingsService
     from inverter_agent.settings_store import SettingsStore
 
-    events = EventLog(cfg["agent.state_dir"], max_bytes=cfg["functions.event_log_bytes"])
-    store = SettingsStore(cfg["agent.state_dir"], cfg["functions.profile"])
+    state_dir = state_dir or cfg["agent.state_dir"]
+    events = EventLog(state_dir, max_bytes=cfg["functions.event_log_bytes"])
+    store = SettingsStore(state_dir, cfg["functions.profile"])
     service = SettingsService(store, events, revert_after_s=cfg["functions.revert_after"] or None)
     settings = service.effective()
     log.info("grid functions running from %s", service.origin)

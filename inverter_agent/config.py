@@ -79,6 +79,18 @@ def _users(v: dict) -> str | None:
     return None
 
 
+def _units(v: list) -> str | None:
+    if not v or not all(isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= 247
+                        for u in v) or len(set(v)) != len(v):
+        return "a non-empty list of distinct Modbus unit ids, each 1..247"
+    return None
+
+
+def _ident(v: str) -> str | None:
+    return None if v.isidentifier() and len(v) <= 32 else \
+        "an identifier of at most 32 characters"
+
+
 def _bases(v: list) -> str | None:
     if not v or not all(isinstance(b, int) and 0 <= b <= 65535 for b in v):
         return "a non-empty list of SunSpec base addresses, each 0..65535"
@@ -93,6 +105,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "parity": Key(str, "N", choices=("N", "E", "O")),
         "stopbits": Key(int, 1, choices=(1, 2)),
         "unit": Key(int, 1, min=1, max=247, doc="Modbus unit id"),
+        "units": Key(list, None, check=_units,
+                     doc="several inverters on this link (one RS-485 bus, or a Modbus TCP "
+                         "gateway): their unit ids; default [unit]"),
         "timeout": Key(float, None, min=0.02, max=10.0,
                        doc="seconds per transaction; default 40 % of the poll period"),
         "retries": Key(int, 1, min=0, max=5),
@@ -113,6 +128,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "poll_period": Key(float, 1.0, min=0.05, max=60.0, doc="seconds between polls"),
         "state_dir": Key(str, DEFAULT_STATE_DIR),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
+        "dead_retry": Key(float, 5.0, min=0.2, max=600.0,
+                          doc="with several inverters: seconds between attempts to reach one "
+                              "whose link is down, so it does not slow the others' cycle"),
     },
     "functions": {
         "enabled": Key(bool, True, doc="run the autonomous grid functions locally"),
@@ -136,10 +154,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),
         "port": Key(int, None, min=1, max=65535,
                     doc="default 3782 with TLS (IEC 62351-3), 102 without"),
-        "ied_name": Key(str, "GW", check=lambda v: None if v.isidentifier() and len(v) <= 32
-                        else "an identifier of at most 32 characters"),
-        "ld_inst": Key(str, "INV1", check=lambda v: None if v.isidentifier() and len(v) <= 32
-                       else "an identifier of at most 32 characters"),
+        "ied_name": Key(str, "GW", check=_ident),
+        "ld_inst": Key(str, "INV1", check=_ident,
+                       doc="logical device of the inverter (of the first, with several)"),
         "max_connections": Key(int, 8, min=1, max=64),
     },
     "security": {
@@ -162,7 +179,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             doc="close MMS connections silent this long (0 = never)"),
         "audit_bytes": Key(int, 4 << 20, min=4096, max=1 << 30),
     },
+    "plant": {
+        "ld_inst": Key(str, "PLANT", check=_ident,
+                       doc="logical device of the plant view (served with several inverters)"),
+        "w_max": Key(float, None, min=0.0, max=1e9,
+                     doc="plant active-power limit in W, shared among the inverters by "
+                         "rating, until a client sets one (persisted); none: no plant limit"),
+    },
 }
+
+#: Keys an ``[[inverters]]`` entry may set: its logical device, and any
+#: ``[inverter]`` key (what it does not set comes from ``[inverter]``).
+INVERTER_ENTRY: dict[str, Key] = {
+    "ld_inst": Key(str, None, check=_ident, doc="logical device (default INV<n>)"),
+    **{k: v for k, v in SCHEMA["inverter"].items() if k != "units"},
+}
+
+#: Keys that describe the wire; inverters sharing one link must agree on them.
+LINK_KEYS = ("baud", "parity", "stopbits", "timeout", "retries", "inter_frame_delay", "rs485",
+             "rts_level_for_tx", "delay_before_tx", "delay_before_rx")
 
 
 #: Command-line flags whose names differ from their key's.
@@ -178,6 +213,7 @@ class Config:
 
     values: Mapping[str, Mapping[str, Any]]
     sources: Mapping[str, str] = field(default_factory=dict)
+    links: tuple[InverterLink, ...] = ()
 
     def __getitem__(self, dotted: str) -> Any:
         section, key = dotted.split(".", 1)
@@ -185,8 +221,39 @@ class Config:
 
     @property
     def transaction_timeout(self) -> float:
-        t = self["inverter.timeout"]
-        return t if t is not None else round(max(0.05, 0.4 * self["agent.poll_period"]), 3)
+        return link_timeout(self.values["inverter"], self["agent.poll_period"])
+
+    def inverter_links(self) -> list[InverterLink]:
+        """Every inverter the gateway serves, in order, with its own link settings.
+
+        ``[[inverters]]`` entries if given (each inherits what it leaves out from
+        ``[inverter]``), else one per ``[inverter] units`` (default ``[unit]``).
+        The first inverter's logical device is ``mms.ld_inst``; the others are
+        ``INV<n>`` unless an entry names its own.
+        """
+        return list(self.links)
+
+
+def link_timeout(link: Mapping[str, Any], poll_period: float) -> float:
+    """Seconds per transaction: the link's ``timeout``, or 40 % of the poll period."""
+    t = link["timeout"]
+    return t if t is not None else round(max(0.05, 0.4 * poll_period), 3)
+
+
+@dataclass(frozen=True, slots=True)
+class InverterLink:
+    """One inverter: its logical device, unit id and link settings (``[inverter]`` keys)."""
+
+    ld_inst: str
+    unit: int
+    settings: Mapping[str, Any]
+
+    @property
+    def link(self) -> tuple[str, str]:
+        """What identifies the wire: inverters with the same one share a transport."""
+        if self.settings["modbus_tcp"]:
+            return ("tcp", self.settings["modbus_tcp"])
+        return ("rtu", self.settings["modbus_rtu"] or "")
 
 
 def _coerce(where: str, key: Key, value: Any) -> Any:
@@ -259,9 +326,13 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None,
 def _apply(origin: str, raw: Mapping[str, Any], values: dict[str, dict[str, Any]],
            sources: dict[str, str]) -> None:
     for section, body in raw.items():
+        if section == "inverters":
+            values["inverters"] = _entries(origin, body)
+            sources["inverters"] = origin
+            continue
         if section not in SCHEMA:
             raise ConfigError(f"{origin}: unknown section [{section}] (probably a typo); "
-                              f"known: {', '.join(SCHEMA)}")
+                              f"known: {', '.join(SCHEMA)}, [[inverters]]")
         if not isinstance(body, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
         for k, v in body.items():
@@ -275,6 +346,25 @@ def _apply(origin: str, raw: Mapping[str, Any], values: dict[str, dict[str, Any]
 
 
 _LINKS = ("modbus_tcp", "modbus_rtu")
+
+
+def _entries(origin: str, body: Any) -> list[dict[str, Any]]:
+    """Validate ``[[inverters]]``: a list of tables of :data:`INVERTER_ENTRY` keys."""
+    if not isinstance(body, list) or not body or not all(isinstance(e, dict) for e in body):
+        raise ConfigError(f"{origin}: inverters must be one or more [[inverters]] tables")
+    out = []
+    for i, entry in enumerate(body, 1):
+        where = f"{origin}: [[inverters]] #{i}"
+        checked = {}
+        for k, v in entry.items():
+            if k not in INVERTER_ENTRY:
+                raise ConfigError(f"{where} unknown key {k!r} (probably a typo); "
+                                  f"known: {', '.join(INVERTER_ENTRY)}")
+            checked[k] = _coerce(f"{where} {k}", INVERTER_ENTRY[k], v)
+        if all(k in checked for k in _LINKS):
+            raise ConfigError(f"{where}: give modbus_tcp or modbus_rtu, not both")
+        out.append(checked)
+    return out
 
 
 def _one_link(set_here, values: dict[str, dict[str, Any]]) -> None:
@@ -302,15 +392,62 @@ def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, s
     inv = values["inverter"]
     if inv["modbus_tcp"] and inv["modbus_rtu"]:
         raise ConfigError(f"{origin}: [inverter] give modbus_tcp or modbus_rtu, not both")
-    cfg = Config(values, sources)
-    budget = cfg.transaction_timeout * (inv["retries"] + 1)
-    if budget > values["agent"]["poll_period"] * 3:
-        where = sources.get("inverter.timeout", sources.get("agent.poll_period", origin))
-        raise ConfigError(
-            f"{where}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than three "
-            f"poll periods ({values['agent']['poll_period']} s): a dead link would go unseen "
-            "for too long; lower timeout or retries, or raise agent.poll_period")
-    return cfg
+    links = _resolve_links(origin, values, sources)
+    period = values["agent"]["poll_period"]
+    for link in links:
+        budget = link_timeout(link.settings, period) * (link.settings["retries"] + 1)
+        if budget > period * 3:
+            where = sources.get("inverter.timeout", sources.get("agent.poll_period", origin))
+            raise ConfigError(
+                f"{where}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than "
+                f"three poll periods ({period} s): a dead link would go unseen for too long; "
+                "lower timeout or retries, or raise agent.poll_period")
+    return Config(values, sources, tuple(links))
+
+
+def _resolve_links(origin: str, values: Mapping[str, Any],
+                   sources: Mapping[str, str]) -> list[InverterLink]:
+    base = {k: v for k, v in values["inverter"].items() if k != "units"}
+    entries = values.get("inverters")
+    where = sources.get("inverters", origin)
+    if entries:
+        raw = []
+        for e in entries:
+            merged = {**base, **{k: v for k, v in e.items() if k != "ld_inst"}}
+            _one_link(e.keys(), {"inverter": merged})
+            raw.append((e.get("ld_inst"), merged))
+    else:
+        where = sources.get("inverter.units", origin)
+        units = values["inverter"]["units"] or [values["inverter"]["unit"]]
+        raw = [(None, {**base, "unit": u}) for u in units]
+    links = [InverterLink(ld or (values["mms"]["ld_inst"] if i == 0 else f"INV{i + 1}"),
+                          settings["unit"], settings)
+             for i, (ld, settings) in enumerate(raw)]
+    seen_ld: dict[str, int] = {values["plant"]["ld_inst"]: 0}
+    seen_unit: set[tuple[tuple[str, str], int]] = set()
+    wires: dict[tuple[str, str], InverterLink] = {}
+    for n, link in enumerate(links, 1):
+        if link.ld_inst in seen_ld:
+            other = "the plant view" if seen_ld[link.ld_inst] == 0 else \
+                f"inverter #{seen_ld[link.ld_inst]}"
+            raise ConfigError(f"{where}: inverter #{n}: logical device {link.ld_inst!r} is "
+                              f"already used by {other}; give each its own ld_inst")
+        seen_ld[link.ld_inst] = n
+        if (link.link, link.unit) in seen_unit:
+            raise ConfigError(f"{where}: inverter #{n}: unit {link.unit} on {link.link[1]} is "
+                              "listed twice")
+        seen_unit.add((link.link, link.unit))
+        first = wires.setdefault(link.link, link)
+        for k in LINK_KEYS:
+            if link.link[1] and first.settings[k] != link.settings[k]:
+                raise ConfigError(
+                    f"{where}: inverter #{n} ({link.ld_inst}) shares {link.link[1]} with "
+                    f"{first.ld_inst} but sets {k} = {link.settings[k]!r} against "
+                    f"{first.settings[k]!r}: one wire has one {k}")
+    if len(links) > 1 and any(not link.link[1] for link in links):
+        raise ConfigError(f"{where}: every inverter needs a link: modbus_tcp or modbus_rtu "
+                          "(in [inverter] or its [[inverters]] entry)")
+    return links
 
 
 def default_config_path() -> str | None:

@@ -145,6 +145,8 @@ class Controller:
         self.steering = steering
         self.verify_every_s = verify_every_s
         self._native_vv: NativeCurveState | None = None
+        #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
+        self.plant_cap_pct: float | None = None
         self._controls_for: object = None
         self._controls: set[str] = set()
 
@@ -201,6 +203,7 @@ class Controller:
                 "reactive_mode": reactive, "pf": sp.pf, "pf_absorbing": sp.pf_absorbing,
                 "q_pct": sp.q_pct},
             "last_event": st.last_event,
+            "plant_cap_pct": self.plant_cap_pct,
         }
 
     # -- the cycle
@@ -216,6 +219,9 @@ class Controller:
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
         setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
+        cap = self.plant_cap_pct
+        if cap is not None and cap < setpoints.p_limit_pct:
+            setpoints = dataclasses.replace(setpoints, p_limit_pct=cap, cause="plant limit")
         for ev in events:
             self.events.record(ev.kind.value, ev.detail, source="engine")
             self.status.last_event = ev.kind.value

@@ -117,7 +117,7 @@ class FunctionBinding:
         for control in CONTROLS:
             self.server.set_control(self._key(control.target), self._control_check(control),
                                     control.ctl_model)
-        self.server.set_read_hook(self._heard)
+        self.server.add_read_hook(self._heard)
         self.server.add_start_hook(self._on_start)
         self._thread.start()
 

@@ -173,7 +173,8 @@ class MmsServer:
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
         self._controls: dict[str, tuple[ControlCheck, int]] = {}
-        self._read_hook: Callable[[], None] | None = None
+        self._read_hooks: list[Callable[[], None]] = []
+        self._bindings_by_ld: dict[str | None, tuple[Any, ...]] = {}
         self._start_hooks: list[Callable[[], None]] = []
         self._resolved: dict[str, tuple[Callable[..., None] | None, PointHandles]] = {}
         self._warned: set[str] = set()
@@ -248,8 +249,8 @@ class MmsServer:
                 lib.IedServer_setControlHandler(server, controls[target], control_cb, None)
                 # Through the server so that its control object and ctlModel agree.
                 lib.IedServer_updateCtlModel(server, controls[target], ctl_model)
-            if self._read_hook is not None or self._guard.active:
-                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(self._read_hook))
+            if self._read_hooks or self._guard.active:
+                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(list(self._read_hooks)))
                 callbacks.append(read_cb)
                 lib.IedServer_setReadAccessHandler(server, read_cb, None)
             self._initialise(server, model)
@@ -265,6 +266,7 @@ class MmsServer:
             self._tls_config = tls_config
             self._clients = 0
             self._resolved = {}
+            self._bindings_by_ld = {}
             self._guard.start()
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
@@ -311,17 +313,19 @@ class MmsServer:
         self.stop()
 
     # --- data ------------------------------------------------------------------------------
-    def publish(self, snapshot: Mapping[str, Reading]) -> bool:
+    def publish(self, snapshot: Mapping[str, Reading], ld: str | None = None) -> bool:
         """Copy value, q and t of every bound point present in ``snapshot``.
 
-        A reading whose value is None keeps the last value but takes the given
-        quality and time. Conversion happens before the data model lock so the
-        locked section is only the C updates. Returns False if not running.
+        With ``ld``, only the bindings into that logical device (one inverter of
+        several). A reading whose value is None keeps the last value but takes
+        the given quality and time. Conversion happens before the data model
+        lock so the locked section is only the C updates. Returns False if not
+        running.
         """
         with self._lock:
             if not self._server or self._model is None:
                 return False
-            ops = self._plan(snapshot, self._model)
+            ops = self._plan(snapshot, self._model, ld)
             lib, server = nat.lib(), self._server
             lib.IedServer_lockDataModel(server)
             try:
@@ -407,11 +411,22 @@ class MmsServer:
             self._warned.add(key)
             log.warning("%s", message)
 
-    def _plan(self, snapshot: Mapping[str, Reading],
-              model: BuiltModel) -> list[tuple[Callable[..., None], int, Any]]:
+    def publisher(self, ld: str) -> Callable[[Mapping[str, Reading]], bool]:
+        """An agent publisher for the inverter in logical device ``ld``."""
+        def publish(snapshot: Mapping[str, Reading]) -> bool:
+            return self.publish(snapshot, ld)
+        publish.__qualname__ = f"MmsServer.publish[{ld}]"
+        return publish
+
+    def _plan(self, snapshot: Mapping[str, Reading], model: BuiltModel,
+              ld: str | None = None) -> list[tuple[Callable[..., None], int, Any]]:
         lib = nat.lib()
         ops: list[tuple[Callable[..., None], int, Any]] = []
-        for binding in model.spec.bindings:
+        if ld not in self._bindings_by_ld:
+            self._bindings_by_ld[ld] = tuple(
+                b for b in model.spec.bindings
+                if ld is None or b.target.startswith(f"{ld}/"))
+        for binding in self._bindings_by_ld[ld]:
             reading = snapshot.get(binding.point)
             if reading is None:
                 continue
@@ -547,10 +562,10 @@ class MmsServer:
                 raise RuntimeError("set_control() must be called before start()")
             self._controls[target] = (check, ctl_model)
 
-    def set_read_hook(self, hook: Callable[[], None]) -> None:
+    def add_read_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` (in a libiec61850 thread) on every client read; keep it tiny."""
         with self._lock:
-            self._read_hook = hook
+            self._read_hooks.append(hook)
 
     def add_start_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after every start(), once the server listens (e.g. to set values)."""
@@ -607,12 +622,12 @@ class MmsServer:
             return nat.CONTROL_VALUE_INVALID
         return handler
 
-    def _read_handler(self, hook: Callable[[], None] | None) -> Callable[..., int]:
+    def _read_handler(self, hooks: list[Callable[[], None]]) -> Callable[..., int]:
         def handler(_ld: int, _ln: int, _do: int, _fc: int, connection: int,
                     _param: int) -> int:
             if not self._guard.allowed(connection, RIGHT_READ, "read"):
                 return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
-            if hook is not None:
+            for hook in hooks:
                 try:
                     hook()
                 except Exception:  # pragma: no cover - a read must never fail for this

@@ -61,3 +61,58 @@ def test_the_command_stops_with_exit_2_and_the_message(tmp_path):
                        timeout=30)
     assert r.returncode == 2
     assert f"{path}: [inverter] parity" in r.stderr and "'N'" in r.stderr
+
+
+def _cfg(tmp_path, text):
+    p = tmp_path / "agent.toml"
+    p.write_text(text)
+    return config.load(str(p))
+
+
+def test_units_give_one_inverter_each_on_one_shared_link(tmp_path):
+    cfg = _cfg(tmp_path, '[inverter]\nmodbus_rtu = "/dev/ttyS1"\nunits = [1, 2, 5]\n')
+    links = cfg.inverter_links()
+    assert [(x.ld_inst, x.unit) for x in links] == [("INV1", 1), ("INV2", 2), ("INV3", 5)]
+    assert len({x.link for x in links}) == 1
+
+
+def test_inverter_entries_inherit_from_inverter_and_may_use_their_own_link(tmp_path):
+    cfg = _cfg(tmp_path, '[inverter]\nmodbus_rtu = "/dev/ttyS1"\nbaud = 19200\n'
+                         '[[inverters]]\nunit = 3\n'
+                         '[[inverters]]\nld_inst = "ROOF"\nmodbus_tcp = "10.0.0.9:502"\n')
+    a, b = cfg.inverter_links()
+    assert (a.ld_inst, a.unit, a.link, a.settings["baud"]) == \
+        ("INV1", 3, ("rtu", "/dev/ttyS1"), 19200)
+    assert (b.ld_inst, b.link, b.settings["modbus_rtu"]) == \
+        ("ROOF", ("tcp", "10.0.0.9:502"), None)
+
+
+def test_a_single_inverter_keeps_the_configured_logical_device(tmp_path):
+    cfg = _cfg(tmp_path, '[inverter]\nmodbus_tcp = "127.0.0.1:502"\n[mms]\nld_inst = "PV"\n')
+    assert [x.ld_inst for x in cfg.inverter_links()] == ["PV"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\nunits = [1, 1]\n',
+     ["units", "distinct", "1..247"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\nunits = [0, 2]\n', ["units", "1..247"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\n[[inverters]]\nunit = 2\nbuad = 9600\n',
+     ["[[inverters]] #1", "'buad'", "known"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\n[[inverters]]\nunit = 1\n'
+     '[[inverters]]\nunit = 2\nbaud = 19200\n', ["shares /dev/ttyS1", "baud"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\n[[inverters]]\nunit = 1\n[[inverters]]\nunit = 1\n',
+     ["unit 1", "twice"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\nunits = [1, 2]\n[plant]\nld_inst = "INV2"\n',
+     ["'INV2'", "plant view"]),
+    ('[inverter]\nmodbus_rtu = "/dev/ttyS1"\n[[inverters]]\nunit = 300\n',
+     ["[[inverters]] #1 unit", "1 <= value <= 247"]),
+    ('[plant]\nw_max = -1.0\n', ["[plant] w_max", "0.0 <= value"]),
+    ('[[inverters]]\nunit = 1\n[[inverters]]\nunit = 2\n', ["needs a link"]),
+])
+def test_bad_multi_inverter_config_names_file_key_and_what_is_allowed(tmp_path, text, words):
+    with pytest.raises(config.ConfigError) as exc:
+        _cfg(tmp_path, text)
+    msg = str(exc.value)
+    assert str(tmp_path / "agent.toml") in msg
+    for w in words:
+        assert w in msg, (w, msg)
