@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ Publisher = Callable[[Mapping[str, Reading]], None]
 
 #: Internal name of the link-health flag published with every snapshot.
 LINK = "link"
+#: At most this many poll times per status window (about 5 s of cycles).
+RECENT_POLLS = 2000
 
 
 def make_transport(cfg: Config, link: Mapping[str, Any] | None = None) -> Transport:
@@ -86,18 +89,33 @@ class CycleStats:
     last_error: str | None = None
     sum_poll_s: float = 0.0
     started: float = field(default_factory=time.time)
+    #: Poll times since the status file was last written (percentiles per status window).
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_POLLS))
 
     def polled(self, poll_s: float) -> None:
         self.cycles += 1
         self.last_poll_s = poll_s
         self.max_poll_s = max(self.max_poll_s, poll_s)
         self.sum_poll_s += poll_s
+        self.recent.append(poll_s)
 
     def timing(self) -> dict[str, Any]:
+        recent = sorted(self.recent)
+
+        def q(f: float) -> float:
+            return round(recent[min(len(recent) - 1, int(f * len(recent)))], 4) if recent \
+                else 0.0
+
         return {"cycles": self.cycles, "failed_polls": self.failed_polls,
                 "overruns": self.overruns, "last_poll_s": round(self.last_poll_s, 4),
                 "max_poll_s": round(self.max_poll_s, 4),
-                "mean_poll_s": round(self.sum_poll_s / self.cycles, 4) if self.cycles else 0.0}
+                "mean_poll_s": round(self.sum_poll_s / self.cycles, 4) if self.cycles else 0.0,
+                "recent_polls": len(recent), "recent_p50_poll_s": q(0.5),
+                "recent_p95_poll_s": q(0.95), "recent_max_poll_s": q(1.0)}
+
+    def new_window(self) -> None:
+        """Start the next status window of the ``recent_*`` figures."""
+        self.recent.clear()
 
 
 class Agent:
@@ -211,12 +229,23 @@ class Agent:
             "models": dev.map.model_ids if dev else [],
             "base": dev.map.base if dev else None,
             "functions": self.controller.status_view() if self.controller else None,
+            # Counted by the transport: shared by every inverter on the same wire.
+            "wire": _wire(self.inverter.transport),
         }
 
     def write_status(self) -> None:
         """Atomically write ``status.json`` in the state directory (for health views)."""
         write_status_file(self.state_dir, {"time": time.time(), **self.status_view()},
                           self.status_extra)
+        self.stats.new_window()
+
+
+def _wire(transport: Any) -> dict[str, int] | None:
+    stats = getattr(transport, "stats", None)
+    if stats is None:
+        return None
+    return {"bytes_out": stats.bytes_out, "bytes_in": stats.bytes_in,
+            "transactions": stats.transactions}
 
 
 def write_status_file(state_dir: str, status: dict[str, Any],

@@ -271,6 +271,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         if cert:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+    wire = st.get("wire") or {}
+    for level, t in (wire.get("levels") or {}).items():
+        if t["connections"]:
+            per_day = t.get("bytes_per_day_per_client")
+            print(f"wire {level:<11}{t['connections']} connection(s), "
+                  f"{t['wire_in'] + t['wire_out']:,} B on the wire"
+                  + (f", {per_day / 1e6:.2f} MB/day per client" if per_day else ""))
+    for c in wire.get("clients") or []:
+        print(f"  client {c['peer']:<21} {c['level']:<10} {c['wire_in']:,} B in, "
+              f"{c['wire_out']:,} B out over {c['connected_s']:.0f} s")
     return 0
 
 
@@ -460,6 +470,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             runner = agents[0]
         runner.status_extra["security"] = server.security_status
+        runner.status_extra["wire"] = server.wire_status
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",

@@ -157,7 +157,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ied_name": Key(str, "GW", check=_ident),
         "ld_inst": Key(str, "INV1", check=_ident,
                        doc="logical device of the inverter (of the first, with several)"),
-        "max_connections": Key(int, 8, min=1, max=64),
+        "max_connections": Key(int, 5, min=1, max=5,
+                               doc="concurrent MMS associations; the bundled libiec61850 is "
+                                   "built to accept at most 5 (CONFIG_MAXIMUM_TCP_CLIENT_"
+                                   "CONNECTIONS), whatever is asked"),
     },
     "security": {
         "tls_cert": Key(str, None, doc="device certificate (PEM)"),

@@ -285,3 +285,5 @@ class Site:
 
     def write_status(self) -> None:
         write_status_file(self.state_dir, self.status_view(), self.status_extra)
+        for stats in (self.stats, *(a.stats for a in self.agents)):
+            stats.new_window()

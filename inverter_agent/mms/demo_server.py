@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ied", default=DEFAULT_IED_NAME)
     parser.add_argument("--ld", default=DEFAULT_LD_INST)
     parser.add_argument("--animate", action="store_true", help="publish a changing TotW at 10 Hz")
-    parser.add_argument("--max-connections", type=int, default=10)
+    parser.add_argument("--max-connections", type=int, default=5)
     parser.add_argument("--commands", action="store_true",
                         help="read JSON commands on stdin (stop at end of input)")
     parser.add_argument("--seconds", type=float, default=0.0,

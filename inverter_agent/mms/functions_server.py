@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--profile", default="rule21")
     parser.add_argument("--revert-after", type=float, default=300.0)
-    parser.add_argument("--max-connections", type=int, default=10)
+    parser.add_argument("--max-connections", type=int, default=5)
     parser.add_argument("--animate", type=float, default=0.0, metavar="HZ")
     parser.add_argument("--commands", action="store_true",
                         help="read JSON commands on stdin (stop at end of input)")

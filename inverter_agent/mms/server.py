@@ -53,6 +53,7 @@ from typing import Any
 
 from hal.reading import Quality, Reading, Validity
 from inverter_agent.audit import AuditLog
+from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample_tcp
 
 from . import _native as nat
 from .model import BuiltModel, ModelSpec, PointHandles, build_model
@@ -70,6 +71,11 @@ from .security import (
 )
 
 log = logging.getLogger(__name__)
+
+LEVEL_SETTINGS, LEVEL_REPORTS = "settings", "reports"
+#: libiec61850's compile-time CONFIG_MAXIMUM_TCP_CLIENT_CONNECTIONS in the
+#: pyiec61850-ng wheel: a 6th association is rejected whatever the server asks.
+LIBRARY_MAX_CONNECTIONS = 5
 
 #: FCs libiec61850 lets any client write by default; all denied, and a write
 #: handler installed per attribute re-opens exactly what is validated.
@@ -151,15 +157,16 @@ class MmsServer:
     """
 
     def __init__(self, model_spec: ModelSpec, host: str = "127.0.0.1", port: int | None = None,
-                 ied_name: str = "GW", max_connections: int = 10, *,
+                 ied_name: str = "GW", max_connections: int = 5, *,
                  tls: TlsSettings | None = None, access: AccessPolicy | None = None,
                  audit: AuditLog | None = None, idle_timeout_s: float | None = None) -> None:
         if port is None:
             port = TLS_PORT if tls is not None else PLAIN_PORT
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range 1..65535")
-        if max_connections < 1:
-            raise ValueError(f"max_connections {max_connections} must be >= 1")
+        if not 1 <= max_connections <= LIBRARY_MAX_CONNECTIONS:
+            raise ValueError(f"max_connections {max_connections}: 1..{LIBRARY_MAX_CONNECTIONS} "
+                             "(the bundled libiec61850 accepts no more associations)")
         self.spec = model_spec
         self.host = host
         self.port = port
@@ -174,6 +181,8 @@ class MmsServer:
         self._complex: dict[str, ComplexValidator] = {}
         self._controls: dict[str, tuple[ControlCheck, int]] = {}
         self._read_hooks: list[Callable[[], None]] = []
+        #: Bytes on the wire per client and level of service (kernel counters).
+        self.wire = WireLedger()
         self._bindings_by_ld: dict[str | None, tuple[Any, ...]] = {}
         self._start_hooks: list[Callable[[], None]] = []
         self._resolved: dict[str, tuple[Callable[..., None] | None, PointHandles]] = {}
@@ -498,11 +507,39 @@ class MmsServer:
         # raise out of a callback, and never call publish() from here.
         try:
             self._clients += 1 if connected else -1
+            peer = _peer(connection)
+            if connected:
+                self.wire.opened(peer, time.time())
+            else:  # still in CLOSE_WAIT after a client's close: its final counts
+                self.wire.closed(peer, time.time(), self.wire_final(peer))
             log.info("MMS client %s %s (%d connected)", _peer(connection),
                      "connected" if connected else "disconnected", self._clients)
             self._guard.connection(connection, connected)
         except Exception:  # pragma: no cover - a raise here would only print and be lost
             log.exception("connection indication handler failed")
+
+    # --- bytes on the wire -------------------------------------------------------------------
+    def wire_final(self, peer: str) -> TcpCounters | None:
+        """The kernel's counters of one client's connection now (None if gone or unreadable)."""
+        key = parse_peer(peer)
+        if key is None:
+            return None
+        try:
+            return sample_tcp(self.port).get(key)
+        except OSError as exc:
+            self._warn_once("wire", f"cannot read TCP counters (sock_diag): {exc}")
+            return None
+
+    def wire_status(self) -> dict[str, Any]:
+        """Bytes on the wire per client and per level of service (monitoring, settings,
+        reports), from a fresh sample of the kernel's counters; for the status file."""
+        now = time.time()
+        try:
+            counters = sample_tcp(self.port)
+        except OSError as exc:
+            return {"error": f"cannot read TCP counters (sock_diag): {exc}"}
+        self.wire.update(counters, now, close_missing=True)
+        return self.wire.snapshot(now)
 
     # --- validated writes (settings, FC SP) --------------------------------------------------
     def set_write_validator(self, target: str, validator: WriteValidator) -> None:
@@ -745,11 +782,14 @@ class _ConnectionGuard:
             auth_cb = nat.AUTHENTICATOR(self._authenticate)
             callbacks.append(auth_cb)
             lib.IedServer_setAuthenticator(server, auth_cb, None)
+        # Report subscriptions are always seen: they keep a client from being idle
+        # and make its level of service "reports".
+        rcb_cb = nat.RCB_EVENT_HANDLER(self._rcb_event)
+        callbacks.append(rcb_cb)
+        lib.IedServer_setRCBEventHandler(server, rcb_cb, None)
         if self.active:
-            rcb_cb = nat.RCB_EVENT_HANDLER(self._rcb_event)
             dir_cb = nat.DIRECTORY_ACCESS_HANDLER(self._directory)
-            callbacks += [rcb_cb, dir_cb]
-            lib.IedServer_setRCBEventHandler(server, rcb_cb, None)
+            callbacks.append(dir_cb)
             lib.IedServer_setDirectoryAccessHandler(server, dir_cb, None)
         return callbacks
 
@@ -819,11 +859,14 @@ class _ConnectionGuard:
 
     # --- decisions -----------------------------------------------------------------------
     def allowed(self, connection: int | None, right: str, obj: str) -> bool:
-        """Note the request (idle timer) and decide; refusals are logged and audited."""
+        """Note the request (idle timer, level of service) and decide; refusals are
+        logged and audited."""
         if connection:
             with self._lock:
                 if connection in self._seen:
                     self._seen[connection] = time.monotonic()
+            if right != RIGHT_READ:
+                self.server.wire.used(_peer(connection), LEVEL_SETTINGS)
         if self.server.access is None:
             return True  # no roles configured: every client may do everything
         identity = self.identity(connection)
@@ -896,6 +939,7 @@ class _ConnectionGuard:
             self._seen[connection] = time.monotonic()
             if event == nat.RCB_EVENT_ENABLE:
                 self._subscribed[connection] = self._subscribed.get(connection, 0) + 1
+                self.server.wire.used(_peer(connection), LEVEL_REPORTS)
             elif event == nat.RCB_EVENT_DISABLE and self._subscribed.get(connection):
                 self._subscribed[connection] -= 1
 
@@ -923,9 +967,15 @@ class _ConnectionGuard:
                         self._seen[connection] = now  # one abort per timeout at most
             for connection in idle:
                 who = self.who(connection)
+                peer = _peer(connection)
                 token = lib.ClientConnection_getSecurityToken(connection)
+                # No indication follows an abort and the socket is gone right after
+                # it: take its last byte counts now.
+                final = self.server.wire_final(peer)
                 try:
                     aborted = lib.ClientConnection_abort(connection)
+                    if aborted:
+                        self.server.wire.closed(peer, time.time(), final)
                     if aborted:
                         # 1.6.1 removes an aborted connection without calling the
                         # connection indication: do its bookkeeping here.

@@ -87,6 +87,23 @@ def test_max_connections_is_enforced():
             assert first.read("GWINV1/LLN0.Beh.stVal [ST]").value == 1
 
 
+def test_the_bundled_library_accepts_five_associations_and_refuses_a_sixth():
+    # libiec61850's compile-time cap (CONFIG_MAXIMUM_TCP_CLIENT_CONNECTIONS = 5 in the
+    # wheel): the config schema and the constructor stop at 5 because of it.
+    port = free_port()
+    with MmsServer(der_model_spec(), port=port, max_connections=5):
+        clients = [MmsClient.connect("127.0.0.1", port, timeout=5) for _ in range(5)]
+        try:
+            with pytest.raises((MmsConnectionError, OSError, TimeoutError)):
+                MmsClient.connect("127.0.0.1", port, timeout=2).close()
+            assert all(c.read("GWINV1/LLN0.Beh.stVal [ST]").value == 1 for c in clients)
+        finally:
+            for c in clients:
+                c.close()
+    with pytest.raises(ValueError, match="max_connections 6: 1..5"):
+        MmsServer(der_model_spec(), max_connections=6)
+
+
 def test_unconvertible_value_marks_the_point_invalid():
     port = free_port()
     with MmsServer(der_model_spec(), port=port) as server:
