@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,7 @@ sys.path.insert(0, ROOT)
 from hal.inverter import Inverter  # noqa: E402
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings  # noqa: E402
 from inverter_agent.mms import client as mms  # noqa: E402
+from inverter_agent.mms.server import LIBRARY_MAX_CONNECTIONS  # noqa: E402
 from simulator import SimProcess  # noqa: E402
 
 RESULTS: list[tuple[str, str, str]] = []
@@ -327,7 +329,190 @@ def bench_settings(tmp: str, seconds: float) -> None:
             report(key, f"{value:,.1f} {unit}".strip())
 
 
-BENCHES = ("hal", "mms", "latency", "resources", "cycle", "trip", "settings")
+# ------------------------------------------------------------------ site scaling
+def read_status(state_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(state_dir, "status.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def status_after(state_dir: str, t: float, timeout: float = 30.0) -> dict:
+    """The first status file written after wall-clock time ``t``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = read_status(state_dir)
+        if st is not None and st["time"] >= t:
+            return st
+        time.sleep(0.1)
+    raise RuntimeError(f"no status written after {t} in {state_dir}")
+
+
+def rtu_wire_s(nbytes: float, frames: float, baud: int, bits: int = 10) -> float:
+    """Seconds on an RS-485 line: every byte 10 bits (8N1), plus the 3.5-character
+    silence that ends every RTU frame (1.75 ms fixed above 19200 baud)."""
+    gap = 3.5 * bits / baud if baud <= 19200 else 0.00175
+    return nbytes * bits / baud + frames * gap
+
+
+def bench_site(tmp: str, seconds: float) -> None:
+    print("Poll cycle against inverters on one RS-485 bus (simulated units on a pty, grid "
+          "functions on, 1 s period)")
+    for n in (1, 4, 16):
+        units = ",".join(str(u) for u in range(1, n + 1))
+        with SimProcess("--units", units, pty=True) as sim:
+            state = os.path.join(tmp, f"site-{n}")
+            port = free_port()
+            agent = Proc([sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-rtu",
+                          sim.pty_path, "--baud", "115200", "--units", units, "--mms-port",
+                          str(port), "--state-dir", state, "--poll-period", "1.0",
+                          "--log-level", "warning"], os.path.join(tmp, f"site-{n}.log"))
+            try:
+                wait_port(port)
+                # Windows of about 5 s: skip the first (discovery), take the next ones.
+                first = status_after(state, time.time() + 1)
+                end = time.time() + seconds
+                st = status_after(state, end, timeout=seconds + 20)
+            finally:
+                agent.stop()
+        invs = st.get("inverters") or {st["ld"]: st}  # one inverter: no site
+        up = sum(1 for i in invs.values() if i["link_up"])
+        wire = next(iter(invs.values()))["wire"]
+        wire0 = next(iter((first.get("inverters") or {"": first}).values()))["wire"]
+        cycles = st["cycles"] - first["cycles"]
+        per_cycle = (wire["bytes_out"] + wire["bytes_in"] - wire0["bytes_out"]
+                     - wire0["bytes_in"]) / max(1, cycles)
+        frames = 2 * (wire["transactions"] - wire0["transactions"]) / max(1, cycles)
+        report(f"{n:>2} inverter(s): cycle on the pty, p50 / p95",
+               f"{st['recent_p50_poll_s'] * 1e3:.1f} / {st['recent_p95_poll_s'] * 1e3:.1f} ms",
+               f"{up}/{n} up, {st['overruns']} overruns")
+        report(f"{n:>2} inverter(s): bytes per cycle on the bus", f"{per_cycle:,.0f} B",
+               f"{frames:.0f} frames")
+        for baud in (9600, 115200):
+            w = rtu_wire_s(per_cycle, frames, baud)
+            report(f"{n:>2} inverter(s): time on the wire per cycle at {baud}",
+                   f"{w * 1e3:,.0f} ms", f"shortest poll period ~{w * 1.25:.2f} s "
+                   "(plus each inverter's own turnaround)")
+
+
+def knock(port: int, stop: threading.Event, count: list[int]) -> None:
+    """A client the server has no room for: connect, be refused, try again (bounded)."""
+    for _ in range(10_000):
+        if stop.is_set():
+            return
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.settimeout(1)
+                s.recv(16)  # the library closes a connection it has no room for
+        except OSError:
+            pass
+        count[0] += 1
+        stop.wait(0.2)
+
+
+def bench_clients(tmp: str, seconds: float) -> None:
+    print("Poll cycle against MMS clients reading flat out (one inverter, 10 Hz, functions on)")
+    # The bundled libiec61850 takes at most 5 associations (LIBRARY_MAX_CONNECTIONS):
+    # beyond that, 5 read flat out and the others knock (connect, refused, again).
+    cfg = os.path.join(tmp, "clients.toml")
+    with open(cfg, "w") as fh:
+        fh.write(f"[mms]\nmax_connections = {LIBRARY_MAX_CONNECTIONS}\n")
+    with SimProcess() as sim:
+        for n in (1, 4, 16):
+            readers, knockers = min(n, LIBRARY_MAX_CONNECTIONS), max(0, n - LIBRARY_MAX_CONNECTIONS)
+            state = os.path.join(tmp, f"clients-{n}")
+            port = free_port()
+            agent = Proc([sys.executable, "-m", "inverter_agent.cli", "run", "--config", cfg,
+                          "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(port),
+                          "--state-dir", state, "--poll-period", "0.1", "--log-level",
+                          "warning"], os.path.join(tmp, f"clients-{n}.log"))
+            try:
+                wait_port(port)
+                before = status_after(state, time.time() + 1)
+                load = subprocess.Popen(
+                    [sys.executable, os.path.join(ROOT, "bench", "mms_load.py"), "--port",
+                     str(port), "--procs", str(readers), "--seconds", str(seconds + 8),
+                     "--json"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                stop = threading.Event()
+                knocks = [0]
+                threads = [threading.Thread(target=knock, args=(port, stop, knocks))
+                           for _ in range(knockers)]
+                time.sleep(2.0)  # the readers associate first
+                for t in threads:
+                    t.start()
+                # A window that starts once every reader is connected and reading.
+                st = status_after(state, time.time() + seconds, timeout=seconds + 30)
+                out, err = load.communicate(timeout=seconds + 90)
+                stop.set()
+                for t in threads:
+                    t.join(5)
+            finally:
+                agent.stop()
+            line = [ln for ln in out.splitlines() if ln.startswith("{")]
+            rate = json.loads(line[-1])["reads_per_s"] if line else float("nan")
+            if knockers:
+                print(f"     ({readers} associated reading, {knockers} refused and retrying "
+                      f"every 0.2 s: {knocks[0]} attempts)")
+            report(f"{n:>2} MMS client(s): cycle p50 / p95 / max",
+                   f"{st['recent_p50_poll_s'] * 1e3:.1f} / {st['recent_p95_poll_s'] * 1e3:.1f}"
+                   f" / {st['recent_max_poll_s'] * 1e3:.1f} ms",
+                   f"{rate:,.0f} reads/s served; overruns {st['overruns'] - before['overruns']}"
+                   f" in {st['recent_polls']} cycles")
+
+
+# ------------------------------------------------------------- cost of communication
+def bench_cost(tmp: str, seconds: float) -> None:
+    scan, write_every = 4.0, 15.0
+    print(f"Bytes on the wire per level of service (the agent's own kernel counters; one "
+          f"client each, {scan:g} s scan, a setting write every {write_every:g} s, reports "
+          f"on change + {scan:g} s integrity; agent at 1 s, functions on)")
+    with SimProcess() as sim:
+        agent, port = start_agent(sim, tmp, 1.0, functions=True)
+        state = os.path.join(tmp, f"state-{port}")
+        clients = []
+        try:
+            t0 = time.time()
+            for level in ("monitoring", "settings", "reports"):
+                clients.append(subprocess.Popen(
+                    [sys.executable, os.path.join(ROOT, "bench", "mms_cost.py"), "--port",
+                     str(port), "--level", level, "--seconds", str(seconds + 15), "--scan",
+                     str(scan), "--write-every", str(write_every)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+            # Steady state: from a status after every client is associated and has
+            # shown its level, to one `seconds` later (association cost excluded).
+            first = status_after(state, t0 + 8, timeout=40)
+            last = status_after(state, first["time"] + seconds, timeout=seconds + 30)
+            for c in clients:
+                c.communicate(timeout=seconds + 60)
+        finally:
+            for c in clients:
+                if c.poll() is None:
+                    c.kill()
+            agent.stop()
+    before = {c["peer"]: c for c in first["wire"]["clients"]}
+    span = last["time"] - first["time"]
+    for c in last["wire"]["clients"]:
+        b = before.get(c["peer"])
+        if b is None:
+            continue
+        wire = c["wire_in"] + c["wire_out"] - b["wire_in"] - b["wire_out"]
+        payload = c["bytes_in"] + c["bytes_out"] - b["bytes_in"] - b["bytes_out"]
+        per_day = wire / span * 86400
+        report(f"{c['level']}: bytes per day on the wire (in + out)",
+               f"{per_day / 1e6:,.2f} MB", f"{per_day * 30 / 1e6:,.0f} MB/month; "
+               f"{payload / max(1, wire) * 100:.0f} % of it MMS payload, the rest IP/TCP "
+               f"headers (Ethernet framing not counted)")
+    for level, t in last["wire"]["levels"].items():
+        if t["connections"]:
+            report(f"{level}: agent's own figure incl. association, per client-day",
+                   f"{(t['bytes_per_day_per_client'] or 0) / 1e6:,.2f} MB",
+                   f"over {t['connected_s']:.0f} s of connection")
+
+
+BENCHES = ("hal", "mms", "latency", "resources", "cycle", "trip", "settings", "site",
+           "clients", "cost")
 
 
 def main() -> int:
@@ -352,6 +537,12 @@ def main() -> int:
             bench_trip_delay(tmp, 2 if q else 5)
         if "settings" in only:
             bench_settings(tmp, 1.0 if q else 3.0)
+        if "site" in only:
+            bench_site(tmp, 6.0 if q else 12.0)
+        if "clients" in only:
+            bench_clients(tmp, 6.0 if q else 10.0)
+        if "cost" in only:
+            bench_cost(tmp, 20.0 if q else 60.0)
     return 0
 
 
