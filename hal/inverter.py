@@ -14,6 +14,7 @@ Conventions of this interface (whatever the device's own):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
@@ -25,8 +26,8 @@ from hal import curves
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
 from hal.sunspec.device import SunSpecDevice
 from hal.sunspec.models import DecodedModel
-from hal.sunspec.scan import DeviceMap, discover
-from hal.transport import Transport, TransportError
+from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
+from hal.transport import DeviceException, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,29 @@ class Inverter:
         if pf is None:
             return Reading(None, NOT_IMPLEMENTED, now)
         return Reading(-pf if ext == 1 else pf, GOOD, now)
+
+    def answers(self) -> bool:
+        """Whether anything answers at this unit id: one read at the first base, no retry.
+
+        A cheap check before a full discovery or poll of an inverter that has not
+        been answering (costs one transaction timeout, not bases x attempts).
+        An exception response is an answer, except a Modbus TCP gateway's
+        "target device failed to respond" / "path unavailable" (0x0B / 0x0A).
+        """
+        base = (self.bases or DEFAULT_BASES)[0]
+        policy = getattr(self.transport, "policy", None)
+        if policy is not None:
+            self.transport.policy = dataclasses.replace(policy, retries=0)
+        try:
+            self.transport.read_holding(base, 2, self.unit)
+        except DeviceException as exc:
+            return exc.code not in (0x0A, 0x0B)
+        except (TransportError, OSError):
+            return False
+        finally:
+            if policy is not None:
+                self.transport.policy = policy
+        return True
 
     def unreachable(self, now: float) -> dict[str, Reading]:
         """The snapshot of an inverter not asked this cycle (its link is down and the

@@ -236,9 +236,17 @@ class Site:
         t0 = time.monotonic()
         for agent in self.agents:
             mono = time.monotonic()
-            due = agent.stats.link_up or agent.fail_streak < 2 or mono >= agent.next_try
+            down = not agent.stats.link_up
+            due = not down or agent.fail_streak < 2 or mono >= agent.next_try
+            if due and down and (agent.fail_streak >= 2 or agent.inverter.device is None) \
+                    and not agent.inverter.answers():
+                # Nobody there: one transaction timeout spent, not a full poll's or a
+                # discovery's (bases x attempts); try again after dead_retry.
+                agent.stats.failed_polls += 1
+                agent.fail_streak += 1
+                due = False
             agent.cycle(now, poll=due)
-            if due and agent.fail_streak >= 2:
+            if down and agent.fail_streak >= 2 and time.monotonic() >= agent.next_try:
                 agent.next_try = time.monotonic() + self.dead_retry
         if self.plant is not None:
             try:
