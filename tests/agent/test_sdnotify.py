@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from simulator import SimProcess
 
 
@@ -30,10 +32,13 @@ def _agent(tmp_path, sim, notify_path, watchdog_usec, *args):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_agent_reports_ready_pings_the_watchdog_from_its_loop_and_says_stopping(tmp_path):
+@pytest.mark.parametrize("units", [None, "1,2"], ids=["one inverter", "site of two"])
+def test_agent_reports_ready_pings_the_watchdog_from_its_loop_and_says_stopping(tmp_path,
+                                                                                 units):
     path, sock = _notify_socket(tmp_path, 0.5)
-    with SimProcess() as sim:
-        proc = _agent(tmp_path, sim, path, 2000000, "--poll-period", "0.2")
+    extra = ("--units", units) if units else ()
+    with SimProcess(*extra) as sim:
+        proc = _agent(tmp_path, sim, path, 2000000, "--poll-period", "0.2", *extra)
         got: list[str] = []
         deadline = time.monotonic() + 15
         try:
