@@ -42,3 +42,33 @@ def test_an_inverter_that_never_answers_costs_one_probe_per_retry_and_no_retries
     totals = site.plant.totals
     assert totals is not None and totals.reporting == 2 and totals.configured == 3
     assert totals.w > 0 and not totals.quality.good
+
+
+def test_inverters_on_their_own_tcp_links_each_get_a_transport_and_are_totalled(tmp_path):
+    with SimProcess() as a, SimProcess("--dc", "2000") as b:
+        toml = tmp_path / "agent.toml"
+        toml.write_text(
+            f'[agent]\npoll_period = 0.2\nstate_dir = "{tmp_path}"\n'
+            f'[functions]\nenabled = false\n'
+            f'[[inverters]]\nld_inst = "EAST"\nmodbus_tcp = "127.0.0.1:{a.tcp_port}"\n'
+            f'[[inverters]]\nld_inst = "WEST"\nmodbus_tcp = "127.0.0.1:{b.tcp_port}"\n')
+        cfg = config.load(str(toml))
+        agents = make_agents(cfg, cfg.inverter_links())
+        assert [x.name for x in agents] == ["EAST", "WEST"]
+        assert agents[0].inverter.transport is not agents[1].inverter.transport
+        site = Site(cfg, agents, PlantService(str(tmp_path), "PLANT", None))
+        try:
+            for _ in range(40):
+                site.cycle()
+                w = [a.last_snapshot.get("W") for a in agents]
+                if all(r is not None and r.quality.good and r.value > 0 for r in w):
+                    break
+                time.sleep(0.1)
+            site.cycle()
+        finally:
+            site.close()
+    east, west = (a.last_snapshot["W"].value for a in agents)
+    totals = site.plant.totals
+    assert totals.quality.good and totals.reporting == 2
+    assert totals.w == east + west
+    assert west < east  # the second simulator has less DC power
