@@ -19,6 +19,17 @@ system-deps:
 	     (apt-get update -q >/dev/null && apt-get install -y -q socat >/dev/null)); \
 	  else echo "note: socat not installed (needs root + apt-get); its tests will be skipped"; fi; \
 	fi
+	@# debootstrap: the packaging tests build a throw-away Debian root with it;
+	@# dpkg-dev: `make deb` reads library dependencies with dpkg-shlibdeps.
+	@for tool in debootstrap:debootstrap dpkg-shlibdeps:dpkg-dev; do \
+	  cmd=$${tool%%:*}; pkg=$${tool#*:}; \
+	  if ! command -v $$cmd >/dev/null 2>&1 && [ ! -x /usr/sbin/$$cmd ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      (apt-get install -y -q $$pkg >/dev/null 2>&1 || \
+	       (apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null)); \
+	    else echo "note: $$pkg not installed (needs root + apt-get); the packaging tests will be skipped"; fi; \
+	  fi; \
+	done
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +54,25 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis state
+
+# --- Installing on a gateway (docs/install.md) -------------------------------
+# `make install-system` puts the service on this machine (as root), or stages it
+# under DESTDIR; `make deb` packages the same tree for Debian 12. The venv is
+# built with SYSTEM_PYTHON, the target's own interpreter, never the .venv one.
+SYSTEM_PYTHON ?= /usr/bin/python3
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DEB_VERSION ?= $(VERSION)
+DEB_OUT ?= build
+
+.PHONY: install-system uninstall-system deb
+
+install-system:
+	DESTDIR='$(DESTDIR)' SYSTEM_PYTHON='$(SYSTEM_PYTHON)' sh packaging/install-system.sh
+
+uninstall-system:
+	DESTDIR='$(DESTDIR)' sh packaging/uninstall-system.sh
+
+deb:
+	DEB_VERSION='$(DEB_VERSION)' OUT_DIR='$(DEB_OUT)' SYSTEM_PYTHON='$(SYSTEM_PYTHON)' \
+	  sh packaging/build-deb.sh
