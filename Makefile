@@ -76,3 +76,12 @@ uninstall-system:
 deb:
 	DEB_VERSION='$(DEB_VERSION)' OUT_DIR='$(DEB_OUT)' SYSTEM_PYTHON='$(SYSTEM_PYTHON)' \
 	  sh packaging/build-deb.sh
+
+# --- arm64 check (docs/install.md, "Checked on arm64 (emulated)") ----------------
+# As root: builds the arm64 package in an emulated (qemu-user) bookworm arm64 root,
+# installs it in another and reads a value from the running agent with the host's
+# client. Slow under emulation, so not part of `make test`.
+.PHONY: check-arm64
+
+check-arm64: $(STAMP)
+	bash packaging/check-arm64.sh
