@@ -378,8 +378,8 @@ def bench_site(tmp: str, seconds: float) -> None:
                 agent.stop()
         invs = st.get("inverters") or {st["ld"]: st}  # one inverter: no site
         up = sum(1 for i in invs.values() if i["link_up"])
-        wire = next(iter(invs.values()))["wire"]
-        wire0 = next(iter((first.get("inverters") or {"": first}).values()))["wire"]
+        wire = next(iter(invs.values()))["modbus_bytes"]
+        wire0 = next(iter((first.get("inverters") or {"": first}).values()))["modbus_bytes"]
         cycles = st["cycles"] - first["cycles"]
         per_cycle = (wire["bytes_out"] + wire["bytes_in"] - wire0["bytes_out"]
                      - wire0["bytes_in"]) / max(1, cycles)

@@ -230,7 +230,7 @@ class Agent:
             "base": dev.map.base if dev else None,
             "functions": self.controller.status_view() if self.controller else None,
             # Counted by the transport: shared by every inverter on the same wire.
-            "wire": _wire(self.inverter.transport),
+            "modbus_bytes": _modbus_bytes(self.inverter.transport),
         }
 
     def write_status(self) -> None:
@@ -240,7 +240,7 @@ class Agent:
         self.stats.new_window()
 
 
-def _wire(transport: Any) -> dict[str, int] | None:
+def _modbus_bytes(transport: Any) -> dict[str, int] | None:
     stats = getattr(transport, "stats", None)
     if stats is None:
         return None

@@ -44,6 +44,8 @@ def test_bytes_on_the_wire_are_counted_per_client_and_level_of_service(fresh_sim
         t = time.time()
         st = wait_for(lambda: _status(agent, t), timeout=15, what="status with wire counts")
         clients = st["wire"]["clients"]
+        # The Modbus side keeps its own byte count beside the MMS one.
+        assert st["modbus_bytes"]["bytes_in"] > st["modbus_bytes"]["bytes_out"] > 0
         assert sorted(c["level"] for c in clients) == ["monitoring", "reports", "settings"]
         for c in clients:
             # The kernel's counts: requests in, responses (and reports) out, each
