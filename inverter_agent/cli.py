@@ -272,6 +272,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
     wire = st.get("wire") or {}
+    if wire.get("error"):
+        print(f"wire            not counted: {wire['error']}")
     for level, t in (wire.get("levels") or {}).items():
         if t["connections"]:
             per_day = t.get("bytes_per_day_per_client")
