@@ -59,6 +59,21 @@ def make_transport(cfg: Config, link: Mapping[str, Any] | None = None) -> Transp
                      "(or --modbus-tcp / --modbus-rtu)")
 
 
+def supervise(runner: Any) -> None:
+    """The main loop of an :class:`Agent` or a :class:`~inverter_agent.site.Site`: a
+    cycle, the watchdog ping (``on_cycle``) and a status file every ~5 s, on the
+    runner's period until its ``stop_event``; a last status file at the end."""
+    def step() -> None:
+        runner.cycle()
+        if runner.on_cycle is not None:
+            runner.on_cycle()
+        if runner.stats.cycles % runner._status_every == 1:
+            runner.write_status()
+
+    run_every(runner.period, runner.stop_event, step, runner.stats)
+    runner.write_status()
+
+
 def run_every(period: float, stop_event: threading.Event, step: Callable[[], None],
               stats: CycleStats) -> None:
     """Call ``step()`` every ``period`` seconds until ``stop_event``; an overrun skips
@@ -198,16 +213,7 @@ class Agent:
         """Cycle on a fixed schedule until :meth:`stop`; overruns skip, never pile up."""
         log.info("agent running: poll period %.3f s, transaction timeout %.3f s",
                  self.period, self.cfg.transaction_timeout)
-
-        def step() -> None:
-            self.cycle()
-            if self.on_cycle is not None:
-                self.on_cycle()
-            if self.stats.cycles % self._status_every == 1:
-                self.write_status()
-
-        run_every(self.period, self.stop_event, step, self.stats)
-        self.write_status()
+        supervise(self)
 
     def stop(self) -> None:
         """Ask the loop to end; a poll stuck on a dead link ends at its next attempt."""

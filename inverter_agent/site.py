@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from hal.reading import Reading
-from inverter_agent.agent import Agent, CycleStats, run_every, write_status_file
+from inverter_agent.agent import Agent, CycleStats, supervise, write_status_file
 from inverter_agent.config import Config
 from inverter_agent.files import write_atomic
 from inverter_agent.plant import Allocation, InverterView, PlantTotals, allocate, totals
@@ -259,16 +259,7 @@ class Site:
     def run(self) -> None:
         log.info("site running: %d inverters, poll period %.3f s, dead-link retry %.1f s",
                  len(self.agents), self.period, self.dead_retry)
-
-        def step() -> None:
-            self.cycle()
-            if self.on_cycle is not None:
-                self.on_cycle()
-            if self.stats.cycles % self._status_every == 1:
-                self.write_status()
-
-        run_every(self.period, self.stop_event, step, self.stats)
-        self.write_status()
+        supervise(self)
 
     def stop(self) -> None:
         self.stop_event.set()
