@@ -524,11 +524,15 @@ EVENTS = ("DRCS1.Trip [ST]", "DRCS1.CtlSt [ST]", "DRCS1.AISt [ST]", "DRCS1.VRgn 
 RCB_INSTANCES = 3
 
 
+#: Trigger options and optional fields of every report control block served.
+REPORT_TRIGGERS = (nat.TRG_OPT_DATA_CHANGED | nat.TRG_OPT_QUALITY_CHANGED
+                   | nat.TRG_OPT_INTEGRITY | nat.TRG_OPT_GI)
+REPORT_FIELDS = (nat.RPT_OPT_SEQ_NUM | nat.RPT_OPT_TIME_STAMP | nat.RPT_OPT_REASON_FOR_INCLUSION
+                 | nat.RPT_OPT_DATA_SET | nat.RPT_OPT_CONF_REV)
+
+
 def _reports() -> tuple[ReportSpec, ...]:
-    trg = (nat.TRG_OPT_DATA_CHANGED | nat.TRG_OPT_QUALITY_CHANGED | nat.TRG_OPT_INTEGRITY
-           | nat.TRG_OPT_GI)
-    opt = (nat.RPT_OPT_SEQ_NUM | nat.RPT_OPT_TIME_STAMP | nat.RPT_OPT_REASON_FOR_INCLUSION
-           | nat.RPT_OPT_DATA_SET | nat.RPT_OPT_CONF_REV)
+    trg, opt = REPORT_TRIGGERS, REPORT_FIELDS
     out = []
     for i in range(1, RCB_INSTANCES + 1):
         out.append(ReportSpec(f"urcbMeas{i:02d}", "Meas", False, "Meas", trg, opt, buf_tm_ms=10))

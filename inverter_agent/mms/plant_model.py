@@ -27,9 +27,16 @@ has the arithmetic (totals, how the limit is shared).
 
 from __future__ import annotations
 
-from . import _native as nat
 from .der_model import _OPT_AC_LN0_M, _OPT_DESC, BEH_ON, _software_version, der_model_spec
-from .functions_model import _asg, _beh, _spg, _sps, functions_model_spec
+from .functions_model import (
+    REPORT_FIELDS,
+    REPORT_TRIGGERS,
+    _asg,
+    _beh,
+    _spg,
+    _sps,
+    functions_model_spec,
+)
 from .model import (
     Cdc,
     DataObjectSpec,
@@ -80,12 +87,9 @@ def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD) -> LogicalDeviceSpec:
         DataObjectSpec("IntIn1", Cdc.INS, desc="inverters answering"),
         DataObjectSpec("IntIn2", Cdc.INS, desc="inverters configured"),
     ))
-    trg = (nat.TRG_OPT_DATA_CHANGED | nat.TRG_OPT_QUALITY_CHANGED | nat.TRG_OPT_INTEGRITY
-           | nat.TRG_OPT_GI)
-    opt = (nat.RPT_OPT_SEQ_NUM | nat.RPT_OPT_TIME_STAMP | nat.RPT_OPT_REASON_FOR_INCLUSION
-           | nat.RPT_OPT_DATA_SET | nat.RPT_OPT_CONF_REV)
-    reports = tuple(ReportSpec(f"urcbPlant{i:02d}", "Plant", False, "Plant", trg, opt,
-                               buf_tm_ms=50) for i in range(1, PLANT_RCB_INSTANCES + 1))
+    reports = tuple(ReportSpec(f"urcbPlant{i:02d}", "Plant", False, "Plant", REPORT_TRIGGERS,
+                               REPORT_FIELDS, buf_tm_ms=50)
+                    for i in range(1, PLANT_RCB_INSTANCES + 1))
     return LogicalDeviceSpec(ld_inst, (lln0, mmxu, drct, dwmx, ggio),
                              (DataSetSpec("Plant", PLANT_MEMBERS),), reports)
 
