@@ -8,7 +8,9 @@ own gaps (see its script's header) are lived with: no Response function set
 say pollRate 900 s, so the gateway runs with ``max_poll_interval = 10`` (the
 engine's floor), and every event is posted at least one poll ahead of its start.
 
-The tests run in order and share one gateway; the last stops the server.
+The tests run in order and share one gateway and one schedule, posted at
+once after discovery as a utility would post a day's events ahead (each test
+then waits for its own window); the last test stops the server.
 """
 
 from __future__ import annotations
@@ -137,6 +139,28 @@ def gateway(gridappsd, sim, tmp_path_factory):
         gw.stop()
 
 
+#: The schedule (seconds after it is posted): start, duration, opModMaxLimW body.
+EVENT = (12, 8)          # 30 %: limited in its window, released after
+BAD = (2, 7)             # absurd / unsupported values, before EVENT (no overlap: no supersession)
+THREE_WAY = (24, 10)     # 50 %, against an MMS operator limit, with volt-var
+OUTAGE = (38, 12)        # 40 %; the server is stopped during it
+
+
+@pytest.fixture(scope="module")
+def timeline(gridappsd, gateway):
+    t0 = time.time()
+    posted = {"t0": t0}
+    for name, (off, dur), body in (
+            ("event", EVENT, "<opModMaxLimW>3000</opModMaxLimW>"),
+            ("absurd", BAD, "<opModMaxLimW>20000</opModMaxLimW>"),  # 200 %
+            ("unsupported", BAD, "<opModFixedW>5000</opModFixedW>"),
+            ("three_way", THREE_WAY, "<opModMaxLimW>5000</opModMaxLimW>"),
+            ("outage", OUTAGE, "<opModMaxLimW>4000</opModMaxLimW>")):
+        posted[name] = gridappsd.post_event(t0 + off, dur, body)
+    posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
+    return posted
+
+
 def test_registration_and_discovery(gridappsd, gateway):
     u = gateway.utility()
     lfdi, sfdi = lfdi_sfdi(Path(gridappsd.vars["IEEE2030_5_CLIENT_CERT"]).read_bytes())
@@ -163,93 +187,90 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
         "MMS shows the limit function on (the default control)")
     assert gateway.mms.read_value(f"{LD}/{mms_control('p_limit_pct')}.mxVal.f", "MX") == \
         pytest.approx(100.0)
-    persisted = json.loads((gateway.state_dir / "settings.json").read_text()) \
-        if (gateway.state_dir / "settings.json").exists() else None
-    if persisted is not None:
-        body = persisted.get("settings", persisted)
-        assert body["active_power_limit"]["enabled"] is False
+    settings_file = gateway.state_dir / "settings.json"
+    if settings_file.exists():
+        body = json.loads(settings_file.read_text())
+        assert body.get("settings", body)["active_power_limit"]["enabled"] is False
     assert gateway.limit_at_inverter() == 100.0
 
 
-def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gridappsd, gateway):
-    start = time.time() + POLL + 3
-    mrid = gridappsd.post_event(start, 10, "<opModMaxLimW>3000</opModMaxLimW>")
-    wait_for(lambda: any(e["mrid"] == mrid for e in gateway.utility()["events"]), POLL + 3,
+def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gateway, timeline):
+    mrid, start = timeline["event"], timeline["t0"] + EVENT[0]
+    wait_for(lambda: any(e["mrid"] == mrid for e in gateway.utility()["events"]), POLL + 2,
              "event received before its start")
-    assert gateway.limit_at_inverter() == 100.0  # scheduled, not yet started
     assert time.time() < start
+    assert gateway.limit_at_inverter() == 100.0  # scheduled, not yet started
     t_applied = wait_for(lambda: gateway.limit_at_inverter() == 30.0 and time.time(), 20,
                          "event limit at the inverter")
     assert t_applied >= start - 0.5, "applied before the event's start"
     assert t_applied - start < 2.0, f"applied {t_applied - start:.1f} s after the start"
     t_released = wait_for(lambda: gateway.limit_at_inverter() == 100.0 and time.time(), 15,
                           "released to the default control (100 %) after the event")
-    assert start + 10 - 0.5 <= t_released < start + 12
+    assert start + EVENT[1] - 0.5 <= t_released < start + EVENT[1] + 2
     kinds = [json.loads(line)["kind"] for line in
              (gateway.state_dir / "events.jsonl").read_text().splitlines()]
     assert "utility_event" in kinds and "utility_control" in kinds
 
 
-def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gridappsd, gateway):
-    now = time.time()
-    absurd = gridappsd.post_event(now + 2, 20, "<opModMaxLimW>20000</opModMaxLimW>")  # 200 %
-    unsupported = gridappsd.post_event(now + 2, 20, "<opModFixedW>5000</opModFixedW>")
-    past = gridappsd.post_event(now - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
-    wait_for(lambda: {absurd, unsupported} <= set(gateway.utility()["refused"]), POLL + 5,
-             "absurd / unsupported events refused")
-    u = gateway.utility()
+def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway, timeline):
+    absurd, unsupported, past = timeline["absurd"], timeline["unsupported"], timeline["past"]
+    u = wait_for(lambda: {absurd, unsupported} <= set(gateway.utility()["refused"])
+                 and gateway.utility(), POLL + 5, "absurd / unsupported events refused")
     assert "opModMaxLimW = 20000" in u["refused"][absurd]
     assert "op_mod_fixed_w" in u["refused"][unsupported]
     assert not any(e["mrid"] in (absurd, unsupported, past) for e in u["events"])
-    end = time.time() + 3
-    while time.time() < end:  # nothing of them at the inverter, and the gateway is fine
-        assert gateway.limit_at_inverter() == 100.0
-        time.sleep(0.2)
+    events = [json.loads(line) for line in
+              (gateway.state_dir / "events.jsonl").read_text().splitlines()]
+    applied = " ".join(e["detail"] for e in events if e["kind"] == "utility_control")
+    assert "p_limit_pct=200" not in applied and "p_limit_pct=10.0" not in applied
+    assert gateway.limit_at_inverter() in (100.0, 30.0)  # only the valid event, if at all
     assert gateway.proc.poll() is None and u["state"] == "connected"
 
 
-def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gridappsd, gateway, sim):
+def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, timeline):
     """docs/arbitration.md A3/A4 with volt-var running: lower limit wins, volt-var stays."""
     sim.control.set_grid(v_pu=1.05)  # volt-var absorbs above 1.02 pu
-    start = time.time() + POLL + 2
-    gridappsd.post_event(start, 25, "<opModMaxLimW>5000</opModMaxLimW>")
-    wait_for(lambda: gateway.limit_at_inverter() == 50.0, POLL + 8, "2030.5 limit 50 %")
-    gateway.mms.operate(f"{LD}/{mms_control('p_limit_pct')}", 30.0)  # operator: 30 %
+    end = timeline["t0"] + THREE_WAY[0] + THREE_WAY[1]
+    wait_for(lambda: gateway.limit_at_inverter() == 50.0, 30, "2030.5 limit 50 %")
+    op = f"{LD}/{mms_control('p_limit_pct')}"
+    gateway.mms.operate(op, 30.0)  # operator: 30 %
     wait_for(lambda: gateway.limit_at_inverter() == 30.0, 3, "lower (operator) limit wins")
     c = sim.control.unit_state(1)["controls"]["123"]
     var_pct = min(float(c[k]) for k in ("VArWMaxPct", "VArMaxPct", "VArAvalPct"))
     assert c["VArPct_Ena"] and var_pct < 0, "volt-var keeps absorbing"
     # over MMS: the same outcome
-    assert wait_for(lambda: gateway.mms.read_value(f"{LD}/{mms_status('p_limit_pct')}.mag.f",
-                                                   "MX") == pytest.approx(30.0), 3, "MMS")
-    # over 2030.5: the event is still the one in force, the operator's limit below it
-    u = gateway.utility()
-    assert any("p_limit_pct=50.0" in e["control"] for e in u["events"])
+    wait_for(lambda: gateway.mms.read_value(f"{LD}/{mms_status('p_limit_pct')}.mag.f", "MX")
+             == pytest.approx(30.0), 3, "MMS shows the limit the inverter runs with")
+    # over 2030.5: the event in force is still the 50 % one, the operator's limit below it
+    assert any("p_limit_pct=50.0" in e["control"] for e in gateway.utility()["events"])
     # the operator raises to 70 %: the 2030.5 limit (50 %) is now the lower one
-    gateway.mms.operate(f"{LD}/{mms_control('p_limit_pct')}", 70.0)
+    gateway.mms.operate(op, 70.0)
     wait_for(lambda: gateway.limit_at_inverter() == 50.0, 3, "2030.5 limit is now lower")
+    assert time.time() < end, "the event ended before the test could check it"
     gateway.mms.operate(f"{LD}/{mms_control('release')}", True)
     sim.control.set_grid(v_pu=1.0)
-    wait_for(lambda: gateway.limit_at_inverter() == 100.0, 30, "event over: default control")
+    wait_for(lambda: gateway.limit_at_inverter() == 100.0, end - time.time() + 3,
+             "event over: default control")
 
 
-def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway):
-    start = time.time() + POLL + 2
-    duration = 25
-    gridappsd.post_event(start, duration, "<opModMaxLimW>4000</opModMaxLimW>")
-    wait_for(lambda: gateway.limit_at_inverter() == 40.0, POLL + 8, "event limit applied")
+def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
+                                                                      timeline):
+    start = timeline["t0"] + OUTAGE[0]
+    end = start + OUTAGE[1]
+    wait_for(lambda: gateway.limit_at_inverter() == 40.0, start - time.time() + 3,
+             "event limit applied")
     gridappsd.stop()
     t_stop = time.time()
-    wait_for(lambda: gateway.utility().get("state") == "lost", POLL + 10, "comms loss seen")
+    wait_for(lambda: gateway.utility().get("state") == "lost", end - time.time() - 1,
+             "comms loss seen before the event's end")
     u = gateway.utility()
     assert u["last_contact"] <= t_stop + 1 and u["since_contact_s"] >= 0
-    while time.time() < start + duration - 1:
-        assert gateway.limit_at_inverter() == 40.0, "limit lost before the event's end"
-        time.sleep(0.25)
-    # then the DefaultDERControl last received (100 %), with no server at all
-    wait_for(lambda: gateway.limit_at_inverter() == 100.0, 4, "default control after the event")
-    assert gateway.proc.poll() is None
     st = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "status", "--state-dir",
                          str(gateway.state_dir)], capture_output=True, text=True, timeout=20)
     assert "2030.5" in st.stdout and "LOST" in st.stdout, st.stdout
-    assert os.path.exists(gateway.state_dir / "status.json")
+    while time.time() < end - 0.5:
+        assert gateway.limit_at_inverter() == 40.0, "limit lost before the event's end"
+        time.sleep(0.25)
+    # then the DefaultDERControl last received (100 %), with no server at all
+    wait_for(lambda: gateway.limit_at_inverter() == 100.0, 3, "default control after the event")
+    assert gateway.proc.poll() is None
