@@ -112,7 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", required=True)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
     c.add_argument("--org")
-    c.add_argument("--san", action="append", default=[], help="DNS name or IP (repeatable)")
+    c.add_argument("--san", action="append", default=[],
+                   help="host name or IP address the gateway is reached by (repeatable; "
+                        "default: the CN if a host name, this host's name, localhost, "
+                        "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
     c.add_argument("--dir", required=True)
     c.add_argument("--cert", required=True)
@@ -128,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
     c.add_argument("--days", type=int, default=365)
+    c.add_argument("--san", action="append", default=[],
+                   help="subjectAltName: host name or IP address (repeatable; a --server "
+                        "certificate without any gets the CN if a host name, this host's "
+                        "name, localhost, 127.0.0.1 and ::1)")
 
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
@@ -374,7 +381,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
             print(certs.create_ca(args.dir))
         elif args.certs_command == "issue":
             key, cert = certs.issue(args.ca_dir, args.cn, args.out, role=args.role,
-                                    server=args.server, days=args.days)
+                                    server=args.server, days=args.days,
+                                    sans=args.san or None)
             print(f"{key}\n{cert}")
     except (certs.CertError, OSError) as exc:
         print(f"certs: {exc}", file=sys.stderr)
