@@ -405,6 +405,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
+    from inverter_agent.mms.hardening import route_native_output
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -481,6 +482,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner = agents[0]
         runner.status_extra["security"] = server.security_status
         runner.status_extra["wire"] = server.wire_status
+        # The bundled library prints TLS/ISO debugging (certificate subjects among
+        # it) on fds 1 and 2: into the log at DEBUG instead.
+        route_native_output()
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",

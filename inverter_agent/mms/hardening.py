@@ -42,7 +42,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,8 @@ class NativeOutput:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger(NATIVE_LOGGER)
         self.lines = 0
-        self._saved: dict[int, int] = {}
-        self._streams: dict[int, TextIO] = {}
-        self._old_streams: dict[int, Any] = {}
+        self._saved: dict[int, int] = {}          # fd -> duplicate of what it was
+        self._swapped: list[tuple[Any, Any]] = []  # (old stream, its replacement)
         self._read_fd = -1
         self._thread: threading.Thread | None = None
 
@@ -172,20 +171,25 @@ class NativeOutput:
     def start(self) -> None:
         if self._thread is not None:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            _flush(stream)
         read_fd, write_fd = os.pipe()
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            saved = os.dup(fd)
-            self._saved[fd] = saved
-            old = getattr(sys, name)
-            self._old_streams[fd] = old
-            stream = os.fdopen(os.dup(saved), "w", buffering=1,
-                               encoding=getattr(old, "encoding", None) or "utf-8",
-                               errors="backslashreplace")
-            self._streams[fd] = stream
-            _repoint_handlers(old, stream)
-            setattr(sys, name, stream)
+        for fd in (1, 2):
+            self._saved[fd] = os.dup(fd)
+        # Python streams and log handlers that write to fd 1 or 2 move to a copy of
+        # what that fd was; anything else (a protocol stream on its own fd) stays.
+        replacements: dict[int, Any] = {}
+        for stream in _python_streams():
+            fd = _fileno(stream)
+            if fd not in self._saved or id(stream) in replacements:
+                continue
+            replacements[id(stream)] = os.fdopen(
+                os.dup(self._saved[fd]), "w", buffering=1,
+                encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors="backslashreplace")
+            self._swapped.append((stream, replacements[id(stream)]))
+        self._swap(forward=True)
+        for fd in (1, 2):
             os.dup2(write_fd, fd)
         os.close(write_fd)
         self._read_fd = read_fd
@@ -195,17 +199,27 @@ class NativeOutput:
     def stop(self) -> None:
         if self._thread is None:
             return
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            stream = self._streams.pop(fd)
-            stream.flush()
-            os.dup2(self._saved[fd], fd)  # the pipe's last writers are gone: the pump ends
+        for _old, new in self._swapped:
+            _flush(new)
+        for fd in (1, 2):  # the pipe's last writers go: the pump reads to the end and stops
+            os.dup2(self._saved[fd], fd)
             os.close(self._saved.pop(fd))
-            old = self._old_streams.pop(fd)
-            _repoint_handlers(stream, old)
-            setattr(sys, name, old)
-            stream.close()
+        self._swap(forward=False)
+        for _old, new in self._swapped:
+            new.close()
+        self._swapped = []
         self._thread.join(timeout=2)
         self._thread = None
+
+    def _swap(self, forward: bool) -> None:
+        for old, new in self._swapped:
+            src, dst = (old, new) if forward else (new, old)
+            for name in ("stdout", "stderr"):
+                if getattr(sys, name) is src:
+                    setattr(sys, name, dst)
+            for handler in _stream_handlers():
+                if handler.stream is src:
+                    handler.setStream(dst)
 
     def _pump(self) -> None:
         with os.fdopen(self._read_fd, "rb", buffering=0) as pipe:
@@ -235,14 +249,28 @@ class NativeOutput:
             self.logger.debug("%s", text)
 
 
-def _repoint_handlers(old: Any, new: Any) -> None:
-    """Every logging StreamHandler writing to ``old`` writes to ``new`` instead."""
+def _stream_handlers() -> list[logging.StreamHandler[Any]]:
     loggers = [logging.getLogger(), *(obj for obj in logging.Logger.manager.loggerDict.values()
                                       if isinstance(obj, logging.Logger))]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
-                handler.setStream(new)
+    return [h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler)]
+
+
+def _python_streams() -> list[Any]:
+    return [sys.stdout, sys.stderr, *(h.stream for h in _stream_handlers())]
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 _native_output: NativeOutput | None = None
