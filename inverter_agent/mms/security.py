@@ -393,9 +393,10 @@ class AdmissionLimits:
     ``associate_within_s``: a connection (plain or TLS, handshake included) that
     has not completed its MMS association this long after it was accepted is
     closed. ``rate``/``burst``: a peer address may open ``burst`` connections
-    at once and ``rate`` per second after that; one that opens more is put in
-    penalty. ``failures`` failed connections (no association in time, closed
-    before associating, refused TLS handshake or association) within
+    at once and ``rate`` per second after that, not counting those that
+    associate; one that opens more is put in penalty. ``failures`` failed
+    connections (no association in time, closed before associating, refused
+    TLS handshake or association) within
     ``failure_window_s`` put the peer in penalty too. A peer in penalty
     (``penalty_s``) is refused before it takes a slot: the listening socket
     drops its connection attempts (SYN) in the kernel, so its client retries
@@ -475,7 +476,11 @@ class Admission:
             return None
 
     def associated(self, host: str, now: float) -> None:
-        """An association from ``host`` succeeded (nothing to do: kept for callers)."""
+        """An association from ``host`` succeeded: that connection costs no token (a
+        client that reconnects often but properly is never put in penalty for it)."""
+        with self._lock:
+            tokens = self._bucket(host, now)
+            self._tokens[host] = (min(float(self.limits.burst), tokens + 1.0), now)
 
     def failed(self, host: str, now: float) -> bool:
         """A connection from ``host`` failed; True if that put it in penalty."""

@@ -1093,7 +1093,11 @@ class _ConnectionGuard:
                 if endpoint is not None:
                     self._associated[endpoint] = identity.role if identity else None
                 found.append((peer, identity))
+        now = time.monotonic()
         for peer, identity in found:
+            endpoint = parse_peer(peer)
+            if endpoint is not None:
+                self.admission.associated(endpoint[0], now)
             if identity is None:
                 log.debug("MMS association from %s (no roles)", peer)
                 continue
