@@ -36,6 +36,8 @@ Publisher = Callable[[Mapping[str, Reading]], None]
 
 #: Internal name of the link-health flag published with every snapshot.
 LINK = "link"
+#: Seconds between status files.
+STATUS_EVERY_S = 5.0
 #: At most this many poll times per status window (about 5 s of cycles).
 RECENT_POLLS = 2000
 
@@ -64,11 +66,16 @@ def supervise(runner: Any) -> None:
     """The main loop of an :class:`Agent` or a :class:`~inverter_agent.site.Site`: a
     cycle, the watchdog ping (``on_cycle``) and a status file every ~5 s, on the
     runner's period until its ``stop_event``; a last status file at the end."""
+    last_status = [-1e18]
+
     def step() -> None:
         runner.cycle()
         if runner.on_cycle is not None:
             runner.on_cycle()
-        if runner.stats.cycles % runner._status_every == 1:
+        # By time, not by cycle count: an automatic period changes while running.
+        now = time.monotonic()
+        if now - last_status[0] >= STATUS_EVERY_S:
+            last_status[0] = now
             runner.write_status()
 
     run_every(lambda: runner.period, runner.stop_event, step, runner.stats)
@@ -172,7 +179,6 @@ class Agent:
         self.on_cycle: Callable[[], object] | None = None
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
-        self._status_every = max(1, round(5.0 / self.period))  # about every 5 s
 
     def cycle(self, now: float | None = None, poll: bool = True) -> dict[str, Reading]:
         """One poll and publish; returns the snapshot published.
@@ -229,7 +235,6 @@ class Agent:
     def set_period(self, period: float) -> None:
         """Poll every ``period`` seconds from the next cycle (the controller's timing too)."""
         self.period = period
-        self._status_every = max(1, round(5.0 / period))
         if self.controller is not None and hasattr(self.controller, "set_control_period"):
             self.controller.set_control_period(period)
 

@@ -453,6 +453,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
+        from inverter_agent.mms import _native
+
+        # Which libiec61850, checked (loadable, version) before anything else starts.
+        _native.configure(cfg["mms.libiec61850"])
+        _native.lib()
         # libiec61850's threads call our handlers through ctypes and must take
         # the GIL first; with the default 5 ms switch interval a request can
         # wait that long behind the control loop's Python work. Hand it over
@@ -639,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Security refusals (an insecure bind, unusable TLS material) stop the
         # start with their own message; anything else is a bug and raises.
-        if type(exc).__name__ in ("InsecureBindError", "SecurityConfigError"):
+        if type(exc).__name__ in ("InsecureBindError", "SecurityConfigError", "LibraryError"):
             print(f"inverter-agent: {exc}", file=sys.stderr)
             return 2
         raise

@@ -233,7 +233,6 @@ class Site:
         self.state_dir = cfg["agent.state_dir"]
         self.status_extra: dict[str, Callable[[], object]] = {}
         self.on_cycle: Callable[[], object] | None = None
-        self._status_every = max(1, round(5.0 / self.period))
 
     def cycle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -281,7 +280,6 @@ class Site:
                             f"{fast * 1e3:.1f} ms together, {share:.0%} of the line left to "
                             f"other masters, at least {MIN_PERIOD * 1e3:.0f} ms")
         self.period = period
-        self._status_every = max(1, round(5.0 / period))
         for agent in self.agents:
             agent.set_period(period)
         log.info("site: poll period auto: %.3f s (%s)", period, self.auto_reason)

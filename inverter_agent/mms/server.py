@@ -212,6 +212,8 @@ class MmsServer:
             if self._server:
                 return
             lib = nat.lib()
+            if self.tls is not None:
+                nat.require_tls()
             model = build_model(self.spec, self.ied_name)
             try:
                 writable = {target: model.attribute(target)
