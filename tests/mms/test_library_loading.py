@@ -104,3 +104,17 @@ def test_a_library_that_is_not_libiec61850_is_refused(tmp_path):
     path = _fake_library(tmp_path, "int something_else(void) { return 0; }\n")
     r = _run(tmp_path, path, "--modbus-tcp", "127.0.0.1:9")
     assert r.returncode == 2 and "not a libiec61850" in r.stderr, r.stderr
+
+
+def test_armhf_installs_without_pyiec61850():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        deps = [Requirement(d) for d in tomllib.load(fh)["project"]["dependencies"]]
+    (iec,) = [r for r in deps if r.name == "pyiec61850-ng"]
+    assert iec.marker is not None
+    assert not iec.marker.evaluate({"platform_machine": "armv7l"})  # BeagleBone Black
+    assert iec.marker.evaluate({"platform_machine": "x86_64"})
+    assert iec.marker.evaluate({"platform_machine": "aarch64"})
