@@ -609,8 +609,44 @@ def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = No
     return controller, service
 
 
+#: With this set to a file path, ``run`` traces Python allocations from the start
+#: and writes the largest allocation sites there when it stops (for ``make bench``;
+#: tracing costs memory and time of its own).
+ENV_TRACEMALLOC = "INVERTER_AGENT_TRACEMALLOC"
+
+
+def _write_allocation_sites(path: str, top: int = 25) -> None:
+    import tracemalloc
+
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    current, peak = tracemalloc.get_traced_memory()
+    lines = [f"traced {current / 1e6:.2f} MB now, peak {peak / 1e6:.2f} MB"]
+    for kind in ("filename", "lineno"):
+        lines.append(f"-- by {kind}")
+        for stat in snap.statistics(kind)[:top]:
+            frame = stat.traceback[0]
+            where = frame.filename if kind == "filename" else f"{frame.filename}:{frame.lineno}"
+            lines.append(f"{stat.size / 1024:10.1f} KiB {stat.count:8d} blocks  {where}")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    trace_to = os.environ.get(ENV_TRACEMALLOC)
+    if trace_to and argv[:1] == ["run"]:
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            return _main(argv)
+        finally:
+            _write_allocation_sites(trace_to)
+    return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["conformance"]:
         from inverter_agent.conformance.cli import main as conformance_main
         return conformance_main(argv[1:])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +45,14 @@ def rtu_wire_s(nbytes: float, frames: float, baud: int, char_bits: int = 10) -> 
     char = char_bits / baud
     gap = 3.5 * char if baud <= 19200 else 0.00175
     return nbytes * char + frames * gap
+
+
+def _median(values) -> float:
+    """The median (statistics.median, without importing statistics: fractions and
+    decimal come with it, ~1 MB on a small board)."""
+    v = sorted(values)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def ceil_ms(seconds: float) -> float:
@@ -155,11 +162,11 @@ class PollRate:
 
     def _choose(self) -> Choice:
         fast = [s for s in self._samples if not s.slow] or self._samples
-        fast_busy = statistics.median(self.busy_s(s) for s in fast)
+        fast_busy = _median(self.busy_s(s) for s in fast)
         worst = max(self.busy_s(s) for s in self._samples)
-        nbytes = statistics.median(s.nbytes for s in fast)
-        tx = statistics.median(s.transactions for s in fast)
-        rtt = statistics.median(s.wall_s / max(1, s.transactions) for s in fast)
+        nbytes = _median(s.nbytes for s in fast)
+        tx = _median(s.transactions for s in fast)
+        rtt = _median(s.wall_s / max(1, s.transactions) for s in fast)
         by_share = fast_busy / (1.0 - self.share_free)
         period = ceil_ms(min(MAX_PERIOD, max(MIN_PERIOD, by_share, worst)))
         serial = self.serial

@@ -26,6 +26,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
+import importlib.util
 import itertools
 import logging
 import os
@@ -347,11 +349,24 @@ def _chosen() -> tuple[str | None, str]:
 
 
 def _bundled_path() -> str | None:
-    """Path of the libiec61850 that the pyiec61850-ng extension maps, if it is installed.
+    """Path of the libiec61850 that pyiec61850-ng ships, if it is installed.
 
-    ``pyiec61850._libload.LOADED_PATH`` is None in this package, so the path is
-    read back from /proc/self/maps after importing the extension.
+    Found beside the package (``pyiec61850_ng.libs``, where the wheel keeps it)
+    without importing the SWIG extension (~5 MB the server never uses); failing
+    that, the extension is imported and the path read back from /proc/self/maps
+    (``pyiec61850._libload.LOADED_PATH`` is None in this package).
     """
+    try:
+        spec = importlib.util.find_spec("pyiec61850")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        libs = os.path.join(os.path.dirname(folder), "pyiec61850_ng.libs")
+        found = sorted(glob.glob(os.path.join(libs, "libiec61850*.so*")))
+        if found:
+            return found[0]
     try:
         import pyiec61850.pyiec61850  # noqa: F401  (maps the bundled library)
     except ImportError:
