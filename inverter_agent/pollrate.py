@@ -36,8 +36,6 @@ PROVISIONAL_PERIOD = 0.25
 WARMUP_CYCLES = 8
 #: Clearing time of the fastest must-trip region (HV2 / OV2 / OF2): 0.16 s.
 FASTEST_CLEARING_S = 0.16
-#: Command latency allowed on top of two sampling periods (controller.COMMAND_LATENCY_S).
-COMMAND_LATENCY_S = 0.05
 
 
 def rtu_wire_s(nbytes: float, frames: float, baud: int, char_bits: int = 10) -> float:
@@ -83,7 +81,8 @@ class Choice:
     link: str
     reason: str
     share_free: float = SHARE_FREE
-    #: Worst case from a grid step to the backup cease-to-energize command leaving.
+    #: Worst case from a grid step (as the inverter's registers show it) to the
+    #: backup cease-to-energize command leaving: two periods, a cycle, the command.
     trip_latency_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -183,8 +182,11 @@ class PollRate:
         if serial is not None:
             wire = (f", {rtu_wire_s(nbytes, 2 * tx, serial.baud) * 1e3:.1f} ms of it on the "
                     f"wire at {serial.baud} baud")
-        # A step is seen up to one period late, then the poll that sees it, then the write.
-        trip = period + worst + COMMAND_LATENCY_S
+        # A step is seen up to one period late; the must-trip timer wants a second
+        # sample (a single reading never trips); then that poll, and the command (a
+        # read of the control model for its scale factors, and the write).
+        per_tx = max(rtt, fast_busy / max(1.0, tx))
+        trip = 2 * period + worst + 2 * per_tx
         reason = (f"{link}: fast cycle {fast_busy * 1e3:.1f} ms ({tx:.0f} transactions, "
                   f"{nbytes:.0f} B, {rtt * 1e3:.1f} ms a round trip{wire}); longest cycle "
                   f"{worst * 1e3:.1f} ms; period set by {bound}")
