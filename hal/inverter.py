@@ -262,6 +262,10 @@ class Inverter:
                     for n in names:
                         if n in out:
                             out[n] = Reading(None, NOT_IMPLEMENTED, now)
+        if dev is not None:
+            for mid, err in sorted(dev.decode_errors.items()):
+                if mid in MEASUREMENT_MODELS or mid in NAMEPLATE_MODELS:
+                    notes.append(f"model {mid} not understood: {err}")
         out["HalNotes"] = Reading(tuple(notes), GOOD, now)
 
     def _pf_704(self, models: Mapping[int, DecodedModel], now: float) -> Reading | None:
@@ -313,11 +317,13 @@ class Inverter:
         dev = self.device
         if dev is None:
             return None
-        if name == "RvrtTms":
-            return 123 if dev.has(123) else (704 if dev.has(704) else None)
+
+        def has(mid: int) -> bool:  # present, and decoded: never write a model not understood
+            return dev.has(mid) and mid not in dev.decode_errors
+
         if name == "Conn":
-            return 123 if dev.has(123) else (703 if dev.has(703) else None)
-        return 123 if dev.has(123) else (704 if dev.has(704) else None)
+            return 123 if has(123) else (703 if has(703) else None)
+        return 123 if has(123) else (704 if has(704) else None)
 
     def write_controls(self, changes: Mapping[str, Any]) -> None:
         """Write named controls; each model's share goes out in as few writes as possible.
