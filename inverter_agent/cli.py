@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="allow plain MMS on a non-loopback address (logged loudly)")
     run.add_argument("--state-dir", metavar="DIR",
                      help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
-    run.add_argument("--poll-period", type=float, help="seconds between polls (default 1)")
+    run.add_argument("--poll-period", type=_period,
+                     help="seconds between polls, or auto (default): the fastest the link "
+                          "sustains")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     run.add_argument("--profile", help="grid-function settings profile: rule21 (default), "
                                        "ieee1547-2018-cat-a, ieee1547-2018-cat-b")
@@ -134,6 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--port", type=int, default=102)
     read.add_argument("--timeout", type=float, default=5.0)
     return ap
+
+
+def _period(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, or auto") from None
 
 
 def _units(spec: str) -> list[int]:
@@ -300,6 +311,13 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
          f"models {','.join(map(str, st['models'])) or '-'}")
     if st.get("last_error"):
         line("last error", st["last_error"])
+    auto = st.get("poll_period_auto")
+    if auto:
+        line("poll period", "auto: " + (f"{auto['chosen_s']} s; " if auto.get("chosen_s")
+                                        else "") + auto["reason"])
+        if auto.get("worst_trip_latency_s"):
+            line("backup trip", f"command leaves within {auto['worst_trip_latency_s']:.2f} s "
+                 "of a step (worst case on this link)")
     line("poll", f"period {st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, "
          f"max {st['max_poll_s'] * 1e3:.1f} ms, {st['cycles']} cycles, "
          f"{st['failed_polls']} failed, {st['overruns']} overruns")
@@ -568,17 +586,20 @@ def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = No
     service = SettingsService(store, events, revert_after_s=cfg["functions.revert_after"] or None)
     settings = service.effective()
     log.info("grid functions running from %s", service.origin)
-    if 2 * cfg["agent.poll_period"] > 0.16:
+    period = cfg["agent.poll_period"]
+    if period == "auto":  # the agent states its choice, and what it means, once made
+        from inverter_agent.pollrate import PROVISIONAL_PERIOD
+        period = PROVISIONAL_PERIOD
+    elif 2 * period > 0.16:
         log.warning("poll period %.2f s: clearing times shorter than two poll periods (e.g. "
                     "0.16 s) can only be met by the inverter's own protection; the gateway's "
-                    "backup trip fires on the first poll that sees the condition",
-                    cfg["agent.poll_period"])
+                    "backup trip fires on the first poll that sees the condition", period)
     controller = Controller(inverter, settings, events,
                             nominal_voltage=cfg["functions.nominal_voltage"],
                             follow_timeout_s=cfg["functions.follow_timeout"],
                             steering=cfg["functions.steering"],
                             verify_every_s=cfg["functions.verify_every"],
-                            control_period_s=cfg["agent.poll_period"])
+                            control_period_s=period)
     service.bind(controller.apply_settings)
     return controller, service
 
