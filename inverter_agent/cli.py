@@ -114,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", required=True)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
     c.add_argument("--org")
-    c.add_argument("--san", action="append", default=[], help="DNS name or IP (repeatable)")
+    c.add_argument("--san", action="append", default=[],
+                   help="host name or IP address the gateway is reached by (repeatable; "
+                        "default: the CN if a host name, this host's name, localhost, "
+                        "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
     c.add_argument("--dir", required=True)
     c.add_argument("--cert", required=True)
@@ -130,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
     c.add_argument("--days", type=int, default=365)
+    c.add_argument("--san", action="append", default=[],
+                   help="subjectAltName: host name or IP address (repeatable; a --server "
+                        "certificate without any gets the CN if a host name, this host's "
+                        "name, localhost, 127.0.0.1 and ::1)")
 
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
@@ -392,7 +399,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
             print(certs.create_ca(args.dir))
         elif args.certs_command == "issue":
             key, cert = certs.issue(args.ca_dir, args.cn, args.out, role=args.role,
-                                    server=args.server, days=args.days)
+                                    server=args.server, days=args.days,
+                                    sans=args.san or None)
             print(f"{key}\n{cert}")
     except (certs.CertError, OSError) as exc:
         print(f"certs: {exc}", file=sys.stderr)
@@ -415,6 +423,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
+    from inverter_agent.mms.hardening import route_native_output
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -491,6 +500,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner = agents[0]
         runner.status_extra["security"] = server.security_status
         runner.status_extra["wire"] = server.wire_status
+        # The bundled library prints TLS/ISO debugging (certificate subjects among
+        # it) on fds 1 and 2: into the log at DEBUG instead.
+        route_native_output()
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",
