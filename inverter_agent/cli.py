@@ -138,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
                         "certificate without any gets the CN if a host name, this host's "
                         "name, localhost, 127.0.0.1 and ::1)")
 
+    lfdi = sub.add_parser("lfdi", help="the IEEE 2030.5 LFDI and SFDI of a device certificate "
+                                       "(what the utility registers)")
+    lfdi.add_argument("--cert", required=True, metavar="FILE", help="certificate, PEM or DER")
+
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
     read.add_argument("--port", type=int, default=102)
@@ -408,6 +412,49 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lfdi(args: argparse.Namespace) -> int:
+    from inverter_agent.ieee2030_5.identity import lfdi_sfdi
+
+    try:
+        with open(args.cert, "rb") as fh:
+            lfdi, sfdi = lfdi_sfdi(fh.read())
+    except (OSError, ValueError) as exc:
+        print(f"lfdi: {args.cert}: {exc}", file=sys.stderr)
+        return 1
+    print(f"LFDI {lfdi}\nSFDI {sfdi}")
+    return 0
+
+
+def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | None:
+    """The IEEE 2030.5 client when ``[ieee2030_5] server`` is set (else nothing is imported):
+    one utility schedule, arbitrated by every inverter's settings service."""
+    if not cfg["ieee2030_5.server"]:
+        return None
+    from inverter_agent.arbitration import UtilitySchedule
+    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.ieee2030_5.site_view import SiteView
+
+    settings = ClientSettings.from_config(cfg)
+    services = [a.settings_service for a in agents if a.settings_service is not None]
+    if len(services) != len(agents):
+        raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
+                                     "are applied through them): drop --no-functions")
+    schedule = UtilitySchedule(source="ieee2030_5")
+    for service in services:
+        service.attach_utility(schedule)
+    first = services[0].events
+
+    def record(kind: str, detail: str) -> None:
+        first.record(kind, detail, who="ieee2030_5")
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    runner.status_extra["ieee2030_5"] = client.status
+    client.start()
+    log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
+             client.sfdi)
+    return client
+
+
 def cmd_read(args: argparse.Namespace) -> int:
     from inverter_agent.mms import client
 
@@ -503,6 +550,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The bundled library prints TLS/ISO debugging (certificate subjects among
         # it) on fds 1 and 2: into the log at DEBUG instead.
         route_native_output()
+        utility_client = start_ieee2030_5(cfg, agents, runner)
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",
@@ -527,6 +575,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")
+        if utility_client is not None:
+            utility_client.stop()
         for binding in bindings:
             binding.close()
         server.stop()
@@ -631,6 +681,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "lfdi":
+            return cmd_lfdi(args)
         if args.command == "model":
             return cmd_model(args)
         if args.command == "certs":
