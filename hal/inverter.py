@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves
+from hal import curves, ratings
 from hal.poll_plan import (
     FAST_NAMES,
     RTU_MAX_GAP,
@@ -36,6 +36,7 @@ from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
 from hal.sunspec.device import ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
+from hal.topology import PHASES, topology
 from hal.transport import DeviceException, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,6 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "VARtg": [((120,), "VARtg", _ident), ((702,), "VAMaxRtg", _ident)],
     "VArRtgQ1": [((120,), "VArRtgQ1", _ident), ((702,), "VarMaxInjRtg", _ident)],
     "VArRtgQ4": [((120,), "VArRtgQ4", _ident), ((702,), "VarMaxAbsRtg", _neg)],
-    "WMax": [((121,), "WMax", _ident), ((702,), "WMax", _ident)],
-    "VArMaxQ1": [((121,), "VArMaxQ1", _ident), ((702,), "VarMaxInj", _ident)],
-    "VNom": [((121,), "VRef", _ident), ((702,), "VNom", _ident)],
     "ECPNomHz": [((121,), "ECPNomHz", _ident)],
     "WAval": [((122,), "WAval", _ident)],
     "PVConn": [((122,), "PVConn", _ident)],
@@ -119,8 +117,17 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "OutPFSet_Ena": [((123,), "OutPFSet_Ena", _bool), ((704,), "PFWInjEna", _bool)],
     "VArPct": [((123,), "VArMaxPct", _ident), ((704,), "VarSetPct", _ident)],
     "VArPct_Ena": [((123,), "VArPct_Ena", _bool), ((704,), "VarSetEna", _bool)],
+    "VArPct_Mod": [((123,), "VArPct_Mod", _ident)],
+    "VarSetMod": [((704,), "VarSetMod", _ident)],
+    "VarSetPri": [((704,), "VarSetPri", _ident)],
+    "VArAval": [((122,), "VArAval", _ident)],
     "AntiIslEna": [((704,), "AntiIslEna", _bool)],
 }
+
+#: Readings the HAL derives from several models (see :meth:`Inverter._derive`).
+DERIVED_POINTS = (*ratings.PRECEDENCE, "RatingSources", "ACType", "HalNotes")
+#: Per-phase points: reported unimplemented for a phase the device does not have.
+PHASE_POINTS = {ph: (f"PhVph{ph}", f"Aph{ph}") for ph in "ABC"}
 
 #: Controls the agent may write; see :meth:`Inverter.write_controls`.
 CONTROL_NAMES = ("Conn", "WMaxLimPct", "WMaxLim_Ena", "OutPFSet", "OutPFSet_Ena",
@@ -310,7 +317,39 @@ class Inverter:
         pf = self._pf_704(models, now)
         if pf is not None:
             out["OutPFSet"] = pf
+        self._derive(models, out, now)
         return out
+
+    def _derive(self, models: Mapping[int, DecodedModel], out: dict[str, Reading],
+                now: float) -> None:
+        """Ratings by one precedence, the wiring, and no phase the device does not have.
+
+        ``ACType`` is "single", "split" or "three" (good), or unknown
+        (invalid) with the reason in ``HalNotes``: a tuple of what this layer
+        could not make sense of, empty when it understands the device.
+        """
+        notes: list[str] = []
+        rated = ratings.resolve(models)
+        for name, r in rated.items():
+            out[name] = Reading(r.value, GOOD if r.value is not None else NOT_IMPLEMENTED, now)
+        out["RatingSources"] = Reading({k: r.source for k, r in rated.items()}, GOOD, now)
+        dev = self.device
+        topo = topology(dev.map.model_ids if dev is not None else list(models), models)
+        if topo.ac_type is None:
+            notes.append(f"phases unknown: {topo.reason}")
+            out["ACType"] = Reading(None, NOT_IMPLEMENTED, now)
+        else:
+            out["ACType"] = Reading(topo.ac_type.value, GOOD, now)
+            for ph, names in PHASE_POINTS.items():
+                if ph not in PHASES[topo.ac_type]:
+                    for n in names:
+                        if n in out:
+                            out[n] = Reading(None, NOT_IMPLEMENTED, now)
+        if dev is not None:
+            for mid, err in sorted(dev.decode_errors.items()):
+                if mid in MEASUREMENT_MODELS or mid in NAMEPLATE_MODELS:
+                    notes.append(f"model {mid} not understood: {err}")
+        out["HalNotes"] = Reading(tuple(notes), GOOD, now)
 
     def _pf_704(self, models: Mapping[int, DecodedModel], now: float) -> Reading | None:
         m = models.get(704)
@@ -351,7 +390,8 @@ class Inverter:
 
     def _invalidate(self, now: float) -> dict[str, Reading]:
         if not self._last:
-            return {name: Reading(None, LINK_FAILURE, now) for name in READ_POINTS}
+            return {name: Reading(None, LINK_FAILURE, now)
+                    for name in (*READ_POINTS, *DERIVED_POINTS)}
         return {name: Reading(r.value, STALE if r.value is not None else LINK_FAILURE, now)
                 for name, r in self._last.items()}
 
@@ -360,11 +400,13 @@ class Inverter:
         dev = self.device
         if dev is None:
             return None
-        if name == "RvrtTms":
-            return 123 if dev.has(123) else (704 if dev.has(704) else None)
+
+        def has(mid: int) -> bool:  # present, and decoded: never write a model not understood
+            return dev.has(mid) and mid not in dev.decode_errors
+
         if name == "Conn":
-            return 123 if dev.has(123) else (703 if dev.has(703) else None)
-        return 123 if dev.has(123) else (704 if dev.has(704) else None)
+            return 123 if has(123) else (703 if has(703) else None)
+        return 123 if has(123) else (704 if has(704) else None)
 
     def write_controls(self, changes: Mapping[str, Any]) -> None:
         """Write named controls; each model's share goes out in as few writes as possible.
@@ -379,7 +421,8 @@ class Inverter:
             target = self._control_target(name)
             if target is None:
                 raise UnsupportedControl(f"unit {self.unit}: no model carries {name}")
-            by_model.setdefault(target, {}).update(_control_points(target, name, value))
+            by_model.setdefault(target, {}).update(
+                _control_points(target, name, value, self._models))
         try:
             for mid, points in by_model.items():
                 dev.write_points(mid, points)
@@ -405,8 +448,20 @@ class Inverter:
         self.transport.close()
 
 
-def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
-    """Translate one named control into the points of one model."""
+def _control_points(model_id: int, name: str, value: Any,
+                    models: Mapping[int, DecodedModel] | None = None) -> dict[str, Any]:
+    """Translate one named control into the points of one model.
+
+    ``VArPct`` (percent of the device's var maximum in the commanded direction,
+    :mod:`hal.ratings`) goes out in the base the device's control is set to:
+    123 ``VArPct_Mod`` (1 % of WMax, 2 % of VArMax, 3 % of VArAval) or 704
+    ``VarSetMod`` (0 % of WMax, 1 % of var max, 3 % of VA max, 4 vars). A
+    device whose mode is unset (0 / unimplemented in 123, unimplemented in 704)
+    is set to percent of var max.
+    """
+    models = models or {}
+    if name == "VArPct" and model_id in (123, 704):
+        return _var_points(model_id, float(value), models)
     if model_id == 123:
         table: dict[str, Callable[[Any], dict[str, Any]]] = {
             "Conn": lambda v: {"Conn": int(bool(v))},
@@ -414,8 +469,6 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
             "WMaxLim_Ena": lambda v: {"WMaxLim_Ena": int(bool(v))},
             "OutPFSet": lambda v: {"OutPFSet": float(v)},
             "OutPFSet_Ena": lambda v: {"OutPFSet_Ena": int(bool(v))},
-            # VArPct_Mod 2 = percent of VArMax: the reference the functions use.
-            "VArPct": lambda v: {"VArMaxPct": float(v), "VArPct_Mod": 2},
             "VArPct_Ena": lambda v: {"VArPct_Ena": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPct_RvrtTms": int(v), "OutPFSet_RvrtTms": int(v),
                                   "VArPct_RvrtTms": int(v)},
@@ -427,7 +480,6 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
             # 704 carries PF magnitude and excitation separately (Ext 1 = under-excited).
             "OutPFSet": lambda v: {"PFWInj.PF": abs(float(v)), "PFWInj.Ext": int(float(v) < 0)},
             "OutPFSet_Ena": lambda v: {"PFWInjEna": int(bool(v))},
-            "VArPct": lambda v: {"VarSetPct": float(v), "VarSetMod": 1},
             "VArPct_Ena": lambda v: {"VarSetEna": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPctRvrtTms": int(v), "PFWInjRvrtTms": int(v),
                                   "VarSetRvrtTms": int(v)},
@@ -441,3 +493,41 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
         raise UnsupportedControl(f"model {model_id} does not carry {name}")
     return table[name](value)
 
+
+
+def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -> dict[str, Any]:
+    m = models.get(model_id)
+    mode = m.raw.get("VArPct_Mod" if model_id == 123 else "VarSetMod") if m is not None else None
+    native = 2 if model_id == 123 else 1  # percent of var max
+    if mode is None or (model_id == 123 and mode == 0) or mode == native:
+        pts: dict[str, Any] = {"VArMaxPct" if model_id == 123 else "VarSetPct": pct}
+        if mode != native:
+            pts["VArPct_Mod" if model_id == 123 else "VarSetMod"] = native
+        return pts
+    rated = ratings.resolve(models)
+    cap = rated["VArMaxInj" if pct >= 0 else "VArMaxAbs"].value
+    if cap is None:
+        raise UnsupportedControl("var maximum unknown: cannot convert a var percentage "
+                                 f"to the device's base (mode {mode})")
+    var = pct / 100.0 * cap
+
+    def pct_of(base: float | None, what: str) -> float:
+        if base is None or base <= 0:
+            raise UnsupportedControl(f"{what} unknown: cannot convert to the device's base")
+        return max(-100.0, min(100.0, 100.0 * var / base))
+
+    if model_id == 123:
+        if mode == 1:
+            return {"VArWMaxPct": pct_of(rated["WMax"].value, "WMax")}
+        if mode == 3:
+            aval = models.get(122).values.get("VArAval") if 122 in models else None
+            return {"VArAvalPct": pct_of(aval, "122 VArAval")}
+    else:
+        if mode == 0:
+            return {"VarSetPct": pct_of(rated["WMax"].value, "WMax")}
+        if mode == 3:
+            return {"VarSetPct": pct_of(rated["VAMax"].value, "VAMax")}
+        if mode == 4:
+            return {"VarSet": var}
+    raise UnsupportedControl(f"model {model_id} var mode {mode} has no base this gateway "
+                             "can convert to")

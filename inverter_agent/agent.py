@@ -38,6 +38,9 @@ Publisher = Callable[[Mapping[str, Reading]], None]
 LINK = "link"
 #: Seconds between status files.
 STATUS_EVERY_S = 5.0
+#: Internal name of the health published with every snapshot (HealthKind: 1 Ok,
+#: 2 Warning, 3 Alarm): alarm when the link is down or the functions stand aside.
+HEALTH = "health"
 #: At most this many poll times per status window (about 5 s of cycles).
 RECENT_POLLS = 2000
 
@@ -224,6 +227,8 @@ class Agent:
                 self.controller.cycle(snapshot, time.monotonic())
             except Exception:  # never let a controller bug stop polling and publishing
                 log.exception("controller cycle failed")
+        health = 3 if not up else (self.controller.health if self.controller else 1)
+        snapshot[HEALTH] = Reading(health, GOOD, now)
         for publish in self.publishers:
             try:
                 publish(snapshot)

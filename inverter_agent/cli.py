@@ -114,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", required=True)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
     c.add_argument("--org")
-    c.add_argument("--san", action="append", default=[], help="DNS name or IP (repeatable)")
+    c.add_argument("--san", action="append", default=[],
+                   help="host name or IP address the gateway is reached by (repeatable; "
+                        "default: the CN if a host name, this host's name, localhost, "
+                        "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
     c.add_argument("--dir", required=True)
     c.add_argument("--cert", required=True)
@@ -130,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
     c.add_argument("--days", type=int, default=365)
+    c.add_argument("--san", action="append", default=[],
+                   help="subjectAltName: host name or IP address (repeatable; a --server "
+                        "certificate without any gets the CN if a host name, this host's "
+                        "name, localhost, 127.0.0.1 and ::1)")
+
+    lfdi = sub.add_parser("lfdi", help="the IEEE 2030.5 LFDI and SFDI of a device certificate "
+                                       "(what the utility registers)")
+    lfdi.add_argument("--cert", required=True, metavar="FILE", help="certificate, PEM or DER")
 
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
@@ -392,12 +403,56 @@ def cmd_certs(args: argparse.Namespace) -> int:
             print(certs.create_ca(args.dir))
         elif args.certs_command == "issue":
             key, cert = certs.issue(args.ca_dir, args.cn, args.out, role=args.role,
-                                    server=args.server, days=args.days)
+                                    server=args.server, days=args.days,
+                                    sans=args.san or None)
             print(f"{key}\n{cert}")
     except (certs.CertError, OSError) as exc:
         print(f"certs: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_lfdi(args: argparse.Namespace) -> int:
+    from inverter_agent.ieee2030_5.identity import lfdi_sfdi
+
+    try:
+        with open(args.cert, "rb") as fh:
+            lfdi, sfdi = lfdi_sfdi(fh.read())
+    except (OSError, ValueError) as exc:
+        print(f"lfdi: {args.cert}: {exc}", file=sys.stderr)
+        return 1
+    print(f"LFDI {lfdi}\nSFDI {sfdi}")
+    return 0
+
+
+def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | None:
+    """The IEEE 2030.5 client when ``[ieee2030_5] server`` is set (else nothing is imported):
+    one utility schedule, arbitrated by every inverter's settings service."""
+    if not cfg["ieee2030_5.server"]:
+        return None
+    from inverter_agent.arbitration import UtilitySchedule
+    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.ieee2030_5.site_view import SiteView
+
+    settings = ClientSettings.from_config(cfg)
+    services = [a.settings_service for a in agents if a.settings_service is not None]
+    if len(services) != len(agents):
+        raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
+                                     "are applied through them): drop --no-functions")
+    schedule = UtilitySchedule(source="ieee2030_5")
+    for service in services:
+        service.attach_utility(schedule)
+    first = services[0].events
+
+    def record(kind: str, detail: str) -> None:
+        first.record(kind, detail, who="ieee2030_5")
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    runner.status_extra["ieee2030_5"] = client.status
+    client.start()
+    log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
+             client.sfdi)
+    return client
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -415,6 +470,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
+    from inverter_agent.mms.hardening import route_native_output
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -496,6 +552,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner = agents[0]
         runner.status_extra["security"] = server.security_status
         runner.status_extra["wire"] = server.wire_status
+        # The bundled library prints TLS/ISO debugging (certificate subjects among
+        # it) on fds 1 and 2: into the log at DEBUG instead.
+        route_native_output()
+        utility_client = start_ieee2030_5(cfg, agents, runner)
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",
@@ -520,6 +580,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")
+        if utility_client is not None:
+            utility_client.stop()
         for binding in bindings:
             binding.close()
         server.stop()
@@ -660,6 +722,8 @@ def _main(argv: list[str]) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "lfdi":
+            return cmd_lfdi(args)
         if args.command == "model":
             return cmd_model(args)
         if args.command == "certs":

@@ -102,6 +102,19 @@ def _bases(v: list) -> str | None:
     return None
 
 
+def _https_url(v: str) -> str | None:
+    from urllib.parse import urlparse
+
+    u = urlparse(v)
+    try:
+        port_ok = u.port is None or 1 <= u.port <= 65535
+    except ValueError:
+        port_ok = False
+    if u.scheme != "https" or not u.hostname or not port_ok or u.path not in ("", "/"):
+        return "https://HOST[:PORT] (IEEE 2030.5 is TLS only)"
+    return None
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "inverter": {
         "modbus_tcp": Key(str, None, check=_host_port, doc="Modbus TCP address of the inverter"),
@@ -196,6 +209,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_timeout": Key(float, 300.0, min=0.0, max=86400.0,
                             doc="close MMS connections silent this long (0 = never)"),
         "audit_bytes": Key(int, 4 << 20, min=4096, max=1 << 30),
+    },
+    "ieee2030_5": {
+        "server": Key(str, None, check=_https_url,
+                      doc="the utility's IEEE 2030.5 server; leave out to disable the client"),
+        "cert": Key(str, None, doc="device certificate (PEM): the LFDI is derived from it"),
+        "key": Key(str, None, doc="device private key (PEM, mode 0600)"),
+        "ca": Key(str, None, doc="the utility's CA bundle that signs the server certificate"),
+        "check_hostname": Key(bool, True, doc="the server certificate must name the host"),
+        "server_2018_compat": Key(bool, True,
+                                  doc="the server is IEEE 2030.5-2018 (Rule 21 / CSIP): send "
+                                      "no 2023 attributes"),
+        "max_poll_interval": Key(float, None, min=10.0, max=86400.0,
+                                 doc="ceiling on the server's poll rates, seconds (commissioning "
+                                     "and tests; a server may ask for 900 s); none: obey it"),
+        "post_rate": Key(float, 300.0, min=10.0, max=86400.0,
+                         doc="seconds between telemetry posts when the server gives no "
+                             "postRate (CSIP practice: 300)"),
+        "pin": Key(int, None, min=0, max=999999,
+                   doc="registration PIN the utility gave; checked against the server's"),
+        "dcap_path": Key(str, "/dcap", doc="path of the DeviceCapability resource"),
     },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,

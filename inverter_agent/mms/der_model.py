@@ -26,7 +26,8 @@ VArRtgQ1   ZINV1.VarRtg             ASG    setMag.f, var (model 120, quadrant 1 
 WMax       DRCT1.WMax               ASG    setMag.f, W (model 121 setting)
 St         DGEN1.DEROpSt            ENS    stVal = ST_TO_DEROPST[St] (see below)
 St         DGEN1.Alm                SPS    stVal = St == 7 (FAULT)
-link       LLN0.Health              ENS    stVal 1 Ok if the link is up, 3 Alarm if not
+health     LLN0.Health              ENS    stVal 1 Ok, 2 Warning (caveats), 3 Alarm (link down,
+                                           or the functions stand aside: see status)
 link       LPHD1.PhyHealth          ENS    same as LLN0.Health
 Mn         LPHD1.PhyNam.vendor      DPL    model 1 manufacturer (string, no q/t)
 Md         LPHD1.PhyNam.model       DPL    model 1 model
@@ -183,7 +184,7 @@ POINT_TABLE: tuple[tuple[str, str, Any], ...] = (
     ("WMax", "DRCT1.WMax", None),
     ("St", "DGEN1.DEROpSt", deropst_from_st),
     ("St", "DGEN1.Alm", fault_from_st),
-    ("link", "LLN0.Health", health_from_link),
+    ("health", "LLN0.Health", None),
     ("link", "LPHD1.PhyHealth", health_from_link),
     ("Mn", "LPHD1.PhyNam.vendor", None),
     ("Md", "LPHD1.PhyNam.model", None),

@@ -8,10 +8,12 @@ TLS (:class:`TlsSettings`)
     Mutual authentication: the server presents ``cert``/``key`` and requires a
     client certificate that chains to one of ``ca`` (and is in ``allow`` when
     that list is given), is within its validity and is not in a ``crl``. TLS
-    1.2 is the minimum, and only forward-secret suites are offered: ECDHE for
-    TLS 1.2 (libiec61850's default list has TLS_RSA_WITH_AES_128_CBC_SHA256,
-    the IEC 62351-4:2018 "mandatory" suite, which has no forward secrecy) and
-    the TLS 1.3 suites, which are always (EC)DHE. MMS over TLS listens on
+    1.2 is the minimum, and only forward-secret AEAD suites are offered: ECDHE
+    with GCM or ChaCha20-Poly1305 for TLS 1.2 (libiec61850's default list has
+    TLS_RSA_WITH_AES_128_CBC_SHA256, the IEC 62351-4:2018 "mandatory" suite,
+    which has no forward secrecy) and the TLS 1.3 suites, which are always
+    (EC)DHE and AEAD. A client cannot renegotiate a TLS 1.2 session (see
+    ``hardening.refuse_client_renegotiation``). MMS over TLS listens on
     :data:`TLS_PORT` (3782) unless told otherwise.
 
 Roles (:class:`AccessPolicy`)
@@ -69,8 +71,10 @@ ROLE_RIGHTS: dict[str, frozenset[str]] = {
     "secadmin": frozenset({RIGHT_READ, RIGHT_SECADMIN}),
 }
 
-#: TLS 1.2 suites with an ephemeral ECDH key exchange (IANA numbers), AEAD first,
-#: then the CBC-SHA256 variants some IEC 62351-4 clients still offer.
+#: TLS 1.2 suites with an ephemeral ECDH key exchange and an AEAD cipher (IANA
+#: numbers). The CBC-SHA256 variants (0xC023, 0xC027) are left out: CBC with
+#: MAC-then-encrypt is the construction padding-oracle attacks live on, and
+#: every client that can do ECDHE can do GCM.
 ECDHE_TLS12_SUITES: tuple[int, ...] = (
     0xC02B,  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
     0xC02C,  # TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
@@ -78,9 +82,10 @@ ECDHE_TLS12_SUITES: tuple[int, ...] = (
     0xC030,  # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
     0xCCA9,  # TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
     0xCCA8,  # TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-    0xC023,  # TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
-    0xC027,  # TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
 )
+#: Forward-secret but not AEAD: refused in :class:`TlsSettings` with that reason.
+CBC_TLS12_SUITES: tuple[int, ...] = (0xC023, 0xC024, 0xC027, 0xC028, 0xC009, 0xC00A, 0xC013,
+                                     0xC014)
 #: TLS 1.3 suites (key exchange is always ephemeral in TLS 1.3 without PSK).
 TLS13_SUITES: tuple[int, ...] = (0x1301, 0x1302, 0x1303)
 
@@ -134,6 +139,9 @@ class TlsSettings:
             raise SecurityConfigError("TLS needs at least one CA bundle to check clients")
         if self.allow is not None and not self.allow:
             raise SecurityConfigError("TLS allow-list is empty: no client could connect")
+        cbc = [f"0x{s:04X}" for s in self.suites if s in CBC_TLS12_SUITES]
+        if cbc:
+            raise SecurityConfigError(f"TLS CBC suites refused (AEAD only): {cbc}")
         forward_secret = set(ECDHE_TLS12_SUITES) | set(TLS13_SUITES)
         weak = [f"0x{s:04X}" for s in self.suites if s not in forward_secret]
         if weak or not self.suites:

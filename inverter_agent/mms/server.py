@@ -56,6 +56,7 @@ from inverter_agent.audit import AuditLog
 from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample_tcp
 
 from . import _native as nat
+from .hardening import refuse_client_renegotiation
 from .model import BuiltModel, ModelSpec, PointHandles, build_model
 from .security import (
     PLAIN_PORT,
@@ -199,6 +200,8 @@ class MmsServer:
         self.idle_timeout_s = idle_timeout_s
         self.cert_status: CertStatus | None = None
         self._tls_config = 0
+        #: TLS renegotiation by clients: "refused" once the TLS configuration is built.
+        self.renegotiation: str | None = None
         self._guard = _ConnectionGuard(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -699,6 +702,7 @@ class MmsServer:
         """For the status view: TLS on/off, server certificate expiry, roles, connections."""
         return {
             "tls": self.tls is not None,
+            "tls_renegotiation": self.renegotiation,
             "port": self.port,
             "roles_enforced": self.access is not None,
             "certificate": self.cert_status.as_dict() if self.cert_status else None,
@@ -744,6 +748,14 @@ class MmsServer:
             lib.TLSConfiguration_clearCipherSuiteList(config)
             for suite in tls.suites:
                 lib.TLSConfiguration_addCipherSuite(config, suite)
+            # 1.6.1 leaves mbedTLS renegotiation on and has no switch for it: a client
+            # could renegotiate without limit (a handshake's CPU each time).
+            self.renegotiation = ("refused" if refuse_client_renegotiation(lib, config)
+                                  else "allowed (library default)")
+            if self.renegotiation != "refused":
+                log.error("MMS TLS: could not disable client-initiated renegotiation in "
+                          "this libiec61850 build; TLS 1.2 clients can renegotiate (use "
+                          "tls_min_version = 1.3 to rule it out)")
             event_cb = nat.TLS_EVENT_HANDLER(self._guard.tls_event)
             callbacks.append(event_cb)
             lib.TLSConfiguration_setEventHandler(config, event_cb, None)
