@@ -33,7 +33,7 @@ from hal.poll_plan import (
     point_spans,
 )
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import ReadSpan, SunSpecDevice
+from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
 from hal.topology import PHASES, topology
@@ -273,25 +273,48 @@ class Inverter:
         self._fast = {}
         for mid, model in self._models.items():
             if kinds.get(mid) == "measurement":
-                paths = fast_paths(model, FAST_NAMES, READ_POINTS)
-                if paths:
-                    self._fast[mid] = (paths, point_spans(model, paths, self.max_gap))
+                self._plan_fast(dev, mid, model)
         self._schedule = SlowSchedule.for_models(
-            {m: k for m, k in kinds.items() if m in self._models}, mono, self.slow_periods)
+            kinds, mono, self.slow_periods)  # a model that did not decode is tried again
         self.last_poll_kind = "full"
+
+    def _plan_fast(self, dev: SunSpecDevice, mid: int, model: DecodedModel) -> None:
+        """The fast set of one measurement model, around the registers the device refuses
+        and within the read size it accepts (both learned by ``read_models``)."""
+        paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
+                      if not any(a in dev.holes for a in _slot_addresses(model, p)))
+        if paths:
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+        else:
+            self._fast.pop(mid, None)
 
     def _fast_read(self, dev: SunSpecDevice, mono: float) -> None:
         assert self._schedule is not None
-        for mid, (paths, spans) in self._fast.items():
+        for mid, (paths, spans) in list(self._fast.items()):
+            if mid not in self._models:
+                continue
             image: dict[int, int] = {}
+            holes, max_read = len(dev.holes), dev.max_read
+            budget = [SPLIT_BUDGET]
             for span in spans:
-                regs = self.transport.read_holding(span.address, span.count, self.unit)
-                image.update(zip(range(span.address, span.address + span.count), regs, strict=True))
-            self._models[mid] = overlay(self._models[mid], paths, image)
+                # The device's own span reader: a refused span is split, its holes
+                # and its read size learned, as for a full read.
+                dev._read_span(span.address, span.count, image, budget)
+            got = tuple(p for p in paths
+                        if all(a in image for a in _slot_addresses(self._models[mid], p)))
+            self._models[mid] = overlay(self._models[mid], got, image)
+            if len(dev.holes) != holes or dev.max_read != max_read:
+                self._plan_fast(dev, mid, self._models[mid])
         slow = self._schedule.next_due(mono)
         kind = "fast"
         if slow is not None:
-            self._models.update(dev.read_models([slow]))
+            fresh = dev.read_models([slow])
+            if slow in fresh:
+                self._models[slow] = fresh[slow]
+                if slow in self._fast:
+                    self._plan_fast(dev, slow, fresh[slow])
+            else:  # no longer decodes (dev.decode_errors says why): not served as good
+                self._models.pop(slow, None)
             self._schedule.done(slow, mono)
             kind = f"fast+{slow}"
         self.last_poll_kind = kind
@@ -446,6 +469,12 @@ class Inverter:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _slot_addresses(model: DecodedModel, path: str) -> range:
+    slot = model.layout.slots[path]
+    start = model.address + slot.offset
+    return range(start, start + slot.point.size)
 
 
 def _control_points(model_id: int, name: str, value: Any,
