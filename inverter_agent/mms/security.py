@@ -46,9 +46,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-
-from inverter_agent import certs
+# cryptography (and certs, built on it) are imported where a certificate is handled:
+# about 10 MB of the agent's memory that plain MMS never needs.
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +172,8 @@ class CertStatus:
 def cert_status(path: str, warn_days: float = EXPIRY_WARNING_DAYS,
                 at: dt.datetime | None = None) -> CertStatus:
     """Days left on the (first) certificate in ``path``; ``warning`` set under ``warn_days``."""
+    from inverter_agent import certs
+
     first = certs.expiry(path, at)[0]
     if first.days_left < 0:
         warning: str | None = f"certificate EXPIRED {-first.days_left:.0f} days ago"
@@ -297,6 +298,10 @@ class AccessPolicy:
 
         The certificate itself was already validated by the TLS layer.
         """
+        from cryptography import x509
+
+        from inverter_agent import certs
+
         fp = fingerprint(der)
         try:
             cert = x509.load_der_x509_certificate(der)

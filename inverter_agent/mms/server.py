@@ -66,6 +66,7 @@ from .security import (
     RIGHT_CONTROL,
     RIGHT_READ,
     RIGHT_WRITE,
+    ROLE_RIGHTS,
     TLS_PORT,
     AccessPolicy,
     Admission,
@@ -189,7 +190,9 @@ class MmsServer:
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
         self._controls: dict[str, tuple[ControlCheck, int]] = {}
-        self._read_hooks: list[Callable[[], None]] = []
+        #: Client presence without a callback per read: associations and the kernel's
+        #: per-connection byte counters (see :meth:`clients_heard`).
+        self._activity = _Activity(self)
         #: Bytes on the wire per client and level of service (kernel counters).
         self.wire = WireLedger()
         self._bindings_by_ld: dict[str | None, tuple[Any, ...]] = {}
@@ -220,6 +223,8 @@ class MmsServer:
             if self._server:
                 return
             lib = nat.lib()
+            if self.tls is not None:
+                nat.require_tls()
             model = build_model(self.spec, self.ied_name)
             try:
                 writable = {target: model.attribute(target)
@@ -269,8 +274,12 @@ class MmsServer:
                 lib.IedServer_setControlHandler(server, controls[target], control_cb, None)
                 # Through the server so that its control object and ctlModel agree.
                 lib.IedServer_updateCtlModel(server, controls[target], ctl_model)
-            if self._read_hooks or self._guard.active:
-                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(list(self._read_hooks)))
+            # No Python on the read path: a callback per read takes the GIL and cost a
+            # quarter of the library's read rate. A read check is installed only if some
+            # role may not read (every associated client has a role, from the
+            # authenticator, and today every role may read).
+            if self._read_check_needed():
+                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler())
                 callbacks.append(read_cb)
                 lib.IedServer_setReadAccessHandler(server, read_cb, None)
             self._initialise(server, model)
@@ -287,6 +296,7 @@ class MmsServer:
             self._clients = 0
             self._resolved = {}
             self._bindings_by_ld = {}
+            self._activity.reset()
             self._guard.start()
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
@@ -518,6 +528,8 @@ class MmsServer:
         # raise out of a callback, and never call publish() from here.
         try:
             self._clients += 1 if connected else -1
+            if connected:
+                self._activity.associated()
             peer = _peer(connection)
             if connected:
                 self.wire.opened(peer, time.time())
@@ -610,10 +622,17 @@ class MmsServer:
                 raise RuntimeError("set_control() must be called before start()")
             self._controls[target] = (check, ctl_model)
 
-    def add_read_hook(self, hook: Callable[[], None]) -> None:
-        """Call ``hook()`` (in a libiec61850 thread) on every client read; keep it tiny."""
-        with self._lock:
-            self._read_hooks.append(hook)
+    def clients_heard(self) -> bool:
+        """Whether any client associated or sent anything since the last call.
+
+        For the communication-loss revert. Nothing runs per request: this reads
+        the kernel's byte counters of the server's connections (sock_diag, as
+        :mod:`~inverter_agent.wirestats` does; ~0.5 ms) and compares them with the
+        previous call's; an association seen by the connection indication counts
+        too. If the counters cannot be read, any associated client counts as heard
+        (a revert must not fire on our own blindness).
+        """
+        return self._activity.heard_since_last_call()
 
     def add_start_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after every start(), once the server listens (e.g. to set values)."""
@@ -670,16 +689,15 @@ class MmsServer:
             return nat.CONTROL_VALUE_INVALID
         return handler
 
-    def _read_handler(self, hooks: list[Callable[[], None]]) -> Callable[..., int]:
+    def _read_check_needed(self) -> bool:
+        return self.access is not None and not all(RIGHT_READ in rights
+                                                   for rights in ROLE_RIGHTS.values())
+
+    def _read_handler(self) -> Callable[..., int]:
         def handler(_ld: int, _ln: int, _do: int, _fc: int, connection: int,
                     _param: int) -> int:
             if not self._guard.allowed(connection, RIGHT_READ, "read"):
                 return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
-            for hook in hooks:
-                try:
-                    hook()
-                except Exception:  # pragma: no cover - a read must never fail for this
-                    log.exception("read hook failed")
             return nat.DATA_ACCESS_ERROR_SUCCESS
         return handler
 
@@ -1233,9 +1251,15 @@ class _ConnectionGuard:
         waiting for reports, which is the normal way to watch the gateway.
         """
         lib = nat.lib()
+        # Reads run no Python: what a client sent is in the kernel's counters.
+        active = self.server._activity.sample()
         now = time.monotonic()
         idle: list[int] = []
         with self._lock:
+            for connection in self._seen:
+                heard = active.get(parse_peer(_peer(connection)) or ("?", 0))
+                if heard is not None and heard > self._seen[connection]:
+                    self._seen[connection] = heard
             for connection, seen in self._seen.items():
                 if now - seen > timeout and not self._subscribed.get(connection):
                     # Claimed under our lock: the disconnect indication (which needs
@@ -1300,6 +1324,60 @@ class _ConnectionGuard:
 
 def _peer_text(peer: tuple[str, int]) -> str:
     return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+
+
+class _Activity:
+    """When each client of one server last sent anything, from the kernel's counters.
+
+    A connection whose received-byte count grew between two samples (or that
+    is new) was active at the later sample; an association counts at once.
+    """
+
+    def __init__(self, server: MmsServer) -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._bytes_in: dict[tuple[str, int], int] = {}
+        self._heard: dict[tuple[str, int], float] = {}
+        self._any = False  # something heard since the last heard_since_last_call()
+        self._warned = False
+
+    def reset(self) -> None:
+        with self._lock:
+            self._bytes_in.clear()
+            self._heard.clear()
+            self._any = False
+
+    def associated(self) -> None:
+        with self._lock:
+            self._any = True
+
+    def sample(self) -> dict[tuple[str, int], float]:
+        """Per peer, the monotonic time it was last seen sending (as of now)."""
+        now = time.monotonic()
+        try:
+            counters = sample_tcp(self.server.port)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot read TCP counters (sock_diag): %s; every associated "
+                            "client counts as heard from", exc)
+            with self._lock:
+                self._any = self._any or self.server.connected_clients() > 0
+                return {}
+        with self._lock:
+            for key, c in counters.items():
+                if c.bytes_in > self._bytes_in.get(key, -1):
+                    self._heard[key] = now
+                    self._any = True
+            self._bytes_in = {k: c.bytes_in for k, c in counters.items()}
+            self._heard = {k: t for k, t in self._heard.items() if k in counters}
+            return dict(self._heard)
+
+    def heard_since_last_call(self) -> bool:
+        self.sample()
+        with self._lock:
+            heard, self._any = self._any, False
+            return heard
 
 
 def _peer(connection: int | None) -> str:
