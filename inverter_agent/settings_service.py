@@ -50,6 +50,10 @@ CONTROLS: dict[str, str] = {
 }
 
 
+#: Seconds between presence checks while a temporary command is active.
+PRESENCE_EVERY_S = 1.0
+
+
 class ControlRefused(Exception):
     """A control was refused; ``cause`` is a short reason (maps to an IEC 61850 AddCause)."""
 
@@ -95,6 +99,10 @@ class SettingsService:
         self._persisted = settings_to_dict(persisted)
         self._temporary: dict[str, Any] = {}  # settings path -> value
         self._last_heard = clock()
+        #: Asked whether any client was heard from since the last asking (the MMS
+        #: server's associations and kernel byte counters); None: requests only.
+        self._presence: Callable[[], bool] | None = None
+        self._presence_asked = -1e18
         self._effective = persisted
         #: Bumped by every change of the effective settings (for cheap "changed?" checks).
         self.version = 0
@@ -177,6 +185,16 @@ class SettingsService:
         with self._lock:
             self._last_heard = self._clock()
 
+    def set_presence(self, heard: Callable[[], bool] | None) -> None:
+        """``heard()`` says whether any client was heard from since it was last asked.
+
+        Asked by :meth:`tick` at most once every :data:`PRESENCE_EVERY_S` while a
+        temporary command is active, and always before reverting one.
+        """
+        with self._lock:
+            self._presence = heard
+            self._presence_asked = -1e18
+
     def attach_utility(self, schedule: arbitration.UtilitySchedule) -> None:
         """Arbitrate ``schedule`` (utility events, default control) into the settings."""
         with self._lock:
@@ -216,9 +234,18 @@ class SettingsService:
             followed = self._follow_utility()
             if not self._temporary or self.revert_after_s is None:
                 return followed
-
-                return False
-            silent = self._clock() - self._last_heard
+            now = self._clock()
+            if self._presence is not None and (
+                    now - self._presence_asked >= PRESENCE_EVERY_S
+                    or now - self._last_heard >= self.revert_after_s):
+                self._presence_asked = now
+                try:
+                    if self._presence():
+                        self._last_heard = now
+                except Exception:  # never revert because presence could not be asked
+                    log.exception("client presence check failed")
+                    self._last_heard = now
+            silent = now - self._last_heard
             if silent < self.revert_after_s:
                 return followed
             reverted = sorted(self._temporary)

@@ -26,7 +26,8 @@ VArRtgQ1   ZINV1.VarRtg             ASG    setMag.f, var (model 120, quadrant 1 
 WMax       DRCT1.WMax               ASG    setMag.f, W (model 121 setting)
 St         DGEN1.DEROpSt            ENS    stVal = ST_TO_DEROPST[St] (see below)
 St         DGEN1.Alm                SPS    stVal = St == 7 (FAULT)
-link       LLN0.Health              ENS    stVal 1 Ok if the link is up, 3 Alarm if not
+health     LLN0.Health              ENS    stVal 1 Ok, 2 Warning (caveats), 3 Alarm (link down,
+                                           or the functions stand aside: see status)
 link       LPHD1.PhyHealth          ENS    same as LLN0.Health
 Mn         LPHD1.PhyNam.vendor      DPL    model 1 manufacturer (string, no q/t)
 Md         LPHD1.PhyNam.model       DPL    model 1 model
@@ -49,7 +50,6 @@ change that one table once the standard's codes are confirmed.
 from __future__ import annotations
 
 import enum
-from importlib import metadata
 from typing import Any
 
 from hal.inverter import OperatingState
@@ -117,10 +117,22 @@ def _asg(name: str, unit: str) -> DataObjectSpec:
 
 
 def _software_version() -> str:
-    try:
-        return metadata.version("inverter-agent")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    # The installed distribution's METADATA, read directly: importlib.metadata brings
+    # email, csv and zipfile along (~3 MB of a small board's memory).
+    import glob
+    import os
+    import sys
+
+    for folder in sys.path:
+        for meta in glob.glob(os.path.join(folder or ".", "inverter_agent-*.dist-info",
+                                           "METADATA")):
+            with open(meta, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+    return "unknown"
 
 
 def der_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
@@ -172,7 +184,7 @@ POINT_TABLE: tuple[tuple[str, str, Any], ...] = (
     ("WMax", "DRCT1.WMax", None),
     ("St", "DGEN1.DEROpSt", deropst_from_st),
     ("St", "DGEN1.Alm", fault_from_st),
-    ("link", "LLN0.Health", health_from_link),
+    ("health", "LLN0.Health", None),
     ("link", "LPHD1.PhyHealth", health_from_link),
     ("Mn", "LPHD1.PhyNam.vendor", None),
     ("Md", "LPHD1.PhyNam.model", None),

@@ -100,7 +100,7 @@ def code_of(names: tuple[str, ...], name: Any) -> int:
 class Setting:
     """One scalar setting: ``target`` attribute (below the LD) <-> settings ``path``.
 
-    kind: ``float`` (mms = value * scale), ``opt_float`` (None <-> -1),
+    kind: ``float`` (mms = value * scale), ``opt_float`` (None <-> exactly -1),
     ``bool``, or ``flag`` (bool <-> ``path`` == ``when_true`` / ``when_false``).
     """
 
@@ -128,7 +128,7 @@ class Setting:
             return (self.when_true if value else self.when_false) if self.kind == "flag" else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(f"{self.path} = {value!r}: must be a number")
-        if self.kind == "opt_float" and value < 0:
+        if self.kind == "opt_float" and value == -1:  # the "off" sentinel, nothing else
             return None
         return clean(value / self.scale)
 
@@ -193,8 +193,9 @@ class Curve:
                 name = old[i]["name"] if i < len(old) else f"{self.name_prefix}{i + 1}"
                 out.append({"name": name, "threshold": clean(threshold / self.y_scale),
                             "inclusive": bool(inclusive), "mode": REGION_MODES[mode - 1],
-                            "ride_through_s": None if ride < 0 else clean(ride),
-                            "clearing_time_s": None if clearing < 0 else clean(clearing)})
+                            # exactly -1 is "none"; any other value goes to the validator
+                            "ride_through_s": None if ride == -1 else clean(ride),
+                            "clearing_time_s": None if clearing == -1 else clean(clearing)})
             else:
                 x, y = element
                 if x == 0:
@@ -303,7 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DRCT1.RmpUpRte.setMag.f", "ramp.up_pct_per_s", "opt_float"),
     Setting("DRCT1.RmpDnRte.setMag.f", "ramp.down_pct_per_s", "opt_float"),
     Setting("DRCT1.InvMeasCease.setVal", "safety.on_invalid_measurements", "flag",
-            when_true="cease_to_energize", when_false="hold_last"),
+            when_true="cease_to_energize", when_false="stand_aside"),
     Setting("DRCT1.InvMeasHoldTms.setMag.f", "safety.hold_s"),
     Setting("DRCS1.AIEna.setVal", "anti_islanding.enabled", "bool"),
     Setting("DRCS1.AICeaseDis.setVal", "anti_islanding.cease_on_disabled", "bool"),
@@ -552,7 +553,7 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
                   _spg("RmpEna", "ramp rate limits enabled"),
                   _asg("RmpUpRte", desc="ramp up, %/s (<0 none)"),
                   _asg("RmpDnRte", desc="ramp down, %/s (<0 none)"),
-                  _spg("InvMeasCease", "invalid measurements: true cease, false hold last"),
+                  _spg("InvMeasCease", "invalid measurements: true cease, false stand aside"),
                   _asg("InvMeasHoldTms", desc="hold time on invalid measurements, s"),
                   _sps("RmpAct", "ramp limiting now"), _sps("RmpFlw", "inverter follows ramp"))
     lns = tuple(dataclasses.replace(ln, data_objects=ln.data_objects + drct_extra)
