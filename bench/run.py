@@ -626,8 +626,18 @@ def bench_cost(tmp: str, seconds: float) -> None:
                    f"over {t['connected_s']:.0f} s of connection")
 
 
+def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_ieee2030_5", os.path.join(ROOT, "bench", "ieee2030_5.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.run(tmp, seconds, samples, report)
+
+
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle",
-           "settings", "site", "clients", "cost")
+           "settings", "site", "clients", "cost", "ieee2030_5")
 
 
 def main() -> int:
@@ -662,6 +672,8 @@ def main() -> int:
             bench_clients(tmp, 6.0 if q else 10.0)
         if "cost" in only:
             bench_cost(tmp, 20.0 if q else 60.0)
+        if "ieee2030_5" in only:
+            bench_ieee2030_5(tmp, 30.0 if q else 60.0, 3 if q else 5)
     return 0
 
 
