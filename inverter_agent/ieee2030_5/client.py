@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -56,11 +57,18 @@ class ClientSettings:
     def from_config(cls, cfg: Any) -> ClientSettings:
         s = dict(cfg.values["ieee2030_5"])
         missing = [k for k in ("cert", "key", "ca") if not s.get(k)]
-        if missing:
-            from inverter_agent.config import ConfigError
+        from inverter_agent.config import ConfigError
 
+        if missing:
             raise ConfigError(f"[ieee2030_5] server is set but {', '.join(missing)} is not: "
                               "IEEE 2030.5 is mutual TLS with the device certificate")
+        # Unusable TLS material stops the start here, not later in the client's thread.
+        try:
+            ctx = ssl.create_default_context(cafile=s["ca"])
+            ctx.load_cert_chain(s["cert"], s["key"])
+            lfdi_sfdi(Path(s["cert"]).read_bytes())
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise ConfigError(f"[ieee2030_5] cert / key / ca: {exc}") from None
         return cls(**s)
 
 

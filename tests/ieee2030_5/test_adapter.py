@@ -155,6 +155,9 @@ def test_config_section_is_checked(tmp_path):
         load(str(f))
     with pytest.raises(ConfigError, match="cert, key, ca"):
         ClientSettings.from_config(load(None, {"ieee2030_5.server": "https://h"}))
+    missing = {f"ieee2030_5.{k}": str(tmp_path / f"no-{k}.pem") for k in ("cert", "key", "ca")}
+    with pytest.raises(ConfigError, match=r"cert / key / ca"):
+        ClientSettings.from_config(load(None, {"ieee2030_5.server": "https://h", **missing}))
 
 
 def test_lfdi_command_matches_the_engine(tmp_path):
@@ -227,3 +230,16 @@ def test_malformed_server_answers_are_refused_nothing_crashes(tmp_path):
         client.stop()
         httpd.shutdown()
     assert time.monotonic() - t0 < 6 and not client._thread.is_alive()
+
+
+def test_run_refuses_to_start_with_unusable_2030_5_tls_material(tmp_path):
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[ieee2030_5]\nserver = "https://127.0.0.1:9"\n'
+                   f'cert = "{tmp_path}/none.crt"\nkey = "{tmp_path}/none.key"\n'
+                   f'ca = "{tmp_path}/none.pem"\n')
+    r = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(cfg),
+                        "--modbus-tcp", "127.0.0.1:9", "--mms-port", str(free_port()),
+                        "--state-dir", str(tmp_path / "state")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "[ieee2030_5] cert / key / ca" in r.stderr
