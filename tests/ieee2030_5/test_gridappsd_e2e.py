@@ -191,6 +191,7 @@ EVENT = (17, 8)          # 30 %: limited in its window, released after
 BAD = (2, 13)            # absurd / unsupported values, before EVENT (no overlap: no supersession)
 THREE_WAY = (29, 10)     # 50 %, against an MMS operator limit, with volt-var
 OUTAGE = (43, 12)        # 40 %; the server is stopped during it
+RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective start
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +206,10 @@ def timeline(gridappsd, gateway, recorded):
             ("outage", OUTAGE, "<opModMaxLimW>4000</opModMaxLimW>")):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
     posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
+    for name in ("random1", "random2"):  # far ahead: they never start within the module
+        posted[name] = gridappsd.post_event(t0 + RANDOM[0], RANDOM[1],
+                                            "<opModMaxLimW>9000</opModMaxLimW>",
+                                            randomize_start=RANDOM[2])
     return posted
 
 
@@ -257,6 +262,21 @@ def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gateway, 
     kinds = [json.loads(line)["kind"] for line in
              (gateway.state_dir / "events.jsonl").read_text().splitlines()]
     assert "utility_event" in kinds and "utility_control" in kinds
+
+
+def test_randomized_start_is_drawn_by_the_engine_and_run_by_the_core(gateway, timeline):
+    """randomizeStart (IEEE 2030.5 RandomizableEvent): the schedule the core runs holds the
+    effective start, within [start, start + 600 s], the duration kept. Two events: both
+    drawing exactly 0 has a chance of 1 in 361201."""
+    nominal = timeline["t0"] + RANDOM[0]
+    ids = {timeline["random1"], timeline["random2"]}
+    events = wait_for(lambda: [e for e in gateway.utility()["events"] if e["mrid"] in ids]
+                      if len([e for e in gateway.utility()["events"] if e["mrid"] in ids]) == 2
+                      else None, POLL + 5, "randomized events received")
+    for e in events:
+        assert nominal - 1.5 <= e["start"] <= nominal + RANDOM[2] + 1.5
+        assert e["end"] - e["start"] == pytest.approx(RANDOM[1])
+    assert any(abs(e["start"] - nominal) > 1.5 for e in events), "no randomization applied"
 
 
 def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway, timeline):
