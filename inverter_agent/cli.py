@@ -456,7 +456,9 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     if len(services) != len(agents):
         raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
                                      "are applied through them): drop --no-functions")
-    schedule = UtilitySchedule(source="ieee2030_5")
+    # Kept in the state directory: a gateway restarted during an outage runs what it had.
+    schedule = UtilitySchedule(source="ieee2030_5", path=os.path.join(
+        cfg["agent.state_dir"], "utility_schedule.json"))
     for service in services:
         service.attach_utility(schedule)
     first = services[0].events
