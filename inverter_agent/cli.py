@@ -466,7 +466,10 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     def record(kind: str, detail: str) -> None:
         first.record(kind, detail, who="ieee2030_5")
 
-    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    def validate(control) -> str | None:  # refused if any inverter's settings refuse it
+        return next((why for s in services if (why := s.check_utility(control))), None)
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record, validate)
     runner.status_extra["ieee2030_5"] = client.status
     client.start()
     log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,

@@ -201,6 +201,19 @@ class SettingsService:
             self.utility = schedule
             self._follow_utility()
 
+    def check_utility(self, control: arbitration.UtilityControl) -> str | None:
+        """Why ``control``, in force as a utility event now, would be refused by the
+        settings' validator (None: it would apply). Changes nothing."""
+        with self._lock:
+            base = self._compose_local(self._persisted, self._temporary)
+            event = arbitration.ScheduledControl("check", float("-inf"), float("inf"), control)
+            try:
+                settings_from_dict(arbitration.apply(settings_to_dict(base), arbitration.InForce(
+                    event, None), self._temporary))
+            except SettingsError as exc:
+                return f"outside this DER's settings: {exc}"
+            return None
+
     def in_force(self) -> arbitration.InForce:
         """The utility commands the effective settings include now."""
         with self._lock:

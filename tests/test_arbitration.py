@@ -217,6 +217,14 @@ def test_A17_invalid_utility_command_refused_local_settings_stay(tmp_path):
     assert w.setpoints().p_limit_pct == pytest.approx(55.0)
 
 
+def test_A17_the_adapter_can_ask_first(tmp_path):
+    """The same refusal, asked before the event is accepted (so 2030.5 can answer it)."""
+    w = World(tmp_path)
+    assert "pf" in (w.svc.check_utility(UtilityControl(fixed_pf=(0.5, False))) or "")
+    assert w.svc.check_utility(UtilityControl(p_limit_pct=10.0)) is None
+    assert w.svc.effective().active_power_limit.enabled is False  # asking changed nothing
+
+
 def test_A18_schedule_runs_to_its_end_without_the_link(tmp_path):
     w = World(tmp_path)
     w.default(limit(70.0))

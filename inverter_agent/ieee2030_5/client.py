@@ -126,7 +126,8 @@ class Ieee2030Client:
     """Runs the CSIP client until :meth:`stop`; the core keeps running without it."""
 
     def __init__(self, settings: ClientSettings, schedule: UtilitySchedule, site: SiteView,
-                 record: Callable[[str, str], None] | None = None) -> None:
+                 record: Callable[[str, str], None] | None = None,
+                 validate: Callable[[Any], str | None] | None = None) -> None:
         self.settings = settings
         self.schedule = schedule
         self.lfdi, self.sfdi = lfdi_sfdi(Path(settings.cert).read_bytes())
@@ -134,7 +135,7 @@ class Ieee2030Client:
         self.comms.update(state="connecting", server=settings.server, lfdi=self.lfdi,
                           sfdi=self.sfdi, last_contact=None, failures=0)
         self._client: Any = None
-        self.connector = GatewayConnector(schedule, site, self._server_offset, record)
+        self.connector = GatewayConnector(schedule, site, self._server_offset, record, validate)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -204,7 +205,22 @@ class Ieee2030Client:
         registry = ConnectorConfigRegistry(
             [device], factory_resolver=lambda _d: (lambda: self.connector))
         holder: dict[str, Any] = {}
-        dispatcher = ConnectorDispatcher(
+        connector = self.connector
+
+        class Dispatcher(ConnectorDispatcher):
+            """Refuses, at activation, what the core would refuse: py20305 then answers
+            the event with the rejection Response (253 invalid) instead of 'started'."""
+
+            async def apply_control(self, device_href: str, derc: Any, curves: Any,
+                                    **kw: Any) -> None:
+                from py20305.connectors.control_errors import InvalidControlValueError
+
+                why = connector.check_derc(derc)
+                if why is not None:
+                    raise InvalidControlValueError(why)
+                await super().apply_control(device_href, derc, curves, **kw)
+
+        dispatcher = Dispatcher(
             registry, lfdi_resolver=make_lfdi_resolver(lambda: holder.get("c"), self.lfdi))
         client = CsipClient(
             s.server, tls=tls, dispatcher=dispatcher, dcap_path=s.dcap_path,

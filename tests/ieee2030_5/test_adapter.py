@@ -40,6 +40,11 @@ from .conftest import free_port
      UtilityControl(fixed_pf=(0.95, True))),
     ({"op_mod_fixed_var": {"ref_type": 2, "value": {"value": -2500}}},
      UtilityControl(fixed_var_pct=-25.0)),
+    # as py20305 relays it from a real server: simple types wrapped
+    ({"op_mod_fixed_pfinject_w": {"displacement": 97, "multiplier": {"value": -2},
+                                  "excitation": False}}, UtilityControl(fixed_pf=(0.97, False))),
+    ({"op_mod_fixed_var": {"ref_type": {"value": 2}, "value": {"value": 1000}}},
+     UtilityControl(fixed_var_pct=10.0)),
     (None, UtilityControl()),
 ])
 def test_controls_translate_into_core_units(base, expected):

@@ -202,6 +202,9 @@ def timeline(gridappsd, gateway, recorded):
             ("event", EVENT, "<opModMaxLimW>3000</opModMaxLimW>"),
             ("absurd", BAD, "<opModMaxLimW>20000</opModMaxLimW>"),  # 200 %
             ("unsupported", BAD, "<opModFixedW>5000</opModFixedW>"),
+            ("low_pf", BAD, "<opModFixedPFInjectW><displacement>50</displacement>"
+                            "<excitation>false</excitation><multiplier>-2</multiplier>"
+                            "</opModFixedPFInjectW>"),  # PF 0.5: below the settings' minimum
             ("three_way", THREE_WAY, "<opModMaxLimW>5000</opModMaxLimW>"),
             ("outage", OUTAGE, "<opModMaxLimW>4000</opModMaxLimW>")):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
@@ -281,11 +284,13 @@ def test_randomized_start_is_drawn_by_the_engine_and_run_by_the_core(gateway, ti
 
 def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway, timeline):
     absurd, unsupported, past = timeline["absurd"], timeline["unsupported"], timeline["past"]
-    u = wait_for(lambda: {absurd, unsupported} <= set(gateway.utility()["refused"])
+    low_pf = timeline["low_pf"]
+    u = wait_for(lambda: {absurd, unsupported, low_pf} <= set(gateway.utility()["refused"])
                  and gateway.utility(), POLL + 5, "absurd / unsupported events refused")
     assert "opModMaxLimW = 20000" in u["refused"][absurd]
     assert "op_mod_fixed_w" in u["refused"][unsupported]
-    assert not any(e["mrid"] in (absurd, unsupported, past) for e in u["events"])
+    assert "outside this DER's settings" in u["refused"][low_pf]
+    assert not any(e["mrid"] in (absurd, unsupported, past, low_pf) for e in u["events"])
     events = [json.loads(line) for line in
               (gateway.state_dir / "events.jsonl").read_text().splitlines()]
     applied = " ".join(e["detail"] for e in events if e["kind"] == "utility_control")
