@@ -185,8 +185,12 @@ class Ieee2030Client:
         return c
 
     def _server_offset(self) -> float:
+        """Server clock minus ours, seconds; under one second it is the Time resource's
+        own resolution (whole seconds), not a skew: ignored, so that event times do not
+        jitter by a second from one poll to the next."""
         client = self._client
-        return client.timebase.offset() if client is not None else 0.0
+        offset = client.timebase.offset() if client is not None else 0.0
+        return offset if abs(offset) >= 1.0 else 0.0
 
     # -- the client --------------------------------------------------------------------------
     def _build(self) -> Any:

@@ -189,8 +189,8 @@ def recorded(gridappsd, sim, tmp_path_factory):
 #: The schedule (seconds after it is posted): start, duration, opModMaxLimW body.
 EVENT = (17, 8)          # 30 %: limited in its window, released after
 BAD = (2, 13)            # absurd / unsupported values, before EVENT (no overlap: no supersession)
-THREE_WAY = (29, 10)     # 50 %, against an MMS operator limit, with volt-var
-OUTAGE = (43, 12)        # 40 %; the server is stopped during it
+THREE_WAY = (27, 10)     # 50 %, against an MMS operator limit, with volt-var
+OUTAGE = (39, 12)        # 40 %; the server is stopped during it
 RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective start
 
 
@@ -198,6 +198,7 @@ RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective 
 def timeline(gridappsd, gateway, recorded):
     t0 = time.time()
     posted = {"t0": t0}
+    posted["start"] = {}
     for name, (off, dur), body in (
             ("event", EVENT, "<opModMaxLimW>3000</opModMaxLimW>"),
             ("absurd", BAD, "<opModMaxLimW>20000</opModMaxLimW>"),  # 200 %
@@ -208,6 +209,7 @@ def timeline(gridappsd, gateway, recorded):
             ("three_way", THREE_WAY, "<opModMaxLimW>5000</opModMaxLimW>"),
             ("outage", OUTAGE, "<opModMaxLimW>4000</opModMaxLimW>")):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
+        posted["start"][name] = int(t0 + off)  # 2030.5 times are whole seconds
     posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
     for name in ("random1", "random2"):  # far ahead: they never start within the module
         posted[name] = gridappsd.post_event(t0 + RANDOM[0], RANDOM[1],
@@ -250,7 +252,7 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
 
 
 def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gateway, timeline):
-    mrid, start = timeline["event"], timeline["t0"] + EVENT[0]
+    mrid, start = timeline["event"], timeline["start"]["event"]
     wait_for(lambda: any(e["mrid"] == mrid for e in gateway.utility()["events"]),
              start - time.time() - 0.3, "event received before its start")
     assert time.time() < start
@@ -302,7 +304,7 @@ def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway
 def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, timeline):
     """docs/arbitration.md A3/A4 with volt-var running: lower limit wins, volt-var stays."""
     sim.control.set_grid(v_pu=1.05)  # volt-var absorbs above 1.02 pu
-    end = timeline["t0"] + THREE_WAY[0] + THREE_WAY[1]
+    end = timeline["start"]["three_way"] + THREE_WAY[1]
     wait_for(lambda: gateway.limit_at_inverter() == 50.0, 30, "2030.5 limit 50 %")
     op = f"{LD}/{mms_control('p_limit_pct')}"
     gateway.mms.operate(op, 30.0)  # operator: 30 %
@@ -327,7 +329,7 @@ def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, ti
 
 def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
                                                                       timeline):
-    start = timeline["t0"] + OUTAGE[0]
+    start = timeline["start"]["outage"]
     end = start + OUTAGE[1]
     wait_for(lambda: gateway.limit_at_inverter() == 40.0, start - time.time() + 3,
              "event limit applied")
