@@ -140,6 +140,8 @@ def gateway(gridappsd, sim, tmp_path_factory):
     gw = Gateway(tmp_path_factory.mktemp("gw"), sim, config_toml(gridappsd))
     try:
         wait_for(lambda: gw.utility().get("programs"), 30, "discovery")
+        # the DERProgram's DefaultDERControl comes with the first program poll after it
+        wait_for(lambda: gw.utility().get("default_control"), POLL + 5, "default control")
         yield gw
     finally:
         gw.stop()
