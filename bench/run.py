@@ -155,7 +155,7 @@ def bench_mms(tmp: str, seconds: float) -> None:
         port = free_port()
         # The same server as the agent's (function model, settings binding and
         # its handlers), with no agent loop: what the loop costs the readers.
-        bare = Proc([sys.executable, "-m", "inverter_agent.mms.functions_server", "--port",
+        bare = Proc([sys.executable, "-m", "tests.mms.servers.functions_server", "--port",
                      str(port), "--state-dir", os.path.join(tmp, "bare-state")],
                     os.path.join(tmp, "bare.log"))
         wait_port(port)
@@ -166,7 +166,7 @@ def bench_mms(tmp: str, seconds: float) -> None:
         # For reference: measurements only, no settings handlers (no Python
         # callback per read: the communication-loss heartbeat costs this much).
         port = free_port()
-        plain = Proc([sys.executable, "-m", "inverter_agent.mms.demo_server", "--port",
+        plain = Proc([sys.executable, "-m", "tests.mms.servers.demo_server", "--port",
                       str(port)], os.path.join(tmp, "plain.log"))
         wait_port(port)
         mms_load(port, 1.0)

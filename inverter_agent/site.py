@@ -109,13 +109,29 @@ class PlantService:
     # --- MMS ---------------------------------------------------------------------------
     def attach(self, server: MmsServer, writable: bool = True) -> None:
         """Serve the plant LD on ``server`` (before start); writable only with functions."""
-        from inverter_agent.mms.plant_model import WRITABLE
+        from inverter_agent.mms.plant_model import CONTROLS
 
         self.server = server
         if writable:
-            for attr, name in WRITABLE.items():
-                server.set_complex_write_validator(f"{self.ld}/{attr}", self._writer(name))
+            for target, (name, kind) in CONTROLS.items():
+                server.set_control(f"{self.ld}/{target}", self._operator(name, kind), 1,
+                                   "write")  # a setting: needs the right to write
         server.add_start_hook(self._show_settings)
+
+    def _operator(self, name: str, kind: str) -> Callable[[Any, str], int | None]:
+        """A plant setting operated as a control: validated and persisted before the
+        positive response; refused with AddCause 26 (inconsistent parameters)."""
+        write = self._writer(name)
+
+        def check(value: Any, peer: str) -> int | None:
+            if value is None:
+                return None  # select
+            if kind == "mod":
+                if isinstance(value, bool) or value not in (1, 5):
+                    return 26
+                value = value == 1
+            return None if write(value, "", peer) else 26
+        return check
 
     def _writer(self, name: str) -> Callable[[Any, str, str], bool]:
         def write(value: Any, _path: str, peer: str) -> bool:
@@ -137,7 +153,8 @@ class PlantService:
 
     def _show_settings(self) -> None:
         if self.server is not None:
-            self.server.update({f"{self.ld}/DWMX1.FctEna": self.limit.enabled,
+            mod = 1 if self.limit.enabled else 5
+            self.server.update({f"{self.ld}/DWMX1.Mod": mod, f"{self.ld}/DWMX1.Beh": mod,
                                 f"{self.ld}/DWMX1.WMaxSpt": self.limit.w_max})
 
     # --- the cycle ---------------------------------------------------------------------
@@ -179,11 +196,15 @@ class PlantService:
             f"{ld}/MMXU1.TotVAr": Reading(t.var, t.quality, now),
             f"{ld}/MMXU1.TotVA": Reading(t.va, t.quality, now),
             f"{ld}/LLN0.Health": health,
-            f"{ld}/DRCT1.WMax": t.w_rtg,
-            f"{ld}/DWMX1.FctAct": bool(self.limit.enabled and alloc.limiting),
-            f"{ld}/DWMX1.WLimPct": min(live_caps) if live_caps else 100.0,
+            f"{ld}/DECP1.WRtg": t.w_rtg,
+            f"{ld}/DWMX1.LimAct": bool(self.limit.enabled and alloc.limiting),
+            f"{ld}/DWMX1.ReqWMaxPct": min(live_caps) if live_caps else 100.0,
             f"{ld}/GGIO1.IntIn1": t.reporting,
             f"{ld}/GGIO1.IntIn2": t.configured,
+            # operated settings (APC / Mod) land in the model only when shown
+            f"{ld}/DWMX1.Mod": 1 if self.limit.enabled else 5,
+            f"{ld}/DWMX1.Beh": 1 if self.limit.enabled else 5,
+            f"{ld}/DWMX1.WMaxSpt": self.limit.w_max,
         }, now)
 
     def status_view(self) -> dict[str, Any]:

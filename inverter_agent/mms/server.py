@@ -56,7 +56,7 @@ from inverter_agent.audit import AuditLog
 from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample_tcp
 
 from . import _native as nat
-from .model import BuiltModel, ModelSpec, PointHandles, build_model
+from .model import BuiltModel, ModelSpec, PointHandles, build_model, ex_values
 from .security import (
     PLAIN_PORT,
     RIGHT_CONTROL,
@@ -179,7 +179,7 @@ class MmsServer:
         self._callbacks: list[Any] = []  # CFUNCTYPE objects must outlive the server
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
-        self._controls: dict[str, tuple[ControlCheck, int]] = {}
+        self._controls: dict[str, tuple[ControlCheck, int, str]] = {}
         self._read_hooks: list[Callable[[], None]] = []
         #: Bytes on the wire per client and level of service (kernel counters).
         self.wire = WireLedger()
@@ -250,8 +250,8 @@ class MmsServer:
                 callbacks.append(handler)
                 lib.IedServer_handleWriteAccessForComplexAttribute(server, writable[target],
                                                                    handler, None)
-            for target, (check, ctl_model) in self._controls.items():
-                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check))
+            for target, (check, ctl_model, right) in self._controls.items():
+                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check, right))
                 control_cb = nat.CONTROL_HANDLER(_control_done)
                 callbacks += [check_cb, control_cb]
                 lib.IedServer_setPerformCheckHandler(server, controls[target], check_cb, None)
@@ -477,10 +477,13 @@ class MmsServer:
             for ld in model.spec.logical_devices:
                 for ln in ld.logical_nodes:
                     for do in ln.data_objects:
-                        if not do.init:
+                        fixed = {**ex_values(do), **do.init}  # dataNs of private objects too
+                        if not fixed:
                             continue
                         key = f"{ld.inst}/{ln.name}.{do.name}"
-                        for path, value in do.init.items():
+                        for path, value in fixed.items():
+                            if isinstance(value, str):  # ORG references name the LD
+                                value = value.replace("{ld}", f"{model.ied_name}{ld.inst}")
                             attr = model.attribute(f"{key}.{path}")
                             handles = PointHandles(attr, lib.DataAttribute_getType(attr),
                                                    None, None)
@@ -584,7 +587,8 @@ class MmsServer:
                 raise RuntimeError("set_complex_write_validator() must be called before start()")
             self._complex[target] = validator
 
-    def set_control(self, target: str, check: ControlCheck, ctl_model: int) -> None:
+    def set_control(self, target: str, check: ControlCheck, ctl_model: int,
+                    right: str = RIGHT_CONTROL) -> None:
         """Make the controllable data object ``target`` (``"INV1/DRCC1.Conn"``) operable.
 
         ``check(ctlVal)`` runs in the perform-check handler, i.e. before the
@@ -592,12 +596,14 @@ class MmsServer:
         before the control handler runs, LIBIEC61850.md): it must validate and
         apply the command there, and return None, or an AddCause code to refuse
         (the client sees object-value-invalid plus LastApplError). For a select
-        (sbo-with-normal-security reads SBO) it gets None.
+        (sbo-with-normal-security reads SBO) it gets None. ``right`` is the role right
+        the client needs: RIGHT_WRITE for a setting the standard makes controllable
+        (an APC set point, an LN's Mod), so that operating it asks what writing does.
         """
         with self._lock:
             if self._server:
                 raise RuntimeError("set_control() must be called before start()")
-            self._controls[target] = (check, ctl_model)
+            self._controls[target] = (check, ctl_model, right)
 
     def add_read_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` (in a libiec61850 thread) on every client read; keep it tiny."""
@@ -630,12 +636,13 @@ class MmsServer:
                     else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
         return handler
 
-    def _check_handler(self, target: str, check: ControlCheck) -> Callable[..., int]:
+    def _check_handler(self, target: str, check: ControlCheck,
+                       right: str = RIGHT_CONTROL) -> Callable[..., int]:
         def handler(action: int, _param: int, ctl_val: int, _test: bool,
                     _interlock: bool) -> int:
             lib = nat.lib()
             connection = lib.ControlAction_getClientConnection(action)
-            if not self._guard.allowed(connection, RIGHT_CONTROL, target):
+            if not self._guard.allowed(connection, right, target):
                 lib.ControlAction_setAddCause(action, ADD_CAUSE_NO_ACCESS_AUTHORITY)
                 return nat.CONTROL_OBJECT_ACCESS_DENIED
             value = None
