@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hal.reading import Detail, Quality, Reading, Validity
-
 from inverter_agent.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST, der_model_spec
 from inverter_agent.mms.server import MmsServer
 

@@ -39,15 +39,14 @@ from typing import Any
 
 from inverter_agent.audit import AuditLog
 from inverter_agent.events import EventLog
-from inverter_agent.settings_service import SettingsService
-from inverter_agent.settings_store import SettingsStore
-
 from inverter_agent.mms.binding import FunctionBinding, attach_functions
-from tests.mms.servers.demo_server import run_until_stopped, serve_commands
 from inverter_agent.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from inverter_agent.mms.functions_model import functions_model_spec
 from inverter_agent.mms.security import AccessPolicy, TlsSettings, check_bind
 from inverter_agent.mms.server import MmsServer
+from inverter_agent.settings_service import SettingsService
+from inverter_agent.settings_store import SettingsStore
+from tests.mms.servers.demo_server import run_until_stopped, serve_commands
 
 log = logging.getLogger(__name__)
 
