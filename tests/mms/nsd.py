@@ -276,3 +276,39 @@ def _check_attributes(nsd: Nsd, ref: str, ln_class: str, do_name: str, cdc: str,
         if wanted and name not in das:
             out.append(f"{ref}: mandatory attribute {name} ({pres}) missing")
     return out
+
+
+def main() -> None:
+    """``python -m tests.mms.nsd``: the counts for each configuration the tests check."""
+    import tempfile
+
+    from lxml import etree
+
+    from inverter_agent.mms.der_model import der_model_spec
+    from inverter_agent.mms.functions_model import functions_model_spec
+    from inverter_agent.mms.icd import write_icd
+    from inverter_agent.mms.plant_model import site_model_spec
+
+    reference = Path(__file__).resolve().parents[3] / "shared" / "reference"
+    nsd = load_nsd(reference / "nsd")
+    schema = etree.XMLSchema(etree.parse(str(reference / "scl-xsd" / "2007B4" / "SCL.xsd")))
+    configurations = {"one inverter": functions_model_spec(),
+                      "three inverters + plant": site_model_spec(["INV1", "INV2", "INV3"]),
+                      "functions off": der_model_spec()}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, spec in configurations.items():
+            for tls in (False, True):
+                path = Path(folder) / "gw.icd"
+                write_icd(spec, str(path), tls=tls)
+                schema.validate(etree.parse(str(path)))
+                report = check_icd(nsd, path)
+                served = report.standard_dos + report.private_dos
+                print(f"{name}{' (TLS)' if tls else ''}: {len(report.ln_classes)} LN classes "
+                      f"({', '.join(sorted(report.ln_classes))}); {served} DOs served, "
+                      f"{report.standard_dos} standard, {report.private_dos} private "
+                      f"({100 * report.private_dos / served:.1f} %); NSD deviations "
+                      f"{len(report.problems)}; schema errors {len(schema.error_log)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,9 @@ def test_the_checker_finds_deviations(nsd, tmp_path):
     text = path.read_text(encoding="utf-8")
     bad = (text.replace('<DO name="VVArCrv"', '<DO name="VoltVarCurveXY"', 1)
            .replace('<DO name="ReqPF"', '<DO name="ReqPFx"', 1)
-           .replace('cdc="ACT"', 'cdc="SPS"', 1))
+           .replace('cdc="ACT"', 'cdc="SPS"', 1)
+           .replace('<DA name="ldNs" bType="VisString255" fc="EX"',
+                    '<DA name="ldNs" bType="VisString255" fc="DC"', 1))
     bad_path = tmp_path / "bad.icd"
     bad_path.write_text(bad, encoding="utf-8")
     problems = "\n".join(check_icd(nsd, bad_path).problems)
@@ -87,6 +89,21 @@ def test_the_checker_finds_deviations(nsd, tmp_path):
     assert "ReqPFx: not in DFPF" in problems
     assert "DFPF1: mandatory ReqPF (MV) missing" in problems
     assert "PFRC1.Op: CDC SPS, the NSD says ACT" in problems
+    assert "LLN0.NamPlt.ldNs: FC DC, 7-3 says EX" in problems
+
+
+def test_the_schema_refuses_what_2007b4_forbids(schema, tmp_path):
+    """The two errors the old ICD had: a 13-character DO name and an empty lnInst."""
+    from lxml import etree
+
+    path = tmp_path / "gw.icd"
+    write_icd(functions_model_spec(), str(path), ied_name="GW")
+    text = path.read_text(encoding="utf-8")
+    bad = (text.replace('<DO name="VVArCrv"', '<DO name="VoltVarCurveXY"', 1)
+           .replace('lnClass="LLN0" doName=', 'lnClass="LLN0" lnInst="" doName=', 1))
+    assert not schema.validate(etree.fromstring(bad.encode()))
+    messages = " ".join(e.message for e in schema.error_log)
+    assert "VoltVarCurveXY" in messages and "lnInst" in messages
 
 
 def test_live_directory_is_what_the_icd_declares(nsd, functions_server, tmp_path):
