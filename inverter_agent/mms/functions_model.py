@@ -1,55 +1,38 @@
-"""Grid-support functions as IEC 61850 logical nodes: model, settings map, status map.
+"""Grid-support functions as IEC 61850-7-420 Edition 2 logical nodes: model, settings
+map, status map.
 
 Extends :func:`~inverter_agent.mms.der_model.der_model_spec` (same logical
-device) with one logical node per Rule 21 / IEEE 1547-2018 function. Settings
-are under FC SP and writable (validated, see ``binding``); status under ST/MX.
-7-420 Ed.2 (2021) is not public: names come from 7-420 Ed.1 / 61850-90-7 where
-known (DRCT, DRCS, DRCC, DWMX, DFPF, DVAR, DVVR), 7-4 where a protection LN
-fits (PFRC for ROCOF) and are chosen here otherwise (marked *); change them in
-this one module once confirmed. ``docs/iec61850-model.md`` has the full table.
+device) with one logical node per Rule 21 / IEEE 1547-2018 function, in the
+class 7-420 Ed.2 gives it (the NSD files are the authority; the tests check
+every name, CDC, FC and mandatory object against them):
 
 ======  ================================  =========================================
 LN      Function                          Settings (SP) / controls (CO) / status
 ======  ================================  =========================================
-DRCT1   DER characteristics               HzNom, VArMaxPct, Rmp*, InvMeas*, WMax
-DRCS1   controller status                 CtlSt, Trip, OosCause, VRgn, HzRgn, AISt,
-                                          NotFlw, WLimPct, PFSpt, VArSptPct; AIEna,
-                                          AICeaseDis (SP)
-DRCC1   supervisory control               Conn (DPC, SBO), RlsCmd (SPC)
-DWMX1   limit maximum active power        FctEna, WMaxSptPct; WMaxLimPct (APC), ModEna
-DFPF1   constant power factor             FctEna, PFGnTgtSpt, PFAbs, PFMinInj, PFMinAbs;
-                                          ModEna
-DVAR1   constant reactive power           FctEna, VArTgtSptPct; ModEna
-DVVR1   volt-var                          FctEna, Crv (8), RspTms, VRef*, QBaseVAr; ModEna
-DVWC1*  volt-watt                         FctEna, Crv (8), RspTms; ModEna
-DHFW1*  frequency-watt (droop)            FctEna, DbOfHz, DbUfHz, KOfPct, KUfPct,
-                                          RspTms, WMinPct; ModEna
-DESE1*  enter service (soft start)        SvcPmt, VLo, VHi, HzLo, HzHi, DlTms, RndDlTms,
-                                          RmpTms; RmgTms (MX)
-DHVT1*  voltage ride-through, over        FctEna, TripMgnTms, Crv (4 regions)
-DLVT1*  voltage ride-through, under       FctEna, TripMgnTms, Crv (4 regions)
-DHFT1*  frequency ride-through, over      FctEna, TripMgnTms, Crv (4 regions)
-DLFT1*  frequency ride-through, under     FctEna, TripMgnTms, Crv (4 regions)
-PFRC1   ROCOF (anti-islanding backup)     FctEna, StrVal, OpDlTms
+DWMX1   limit maximum active power        Mod, WMaxSptPct (APC), RpuMax, RpdMax;
+                                          WMaxLimPct* (temporary)
+DFPF1   constant power factor             Mod, PFGnTgtSpt (APC), PFGnExtQud (SPC)
+DVAR1   constant reactive power           Mod, VArTgtSptPct (APC)
+DVVR1   volt-var                          Mod, VVArCrv, RspTmms, VRefPct, VRefAdjEna,
+                                          VRefTmms, VRefMinPct*, VRefMaxPct*, QBaseVAr*
+DVWC1   volt-watt                         Mod, VWCrv, RspTmms
+DHFW1   frequency-watt (droop)            Mod, WGra, ChaWGra, HzStr, DbUfHz*, WMinPct*,
+                                          RspTmms
+DCTE1   enter service, cease to energize  RtnSvcAuth (SPC), CeaEgzReqCtl (temporary),
+                                          VLoLim, VHiLim, HzLoLim, HzHiLim, RtnDlTmms,
+                                          WinTms, RtnRmpTmms
+DHVT1.. voltage / frequency ride-through  Mod, ModRtSt, TrZnSt, CeaZnSt, PrmZnSt,
+DLFT1                                     RtCrv* (regions), TrMgnTmms*
+PFRC1   ROCOF (anti-islanding backup)     Mod, StrVal, OpDlTmms, Str, Op
 ======  ================================  =========================================
 
-Every function LN also has Beh, FctAct (SPS: acting now) and FctFlw (SPS: the
-inverter follows it; q invalid when not applicable). ModEna (SPC) is the
-*temporary* enable command; FctEna (SPG) the *persisted* enable; both show
-the effective value.
-
-Units: voltages in % of nominal (curve xVal, VRef, enter-service window,
-voltage region thresholds) as SunSpec 126 / 90-7 do; internally pu
-(value / 100). Q and P in %; frequencies in Hz; times in s; droop K in %
-(internally a fraction). Optional times: a negative value means "not set".
-
-Curves (``Crv``, CSG-like): ``numPts`` (read-only) and ``crvPts[N]`` with
-xVal/yVal. Points in use come first; the first element whose xVal is 0 (curves)
-or whose yVal is 0 (ride-through regions) ends the curve, so a write of the
-whole array sets the number of points. Ride-through region elements are
-{xVal clearing time s (<0 none), yVal threshold (% or Hz), rtTms ride-through
-time s (<0 none), mode (``REGION_MODES`` code), incl (threshold inclusive)};
-names are kept by position (new regions are named HV3, LF2, ...).
+``*`` private objects (``dataNs`` = :data:`~inverter_agent.mms.der_model.EXT_NS`).
+Every function LN has Beh, Mod (the persisted enable: operate 1 on / 5 off),
+Health (the inverter follows it) and InEcpRef. Settings under FC SP are
+written (``SETTINGS``, ``CURVES``); settings 7-420 makes controllable are
+operated (``SETTING_CONTROLS``); temporary commands are ``CONTROLS``;
+:func:`writable_settings` lists every writable setting.
+``docs/iec61850-model.md`` is the full map (units, ranges, roles).
 """
 
 from __future__ import annotations
