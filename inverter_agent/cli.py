@@ -187,7 +187,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     lds = [link.ld_inst for link in cfg.inverter_links()]
     spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
                            functions=cfg["functions.enabled"])
-    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"])
+    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"],
+              tls=bool(cfg["security.tls_cert"]))  # clients then authenticate by certificate
     print(f"wrote {args.icd}")
     return 0
 

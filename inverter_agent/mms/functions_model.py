@@ -549,11 +549,6 @@ def zone_values(view: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[st
     return out
 
 
-#: Mandatory status the gateway cannot know: served invalid (q invalid, t = start).
-UNKNOWN_STATUS = ("DVVR1.ReqVAr", "DVVR1.VRefEsp", "DVAR1.ReqVAr", "DVWC1.VRefEsp",
-                  "DVWC1.ReqW", "DHFW1.ReqW")
-
-
 # ---------------------------------------------------------------- the model
 
 def _status_only_apc(name: str, desc: str) -> DataObjectSpec:

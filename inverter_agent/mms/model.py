@@ -228,7 +228,7 @@ class BuiltModel:
     curves: dict[str, list[dict[str, int]]] = field(default_factory=dict)
 
     def attribute(self, key_and_path: str) -> int:
-        """Raw pointer of any attribute, e.g. ``"INV1/ZINV1.WRtg.setMag.f"``.
+        """Raw pointer of any attribute, e.g. ``"INV1/DINV1.WRtg.setMag.f"``.
 
         Curve points are addressed ``"<key>.crvPts.<i>.<field>"`` (libiec61850
         does not resolve array indices in object references).

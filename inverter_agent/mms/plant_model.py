@@ -28,6 +28,8 @@ has the arithmetic (totals, how the limit is shared).
 
 from __future__ import annotations
 
+import dataclasses
+
 from .der_model import EXT_NS, _asg, _beh, decp, der_model_spec, ecp_ref, lln0
 from .functions_model import (
     REPORT_FIELDS,
@@ -57,7 +59,9 @@ PLANT_MEMBERS = ("MMXU1.TotW [MX]", "MMXU1.TotVAr [MX]", "MMXU1.TotVA [MX]",
                  "GGIO1.IntIn1 [ST]", "GGIO1.IntIn2 [ST]", "DWMX1.LimAct [ST]")
 
 
-def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD) -> LogicalDeviceSpec:
+def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD, writable: bool = True) -> LogicalDeviceSpec:
+    """The plant LD; not ``writable`` (no functions): its settings are status-only."""
+    ctl = 1 if writable else 0  # direct-with-normal-security, or status-only
     mmxu = LogicalNodeSpec("MMXU", "1", (
         _beh(),
         DataObjectSpec("TotW", Cdc.MV, desc="sum over the answering inverters, W"),
@@ -66,9 +70,10 @@ def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD) -> LogicalDeviceSpec:
     ))
     ecp = decp(_asg("WRtg", "W", "sum of the inverters' rated W"))
     dwmx = LogicalNodeSpec("DWMX", "1", (
-        _beh(), _mod("plant active-power limit"), ecp_ref(),
+        _beh(), dataclasses.replace(_mod("plant active-power limit"), ctl_model=ctl),
+        ecp_ref(),
         _spg("RmpRteUse", "ramp rates: each inverter's own"),
-        DataObjectSpec("WMaxSpt", Cdc.APC, ctl_model=1,
+        DataObjectSpec("WMaxSpt", Cdc.APC, ctl_model=ctl,
                        desc="plant active-power limit, W (persisted setting)"),
         DataObjectSpec("LimAct", Cdc.SPS, ns=EXT_NS,
                        desc="the plant limit holds the inverters below their ratings"),
@@ -99,5 +104,5 @@ def site_model_spec(inverter_lds: list[str], plant_ld: str | None = DEFAULT_PLAN
     specs = [make(ld) for ld in inverter_lds]
     lds = tuple(ld for spec in specs for ld in spec.logical_devices)
     if plant_ld is not None:
-        lds += (plant_ld_spec(plant_ld),)
+        lds += (plant_ld_spec(plant_ld, writable=functions),)
     return ModelSpec(lds, tuple(b for spec in specs for b in spec.bindings))

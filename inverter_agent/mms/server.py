@@ -348,11 +348,11 @@ class MmsServer:
                guard: Callable[[], bool] | None = None) -> bool:
         """Set attributes or data points by stable key, in one locked section.
 
-        A key naming a data point (``"INV1/DRCS1.Trip"``) sets its value and,
+        A key naming a data point (``"INV1/DGEN1.Trip"``) sets its value and,
         where the CDC has them, q and t: a :class:`Reading` gives all three, a
         plain value is good at ``t`` (default now), and None marks the point
         invalid keeping its value. Any other key is an attribute path
-        (``"INV1/DVVR1.Crv.crvPts.0.xVal"``, ``"INV1/DWMX1.WMaxSptPct.setMag.f"``)
+        (``"INV1/DVVR1.VVArCrv.crvPts.0.xVal"``, ``"INV1/DWMX1.RpuMax.setMag.f"``)
         and takes the value only. Unknown keys and unconvertible values are
         logged once and skipped. Returns False if not running.
 
@@ -547,7 +547,7 @@ class MmsServer:
     # --- validated writes (settings, FC SP) --------------------------------------------------
     def set_write_validator(self, target: str, validator: WriteValidator) -> None:
         """Let clients write attribute ``target`` (stable key + path, e.g.
-        ``"INV1/DRCT1.WMax.setMag.f"``) when ``validator(value)`` returns True.
+        ``"INV1/DGEN1.WMax.setMag.f"``) when ``validator(value)`` returns True.
 
         Its FC stays denied for every other attribute. Takes effect at the next
         start(). The validator runs in a libiec61850 thread with the data model
@@ -578,7 +578,7 @@ class MmsServer:
 
     def set_complex_write_validator(self, target: str, validator: ComplexValidator) -> None:
         """Let clients write the complex attribute ``target`` (e.g. a curve's
-        ``"INV1/DVVR1.Crv.crvPts"``) and any part of it, when ``validator(value,
+        ``"INV1/DVVR1.VVArCrv.crvPts"``) and any part of it, when ``validator(value,
         path)`` returns True (see :data:`ComplexValidator`). Same rules as
         :meth:`set_write_validator`.
         """
@@ -589,7 +589,7 @@ class MmsServer:
 
     def set_control(self, target: str, check: ControlCheck, ctl_model: int,
                     right: str = RIGHT_CONTROL) -> None:
-        """Make the controllable data object ``target`` (``"INV1/DRCC1.Conn"``) operable.
+        """Make the controllable data object ``target`` (``"INV1/DCTE1.CeaEgzReqCtl"``) operable.
 
         ``check(ctlVal)`` runs in the perform-check handler, i.e. before the
         positive response (with direct-with-normal-security libiec61850 answers
