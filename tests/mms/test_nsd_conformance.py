@@ -117,3 +117,29 @@ def test_live_directory_is_what_the_icd_declares(nsd, functions_server, tmp_path
     with mms_client.connect("127.0.0.1", functions_server.port) as con:
         live = set(con.browse())
     assert live == declared
+
+
+def test_live_directory_of_several_inverters_and_the_plant(nsd, tmp_path):
+    """Three inverter LDs and the plant, served for real: py61850 (pure Python, so it may
+    share the server's process) lists exactly the checked ICD's LN/FC/DO variables."""
+    py61850 = pytest.importorskip("py61850")
+    from inverter_agent.mms.server import MmsServer
+
+    from .conftest import free_port
+
+    spec = site_model_spec(["INV1", "INV2", "INV3"])
+    path = tmp_path / "site.icd"
+    write_icd(spec, str(path), ied_name="GW")
+    assert check_icd(nsd, path).problems == []
+    declared: dict[str, set[str]] = {}
+    for (inst, ln), (_, dos) in load_icd(path).lns.items():
+        for do, (_, das, sdos, *_rest) in dos.items():
+            fcs = set(das.values()) | ({"MX"} if sdos else set())
+            declared.setdefault(f"GW{inst}", set()).update(f"{ln}${fc}${do}" for fc in fcs)
+    port = free_port()
+    with MmsServer(spec, port=port), py61850.MmsClient("127.0.0.1", port, timeout=10) as c:
+        assert sorted(c.get_server_directory()) == sorted(declared)
+        for ld, names in declared.items():
+            live = {n for n in c.get_logical_device_directory(ld)
+                    if n.count("$") == 2 and n.split("$")[1] not in ("RP", "BR")}
+            assert live == names, ld
