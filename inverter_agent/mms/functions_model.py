@@ -718,17 +718,19 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
                  DataObjectSpec("EcpIsldSt", Cdc.ENS, enum="ECPIslandStateKind",
                                 desc="3 grid connected; 4 islanded: the anti-islanding "
                                      "supervision tripped"),
-                 _ext(DataObjectSpec("AISt", Cdc.ENS, desc="anti-islanding: " + ", ".join(
-                     f"{i} {n}" for i, n in enumerate(AI_STATES, 1)))),
+                 _ext(DataObjectSpec("AISt", Cdc.ENS, enum="GwAIStKind",
+                                     desc="anti-islanding: " + ", ".join(
+                                         f"{i} {n}" for i, n in enumerate(AI_STATES, 1)))),
                  _ext(_spg("AIEna", "anti-islanding supervision enabled")),
                  _ext(_spg("AICeaseDis", "cease to energize when the inverter reports AI "
                                          "disabled"))),
         "DINV": (_ext(_asg("VArMaxPct", desc="reactive capability, % of rated VA")),),
         "DGEN": (_asg("OvPFRtg", desc="lowest power factor injecting (over-excited)"),
                  _asg("UnPFRtg", desc="lowest power factor absorbing (under-excited)"),
-                 _ext(DataObjectSpec("CtlSt", Cdc.ENS, desc="gateway operating state: " +
-                                     ", ".join(f"{i} {n}" for i, n in
-                                               enumerate(OPERATING_STATES, 1)))),
+                 _ext(DataObjectSpec("CtlSt", Cdc.ENS, enum="GwCtlStKind",
+                                     desc="gateway operating state: " + ", ".join(
+                                         f"{i} {n}" for i, n in
+                                         enumerate(OPERATING_STATES, 1)))),
                  _ext(_sps("Trip", "tripped (clearing time, ROCOF or inverter "
                                    "anti-islanding trip)")),
                  _ext(_vss("OosCause", "why out of service")),

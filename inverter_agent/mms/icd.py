@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from . import _native as nat
+from .functions_model import AI_STATES, OPERATING_STATES
 from .model import (
     BuiltModel,
     DataObjectSpec,
@@ -94,6 +95,9 @@ ENUMS: dict[str, dict[int, str]] = {
                            4: "Islanded condition 1 (local island behind the PCC)",
                            98: "Not applicable or not known"},
     "FaultDirectionKind": {0: "unknown", 1: "forward", 2: "backward", 3: "both"},
+    # The gateway's private enumerations (DGEN1.CtlSt, DECP1.AISt); 0 = unknown.
+    "GwCtlStKind": {0: "unknown", **dict(enumerate(OPERATING_STATES, 1))},
+    "GwAIStKind": {0: "unknown", **dict(enumerate(AI_STATES, 1))},
     "SIUnitKind": {1: "", 4: "s", 5: "A", 29: "V", 33: "Hz", 61: "VA", 62: "W", 63: "VAr"},
 }
 
