@@ -22,11 +22,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves
+from hal import curves, ratings
+from hal.poll_plan import (
+    FAST_NAMES,
+    RTU_MAX_GAP,
+    TCP_MAX_GAP,
+    SlowSchedule,
+    fast_paths,
+    overlay,
+    point_spans,
+)
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import SunSpecDevice
+from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
+from hal.topology import PHASES, topology
 from hal.transport import DeviceException, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -97,9 +107,6 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "VARtg": [((120,), "VARtg", _ident), ((702,), "VAMaxRtg", _ident)],
     "VArRtgQ1": [((120,), "VArRtgQ1", _ident), ((702,), "VarMaxInjRtg", _ident)],
     "VArRtgQ4": [((120,), "VArRtgQ4", _ident), ((702,), "VarMaxAbsRtg", _neg)],
-    "WMax": [((121,), "WMax", _ident), ((702,), "WMax", _ident)],
-    "VArMaxQ1": [((121,), "VArMaxQ1", _ident), ((702,), "VarMaxInj", _ident)],
-    "VNom": [((121,), "VRef", _ident), ((702,), "VNom", _ident)],
     "ECPNomHz": [((121,), "ECPNomHz", _ident)],
     "WAval": [((122,), "WAval", _ident)],
     "PVConn": [((122,), "PVConn", _ident)],
@@ -110,8 +117,17 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "OutPFSet_Ena": [((123,), "OutPFSet_Ena", _bool), ((704,), "PFWInjEna", _bool)],
     "VArPct": [((123,), "VArMaxPct", _ident), ((704,), "VarSetPct", _ident)],
     "VArPct_Ena": [((123,), "VArPct_Ena", _bool), ((704,), "VarSetEna", _bool)],
+    "VArPct_Mod": [((123,), "VArPct_Mod", _ident)],
+    "VarSetMod": [((704,), "VarSetMod", _ident)],
+    "VarSetPri": [((704,), "VarSetPri", _ident)],
+    "VArAval": [((122,), "VArAval", _ident)],
     "AntiIslEna": [((704,), "AntiIslEna", _bool)],
 }
+
+#: Readings the HAL derives from several models (see :meth:`Inverter._derive`).
+DERIVED_POINTS = (*ratings.PRECEDENCE, "RatingSources", "ACType", "HalNotes")
+#: Per-phase points: reported unimplemented for a phase the device does not have.
+PHASE_POINTS = {ph: (f"PhVph{ph}", f"Aph{ph}") for ph in "ABC"}
 
 #: Controls the agent may write; see :meth:`Inverter.write_controls`.
 CONTROL_NAMES = ("Conn", "WMaxLimPct", "WMaxLim_Ena", "OutPFSet", "OutPFSet_Ena",
@@ -143,16 +159,32 @@ class Inverter:
 
     def __init__(self, transport: Transport, unit: int = 1,
                  bases: tuple[int, ...] | None = None,
-                 nameplate_every: int = 60) -> None:
+                 nameplate_every: int | None = None,
+                 slow_periods: Mapping[str, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.transport = transport
         self.unit = unit
         self.bases = bases
-        self.nameplate_every = max(1, nameplate_every)
+        # nameplate_every (polls between nameplate reads) is kept for callers of the
+        # old interface: 10**9 means "never again", anything else the slow schedule.
+        periods = dict(slow_periods or {})
+        if nameplate_every is not None and nameplate_every >= 10**6:
+            periods.setdefault("nameplate", 1e9)
+            periods.setdefault("common", 1e9)
+        self.slow_periods = periods
+        self._clock = clock
         self.device: SunSpecDevice | None = None
         self.last_error: str | None = None
         self._last: dict[str, Reading] = {}
-        self._nameplate: dict[int, DecodedModel] = {}
+        #: The last decoded state of every polled model (fast points overlaid each cycle).
+        self._models: dict[int, DecodedModel] = {}
+        self._fast: dict[int, tuple[tuple[str, ...], tuple[ReadSpan, ...]]] = {}
+        self._schedule: SlowSchedule | None = None
+        #: What the last poll read: "full" (everything), "fast", or "fast+<model id>".
+        self.last_poll_kind = ""
         self._polls = 0
+        self.max_gap = RTU_MAX_GAP if getattr(transport, "serial", None) is not None \
+            else TCP_MAX_GAP
 
     # -- discovery
     @property
@@ -164,7 +196,9 @@ class Inverter:
         kwargs = {"bases": self.bases} if self.bases else {}
         dmap = discover(self.transport, self.unit, **kwargs)
         self.device = SunSpecDevice(self.transport, dmap)
-        self._nameplate = {}
+        self._models = {}
+        self._fast = {}
+        self._schedule = None
         self._polls = 0
         log.info("unit %d: SunSpec at base %d, models %s", self.unit, dmap.base,
                  ",".join(map(str, dmap.model_ids)))
@@ -187,18 +221,28 @@ class Inverter:
 
     # -- reading
     def poll(self, now: float | None = None) -> dict[str, Reading]:
-        """Read everything this interface names, in as few transactions as possible."""
+        """Read what this cycle needs and return every reading this interface names.
+
+        The first poll after discovery reads every model in full. After that a
+        cycle reads the fast set (voltages, frequency, W, var, VA, PF, currents,
+        operating state and their scale factors: a few coalesced registers of the
+        measurement model) plus at most one slow model that is due: status and
+        controls every 5 s, the whole measurement model every 10 s, nameplate and
+        basic settings every 60 s (:data:`hal.poll_plan.SLOW_PERIODS`), and any
+        model right after a write to it. Values of the slow models are those of
+        their last read, marked good and stamped ``now`` while the link is up.
+        """
         now = time.time() if now is None else now
+        mono = self._clock()
         try:
             dev = self.device
             if dev is None:
                 self.connect()
                 dev = self._require()
-            ids = [m for m in dev.map.model_ids if m in MEASUREMENT_MODELS + STATUS_MODELS]
-            need_nameplate = not self._nameplate or self._polls % self.nameplate_every == 0
-            if need_nameplate:
-                ids += [m for m in dev.map.model_ids if m in NAMEPLATE_MODELS]
-            models = dev.read_models(ids)
+            if self._schedule is None or not self._models:
+                self._full_read(dev, mono)
+            else:
+                self._fast_read(dev, mono)
         except Exception as exc:  # one error family upward: the link failed
             if not isinstance(exc, (TransportError, OSError)):
                 log.warning("unit %d: poll failed: %s", self.unit, exc)
@@ -206,10 +250,83 @@ class Inverter:
             return self._invalidate(now)
         self._polls += 1
         self.last_error = None
-        for mid in NAMEPLATE_MODELS:
-            if mid in models:
-                self._nameplate[mid] = models[mid]
-        models = {**self._nameplate, **models}
+        out = self._readings(self._models, now)
+        self._last = out
+        return out
+
+    def _polled_models(self, dev: SunSpecDevice) -> dict[int, str]:
+        kinds = {}
+        for m in dev.map.model_ids:
+            if m in MEASUREMENT_MODELS:
+                kinds[m] = "measurement"
+            elif m in STATUS_MODELS:
+                kinds[m] = "status"
+            elif m == 1:
+                kinds[m] = "common"
+            elif m in NAMEPLATE_MODELS:
+                kinds[m] = "nameplate"
+        return kinds
+
+    def _full_read(self, dev: SunSpecDevice, mono: float) -> None:
+        kinds = self._polled_models(dev)
+        self._models = dev.read_models(kinds)
+        self._fast = {}
+        for mid, model in self._models.items():
+            if kinds.get(mid) == "measurement":
+                self._plan_fast(dev, mid, model)
+        self._schedule = SlowSchedule.for_models(
+            kinds, mono, self.slow_periods)  # a model that did not decode is tried again
+        self.last_poll_kind = "full"
+
+    def _plan_fast(self, dev: SunSpecDevice, mid: int, model: DecodedModel) -> None:
+        """The fast set of one measurement model, around the registers the device refuses
+        and within the read size it accepts (both learned by ``read_models``)."""
+        paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
+                      if not any(a in dev.holes for a in _slot_addresses(model, p)))
+        if paths:
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+        else:
+            self._fast.pop(mid, None)
+
+    def _fast_read(self, dev: SunSpecDevice, mono: float) -> None:
+        assert self._schedule is not None
+        for mid, (paths, spans) in list(self._fast.items()):
+            if mid not in self._models:
+                continue
+            image: dict[int, int] = {}
+            holes, max_read = len(dev.holes), dev.max_read
+            budget = [SPLIT_BUDGET]
+            for span in spans:
+                # The device's own span reader: a refused span is split, its holes
+                # and its read size learned, as for a full read.
+                dev._read_span(span.address, span.count, image, budget)
+            got = tuple(p for p in paths
+                        if all(a in image for a in _slot_addresses(self._models[mid], p)))
+            self._models[mid] = overlay(self._models[mid], got, image)
+            if len(dev.holes) != holes or dev.max_read != max_read:
+                self._plan_fast(dev, mid, self._models[mid])
+        slow = self._schedule.next_due(mono)
+        kind = "fast"
+        if slow is not None:
+            fresh = dev.read_models([slow])
+            if slow in fresh:
+                self._models[slow] = fresh[slow]
+                if slow in self._fast:
+                    self._plan_fast(dev, slow, fresh[slow])
+            else:  # no longer decodes (dev.decode_errors says why): not served as good
+                self._models.pop(slow, None)
+            self._schedule.done(slow, mono)
+            kind = f"fast+{slow}"
+        self.last_poll_kind = kind
+
+    def refresh(self, model_ids: Any = None) -> None:
+        """Read these models (default: every slow model) at the next cycles, one a cycle."""
+        if self._schedule is not None:
+            self._schedule.now_due(self._schedule.due if model_ids is None else model_ids,
+                                   self._clock())
+
+    def _readings(self, models: Mapping[int, DecodedModel], now: float) -> dict[str, Reading]:
+        """Every named reading from decoded models (first candidate model present wins)."""
         out: dict[str, Reading] = {}
         for name, candidates in READ_POINTS.items():
             for model_ids, path, transform in candidates:
@@ -223,8 +340,39 @@ class Inverter:
         pf = self._pf_704(models, now)
         if pf is not None:
             out["OutPFSet"] = pf
-        self._last = out
+        self._derive(models, out, now)
         return out
+
+    def _derive(self, models: Mapping[int, DecodedModel], out: dict[str, Reading],
+                now: float) -> None:
+        """Ratings by one precedence, the wiring, and no phase the device does not have.
+
+        ``ACType`` is "single", "split" or "three" (good), or unknown
+        (invalid) with the reason in ``HalNotes``: a tuple of what this layer
+        could not make sense of, empty when it understands the device.
+        """
+        notes: list[str] = []
+        rated = ratings.resolve(models)
+        for name, r in rated.items():
+            out[name] = Reading(r.value, GOOD if r.value is not None else NOT_IMPLEMENTED, now)
+        out["RatingSources"] = Reading({k: r.source for k, r in rated.items()}, GOOD, now)
+        dev = self.device
+        topo = topology(dev.map.model_ids if dev is not None else list(models), models)
+        if topo.ac_type is None:
+            notes.append(f"phases unknown: {topo.reason}")
+            out["ACType"] = Reading(None, NOT_IMPLEMENTED, now)
+        else:
+            out["ACType"] = Reading(topo.ac_type.value, GOOD, now)
+            for ph, names in PHASE_POINTS.items():
+                if ph not in PHASES[topo.ac_type]:
+                    for n in names:
+                        if n in out:
+                            out[n] = Reading(None, NOT_IMPLEMENTED, now)
+        if dev is not None:
+            for mid, err in sorted(dev.decode_errors.items()):
+                if mid in MEASUREMENT_MODELS or mid in NAMEPLATE_MODELS:
+                    notes.append(f"model {mid} not understood: {err}")
+        out["HalNotes"] = Reading(tuple(notes), GOOD, now)
 
     def _pf_704(self, models: Mapping[int, DecodedModel], now: float) -> Reading | None:
         m = models.get(704)
@@ -265,7 +413,8 @@ class Inverter:
 
     def _invalidate(self, now: float) -> dict[str, Reading]:
         if not self._last:
-            return {name: Reading(None, LINK_FAILURE, now) for name in READ_POINTS}
+            return {name: Reading(None, LINK_FAILURE, now)
+                    for name in (*READ_POINTS, *DERIVED_POINTS)}
         return {name: Reading(r.value, STALE if r.value is not None else LINK_FAILURE, now)
                 for name, r in self._last.items()}
 
@@ -274,11 +423,13 @@ class Inverter:
         dev = self.device
         if dev is None:
             return None
-        if name == "RvrtTms":
-            return 123 if dev.has(123) else (704 if dev.has(704) else None)
+
+        def has(mid: int) -> bool:  # present, and decoded: never write a model not understood
+            return dev.has(mid) and mid not in dev.decode_errors
+
         if name == "Conn":
-            return 123 if dev.has(123) else (703 if dev.has(703) else None)
-        return 123 if dev.has(123) else (704 if dev.has(704) else None)
+            return 123 if has(123) else (703 if has(703) else None)
+        return 123 if has(123) else (704 if has(704) else None)
 
     def write_controls(self, changes: Mapping[str, Any]) -> None:
         """Write named controls; each model's share goes out in as few writes as possible.
@@ -293,9 +444,13 @@ class Inverter:
             target = self._control_target(name)
             if target is None:
                 raise UnsupportedControl(f"unit {self.unit}: no model carries {name}")
-            by_model.setdefault(target, {}).update(_control_points(target, name, value))
-        for mid, points in by_model.items():
-            dev.write_points(mid, points)
+            by_model.setdefault(target, {}).update(
+                _control_points(target, name, value, self._models))
+        try:
+            for mid, points in by_model.items():
+                dev.write_points(mid, points)
+        finally:
+            self.refresh(by_model)  # read back what was written at the next cycle
 
     # -- native curves
     def native_functions(self) -> tuple[str, ...]:
@@ -304,7 +459,10 @@ class Inverter:
         return ("volt_var",) if dev is not None and curves.supports_volt_var(dev) else ()
 
     def write_volt_var_curve(self, curve: curves.VoltVarCurve) -> None:
-        curves.write_volt_var(self._require(), curve)
+        try:
+            curves.write_volt_var(self._require(), curve)
+        finally:
+            self.refresh()  # a curve write may change modes and settings elsewhere
 
     def read_volt_var_curve(self) -> curves.VoltVarCurve:
         return curves.read_volt_var(self._require())
@@ -313,8 +471,26 @@ class Inverter:
         self.transport.close()
 
 
-def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
-    """Translate one named control into the points of one model."""
+def _slot_addresses(model: DecodedModel, path: str) -> range:
+    slot = model.layout.slots[path]
+    start = model.address + slot.offset
+    return range(start, start + slot.point.size)
+
+
+def _control_points(model_id: int, name: str, value: Any,
+                    models: Mapping[int, DecodedModel] | None = None) -> dict[str, Any]:
+    """Translate one named control into the points of one model.
+
+    ``VArPct`` (percent of the device's var maximum in the commanded direction,
+    :mod:`hal.ratings`) goes out in the base the device's control is set to:
+    123 ``VArPct_Mod`` (1 % of WMax, 2 % of VArMax, 3 % of VArAval) or 704
+    ``VarSetMod`` (0 % of WMax, 1 % of var max, 3 % of VA max, 4 vars). A
+    device whose mode is unset (0 / unimplemented in 123, unimplemented in 704)
+    is set to percent of var max.
+    """
+    models = models or {}
+    if name == "VArPct" and model_id in (123, 704):
+        return _var_points(model_id, float(value), models)
     if model_id == 123:
         table: dict[str, Callable[[Any], dict[str, Any]]] = {
             "Conn": lambda v: {"Conn": int(bool(v))},
@@ -322,8 +498,6 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
             "WMaxLim_Ena": lambda v: {"WMaxLim_Ena": int(bool(v))},
             "OutPFSet": lambda v: {"OutPFSet": float(v)},
             "OutPFSet_Ena": lambda v: {"OutPFSet_Ena": int(bool(v))},
-            # VArPct_Mod 2 = percent of VArMax: the reference the functions use.
-            "VArPct": lambda v: {"VArMaxPct": float(v), "VArPct_Mod": 2},
             "VArPct_Ena": lambda v: {"VArPct_Ena": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPct_RvrtTms": int(v), "OutPFSet_RvrtTms": int(v),
                                   "VArPct_RvrtTms": int(v)},
@@ -335,7 +509,6 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
             # 704 carries PF magnitude and excitation separately (Ext 1 = under-excited).
             "OutPFSet": lambda v: {"PFWInj.PF": abs(float(v)), "PFWInj.Ext": int(float(v) < 0)},
             "OutPFSet_Ena": lambda v: {"PFWInjEna": int(bool(v))},
-            "VArPct": lambda v: {"VarSetPct": float(v), "VarSetMod": 1},
             "VArPct_Ena": lambda v: {"VarSetEna": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPctRvrtTms": int(v), "PFWInjRvrtTms": int(v),
                                   "VarSetRvrtTms": int(v)},
@@ -349,3 +522,41 @@ def _control_points(model_id: int, name: str, value: Any) -> dict[str, Any]:
         raise UnsupportedControl(f"model {model_id} does not carry {name}")
     return table[name](value)
 
+
+
+def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -> dict[str, Any]:
+    m = models.get(model_id)
+    mode = m.raw.get("VArPct_Mod" if model_id == 123 else "VarSetMod") if m is not None else None
+    native = 2 if model_id == 123 else 1  # percent of var max
+    if mode is None or (model_id == 123 and mode == 0) or mode == native:
+        pts: dict[str, Any] = {"VArMaxPct" if model_id == 123 else "VarSetPct": pct}
+        if mode != native:
+            pts["VArPct_Mod" if model_id == 123 else "VarSetMod"] = native
+        return pts
+    rated = ratings.resolve(models)
+    cap = rated["VArMaxInj" if pct >= 0 else "VArMaxAbs"].value
+    if cap is None:
+        raise UnsupportedControl("var maximum unknown: cannot convert a var percentage "
+                                 f"to the device's base (mode {mode})")
+    var = pct / 100.0 * cap
+
+    def pct_of(base: float | None, what: str) -> float:
+        if base is None or base <= 0:
+            raise UnsupportedControl(f"{what} unknown: cannot convert to the device's base")
+        return max(-100.0, min(100.0, 100.0 * var / base))
+
+    if model_id == 123:
+        if mode == 1:
+            return {"VArWMaxPct": pct_of(rated["WMax"].value, "WMax")}
+        if mode == 3:
+            aval = models.get(122).values.get("VArAval") if 122 in models else None
+            return {"VArAvalPct": pct_of(aval, "122 VArAval")}
+    else:
+        if mode == 0:
+            return {"VarSetPct": pct_of(rated["WMax"].value, "WMax")}
+        if mode == 3:
+            return {"VarSetPct": pct_of(rated["VAMax"].value, "VAMax")}
+        if mode == 4:
+            return {"VarSet": var}
+    raise UnsupportedControl(f"model {model_id} var mode {mode} has no base this gateway "
+                             "can convert to")

@@ -31,7 +31,6 @@ from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
 from inverter_agent.events import EventLog
 from inverter_agent.functions import (
-    AntiIslandingReport,
     EngineState,
     Measurements,
     ReactiveMode,
@@ -39,6 +38,8 @@ from inverter_agent.functions import (
     Settings,
     step,
 )
+from inverter_agent.functions.settings import InvalidPolicy
+from inverter_agent.plausibility import Assessment, assess
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ DEADBAND = {"WMaxLimPct": 0.2, "VArPct": 0.5, "OutPFSet": 0.002}
 #: Measured-vs-commanded tolerances (IEEE 1547-2018 Table 3: P and Q +-5 % of rated).
 FOLLOW_TOL_PCT = 5.0
 ENERGIZING = {InvSt.STARTING, InvSt.MPPT, InvSt.THROTTLED}
+#: What standing aside writes: our enables off, so the device's own settings govern.
+RELEASE = {"WMaxLim_Ena": False, "OutPFSet_Ena": False, "VArPct_Ena": False}
+#: IEC 61850 HealthKind, as the health views show it.
+HEALTH_OK, HEALTH_WARNING, HEALTH_ALARM = 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -118,6 +123,10 @@ class ControllerStatus:
     rewrites_after_readback: int = 0
     not_followed: dict[str, str] = field(default_factory=dict)
     last_event: str | None = None
+    #: Why the gateway stands aside (its controls released), or None.
+    standing_aside: str | None = None
+    #: Caveats the gateway runs with (monitor only, reactive power not steered ...).
+    notes: tuple[str, ...] = ()
 
 
 class Controller:
@@ -149,8 +158,17 @@ class Controller:
         self.plant_cap_pct: float | None = None
         self._controls_for: object = None
         self._controls: set[str] = set()
+        #: The reading of the device's VNom (L-N 1, L-L 2 / sqrt 3), fixed per discovery.
+        self._v_ratio: float | None = None
+        self._v_ratio_for: object = None
+        self.assessment: Assessment | None = None
 
     # -- settings
+    def set_control_period(self, period_s: float) -> None:
+        """The loop now samples every ``period_s`` (an automatic poll period was chosen)."""
+        self.control_period_s = period_s
+        self.engine_settings = for_platform(self.settings, period_s)
+
     def apply_settings(self, settings: Settings) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
         so the change takes effect at the next cycle."""
@@ -204,11 +222,36 @@ class Controller:
                 "q_pct": sp.q_pct},
             "last_event": st.last_event,
             "plant_cap_pct": self.plant_cap_pct,
+            "standing_aside": st.standing_aside,
+            "notes": list(st.notes),
+            "health": self.health,
         }
+
+    @property
+    def health(self) -> int:
+        """HealthKind of the functions: alarm while standing aside, warning with caveats."""
+        if self.status.standing_aside is not None:
+            return HEALTH_ALARM
+        return HEALTH_WARNING if self.status.notes else HEALTH_OK
 
     # -- the cycle
     def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:
-        meas, why = self.measurements(snapshot)
+        a = self.assess(snapshot)
+        meas, why = a.meas, (a.problems[0] if a.problems else None)
+        notes = list(a.notes)
+        if self.inverter.connected and not self._supported_controls():
+            notes.append("monitor only: the device offers no immediate controls (123 or 704)")
+        self.status.notes = tuple(notes)
+        policy = self.settings.safety.on_invalid_measurements
+        if a.problems and policy is InvalidPolicy.STAND_ASIDE:
+            self._stand_aside(a, snapshot, t)
+            return None
+        if self.status.standing_aside is not None:
+            self.status.standing_aside = None
+            self.events.record("understood", "measurements understood again: the functions "
+                               "resume")
+            self.state = None  # a warm start: timers from before the gap mean nothing now
+        self._use_device_var_base(a)
         if self.state is None:
             # Warm start: a gateway restart must not knock an inverter that is
             # already energizing out of service for the enter-service delay; one
@@ -222,6 +265,9 @@ class Controller:
         cap = self.plant_cap_pct
         if cap is not None and cap < setpoints.p_limit_pct:
             setpoints = dataclasses.replace(setpoints, p_limit_pct=cap, cause="plant limit")
+        if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
+            # The device's var maximum is unknown: no var command in an assumed base.
+            setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)
         for ev in events:
             self.events.record(ev.kind.value, ev.detail, source="engine")
             self.status.last_event = ev.kind.value
@@ -240,34 +286,75 @@ class Controller:
         return setpoints
 
     # -- measurements
+    def assess(self, s: Mapping[str, Reading]) -> Assessment:
+        """Judge the snapshot (:mod:`inverter_agent.plausibility`); the reading of the
+        device's nominal voltage is fixed on the first snapshot that fits, per discovery."""
+        device = getattr(self.inverter, "device", None)
+        if device is not self._v_ratio_for:
+            self._v_ratio_for, self._v_ratio = device, None
+        a = assess(s, self.nominal_voltage, self._v_ratio)
+        if a.understood and self._v_ratio is None:
+            self._v_ratio = a.v_ratio
+        self.assessment = a
+        return a
+
     def measurements(self, s: Mapping[str, Reading]) -> tuple[Measurements, str | None]:
         """Engine measurements from a HAL snapshot, or invalid ones with the reason."""
-        if not _good(s, "link") or not s["link"].value:
-            return Measurements(valid=False), "inverter link down"
-        v_nom = self.nominal_voltage or _val(s, "VNom")
-        w_rtg = _val(s, "WRtg") or _val(s, "WMax")
-        va_rtg = _val(s, "VARtg") or w_rtg
-        if not v_nom or not w_rtg or not va_rtg:
-            return Measurements(valid=False), "ratings unknown (VNom / WRtg)"
-        phases = [s[n].value / v_nom for n in ("PhVphA", "PhVphB", "PhVphC") if _good(s, n)]
-        if not phases or not _good(s, "Hz") or not _good(s, "W"):
-            return Measurements(valid=False), "voltage, frequency or power invalid"
-        st = _val(s, "St")
-        if st is not None:
-            connected = st in {int(x) for x in ENERGIZING}
-        else:
-            connected = abs(s["W"].value) > 0.01 * w_rtg
-        ai = None
-        if _good(s, "AntiIslEna"):
-            ai = AntiIslandingReport.ENABLED if s["AntiIslEna"].value else \
-                AntiIslandingReport.DISABLED
-        w_aval = _val(s, "WAval")
-        return Measurements(
-            valid=True, v_pu=tuple(phases), f_hz=s["Hz"].value,
-            p_pu=s["W"].value / w_rtg,
-            q_pu=(_val(s, "VAr") or 0.0) / va_rtg,
-            p_avail_pu=None if w_aval is None else w_aval / w_rtg,
-            connected=connected, anti_islanding=ai), None
+        a = self.assess(s)
+        return a.meas, (a.problems[0] if a.problems else None)
+
+    def _use_device_var_base(self, a: Assessment) -> None:
+        """Run the engine with the device's own var maximum (% of its VA), not a default."""
+        if a.var_inj_pct is None:
+            return
+        pct = min(100.0, max(1.0, a.var_inj_pct))
+        np_ = self.engine_settings.nameplate
+        if abs(np_.var_max_pct - pct) > 1e-9:
+            self.engine_settings = dataclasses.replace(
+                self.engine_settings, nameplate=dataclasses.replace(np_, var_max_pct=pct))
+
+    def _stand_aside(self, a: Assessment, snapshot: Mapping[str, Reading], t: float) -> None:
+        """Release the controls this run set and say why; the engine restarts on return.
+
+        Releasing writes only our enables off (and Conn on if we had ceased): never
+        a lower limit and never a cease, so the inverter runs on its own settings.
+        """
+        why = "; ".join(a.problems)
+        if self.status.standing_aside != why:
+            if not a.link_down or self.status.standing_aside is None:
+                self.events.record("stand_aside", f"standing aside (controls released): {why}")
+                log.warning("standing aside, controls released: %s", why)
+            self.status.standing_aside = why
+        self.state = None
+        self.status.active = False
+        self.status.setpoints = None
+        self.status.reason = f"standing aside: {why}"
+        self._checks.clear()
+        if a.link_down or not self.inverter.connected:
+            return
+        supported = self._supported_controls()
+        release: dict[str, Any] = dict(RELEASE)
+        if self.status.written.get("Conn") is False:
+            release["Conn"] = True
+        changes = {}
+        for k, v in release.items():
+            if k not in supported or k not in self.status.written:
+                continue  # never set by this run: the device's own setting stays
+            rb = snapshot.get(k)
+            on_device = rb.value if rb is not None and rb.quality.good else None
+            if self.status.written[k] != v or (on_device is not None and bool(on_device) != v):
+                changes[k] = v
+        if not changes:
+            return
+        try:
+            self.inverter.write_controls(changes)
+        except Exception as exc:  # try again next cycle
+            self.status.write_errors += 1
+            log.warning("releasing %s failed: %s", sorted(changes), exc)
+            return
+        self.status.writes += 1
+        self.status.written.update(changes)
+        log.info("setpoints %s (cause: standing aside)", _fmt(changes))
 
     # -- writing
     def controls_for(self, sp: Setpoints) -> dict[str, Any]:
@@ -281,10 +368,19 @@ class Controller:
             # The inverter runs the programmed curve itself: no var setpoint over it.
             c.update(OutPFSet_Ena=False, VArPct_Ena=False)
         elif sp.reactive_mode is ReactiveMode.CONSTANT_Q:
-            c.update(VArPct=round(sp.q_pct, 2), VArPct_Ena=True, OutPFSet_Ena=False)
+            c.update(VArPct=round(self._device_var_pct(sp.q_pct), 2), VArPct_Ena=True,
+                     OutPFSet_Ena=False)
         else:
             c.update(OutPFSet_Ena=False, VArPct_Ena=False)
         return c
+
+    def _device_var_pct(self, q_pct: float) -> float:
+        """The engine's Q (% of the injecting var maximum) as % of the device's var
+        maximum in that direction (what the HAL's VArPct means)."""
+        a = self.assessment
+        if q_pct < 0 and a is not None and a.var_inj_pct and a.var_abs_pct:
+            q_pct = q_pct * a.var_inj_pct / a.var_abs_pct
+        return max(-100.0, min(100.0, q_pct))
 
     def _write(self, sp: Setpoints, snapshot: Mapping[str, Reading], t: float) -> None:
         if not self.inverter.connected:
@@ -416,7 +512,7 @@ class Controller:
         sp = self.status.setpoints
         if sp is None:
             return
-        w_rtg = _val(s, "WRtg") or _val(s, "WMax")
+        w_rtg = self.assessment.w_base if self.assessment is not None else None
         for key, chk in list(self._checks.items()):
             if t < chk.deadline:
                 continue
@@ -453,7 +549,10 @@ class Controller:
                 return None, ""  # no meaningful reactive check while (nearly) off
             q_pct_va = meas.q_pu * 100.0
             if sp.reactive_mode is ReactiveMode.CONSTANT_Q:
-                target = sp.q_pct * self.settings.nameplate.var_max_pct / 100.0
+                a = self.assessment
+                inj = a.var_inj_pct if a is not None and a.var_inj_pct else \
+                    self.engine_settings.nameplate.var_max_pct
+                target = sp.q_pct * inj / 100.0
             elif sp.reactive_mode is ReactiveMode.CONSTANT_PF:
                 q = meas.p_pu * math.tan(math.acos(max(0.01, min(1.0, sp.pf))))
                 target = (-q if sp.pf_absorbing else q) * 100.0

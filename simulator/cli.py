@@ -91,6 +91,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--models", default=",".join(map(str, registers.DEFAULT_MODELS)),
                    help="model ids in order, common model 1 first (default %(default)s); "
                         "e.g. 1,113,120,121,122,123 or 1,701,702,703,704,705")
+    g.add_argument("--profile", metavar="FILE",
+                   help="a device profile (simulator/profiles/*.json: register image, "
+                        "ratings and quirks, with its source); sets the models, base, unit "
+                        "and ratings")
     g.add_argument("--shuffle-seed", type=int, metavar="N",
                    help="put the models after model 1 in a seeded random order")
     g.add_argument("--units", type=unit_list, default=[1], metavar="1,2,3",
@@ -134,6 +138,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--serial", metavar="DEVICE", help="Modbus RTU on an existing serial port")
     t.add_argument("--baud", type=int, default=9600,
                    help="RTU baud rate, sets the 3.5-character gap (default 9600)")
+    t.add_argument("--emulate-baud", action="store_true",
+                   help="on a pty, answer only after the request and the response would "
+                        "have taken on a real line at --baud (10 bits a character, the "
+                        "3.5-character silence): a pty itself has no baud rate")
     t.add_argument("--fault", type=fault_arg, default=Fault(), metavar="MODE",
                    help="none, silent, exception:N, garbage, truncated, bad_crc, delay:S")
     t.add_argument("--control", default="127.0.0.1:0", metavar="HOST:PORT|off",
@@ -147,7 +155,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def build(args: argparse.Namespace) -> Simulation:
     """The simulation the options describe (nothing started yet)."""
-    ids = parse_models(args.models)
+    prof = None
+    if args.profile:
+        from .profile import load_profile
+
+        prof = load_profile(args.profile)
+        ids = list(prof.models)
+        args.base, args.units = prof.base, [prof.unit]
+        args.pf_units = prof.quirks.pf_units
+    else:
+        ids = parse_models(args.models)
     if args.shuffle_seed is not None:
         ids = shuffled(ids, args.shuffle_seed)
     phases = next((registers.PHASES[m] for m in ids if m in registers.PHASES), None)
@@ -159,6 +176,10 @@ def build(args: argparse.Namespace) -> Simulation:
                       var_max_abs=args.var_rtg if args.var_rtg is not None else 0.44 * va,
                       v_nom=args.v_nom, f_nom=args.f_nom, phases=phases or args.phases or 3,
                       pf_min=args.pf_min)
+    if prof is not None:
+        from dataclasses import replace as _replace
+
+        ratings = _replace(prof.ratings, phases=phases or prof.ratings.phases)
     params = PlantParams(ratings=ratings, tau_s=args.tau, native_trip=args.native_trip,
                          reconnect_delay_s=args.reconnect_delay)
     counts = {"NCrv": args.vv_curves, "NPt": args.vv_points}
@@ -166,12 +187,22 @@ def build(args: argparse.Namespace) -> Simulation:
     def make_units() -> dict[int, Inverter]:
         units = {}
         for u in args.units:
-            image = RegisterImage(args.base, ids, ratings, u, counts)
+            if prof is not None:
+                image = RegisterImage(args.base, ids, ratings, u, counts,
+                                      raw_models=prof.vendor_models,
+                                      end_marker=prof.quirks.end_marker)
+            else:
+                image = RegisterImage(args.base, ids, ratings, u, counts)
             for model, name, value in args.sf:
                 image.set_sf(name, value, model)
             seed = None if args.seed is None else args.seed + u
             units[u] = Inverter(image, params, dc_w=args.dc,
                                 pf_percent=args.pf_units == "pct", seed=seed)
+            if prof is not None:
+                from .profile import apply
+
+                units[u].unused_phases_zero = prof.quirks.unused_phases_zero
+                apply(prof, image)
         return units
 
     if not 1.0 <= args.rate <= 1000.0:
@@ -224,7 +255,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 announce(f"PTY {device} -> {link}" if link else f"SERIAL {device} {args.baud}")
 
             rtu = ModbusRtuServer(sim, baud=args.baud, pty_link=args.pty_link,
-                                  device=args.serial, on_port=on_port)
+                                  device=args.serial, on_port=on_port,
+                                  emulate_baud=args.emulate_baud)
             rtu.start()
             started.append(rtu)
             if args.pty_link:

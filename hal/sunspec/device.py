@@ -7,9 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal.sunspec.models import DecodedModel, decode, scale_exponent, to_raw
+from hal.sunspec.models import (
+    DecodedModel,
+    ModelDefinitionError,
+    decode,
+    scale_exponent,
+    to_raw,
+)
 from hal.sunspec.scan import DeviceMap, ModelLocation
-from hal.transport import MAX_READ, Transport
+from hal.transport import MAX_READ, DeviceException, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +26,32 @@ class ReadSpan:
     count: int
 
 
+#: Exception codes that mean "not this read" rather than "not this device":
+#: illegal data address (2) and illegal data value (3, a count the device will not serve).
+SPLIT_CODES = (2, 3)
+#: Most extra transactions one read may spend finding the registers a device refuses.
+SPLIT_BUDGET = 256
+
+
 def plan_reads(models: Iterable[ModelLocation], max_regs: int = MAX_READ,
-               max_gap: int = 0) -> list[ReadSpan]:
+               max_gap: int = 0, holes: frozenset[int] | set[int] = frozenset()) -> list[ReadSpan]:
     """Coalesce model blocks into as few reads as Modbus allows.
 
     Blocks closer than ``max_gap`` registers are merged (the gap is read and
-    thrown away); every span is at most ``max_regs`` registers.
+    thrown away); every span is at most ``max_regs`` registers and skips
+    ``holes`` (registers the device refuses to read).
     """
-    blocks = sorted((m.address, m.end) for m in models)
+    blocks = []
+    for m in models:
+        start = m.address
+        for a in range(m.address, m.end):
+            if a in holes:
+                if a > start:
+                    blocks.append((start, a))
+                start = a + 1
+        if m.end > start:
+            blocks.append((start, m.end))
+    blocks.sort()
     merged: list[list[int]] = []
     for start, end in blocks:
         if merged and start <= merged[-1][1] + max_gap:
@@ -48,6 +72,12 @@ class SunSpecDevice:
         self.transport = transport
         self.map = device_map
         self.unit = device_map.unit
+        #: Most registers per read this device serves (learned; Modbus allows 125).
+        self.max_read = MAX_READ
+        #: Registers this device refuses to read (learned): their points are unimplemented.
+        self.holes: set[int] = set()
+        #: Models that did not decode, with why.
+        self.decode_errors: dict[int, str] = {}
 
     def has(self, model_id: int) -> bool:
         return self.map.find(model_id) is not None
@@ -55,27 +85,73 @@ class SunSpecDevice:
     def read_models(self, model_ids: Iterable[int]) -> dict[int, DecodedModel]:
         """Read and decode the given models (absent ones are skipped).
 
-        One transaction per coalesced span of at most 125 registers. Raises
-        the transport's errors; nothing is decoded from a partial read.
+        One transaction per coalesced span of at most :attr:`max_read`
+        registers. A span the device refuses with exception 2 or 3 is split in
+        halves until every register it will serve is read: registers it refuses
+        alone are remembered as holes (their points read as unimplemented) and a
+        count it refuses lowers :attr:`max_read`, so the next poll plans around
+        both. A model that does not decode is left out and its error kept in
+        :attr:`decode_errors`. Raises the transport's link errors; nothing is
+        decoded from a partial read.
         """
         locs = [loc for mid in dict.fromkeys(model_ids)
                 if (loc := self.map.find(mid)) is not None and loc.known]
         if not locs:
             return {}
         image: dict[int, int] = {}
-        for span in plan_reads(locs):
-            regs = self.transport.read_holding(span.address, span.count, self.unit)
-            for i, r in enumerate(regs):
-                image[span.address + i] = r
+        budget = [SPLIT_BUDGET]
+        for span in plan_reads(locs, self.max_read, holes=self.holes):
+            self._read_span(span.address, span.count, image, budget)
         out = {}
         for loc in locs:
-            regs = [image[a] for a in range(loc.address, loc.end)]
+            regs = [image.get(a, 0) for a in range(loc.address, loc.end)]
+            if loc.address in self.holes or loc.address + 1 in self.holes:
+                self.decode_errors[loc.model_id] = "the device refuses to read its ID and L"
+                continue
             if regs[0] != loc.model_id:
                 # The device's map moved under us (firmware update, re-scan needed).
                 raise ModelMovedError(f"unit {self.unit}: model {loc.model_id} expected at "
                                       f"{loc.address}, found id {regs[0]}")
-            out[loc.model_id] = decode(loc.model_id, loc.address, regs)
+            try:
+                model = decode(loc.model_id, loc.address, regs)
+            except ModelDefinitionError as exc:
+                self.decode_errors[loc.model_id] = str(exc)
+                continue
+            self.decode_errors.pop(loc.model_id, None)
+            refused = {a - loc.address for a in range(loc.address, loc.end) if a in self.holes}
+            if refused:
+                model = _without(model, refused)
+            out[loc.model_id] = model
         return out
+
+    def _read_span(self, address: int, count: int, image: dict[int, int],
+                   budget: list[int]) -> None:
+        try:
+            regs = self.transport.read_holding(address, count, self.unit)
+        except DeviceException as exc:
+            if exc.code not in SPLIT_CODES:
+                raise
+            if count == 1:
+                self.holes.add(address)
+                log.info("unit %d: register %d refused (exception %d): read as unimplemented",
+                         self.unit, address, exc.code)
+                return
+            budget[0] -= 2
+            if budget[0] < 0:
+                raise TransportError(f"unit {self.unit}: the device refuses too many reads "
+                                     f"around {address}") from None
+            half = (count + 1) // 2
+            holes_before = len(self.holes)
+            self._read_span(address, half, image, budget)
+            self._read_span(address + half, count - half, image, budget)
+            if len(self.holes) == holes_before and half < self.max_read:
+                # Both halves read whole: the count was refused, not an address.
+                self.max_read = half
+                log.info("unit %d: reads of %d registers refused; reading at most %d",
+                         self.unit, count, half)
+            return
+        for i, r in enumerate(regs):
+            image[address + i] = r
 
     def write_points(self, model_id: int, values: Mapping[str, Any]) -> None:
         """Write engineering values to points of one model.
@@ -116,3 +192,14 @@ def _runs(words: Mapping[int, int]) -> list[tuple[int, list[int]]]:
         else:
             runs.append((addr, [words[addr]]))
     return runs
+
+
+def _without(model: DecodedModel, offsets: set[int]) -> DecodedModel:
+    """The model with every point that overlaps a refused register unimplemented."""
+    gone = {path for path, sl in model.layout.slots.items()
+            if any(o in offsets for o in range(sl.offset, sl.offset + sl.point.size))}
+    slots = model.layout.slots
+    raw = {k: (None if k in gone else v) for k, v in model.raw.items()}
+    values = {k: (None if k in gone or slots[k].sf_path in gone else v)
+              for k, v in model.values.items()}
+    return DecodedModel(model.model_id, model.name, model.address, model.layout, raw, values)

@@ -108,6 +108,11 @@ def _walk(transport: Transport, unit: int, address: int) -> list[ModelLocation]:
             break
         if model_id == END_ID or model_id == 0:
             break
+        if address + 2 + length > 0x10000:
+            # No end marker and whatever follows the last model is not one: a
+            # "model" that runs off the address space ends the chain.
+            log.info("unit %d: no end marker; chain ends at %d", unit, address)
+            break
         found.append(ModelLocation(model_id, address, length, _known(model_id)))
         address += 2 + length
     else:

@@ -10,7 +10,9 @@ enter-service draw is ``EngineState.random_u``, which the caller may replace
 Arbitration, most binding first:
 
 1. Invalid measurements (``safety.on_invalid_measurements``). Default
-   ``hold_last``: keep the last setpoints for ``safety.hold_s`` (5 s), then
+   ``stand_aside``: the controller releases its controls and does not run the
+   engine (docs/functions.md, "First, do no harm"); the engine, if called,
+   holds the last setpoints and never ceases. ``hold_last``: keep the last setpoints for ``safety.hold_s`` (5 s), then
    cease to energize and go out of service. Why not cease at once: the
    inverter's certified protection keeps working without the gateway, a read
    glitch should not cost a 300 s enter-service delay, and 5 s is the shortest
@@ -145,9 +147,14 @@ def _invalid(settings: Settings, state: EngineState, t: float) -> tuple[
     events: list[Event] = []
     since = t if state.invalid_since is None else state.invalid_since
     safe = settings.safety
-    if safe.on_invalid_measurements is InvalidPolicy.HOLD_LAST and t - since < safe.hold_s:
+    # STAND_ASIDE: the controller releases the inverter's controls and does not
+    # run the engine; called anyway, the engine never ceases on unknown input.
+    aside = safe.on_invalid_measurements is InvalidPolicy.STAND_ASIDE
+    if aside or (safe.on_invalid_measurements is InvalidPolicy.HOLD_LAST
+                 and t - since < safe.hold_s):
         if state.invalid_since is None:
-            detail = f"measurements invalid: holding last setpoints up to {safe.hold_s:g} s"
+            detail = ("measurements invalid: standing aside, no cease" if aside else
+                      f"measurements invalid: holding last setpoints up to {safe.hold_s:g} s")
             events.append(Event(EventKind.SAFE_STATE, t, detail))
         status = dataclasses.replace(state.status, state=OperatingState.SAFE_HOLD)
         return state.last, dataclasses.replace(state, t=t, invalid_since=since,

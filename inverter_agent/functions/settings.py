@@ -42,8 +42,17 @@ class SettingsError(ValueError):
 
 
 class InvalidPolicy(enum.Enum):
-    """What the engine does while measurements are invalid."""
+    """What the gateway does while measurements are missing, implausible or not understood.
 
+    ``STAND_ASIDE`` (the default: first, do no harm) releases the gateway's
+    controls so the inverter runs on its own certified settings, raises an
+    alarm and resumes once it understands the device again; the controller
+    does that without running the engine. The other two are for sites whose
+    utility requires ceasing to energize on unknown measurements, and must be
+    chosen explicitly.
+    """
+
+    STAND_ASIDE = "stand_aside"
     HOLD_LAST = "hold_last"  # keep the last setpoints for safety.hold_s, then cease
     CEASE_TO_ENERGIZE = "cease_to_energize"  # cease at once
 
@@ -68,7 +77,7 @@ class PowerLimitSettings:
 class SafetySettings:
     """Behaviour on invalid measurements (see engine module docstring)."""
 
-    on_invalid_measurements: InvalidPolicy = InvalidPolicy.HOLD_LAST
+    on_invalid_measurements: InvalidPolicy = InvalidPolicy.STAND_ASIDE
     hold_s: float = 5.0
 
 

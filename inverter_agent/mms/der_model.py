@@ -33,8 +33,9 @@ VArMaxQ1    DGEN1.VArMax              ASG    setMag.f, var (model 121 VArMaxQ1)
 WAval       DGEN1.AvlUpW              MV     mag.f, W (model 122 WAval: active power available)
 St          DGEN1.DEROpSt             ENS    stVal = ST_TO_DEROPST[St] (DERStateKind)
 St          DGEN1.Health              ENS    stVal 3 Alarm when St is 7 (FAULT), else 1 Ok
-link        LLN0.Health               ENS    stVal 1 Ok if the link is up, 3 Alarm if not
-link        LPHD1.PhyHealth           ENS    same as LLN0.Health
+health      LLN0.Health               ENS    stVal 1 Ok, 2 Warning (caveats), 3 Alarm (link down,
+                                             or the functions stand aside: see status)
+link        LPHD1.PhyHealth           ENS    stVal 1 Ok if the link is up, 3 Alarm if not
 Mn          LPHD1.PhyNam.vendor       DPL    model 1 manufacturer (string, no q/t)
 Md          LPHD1.PhyNam.model        DPL    model 1 model
 SN          LPHD1.PhyNam.serNum       DPL    model 1 serial number
@@ -54,7 +55,6 @@ LPHD1.Proxy = true (the LD stands for the inverter behind the gateway).
 from __future__ import annotations
 
 import enum
-from importlib import metadata
 from typing import Any
 
 from hal.inverter import OperatingState
@@ -157,10 +157,22 @@ def ecp_ref(name: str = "InEcpRef") -> DataObjectSpec:
 
 
 def _software_version() -> str:
-    try:
-        return metadata.version("inverter-agent")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    # The installed distribution's METADATA, read directly: importlib.metadata brings
+    # email, csv and zipfile along (~3 MB of a small board's memory).
+    import glob
+    import os
+    import sys
+
+    for folder in sys.path:
+        for meta in glob.glob(os.path.join(folder or ".", "inverter_agent-*.dist-info",
+                                           "METADATA")):
+            with open(meta, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+    return "unknown"
 
 
 def lln0(description: str) -> LogicalNodeSpec:
@@ -266,7 +278,7 @@ POINT_TABLE: tuple[tuple[str, str, Any], ...] = (
     ("WAval", "DGEN1.AvlUpW", None),
     ("St", "DGEN1.DEROpSt", deropst_from_st),
     ("St", "DGEN1.Health", health_from_st),
-    ("link", "LLN0.Health", health_from_link),
+    ("health", "LLN0.Health", None),
     ("link", "LPHD1.PhyHealth", health_from_link),
     ("Mn", "LPHD1.PhyNam.vendor", None),
     ("Md", "LPHD1.PhyNam.model", None),

@@ -85,7 +85,7 @@ F_NOM = "nameplate.f_nom_hz"
 class Setting:
     """One scalar setting: ``target`` attribute (below the LD) <-> settings ``path``.
 
-    kind: ``float`` (mms = value * scale), ``opt_float`` (None <-> -1),
+    kind: ``float`` (mms = value * scale), ``opt_float`` (None <-> exactly -1),
     ``bool``, ``flag`` (bool <-> ``path`` == ``when_true`` / ``when_false``),
     ``ms`` (an ING in milliseconds <-> seconds; the standard's ``...Tmms``) or
     ``s`` (an ING in whole seconds, the standard's ``...Tms``), ``per_hz``
@@ -140,7 +140,7 @@ class Setting:
             if value <= 0:
                 raise SettingsError(f"{self.path}: gradient {value!r} must be > 0")
             return clean(100.0 / (value * f_nom))
-        if self.kind == "opt_float" and value < 0:
+        if self.kind == "opt_float" and value == -1:  # the "off" sentinel, nothing else
             return None
         return clean(value / self.scale)
 
@@ -205,8 +205,9 @@ class Curve:
                 name = old[i]["name"] if i < len(old) else f"{self.name_prefix}{i + 1}"
                 out.append({"name": name, "threshold": clean(threshold / self.y_scale),
                             "inclusive": bool(inclusive), "mode": REGION_MODES[mode - 1],
-                            "ride_through_s": None if ride < 0 else clean(ride),
-                            "clearing_time_s": None if clearing < 0 else clean(clearing)})
+                            # exactly -1 is "none"; any other value goes to the validator
+                            "ride_through_s": None if ride == -1 else clean(ride),
+                            "clearing_time_s": None if clearing == -1 else clean(clearing)})
             else:
                 x, y = element
                 if x == 0:
@@ -342,7 +343,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DWMX1.RpuMax.setMag.f", "ramp.up_pct_per_s", "opt_float"),
     Setting("DWMX1.RpdMax.setMag.f", "ramp.down_pct_per_s", "opt_float"),
     Setting("DGEN1.InvMsCease.setVal", "safety.on_invalid_measurements", "flag",
-            when_true="cease_to_energize", when_false="hold_last"),
+            when_true="cease_to_energize", when_false="stand_aside"),
     Setting("DGEN1.InvMsHldTmms.setVal", "safety.hold_s", "ms"),
     Setting("DECP1.AIEna.setVal", "anti_islanding.enabled", "bool"),
     Setting("DECP1.AICeaseDis.setVal", "anti_islanding.cease_on_disabled", "bool"),
@@ -737,8 +738,8 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
                  _ext(_vss("VRgn", "voltage region (NN, HV1, LV2 ...)")),
                  _ext(_vss("HzRgn", "frequency region")),
                  _ext(_vss("NotFlw", "commands the inverter does not follow")),
-                 _ext(_spg("InvMsCease", "invalid measurements: true cease, false hold "
-                                         "last")),
+                 _ext(_spg("InvMsCease", "invalid measurements: true cease, false stand "
+                                         "aside")),
                  _ext(_ing("InvMsHldTmms", "hold time on invalid measurements, ms")),
                  _ext(DataObjectSpec("RlsCmd", Cdc.SPC, ctl_model=_DIRECT,
                                      desc="true releases every temporary command; stVal: "

@@ -90,9 +90,10 @@ def test_no_momentary_cessation_while_out_of_service():
 
 
 def test_invalid_measurements_hold_then_cease_and_reenter_service():
+    s = with_(RULE21, "safety", on_invalid_measurements=InvalidPolicy.HOLD_LAST)
     state = EngineState.initial(0.0, in_service=True)
     bad = Measurements(valid=False)
-    out, state = run(RULE21, [(meas(v=1.05), 100), (bad, 100), (meas(), 3100)], state)
+    out, state = run(s, [(meas(v=1.05), 100), (bad, 100), (meas(), 3100)], state)
     held = out[99][1]
     during = [(t, sp) for t, sp, _ in out[100:200]]
     # First invalid sample at 10.1 s; hold_s = 5 s.
@@ -102,6 +103,14 @@ def test_invalid_measurements_hold_then_cease_and_reenter_service():
     assert [round(t, 1) for t, _ in safe] == [10.1, 15.1]
     assert events(out, EventKind.MEASUREMENTS_RESTORED)[0][0] == 20.1
     assert events(out, EventKind.RECONNECT)[0][0] >= 20.1 + 300.0
+
+
+def test_invalid_measurements_never_cease_by_default():
+    """The default policy stands aside: the engine holds, it never ceases on unknown input."""
+    state = EngineState.initial(0.0, in_service=True)
+    out, state = run(RULE21, [(meas(), 5), (Measurements(valid=False), 600)], state)
+    assert all(sp.connect and sp.p_limit_pct >= out[4][1].p_limit_pct for _, sp, _ in out[5:])
+    assert state.status.state is OperatingState.SAFE_HOLD
 
 
 def test_invalid_measurements_cease_immediately_when_configured():

@@ -42,6 +42,7 @@ from inverter_agent.events import EventLog
 from inverter_agent.mms.binding import FunctionBinding, attach_functions
 from inverter_agent.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from inverter_agent.mms.functions_model import functions_model_spec
+from inverter_agent.mms.hardening import route_native_output
 from inverter_agent.mms.security import AccessPolicy, TlsSettings, check_bind
 from inverter_agent.mms.server import MmsServer
 from inverter_agent.settings_service import SettingsService
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = protocol
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    route_native_output()  # the library's own prints: into the log, at DEBUG
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
