@@ -296,6 +296,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         if cert:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+    utility = st.get("ieee2030_5")
+    if utility:
+        since = utility.get("since_contact_s")
+        state = utility.get("state", "?")
+        print(f"2030.5          {utility.get('server')} "
+              f"{'LOST' if state == 'lost' else state}, last contact "
+              + (f"{since:.0f} s ago" if since is not None else "never")
+              + f", LFDI {utility.get('lfdi')}")
+        for e in utility.get("events") or []:
+            print(f"  event {e['mrid'][:8]}  {time.strftime('%H:%M:%S', time.localtime(e['start']))}"
+                  f"-{time.strftime('%H:%M:%S', time.localtime(e['end']))}  {e['control']}")
+        if utility.get("default_control"):
+            print(f"  default control {utility['default_control']}")
+        if utility.get("refused"):
+            print(f"  refused         {len(utility['refused'])} control(s); last: "
+                  f"{list(utility['refused'].values())[-1]}")
     wire = st.get("wire") or {}
     if wire.get("error"):
         print(f"wire            not counted: {wire['error']}")

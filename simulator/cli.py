@@ -91,6 +91,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--models", default=",".join(map(str, registers.DEFAULT_MODELS)),
                    help="model ids in order, common model 1 first (default %(default)s); "
                         "e.g. 1,113,120,121,122,123 or 1,701,702,703,704,705")
+    g.add_argument("--profile", metavar="FILE",
+                   help="a device profile (simulator/profiles/*.json: register image, "
+                        "ratings and quirks, with its source); sets the models, base, unit "
+                        "and ratings")
     g.add_argument("--shuffle-seed", type=int, metavar="N",
                    help="put the models after model 1 in a seeded random order")
     g.add_argument("--units", type=unit_list, default=[1], metavar="1,2,3",
@@ -151,7 +155,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def build(args: argparse.Namespace) -> Simulation:
     """The simulation the options describe (nothing started yet)."""
-    ids = parse_models(args.models)
+    prof = None
+    if args.profile:
+        from .profile import load_profile
+
+        prof = load_profile(args.profile)
+        ids = list(prof.models)
+        args.base, args.units = prof.base, [prof.unit]
+        args.pf_units = prof.quirks.pf_units
+    else:
+        ids = parse_models(args.models)
     if args.shuffle_seed is not None:
         ids = shuffled(ids, args.shuffle_seed)
     phases = next((registers.PHASES[m] for m in ids if m in registers.PHASES), None)
@@ -163,6 +176,10 @@ def build(args: argparse.Namespace) -> Simulation:
                       var_max_abs=args.var_rtg if args.var_rtg is not None else 0.44 * va,
                       v_nom=args.v_nom, f_nom=args.f_nom, phases=phases or args.phases or 3,
                       pf_min=args.pf_min)
+    if prof is not None:
+        from dataclasses import replace as _replace
+
+        ratings = _replace(prof.ratings, phases=phases or prof.ratings.phases)
     params = PlantParams(ratings=ratings, tau_s=args.tau, native_trip=args.native_trip,
                          reconnect_delay_s=args.reconnect_delay)
     counts = {"NCrv": args.vv_curves, "NPt": args.vv_points}
@@ -170,12 +187,22 @@ def build(args: argparse.Namespace) -> Simulation:
     def make_units() -> dict[int, Inverter]:
         units = {}
         for u in args.units:
-            image = RegisterImage(args.base, ids, ratings, u, counts)
+            if prof is not None:
+                image = RegisterImage(args.base, ids, ratings, u, counts,
+                                      raw_models=prof.vendor_models,
+                                      end_marker=prof.quirks.end_marker)
+            else:
+                image = RegisterImage(args.base, ids, ratings, u, counts)
             for model, name, value in args.sf:
                 image.set_sf(name, value, model)
             seed = None if args.seed is None else args.seed + u
             units[u] = Inverter(image, params, dc_w=args.dc,
                                 pf_percent=args.pf_units == "pct", seed=seed)
+            if prof is not None:
+                from .profile import apply
+
+                units[u].unused_phases_zero = prof.quirks.unused_phases_zero
+                apply(prof, image)
         return units
 
     if not 1.0 <= args.rate <= 1000.0:

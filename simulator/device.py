@@ -79,6 +79,8 @@ class Inverter:
         self.state = PlantState()
         self.commands = Commands()
         self.forced_fault = False
+        #: Profile quirk: phases the device lacks read 0 instead of the sentinel.
+        self.unused_phases_zero = False
         # Local mode: the inverter's own panel has taken control. Writes still
         # land in the registers (as on real devices) but the output keeps
         # following the commands frozen when local mode began.
@@ -309,6 +311,9 @@ class Inverter:
         for i, ph in enumerate("ABC"[:len(m.v_ph)]):
             vals[f"Aph{ph}"] = m.a_ph[i]
             vals[f"PhVph{ph}"] = m.v_ph[i]
+        if self.unused_phases_zero:
+            for ph in "ABC"[len(m.v_ph):]:
+                vals[f"Aph{ph}"] = vals[f"PhVph{ph}"] = 0.0
         for name, v in zip(("PPVphAB", "PPVphBC", "PPVphCA"), m.v_ll, strict=False):
             vals[name] = v
         if mid in (111, 112, 113):
@@ -340,6 +345,9 @@ class Inverter:
                          f"TotWhInj{ph}": int(s.wh / n)})
         for name, v in zip(("VL1L2", "VL2L3", "VL3L1"), m.v_ll, strict=False):
             vals[name] = v
+        if self.unused_phases_zero:
+            for i in range(n, 3):
+                vals[f"VL{i + 1}"] = vals[f"AL{i + 1}"] = vals[f"WL{i + 1}"] = 0.0
         for p, v in vals.items():
             if img.has(701, p):
                 img.set(701, p, v)

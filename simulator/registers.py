@@ -228,15 +228,30 @@ class RegisterImage:
     """
 
     def __init__(self, base: int, model_ids: Sequence[int], ratings: Ratings, unit_id: int,
-                 counts: Mapping[str, int] | None = None) -> None:
+                 counts: Mapping[str, int] | None = None,
+                 raw_models: Mapping[int, int] | None = None, end_marker: bool = True) -> None:
+        """``raw_models`` (id -> length) are blocks with no shipped definition (vendor
+        models): ID, L and zeros, read-only. ``end_marker`` False leaves out the
+        0xFFFF end model: a read past the last model is refused (exception 2)."""
         if not 0 <= base <= 0xFFFF:
             raise ValueError(f"base address {base} is outside 0..65535")
         self.base = base
         self.unit_id = unit_id
         counts = dict(counts or {})
+        raw_models = dict(raw_models or {})
+        #: Device quirks on reads: addresses refused alone or inside any read, and the
+        #: most registers one read may ask for (more: exception ``max_read_code``).
+        self.refused: set[int] = set()
+        self.max_read = 125
+        self.max_read_code = ILLEGAL_VALUE
         self.models: list[PlacedModel] = []
+        self.raw_blocks: list[tuple[int, int, int]] = []  # (id, address, length)
         regs: list[int] = list(SUNS)
         for mid in model_ids:
+            if mid in raw_models:
+                self.raw_blocks.append((mid, base + len(regs), raw_models[mid]))
+                regs += [mid, raw_models[mid]] + [0] * raw_models[mid]
+                continue
             layout = sm.lay_out(mid, counts=counts if mid == 705 else None)
             placed = PlacedModel(mid, base + len(regs), layout, write_validators(mid, ratings))
             values = default_values(mid, ratings, unit_id, counts)
@@ -248,7 +263,8 @@ class RegisterImage:
                     sm.to_raw(value, slot, sm.scale_exponent(slot, raw))
             regs += sm.encode(layout, raw)
             self.models.append(placed)
-        regs += [END_ID, 0]
+        if end_marker:
+            regs += [END_ID, 0]
         if base + len(regs) > 0x10000:
             raise ValueError(f"{len(regs)} registers do not fit above base {base}")
         self.regs = regs
@@ -275,9 +291,15 @@ class RegisterImage:
     def read(self, address: int, count: int) -> list[int]:
         if not 1 <= count <= 125:
             raise ModbusError(ILLEGAL_VALUE, f"count {count} outside 1..125")
+        if count > self.max_read:
+            raise ModbusError(self.max_read_code, f"count {count} above this device's "
+                                                  f"{self.max_read}")
         if address < self.base or address + count > self.end:
             raise ModbusError(ILLEGAL_ADDRESS, f"{address}+{count} outside the image "
                                                f"{self.base}..{self.end - 1}")
+        if self.refused and any(a in self.refused for a in range(address, address + count)):
+            raise ModbusError(ILLEGAL_ADDRESS, f"{address}+{count} spans registers this "
+                                               "device does not implement")
         i = address - self.base
         return self.regs[i:i + count]
 

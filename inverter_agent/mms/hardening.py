@@ -38,8 +38,10 @@ Two things, both process-level and both self-checking:
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import logging
 import os
+import socket
 import sys
 import threading
 from typing import Any
@@ -289,3 +291,231 @@ def route_native_output() -> NativeOutput:
             _native_output = NativeOutput()
             _native_output.start()
         return _native_output
+
+
+# --- the server's sockets, seen from inside the process ------------------------------------
+
+#: A TCP endpoint as :func:`inverter_agent.wirestats.parse_peer` writes it: (ip, port).
+Endpoint = tuple[str, int]
+
+
+def _endpoint(address: Any) -> Endpoint | None:
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host = str(address[0]).partition("%")[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host.removeprefix("::ffff:")
+    return host, int(address[1])
+
+
+def server_sockets(port: int) -> dict[int, tuple[int, Endpoint]]:
+    """fd -> (socket inode, peer) of every connected TCP socket of this process whose
+    local port is ``port``: the MMS server's accepted connections, including those
+    still in their TLS handshake (the library does that in its listener thread,
+    before any callback knows the connection exists)."""
+    out: dict[int, tuple[int, Endpoint]] = {}
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            fd = int(name)
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except (ValueError, OSError):
+            continue
+        if not link.startswith("socket:["):
+            continue
+        inode = int(link[8:-1])
+        found = _inspect(fd, inode, port)
+        if found is not None:
+            out[fd] = (inode, found)
+    return out
+
+
+def _inspect(fd: int, inode: int, port: int) -> Endpoint | None:
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        if os.fstat(dup).st_ino != inode:  # the fd was reused meanwhile
+            return None
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return None
+    try:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET,
+                                                                  socket.AF_INET6):
+            return None
+        local = _endpoint(sock.getsockname())
+        if local is None or local[1] != port:
+            return None
+        return _endpoint(sock.getpeername())
+    except OSError:  # the listening socket (no peer), or gone
+        return None
+    finally:
+        sock.close()  # closes our duplicate only
+
+
+def cut(fd: int, inode: int) -> bool:
+    """Shut a server socket down (both directions) without closing the library's fd.
+
+    The library's blocked read (a TLS handshake in the listener thread, a
+    connection thread waiting for a COTP or ACSE PDU) returns at once and it
+    closes the connection itself; the fd cannot be reused under it meanwhile.
+    False if the fd is no longer that socket.
+    """
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return False
+    try:
+        if os.fstat(dup).st_ino != inode:
+            return False
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+# --- refusing a peer before it takes a slot: a SYN filter on the listening socket -----------
+
+_SO_ATTACH_FILTER = 26
+_SO_DETACH_FILTER = 27
+_SKF_NET_OFF = -0x100000
+_BPF_LD_B_ABS, _BPF_LD_W_ABS = 0x30, 0x20
+_BPF_AND_K, _BPF_JEQ_K, _BPF_RET_K = 0x54, 0x15, 0x06
+#: Addresses a filter holds at most (IPv4; a cBPF program may have 4096 instructions).
+MAX_BLOCKED = 256
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def listening_socket(port: int) -> tuple[int, int] | None:
+    """(fd, inode) of this process's TCP listening socket on ``port``."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            fd = int(name)
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except (ValueError, OSError):
+            continue
+        if not link.startswith("socket:["):
+            continue
+        inode = int(link[8:-1])
+        with _Duplicate(fd, inode) as sock:
+            if sock is None or sock.type != socket.SOCK_STREAM:
+                continue
+            try:
+                if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    continue
+                local = _endpoint(sock.getsockname())
+            except OSError:
+                continue
+            if local is not None and local[1] == port:
+                return fd, inode
+    return None
+
+
+class _Duplicate:
+    """``with _Duplicate(fd, inode) as sock``: a socket object on a duplicate of ``fd``
+    (None if ``fd`` is no longer that socket); only the duplicate is closed after."""
+
+    def __init__(self, fd: int, inode: int) -> None:
+        self.fd, self.inode = fd, inode
+        self.sock: socket.socket | None = None
+
+    def __enter__(self) -> socket.socket | None:
+        try:
+            dup = os.dup(self.fd)
+        except OSError:
+            return None
+        try:
+            if os.fstat(dup).st_ino != self.inode:
+                os.close(dup)
+                return None
+            self.sock = socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            return None
+        return self.sock
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _syn_filter(blocked: list[str]) -> list[tuple[int, int, int, int]]:
+    """cBPF: drop packets whose IPv4 source is in ``blocked``, accept everything else.
+
+    On a listening TCP socket the kernel runs the filter on each SYN (and on the
+    handshake's final ACK) before a connection exists: a dropped SYN is
+    retransmitted by the client after 1 s, 3 s, ... so the peer is slowed down
+    and never reaches accept(), let alone one of the library's slots.
+    """
+    addresses = []
+    for text in blocked[:MAX_BLOCKED]:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if address.version == 4:
+            addresses.append(int(address))
+    n = len(addresses)
+    accept = (_BPF_RET_K, 0, 0, 0xFFFFFFFF)
+    drop = (_BPF_RET_K, 0, 0, 0)
+    program = [
+        (_BPF_LD_B_ABS, 0, 0, (_SKF_NET_OFF + 0) & 0xFFFFFFFF),   # version | IHL
+        (_BPF_AND_K, 0, 0, 0xF0),
+        (_BPF_JEQ_K, 0, n + 1, 0x40),                            # not IPv4: accept
+        (_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF),  # IPv4 source address
+    ]
+    for i, address in enumerate(addresses):
+        # equal: jump over the remaining comparisons and the accept, to the drop
+        program.append((_BPF_JEQ_K, n - i, 0, address))
+    return [*program, accept, drop]
+
+
+def set_syn_filter(port: int, blocked: list[str]) -> bool:
+    """Make the listening socket on ``port`` drop connection attempts from ``blocked``
+    (IPv4 addresses; an empty list removes the filter). True if it was applied."""
+    found = listening_socket(port)
+    if found is None:
+        return False
+    with _Duplicate(*found) as sock:
+        if sock is None:
+            return False
+        try:
+            if not blocked:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+                except OSError:
+                    pass  # no filter attached
+                return True
+            instructions = _syn_filter(blocked)
+            array = (_SockFilter * len(instructions))(*[_SockFilter(*i) for i in instructions])
+            prog = _SockFprog(len(instructions), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
+            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(prog))
+            return True
+        except OSError as exc:
+            log.warning("MMS: cannot set the connection filter on port %d: %s", port, exc)
+            return False
