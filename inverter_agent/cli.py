@@ -275,6 +275,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, mean "
               f"{st['mean_poll_s'] * 1e3:.1f} ms, max {st['max_poll_s'] * 1e3:.1f} ms, "
               f"{st['cycles']} cycles, {st['overruns']} overruns")
+        auto = st.get("poll_period_auto")
+        if auto:
+            print(f"poll period     auto: {auto.get('reason')}")
         plant = st.get("plant") or {}
         tot, limit = plant.get("totals"), plant.get("limit") or {}
         if tot:
