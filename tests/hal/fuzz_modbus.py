@@ -247,7 +247,8 @@ class FuzzDevice:
 
 
 def fuzz_run(profile_path: str, frames: int, tcp: bool = True, seed: int = 1,
-             timeout: float = 0.05, time_limit: float = 120.0) -> dict[str, Any]:
+             timeout: float = 0.05, time_limit: float = 120.0,
+             bad_share: float = 0.5) -> dict[str, Any]:
     """Poll a fuzzing device until it has answered ``frames`` requests (or ``time_limit``).
 
     Returns counts and every breach: a poll that raised, a poll longer than its
@@ -267,7 +268,7 @@ def fuzz_run(profile_path: str, frames: int, tcp: bool = True, seed: int = 1,
         assert ref_inv.last_error is None, ref_inv.last_error
         t.close()
     truth = {k: r.value for k, r in truth.items() if r.quality.good}
-    m = Mutator(seed)
+    m = Mutator(seed, bad_share=bad_share, silence_share=min(0.02, bad_share / 10))
     out: dict[str, Any] = {"profile": prof.name, "transport": "tcp" if tcp else "rtu",
                            "polls": 0, "failed_polls": 0, "good_polls": 0, "raised": [],
                            "wrong_good": [], "slow_polls": 0, "max_poll_s": 0.0}
@@ -302,11 +303,12 @@ def fuzz_run(profile_path: str, frames: int, tcp: bool = True, seed: int = 1,
                     out["wrong_good"].append((k, r.value, truth[k]))
                 elif r.quality.good and k not in truth and r.value is not None:
                     out["wrong_good"].append((k, r.value, None))
-            if out["polls"] % 50 == 0:
+            if out["polls"] % 10 == 0:
                 mem.append(tracemalloc.get_traced_memory()[0])
         tracemalloc.stop()
         t.close()
         out["frames"] = dev.frames
+    out["seconds"] = round(time.monotonic() - (t_end - time_limit), 1)
     out["poll_bound_s"] = round(bound, 3)
     out["max_poll_s"] = round(out["max_poll_s"], 3)
     out["mutations"] = dict(sorted(m.counts.items()))
