@@ -50,7 +50,8 @@ def corpus(report=None, workers: int = 4) -> list[dict]:
         failed = [c for c, ok in r["checks"].items() if not ok]
         if r.get("error"):
             failed.append(f"error: {r['error']}")
-        print(f"{r['profile']:<40} {r['transport']:<4} {'yes' if r['checks'].get('discovered') else 'NO':>5} "
+        found = "yes" if r["checks"].get("discovered") else "NO"
+        print(f"{r['profile']:<40} {r['transport']:<4} {found:>5} "
               f"{_fmt(r.get('read_error_pct'), '.3f'):>10} {_fmt(r.get('volt_var_error_pct')):>10} "
               f"{_fmt(r.get('false_trips'), 'd'):>11} {_fmt(r.get('first_good_s')):>10}  "
               f"{', '.join(failed) or '-'}", flush=True)
@@ -94,7 +95,8 @@ def fuzz(report=None, frames: int = 100_000) -> list[dict]:
             report(f"Modbus fuzz {r['transport']}: malformed values served good",
                    str(len(r["wrong_good"])),
                    f"{r['frames']} frames, {bad} malformed; crashes {len(r['raised'])}; "
-                   f"slowest poll {r['max_poll_s']} s; memory +{r['mem_growth_bytes'] / 1e3:.0f} kB")
+                   f"slowest poll {r['max_poll_s']} s; "
+                   f"memory +{r['mem_growth_bytes'] / 1e3:.0f} kB")
     return results
 
 
