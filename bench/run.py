@@ -647,7 +647,7 @@ def bench_cost(tmp: str, seconds: float) -> None:
 
 
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle",
-           "settings", "site", "clients", "cost")
+           "settings", "site", "clients", "cost", "corpus", "fuzz")
 
 
 def main() -> int:
@@ -682,6 +682,12 @@ def main() -> int:
             bench_clients(tmp, 6.0 if q else 10.0)
         if "cost" in only:
             bench_cost(tmp, 20.0 if q else 60.0)
+        if "corpus" in only:  # bench/corpus.py: one row per device profile
+            import corpus
+            corpus.corpus(report)
+        if "fuzz" in only:
+            import corpus
+            corpus.fuzz(report, 2000 if q else 100_000)
     return 0
 
 

@@ -195,6 +195,11 @@ class Inverter:
         """Discover the device's models (raises TransportError / NotSunSpec)."""
         kwargs = {"bases": self.bases} if self.bases else {}
         dmap = discover(self.transport, self.unit, **kwargs)
+        if not any(m in dmap.model_ids for m in MEASUREMENT_MODELS):
+            # A chain cut short (a garbled answer while walking) or no inverter at all:
+            # not a device to steer; discovery is tried again at the next poll.
+            raise TransportError(f"unit {self.unit}: no inverter model in the chain "
+                                 f"{dmap.model_ids}")
         self.device = SunSpecDevice(self.transport, dmap)
         self._models = {}
         self._fast = {}

@@ -360,6 +360,11 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
                 if fn.get("plant_cap_pct") is not None else ""))
         if fn.get("not_followed"):
             line("NOT FOLLOWED", str(fn["not_followed"]))
+        if fn.get("standing_aside"):
+            line("STANDING ASIDE", f"controls released, the inverter runs on its own "
+                 f"settings: {fn['standing_aside']}")
+        for note in fn.get("notes") or ():
+            line("note", note)
     else:
         line("functions", "off (monitoring only)")
     trips = [e for e in EventLog(state_dir).read() if e.get("kind") == "trip"]
