@@ -166,3 +166,26 @@ def test_refusals_are_aggregated_per_peer_and_window(tmp_path):
     assert sum(e["count"] for e in entries) == 1000
     assert len(entries) == 4 + 4 + 1
     assert "refusals from 10.0.0.1 in" in " ".join(e["summary"] for e in entries)
+
+
+def test_audit_command_acknowledges_an_intact_chain_only(tmp_path):
+    import subprocess
+    import sys
+
+    log = AuditLog(str(tmp_path))
+    log.record("setting.write", "engineer", "ok", "fixed_pf.pf", 0.9, 0.95)
+    log.record("mms.tls", "10.0.0.9", "refused", reason="x", protect=False, count=3,
+               summary="3 refusals from 10.0.0.9 in 5 s: x")
+    run = [sys.executable, "-m", "inverter_agent.cli", "audit", "--state-dir", str(tmp_path)]
+    r = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "setting.write" in r.stdout and "10.0.0.9" not in r.stdout
+    r = subprocess.run([*run, "--refusals", "--ack"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "3 refusals from 10.0.0.9" in r.stdout
+    assert "acknowledged up to entry 2" in r.stdout  # the write, then the ack itself
+    assert AuditLog(str(tmp_path)).acknowledged() == 2
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    lines[0] = lines[0].replace("0.95", "0.99")  # tampered: no acknowledgement
+    (tmp_path / "audit.jsonl").write_text("\n".join(lines) + "\n")
+    r = subprocess.run([*run, "--ack"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and "BROKEN" in r.stdout and "acknowledged" not in r.stdout
