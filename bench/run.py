@@ -647,7 +647,7 @@ def bench_cost(tmp: str, seconds: float) -> None:
 
 
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle",
-           "settings", "site", "clients", "cost", "corpus", "fuzz")
+           "settings", "site", "clients", "cost", "corpus", "fuzz", "security")
 
 
 def main() -> int:
@@ -688,6 +688,16 @@ def main() -> int:
         if "fuzz" in only:
             import corpus
             corpus.fuzz(report, 2000 if q else 100_000)
+        if "security" in only:
+            print("MMS over TLS refusing a handshake flood (bench/security.py)")
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location(
+                "bench_security", os.path.join(ROOT, "bench", "security.py"))
+            assert spec is not None and spec.loader is not None
+            bench_security = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(bench_security)
+            bench_security.run(4.0 if q else 10.0, report)
     return 0
 
 

@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
     audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
+    audit.add_argument("--ack", action="store_true",
+                       help="after printing and verifying, record that the log was read: "
+                            "rotation may then drop what was printed (otherwise entries "
+                            "about authenticated actions are kept for audit_retain_days)")
+    audit.add_argument("--refusals", action="store_true",
+                       help="also print the aggregated refusals of unauthenticated peers")
 
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
     status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
@@ -240,15 +246,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from inverter_agent.audit import AuditLog, verify
 
     log_ = AuditLog(args.state_dir)
-    entries = log_.entries()
+    entries = [e for e in log_.entries() if args.refusals or e.get("protect", True)]
     for e in entries[-args.last:] if args.last else entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         change = f" {e['old']!r} -> {e['new']!r}" if e.get("new") is not None else ""
+        summary = f" ({e['summary']})" if e.get("summary") else ""
         print(f"{e['seq']:>6} {stamp} {e['action']:<20} {e['outcome']:<8} {e['who']}"
-              f"{' ' + e['object'] if e.get('object') else ''}{change}")
+              f"{' ' + e['object'] if e.get('object') else ''}{change}{summary}")
     v = verify(log_)
     print(f"chain: {'intact' if v.ok else 'BROKEN: ' + str(v.problem)} ({v.entries} entries)")
-    return 0 if v.ok else 3
+    if not v.ok:
+        return 3
+    if args.ack:  # never for a broken chain: that evidence is kept
+        import getpass
+
+        ack = log_.acknowledge(f"local user {getpass.getuser()}")
+        print(f"acknowledged up to entry {ack['seq']}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -637,7 +651,8 @@ def security_from_config(cfg: config_mod.Config):
         access = AccessPolicy.from_config({"fingerprints": cfg["security.fingerprints"] or None,
                                            "use_ou": cfg["security.role_from_ou"],
                                            "users": cfg["security.users"] or None})
-    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"])
+    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"],
+                     retain_s=cfg["security.audit_retain_days"] * 86400.0)
     return tls, access, audit
 
 
