@@ -33,7 +33,7 @@ from hal.poll_plan import (
     point_spans,
 )
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
+from hal.sunspec.device import ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
 from hal.topology import PHASES, topology
@@ -289,7 +289,8 @@ class Inverter:
         paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
                       if not any(a in dev.holes for a in _slot_addresses(model, p)))
         if paths:
-            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read,
+                                                        dev.holes))
         else:
             self._fast.pop(mid, None)
 
@@ -298,13 +299,10 @@ class Inverter:
         for mid, (paths, spans) in list(self._fast.items()):
             if mid not in self._models:
                 continue
-            image: dict[int, int] = {}
             holes, max_read = len(dev.holes), dev.max_read
-            budget = [SPLIT_BUDGET]
-            for span in spans:
-                # The device's own span reader: a refused span is split, its holes
-                # and its read size learned, as for a full read.
-                dev._read_span(span.address, span.count, image, budget)
+            # The device's own span reader: a refused span is split, its holes
+            # and its read size learned, as for a full read.
+            image = dev.read_spans(mid, spans)
             got = tuple(p for p in paths
                         if all(a in image for a in _slot_addresses(self._models[mid], p)))
             self._models[mid] = overlay(self._models[mid], got, image)

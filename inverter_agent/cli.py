@@ -320,8 +320,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f"{since:.0f} s ago" if since is not None else "never")
               + f", LFDI {utility.get('lfdi')}")
         for e in utility.get("events") or []:
-            print(f"  event {e['mrid'][:8]}  {time.strftime('%H:%M:%S', time.localtime(e['start']))}"
-                  f"-{time.strftime('%H:%M:%S', time.localtime(e['end']))}  {e['control']}")
+            window = "-".join(time.strftime("%H:%M:%S", time.localtime(e[k]))
+                              for k in ("start", "end"))
+            print(f"  event {e['mrid'][:8]}  {window}  {e['control']}")
         if utility.get("default_control"):
             print(f"  default control {utility['default_control']}")
         if utility.get("refused"):
@@ -510,6 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.hardening import route_native_output
+    from inverter_agent.mms.plant_binding import attach_plant
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -585,7 +587,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if multi:
             plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
                                  cfg["plant.w_max"])
-            plant.attach(server, writable=cfg["functions.enabled"])
+            attach_plant(plant, server, writable=cfg["functions.enabled"])
             runner = Site(cfg, agents, plant)
         else:
             runner = agents[0]
