@@ -15,7 +15,7 @@ from typing import Any
 from hal.reading import Reading
 from inverter_agent.site import PlantService, PlantSettingError
 
-from .plant_model import WRITABLE
+from .plant_model import CONTROLS
 from .server import MmsServer
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,28 @@ log = logging.getLogger(__name__)
 def attach_plant(plant: PlantService, server: MmsServer, writable: bool = True) -> None:
     """Serve ``plant``'s LD on ``server`` (before start); writable only with functions."""
     if writable:
-        for attr, name in WRITABLE.items():
-            server.set_complex_write_validator(f"{plant.ld}/{attr}",
-                                               _writer(plant, server, name))
+        for target, (name, kind) in CONTROLS.items():
+            server.set_control(f"{plant.ld}/{target}", _operator(plant, server, name, kind), 1,
+                               "write")  # a setting: needs the right to write
     server.add_start_hook(lambda: _show_settings(plant, server))
     plant.publishers.append(lambda now: publish(plant, server, now))
+
+
+def _operator(plant: PlantService, server: MmsServer, name: str,
+              kind: str) -> Callable[[Any, str], int | None]:
+    """A plant setting operated as a control: validated and persisted before the
+    positive response; refused with AddCause 26 (inconsistent parameters)."""
+    write = _writer(plant, server, name)
+
+    def check(value: Any, peer: str) -> int | None:
+        if value is None:
+            return None  # select
+        if kind == "mod":
+            if isinstance(value, bool) or value not in (1, 5):
+                return 26
+            value = value == 1
+        return None if write(value, "", peer) else 26
+    return check
 
 
 def _writer(plant: PlantService, server: MmsServer,
@@ -50,9 +67,15 @@ def _writer(plant: PlantService, server: MmsServer,
     return write
 
 
+def _settings(plant: PlantService) -> dict[str, Any]:
+    # Operated settings (APC / Mod) land in the model only when shown.
+    mod = 1 if plant.limit.enabled else 5
+    return {f"{plant.ld}/DWMX1.Mod": mod, f"{plant.ld}/DWMX1.Beh": mod,
+            f"{plant.ld}/DWMX1.WMaxSpt": plant.limit.w_max}
+
+
 def _show_settings(plant: PlantService, server: MmsServer) -> None:
-    server.update({f"{plant.ld}/DWMX1.FctEna": plant.limit.enabled,
-                   f"{plant.ld}/DWMX1.WMaxSpt": plant.limit.w_max})
+    server.update(_settings(plant))
 
 
 def publish(plant: PlantService, server: MmsServer, now: float) -> None:
@@ -67,9 +90,10 @@ def publish(plant: PlantService, server: MmsServer, now: float) -> None:
         f"{ld}/MMXU1.TotVAr": Reading(t.var, t.quality, now),
         f"{ld}/MMXU1.TotVA": Reading(t.va, t.quality, now),
         f"{ld}/LLN0.Health": health,
-        f"{ld}/DRCT1.WMax": t.w_rtg,
-        f"{ld}/DWMX1.FctAct": bool(plant.limit.enabled and alloc.limiting),
-        f"{ld}/DWMX1.WLimPct": min(live_caps) if live_caps else 100.0,
+        f"{ld}/DECP1.WRtg": t.w_rtg,
+        f"{ld}/DWMX1.LimAct": bool(plant.limit.enabled and alloc.limiting),
+        f"{ld}/DWMX1.ReqWMaxPct": min(live_caps) if live_caps else 100.0,
         f"{ld}/GGIO1.IntIn1": t.reporting,
         f"{ld}/GGIO1.IntIn2": t.configured,
+        **_settings(plant),
     }, now)
