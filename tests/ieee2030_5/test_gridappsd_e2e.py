@@ -33,7 +33,7 @@ from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
 from inverter_agent.ieee2030_5.identity import lfdi_sfdi
 from inverter_agent.ieee2030_5.site_view import SiteView
 from inverter_agent.mms import client as mms
-from inverter_agent.mms.functions_model import CONTROLS, SETTINGS, status_values
+from inverter_agent.mms.functions_model import CONTROLS, SETTING_CONTROLS, status_values
 from simulator import SimProcess
 
 from .conftest import config_toml, free_port
@@ -48,9 +48,9 @@ def mms_control(name: str) -> str:
     return next(c.target for c in CONTROLS if c.control == name)
 
 
-def mms_setting(path: str) -> str:
-    """The MMS attribute (FC SP) that shows an effective setting."""
-    return next(s.target for s in SETTINGS if s.path == path)
+def mms_mode(path: str) -> str:
+    """The function's mode object (7-420 Ed.2 ``Mod``) that shows an effective enable."""
+    return next(s.target for s in SETTING_CONTROLS if s.path == path and s.kind == "mod")
 
 
 def mms_status(key: str) -> str:
@@ -242,7 +242,7 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
     tests/test_arbitration.py A6/A7 instead.)"""
     assert gateway.utility()["events"] == []
     wait_for(lambda: gateway.mms.read_value(
-        f"{LD}/{mms_setting('active_power_limit.enabled')}", "SP") is True, 5,
+        f"{LD}/{mms_mode('active_power_limit.enabled')}.stVal", "ST") == 1, 5,
         "MMS shows the limit function on (the default control)")
     assert gateway.mms.read_value(f"{LD}/{mms_control('p_limit_pct')}.mxVal.f", "MX") == \
         pytest.approx(100.0)
