@@ -584,8 +584,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for agent in agents:
             agent.publishers.append(server.publisher(agent.name) if multi else server.publish)
             if agent.controller is not None and agent.settings_service is not None:
-                binding = attach_functions(server, agent.settings_service,
-                                           agent.controller.status_view, ld_inst=agent.name)
+                def view(c=agent.controller, s=agent.settings_service) -> dict:
+                    # the utility client's link rides with the controller's view (MMS DGEN1)
+                    return {**c.status_view(), "utility": s.utility_comms()}
+
+                binding = attach_functions(server, agent.settings_service, view,
+                                           ld_inst=agent.name)
                 agent.publishers.append(binding.publish)
                 bindings.append(binding)
         runner: Agent | Site

@@ -214,6 +214,16 @@ class SettingsService:
                 return f"outside this DER's settings: {exc}"
             return None
 
+    def utility_comms(self) -> dict[str, Any] | None:
+        """The utility protocol client's link (state, seconds since the server last
+        answered), as its adapter reports it; None when no utility client runs."""
+        u = self.utility
+        if u is None:
+            return None
+        last = u.comms.get("last_contact")
+        return {"state": u.comms.get("state"),
+                "since_contact_s": None if last is None else round(self.wall() - last, 1)}
+
     def in_force(self) -> arbitration.InForce:
         """The utility commands the effective settings include now."""
         with self._lock:

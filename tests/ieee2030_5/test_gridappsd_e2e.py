@@ -230,6 +230,9 @@ def test_registration_and_discovery(gridappsd, gateway):
     # the server says 900 s on its lists; the configured ceiling holds every rate at 10 s
     assert u["poll_rates"] and max(u["poll_rates"].values()) <= POLL
     assert "p_limit_pct=100.0" in (u["default_control"] or "")  # the server's default control
+    # over MMS too: IEC 61850-7-4 channel supervision of the utility link
+    assert wait_for(lambda: gateway.mms.read_value(f"{LD}/LCCH1.ChLiv.stVal", "ST") is True, 5,
+                    "MMS shows the 2030.5 link live")
     print(f"gridappsd server start (install included): {gridappsd.start_s:.1f} s")
     assert gridappsd.start_s < 120, f"server start took {gridappsd.start_s:.0f} s"
 
@@ -341,6 +344,8 @@ def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd,
              "comms loss seen before the event's end")
     u = gateway.utility()
     assert u["last_contact"] <= t_stop + 1 and u["since_contact_s"] >= 0
+    wait_for(lambda: gateway.mms.read_value(f"{LD}/LCCH1.ChLiv.stVal", "ST") is False, 3,
+             "MMS shows the 2030.5 link lost")
     st = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "status", "--state-dir",
                          str(gateway.state_dir)], capture_output=True, text=True, timeout=20)
     assert "2030.5" in st.stdout and "LOST" in st.stdout, st.stdout
