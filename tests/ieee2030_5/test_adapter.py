@@ -248,3 +248,31 @@ def test_run_refuses_to_start_with_unusable_2030_5_tls_material(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "[ieee2030_5] cert / key / ca" in r.stderr
+
+
+def test_several_inverters_are_one_site_end_device():
+    """Ratings and readings are the site's sums (one EndDevice; limits by % of rating)."""
+    from hal.reading import GOOD, LINK_FAILURE, Reading
+
+    def agent(w, rtg, up=True, st=4):
+        q = GOOD if up else LINK_FAILURE
+        snap = {k: Reading(v, q, 0.0) for k, v in (
+            ("W", w), ("VAr", -0.1 * w), ("VA", w), ("A", w / 240), ("Hz", 60.0),
+            ("PhVphA", 240.0), ("WRtg", rtg), ("VARtg", rtg), ("WMax", rtg), ("VNom", 240.0),
+            ("VArRtgQ1", 0.44 * rtg), ("VArRtgQ4", -0.44 * rtg), ("WAval", rtg), ("St", st))}
+        snap["link"] = Reading(up, GOOD, 0.0)
+
+        class A:
+            last_snapshot = snap
+            controller = None
+        return A()
+
+    site = SiteView([agent(3000.0, 5000.0), agent(1000.0, 3000.0), agent(0.0, 9999.0, up=False)])
+    m = site.monitoring()
+    assert m["W"] == 4000.0 and m["Var"] == -400.0 and m["Hz"] == 60.0
+    n = site.nameplate()
+    assert n["WMaxRtg"] == 8000.0 and n["VarMaxAbsRtg"] == pytest.approx(0.44 * 8000)
+    assert site.configuration()["WMax"] == 8000.0  # the inverter that does not answer: out
+    st = site.status()
+    assert st["connectStatus"]["value"] & 1 and st["inverterStatus"]["value"] == 4
+    assert site.availability()["statWAvail"]["value"] == 8000
