@@ -34,7 +34,7 @@ from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
 from inverter_agent.ieee2030_5.identity import lfdi_sfdi
 from inverter_agent.ieee2030_5.site_view import SiteView
 from inverter_agent.mms import client as mms
-from inverter_agent.mms.functions_model import CONTROLS, SETTINGS, status_values
+from inverter_agent.mms.functions_model import CONTROLS, SETTING_CONTROLS, SETTINGS, status_values
 from simulator import SimProcess
 
 from .conftest import config_toml, free_port
@@ -52,6 +52,11 @@ def mms_control(name: str) -> str:
 def mms_setting(path: str) -> str:
     """The MMS attribute (FC SP) that shows an effective setting."""
     return next(s.target for s in SETTINGS if s.path == path)
+
+
+def mms_setting_control(path: str) -> str:
+    """The controllable MMS object (an LN's Mod, an APC set point) that shows a setting."""
+    return next(c.target for c in SETTING_CONTROLS if c.path == path)
 
 
 def mms_status(key: str) -> str:
@@ -230,8 +235,8 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
     the admin API accepts a new one but GET keeps the old, so a lower default is shown in
     tests/test_arbitration.py A6/A7 instead.)"""
     assert gateway.utility()["events"] == []
-    wait_for(lambda: gateway.mms.read_value(
-        f"{LD}/{mms_setting('active_power_limit.enabled')}", "SP") is True, 5,
+    wait_for(lambda: gateway.mms.read_value(  # 7-420 Ed.2: the LN's Mod, 1 = on
+        f"{LD}/{mms_setting_control('active_power_limit.enabled')}.stVal", "ST") == 1, 5,
         "MMS shows the limit function on (the default control)")
     assert gateway.mms.read_value(f"{LD}/{mms_control('p_limit_pct')}.mxVal.f", "MX") == \
         pytest.approx(100.0)
