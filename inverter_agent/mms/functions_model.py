@@ -565,8 +565,8 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             "DWMX", "limit maximum active power", ramp_use,
             DataObjectSpec("WMaxSptPct", Cdc.APC, ctl_model=_DIRECT,
                            desc="active power limit, % of rated W (persisted setting)"),
-            _asg("RpuMax", desc="ramp up, % of rated W per s (<0 none)"),
-            _asg("RpdMax", desc="ramp down, % of rated W per s (<0 none)"),
+            _asg("RpuMax", desc="ramp up, % of rated W per s (-1 none)"),
+            _asg("RpdMax", desc="ramp down, % of rated W per s (-1 none)"),
             _ext(DataObjectSpec("WMaxLimPct", Cdc.APC, ctl_model=_DIRECT,
                                 desc="temporary active power limit, %; enables the limit; "
                                      "reverted on communication loss")),
@@ -652,7 +652,7 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             _sps("PrmZnSt", "in a permissive-operation region now"),
             *((_ext(_ing("TrMgnTmms", "backup trip margin, ms (over and under)")),)
               if cls in ("DHVT", "DHFT") else ()),
-            _ext(_curve("RtCrv", 4, ("s", "clearing time, s (<0 none)"),
+            _ext(_curve("RtCrv", 4, ("s", "clearing time, s (-1 none)"),
                         ("dimensionless", "threshold, % of nominal or Hz (0 ends)"),
                         regions=True, desc=desc + " regions {xVal clearing s, yVal "
                         "threshold, rtTms ride-through s, mode, incl}")))
