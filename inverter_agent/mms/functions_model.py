@@ -591,7 +591,8 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
         _function_ln(
             "DVVR", "volt-var", ramp_use,
             _mv("ReqVAr", "reactive power requested, var: not computed (invalid)"),
-            _status_only_apc("VArTgtSptPct", "not used by volt-var (status-only)"),
+            # ReactivePowerLN wants one of VArTgtSpt / VArTgtSptPct; group 1, as VVArCrv is
+            _status_only_apc("VArTgtSpt", "not used by volt-var (status-only)"),
             _mv("VRefEsp", "estimated VRef: not reported (invalid)"),
             _curve("VVArCrv", 8, ("dimensionless", "V, % of nominal"),
                    ("dimensionless", "Q, % (+ inject)"), desc="volt-var curve"),
