@@ -739,8 +739,8 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
                  _ext(_vss("VRgn", "voltage region (NN, HV1, LV2 ...)")),
                  _ext(_vss("HzRgn", "frequency region")),
                  _ext(_vss("NotFlw", "commands the inverter does not follow")),
-                 _ext(_spg("InvMsCease", "invalid measurements: true cease, false stand "
-                                         "aside")),
+                 _ext(_spg("InvMsCease", "invalid measurements: true cease (explicit), "
+                                         "false stand aside (default)")),
                  _ext(_ing("InvMsHldTmms", "hold time on invalid measurements, ms")),
                  _ext(DataObjectSpec("RlsCmd", Cdc.SPC, ctl_model=_DIRECT,
                                      desc="true releases every temporary command; stVal: "

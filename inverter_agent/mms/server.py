@@ -31,14 +31,20 @@ Security (``security.py`` has the settings and the rules)::
   validation. Refusals answer object-access-denied (controls: AddCause 20,
   no-access-authority) and are logged and audited (at most once a second per
   client, right and object, with a count of the suppressed ones).
-* Audit entries: ``mms.connect``/``mms.disconnect``, ``mms.associate``
-  (ok/refused), ``mms.tls`` (refused handshakes: other CA, revoked, expired,
-  unlisted, plain client, old protocol, no common suite), ``mms.read`` /
-  ``mms.write`` / ``mms.control`` refusals, ``mms.idle_close``; the binding
-  adds ``setting.write`` (who, old, new) and ``control.operate``.
+* Audit entries: ``mms.associate`` ok (identity, role) and ``mms.disconnect``
+  of associated clients, ``mms.read`` / ``mms.write`` / ``mms.control``
+  refusals of authenticated clients, ``mms.idle_close``; the binding adds
+  ``setting.write`` (who, old, new) and ``control.operate``. Refusals of
+  unauthenticated peers (``mms.tls``: other CA, revoked, expired, unlisted,
+  plain client, old protocol, no common suite; ``mms.associate`` refused;
+  ``mms.connect``: no association in time, closed before associating,
+  connecting too fast; ``mms.penalty``) are aggregated per address and
+  minute (``audit.RefusalAggregator``) into the audit log's second chain.
 * ``idle_timeout_s``: an association with no request for that long is
   aborted, unless it has a report control block enabled (it is waiting for
-  reports). ``max_connections`` bounds the number of associations.
+  reports). ``max_connections`` bounds the number of associations;
+  ``admission`` (``security.AdmissionLimits``) keeps the cap from locking
+  everyone out (see :class:`_ConnectionGuard`).
 """
 
 from __future__ import annotations

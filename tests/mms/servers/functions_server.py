@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="only these client certificates (repeatable)")
     security.add_argument("--access", help="JSON file: AccessPolicy.from_config section")
     security.add_argument("--audit-dir", help="folder of the hash-chained audit log")
+    security.add_argument("--audit-bytes", type=int, default=4 << 20,
+                          help="size of one audit file before rotation ([security] audit_bytes)")
     security.add_argument("--idle-timeout", type=float, default=None, metavar="S")
     security.add_argument("--allow-insecure", action="store_true",
                           help="allow plain MMS on a non-loopback address")
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     check_bind(args.host, tls is not None, args.allow_insecure)
     server = MmsServer(functions_model_spec(args.ld), host=args.host, port=args.port,
                        ied_name=args.ied, max_connections=args.max_connections, tls=tls,
-                       access=access, audit=AuditLog(args.audit_dir) if args.audit_dir else None,
+                       access=access, audit=AuditLog(args.audit_dir, max_bytes=args.audit_bytes)
+                       if args.audit_dir else None,
                        idle_timeout_s=args.idle_timeout)
     binding = attach_functions(server, service, None, ld_inst=args.ld)
     server.start()
