@@ -568,8 +568,8 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             "DWMX", "limit maximum active power", ramp_use,
             DataObjectSpec("WMaxSptPct", Cdc.APC, ctl_model=_DIRECT,
                            desc="active power limit, % of rated W (persisted setting)"),
-            _asg("RpuMax", desc="ramp up, % of rated W per s (<0 none)"),
-            _asg("RpdMax", desc="ramp down, % of rated W per s (<0 none)"),
+            _asg("RpuMax", desc="ramp up, % of rated W per s (-1 none)"),
+            _asg("RpdMax", desc="ramp down, % of rated W per s (-1 none)"),
             _ext(DataObjectSpec("WMaxLimPct", Cdc.APC, ctl_model=_DIRECT,
                                 desc="temporary active power limit, %; enables the limit; "
                                      "reverted on communication loss")),
@@ -594,7 +594,8 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
         _function_ln(
             "DVVR", "volt-var", ramp_use,
             _mv("ReqVAr", "reactive power requested, var: not computed (invalid)"),
-            _status_only_apc("VArTgtSptPct", "not used by volt-var (status-only)"),
+            # ReactivePowerLN wants one of VArTgtSpt / VArTgtSptPct; group 1, as VVArCrv is
+            _status_only_apc("VArTgtSpt", "not used by volt-var (status-only)"),
             _mv("VRefEsp", "estimated VRef: not reported (invalid)"),
             _curve("VVArCrv", 8, ("dimensionless", "V, % of nominal"),
                    ("dimensionless", "Q, % (+ inject)"), desc="volt-var curve"),
@@ -655,7 +656,7 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             _sps("PrmZnSt", "in a permissive-operation region now"),
             *((_ext(_ing("TrMgnTmms", "backup trip margin, ms (over and under)")),)
               if cls in ("DHVT", "DHFT") else ()),
-            _ext(_curve("RtCrv", 4, ("s", "clearing time, s (<0 none)"),
+            _ext(_curve("RtCrv", 4, ("s", "clearing time, s (-1 none)"),
                         ("dimensionless", "threshold, % of nominal or Hz (0 ends)"),
                         regions=True, desc=desc + " regions {xVal clearing s, yVal "
                         "threshold, rtTms ride-through s, mode, incl}")))
@@ -746,8 +747,8 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
                  _ext(_vss("VRgn", "voltage region (NN, HV1, LV2 ...)")),
                  _ext(_vss("HzRgn", "frequency region")),
                  _ext(_vss("NotFlw", "commands the inverter does not follow")),
-                 _ext(_spg("InvMsCease", "invalid measurements: true cease, false stand "
-                                         "aside")),
+                 _ext(_spg("InvMsCease", "invalid measurements: true cease (explicit), "
+                                         "false stand aside (default)")),
                  _ext(_ing("InvMsHldTmms", "hold time on invalid measurements, ms")),
                  _ext(DataObjectSpec("RlsCmd", Cdc.SPC, ctl_model=_DIRECT,
                                      desc="true releases every temporary command; stVal: "

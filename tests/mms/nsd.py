@@ -11,7 +11,8 @@ not the NSD's, a name longer than 12 characters, a missing ``ldNs``.
 
 Presence conditions applied (IEC 61850-7-2 names): ``M``; ``MOrootLD`` (every
 LD here is a root LD); ``AllOnlyOneGroup(n)``, ``AllAtLeastOneGroup(n)``,
-``AtLeastOne(n)``, groups taken within the class that declares them; for
+``AtLeastOne(n)``, groups taken within the class that declares them (and
+``AllOnlyOneGroup`` also with group n merged across the class hierarchy); for
 attributes ``M``, ``MAllOrNonePerGroup`` (all of the value/q/t group), ``MOsbo``
 (with an SBO control model), ``MOdataNs`` (on a private data object),
 ``MFln0`` / ``MOln0`` (ldNs, configRev on LLN0). Conditions whose condition is
@@ -237,6 +238,18 @@ def check_icd(nsd: Nsd, path: Path | str) -> Report:
             if arg == min(a for _, a in siblings) and (len(complete) != 1 or len(touched) != 1):
                 problems.append(f"{where}: AllOnlyOneGroup of {cls}: exactly one of "
                                 f"{[sorted(v) for v in siblings.values()]} wanted")
+        # The same groups read across the whole class (group n of a base class and group
+        # n of the class itself together): the served model must satisfy this reading too.
+        merged: dict[str, set[str]] = defaultdict(set)
+        for (_cls, arg), members in _groups(nsd.ln_classes[ln_class],
+                                            "AllOnlyOneGroup").items():
+            merged[arg] |= members
+        if merged:
+            complete = [a for a, v in merged.items() if v <= present]
+            touched = [a for a, v in merged.items() if v & present]
+            if len(complete) != 1 or len(touched) != 1:
+                problems.append(f"{where}: AllOnlyOneGroup across {ln_class}: exactly one of "
+                                f"{[sorted(v) for v in merged.values()]} wanted")
         for kind in ("AllAtLeastOneGroup", "AtLeastOne"):
             by_cls: dict[str, list[set[str]]] = defaultdict(list)
             for (cls, _), members in _groups(nsd.ln_classes[ln_class], kind).items():

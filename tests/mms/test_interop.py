@@ -28,6 +28,7 @@ VALUES: dict[str, Any] = {
     "AphA": 10.5, "AphB": 11.25, "AphC": 12.75,
     "WRtg": 7600.0, "VARtg": 7700.0, "VArRtgQ1": 4000.0, "WMax": 7000.0,
     "VNom": 240.0, "OutPFSet": 0.95, "WH": 123456.0, "VArMaxQ1": 4400.0, "WAval": 5000.0,
+    "health": 3,  # LLN0.Health: the agent's own verdict (Alarm)
     "St": 7, "link": False, "Mn": "ACME", "Md": "X-7600", "SN": "SN42", "Vr": "1.2.3",
 }
 # Non-good qualities on a few points, to see every validity on the wire.
