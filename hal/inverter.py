@@ -23,8 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from hal import curves, ratings
+from hal.poll_plan import (
+    FAST_NAMES,
+    RTU_MAX_GAP,
+    TCP_MAX_GAP,
+    SlowSchedule,
+    fast_paths,
+    overlay,
+    point_spans,
+)
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import SunSpecDevice
+from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
 from hal.topology import PHASES, topology
@@ -150,17 +159,32 @@ class Inverter:
 
     def __init__(self, transport: Transport, unit: int = 1,
                  bases: tuple[int, ...] | None = None,
-                 nameplate_every: int = 60) -> None:
+                 nameplate_every: int | None = None,
+                 slow_periods: Mapping[str, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.transport = transport
         self.unit = unit
         self.bases = bases
-        self.nameplate_every = max(1, nameplate_every)
+        # nameplate_every (polls between nameplate reads) is kept for callers of the
+        # old interface: 10**9 means "never again", anything else the slow schedule.
+        periods = dict(slow_periods or {})
+        if nameplate_every is not None and nameplate_every >= 10**6:
+            periods.setdefault("nameplate", 1e9)
+            periods.setdefault("common", 1e9)
+        self.slow_periods = periods
+        self._clock = clock
         self.device: SunSpecDevice | None = None
         self.last_error: str | None = None
         self._last: dict[str, Reading] = {}
-        self._nameplate: dict[int, DecodedModel] = {}
-        self._models: Mapping[int, DecodedModel] = {}
+        #: The last decoded state of every polled model (fast points overlaid each cycle).
+        self._models: dict[int, DecodedModel] = {}
+        self._fast: dict[int, tuple[tuple[str, ...], tuple[ReadSpan, ...]]] = {}
+        self._schedule: SlowSchedule | None = None
+        #: What the last poll read: "full" (everything), "fast", or "fast+<model id>".
+        self.last_poll_kind = ""
         self._polls = 0
+        self.max_gap = RTU_MAX_GAP if getattr(transport, "serial", None) is not None \
+            else TCP_MAX_GAP
 
     # -- discovery
     @property
@@ -177,8 +201,9 @@ class Inverter:
             raise TransportError(f"unit {self.unit}: no inverter model in the chain "
                                  f"{dmap.model_ids}")
         self.device = SunSpecDevice(self.transport, dmap)
-        self._nameplate = {}
         self._models = {}
+        self._fast = {}
+        self._schedule = None
         self._polls = 0
         log.info("unit %d: SunSpec at base %d, models %s", self.unit, dmap.base,
                  ",".join(map(str, dmap.model_ids)))
@@ -201,18 +226,28 @@ class Inverter:
 
     # -- reading
     def poll(self, now: float | None = None) -> dict[str, Reading]:
-        """Read everything this interface names, in as few transactions as possible."""
+        """Read what this cycle needs and return every reading this interface names.
+
+        The first poll after discovery reads every model in full. After that a
+        cycle reads the fast set (voltages, frequency, W, var, VA, PF, currents,
+        operating state and their scale factors: a few coalesced registers of the
+        measurement model) plus at most one slow model that is due: status and
+        controls every 5 s, the whole measurement model every 10 s, nameplate and
+        basic settings every 60 s (:data:`hal.poll_plan.SLOW_PERIODS`), and any
+        model right after a write to it. Values of the slow models are those of
+        their last read, marked good and stamped ``now`` while the link is up.
+        """
         now = time.time() if now is None else now
+        mono = self._clock()
         try:
             dev = self.device
             if dev is None:
                 self.connect()
                 dev = self._require()
-            ids = [m for m in dev.map.model_ids if m in MEASUREMENT_MODELS + STATUS_MODELS]
-            need_nameplate = not self._nameplate or self._polls % self.nameplate_every == 0
-            if need_nameplate:
-                ids += [m for m in dev.map.model_ids if m in NAMEPLATE_MODELS]
-            models = dev.read_models(ids)
+            if self._schedule is None or not self._models:
+                self._full_read(dev, mono)
+            else:
+                self._fast_read(dev, mono)
         except Exception as exc:  # one error family upward: the link failed
             if not isinstance(exc, (TransportError, OSError)):
                 log.warning("unit %d: poll failed: %s", self.unit, exc)
@@ -220,10 +255,83 @@ class Inverter:
             return self._invalidate(now)
         self._polls += 1
         self.last_error = None
-        for mid in NAMEPLATE_MODELS:
-            if mid in models:
-                self._nameplate[mid] = models[mid]
-        models = {**self._nameplate, **models}
+        out = self._readings(self._models, now)
+        self._last = out
+        return out
+
+    def _polled_models(self, dev: SunSpecDevice) -> dict[int, str]:
+        kinds = {}
+        for m in dev.map.model_ids:
+            if m in MEASUREMENT_MODELS:
+                kinds[m] = "measurement"
+            elif m in STATUS_MODELS:
+                kinds[m] = "status"
+            elif m == 1:
+                kinds[m] = "common"
+            elif m in NAMEPLATE_MODELS:
+                kinds[m] = "nameplate"
+        return kinds
+
+    def _full_read(self, dev: SunSpecDevice, mono: float) -> None:
+        kinds = self._polled_models(dev)
+        self._models = dev.read_models(kinds)
+        self._fast = {}
+        for mid, model in self._models.items():
+            if kinds.get(mid) == "measurement":
+                self._plan_fast(dev, mid, model)
+        self._schedule = SlowSchedule.for_models(
+            kinds, mono, self.slow_periods)  # a model that did not decode is tried again
+        self.last_poll_kind = "full"
+
+    def _plan_fast(self, dev: SunSpecDevice, mid: int, model: DecodedModel) -> None:
+        """The fast set of one measurement model, around the registers the device refuses
+        and within the read size it accepts (both learned by ``read_models``)."""
+        paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
+                      if not any(a in dev.holes for a in _slot_addresses(model, p)))
+        if paths:
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+        else:
+            self._fast.pop(mid, None)
+
+    def _fast_read(self, dev: SunSpecDevice, mono: float) -> None:
+        assert self._schedule is not None
+        for mid, (paths, spans) in list(self._fast.items()):
+            if mid not in self._models:
+                continue
+            image: dict[int, int] = {}
+            holes, max_read = len(dev.holes), dev.max_read
+            budget = [SPLIT_BUDGET]
+            for span in spans:
+                # The device's own span reader: a refused span is split, its holes
+                # and its read size learned, as for a full read.
+                dev._read_span(span.address, span.count, image, budget)
+            got = tuple(p for p in paths
+                        if all(a in image for a in _slot_addresses(self._models[mid], p)))
+            self._models[mid] = overlay(self._models[mid], got, image)
+            if len(dev.holes) != holes or dev.max_read != max_read:
+                self._plan_fast(dev, mid, self._models[mid])
+        slow = self._schedule.next_due(mono)
+        kind = "fast"
+        if slow is not None:
+            fresh = dev.read_models([slow])
+            if slow in fresh:
+                self._models[slow] = fresh[slow]
+                if slow in self._fast:
+                    self._plan_fast(dev, slow, fresh[slow])
+            else:  # no longer decodes (dev.decode_errors says why): not served as good
+                self._models.pop(slow, None)
+            self._schedule.done(slow, mono)
+            kind = f"fast+{slow}"
+        self.last_poll_kind = kind
+
+    def refresh(self, model_ids: Any = None) -> None:
+        """Read these models (default: every slow model) at the next cycles, one a cycle."""
+        if self._schedule is not None:
+            self._schedule.now_due(self._schedule.due if model_ids is None else model_ids,
+                                   self._clock())
+
+    def _readings(self, models: Mapping[int, DecodedModel], now: float) -> dict[str, Reading]:
+        """Every named reading from decoded models (first candidate model present wins)."""
         out: dict[str, Reading] = {}
         for name, candidates in READ_POINTS.items():
             for model_ids, path, transform in candidates:
@@ -238,8 +346,6 @@ class Inverter:
         if pf is not None:
             out["OutPFSet"] = pf
         self._derive(models, out, now)
-        self._models = models
-        self._last = out
         return out
 
     def _derive(self, models: Mapping[int, DecodedModel], out: dict[str, Reading],
@@ -345,8 +451,11 @@ class Inverter:
                 raise UnsupportedControl(f"unit {self.unit}: no model carries {name}")
             by_model.setdefault(target, {}).update(
                 _control_points(target, name, value, self._models))
-        for mid, points in by_model.items():
-            dev.write_points(mid, points)
+        try:
+            for mid, points in by_model.items():
+                dev.write_points(mid, points)
+        finally:
+            self.refresh(by_model)  # read back what was written at the next cycle
 
     # -- native curves
     def native_functions(self) -> tuple[str, ...]:
@@ -355,13 +464,22 @@ class Inverter:
         return ("volt_var",) if dev is not None and curves.supports_volt_var(dev) else ()
 
     def write_volt_var_curve(self, curve: curves.VoltVarCurve) -> None:
-        curves.write_volt_var(self._require(), curve)
+        try:
+            curves.write_volt_var(self._require(), curve)
+        finally:
+            self.refresh()  # a curve write may change modes and settings elsewhere
 
     def read_volt_var_curve(self) -> curves.VoltVarCurve:
         return curves.read_volt_var(self._require())
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _slot_addresses(model: DecodedModel, path: str) -> range:
+    slot = model.layout.slots[path]
+    start = model.address + slot.offset
+    return range(start, start + slot.point.size)
 
 
 def _control_points(model_id: int, name: str, value: Any,

@@ -24,6 +24,7 @@ from hal.reading import GOOD, LINK_FAILURE, Reading
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings, TcpTransport, Transport
 from inverter_agent.config import Config, link_timeout
 from inverter_agent.files import write_atomic
+from inverter_agent.pollrate import PROVISIONAL_PERIOD, PollRate, log_choice
 
 if TYPE_CHECKING:
     from inverter_agent.controller import Controller
@@ -35,6 +36,8 @@ Publisher = Callable[[Mapping[str, Reading]], None]
 
 #: Internal name of the link-health flag published with every snapshot.
 LINK = "link"
+#: Seconds between status files.
+STATUS_EVERY_S = 5.0
 #: Internal name of the health published with every snapshot (HealthKind: 1 Ok,
 #: 2 Warning, 3 Alarm): alarm when the link is down or the functions stand aside.
 HEALTH = "health"
@@ -66,25 +69,32 @@ def supervise(runner: Any) -> None:
     """The main loop of an :class:`Agent` or a :class:`~inverter_agent.site.Site`: a
     cycle, the watchdog ping (``on_cycle``) and a status file every ~5 s, on the
     runner's period until its ``stop_event``; a last status file at the end."""
+    last_status = [-1e18]
+
     def step() -> None:
         runner.cycle()
         if runner.on_cycle is not None:
             runner.on_cycle()
-        if runner.stats.cycles % runner._status_every == 1:
+        # By time, not by cycle count: an automatic period changes while running.
+        now = time.monotonic()
+        if now - last_status[0] >= STATUS_EVERY_S:
+            last_status[0] = now
             runner.write_status()
 
-    run_every(runner.period, runner.stop_event, step, runner.stats)
+    run_every(lambda: runner.period, runner.stop_event, step, runner.stats)
     runner.write_status()
 
 
-def run_every(period: float, stop_event: threading.Event, step: Callable[[], None],
-              stats: CycleStats) -> None:
+def run_every(period: float | Callable[[], float], stop_event: threading.Event,
+              step: Callable[[], None], stats: CycleStats) -> None:
     """Call ``step()`` every ``period`` seconds until ``stop_event``; an overrun skips
-    ahead (counted in ``stats.overruns``), it never piles cycles up."""
+    ahead (counted in ``stats.overruns``), it never piles cycles up. ``period`` may be
+    a callable, asked after every cycle (a period chosen while running)."""
+    get_period = period if callable(period) else (lambda: period)
     next_t = time.monotonic()
     while not stop_event.is_set():
         step()
-        next_t += period
+        next_t += get_period()
         delay = next_t - time.monotonic()
         if delay < 0:
             stats.overruns += 1
@@ -148,10 +158,16 @@ class Agent:
                  controller: Controller | None = None, name: str | None = None) -> None:
         self.cfg = cfg
         self.name = name or cfg["mms.ld_inst"]
-        self.period = cfg["agent.poll_period"]
         self.inverter = inverter or Inverter(
             make_transport(cfg), unit=cfg["inverter.unit"],
             bases=tuple(cfg["inverter.bases"]))
+        #: With ``poll_period = "auto"`` the link's own figures choose the period.
+        self.poll_rate: PollRate | None = None
+        if cfg["agent.poll_period"] == "auto":
+            self.poll_rate = PollRate(self.inverter.transport)
+            self.period = PROVISIONAL_PERIOD
+        else:
+            self.period = float(cfg["agent.poll_period"])
         #: Consecutive failed polls, and (monotonic) when a down link is tried next.
         self.fail_streak = 0
         self.next_try = 0.0
@@ -166,7 +182,6 @@ class Agent:
         self.on_cycle: Callable[[], object] | None = None
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
-        self._status_every = max(1, round(5.0 / self.period))  # about every 5 s
 
     def cycle(self, now: float | None = None, poll: bool = True) -> dict[str, Reading]:
         """One poll and publish; returns the snapshot published.
@@ -180,9 +195,17 @@ class Agent:
             readings = self.inverter.unreachable(now)
             up = False
         else:
+            if self.poll_rate is not None:
+                self.poll_rate.before_poll()
             readings = self.inverter.poll(now)
             poll_s = time.monotonic() - t0
             up = self.inverter.last_error is None
+            if self.poll_rate is not None:
+                choice = self.poll_rate.after_poll(poll_s, up,
+                                                   getattr(self.inverter, "last_poll_kind", ""))
+                if choice is not None:
+                    self.set_period(choice.period_s)
+                    log_choice(self.name, choice)
             if up != self.stats.link_up:
                 self.stats.link_changes += 1
                 if up:
@@ -214,10 +237,20 @@ class Agent:
         self.last_snapshot = snapshot
         return snapshot
 
+    def set_period(self, period: float) -> None:
+        """Poll every ``period`` seconds from the next cycle (the controller's timing too)."""
+        self.period = period
+        if self.controller is not None and hasattr(self.controller, "set_control_period"):
+            self.controller.set_control_period(period)
+
     def run(self) -> None:
         """Cycle on a fixed schedule until :meth:`stop`; overruns skip, never pile up."""
-        log.info("agent running: poll period %.3f s, transaction timeout %.3f s",
-                 self.period, self.cfg.transaction_timeout)
+        if self.poll_rate is not None:
+            log.info("agent running: poll period auto (%.3f s until the link is measured), "
+                     "transaction timeout %.3f s", self.period, self.cfg.transaction_timeout)
+        else:
+            log.info("agent running: poll period %.3f s, transaction timeout %.3f s",
+                     self.period, self.cfg.transaction_timeout)
         supervise(self)
 
     def stop(self) -> None:
@@ -236,13 +269,23 @@ class Agent:
         dev = self.inverter.device
         return {
             "ld": self.name, "link_up": s.link_up, "last_error": s.last_error,
-            "poll_period_s": self.period, **s.timing(), "unit": self.inverter.unit,
+            "poll_period_s": self.period, "poll_period_auto": self.poll_period_view(),
+            **s.timing(), "unit": self.inverter.unit,
             "models": dev.map.model_ids if dev else [],
             "base": dev.map.base if dev else None,
             "functions": self.controller.status_view() if self.controller else None,
             # Counted by the transport: shared by every inverter on the same wire.
             "modbus_bytes": _modbus_bytes(self.inverter.transport),
         }
+
+    def poll_period_view(self) -> dict[str, Any] | None:
+        """How an automatic poll period was chosen (None: the period is configured)."""
+        if self.poll_rate is None:
+            return None
+        if self.poll_rate.choice is None:
+            return {"chosen_s": None, "reason": f"measuring the link (polling at "
+                                                f"{self.period:.3f} s meanwhile)"}
+        return self.poll_rate.choice.as_dict()
 
     def write_status(self) -> None:
         """Atomically write ``status.json`` in the state directory (for health views)."""

@@ -10,6 +10,17 @@ For benches and tests, ``ca`` creates a small local CA and ``sign`` issues
 client or device certificates from it, with the IEC 62351-8 style role of a
 client carried in the subject's organizational unit (OU=viewer, operator,
 engineer or secadmin).
+
+What a standard client needs to validate the gateway (RFC 5280, and what
+OpenSSL's ``X509_V_FLAG_X509_STRICT`` checks, the default of Python 3.13's
+``ssl.create_default_context``): the server certificate names the gateway
+in subjectAltName (host names as dNSName, addresses as iPAddress; the CN is
+not looked at), carries keyUsage digitalSignature (ECDSA signs the
+handshake), extendedKeyUsage serverAuth, a subject key identifier and an
+authority key identifier that matches the CA's subject key identifier; the
+CA carries basicConstraints CA (critical), keyUsage keyCertSign and cRLSign
+(critical) and a subject key identifier. The CSR asks for the same names and
+usages, so a PKI that copies requested extensions gets it right too.
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+import socket
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -59,14 +72,61 @@ def _name(cn: str, org: str | None = None, ou: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_host_name(name: str) -> bool:
+    """A DNS name a certificate may carry as dNSName (RFC 1123 labels, optional ``*.``)."""
+    labels = name.removeprefix("*.").rstrip(".").split(".")
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+
+
 def _sans(names: list[str]) -> list[x509.GeneralName]:
     out: list[x509.GeneralName] = []
     for n in names:
         try:
             out.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
-            out.append(x509.DNSName(n))
+            if not is_host_name(n):
+                raise CertError(f"subjectAltName {n!r} is neither an IP address nor a "
+                                "host name") from None
+            out.append(x509.DNSName(n.lower()))
     return out
+
+
+def default_server_names(cn: str | None = None) -> list[str]:
+    """Names a device certificate carries when none are given: the CN if it is a
+    host name, this machine's host name and FQDN, localhost, 127.0.0.1 and ::1."""
+    names = [cn or "", socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1", "::1"]
+    out: list[str] = []
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            if not is_host_name(name):
+                continue
+            name = name.lower()
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _server_names(cn: str, sans: list[str] | None) -> list[str]:
+    names = list(sans) if sans else default_server_names(cn)
+    _sans(names)  # refuse anything that is neither a name nor an address, early
+    return names
+
+
+#: keyUsage of an end-entity (EC key: the handshake is signed; nothing is encrypted to it).
+_LEAF_KEY_USAGE = x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                key_encipherment=False, data_encipherment=False,
+                                key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                encipher_only=False, decipher_only=False)
+#: keyUsage of the bench CA.
+_CA_KEY_USAGE = x509.KeyUsage(digital_signature=False, content_commitment=False,
+                              key_encipherment=False, data_encipherment=False,
+                              key_agreement=False, key_cert_sign=True, crl_sign=True,
+                              encipher_only=False, decipher_only=False)
 
 
 def load_key(path: str) -> ec.EllipticCurvePrivateKey:
@@ -91,13 +151,23 @@ def create_key(path: str) -> ec.EllipticCurvePrivateKey:
 
 def create_csr(folder: str, cn: str, org: str | None = None,
                sans: list[str] | None = None) -> str:
-    """Key (created if missing) and a CSR in ``folder``; returns the CSR path."""
+    """Key (created if missing) and a CSR in ``folder``; returns the CSR path.
+
+    The CSR asks for a TLS server certificate: subjectAltName ``sans`` (host
+    names and IP addresses; :func:`default_server_names` when none are
+    given), keyUsage digitalSignature and extendedKeyUsage serverAuth and
+    clientAuth (the gateway is also a TLS client, e.g. of IEEE 2030.5).
+    """
+    names = _server_names(cn, sans)
     os.makedirs(folder, mode=0o750, exist_ok=True)
     key_path = os.path.join(folder, KEY_FILE)
     key = load_key(key_path) if os.path.exists(key_path) else create_key(key_path)
-    builder = x509.CertificateSigningRequestBuilder().subject_name(_name(cn, org))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(_sans(sans)), critical=False)
+    builder = (x509.CertificateSigningRequestBuilder().subject_name(_name(cn, org))
+               .add_extension(x509.SubjectAlternativeName(_sans(names)), critical=False)
+               .add_extension(_LEAF_KEY_USAGE, critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                     ExtendedKeyUsageOID.CLIENT_AUTH]),
+                              critical=False))
     csr = builder.sign(key, hashes.SHA256())
     path = os.path.join(folder, CSR_FILE)
     _write_public(path, csr.public_bytes(serialization.Encoding.PEM))
@@ -187,16 +257,20 @@ def role_of(cert: x509.Certificate) -> str | None:
 # -- a local CA for benches and tests -------------------------------------------------
 
 def create_ca(folder: str, cn: str = "inverter-agent bench CA", days: int = 3650) -> str:
+    """A bench CA in ``folder`` (ca.key 0600, ca.pem); returns the certificate path."""
     os.makedirs(folder, mode=0o750, exist_ok=True)
     key = create_key(os.path.join(folder, "ca.key"))
     name = _name(cn)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(_now() - dt.timedelta(minutes=5))
             .not_valid_after(_now() + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     path = os.path.join(folder, "ca.pem")
     _write_public(path, cert.public_bytes(serialization.Encoding.PEM))
@@ -206,9 +280,19 @@ def create_ca(folder: str, cn: str = "inverter-agent bench CA", days: int = 3650
 def issue(ca_folder: str, cn: str, out_folder: str, role: str | None = None,
           server: bool = False, days: int = 365, sans: list[str] | None = None,
           not_before: dt.datetime | None = None) -> tuple[str, str]:
-    """Key and certificate signed by the bench CA; returns (key path, cert path)."""
+    """Key and certificate signed by the bench CA; returns (key path, cert path).
+
+    A ``server`` certificate names ``sans`` in subjectAltName
+    (:func:`default_server_names` when none are given); a client certificate
+    carries ``sans`` only if given. Both get keyUsage digitalSignature, the
+    extended key usage of their side and subject/authority key identifiers.
+    """
     if role is not None and role not in ROLES:
         raise CertError(f"role {role!r}: one of {', '.join(ROLES)}")
+    if server:
+        sans = _server_names(cn, sans)
+    elif sans:
+        _sans(sans)
     ca_key = load_key(os.path.join(ca_folder, "ca.key"))
     ca_cert = load_certs(os.path.join(ca_folder, "ca.pem"))[0]
     os.makedirs(out_folder, mode=0o750, exist_ok=True)
@@ -220,9 +304,13 @@ def issue(ca_folder: str, cn: str, out_folder: str, role: str | None = None,
                .serial_number(x509.random_serial_number())
                .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(_LEAF_KEY_USAGE, critical=True)
                .add_extension(x509.ExtendedKeyUsage(
                    [ExtendedKeyUsageOID.SERVER_AUTH if server
-                    else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+                    else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                              critical=False)
+               .add_extension(_authority_key_id(ca_cert), critical=False))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(_sans(sans)), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
@@ -231,13 +319,24 @@ def issue(ca_folder: str, cn: str, out_folder: str, role: str | None = None,
     return key_path, cert_path
 
 
+def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI naming the CA's SKI (or, for a CA made before it carried one, its key)."""
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_cert.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 def revoke(ca_folder: str, cert_paths: list[str], crl_path: str) -> str:
     """A CRL from the bench CA revoking the given certificates."""
     ca_key = load_key(os.path.join(ca_folder, "ca.key"))
     ca_cert = load_certs(os.path.join(ca_folder, "ca.pem"))[0]
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
                .last_update(_now() - dt.timedelta(minutes=1))
-               .next_update(_now() + dt.timedelta(days=7)))
+               .next_update(_now() + dt.timedelta(days=7))
+               .add_extension(_authority_key_id(ca_cert), critical=False))
     for p in cert_paths:
         c = load_certs(p)[0]
         builder = builder.add_revoked_certificate(

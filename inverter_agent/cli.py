@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="allow plain MMS on a non-loopback address (logged loudly)")
     run.add_argument("--state-dir", metavar="DIR",
                      help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
-    run.add_argument("--poll-period", type=float, help="seconds between polls (default 1)")
+    run.add_argument("--poll-period", type=_period,
+                     help="seconds between polls, or auto (default): the fastest the link "
+                          "sustains")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     run.add_argument("--profile", help="grid-function settings profile: rule21 (default), "
                                        "ieee1547-2018-cat-a, ieee1547-2018-cat-b")
@@ -112,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", required=True)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
     c.add_argument("--org")
-    c.add_argument("--san", action="append", default=[], help="DNS name or IP (repeatable)")
+    c.add_argument("--san", action="append", default=[],
+                   help="host name or IP address the gateway is reached by (repeatable; "
+                        "default: the CN if a host name, this host's name, localhost, "
+                        "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
     c.add_argument("--dir", required=True)
     c.add_argument("--cert", required=True)
@@ -128,12 +133,29 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
     c.add_argument("--days", type=int, default=365)
+    c.add_argument("--san", action="append", default=[],
+                   help="subjectAltName: host name or IP address (repeatable; a --server "
+                        "certificate without any gets the CN if a host name, this host's "
+                        "name, localhost, 127.0.0.1 and ::1)")
+
+    lfdi = sub.add_parser("lfdi", help="the IEEE 2030.5 LFDI and SFDI of a device certificate "
+                                       "(what the utility registers)")
+    lfdi.add_argument("--cert", required=True, metavar="FILE", help="certificate, PEM or DER")
 
     read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
     read.add_argument("--host", default="127.0.0.1")
     read.add_argument("--port", type=int, default=102)
     read.add_argument("--timeout", type=float, default=5.0)
     return ap
+
+
+def _period(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, or auto") from None
 
 
 def _units(spec: str) -> list[int]:
@@ -271,6 +293,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         if cert:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+    utility = st.get("ieee2030_5")
+    if utility:
+        since = utility.get("since_contact_s")
+        state = utility.get("state", "?")
+        print(f"2030.5          {utility.get('server')} "
+              f"{'LOST' if state == 'lost' else state}, last contact "
+              + (f"{since:.0f} s ago" if since is not None else "never")
+              + f", LFDI {utility.get('lfdi')}")
+        for e in utility.get("events") or []:
+            print(f"  event {e['mrid'][:8]}  {time.strftime('%H:%M:%S', time.localtime(e['start']))}"
+                  f"-{time.strftime('%H:%M:%S', time.localtime(e['end']))}  {e['control']}")
+        if utility.get("default_control"):
+            print(f"  default control {utility['default_control']}")
+        if utility.get("refused"):
+            print(f"  refused         {len(utility['refused'])} control(s); last: "
+                  f"{list(utility['refused'].values())[-1]}")
     wire = st.get("wire") or {}
     if wire.get("error"):
         print(f"wire            not counted: {wire['error']}")
@@ -300,6 +338,13 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
          f"models {','.join(map(str, st['models'])) or '-'}")
     if st.get("last_error"):
         line("last error", st["last_error"])
+    auto = st.get("poll_period_auto")
+    if auto:
+        line("poll period", "auto: " + (f"{auto['chosen_s']} s; " if auto.get("chosen_s")
+                                        else "") + auto["reason"])
+        if auto.get("worst_trip_latency_s"):
+            line("backup trip", f"command leaves within {auto['worst_trip_latency_s']:.2f} s "
+                 "of a step (worst case on this link)")
     line("poll", f"period {st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, "
          f"max {st['max_poll_s'] * 1e3:.1f} ms, {st['cycles']} cycles, "
          f"{st['failed_polls']} failed, {st['overruns']} overruns")
@@ -379,12 +424,56 @@ def cmd_certs(args: argparse.Namespace) -> int:
             print(certs.create_ca(args.dir))
         elif args.certs_command == "issue":
             key, cert = certs.issue(args.ca_dir, args.cn, args.out, role=args.role,
-                                    server=args.server, days=args.days)
+                                    server=args.server, days=args.days,
+                                    sans=args.san or None)
             print(f"{key}\n{cert}")
     except (certs.CertError, OSError) as exc:
         print(f"certs: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_lfdi(args: argparse.Namespace) -> int:
+    from inverter_agent.ieee2030_5.identity import lfdi_sfdi
+
+    try:
+        with open(args.cert, "rb") as fh:
+            lfdi, sfdi = lfdi_sfdi(fh.read())
+    except (OSError, ValueError) as exc:
+        print(f"lfdi: {args.cert}: {exc}", file=sys.stderr)
+        return 1
+    print(f"LFDI {lfdi}\nSFDI {sfdi}")
+    return 0
+
+
+def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | None:
+    """The IEEE 2030.5 client when ``[ieee2030_5] server`` is set (else nothing is imported):
+    one utility schedule, arbitrated by every inverter's settings service."""
+    if not cfg["ieee2030_5.server"]:
+        return None
+    from inverter_agent.arbitration import UtilitySchedule
+    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.ieee2030_5.site_view import SiteView
+
+    settings = ClientSettings.from_config(cfg)
+    services = [a.settings_service for a in agents if a.settings_service is not None]
+    if len(services) != len(agents):
+        raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
+                                     "are applied through them): drop --no-functions")
+    schedule = UtilitySchedule(source="ieee2030_5")
+    for service in services:
+        service.attach_utility(schedule)
+    first = services[0].events
+
+    def record(kind: str, detail: str) -> None:
+        first.record(kind, detail, who="ieee2030_5")
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    runner.status_extra["ieee2030_5"] = client.status
+    client.start()
+    log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
+             client.sfdi)
+    return client
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -402,6 +491,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
+    from inverter_agent.mms.hardening import route_native_output
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -440,6 +530,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
+        from inverter_agent.mms import _native
+
+        # Which libiec61850, checked (loadable, version) before anything else starts.
+        _native.configure(cfg["mms.libiec61850"])
+        _native.lib()
         # libiec61850's threads call our handlers through ctypes and must take
         # the GIL first; with the default 5 ms switch interval a request can
         # wait that long behind the control loop's Python work. Hand it over
@@ -478,6 +573,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner = agents[0]
         runner.status_extra["security"] = server.security_status
         runner.status_extra["wire"] = server.wire_status
+        # The bundled library prints TLS/ISO debugging (certificate subjects among
+        # it) on fds 1 and 2: into the log at DEBUG instead.
+        route_native_output()
+        utility_client = start_ieee2030_5(cfg, agents, runner)
         server.start()
         log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
                  cfg["mms.host"], port, "s" if multi else "",
@@ -502,6 +601,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.join(3.0)
         if loop.is_alive():
             log.warning("control loop still inside a transaction; stopping without it")
+        if utility_client is not None:
+            utility_client.stop()
         for binding in bindings:
             binding.close()
         server.stop()
@@ -573,23 +674,62 @@ def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = No
     service = SettingsService(store, events, revert_after_s=cfg["functions.revert_after"] or None)
     settings = service.effective()
     log.info("grid functions running from %s", service.origin)
-    if 2 * cfg["agent.poll_period"] > 0.16:
+    period = cfg["agent.poll_period"]
+    if period == "auto":  # the agent states its choice, and what it means, once made
+        from inverter_agent.pollrate import PROVISIONAL_PERIOD
+        period = PROVISIONAL_PERIOD
+    elif 2 * period > 0.16:
         log.warning("poll period %.2f s: clearing times shorter than two poll periods (e.g. "
                     "0.16 s) can only be met by the inverter's own protection; the gateway's "
-                    "backup trip fires on the first poll that sees the condition",
-                    cfg["agent.poll_period"])
+                    "backup trip fires on the first poll that sees the condition", period)
     controller = Controller(inverter, settings, events,
                             nominal_voltage=cfg["functions.nominal_voltage"],
                             follow_timeout_s=cfg["functions.follow_timeout"],
                             steering=cfg["functions.steering"],
                             verify_every_s=cfg["functions.verify_every"],
-                            control_period_s=cfg["agent.poll_period"])
+                            control_period_s=period)
     service.bind(controller.apply_settings)
     return controller, service
 
 
+#: With this set to a file path, ``run`` traces Python allocations from the start
+#: and writes the largest allocation sites there when it stops (for ``make bench``;
+#: tracing costs memory and time of its own).
+ENV_TRACEMALLOC = "INVERTER_AGENT_TRACEMALLOC"
+
+
+def _write_allocation_sites(path: str, top: int = 25) -> None:
+    import tracemalloc
+
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    current, peak = tracemalloc.get_traced_memory()
+    lines = [f"traced {current / 1e6:.2f} MB now, peak {peak / 1e6:.2f} MB"]
+    for kind in ("filename", "lineno"):
+        lines.append(f"-- by {kind}")
+        for stat in snap.statistics(kind)[:top]:
+            frame = stat.traceback[0]
+            where = frame.filename if kind == "filename" else f"{frame.filename}:{frame.lineno}"
+            lines.append(f"{stat.size / 1024:10.1f} KiB {stat.count:8d} blocks  {where}")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    trace_to = os.environ.get(ENV_TRACEMALLOC)
+    if trace_to and argv[:1] == ["run"]:
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            return _main(argv)
+        finally:
+            _write_allocation_sites(trace_to)
+    return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["conformance"]:
         from inverter_agent.conformance.cli import main as conformance_main
         return conformance_main(argv[1:])
@@ -603,6 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "read":
             return cmd_read(args)
+        if args.command == "lfdi":
+            return cmd_lfdi(args)
         if args.command == "model":
             return cmd_model(args)
         if args.command == "certs":
@@ -623,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Security refusals (an insecure bind, unusable TLS material) stop the
         # start with their own message; anything else is a bug and raises.
-        if type(exc).__name__ in ("InsecureBindError", "SecurityConfigError"):
+        if type(exc).__name__ in ("InsecureBindError", "SecurityConfigError", "LibraryError"):
             print(f"inverter-agent: {exc}", file=sys.stderr)
             return 2
         raise

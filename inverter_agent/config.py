@@ -36,8 +36,13 @@ class Key:
     choices: tuple[Any, ...] | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error text or None
     doc: str = ""
+    #: Words allowed instead of a value of ``type`` (``poll_period = "auto"``).
+    words: tuple[str, ...] = ()
 
     def allowed(self) -> str:
+        if self.words:
+            plain = Key(self.type, min=self.min, max=self.max, choices=self.choices)
+            return " or ".join([*(repr(w) for w in self.words), plain.allowed()])
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.min is not None or self.max is not None:
@@ -97,6 +102,19 @@ def _bases(v: list) -> str | None:
     return None
 
 
+def _https_url(v: str) -> str | None:
+    from urllib.parse import urlparse
+
+    u = urlparse(v)
+    try:
+        port_ok = u.port is None or 1 <= u.port <= 65535
+    except ValueError:
+        port_ok = False
+    if u.scheme != "https" or not u.hostname or not port_ok or u.path not in ("", "/"):
+        return "https://HOST[:PORT] (IEEE 2030.5 is TLS only)"
+    return None
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "inverter": {
         "modbus_tcp": Key(str, None, check=_host_port, doc="Modbus TCP address of the inverter"),
@@ -125,7 +143,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      doc="SunSpec base addresses to try, in order"),
     },
     "agent": {
-        "poll_period": Key(float, 1.0, min=0.05, max=60.0, doc="seconds between polls"),
+        "poll_period": Key(float, "auto", min=0.05, max=60.0, words=("auto",),
+                           doc="seconds between polls, or \"auto\": the fastest the link "
+                               "sustains (measured round trips, bytes per cycle and baud "
+                               "rate, 25 % of the line left to other masters, at least "
+                               "0.05 s)"),
         "state_dir": Key(str, DEFAULT_STATE_DIR),
         "log_level": Key(str, "info", choices=("debug", "info", "warning", "error")),
         "dead_retry": Key(float, 5.0, min=0.2, max=600.0,
@@ -161,6 +183,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                doc="concurrent MMS associations; the bundled libiec61850 is "
                                    "built to accept at most 5 (CONFIG_MAXIMUM_TCP_CLIENT_"
                                    "CONNECTIONS), whatever is asked"),
+        "libiec61850": Key(str, None,
+                           doc="path of a libiec61850 shared object to serve MMS with (a "
+                               "build of the official release, e.g. /usr/local/lib/"
+                               "libiec61850.so on armhf); default $INVERTER_AGENT_LIBIEC61850, "
+                               "else the one bundled with pyiec61850-ng; version checked at "
+                               "start"),
     },
     "security": {
         "tls_cert": Key(str, None, doc="device certificate (PEM)"),
@@ -181,6 +209,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_timeout": Key(float, 300.0, min=0.0, max=86400.0,
                             doc="close MMS connections silent this long (0 = never)"),
         "audit_bytes": Key(int, 4 << 20, min=4096, max=1 << 30),
+    },
+    "ieee2030_5": {
+        "server": Key(str, None, check=_https_url,
+                      doc="the utility's IEEE 2030.5 server; leave out to disable the client"),
+        "cert": Key(str, None, doc="device certificate (PEM): the LFDI is derived from it"),
+        "key": Key(str, None, doc="device private key (PEM, mode 0600)"),
+        "ca": Key(str, None, doc="the utility's CA bundle that signs the server certificate"),
+        "check_hostname": Key(bool, True, doc="the server certificate must name the host"),
+        "server_2018_compat": Key(bool, True,
+                                  doc="the server is IEEE 2030.5-2018 (Rule 21 / CSIP): send "
+                                      "no 2023 attributes"),
+        "max_poll_interval": Key(float, None, min=10.0, max=86400.0,
+                                 doc="ceiling on the server's poll rates, seconds (commissioning "
+                                     "and tests; a server may ask for 900 s); none: obey it"),
+        "post_rate": Key(float, 300.0, min=10.0, max=86400.0,
+                         doc="seconds between telemetry posts when the server gives no "
+                             "postRate (CSIP practice: 300)"),
+        "pin": Key(int, None, min=0, max=999999,
+                   doc="registration PIN the utility gave; checked against the server's"),
+        "dcap_path": Key(str, "/dcap", doc="path of the DeviceCapability resource"),
     },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,
@@ -237,10 +285,17 @@ class Config:
         return list(self.links)
 
 
-def link_timeout(link: Mapping[str, Any], poll_period: float) -> float:
-    """Seconds per transaction: the link's ``timeout``, or 40 % of the poll period."""
+def link_timeout(link: Mapping[str, Any], poll_period: float | str) -> float:
+    """Seconds per transaction: the link's ``timeout``, or 40 % of the poll period
+    (with ``"auto"``: enough for the longest read at the link's baud rate)."""
     t = link["timeout"]
-    return t if t is not None else round(max(0.05, 0.4 * poll_period), 3)
+    if t is not None:
+        return t
+    if poll_period == "auto":
+        from inverter_agent.pollrate import auto_timeout
+
+        return auto_timeout(link)
+    return round(max(0.05, 0.4 * float(poll_period)), 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +317,10 @@ class InverterLink:
 def _coerce(where: str, key: Key, value: Any) -> Any:
     if value is None:
         return None
+    if key.words and isinstance(value, str):
+        if value in key.words:
+            return value
+        raise ConfigError(f"{where}: expected {key.allowed()}, got {value!r}")
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, key.type) or isinstance(value, bool) and key.type is not bool:
@@ -397,7 +456,9 @@ def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, s
         raise ConfigError(f"{origin}: [inverter] give modbus_tcp or modbus_rtu, not both")
     links = _resolve_links(origin, values, sources)
     period = values["agent"]["poll_period"]
-    for link in links:
+    # "auto": the transaction timeout fits the link and the period fits the cycles
+    # (pollrate); a failed poll ends within timeout x (retries + 1) either way.
+    for link in links if period != "auto" else ():
         budget = link_timeout(link.settings, period) * (link.settings["retries"] + 1)
         if budget > period * 3:
             where = sources.get("inverter.timeout", sources.get("agent.poll_period", origin))

@@ -164,6 +164,11 @@ class Controller:
         self.assessment: Assessment | None = None
 
     # -- settings
+    def set_control_period(self, period_s: float) -> None:
+        """The loop now samples every ``period_s`` (an automatic poll period was chosen)."""
+        self.control_period_s = period_s
+        self.engine_settings = for_platform(self.settings, period_s)
+
     def apply_settings(self, settings: Settings) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
         so the change takes effect at the next cycle."""

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from inverter_agent import arbitration
 from inverter_agent.events import EventLog
 from inverter_agent.functions import (
     Settings,
@@ -47,6 +48,10 @@ CONTROLS: dict[str, str] = {
     "freq_watt_enabled": "freq_watt.enabled",
     "constant_var_enabled": "constant_var.enabled",
 }
+
+
+#: Seconds between presence checks while a temporary command is active.
+PRESENCE_EVERY_S = 1.0
 
 
 class ControlRefused(Exception):
@@ -94,9 +99,19 @@ class SettingsService:
         self._persisted = settings_to_dict(persisted)
         self._temporary: dict[str, Any] = {}  # settings path -> value
         self._last_heard = clock()
+        #: Asked whether any client was heard from since the last asking (the MMS
+        #: server's associations and kernel byte counters); None: requests only.
+        self._presence: Callable[[], bool] | None = None
+        self._presence_asked = -1e18
         self._effective = persisted
         #: Bumped by every change of the effective settings (for cheap "changed?" checks).
         self.version = 0
+        #: Utility commands (IEEE 2030.5 events and default control), arbitrated
+        #: over the persisted settings and operator commands (arbitration.py).
+        self.utility: arbitration.UtilitySchedule | None = None
+        self.wall: Callable[[], float] = time.time
+        self._in_force = arbitration.InForce()
+        self._utility_refused: object = None
 
     # -- reading
     def effective(self) -> Settings:
@@ -170,14 +185,69 @@ class SettingsService:
         with self._lock:
             self._last_heard = self._clock()
 
-    def tick(self) -> bool:
-        """Called every control cycle: revert temporary commands on communication loss."""
+    def set_presence(self, heard: Callable[[], bool] | None) -> None:
+        """``heard()`` says whether any client was heard from since it was last asked.
+
+        Asked by :meth:`tick` at most once every :data:`PRESENCE_EVERY_S` while a
+        temporary command is active, and always before reverting one.
+        """
         with self._lock:
+            self._presence = heard
+            self._presence_asked = -1e18
+
+    def attach_utility(self, schedule: arbitration.UtilitySchedule) -> None:
+        """Arbitrate ``schedule`` (utility events, default control) into the settings."""
+        with self._lock:
+            self.utility = schedule
+            self._follow_utility()
+
+    def in_force(self) -> arbitration.InForce:
+        """The utility commands the effective settings include now."""
+        with self._lock:
+            return self._in_force
+
+    def _follow_utility(self) -> bool:
+        """Recompose when the utility commands in force changed (an event started,
+        ended, was cancelled; a new default). Under the lock."""
+        if self.utility is None:
+            return False
+        now = self.wall()
+        self.utility.expire(now)
+        in_force = self.utility.in_force(now)
+        if in_force.key == self._in_force.key:
+            return False
+        self._in_force = in_force
+        self._set_effective(self._compose(self._persisted, self._temporary))
+        ev = in_force.event
+        self.events.record("utility_control", (
+            f"event {ev.ident} until {ev.end:.0f} (primacy {ev.primacy}): "
+            f"{ev.control.describe()}" if ev is not None else
+            f"no event; default control: "
+            f"{in_force.default.describe() if in_force.default else 'none'}"),
+            who=in_force.default_source or "utility")
+        return True
+
+    def tick(self) -> bool:
+        """Called every control cycle: follow the utility schedule, and revert temporary
+        commands on communication loss."""
+        with self._lock:
+            followed = self._follow_utility()
             if not self._temporary or self.revert_after_s is None:
-                return False
-            silent = self._clock() - self._last_heard
+                return followed
+            now = self._clock()
+            if self._presence is not None and (
+                    now - self._presence_asked >= PRESENCE_EVERY_S
+                    or now - self._last_heard >= self.revert_after_s):
+                self._presence_asked = now
+                try:
+                    if self._presence():
+                        self._last_heard = now
+                except Exception:  # never revert because presence could not be asked
+                    log.exception("client presence check failed")
+                    self._last_heard = now
+            silent = now - self._last_heard
             if silent < self.revert_after_s:
-                return False
+                return followed
             reverted = sorted(self._temporary)
             self._temporary = {}
             self._set_effective(self._compose(self._persisted, {}))
@@ -186,8 +256,27 @@ class SettingsService:
             return True
 
     # -- internals
+    def _compose(self, persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> Settings:
+        """Persisted settings, operator commands, then the utility commands in force
+        (arbitration.apply). Utility commands that would make the settings invalid are
+        left out (logged once): they never block a local change, never reach the
+        inverter."""
+        base = self._compose_local(persisted, temporary)
+        in_force = self._in_force
+        if in_force.event is None and in_force.default is None:
+            return base
+        try:
+            return settings_from_dict(arbitration.apply(settings_to_dict(base), in_force,
+                                                        temporary))
+        except SettingsError as exc:
+            if self._utility_refused != in_force.key:
+                self._utility_refused = in_force.key
+                log.warning("utility control refused, local settings kept: %s", exc)
+                self.events.record("utility_control_refused", str(exc))
+            return base
+
     @staticmethod
-    def _compose(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> Settings:
+    def _compose_local(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> Settings:
         d = copy.deepcopy(dict(persisted))
         for path, value in temporary.items():
             _set(d, path, value)

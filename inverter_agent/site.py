@@ -34,6 +34,7 @@ from inverter_agent.agent import Agent, CycleStats, supervise, write_status_file
 from inverter_agent.config import Config
 from inverter_agent.files import write_atomic
 from inverter_agent.plant import Allocation, InverterView, PlantTotals, allocate, totals
+from inverter_agent.pollrate import MAX_PERIOD, MIN_PERIOD, PROVISIONAL_PERIOD, ceil_ms
 
 if TYPE_CHECKING:
     from inverter_agent.mms.server import MmsServer
@@ -222,14 +223,16 @@ class Site:
         self.cfg = cfg
         self.agents = agents
         self.plant = plant
-        self.period = cfg["agent.poll_period"]
+        self.auto = cfg["agent.poll_period"] == "auto"
+        self.period = PROVISIONAL_PERIOD if self.auto else float(cfg["agent.poll_period"])
+        self._choices: tuple[object, ...] = ()
+        self.auto_reason: str | None = None
         self.dead_retry = cfg["agent.dead_retry"]
         self.stats = CycleStats()
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
         self.status_extra: dict[str, Callable[[], object]] = {}
         self.on_cycle: Callable[[], object] | None = None
-        self._status_every = max(1, round(5.0 / self.period))
 
     def cycle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -255,6 +258,31 @@ class Site:
                 log.exception("plant cycle failed")
         self.stats.link_up = all(a.stats.link_up for a in self.agents)
         self.stats.polled(time.monotonic() - t0)
+        if self.auto:
+            self._choose_period()
+
+    def _choose_period(self) -> None:
+        """With ``poll_period = "auto"``: one cycle polls every inverter in turn, so the
+        site's period is the sum of theirs (their fast cycles leaving the stated share
+        of the line free; the longest slow read fitting in one period)."""
+        # Inverters whose link is down do not hold the choice back (they are tried
+        # every dead_retry, not every cycle); each that comes back is counted in.
+        up = [a for a in self.agents if a.stats.link_up]
+        choices = tuple(a.poll_rate.choice if a.poll_rate else None for a in up)
+        if not choices or choices == self._choices or any(c is None for c in choices):
+            return
+        self._choices = choices
+        fast = sum(c.fast_busy_s for c in choices)
+        share = choices[0].share_free
+        extra = max(c.worst_busy_s - c.fast_busy_s for c in choices)
+        period = ceil_ms(min(MAX_PERIOD, max(MIN_PERIOD, fast / (1 - share), fast + extra)))
+        self.auto_reason = (f"{len(choices)} inverters polled in turn: fast cycles "
+                            f"{fast * 1e3:.1f} ms together, {share:.0%} of the line left to "
+                            f"other masters, at least {MIN_PERIOD * 1e3:.0f} ms")
+        self.period = period
+        for agent in self.agents:
+            agent.set_period(period)
+        log.info("site: poll period auto: %.3f s (%s)", period, self.auto_reason)
 
     def run(self) -> None:
         log.info("site running: %d inverters, poll period %.3f s, dead-link retry %.1f s",
@@ -277,6 +305,9 @@ class Site:
         return {
             "time": time.time(), "link_up": self.stats.link_up,
             "poll_period_s": self.period, "dead_retry_s": self.dead_retry,
+            "poll_period_auto": ({"chosen_s": self.period if self.auto_reason else None,
+                                  "reason": self.auto_reason or "measuring the links"}
+                                 if self.auto else None),
             **self.stats.timing(),
             "inverters": {a.name: a.status_view() for a in self.agents},
             "plant": self.plant.status_view() if self.plant is not None else None,

@@ -138,6 +138,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--serial", metavar="DEVICE", help="Modbus RTU on an existing serial port")
     t.add_argument("--baud", type=int, default=9600,
                    help="RTU baud rate, sets the 3.5-character gap (default 9600)")
+    t.add_argument("--emulate-baud", action="store_true",
+                   help="on a pty, answer only after the request and the response would "
+                        "have taken on a real line at --baud (10 bits a character, the "
+                        "3.5-character silence): a pty itself has no baud rate")
     t.add_argument("--fault", type=fault_arg, default=Fault(), metavar="MODE",
                    help="none, silent, exception:N, garbage, truncated, bad_crc, delay:S")
     t.add_argument("--control", default="127.0.0.1:0", metavar="HOST:PORT|off",
@@ -251,7 +255,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 announce(f"PTY {device} -> {link}" if link else f"SERIAL {device} {args.baud}")
 
             rtu = ModbusRtuServer(sim, baud=args.baud, pty_link=args.pty_link,
-                                  device=args.serial, on_port=on_port)
+                                  device=args.serial, on_port=on_port,
+                                  emulate_baud=args.emulate_baud)
             rtu.start()
             started.append(rtu)
             if args.pty_link:

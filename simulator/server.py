@@ -232,11 +232,14 @@ class ModbusRtuServer:
 
     def __init__(self, bus: Bus, baud: int = 9600, pty_link: str | None = None,
                  device: str | None = None,
-                 on_port: Callable[[str, str | None], None] | None = None) -> None:
+                 on_port: Callable[[str, str | None], None] | None = None,
+                 emulate_baud: bool = False) -> None:
         if (pty_link is None) == (device is None):
             raise ValueError("give exactly one of pty_link or device")
         self.bus = bus
         self.baud = baud
+        #: Hold each answer for the time request and answer take on a real line.
+        self.emulate_baud = emulate_baud
         self.gap = t35(baud)
         self.stale_s = max(self.gap, 0.05)
         self._link = Path(pty_link).absolute() if pty_link else None
@@ -355,6 +358,12 @@ class ModbusRtuServer:
         if resp is None:
             return
         out = with_crc(bytes((unit,)) + resp)
+        if self.emulate_baud:
+            # The request arrived at once over the pty; on the line it took its bytes'
+            # time, then the silence that ends it, then the answer its bytes' time.
+            char = 10.0 / self.baud
+            if self._stop.wait((len(frame) + len(out)) * char + self.gap):
+                return
         if fault.kind == "delay" and self._stop.wait(fault.delay_s):
             return
         out = spoil(out, fault, self._rng, crc_at_end=True)

@@ -13,12 +13,13 @@ Point paths name a point inside its groups: ``W``, ``curve[2].V3``,
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
+import os
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 
@@ -170,11 +171,22 @@ def _group_def(d: Mapping[str, Any]) -> GroupDef:
 
 
 @functools.cache
+def _definitions_dir() -> str:
+    """pysunspec2's folder of JSON model definitions (a plain directory in its wheel;
+    found without importing sunspec2 or importlib.resources, which cost memory)."""
+    spec = importlib.util.find_spec("sunspec2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelDefinitionError("pysunspec2 is not installed: no SunSpec model definitions")
+    return os.path.join(list(spec.submodule_search_locations)[0], "models", "json")
+
+
+@functools.cache
 def model_definition(model_id: int) -> ModelDef:
     """The shipped definition of a SunSpec model, cached."""
-    ref = resources.files("sunspec2").joinpath("models", "json", f"model_{int(model_id)}.json")
+    ref = os.path.join(_definitions_dir(), f"model_{int(model_id)}.json")
     try:
-        text = ref.read_text(encoding="utf-8")
+        with open(ref, encoding="utf-8") as fh:
+            text = fh.read()
     except (FileNotFoundError, OSError) as exc:
         raise ModelDefinitionError(f"no SunSpec definition ships for model {model_id}") from exc
     d = json.loads(text)
@@ -184,11 +196,10 @@ def model_definition(model_id: int) -> ModelDef:
 
 
 def known_model_ids() -> list[int]:
-    folder = resources.files("sunspec2").joinpath("models", "json")
     ids = []
-    for entry in folder.iterdir():
-        stem = entry.name.removeprefix("model_").removesuffix(".json")
-        if entry.name.startswith("model_") and stem.isdigit():
+    for name in os.listdir(_definitions_dir()):
+        stem = name.removeprefix("model_").removesuffix(".json")
+        if name.startswith("model_") and stem.isdigit():
             ids.append(int(stem))
     return sorted(ids)
 

@@ -1,4 +1,4 @@
-"""ctypes access to the libiec61850 library bundled with pyiec61850-ng.
+"""ctypes access to libiec61850: the one bundled with pyiec61850-ng, or a system build.
 
 Everything the MMS layer calls in libiec61850 goes through this module, never
 through the SWIG wrappers, because (LIBIEC61850.md, "Pitfalls"):
@@ -10,17 +10,27 @@ through the SWIG wrappers, because (LIBIEC61850.md, "Pitfalls"):
   whose Python objects are kept alive by the caller for as long as the server
   can call them.
 
-Handles are plain ``int`` pointers (``c_void_p`` arguments). The library is
-the one the SWIG extension already loaded: importing ``pyiec61850.pyiec61850``
-maps it into the process and its path is read back from /proc/self/maps
-(``pyiec61850._libload.LOADED_PATH`` is None in this package).
+Handles are plain ``int`` pointers (``c_void_p`` arguments). Which library:
+the ``mms.libiec61850`` config key (:func:`configure`) or the
+``INVERTER_AGENT_LIBIEC61850`` environment variable if set (a build of the
+official release, e.g. on armhf where pyiec61850-ng has no wheel); else the
+one the SWIG extension loads (importing ``pyiec61850.pyiec61850`` maps it and
+its path is read back from /proc/self/maps); else the system's. Its version is
+checked when it is loaded, with a clear error (:class:`LibraryError`). Nothing
+on the server side needs the SWIG module: only the MMS *client*
+(``inverter-agent read``, the tests' reader) does.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
+import glob
+import importlib.util
+import itertools
 import logging
+import os
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -301,29 +311,157 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
 }
 
 
-def library_path() -> str:
-    """Path of the libiec61850 shared object mapped by the SWIG extension."""
-    import pyiec61850.pyiec61850  # noqa: F401  (maps the bundled library into the process)
+#: Environment variable naming the libiec61850 shared object to load (as the
+#: ``mms.libiec61850`` config key does; the config key wins).
+ENV_LIBRARY = "INVERTER_AGENT_LIBIEC61850"
+#: libiec61850 releases whose ABI this module declares (the callback signatures
+#: above are 1.6's; 1.6.1 is the one tested).
+SUPPORTED = ((1, 6, 0), (1, 7, 0))  # from, up to (excluded)
+#: Symbols only a build with TLS (mbedTLS in third_party) has.
+_TLS_SYMBOLS = frozenset(n for n in _SIGNATURES if n.startswith(("TLSConfiguration_",
+                                                                 "TLSConnection_")))
 
+
+class LibraryError(OSError):
+    """The libiec61850 to use cannot be loaded, is not libiec61850, or is too old."""
+
+
+_configured: dict[str, str | None] = {"path": None, "source": None}
+_missing: set[str] = set()
+
+
+def configure(path: str | None, source: str = "mms.libiec61850") -> None:
+    """Load the library from ``path`` (None: the environment variable, else the one
+    bundled with pyiec61850-ng, else the system's). Call before the first :func:`lib`."""
+    if lib.cache_info().currsize and path and path != _configured["path"]:
+        raise LibraryError(f"{source} = {path!r}: libiec61850 is already loaded from "
+                           f"{library_path()}")
+    _configured["path"], _configured["source"] = path, source if path else None
+
+
+def _chosen() -> tuple[str | None, str]:
+    if _configured["path"]:
+        return _configured["path"], str(_configured["source"])
+    env = os.environ.get(ENV_LIBRARY)
+    if env:
+        return env, f"${ENV_LIBRARY}"
+    return None, "pyiec61850-ng"
+
+
+def _bundled_path() -> str | None:
+    """Path of the libiec61850 that pyiec61850-ng ships, if it is installed.
+
+    Found beside the package (``pyiec61850_ng.libs``, where the wheel keeps it)
+    without importing the SWIG extension (~5 MB the server never uses); failing
+    that, the extension is imported and the path read back from /proc/self/maps
+    (``pyiec61850._libload.LOADED_PATH`` is None in this package).
+    """
+    try:
+        spec = importlib.util.find_spec("pyiec61850")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        libs = os.path.join(os.path.dirname(folder), "pyiec61850_ng.libs")
+        found = sorted(glob.glob(os.path.join(libs, "libiec61850*.so*")))
+        if found:
+            return found[0]
+    try:
+        import pyiec61850.pyiec61850  # noqa: F401  (maps the bundled library)
+    except ImportError:
+        return None
     with open("/proc/self/maps", encoding="utf-8") as maps:
         for line in maps:
             path = line.rstrip("\n").split(maxsplit=5)[-1]
             if "/libiec61850" in path and ".so" in path:
                 return path
-    raise OSError("libiec61850 is not mapped in this process after importing pyiec61850")
+    return None
+
+
+def library_path() -> str:
+    """Path of the libiec61850 shared object to load (or loaded)."""
+    path, _ = _chosen()
+    if path:
+        return path
+    bundled = _bundled_path()
+    if bundled:
+        return bundled
+    system = ctypes.util.find_library("iec61850")
+    if system:
+        return system
+    raise LibraryError(
+        "no libiec61850 to load: pyiec61850-ng is not installed (as on armhf) and none "
+        "is on the system's library path; build it from the official release and set "
+        f"mms.libiec61850 (or ${ENV_LIBRARY}) to its .so, see docs/install.md")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.strip().split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 @functools.cache
 def lib() -> ctypes.CDLL:
-    """The bundled libiec61850 with argtypes/restypes declared for what we call."""
+    """libiec61850 with argtypes/restypes declared for what we call; its version
+    checked. Raises :class:`LibraryError` with what to do."""
     path = library_path()
-    dll = ctypes.CDLL(path)
+    _, source = _chosen()
+    where = f"{source} = {path!r}" if source != "pyiec61850-ng" else f"libiec61850 {path}"
+    try:
+        dll = ctypes.CDLL(path)
+    except OSError as exc:
+        raise LibraryError(f"{where}: cannot be loaded ({exc})") from None
+    try:
+        get_version = dll.LibIEC61850_getVersionString
+    except AttributeError:
+        raise LibraryError(f"{where}: not a libiec61850 (no LibIEC61850_getVersionString)"
+                           ) from None
+    get_version.restype = c_char_p
+    get_version.argtypes = []
+    raw = get_version() or b""
+    text = raw.decode("ascii", "replace")
+    version = parse_version(text)
+    lo, hi = SUPPORTED
+    if not lo <= version < hi:
+        raise LibraryError(
+            f"{where}: libiec61850 version {text or '?'}; this agent needs "
+            f"{'.'.join(map(str, lo))} or later, before {'.'.join(map(str, hi))} "
+            "(1.6.1 is tested): build that release, see docs/install.md")
+    _missing.clear()
     for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(dll, name)
+        try:
+            fn = getattr(dll, name)
+        except AttributeError:
+            if name in _TLS_SYMBOLS:
+                _missing.add(name)
+                continue
+            raise LibraryError(f"{where} (version {text}): lacks {name}; was it built "
+                               "from the official release?") from None
         fn.restype = restype
         fn.argtypes = argtypes
-    log.debug("libiec61850 loaded from %s", path)
+    log.info("libiec61850 %s loaded from %s%s", text, path,
+             "" if not _missing else " (built without TLS)")
     return dll
+
+
+def version() -> str:
+    """Version string of the loaded library."""
+    return (lib().LibIEC61850_getVersionString() or b"").decode("ascii", "replace")
+
+
+def require_tls() -> None:
+    """Raise :class:`LibraryError` if the loaded library was built without TLS."""
+    lib()
+    if _missing:
+        raise LibraryError(f"libiec61850 {library_path()} was built without TLS support "
+                           "(mbedTLS): rebuild it with mbedTLS in third_party/mbedtls, or "
+                           "serve plain MMS on loopback only")
 
 
 def mms_value_to_python(value: int) -> Any:

@@ -23,9 +23,11 @@ What it does:
   the perform-check handler, because with direct-with-normal-security the
   positive response goes out before the control handler runs
   (LIBIEC61850.md). ``ControlRefused.cause`` becomes the AddCause.
-* every request (read, write, operate) calls ``service.heard_from_client()``
-  (reads at most once a second); the communication-loss revert itself runs in
-  ``service.tick()``, which the lead calls every cycle.
+* writes and operates call ``service.heard_from_client()``; reads run no Python
+  at all: the service asks ``server.clients_heard()`` (associations, and the
+  kernel's per-connection byte counters) about once a second while a temporary
+  command is active. The communication-loss revert itself runs in
+  ``service.tick()``, which the agent calls every cycle.
 * with an ``AuditLog`` on the server (``MmsServer(..., audit=...)``) every
   accepted or refused setting write (who, old, new) and control is recorded;
   access refusals (roles) are recorded by the server itself.
@@ -117,7 +119,10 @@ class FunctionBinding:
         for control in CONTROLS:
             self.server.set_control(self._key(control.target), self._control_check(control),
                                     control.ctl_model)
-        self.server.add_read_hook(self._heard)
+        # Reads run no Python (they are served at the library's speed): presence for
+        # the communication-loss revert comes from associations and the kernel's
+        # per-connection counters, asked by the service when it needs to know.
+        self.service.set_presence(self.server.clients_heard)
         self.server.add_start_hook(self._on_start)
         self._thread.start()
 
@@ -215,12 +220,6 @@ class FunctionBinding:
                 log.exception("settings refresh failed")
 
     # --- handlers (libiec61850 threads) -----------------------------------------------------
-    def _heard(self) -> None:
-        now = time.monotonic()
-        if now - self._last_heard >= self.heard_interval_s:
-            self._last_heard = now
-            self.service.heard_from_client()
-
     def _setting_writer(self, setting: Setting) -> Callable[[Any, str, str], bool]:
         def write(value: Any, _path: str, peer: str) -> bool:
             return self._write({setting.path: lambda: setting.to_setting(value)}, peer)

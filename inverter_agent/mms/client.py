@@ -44,8 +44,12 @@ class MmsControlError(MmsClientError):
 
 
 def _iec() -> Any:
-    import pyiec61850.pyiec61850 as iec
-
+    try:
+        import pyiec61850.pyiec61850 as iec
+    except ImportError:
+        raise MmsClientError("the MMS client needs pyiec61850-ng, which has no wheel for "
+                             "this platform (the server does not need it); read from "
+                             "another machine, or with open61850") from None
     return iec
 
 

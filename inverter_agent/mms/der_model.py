@@ -50,7 +50,6 @@ change that one table once the standard's codes are confirmed.
 from __future__ import annotations
 
 import enum
-from importlib import metadata
 from typing import Any
 
 from hal.inverter import OperatingState
@@ -118,10 +117,22 @@ def _asg(name: str, unit: str) -> DataObjectSpec:
 
 
 def _software_version() -> str:
-    try:
-        return metadata.version("inverter-agent")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    # The installed distribution's METADATA, read directly: importlib.metadata brings
+    # email, csv and zipfile along (~3 MB of a small board's memory).
+    import glob
+    import os
+    import sys
+
+    for folder in sys.path:
+        for meta in glob.glob(os.path.join(folder or ".", "inverter_agent-*.dist-info",
+                                           "METADATA")):
+            with open(meta, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+    return "unknown"
 
 
 def der_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:

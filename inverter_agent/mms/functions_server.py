@@ -46,6 +46,7 @@ from .binding import FunctionBinding, attach_functions
 from .demo_server import run_until_stopped, serve_commands
 from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from .functions_model import functions_model_spec
+from .hardening import route_native_output
 from .security import AccessPolicy, TlsSettings, check_bind
 from .server import MmsServer
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = protocol
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    route_native_output()  # the library's own prints: into the log, at DEBUG
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

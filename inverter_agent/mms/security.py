@@ -8,10 +8,12 @@ TLS (:class:`TlsSettings`)
     Mutual authentication: the server presents ``cert``/``key`` and requires a
     client certificate that chains to one of ``ca`` (and is in ``allow`` when
     that list is given), is within its validity and is not in a ``crl``. TLS
-    1.2 is the minimum, and only forward-secret suites are offered: ECDHE for
-    TLS 1.2 (libiec61850's default list has TLS_RSA_WITH_AES_128_CBC_SHA256,
-    the IEC 62351-4:2018 "mandatory" suite, which has no forward secrecy) and
-    the TLS 1.3 suites, which are always (EC)DHE. MMS over TLS listens on
+    1.2 is the minimum, and only forward-secret AEAD suites are offered: ECDHE
+    with GCM or ChaCha20-Poly1305 for TLS 1.2 (libiec61850's default list has
+    TLS_RSA_WITH_AES_128_CBC_SHA256, the IEC 62351-4:2018 "mandatory" suite,
+    which has no forward secrecy) and the TLS 1.3 suites, which are always
+    (EC)DHE and AEAD. A client cannot renegotiate a TLS 1.2 session (see
+    ``hardening.refuse_client_renegotiation``). MMS over TLS listens on
     :data:`TLS_PORT` (3782) unless told otherwise.
 
 Roles (:class:`AccessPolicy`)
@@ -44,9 +46,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-
-from inverter_agent import certs
+# cryptography (and certs, built on it) are imported where a certificate is handled:
+# about 10 MB of the agent's memory that plain MMS never needs.
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,10 @@ ROLE_RIGHTS: dict[str, frozenset[str]] = {
     "secadmin": frozenset({RIGHT_READ, RIGHT_SECADMIN}),
 }
 
-#: TLS 1.2 suites with an ephemeral ECDH key exchange (IANA numbers), AEAD first,
-#: then the CBC-SHA256 variants some IEC 62351-4 clients still offer.
+#: TLS 1.2 suites with an ephemeral ECDH key exchange and an AEAD cipher (IANA
+#: numbers). The CBC-SHA256 variants (0xC023, 0xC027) are left out: CBC with
+#: MAC-then-encrypt is the construction padding-oracle attacks live on, and
+#: every client that can do ECDHE can do GCM.
 ECDHE_TLS12_SUITES: tuple[int, ...] = (
     0xC02B,  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
     0xC02C,  # TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
@@ -79,9 +82,10 @@ ECDHE_TLS12_SUITES: tuple[int, ...] = (
     0xC030,  # TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
     0xCCA9,  # TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
     0xCCA8,  # TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-    0xC023,  # TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
-    0xC027,  # TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
 )
+#: Forward-secret but not AEAD: refused in :class:`TlsSettings` with that reason.
+CBC_TLS12_SUITES: tuple[int, ...] = (0xC023, 0xC024, 0xC027, 0xC028, 0xC009, 0xC00A, 0xC013,
+                                     0xC014)
 #: TLS 1.3 suites (key exchange is always ephemeral in TLS 1.3 without PSK).
 TLS13_SUITES: tuple[int, ...] = (0x1301, 0x1302, 0x1303)
 
@@ -135,6 +139,9 @@ class TlsSettings:
             raise SecurityConfigError("TLS needs at least one CA bundle to check clients")
         if self.allow is not None and not self.allow:
             raise SecurityConfigError("TLS allow-list is empty: no client could connect")
+        cbc = [f"0x{s:04X}" for s in self.suites if s in CBC_TLS12_SUITES]
+        if cbc:
+            raise SecurityConfigError(f"TLS CBC suites refused (AEAD only): {cbc}")
         forward_secret = set(ECDHE_TLS12_SUITES) | set(TLS13_SUITES)
         weak = [f"0x{s:04X}" for s in self.suites if s not in forward_secret]
         if weak or not self.suites:
@@ -165,6 +172,8 @@ class CertStatus:
 def cert_status(path: str, warn_days: float = EXPIRY_WARNING_DAYS,
                 at: dt.datetime | None = None) -> CertStatus:
     """Days left on the (first) certificate in ``path``; ``warning`` set under ``warn_days``."""
+    from inverter_agent import certs
+
     first = certs.expiry(path, at)[0]
     if first.days_left < 0:
         warning: str | None = f"certificate EXPIRED {-first.days_left:.0f} days ago"
@@ -289,6 +298,10 @@ class AccessPolicy:
 
         The certificate itself was already validated by the TLS layer.
         """
+        from cryptography import x509
+
+        from inverter_agent import certs
+
         fp = fingerprint(der)
         try:
             cert = x509.load_der_x509_certificate(der)
@@ -368,3 +381,133 @@ def check_bind(host: str, tls_enabled: bool, allow_insecure: bool) -> None:
     log.warning("!!! INSECURE: plain MMS listening on %s without TLS: anyone who can reach "
                 "this address can read and, without ACSE passwords, change settings and "
                 "operate the inverter !!!", host or "*")
+
+
+# --- admission: the connection cap must not lock everyone out ----------------------------------
+
+#: Roles for which the last connection slot is kept free (IEC 62351-8 OPERATOR, ENGINEER,
+#: SECADM: the ones that can act on the inverter or on its security).
+PRIVILEGED_ROLES = frozenset({"operator", "engineer", "secadmin"})
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """How the MMS server keeps its few connection slots (5 in the bundled library)
+    usable for the clients that need them.
+
+    ``associate_within_s``: a connection (plain or TLS, handshake included) that
+    has not completed its MMS association this long after it was accepted is
+    closed. ``rate``/``burst``: a peer address may open ``burst`` connections
+    at once and ``rate`` per second after that, not counting those that
+    associate; one that opens more is put in penalty. ``failures`` failed
+    connections (no association in time, closed before associating, refused
+    TLS handshake or association) within
+    ``failure_window_s`` put the peer in penalty too. A peer in penalty
+    (``penalty_s``) is refused before it takes a slot: the listening socket
+    drops its connection attempts (SYN) in the kernel, so its client retries
+    after 1 s, 3 s, ...; the connections it still has are closed, except
+    those of :data:`PRIVILEGED_ROLES`. ``pending_per_peer``: unassociated
+    connections one peer may hold at a time. ``reserved``: with roles
+    enforced, this many of the server's slots are kept for
+    :data:`PRIVILEGED_ROLES`: a viewer (or any other role) is refused when its
+    association would take one of them.
+    """
+
+    associate_within_s: float = 1.0
+    rate: float = 5.0
+    burst: int = 20
+    failures: int = 50
+    failure_window_s: float = 10.0
+    penalty_s: float = 10.0
+    pending_per_peer: int = 3
+    reserved: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("associate_within_s", "rate", "failure_window_s", "penalty_s"):
+            if not getattr(self, name) > 0:
+                raise SecurityConfigError(f"admission {name} must be > 0")
+        for name in ("burst", "failures", "pending_per_peer"):
+            if getattr(self, name) < 1:
+                raise SecurityConfigError(f"admission {name} must be >= 1")
+        if self.reserved < 0:
+            raise SecurityConfigError("admission reserved must be >= 0")
+
+    def describe(self) -> str:
+        return (f"association within {self.associate_within_s:g} s; per peer address "
+                f"more than {self.burst} connections at once or {self.rate:g}/s after, or "
+                f"{self.failures} failures in {self.failure_window_s:g} s -> "
+                f"{self.penalty_s:g} s penalty; {self.reserved} slot(s) kept for "
+                f"{'/'.join(sorted(PRIVILEGED_ROLES))}")
+
+
+class Admission:
+    """Per peer address: token bucket of unassociated connections, failures, penalty.
+
+    Pure bookkeeping (time is an argument); the server asks :meth:`opened` for
+    every connection it sees accepted and reports :meth:`associated` and
+    :meth:`failed`. At most ``max_peers`` addresses are remembered (the least
+    recently seen are forgotten first), so a scan from many addresses costs
+    bounded memory.
+    """
+
+    def __init__(self, limits: AdmissionLimits | None = None, max_peers: int = 4096) -> None:
+        self.limits = limits or AdmissionLimits()
+        self.max_peers = max_peers
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[float, float]] = {}   # host -> (tokens, at)
+        self._failures: dict[str, list[float]] = {}
+        self._penalty: dict[str, float] = {}                # host -> until
+
+    def _bucket(self, host: str, now: float) -> float:
+        tokens, at = self._tokens.get(host, (float(self.limits.burst), now))
+        return min(float(self.limits.burst), tokens + (now - at) * self.limits.rate)
+
+    def opened(self, host: str, now: float) -> str | None:
+        """A connection from ``host`` was accepted: None to let it try to associate,
+        else why it is to be closed at once."""
+        with self._lock:
+            until = self._penalty.get(host)
+            if until is not None and now < until:
+                return (f"in penalty for {until - now:.0f} s more after "
+                        f"{self.limits.failures} failed connections")
+            tokens = self._bucket(host, now)
+            if tokens < 1.0:
+                self._tokens[host] = (tokens, now)
+                self._penalty[host] = now + self.limits.penalty_s
+                return (f"connecting faster than {self.limits.rate:g}/s "
+                        f"(burst {self.limits.burst}): {self.limits.penalty_s:g} s penalty")
+            self._tokens[host] = (tokens - 1.0, now)
+            self._trim()
+            return None
+
+    def associated(self, host: str, now: float) -> None:
+        """An association from ``host`` succeeded: that connection costs no token (a
+        client that reconnects often but properly is never put in penalty for it)."""
+        with self._lock:
+            tokens = self._bucket(host, now)
+            self._tokens[host] = (min(float(self.limits.burst), tokens + 1.0), now)
+
+    def failed(self, host: str, now: float) -> bool:
+        """A connection from ``host`` failed; True if that put it in penalty."""
+        with self._lock:
+            window = self.limits.failure_window_s
+            recent = [t for t in self._failures.get(host, ()) if now - t < window]
+            recent.append(now)
+            self._failures[host] = recent[-self.limits.failures:]
+            if len(recent) >= self.limits.failures and self._penalty.get(host, 0) <= now:
+                self._penalty[host] = now + self.limits.penalty_s
+                self._failures[host] = []
+                return True
+            return False
+
+    def penalised(self, now: float) -> list[str]:
+        with self._lock:
+            return [h for h, until in self._penalty.items() if until > now]
+
+    def _trim(self) -> None:
+        if len(self._tokens) <= self.max_peers:
+            return
+        for host in sorted(self._tokens, key=lambda h: self._tokens[h][1])[:self.max_peers // 4]:
+            self._tokens.pop(host, None)
+            self._failures.pop(host, None)
+            self._penalty.pop(host, None)

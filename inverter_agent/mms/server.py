@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -52,18 +53,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hal.reading import Quality, Reading, Validity
-from inverter_agent.audit import AuditLog
+from inverter_agent.audit import AuditLog, RefusalAggregator, peer_host
 from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample_tcp
 
 from . import _native as nat
+from . import hardening
+from .hardening import refuse_client_renegotiation, server_sockets
 from .model import BuiltModel, ModelSpec, PointHandles, build_model
 from .security import (
     PLAIN_PORT,
+    PRIVILEGED_ROLES,
     RIGHT_CONTROL,
     RIGHT_READ,
     RIGHT_WRITE,
+    ROLE_RIGHTS,
     TLS_PORT,
     AccessPolicy,
+    Admission,
+    AdmissionLimits,
     CertStatus,
     Identity,
     TlsSettings,
@@ -76,6 +83,8 @@ LEVEL_SETTINGS, LEVEL_REPORTS = "settings", "reports"
 #: libiec61850's compile-time CONFIG_MAXIMUM_TCP_CLIENT_CONNECTIONS in the
 #: pyiec61850-ng wheel: a 6th association is rejected whatever the server asks.
 LIBRARY_MAX_CONNECTIONS = 5
+#: How often the connection watcher looks at the server's sockets.
+WATCH_PERIOD_S = 0.05
 
 #: FCs libiec61850 lets any client write by default; all denied, and a write
 #: handler installed per attribute re-opens exactly what is validated.
@@ -159,7 +168,8 @@ class MmsServer:
     def __init__(self, model_spec: ModelSpec, host: str = "127.0.0.1", port: int | None = None,
                  ied_name: str = "GW", max_connections: int = 5, *,
                  tls: TlsSettings | None = None, access: AccessPolicy | None = None,
-                 audit: AuditLog | None = None, idle_timeout_s: float | None = None) -> None:
+                 audit: AuditLog | None = None, idle_timeout_s: float | None = None,
+                 admission: AdmissionLimits | None = None) -> None:
         if port is None:
             port = TLS_PORT if tls is not None else PLAIN_PORT
         if not 0 < port < 65536:
@@ -180,7 +190,9 @@ class MmsServer:
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
         self._controls: dict[str, tuple[ControlCheck, int]] = {}
-        self._read_hooks: list[Callable[[], None]] = []
+        #: Client presence without a callback per read: associations and the kernel's
+        #: per-connection byte counters (see :meth:`clients_heard`).
+        self._activity = _Activity(self)
         #: Bytes on the wire per client and level of service (kernel counters).
         self.wire = WireLedger()
         self._bindings_by_ld: dict[str | None, tuple[Any, ...]] = {}
@@ -196,7 +208,9 @@ class MmsServer:
         self.idle_timeout_s = idle_timeout_s
         self.cert_status: CertStatus | None = None
         self._tls_config = 0
-        self._guard = _ConnectionGuard(self)
+        #: TLS renegotiation by clients: "refused" once the TLS configuration is built.
+        self.renegotiation: str | None = None
+        self._guard = _ConnectionGuard(self, admission)
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -209,6 +223,8 @@ class MmsServer:
             if self._server:
                 return
             lib = nat.lib()
+            if self.tls is not None:
+                nat.require_tls()
             model = build_model(self.spec, self.ied_name)
             try:
                 writable = {target: model.attribute(target)
@@ -258,8 +274,12 @@ class MmsServer:
                 lib.IedServer_setControlHandler(server, controls[target], control_cb, None)
                 # Through the server so that its control object and ctlModel agree.
                 lib.IedServer_updateCtlModel(server, controls[target], ctl_model)
-            if self._read_hooks or self._guard.active:
-                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler(list(self._read_hooks)))
+            # No Python on the read path: a callback per read takes the GIL and cost a
+            # quarter of the library's read rate. A read check is installed only if some
+            # role may not read (every associated client has a role, from the
+            # authenticator, and today every role may read).
+            if self._read_check_needed():
+                read_cb = nat.READ_ACCESS_HANDLER(self._read_handler())
                 callbacks.append(read_cb)
                 lib.IedServer_setReadAccessHandler(server, read_cb, None)
             self._initialise(server, model)
@@ -276,6 +296,7 @@ class MmsServer:
             self._clients = 0
             self._resolved = {}
             self._bindings_by_ld = {}
+            self._activity.reset()
             self._guard.start()
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
@@ -507,6 +528,8 @@ class MmsServer:
         # raise out of a callback, and never call publish() from here.
         try:
             self._clients += 1 if connected else -1
+            if connected:
+                self._activity.associated()
             peer = _peer(connection)
             if connected:
                 self.wire.opened(peer, time.time())
@@ -599,10 +622,17 @@ class MmsServer:
                 raise RuntimeError("set_control() must be called before start()")
             self._controls[target] = (check, ctl_model)
 
-    def add_read_hook(self, hook: Callable[[], None]) -> None:
-        """Call ``hook()`` (in a libiec61850 thread) on every client read; keep it tiny."""
-        with self._lock:
-            self._read_hooks.append(hook)
+    def clients_heard(self) -> bool:
+        """Whether any client associated or sent anything since the last call.
+
+        For the communication-loss revert. Nothing runs per request: this reads
+        the kernel's byte counters of the server's connections (sock_diag, as
+        :mod:`~inverter_agent.wirestats` does; ~0.5 ms) and compares them with the
+        previous call's; an association seen by the connection indication counts
+        too. If the counters cannot be read, any associated client counts as heard
+        (a revert must not fire on our own blindness).
+        """
+        return self._activity.heard_since_last_call()
 
     def add_start_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` after every start(), once the server listens (e.g. to set values)."""
@@ -659,16 +689,15 @@ class MmsServer:
             return nat.CONTROL_VALUE_INVALID
         return handler
 
-    def _read_handler(self, hooks: list[Callable[[], None]]) -> Callable[..., int]:
+    def _read_check_needed(self) -> bool:
+        return self.access is not None and not all(RIGHT_READ in rights
+                                                   for rights in ROLE_RIGHTS.values())
+
+    def _read_handler(self) -> Callable[..., int]:
         def handler(_ld: int, _ln: int, _do: int, _fc: int, connection: int,
                     _param: int) -> int:
             if not self._guard.allowed(connection, RIGHT_READ, "read"):
                 return nat.DATA_ACCESS_ERROR_OBJECT_ACCESS_DENIED
-            for hook in hooks:
-                try:
-                    hook()
-                except Exception:  # pragma: no cover - a read must never fail for this
-                    log.exception("read hook failed")
             return nat.DATA_ACCESS_ERROR_SUCCESS
         return handler
 
@@ -681,12 +710,16 @@ class MmsServer:
         """For the status view: TLS on/off, server certificate expiry, roles, connections."""
         return {
             "tls": self.tls is not None,
+            "tls_renegotiation": self.renegotiation,
             "port": self.port,
             "roles_enforced": self.access is not None,
             "certificate": self.cert_status.as_dict() if self.cert_status else None,
             "idle_timeout_s": self.idle_timeout_s,
             "max_connections": self.max_connections,
             "connected": self._clients,
+            "admission": self._guard.limits.describe(),
+            "closed_by_admission": self._guard.cuts,
+            "penalised": self._guard.admission.penalised(time.monotonic()),
         }
 
     def _tls_configuration(self, callbacks: list[Any]) -> int:
@@ -726,6 +759,14 @@ class MmsServer:
             lib.TLSConfiguration_clearCipherSuiteList(config)
             for suite in tls.suites:
                 lib.TLSConfiguration_addCipherSuite(config, suite)
+            # 1.6.1 leaves mbedTLS renegotiation on and has no switch for it: a client
+            # could renegotiate without limit (a handshake's CPU each time).
+            self.renegotiation = ("refused" if refuse_client_renegotiation(lib, config)
+                                  else "allowed (library default)")
+            if self.renegotiation != "refused":
+                log.error("MMS TLS: could not disable client-initiated renegotiation in "
+                          "this libiec61850 build; TLS 1.2 clients can renegotiate (use "
+                          "tls_min_version = 1.3 to rule it out)")
             event_cb = nat.TLS_EVENT_HANDLER(self._guard.tls_event)
             callbacks.append(event_cb)
             lib.TLSConfiguration_setEventHandler(config, event_cb, None)
@@ -740,7 +781,7 @@ ADD_CAUSE_NO_ACCESS_AUTHORITY = 20  # IEC 61850-7-2 AddCause "No-access-authorit
 
 
 class _ConnectionGuard:
-    """Per-connection identity, access decisions, audit and idle timeouts of one server.
+    """Per-connection identity, access decisions, audit, admission and timeouts of one server.
 
     libiec61850 1.6.1 offers no per-connection user data besides the ACSE
     security token: the authenticator (called once per association, after the
@@ -748,10 +789,26 @@ class _ConnectionGuard:
     password) stores a small integer there, and every later callback that has
     a ClientConnection reads it back (ClientConnection_getSecurityToken) and
     looks the :class:`Identity` up here.
+
+    Admission (``security.AdmissionLimits``): the library accepts a connection,
+    takes one of its few slots and, over TLS, runs the handshake in its one
+    listener thread with no time limit, before any callback is told; a silent
+    peer stalls every other client, and connections that never associate hold
+    slots until the idle timeout. So a watcher thread looks at the server's
+    sockets themselves (``hardening.server_sockets``, every
+    :data:`WATCH_PERIOD_S`) and shuts down (``hardening.cut``) any that has
+    not associated within ``associate_within_s``, and at once any from a peer
+    address that is over its rate of unassociated connections, in penalty,
+    or already holding its share of unassociated connections. Refusals of
+    unauthenticated peers go to the audit log aggregated
+    (``audit.RefusalAggregator``), never one entry each.
     """
 
-    def __init__(self, server: MmsServer) -> None:
+    def __init__(self, server: MmsServer, limits: AdmissionLimits | None = None) -> None:
         self.server = server
+        self.limits = limits or AdmissionLimits()
+        self.admission = Admission(self.limits)
+        self.refusals = RefusalAggregator(server.audit)
         self._lock = threading.Lock()
         self._identities: dict[int, Identity] = {}
         self._next_token = 1
@@ -759,11 +816,26 @@ class _ConnectionGuard:
         self._subscribed: dict[int, int] = {}     # connection -> enabled report blocks
         self._refusals: dict[tuple[str, str, str], tuple[float, int]] = {}
         # libiec61850 calls the connection indication and then the authenticator
-        # in the connection's own thread: the thread id carries the peer address
-        # to the authenticator, which is not told it.
-        self._pending_peer: dict[int, str] = {}
+        # in the same thread, but the 1.6.1 wheel serves every connection from one
+        # thread: the authenticator (not told the caller) can name its peer only
+        # when exactly one connection is waiting to associate ("?" otherwise). The
+        # watcher later finds each association by its security token and records
+        # it with its true peer.
+        self._pending_peer: dict[int, list[str]] = {}
+        self._assoc_conns: set[int] = set()  # connections whose association was seen
+        # peers (ip, port) that associated -> their role (None without roles)
+        self._associated: dict[tuple[str, int], str | None] = {}
+        # (fd, inode) -> (peer, first seen) of the server's sockets, and those cut
+        self._sockets: dict[tuple[int, int], tuple[tuple[str, int], float]] = {}
+        self._cut: set[tuple[int, int]] = set()
+        self._ended: set[tuple[str, int]] = set()  # associations that ended
+        # endpoints already counted against their address's rate (bounded, oldest out)
+        self._counted: dict[tuple[str, int], None] = {}
+        self._blocked: list[str] = []  # addresses in the listening socket's SYN filter
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Sockets shut down by the watcher (for the status view, tests and the bench).
+        self.cuts = 0
 
     @property
     def active(self) -> bool:
@@ -778,10 +850,16 @@ class _ConnectionGuard:
             self._identities.clear()
             self._seen.clear()
             self._subscribed.clear()
-        if self.server.access is not None:
-            auth_cb = nat.AUTHENTICATOR(self._authenticate)
-            callbacks.append(auth_cb)
-            lib.IedServer_setAuthenticator(server, auth_cb, None)
+            self._associated.clear()
+            self._sockets.clear()
+            self._cut.clear()
+            self._ended.clear()
+            self._blocked = []
+        # Always: without a policy it only notes that the association happened (the
+        # watcher closes connections that never get there).
+        auth_cb = nat.AUTHENTICATOR(self._authenticate)
+        callbacks.append(auth_cb)
+        lib.IedServer_setAuthenticator(server, auth_cb, None)
         # Report subscriptions are always seen: they keep a client from being idle
         # and make its level of service "reports".
         rcb_cb = nat.RCB_EVENT_HANDLER(self._rcb_event)
@@ -794,11 +872,8 @@ class _ConnectionGuard:
         return callbacks
 
     def start(self) -> None:
-        if self.server.idle_timeout_s is None:
-            return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._reaper, name="mms-idle-reaper",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="mms-guard", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -806,6 +881,7 @@ class _ConnectionGuard:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.refusals.flush()
 
     # --- identity ------------------------------------------------------------------------
     def identity(self, connection: int | None) -> Identity | None:
@@ -826,36 +902,68 @@ class _ConnectionGuard:
         # libiec61850 thread, during association; never raise out of here.
         policy = self.server.access
         try:
-            if policy is None or not auth:
-                return False
             with self._lock:
-                peer = self._pending_peer.pop(threading.get_ident(), "?")
-            log.debug("authenticating %s in thread %d", peer, threading.get_ident())
-            param = nat.AcseAuthParameter.from_address(auth)
-            data = ctypes.string_at(param.buf, param.length) if param.buf else b""
-            if param.mechanism == nat.ACSE_AUTH_TLS:
-                identity, reason = policy.certificate_identity(data, peer)
-            elif param.mechanism == nat.ACSE_AUTH_PASSWORD:
-                identity, reason = policy.password_identity(data, peer)
-            else:
-                identity, reason = None, ("no client certificate or password" if
-                                          self.server.tls is None else "no client certificate")
-            if identity is None:
-                log.warning("MMS association from %s refused: %s", peer, reason)
-                self._audit("mms.associate", peer, "refused", reason=reason)
-                return False
-            with self._lock:
+                pending = self._pending_peer.get(threading.get_ident(), [])
+                peer = pending.pop() if len(pending) == 1 else "?"
                 number = self._next_token
                 self._next_token += 1
+            log.debug("authenticating %s in thread %d", peer, threading.get_ident())
+            if policy is None:  # no roles: every association has full rights
+                token[0] = number  # (no identity behind it: marks the association)
+                return True
+            if not auth:
+                identity, reason = None, "no authentication parameter"
+            else:
+                param = nat.AcseAuthParameter.from_address(auth)
+                data = ctypes.string_at(param.buf, param.length) if param.buf else b""
+                if param.mechanism == nat.ACSE_AUTH_TLS:
+                    identity, reason = policy.certificate_identity(data, peer)
+                elif param.mechanism == nat.ACSE_AUTH_PASSWORD:
+                    identity, reason = policy.password_identity(data, peer)
+                else:
+                    identity, reason = None, ("no client certificate or password" if
+                                              self.server.tls is None
+                                              else "no client certificate")
+            if identity is not None and not self._slot_for(identity):
+                identity, reason = None, (f"role {identity.role}: the last "
+                                          f"{self.limits.reserved} connection slot(s) are kept "
+                                          f"for {'/'.join(sorted(PRIVILEGED_ROLES))}")
+            if identity is None:
+                self._failed(peer, "mms.associate", reason)
+                return False
+            with self._lock:
                 self._identities[number] = identity
-            token[0] = number
-            log.info("MMS association: %s", identity.describe())
-            self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
-                        method=identity.method)
+            token[0] = number  # the watcher logs and audits it, with its true peer
             return True
         except Exception:
             log.exception("MMS authenticator failed")
             return False
+
+    def _slot_for(self, identity: Identity) -> bool:
+        """False when this association would take a slot kept for privileged roles."""
+        reserved = self.limits.reserved
+        if identity.role in PRIVILEGED_ROLES or not reserved:
+            return True
+        if self.server.max_connections <= reserved:
+            return True  # nothing left to share: the reservation would lock viewers out
+        with self._lock:  # (not the library's count: its lock may be held right now)
+            open_now = len(self._seen)
+        return open_now <= self.server.max_connections - reserved
+
+    def _failed(self, peer: str, action: str, reason: str) -> None:
+        """An unauthenticated peer was refused: aggregated audit, rate-limited log,
+        and a failure towards its penalty."""
+        endpoint = parse_peer(peer)
+        host = endpoint[0] if endpoint else peer_host(peer)
+        first = self.refusals.refused(peer, action, reason)
+        (log.warning if first else log.debug)(
+            "MMS %s from %s refused: %s%s", action.removeprefix("mms."), peer, reason,
+            " (further refusals of this kind from this address are counted, not logged, "
+            f"for {self.refusals.window_s:g} s)" if first else "")
+        if self.admission.failed(host, time.monotonic()):
+            log.warning("MMS: %s in penalty for %g s after %d failed connections in %g s",
+                        host, self.limits.penalty_s, self.limits.failures,
+                        self.limits.failure_window_s)
 
     # --- decisions -----------------------------------------------------------------------
     def allowed(self, connection: int | None, right: str, obj: str) -> bool:
@@ -904,19 +1012,33 @@ class _ConnectionGuard:
         except Exception:  # auditing must never break the protocol thread
             log.exception("audit record failed")
 
-    # --- connections, idle timeout -----------------------------------------------------------
+    # --- connections ---------------------------------------------------------------------------
     def connection(self, connection: int, connected: bool) -> None:
         who = self.who(connection)
+        endpoint = parse_peer(_peer(connection))
         with self._lock:
             if connected:
                 self._seen[connection] = time.monotonic()
-                self._pending_peer[threading.get_ident()] = who
+                self._pending_peer.setdefault(threading.get_ident(), []).append(who)
+                fresh = endpoint is not None and endpoint not in self._counted
+                if fresh:
+                    self._counted[endpoint] = None
             else:
-                self._pending_peer.pop(threading.get_ident(), None)  # association never came
+                for waiting in self._pending_peer.values():
+                    if who in waiting:  # association never came
+                        waiting.remove(who)
+            associated = endpoint is not None and endpoint in self._associated
+            if not connected and endpoint is not None and associated:
+                self._ended.add(endpoint)
+        if connected and fresh:
+            assert endpoint is not None
+            # Counted here too: a short connection may come and go between two looks.
+            self.admission.opened(endpoint[0], time.monotonic())
         if not connected:
             self._forget(connection, nat.lib().ClientConnection_getSecurityToken(connection),
                          count=False)
-        self._audit("mms.connect" if connected else "mms.disconnect", who)
+            if associated:  # unassociated ones were refused (aggregated) or just went
+                self._audit("mms.disconnect", who)
 
     def _forget(self, connection: int, token: int | None, count: bool = True) -> None:
         """Drop what is kept about a connection (and its security token); ``count``:
@@ -924,6 +1046,7 @@ class _ConnectionGuard:
         with self._lock:
             known = self._seen.pop(connection, None) is not None
             self._subscribed.pop(connection, None)
+            self._assoc_conns.discard(connection)
             if token:
                 self._identities.pop(int(token), None)
         if count and known:
@@ -946,52 +1069,234 @@ class _ConnectionGuard:
     def _directory(self, _param: int, connection: int, _category: int, _ld: int) -> bool:
         return self.allowed(connection, RIGHT_READ, "directory")
 
-    def _reaper(self) -> None:
+    # --- the watcher: admission, association deadline, idle timeout ---------------------------
+    def _watch(self) -> None:
+        last_idle = last_tick = time.monotonic()
+        while not self._stop.wait(WATCH_PERIOD_S):
+            now = time.monotonic()
+            try:
+                self._admit(now)
+                if now - last_tick >= 1.0:
+                    last_tick = now
+                    self.refusals.tick()
+                timeout = self.server.idle_timeout_s
+                if timeout is not None and now - last_idle >= min(1.0, timeout / 4):
+                    last_idle = now
+                    self._close_idle(timeout)
+            except Exception:  # the watcher must keep watching
+                log.exception("MMS connection watcher failed")
+
+    def _discover_associations(self) -> None:
+        """Connections whose security token is set have associated: note their true
+        peer and role, then log and audit the association."""
+        lib = nat.lib()
+        found: list[tuple[str, Identity | None]] = []
+        with self._lock:  # a connection in _seen cannot be freed while we hold it
+            for connection in self._seen:
+                if connection in self._assoc_conns:
+                    continue
+                token = lib.ClientConnection_getSecurityToken(connection)
+                if not token:
+                    continue
+                self._assoc_conns.add(connection)
+                peer = _peer(connection)
+                identity = self._identities.get(int(token))
+                if identity is not None:
+                    identity = dataclasses.replace(identity, peer=peer)
+                    self._identities[int(token)] = identity
+                for waiting in self._pending_peer.values():
+                    for who in [w for w in waiting if w == peer]:
+                        waiting.remove(who)
+                endpoint = parse_peer(peer)
+                if endpoint is not None:
+                    self._associated[endpoint] = identity.role if identity else None
+                found.append((peer, identity))
+        now = time.monotonic()
+        for peer, identity in found:
+            endpoint = parse_peer(peer)
+            if endpoint is not None:
+                self.admission.associated(endpoint[0], now)
+            if identity is None:
+                log.debug("MMS association from %s (no roles)", peer)
+                continue
+            log.info("MMS association: %s", identity.describe())
+            self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
+                        method=identity.method)
+
+    def _admit(self, now: float) -> None:
+        """One look at the server's sockets: close what may not keep its slot."""
+        self._discover_associations()
+        port = self.server.port
+        penalised = self.admission.penalised(now)
+        if penalised != self._blocked:
+            for host in sorted(set(penalised) - set(self._blocked)):
+                log.warning("MMS: %s in penalty for %g s (more than %d connections at once "
+                            "or %g/s, or %d failed ones in %g s): its connection attempts "
+                            "are dropped", host, self.limits.penalty_s, self.limits.burst,
+                            self.limits.rate, self.limits.failures,
+                            self.limits.failure_window_s)
+                self.refusals.refused(host, "mms.penalty", "connecting too fast or failing "
+                                      "too often", penalty_s=self.limits.penalty_s)
+            # Before accept(): a penalised address's SYNs are dropped by the kernel.
+            if hardening.set_syn_filter(port, penalised) or not penalised:
+                self._blocked = penalised
+        blocked = set(penalised)
+        # Every connection the kernel holds for the port, accepted or still in the
+        # backlog: the library's single thread may be far behind a flood, so the
+        # rate is counted here, not from what the library gets round to.
+        try:
+            kernel = list(sample_tcp(port))
+        except OSError:
+            kernel = []
+        with self._lock:
+            fresh = [e for e in kernel if e not in self._counted]
+            for endpoint in fresh:
+                self._counted[endpoint] = None
+        for endpoint in fresh:
+            self.admission.opened(endpoint[0], now)
+        sockets = server_sockets(port)
+        current = {(fd, inode): peer for fd, (inode, peer) in sockets.items()}
+        to_cut: list[tuple[int, int, tuple[str, int], str, bool]] = []
+        gone: list[tuple[str, int]] = []
+        with self._lock:
+            for key in [k for k in self._sockets if k not in current]:
+                peer, _first = self._sockets.pop(key)
+                if key not in self._cut and peer not in self._associated:
+                    gone.append(peer)  # closed (by the library or the peer) unassociated
+                self._cut.discard(key)
+            pending: dict[str, int] = {}
+            for key, peer in sorted(current.items(), key=lambda kv: self._sockets.get(
+                    kv[0], (None, now))[1]):
+                if key in self._cut:
+                    continue
+                associated = peer in self._associated
+                role = self._associated.get(peer)
+                known = self._sockets.get(key)
+                if known is None or known[0] != peer:
+                    self._sockets[key] = (peer, now)
+                    reason = None
+                    if peer not in self._counted:
+                        self._counted[peer] = None
+                        reason = self.admission.opened(peer[0], now)
+                    if reason is not None and role not in PRIVILEGED_ROLES:
+                        to_cut.append((*key, peer, reason, False))
+                        continue
+                    if not associated:
+                        if reason is None and pending.get(peer[0], 0) >= \
+                                self.limits.pending_per_peer:
+                            reason = (f"already {pending[peer[0]]} unassociated "
+                                      "connection(s) from this address")
+                        if reason is not None:
+                            to_cut.append((*key, peer, reason, True))
+                            continue
+                elif not associated and now - known[1] > self.limits.associate_within_s:
+                    to_cut.append((*key, peer, "no MMS association within "
+                                   f"{self.limits.associate_within_s:g} s", True))
+                    continue
+                if peer[0] in blocked and role not in PRIVILEGED_ROLES:
+                    # A penalised address keeps no connection but privileged sessions.
+                    to_cut.append((*key, peer, "address in penalty", False))
+                    continue
+                if not associated:
+                    pending[peer[0]] = pending.get(peer[0], 0) + 1
+            to_cut += self._fair_share(current, {(fd, inode) for fd, inode, *_ in to_cut})
+            self._cut.update((fd, inode) for fd, inode, *_ in to_cut)
+            if len(self._counted) > 4096:
+                for endpoint in list(self._counted)[:2048]:
+                    del self._counted[endpoint]
+            # Associations that ended and whose socket is gone: forget them now (not at
+            # the indication, or the socket would look as if it never associated).
+            live = set(current.values())
+            for endpoint in [e for e in self._ended if e not in live]:
+                self._ended.discard(endpoint)
+                self._associated.pop(endpoint, None)
+        for peer in gone:
+            self._failed(_peer_text(peer), "mms.connect", "closed before association")
+        for fd, inode, peer, reason, failure in to_cut:
+            if hardening.cut(fd, inode):
+                self.cuts += 1
+                if failure:
+                    self._failed(_peer_text(peer), "mms.connect", reason)
+                else:
+                    self.refusals.refused(_peer_text(peer), "mms.connect", reason)
+
+    def _fair_share(self, current: dict[tuple[int, int], tuple[str, int]],
+                    cutting: set[tuple[int, int]]
+                    ) -> list[tuple[int, int, tuple[str, int], str, bool]]:
+        """Near the cap (one slot or none free), an address holding more than one
+        unassociated connection loses its newest ones until a slot is free again
+        or every address holds one: one peer cannot take the last slots."""
+        live = {k: p for k, p in current.items() if k not in self._cut and k not in cutting}
+        free = self.server.max_connections - len(live)
+        out: list[tuple[int, int, tuple[str, int], str, bool]] = []
+        while free < 2:
+            by_host: dict[str, list[tuple[int, int]]] = {}
+            for key, peer in live.items():
+                if peer not in self._associated:  # associated clients keep theirs
+                    by_host.setdefault(peer[0], []).append(key)
+            host, keys = max(by_host.items(), key=lambda kv: len(kv[1]), default=("", []))
+            if len(keys) < 2:
+                break
+            newest = max(keys, key=lambda k: self._sockets.get(k, (None, 0.0))[1])
+            peer = live.pop(newest)
+            out.append((*newest, peer, f"the connection cap is near and {host} holds "
+                        f"{len(keys)} connections", True))
+            free += 1
+        return out
+
+    def _close_idle(self, timeout: float) -> None:
         """Abort associations silent for longer than the idle timeout.
 
         A client with an enabled report control block is not idle: it is
         waiting for reports, which is the normal way to watch the gateway.
         """
-        timeout = self.server.idle_timeout_s
-        assert timeout is not None
         lib = nat.lib()
-        while not self._stop.wait(min(1.0, timeout / 4)):
-            now = time.monotonic()
-            idle: list[int] = []
-            with self._lock:
-                for connection, seen in self._seen.items():
-                    if now - seen > timeout and not self._subscribed.get(connection):
-                        # Claimed under our lock: the disconnect indication (which needs
-                        # the lock) cannot free it before we are done with it.
-                        idle.append(lib.ClientConnection_claimOwnership(connection))
-                        self._seen[connection] = now  # one abort per timeout at most
-            for connection in idle:
-                who = self.who(connection)
-                peer = _peer(connection)
-                token = lib.ClientConnection_getSecurityToken(connection)
-                # No indication follows an abort and the socket is gone right after
-                # it: take its last byte counts now.
-                final = self.server.wire_final(peer)
-                try:
-                    aborted = lib.ClientConnection_abort(connection)
-                    if aborted:
-                        self.server.wire.closed(peer, time.time(), final)
-                    if aborted:
-                        # 1.6.1 removes an aborted connection without calling the
-                        # connection indication: do its bookkeeping here.
-                        self._forget(connection, token)
-                finally:
-                    lib.ClientConnection_release(connection)
-                log.warning("MMS connection %s idle for more than %g s: %s", who, timeout,
-                            "closed" if aborted else "already gone")
-                self._audit("mms.idle_close", who, "ok" if aborted else "gone",
-                            idle_timeout_s=timeout)
+        # Reads run no Python: what a client sent is in the kernel's counters.
+        active = self.server._activity.sample()
+        now = time.monotonic()
+        idle: list[int] = []
+        with self._lock:
+            for connection in self._seen:
+                heard = active.get(parse_peer(_peer(connection)) or ("?", 0))
+                if heard is not None and heard > self._seen[connection]:
+                    self._seen[connection] = heard
+            for connection, seen in self._seen.items():
+                if now - seen > timeout and not self._subscribed.get(connection):
+                    # Claimed under our lock: the disconnect indication (which needs
+                    # the lock) cannot free it before we are done with it.
+                    idle.append(lib.ClientConnection_claimOwnership(connection))
+                    self._seen[connection] = now  # one abort per timeout at most
+        for connection in idle:
+            who = self.who(connection)
+            peer = _peer(connection)
+            token = lib.ClientConnection_getSecurityToken(connection)
+            # No indication follows an abort and the socket is gone right after
+            # it: take its last byte counts now.
+            final = self.server.wire_final(peer)
+            try:
+                aborted = lib.ClientConnection_abort(connection)
+                if aborted:
+                    self.server.wire.closed(peer, time.time(), final)
+                    # 1.6.1 removes an aborted connection without calling the
+                    # connection indication: do its bookkeeping here.
+                    self._forget(connection, token)
+                    endpoint = parse_peer(peer)
+                    with self._lock:
+                        if endpoint is not None:
+                            self._ended.add(endpoint)
+            finally:
+                lib.ClientConnection_release(connection)
+            log.warning("MMS connection %s idle for more than %g s: %s", who, timeout,
+                        "closed" if aborted else "already gone")
+            self._audit("mms.idle_close", who, "ok" if aborted else "gone",
+                        idle_timeout_s=timeout)
 
     # --- TLS events -------------------------------------------------------------------------------
     def tls_event(self, _param: int, level: int, code: int, message: bytes | None,
                   connection: int) -> None:
         """TLS layer events: failed handshakes (other CA, revoked, expired, plain
-        client, old protocol, no common suite) are refusals and go to the audit log."""
+        client, old protocol, no common suite) are refusals of an unauthenticated
+        peer: aggregated in the audit log and counted towards its penalty."""
         try:
             text = message.decode(errors="replace") if message else f"TLS event {code}"
             peer = "?"
@@ -1000,8 +1305,7 @@ class _ConnectionGuard:
                 raw = nat.lib().TLSConnection_getPeerAddress(connection, buffer)
                 peer = raw.decode(errors="replace") if raw else "?"
             if level >= nat.TLS_SEC_EVT_INCIDENT:
-                log.warning("MMS TLS from %s refused: %s", peer, text)
-                self._audit("mms.tls", peer, "refused", reason=text, code=code)
+                self._failed(peer, "mms.tls", text)
             elif level == nat.TLS_SEC_EVT_WARNING:
                 self._warn_once(code, f"MMS TLS from {peer}: {text}")
             else:
@@ -1016,6 +1320,64 @@ class _ConnectionGuard:
                 return
             self._refusals[key] = (time.monotonic(), 0)
         log.warning("%s (further warnings of this kind are not logged)", message)
+
+
+def _peer_text(peer: tuple[str, int]) -> str:
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+
+
+class _Activity:
+    """When each client of one server last sent anything, from the kernel's counters.
+
+    A connection whose received-byte count grew between two samples (or that
+    is new) was active at the later sample; an association counts at once.
+    """
+
+    def __init__(self, server: MmsServer) -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._bytes_in: dict[tuple[str, int], int] = {}
+        self._heard: dict[tuple[str, int], float] = {}
+        self._any = False  # something heard since the last heard_since_last_call()
+        self._warned = False
+
+    def reset(self) -> None:
+        with self._lock:
+            self._bytes_in.clear()
+            self._heard.clear()
+            self._any = False
+
+    def associated(self) -> None:
+        with self._lock:
+            self._any = True
+
+    def sample(self) -> dict[tuple[str, int], float]:
+        """Per peer, the monotonic time it was last seen sending (as of now)."""
+        now = time.monotonic()
+        try:
+            counters = sample_tcp(self.server.port)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot read TCP counters (sock_diag): %s; every associated "
+                            "client counts as heard from", exc)
+            with self._lock:
+                self._any = self._any or self.server.connected_clients() > 0
+                return {}
+        with self._lock:
+            for key, c in counters.items():
+                if c.bytes_in > self._bytes_in.get(key, -1):
+                    self._heard[key] = now
+                    self._any = True
+            self._bytes_in = {k: c.bytes_in for k, c in counters.items()}
+            self._heard = {k: t for k, t in self._heard.items() if k in counters}
+            return dict(self._heard)
+
+    def heard_since_last_call(self) -> bool:
+        self.sample()
+        with self._lock:
+            heard, self._any = self._any, False
+            return heard
 
 
 def _peer(connection: int | None) -> str:

@@ -101,3 +101,34 @@ def test_disconnect_is_permit_service_off(svc):
     svc.operate("connect", False, who="utility")
     assert svc.effective().enter_service.enabled is False
     assert get_profile("rule21").enter_service.enabled is True
+
+
+def test_presence_from_the_server_keeps_commands_alive_without_any_request(svc):
+    """Reads run no Python: the server's association/kernel-counter presence is asked."""
+    heard = {"yes": True, "asked": 0}
+
+    def presence() -> bool:
+        heard["asked"] += 1
+        return heard["yes"]
+
+    svc.set_presence(presence)
+    svc.operate("p_limit_enabled", True, who="utility")
+    for _ in range(10):  # a client reading along, 100 s of cycles of 10 s
+        svc.clock.t += 10
+        assert svc.tick() is False
+    assert heard["asked"] == 10
+    heard["yes"] = False  # the client went quiet
+    svc.clock.t += 30
+    assert svc.tick() is False  # within revert_after of the last time it was heard
+    svc.clock.t += 31
+    assert svc.tick() is True
+    assert svc.effective().active_power_limit.enabled is False
+
+
+def test_presence_is_not_asked_while_nothing_temporary_is_active(svc):
+    asked = []
+    svc.set_presence(lambda: asked.append(1) or True)
+    for _ in range(5):
+        svc.clock.t += 10
+        assert svc.tick() is False
+    assert asked == []

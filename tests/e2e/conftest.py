@@ -29,13 +29,16 @@ def free_port() -> int:
 class AgentProcess:
     """``inverter-agent run`` as a child process, MMS on a free loopback port."""
 
-    def __init__(self, tmp: str, *args: str, poll_period: float = 0.2) -> None:
+    def __init__(self, tmp: str, *args: str, poll_period: float | str = "auto") -> None:
         self.port = free_port()
         self.state_dir = os.path.join(tmp, "state")
         self.log_path = os.path.join(tmp, f"agent-{self.port}.log")
-        self.poll_period = poll_period
+        # "auto" (the default) is chosen by the agent; until it has chosen it polls at
+        # 0.25 s, and over loopback and fast ptys it chooses less: 0.25 s bounds it.
+        self.poll_period = 0.25 if poll_period == "auto" else float(poll_period)
+        period_args = [] if poll_period == "auto" else ["--poll-period", str(poll_period)]
         self.args = ["run", "--mms-host", "127.0.0.1", "--mms-port", str(self.port),
-                     "--state-dir", self.state_dir, "--poll-period", str(poll_period),
+                     "--state-dir", self.state_dir, *period_args,
                      "--log-level", "debug", *args]
         self.proc: subprocess.Popen | None = None
         self._conn: mms.MmsConnection | None = None
@@ -126,7 +129,8 @@ def fresh_sim(sim: SimProcess) -> SimProcess:
 def agent_factory(tmp_path) -> Iterator:
     started: list[AgentProcess] = []
 
-    def make(*args: str, poll_period: float = 0.2, wait_mms: bool = True) -> AgentProcess:
+    def make(*args: str, poll_period: float | str = "auto",
+             wait_mms: bool = True) -> AgentProcess:
         a = AgentProcess(str(tmp_path), *args, poll_period=poll_period)
         started.append(a)
         return a.start(wait_mms=wait_mms)

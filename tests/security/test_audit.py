@@ -71,7 +71,8 @@ def test_an_edit_that_recomputes_its_own_hash_still_breaks_the_chain(tmp_path):
 
 
 def test_rotation_keeps_size_bounded_and_chain_intact(tmp_path):
-    log = AuditLog(str(tmp_path), max_bytes=4096, keep=2)
+    # retain_s=0: nothing is protected by age, so the oldest files go (see below).
+    log = AuditLog(str(tmp_path), max_bytes=4096, keep=2, retain_s=0)
     _fill(log, 300)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]

@@ -1,0 +1,254 @@
+"""One arbitration for every source of command (docs/arbitration.md has the table).
+
+Protocol-neutral: an adapter (IEC 61850 MMS, IEEE 2030.5, DNP3 next) turns what
+its protocol says into the values here, and the core decides who wins. Sources,
+most binding first:
+
+1. **Protection** (must-trip, momentary cessation, anti-islanding, invalid
+   measurements): the engine (``functions/engine.py``) runs it *after* this
+   module, on whatever settings come out of it, and no utility command can
+   touch a ride-through or trip setting: a trip or a cease always wins.
+2. **Utility commands**: scheduled utility events (IEEE 2030.5 DERControls,
+   ranked by program primacy, then the most recently created) and operator
+   controls (IEC 61850 MMS temporary commands). Then the utility's default
+   control (2030.5 DefaultDERControl), which applies only outside events.
+3. **Local autonomous functions** (volt-var, volt-watt, frequency droop, soft
+   start): they keep running under every command; their active-power limits
+   combine with the commanded one (the lowest wins, in the engine).
+4. **Persisted settings** and the profile defaults underneath.
+
+Rules where two sources set the same thing:
+
+- Active-power limit: the lowest of every limit in force wins (the persisted
+  or operator limit, the default control's, the event's). A higher utility
+  limit never lifts a lower one.
+- Connect / energize: any source that says disconnect (cease to energize)
+  wins; a "connect" from one source never lifts another's disconnect.
+- Reactive mode (constant PF, constant var, volt-var curve): a mode chosen by
+  a utility event replaces the autonomous one (and an operator's) for the
+  event's duration (1547-2018 5.3.1: one mode at a time); an operator's mode
+  replaces the default control's; the default control's replaces the
+  persisted one.
+- Volt-watt and frequency-watt curves from a utility replace the persisted
+  curve for the event's (or default's) duration.
+
+Everything here is pure: time is an argument, values are frozen. The one
+mutable holder, :class:`UtilitySchedule`, is what an adapter writes and the
+settings service reads; it keeps events already received, so they run to
+their end whatever happens to the link they came over.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The reactive modes (1547-2018 5.3.1: mutually exclusive) and their enable paths.
+REACTIVE = ("volt_var", "fixed_pf", "constant_var")
+
+
+@dataclass(frozen=True, slots=True)
+class UtilityControl:
+    """What one utility command asks; None leaves that function alone.
+
+    Units are the core's: active power in % of rated W, reactive power in % of
+    rated var (as ``constant_var.q_pct``), curves as the settings' points.
+    """
+
+    connect: bool | None = None
+    energize: bool | None = None
+    p_limit_pct: float | None = None
+    #: (power factor 0..1, absorbing?)
+    fixed_pf: tuple[float, bool] | None = None
+    fixed_var_pct: float | None = None
+    #: ((v_pu, q_pct), ...) and it enables volt-var
+    volt_var_curve: tuple[tuple[float, float], ...] | None = None
+    #: ((v_pu, p_pct), ...)
+    volt_watt_curve: tuple[tuple[float, float], ...] | None = None
+    #: (db_hz, k) for over- and under-frequency droop, both
+    freq_droop: tuple[float, float] | None = None
+
+    def reactive_mode(self) -> str | None:
+        if self.volt_var_curve is not None:
+            return "volt_var"
+        if self.fixed_pf is not None:
+            return "fixed_pf"
+        if self.fixed_var_pct is not None:
+            return "constant_var"
+        return None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)
+
+    def describe(self) -> str:
+        parts = [f"{f}={getattr(self, f)!r}" for f in self.__slots__
+                 if getattr(self, f) is not None]
+        return ", ".join(parts) or "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledControl:
+    """A utility event: ``control`` from ``start`` (inclusive) to ``end`` (exclusive),
+    epoch seconds, effective times (randomization already applied)."""
+
+    ident: str
+    start: float
+    end: float
+    control: UtilityControl
+    #: Program primacy: lower is more important (IEEE 2030.5 DERProgram.primacy).
+    primacy: int = 0
+    #: Creation time; among equal primacy the newest wins (2030.5 supersession).
+    created: float = 0.0
+    source: str = "utility"
+
+    def in_force(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """The utility commands that apply at one instant."""
+
+    event: ScheduledControl | None = None
+    default: UtilityControl | None = None
+    default_source: str = ""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Changes exactly when the commands in force change (cheap to compare)."""
+        return (self.event.ident if self.event else None, self.default)
+
+
+def select(events: Iterable[ScheduledControl], default: UtilityControl | None,
+           t: float, default_source: str = "") -> InForce:
+    """The event in force at ``t`` (primacy, then newest) and the default control.
+
+    Overlapping events of equal rank: the one created last wins (IEEE 2030.5
+    supersession), and, as a last tie-break, the one that started last.
+    """
+    live = [e for e in events if e.in_force(t)]
+    best = min(live, key=lambda e: (e.primacy, -e.created, -e.start, e.ident), default=None)
+    return InForce(best, default, default_source)
+
+
+def apply(settings: Mapping[str, Any], in_force: InForce,
+          operator: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Settings (plain dict, as ``settings_to_dict``) with the utility commands applied.
+
+    ``settings`` is the persisted settings with the operator's temporary
+    commands already applied; ``operator`` is those commands (settings path ->
+    value), so that the rules above can tell an operator's choice from a
+    persisted one. Does not validate; the caller does (``settings_from_dict``).
+    """
+    operator = operator or {}
+    d = copy.deepcopy(dict(settings))
+    event = in_force.event.control if in_force.event is not None else None
+    default = in_force.default
+    # The default control applies outside events only (IEEE 2030.5 DefaultDERControl).
+    layers = [c for c in (default if event is None else None, event) if c is not None]
+
+    # Active power: every limit in force is a ceiling, the lowest wins.
+    lim = d["active_power_limit"]
+    limits = [float(lim["p_limit_pct"])] if lim["enabled"] else []
+    limits += [c.p_limit_pct for c in layers if c.p_limit_pct is not None]
+    if limits:
+        d["active_power_limit"] = {**lim, "enabled": True, "p_limit_pct": min(limits)}
+
+    # Connect / energize: a disconnect from anyone wins.
+    if any(c.connect is False or c.energize is False for c in layers):
+        d["enter_service"] = {**d["enter_service"], "enabled": False}
+
+    # Reactive mode: the event's replaces all; the default's yields to an operator's.
+    for c in layers:
+        mode = c.reactive_mode()
+        if mode is None:
+            continue
+        operator_mode = any(operator.get(f"{m}.enabled") is True for m in REACTIVE)
+        if c is default and operator_mode:
+            continue
+        for m in REACTIVE:
+            d[m] = {**d[m], "enabled": m == mode}
+        if mode == "fixed_pf":
+            pf, absorbing = c.fixed_pf  # type: ignore[misc]
+            d["fixed_pf"] = {**d["fixed_pf"], "pf": pf, "absorbing": absorbing}
+        elif mode == "constant_var":
+            d["constant_var"] = {**d["constant_var"], "q_pct": c.fixed_var_pct}
+        else:
+            d["volt_var"] = {**d["volt_var"], "curve": [
+                {"v_pu": v, "q_pct": q} for v, q in c.volt_var_curve]}  # type: ignore[union-attr]
+
+    for c in layers:
+        if c.volt_watt_curve is not None:
+            d["volt_watt"] = {**d["volt_watt"], "enabled": True, "curve": [
+                {"v_pu": v, "p_pct": p} for v, p in c.volt_watt_curve]}
+        if c.freq_droop is not None:
+            db, k = c.freq_droop
+            d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db,
+                              "db_uf_hz": db, "k_of": k, "k_uf": k}
+    return d
+
+
+def finite(*values: float | None) -> bool:
+    """True when every given number is a finite float (None is skipped)."""
+    return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+                             and math.isfinite(v)) for v in values)
+
+
+@dataclass
+class UtilitySchedule:
+    """The utility commands received, shared by the adapter (writer) and the core (reader).
+
+    Events stay until their end whatever happens to the link they came over:
+    this is what makes a schedule survive a lost link. Thread-safe; ``version``
+    changes with every update.
+    """
+
+    source: str = "utility"
+    _events: dict[str, ScheduledControl] = field(default_factory=dict)
+    _default: UtilityControl | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    version: int = 0
+    #: Link state an adapter reports (for status and the MMS view).
+    comms: dict[str, Any] = field(default_factory=dict)
+
+    def put_event(self, event: ScheduledControl) -> None:
+        with self._lock:
+            self._events[event.ident] = event
+            self.version += 1
+
+    def remove_event(self, ident: str) -> bool:
+        with self._lock:
+            gone = self._events.pop(ident, None) is not None
+            self.version += 1
+            return gone
+
+    def set_default(self, control: UtilityControl | None) -> None:
+        with self._lock:
+            self._default = None if control is None or control.is_empty() else control
+            self.version += 1
+
+    def events(self) -> list[ScheduledControl]:
+        with self._lock:
+            return list(self._events.values())
+
+    def default(self) -> UtilityControl | None:
+        with self._lock:
+            return self._default
+
+    def expire(self, t: float) -> list[str]:
+        """Forget events that ended before ``t`` (bounded memory); returns their ids."""
+        with self._lock:
+            old = [i for i, e in self._events.items() if e.end <= t]
+            for i in old:
+                del self._events[i]
+            if old:
+                self.version += 1
+            return old
+
+    def in_force(self, t: float) -> InForce:
+        with self._lock:
+            return select(self._events.values(), self._default, t, self.source)

@@ -1,0 +1,129 @@
+"""What the 2030.5 adapter reports, read from the core: one EndDevice for the site.
+
+Why one EndDevice for the whole gateway rather than one per inverter: IEEE
+2030.5 names a client by the LFDI of its certificate, and the gateway has one
+certificate (py20305 maps one certificate identity to one EndDevice). Rule 21
+interconnects a generating facility at one point of common coupling, which is
+what the utility's program controls. A limit in % of setMaxW applies to every
+inverter as the same % of its own rating, which gives the site the same
+total; readings and ratings are the site's sums. So the utility sees one DER
+of the summed rating, and the gateway spreads its commands by rating, as it
+spreads the plant limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+#: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
+CTRL_MODES = (1 << 2) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 20)
+#: alarmStatus bits (IEEE 2030.5 DERStatus; CSIP LogEvent codes 2 x bit).
+ALARM_OVER_VOLTAGE, ALARM_UNDER_VOLTAGE = 1 << 1, 1 << 2
+ALARM_OVER_FREQUENCY, ALARM_UNDER_FREQUENCY = 1 << 3, 1 << 4
+ALARM_LOCAL_EMERGENCY = 1 << 7
+#: ConnectStatusType bits: connected, available, operating, test, fault.
+CONNECTED, AVAILABLE, OPERATING, FAULT = 1, 2, 4, 16
+#: SunSpec St -> InverterStatusType (the same codes 1..8 in both).
+ENERGIZING = {3, 4, 5}
+
+
+def _good(snap: dict, name: str) -> Any:
+    r = snap.get(name)
+    return r.value if r is not None and r.value is not None and r.quality.good else None
+
+
+class SiteView:
+    """The site's readings, ratings, settings and status, from the agents' last cycle."""
+
+    def __init__(self, agents: Sequence[Any]) -> None:
+        self.agents = list(agents)
+
+    def _snapshots(self) -> list[dict]:
+        return [dict(a.last_snapshot) for a in self.agents]
+
+    def _sum(self, name: str, snaps: list[dict] | None = None) -> float | None:
+        vals = [v for s in (snaps or self._snapshots()) if (v := _good(s, name)) is not None]
+        return float(sum(vals)) if vals else None
+
+    def monitoring(self) -> dict[str, Any]:
+        snaps = self._snapshots()
+        w, var, va, a = (self._sum(n, snaps) for n in ("W", "VAr", "VA", "A"))
+        hz = [v for s in snaps if (v := _good(s, "Hz")) is not None]
+        volts = [v for s in snaps if (v := _good(s, "PhVphA")) is not None]
+        pf = None
+        if w is not None and va:
+            pf = max(-1.0, min(1.0, w / va))
+        return {"W": w, "Var": var, "VA": va, "A": a, "PF": pf,
+                "Hz": sum(hz) / len(hz) if hz else None,
+                "V": sum(volts) / len(volts) if volts else None}
+
+    def nameplate(self) -> dict[str, Any]:
+        snaps = self._snapshots()
+        q4 = self._sum("VArRtgQ4", snaps)
+        return {"WMaxRtg": self._sum("WRtg", snaps), "VAMaxRtg": self._sum("VARtg", snaps),
+                "VarMaxInjRtg": self._sum("VArRtgQ1", snaps),
+                "VarMaxAbsRtg": abs(q4) if q4 is not None else None,
+                "VNomRtg": self._first("VNom", snaps), "CtrlModes": CTRL_MODES}
+
+    def configuration(self) -> dict[str, Any]:
+        snaps = self._snapshots()
+        return {"WMax": self._sum("WMax", snaps) or self._sum("WRtg", snaps),
+                "VAMax": self._sum("VARtg", snaps), "VarMaxInj": self._sum("VArMaxQ1", snaps),
+                "VNom": self._first("VNom", snaps), "CtrlModes": CTRL_MODES}
+
+    def availability(self) -> dict[str, Any]:
+        w = self._sum("WAval")
+        return {"readingTime": int(time.time()),
+                "statWAvail": None if w is None else {"value": int(round(w)), "multiplier": 0}}
+
+    def status(self) -> dict[str, Any]:
+        now = int(time.time())
+        snaps = self._snapshots()
+        alarms, connect, st_codes = 0, 0, []
+        for agent, snap in zip(self.agents, snaps, strict=True):
+            view = agent.controller.status_view() if agent.controller is not None else {}
+            alarms |= alarm_bits(view)
+            st = _good(snap, "St")
+            if st is not None:
+                st_codes.append(int(st))
+            if _good(snap, "link"):
+                connect |= AVAILABLE
+                if st in ENERGIZING:
+                    connect |= CONNECTED | OPERATING
+                if st == 7:
+                    connect |= FAULT
+        inverter = max(st_codes) if len(set(st_codes)) == 1 else (4 if 4 in st_codes else
+                                                                  (st_codes[0] if st_codes
+                                                                   else 0))
+        return {"alarmStatus": alarms, "readingTime": now,
+                "connectStatus": {"dateTime": now, "value": connect},
+                "genConnectStatus": {"dateTime": now, "value": connect},
+                "inverterStatus": {"dateTime": now, "value": inverter},
+                "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1}}
+
+    @staticmethod
+    def _first(name: str, snaps: list[dict]) -> Any:
+        return next((v for s in snaps if (v := _good(s, name)) is not None), None)
+
+
+def alarm_bits(view: dict[str, Any]) -> int:
+    """DERStatus alarmStatus bits for a controller status view (trips, cessation)."""
+    bits = 0
+    vr, fr = view.get("voltage_region") or "NN", view.get("frequency_region") or "NN"
+    abnormal = view.get("tripped") or view.get("state") == "momentary_cessation"
+    if abnormal or vr != "NN":
+        if vr.startswith("HV") or vr.startswith("OV"):
+            bits |= ALARM_OVER_VOLTAGE
+        elif vr.startswith("LV") or vr.startswith("UV"):
+            bits |= ALARM_UNDER_VOLTAGE
+    if abnormal or fr != "NN":
+        if fr.startswith(("HF", "OF")):
+            bits |= ALARM_OVER_FREQUENCY
+        elif fr.startswith(("LF", "UF")):
+            bits |= ALARM_UNDER_FREQUENCY
+    cause = view.get("out_of_service_cause") or ""
+    if view.get("tripped") and ("anti-islanding" in cause or "ROCOF" in cause):
+        bits |= ALARM_LOCAL_EMERGENCY
+    return bits
