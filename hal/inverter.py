@@ -304,7 +304,8 @@ class Inverter:
             for span in spans:
                 # The device's own span reader: a refused span is split, its holes
                 # and its read size learned, as for a full read.
-                dev._read_span(span.address, span.count, image, budget)
+                dev._read_span(span.address, span.count, image, budget,
+                               dev._bounds.get(mid))
             got = tuple(p for p in paths
                         if all(a in image for a in _slot_addresses(self._models[mid], p)))
             self._models[mid] = overlay(self._models[mid], got, image)
