@@ -479,7 +479,9 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     if len(services) != len(agents):
         raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
                                      "are applied through them): drop --no-functions")
-    schedule = UtilitySchedule(source="ieee2030_5")
+    # Kept in the state directory: a gateway restarted during an outage runs what it had.
+    schedule = UtilitySchedule(source="ieee2030_5", path=os.path.join(
+        cfg["agent.state_dir"], "utility_schedule.json"))
     for service in services:
         service.attach_utility(schedule)
     first = services[0].events
@@ -487,7 +489,10 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     def record(kind: str, detail: str) -> None:
         first.record(kind, detail, who="ieee2030_5")
 
-    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    def validate(control) -> str | None:  # refused if any inverter's settings refuse it
+        return next((why for s in services if (why := s.check_utility(control))), None)
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record, validate)
     runner.status_extra["ieee2030_5"] = client.status
     client.start()
     log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
@@ -579,8 +584,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         for agent in agents:
             agent.publishers.append(server.publisher(agent.name) if multi else server.publish)
             if agent.controller is not None and agent.settings_service is not None:
-                binding = attach_functions(server, agent.settings_service,
-                                           agent.controller.status_view, ld_inst=agent.name)
+                def view(c=agent.controller, s=agent.settings_service) -> dict:
+                    # the utility client's link rides with the controller's view (MMS DGEN1)
+                    return {**c.status_view(), "utility": s.utility_comms()}
+
+                binding = attach_functions(server, agent.settings_service, view,
+                                           ld_inst=agent.name)
                 agent.publishers.append(binding.publish)
                 bindings.append(binding)
         runner: Agent | Site

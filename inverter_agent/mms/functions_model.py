@@ -520,6 +520,9 @@ def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
         "PFRC1.Op": bool(view.get("tripped")) and view.get("anti_islanding") == "tripped",
         "DECP1.EcpIsldSt": (None if view.get("anti_islanding") is None
                             else 4 if view.get("anti_islanding") == "tripped" else 3),
+        # the utility protocol client's link, if one runs (cli.py adds it to the view)
+        "LCCH1.ChLiv": (None if not view.get("utility")
+                        else view["utility"].get("state") == "connected"),
     }
     for name, rows in FUNCTION_STATUS.items():
         state = functions.get(name) or {}
@@ -667,6 +670,11 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             DataObjectSpec("Op", Cdc.ACT, desc="tripped on anti-islanding"),
             _asg("StrVal", desc="ROCOF threshold, Hz/s"),
             _ing("OpDlTmms", "ROCOF time, ms"))),
+        # IEC 61850-7-4 channel supervision, for the utility protocol client's link
+        # (IEEE 2030.5): ChLiv false when its server is unreachable; invalid without one.
+        LogicalNodeSpec("LCCH", "1", (
+            _beh(), _sps("ChLiv", "utility protocol (IEEE 2030.5) server reachable; invalid "
+                                  "when no utility client runs"))),
     )
 
 

@@ -40,6 +40,11 @@ from .conftest import free_port
      UtilityControl(fixed_pf=(0.95, True))),
     ({"op_mod_fixed_var": {"ref_type": 2, "value": {"value": -2500}}},
      UtilityControl(fixed_var_pct=-25.0)),
+    # as py20305 relays it from a real server: simple types wrapped
+    ({"op_mod_fixed_pfinject_w": {"displacement": 97, "multiplier": {"value": -2},
+                                  "excitation": False}}, UtilityControl(fixed_pf=(0.97, False))),
+    ({"op_mod_fixed_var": {"ref_type": {"value": 2}, "value": {"value": 1000}}},
+     UtilityControl(fixed_var_pct=10.0)),
     (None, UtilityControl()),
 ])
 def test_controls_translate_into_core_units(base, expected):
@@ -155,6 +160,9 @@ def test_config_section_is_checked(tmp_path):
         load(str(f))
     with pytest.raises(ConfigError, match="cert, key, ca"):
         ClientSettings.from_config(load(None, {"ieee2030_5.server": "https://h"}))
+    missing = {f"ieee2030_5.{k}": str(tmp_path / f"no-{k}.pem") for k in ("cert", "key", "ca")}
+    with pytest.raises(ConfigError, match=r"cert / key / ca"):
+        ClientSettings.from_config(load(None, {"ieee2030_5.server": "https://h", **missing}))
 
 
 def test_lfdi_command_matches_the_engine(tmp_path):
@@ -227,3 +235,44 @@ def test_malformed_server_answers_are_refused_nothing_crashes(tmp_path):
         client.stop()
         httpd.shutdown()
     assert time.monotonic() - t0 < 6 and not client._thread.is_alive()
+
+
+def test_run_refuses_to_start_with_unusable_2030_5_tls_material(tmp_path):
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[ieee2030_5]\nserver = "https://127.0.0.1:9"\n'
+                   f'cert = "{tmp_path}/none.crt"\nkey = "{tmp_path}/none.key"\n'
+                   f'ca = "{tmp_path}/none.pem"\n')
+    r = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(cfg),
+                        "--modbus-tcp", "127.0.0.1:9", "--mms-port", str(free_port()),
+                        "--state-dir", str(tmp_path / "state")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "[ieee2030_5] cert / key / ca" in r.stderr
+
+
+def test_several_inverters_are_one_site_end_device():
+    """Ratings and readings are the site's sums (one EndDevice; limits by % of rating)."""
+    from hal.reading import GOOD, LINK_FAILURE, Reading
+
+    def agent(w, rtg, up=True, st=4):
+        q = GOOD if up else LINK_FAILURE
+        snap = {k: Reading(v, q, 0.0) for k, v in (
+            ("W", w), ("VAr", -0.1 * w), ("VA", w), ("A", w / 240), ("Hz", 60.0),
+            ("PhVphA", 240.0), ("WRtg", rtg), ("VARtg", rtg), ("WMax", rtg), ("VNom", 240.0),
+            ("VArRtgQ1", 0.44 * rtg), ("VArRtgQ4", -0.44 * rtg), ("WAval", rtg), ("St", st))}
+        snap["link"] = Reading(up, GOOD, 0.0)
+
+        class A:
+            last_snapshot = snap
+            controller = None
+        return A()
+
+    site = SiteView([agent(3000.0, 5000.0), agent(1000.0, 3000.0), agent(0.0, 9999.0, up=False)])
+    m = site.monitoring()
+    assert m["W"] == 4000.0 and m["Var"] == -400.0 and m["Hz"] == 60.0
+    n = site.nameplate()
+    assert n["WMaxRtg"] == 8000.0 and n["VarMaxAbsRtg"] == pytest.approx(0.44 * 8000)
+    assert site.configuration()["WMax"] == 8000.0  # the inverter that does not answer: out
+    st = site.status()
+    assert st["connectStatus"]["value"] & 1 and st["inverterStatus"]["value"] == 4
+    assert site.availability()["statWAvail"]["value"] == 8000
