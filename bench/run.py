@@ -646,8 +646,18 @@ def bench_cost(tmp: str, seconds: float) -> None:
                    f"over {t['connected_s']:.0f} s of connection")
 
 
+def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_ieee2030_5", os.path.join(ROOT, "bench", "ieee2030_5.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.run(tmp, seconds, samples, report)
+
+
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle",
-           "settings", "site", "clients", "cost")
+           "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5")
 
 
 def main() -> int:
@@ -682,6 +692,24 @@ def main() -> int:
             bench_clients(tmp, 6.0 if q else 10.0)
         if "cost" in only:
             bench_cost(tmp, 20.0 if q else 60.0)
+        if "corpus" in only:  # bench/corpus.py: one row per device profile
+            import corpus
+            corpus.corpus(report)
+        if "fuzz" in only:
+            import corpus
+            corpus.fuzz(report, 2000 if q else 100_000)
+        if "security" in only:
+            print("MMS over TLS refusing a handshake flood (bench/security.py)")
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location(
+                "bench_security", os.path.join(ROOT, "bench", "security.py"))
+            assert spec is not None and spec.loader is not None
+            bench_security = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(bench_security)
+            bench_security.run(4.0 if q else 10.0, report)
+        if "ieee2030_5" in only:
+            bench_ieee2030_5(tmp, 30.0 if q else 60.0, 3 if q else 5)
     return 0
 
 

@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
     audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
+    audit.add_argument("--ack", action="store_true",
+                       help="after printing and verifying, record that the log was read: "
+                            "rotation may then drop what was printed (otherwise entries "
+                            "about authenticated actions are kept for audit_retain_days)")
+    audit.add_argument("--refusals", action="store_true",
+                       help="also print the aggregated refusals of unauthenticated peers")
 
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
     status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
@@ -209,7 +215,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     lds = [link.ld_inst for link in cfg.inverter_links()]
     spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
                            functions=cfg["functions.enabled"])
-    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"])
+    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"],
+              tls=bool(cfg["security.tls_cert"]))  # clients then authenticate by certificate
     print(f"wrote {args.icd}")
     return 0
 
@@ -239,15 +246,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from inverter_agent.audit import AuditLog, verify
 
     log_ = AuditLog(args.state_dir)
-    entries = log_.entries()
+    entries = [e for e in log_.entries() if args.refusals or e.get("protect", True)]
     for e in entries[-args.last:] if args.last else entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         change = f" {e['old']!r} -> {e['new']!r}" if e.get("new") is not None else ""
+        summary = f" ({e['summary']})" if e.get("summary") else ""
         print(f"{e['seq']:>6} {stamp} {e['action']:<20} {e['outcome']:<8} {e['who']}"
-              f"{' ' + e['object'] if e.get('object') else ''}{change}")
+              f"{' ' + e['object'] if e.get('object') else ''}{change}{summary}")
     v = verify(log_)
     print(f"chain: {'intact' if v.ok else 'BROKEN: ' + str(v.problem)} ({v.entries} entries)")
-    return 0 if v.ok else 3
+    if not v.ok:
+        return 3
+    if args.ack:  # never for a broken chain: that evidence is kept
+        import getpass
+
+        ack = log_.acknowledge(f"local user {getpass.getuser()}")
+        print(f"acknowledged up to entry {ack['seq']}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -305,8 +320,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f"{since:.0f} s ago" if since is not None else "never")
               + f", LFDI {utility.get('lfdi')}")
         for e in utility.get("events") or []:
-            print(f"  event {e['mrid'][:8]}  {time.strftime('%H:%M:%S', time.localtime(e['start']))}"
-                  f"-{time.strftime('%H:%M:%S', time.localtime(e['end']))}  {e['control']}")
+            window = "-".join(time.strftime("%H:%M:%S", time.localtime(e[k]))
+                              for k in ("start", "end"))
+            print(f"  event {e['mrid'][:8]}  {window}  {e['control']}")
         if utility.get("default_control"):
             print(f"  default control {utility['default_control']}")
         if utility.get("refused"):
@@ -359,6 +375,11 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
                 if fn.get("plant_cap_pct") is not None else ""))
         if fn.get("not_followed"):
             line("NOT FOLLOWED", str(fn["not_followed"]))
+        if fn.get("standing_aside"):
+            line("STANDING ASIDE", f"controls released, the inverter runs on its own "
+                 f"settings: {fn['standing_aside']}")
+        for note in fn.get("notes") or ():
+            line("note", note)
     else:
         line("functions", "off (monitoring only)")
     trips = [e for e in EventLog(state_dir).read() if e.get("kind") == "trip"]
@@ -490,6 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.hardening import route_native_output
+    from inverter_agent.mms.plant_binding import attach_plant
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -565,7 +587,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if multi:
             plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
                                  cfg["plant.w_max"])
-            plant.attach(server, writable=cfg["functions.enabled"])
+            attach_plant(plant, server, writable=cfg["functions.enabled"])
             runner = Site(cfg, agents, plant)
         else:
             runner = agents[0]
@@ -631,7 +653,8 @@ def security_from_config(cfg: config_mod.Config):
         access = AccessPolicy.from_config({"fingerprints": cfg["security.fingerprints"] or None,
                                            "use_ou": cfg["security.role_from_ou"],
                                            "users": cfg["security.users"] or None})
-    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"])
+    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"],
+                     retain_s=cfg["security.audit_retain_days"] * 86400.0)
     return tls, access, audit
 
 

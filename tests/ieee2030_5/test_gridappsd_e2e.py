@@ -16,7 +16,6 @@ then waits for its own window); the last test stops the server.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
