@@ -1266,6 +1266,8 @@ class _ConnectionGuard:
         lib = nat.lib()
         # Reads run no Python: what a client sent is in the kernel's counters.
         active = self.server._activity.sample()
+        if active is None:  # reads run no Python: without the counters, never judge silence
+            return
         now = time.monotonic()
         idle: list[int] = []
         with self._lock:
@@ -1364,8 +1366,9 @@ class _Activity:
         with self._lock:
             self._any = True
 
-    def sample(self) -> dict[tuple[str, int], float]:
-        """Per peer, the monotonic time it was last seen sending (as of now)."""
+    def sample(self) -> dict[tuple[str, int], float] | None:
+        """Per peer, the monotonic time it was last seen sending (as of now); None when
+        the kernel's counters cannot be read (then nobody can be judged silent)."""
         now = time.monotonic()
         try:
             counters = sample_tcp(self.server.port)
@@ -1373,10 +1376,10 @@ class _Activity:
             if not self._warned:
                 self._warned = True
                 log.warning("cannot read TCP counters (sock_diag): %s; every associated "
-                            "client counts as heard from", exc)
+                            "client counts as heard from, none is closed as idle", exc)
             with self._lock:
                 self._any = self._any or self.server.connected_clients() > 0
-                return {}
+                return None
         with self._lock:
             for key, c in counters.items():
                 if c.bytes_in > self._bytes_in.get(key, -1):
