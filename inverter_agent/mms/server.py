@@ -968,10 +968,7 @@ class _ConnectionGuard:
             "MMS %s from %s refused: %s%s", action.removeprefix("mms."), peer, reason,
             " (further refusals of this kind from this address are counted, not logged, "
             f"for {self.refusals.window_s:g} s)" if first else "")
-        if self.admission.failed(host, time.monotonic()):
-            log.warning("MMS: %s in penalty for %g s after %d failed connections in %g s",
-                        host, self.limits.penalty_s, self.limits.failures,
-                        self.limits.failure_window_s)
+        self.admission.failed(host, time.monotonic())  # the watcher logs a new penalty
 
     # --- decisions -----------------------------------------------------------------------
     def allowed(self, connection: int | None, right: str, obj: str) -> bool:
