@@ -1,6 +1,6 @@
 """What the bundled libiec61850/mbedTLS does not offer through its API, done carefully.
 
-Two things, both process-level and both self-checking:
+Three things, all process-level and all self-checking:
 
 :func:`refuse_client_renegotiation`
     libiec61850 1.6.1 creates every ``TLSConfiguration`` with mbedTLS
@@ -33,6 +33,17 @@ Two things, both process-level and both self-checking:
     pipe, keeps Python's own output on duplicates of the original streams,
     and hands each library line to the ``libiec61850`` logger at DEBUG level,
     never higher.
+
+:func:`server_sockets`, :func:`cut`, :func:`set_syn_filter`
+    The 1.6.1 wheel serves every connection from one thread, runs the TLS
+    handshake there with no time limit, and tells Python about a connection
+    only after it. So the server's accepted sockets are found from inside the
+    process (``/proc/self/fd``, checked by inode), a socket that may not keep
+    its slot is shut down with ``shutdown(2)`` on a duplicate of its
+    descriptor (the library's blocked read returns and it closes the
+    connection itself; its descriptor is never closed under it), and
+    addresses in penalty are refused before ``accept()``: a classic BPF
+    program on the listening socket drops their SYNs (no privilege needed).
 """
 
 from __future__ import annotations
