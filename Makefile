@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MMS_PORT ?= 10102
 STATE_DIR ?= $(CURDIR)/state
 
-.PHONY: install run test bench lint clean system-deps
+.PHONY: install run test bench corpus lint clean system-deps
 
 # System packages the tests need (socat makes pty pairs for the bench
 # serial-port tests). Installed only when missing, and only as root.
@@ -48,6 +48,11 @@ test: install
 
 bench: install
 	$(PY) bench/run.py
+
+# One row per device profile (simulator/profiles): discovered, read error,
+# volt-var error, false trips, seconds to the first good value.
+corpus: install
+	$(PY) bench/corpus.py
 
 lint: install
 	$(VENV)/bin/ruff check hal inverter_agent simulator tests bench

@@ -33,7 +33,7 @@ from hal.poll_plan import (
     point_spans,
 )
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
+from hal.sunspec.device import ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
 from hal.topology import PHASES, topology
@@ -195,6 +195,11 @@ class Inverter:
         """Discover the device's models (raises TransportError / NotSunSpec)."""
         kwargs = {"bases": self.bases} if self.bases else {}
         dmap = discover(self.transport, self.unit, **kwargs)
+        if not any(m in dmap.model_ids for m in MEASUREMENT_MODELS):
+            # A chain cut short (a garbled answer while walking) or no inverter at all:
+            # not a device to steer; discovery is tried again at the next poll.
+            raise TransportError(f"unit {self.unit}: no inverter model in the chain "
+                                 f"{dmap.model_ids}")
         self.device = SunSpecDevice(self.transport, dmap)
         self._models = {}
         self._fast = {}
@@ -284,7 +289,8 @@ class Inverter:
         paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
                       if not any(a in dev.holes for a in _slot_addresses(model, p)))
         if paths:
-            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read,
+                                                        dev.holes))
         else:
             self._fast.pop(mid, None)
 
@@ -293,13 +299,10 @@ class Inverter:
         for mid, (paths, spans) in list(self._fast.items()):
             if mid not in self._models:
                 continue
-            image: dict[int, int] = {}
             holes, max_read = len(dev.holes), dev.max_read
-            budget = [SPLIT_BUDGET]
-            for span in spans:
-                # The device's own span reader: a refused span is split, its holes
-                # and its read size learned, as for a full read.
-                dev._read_span(span.address, span.count, image, budget)
+            # The device's own span reader: a refused span is split, its holes
+            # and its read size learned, as for a full read.
+            image = dev.read_spans(mid, spans)
             got = tuple(p for p in paths
                         if all(a in image for a in _slot_addresses(self._models[mid], p)))
             self._models[mid] = overlay(self._models[mid], got, image)

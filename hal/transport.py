@@ -135,7 +135,8 @@ class _PymodbusTransport:
             except Exception:  # closing a dead link may fail again; nothing to save
                 pass
 
-    def _transact(self, function: int, address: int, count: int, call):
+    def _transact(self, function: int, address: int, count: int, call,
+                  unit: int | None = None):
         attempts = self.policy.retries + 1
         pause = self.policy.backoff
         last: Exception | None = None
@@ -159,6 +160,17 @@ class _PymodbusTransport:
                     last = TransportError(f"{self.description}: {exc}")
                     self._drop()
                     continue
+                fc = getattr(rsp, "function_code", function)
+                dev = getattr(rsp, "dev_id", unit)
+                if isinstance(fc, int) and fc & 0x7F != function or \
+                        unit and isinstance(dev, int) and dev != unit:
+                    # An answer to another request (a stray or garbled frame): its
+                    # registers are not ours, whatever they decode to.
+                    last = TransportError(f"{self.description}: unit {dev} function {fc} "
+                                          f"answered a unit {unit} function {function} "
+                                          "request")
+                    self._drop()
+                    continue
                 if rsp.isError():
                     code = getattr(rsp, "exception_code", None)
                     if code is None:
@@ -177,7 +189,7 @@ class _PymodbusTransport:
         if not 1 <= count <= MAX_READ:
             raise ValueError(f"read of {count} registers: Modbus allows 1..{MAX_READ}")
         rsp = self._transact(3, address, count, lambda c: c.read_holding_registers(
-            address, count=count, device_id=unit))
+            address, count=count, device_id=unit), unit)
         regs = list(rsp.registers)
         if len(regs) < count:
             # A response shorter than asked is a broken frame, not data.
@@ -292,7 +304,7 @@ class RtuTransport(_PymodbusTransport):
                     "\"none\" (an auto-direction transceiver)?") from None
         return client
 
-    def _transact(self, function, address, count, call):
+    def _transact(self, function, address, count, call, unit=None):
         if self.serial.inter_frame_delay:
             time.sleep(self.serial.inter_frame_delay)
-        return super()._transact(function, address, count, call)
+        return super()._transact(function, address, count, call, unit)

@@ -215,7 +215,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     lds = [link.ld_inst for link in cfg.inverter_links()]
     spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
                            functions=cfg["functions.enabled"])
-    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"])
+    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"],
+              tls=bool(cfg["security.tls_cert"]))  # clients then authenticate by certificate
     print(f"wrote {args.icd}")
     return 0
 
@@ -288,6 +289,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, mean "
               f"{st['mean_poll_s'] * 1e3:.1f} ms, max {st['max_poll_s'] * 1e3:.1f} ms, "
               f"{st['cycles']} cycles, {st['overruns']} overruns")
+        auto = st.get("poll_period_auto")
+        if auto:
+            print(f"poll period     auto: {auto.get('reason')}")
         plant = st.get("plant") or {}
         tot, limit = plant.get("totals"), plant.get("limit") or {}
         if tot:
@@ -307,6 +311,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         if cert:
             print(f"certificate     {cert.get('days_left', 0):.0f} days left"
                   + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+    utility = st.get("ieee2030_5")
+    if utility:
+        since = utility.get("since_contact_s")
+        state = utility.get("state", "?")
+        print(f"2030.5          {utility.get('server')} "
+              f"{'LOST' if state == 'lost' else state}, last contact "
+              + (f"{since:.0f} s ago" if since is not None else "never")
+              + f", LFDI {utility.get('lfdi')}")
+        for e in utility.get("events") or []:
+            window = "-".join(time.strftime("%H:%M:%S", time.localtime(e[k]))
+                              for k in ("start", "end"))
+            print(f"  event {e['mrid'][:8]}  {window}  {e['control']}")
+        if utility.get("default_control"):
+            print(f"  default control {utility['default_control']}")
+        if utility.get("refused"):
+            print(f"  refused         {len(utility['refused'])} control(s); last: "
+                  f"{list(utility['refused'].values())[-1]}")
     wire = st.get("wire") or {}
     if wire.get("error"):
         print(f"wire            not counted: {wire['error']}")
@@ -354,6 +375,11 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
                 if fn.get("plant_cap_pct") is not None else ""))
         if fn.get("not_followed"):
             line("NOT FOLLOWED", str(fn["not_followed"]))
+        if fn.get("standing_aside"):
+            line("STANDING ASIDE", f"controls released, the inverter runs on its own "
+                 f"settings: {fn['standing_aside']}")
+        for note in fn.get("notes") or ():
+            line("note", note)
     else:
         line("functions", "off (monitoring only)")
     trips = [e for e in EventLog(state_dir).read() if e.get("kind") == "trip"]
@@ -485,6 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.hardening import route_native_output
+    from inverter_agent.mms.plant_binding import attach_plant
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -560,7 +587,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if multi:
             plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
                                  cfg["plant.w_max"])
-            plant.attach(server, writable=cfg["functions.enabled"])
+            attach_plant(plant, server, writable=cfg["functions.enabled"])
             runner = Site(cfg, agents, plant)
         else:
             runner = agents[0]

@@ -17,7 +17,8 @@ A profile is a JSON file (``simulator/profiles/*.json``)::
         "refuse_points": {"701": ["TmpAmb"]},  # exception 2 on any read touching them
         "max_read": 125, "max_read_code": 3,   # fewer registers per read
         "end_marker": true,                    # false: no 0xFFFF model at the end
-        "pf_units": "pct"                      # or "cos": 1xx PF as cos phi
+        "pf_units": "pct",                     # or "cos": 1xx PF as cos phi
+        "point_boundary_reads": false          # refuse reads that split a point
       },
       "expect": {...}                          # what a correct gateway does (tests, corpus)
     }
@@ -41,7 +42,7 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 _TOP = {"name", "source", "description", "base", "unit", "models", "vendor_models", "ratings",
         "points", "quirks", "expect"}
 _QUIRKS = {"unused_phases_zero", "refuse_points", "max_read", "max_read_code", "end_marker",
-           "pf_units"}
+           "pf_units", "point_boundary_reads"}
 _RATINGS = {"w_max", "va_max", "var_max_inj", "var_max_abs", "v_nom", "f_nom", "phases",
             "pf_min"}
 
@@ -58,6 +59,7 @@ class Quirks:
     max_read_code: int = 3
     end_marker: bool = True
     pf_units: str = "pct"
+    point_boundary_reads: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def load_profile(path: str | Path) -> Profile:
         unused_phases_zero=bool(q.get("unused_phases_zero", False)),
         refuse_points={int(m): tuple(v) for m, v in q.get("refuse_points", {}).items()},
         max_read=int(q.get("max_read", 125)), max_read_code=int(q.get("max_read_code", 3)),
-        end_marker=bool(q.get("end_marker", True)), pf_units=str(q.get("pf_units", "pct")))
+        end_marker=bool(q.get("end_marker", True)), pf_units=str(q.get("pf_units", "pct")),
+        point_boundary_reads=bool(q.get("point_boundary_reads", False)))
     if not 2 <= quirks.max_read <= 125 or quirks.max_read_code not in (2, 3, 4):
         raise _fail(p, "quirks.max_read", "2..125, with max_read_code 2, 3 or 4")
     if quirks.pf_units not in ("pct", "cos"):
@@ -170,3 +173,4 @@ def apply(profile: Profile, image: Any) -> None:
                 image.refused.add(pm.address + slot.offset + k)
     image.max_read = profile.quirks.max_read
     image.max_read_code = profile.quirks.max_read_code
+    image.point_boundary_reads = profile.quirks.point_boundary_reads

@@ -244,6 +244,8 @@ class RegisterImage:
         self.refused: set[int] = set()
         self.max_read = 125
         self.max_read_code = ILLEGAL_VALUE
+        #: Refuse (exception 2) a read that starts or ends inside a multi-register point.
+        self.point_boundary_reads = False
         self.models: list[PlacedModel] = []
         self.raw_blocks: list[tuple[int, int, int]] = []  # (id, address, length)
         regs: list[int] = list(SUNS)
@@ -297,11 +299,27 @@ class RegisterImage:
         if address < self.base or address + count > self.end:
             raise ModbusError(ILLEGAL_ADDRESS, f"{address}+{count} outside the image "
                                                f"{self.base}..{self.end - 1}")
+        if self.point_boundary_reads and not self._on_boundaries(address, count):
+            raise ModbusError(ILLEGAL_ADDRESS, f"{address}+{count} does not start and end on "
+                                               "point boundaries")
         if self.refused and any(a in self.refused for a in range(address, address + count)):
             raise ModbusError(ILLEGAL_ADDRESS, f"{address}+{count} spans registers this "
                                                "device does not implement")
         i = address - self.base
         return self.regs[i:i + count]
+
+    def _on_boundaries(self, address: int, count: int) -> bool:
+        for a, edge in ((address, "start"), (address + count - 1, "end")):
+            owner = self._owner.get(a - self.base)
+            if owner is None:
+                continue
+            pm, slot = owner
+            first = pm.address + slot.offset
+            if edge == "start" and a != first:
+                return False
+            if edge == "end" and a != first + slot.point.size - 1:
+                return False
+        return True
 
     def write(self, address: int, values: Sequence[int]) -> list[tuple[int, str]]:
         """Write registers the way a Modbus master does; returns the ``(model, path)`` changed.

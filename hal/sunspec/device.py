@@ -11,6 +11,7 @@ from hal.sunspec.models import (
     DecodedModel,
     ModelDefinitionError,
     decode,
+    lay_out,
     scale_exponent,
     to_raw,
 )
@@ -33,14 +34,37 @@ SPLIT_CODES = (2, 3)
 SPLIT_BUDGET = 256
 
 
+def point_starts(loc: ModelLocation) -> set[int]:
+    """Absolute addresses where a point of this model begins (and its end), where the
+    layout is known without reading (no repeating group counted by a register)."""
+    try:
+        layout = lay_out(loc.model_id, length=loc.length)
+    except ModelDefinitionError:
+        return set()
+    return {loc.address + s.offset for s in layout.slots.values()} | {loc.end}
+
+
+def _cut(a: int, end: int, max_regs: int, bounds: set[int]) -> int:
+    """Where a span from ``a`` ends: at most ``max_regs`` on, on a point boundary if one is known
+    (servers may refuse a read that starts or ends inside a point, pysunspec2 #16)."""
+    hi = min(end, a + max_regs)
+    if hi == end or not bounds:
+        return hi
+    best = max((b for b in bounds if a < b <= hi), default=None)
+    return best if best is not None else hi
+
+
 def plan_reads(models: Iterable[ModelLocation], max_regs: int = MAX_READ,
-               max_gap: int = 0, holes: frozenset[int] | set[int] = frozenset()) -> list[ReadSpan]:
+               max_gap: int = 0, holes: frozenset[int] | set[int] = frozenset(),
+               bounds: set[int] | None = None) -> list[ReadSpan]:
     """Coalesce model blocks into as few reads as Modbus allows.
 
     Blocks closer than ``max_gap`` registers are merged (the gap is read and
-    thrown away); every span is at most ``max_regs`` registers and skips
-    ``holes`` (registers the device refuses to read).
+    thrown away); every span is at most ``max_regs`` registers, skips
+    ``holes`` (registers the device refuses to read) and, where ``bounds``
+    (point start addresses) are given, is cut on a point boundary.
     """
+    models = list(models)
     blocks = []
     for m in models:
         start = m.address
@@ -60,8 +84,11 @@ def plan_reads(models: Iterable[ModelLocation], max_regs: int = MAX_READ,
             merged.append([start, end])
     spans = []
     for start, end in merged:
-        for a in range(start, end, max_regs):
-            spans.append(ReadSpan(a, min(max_regs, end - a)))
+        a = start
+        while a < end:
+            b = _cut(a, end, max_regs, bounds or set())
+            spans.append(ReadSpan(a, b - a))
+            a = b
     return spans
 
 
@@ -78,6 +105,7 @@ class SunSpecDevice:
         self.holes: set[int] = set()
         #: Models that did not decode, with why.
         self.decode_errors: dict[int, str] = {}
+        self._bounds: dict[int, set[int]] = {}
 
     def has(self, model_id: int) -> bool:
         return self.map.find(model_id) is not None
@@ -100,8 +128,11 @@ class SunSpecDevice:
             return {}
         image: dict[int, int] = {}
         budget = [SPLIT_BUDGET]
-        for span in plan_reads(locs, self.max_read, holes=self.holes):
-            self._read_span(span.address, span.count, image, budget)
+        bounds: set[int] = set()
+        for loc in locs:
+            bounds |= self._point_bounds(loc)
+        for span in plan_reads(locs, self.max_read, holes=self.holes, bounds=bounds):
+            self._read_span(span.address, span.count, image, budget, bounds)
         out = {}
         for loc in locs:
             regs = [image.get(a, 0) for a in range(loc.address, loc.end)]
@@ -124,8 +155,25 @@ class SunSpecDevice:
             out[loc.model_id] = model
         return out
 
+    def _point_bounds(self, loc: Any) -> set[int]:
+        if loc.model_id not in self._bounds:
+            self._bounds[loc.model_id] = point_starts(loc)
+        return self._bounds[loc.model_id]
+
+    def read_spans(self, model_id: int, spans: Iterable[ReadSpan]) -> dict[int, int]:
+        """Read these spans of one model (address -> register) the way
+        :meth:`read_models` reads: a refused span is split on point boundaries,
+        its holes and the device's read size learned. Raises link errors."""
+        loc = self.map.find(model_id)
+        bounds = self._point_bounds(loc) if loc is not None and loc.known else set()
+        image: dict[int, int] = {}
+        budget = [SPLIT_BUDGET]
+        for span in spans:
+            self._read_span(span.address, span.count, image, budget, bounds)
+        return image
+
     def _read_span(self, address: int, count: int, image: dict[int, int],
-                   budget: list[int]) -> None:
+                   budget: list[int], bounds: set[int]) -> None:
         try:
             regs = self.transport.read_holding(address, count, self.unit)
         except DeviceException as exc:
@@ -140,15 +188,21 @@ class SunSpecDevice:
             if budget[0] < 0:
                 raise TransportError(f"unit {self.unit}: the device refuses too many reads "
                                      f"around {address}") from None
-            half = (count + 1) // 2
+            # split near the middle, on a point boundary where one is known
+            mid = address + (count + 1) // 2
+            inner = [b for b in bounds if address < b < address + count]
+            if inner:
+                mid = min(inner, key=lambda b: abs(b - mid))
+            half = mid - address
             holes_before = len(self.holes)
-            self._read_span(address, half, image, budget)
-            self._read_span(address + half, count - half, image, budget)
-            if len(self.holes) == holes_before and half < self.max_read:
+            self._read_span(address, half, image, budget, bounds)
+            self._read_span(mid, count - half, image, budget, bounds)
+            big = max(half, count - half)
+            if len(self.holes) == holes_before and big < self.max_read:
                 # Both halves read whole: the count was refused, not an address.
-                self.max_read = half
+                self.max_read = big
                 log.info("unit %d: reads of %d registers refused; reading at most %d",
-                         self.unit, count, half)
+                         self.unit, count, big)
             return
         for i, r in enumerate(regs):
             image[address + i] = r

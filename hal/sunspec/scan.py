@@ -96,14 +96,30 @@ def discover(transport: Transport, unit: int,
     raise NotSunSpec(f"unit {unit}: no SunSpec marker at bases {', '.join(map(str, bases))}")
 
 
+def _header(transport: Transport, unit: int, address: int) -> list[int]:
+    """A model's ID and L; an exception 2 is asked once more before it counts as the end
+    (a device that ends its chain so refuses every time; a garbled answer does not)."""
+    try:
+        return transport.read_holding(address, 2, unit)
+    except DeviceException as exc:
+        if exc.code != 2:
+            raise
+    return transport.read_holding(address, 2, unit)
+
+
 def _walk(transport: Transport, unit: int, address: int) -> list[ModelLocation]:
     found: list[ModelLocation] = []
     for _ in range(MAX_MODELS):
         try:
-            model_id, length = transport.read_holding(address, 2, unit)
-        except DeviceException:
-            # Some devices end the chain by refusing the address after the
-            # last model instead of writing 0xFFFF; accept what was found.
+            model_id, length = _header(transport, unit, address)
+        except DeviceException as exc:
+            if exc.code != 2:
+                # Busy, failure, or a code no device should send here: not the end
+                # of the chain. Discovery fails and is tried again, never truncated.
+                raise TransportError(f"unit {unit}: walking the model chain at {address}: "
+                                     f"{exc}") from None
+            # Some devices end the chain by refusing the address after the last
+            # model instead of writing 0xFFFF (SMA, Kostal); accept what was found.
             log.info("unit %d: model chain ends with a refused read at %d", unit, address)
             break
         if model_id == END_ID or model_id == 0:

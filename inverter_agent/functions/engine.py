@@ -12,12 +12,13 @@ Arbitration, most binding first:
 1. Invalid measurements (``safety.on_invalid_measurements``). Default
    ``stand_aside``: the controller releases its controls and does not run the
    engine (docs/functions.md, "First, do no harm"); the engine, if called,
-   holds the last setpoints and never ceases. ``hold_last``: keep the last setpoints for ``safety.hold_s`` (5 s), then
-   cease to energize and go out of service. Why not cease at once: the
-   inverter's certified protection keeps working without the gateway, a read
-   glitch should not cost a 300 s enter-service delay, and 5 s is the shortest
-   default open-loop response time, so held setpoints are never staler than one
-   response. ``cease_to_energize`` ceases on the first invalid cycle.
+   holds the last setpoints and never ceases. ``hold_last``: keep the last
+   setpoints for ``safety.hold_s`` (5 s), then cease to energize and go out
+   of service (why not cease at once: the inverter's certified protection
+   keeps working without the gateway, a read glitch should not cost a 300 s
+   enter-service delay, and 5 s is the shortest default open-loop response
+   time, so held setpoints are never staler than one response).
+   ``cease_to_energize`` ceases on the first invalid cycle.
 2. Trip (backup must-trip of 1547-2018 6.4 / 6.5, anti-islanding reported
    tripped or disabled, ROCOF window) or permit-service off: cease to energize
    and stay out of service until enter service (4.10) permits reconnection.

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Reconnect back-off, seconds (bounded: a server down for days is retried every minute).
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
+#: Seconds between DERSettings PUTs (at least; the post rate if slower).
+SETTINGS_EVERY_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +284,10 @@ class Ieee2030Client:
 
         coordinator = TelemetryCoordinator(
             client, lfdis=[self.lfdi], connector_resolver=lambda _lfdi: self.connector,
-            post_rate_seconds=int(self.settings.post_rate))
+            post_rate_seconds=int(self.settings.post_rate),
+            # DERSettings change only with a setting: PUT them every 15 min (or at the post
+            # rate if slower), not py20305's 60 s default (1440 PUTs a day for nothing).
+            der_settings_poll_rate_seconds=int(max(self.settings.post_rate, SETTINGS_EVERY_S)))
         coordinator.setup()
         coordinator.start_device_telemetry()
 

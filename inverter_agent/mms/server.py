@@ -65,7 +65,7 @@ from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample
 from . import _native as nat
 from . import hardening
 from .hardening import refuse_client_renegotiation, server_sockets
-from .model import BuiltModel, ModelSpec, PointHandles, build_model
+from .model import BuiltModel, ModelSpec, PointHandles, build_model, ex_values
 from .security import (
     PLAIN_PORT,
     PRIVILEGED_ROLES,
@@ -197,7 +197,7 @@ class MmsServer:
         self._callbacks: list[Any] = []  # CFUNCTYPE objects must outlive the server
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
-        self._controls: dict[str, tuple[ControlCheck, int]] = {}
+        self._controls: dict[str, tuple[ControlCheck, int, str]] = {}
         #: Client presence without a callback per read: associations and the kernel's
         #: per-connection byte counters (see :meth:`clients_heard`).
         self._activity = _Activity(self)
@@ -274,8 +274,8 @@ class MmsServer:
                 callbacks.append(handler)
                 lib.IedServer_handleWriteAccessForComplexAttribute(server, writable[target],
                                                                    handler, None)
-            for target, (check, ctl_model) in self._controls.items():
-                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check))
+            for target, (check, ctl_model, right) in self._controls.items():
+                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check, right))
                 control_cb = nat.CONTROL_HANDLER(_control_done)
                 callbacks += [check_cb, control_cb]
                 lib.IedServer_setPerformCheckHandler(server, controls[target], check_cb, None)
@@ -377,11 +377,11 @@ class MmsServer:
                guard: Callable[[], bool] | None = None) -> bool:
         """Set attributes or data points by stable key, in one locked section.
 
-        A key naming a data point (``"INV1/DRCS1.Trip"``) sets its value and,
+        A key naming a data point (``"INV1/DGEN1.Trip"``) sets its value and,
         where the CDC has them, q and t: a :class:`Reading` gives all three, a
         plain value is good at ``t`` (default now), and None marks the point
         invalid keeping its value. Any other key is an attribute path
-        (``"INV1/DVVR1.Crv.crvPts.0.xVal"``, ``"INV1/DWMX1.WMaxSptPct.setMag.f"``)
+        (``"INV1/DVVR1.VVArCrv.crvPts.0.xVal"``, ``"INV1/DWMX1.RpuMax.setMag.f"``)
         and takes the value only. Unknown keys and unconvertible values are
         logged once and skipped. Returns False if not running.
 
@@ -506,10 +506,13 @@ class MmsServer:
             for ld in model.spec.logical_devices:
                 for ln in ld.logical_nodes:
                     for do in ln.data_objects:
-                        if not do.init:
+                        fixed = {**ex_values(do), **do.init}  # dataNs of private objects too
+                        if not fixed:
                             continue
                         key = f"{ld.inst}/{ln.name}.{do.name}"
-                        for path, value in do.init.items():
+                        for path, value in fixed.items():
+                            if isinstance(value, str):  # ORG references name the LD
+                                value = value.replace("{ld}", f"{model.ied_name}{ld.inst}")
                             attr = model.attribute(f"{key}.{path}")
                             handles = PointHandles(attr, lib.DataAttribute_getType(attr),
                                                    None, None)
@@ -575,7 +578,7 @@ class MmsServer:
     # --- validated writes (settings, FC SP) --------------------------------------------------
     def set_write_validator(self, target: str, validator: WriteValidator) -> None:
         """Let clients write attribute ``target`` (stable key + path, e.g.
-        ``"INV1/DRCT1.WMax.setMag.f"``) when ``validator(value)`` returns True.
+        ``"INV1/DGEN1.WMax.setMag.f"``) when ``validator(value)`` returns True.
 
         Its FC stays denied for every other attribute. Takes effect at the next
         start(). The validator runs in a libiec61850 thread with the data model
@@ -606,7 +609,7 @@ class MmsServer:
 
     def set_complex_write_validator(self, target: str, validator: ComplexValidator) -> None:
         """Let clients write the complex attribute ``target`` (e.g. a curve's
-        ``"INV1/DVVR1.Crv.crvPts"``) and any part of it, when ``validator(value,
+        ``"INV1/DVVR1.VVArCrv.crvPts"``) and any part of it, when ``validator(value,
         path)`` returns True (see :data:`ComplexValidator`). Same rules as
         :meth:`set_write_validator`.
         """
@@ -615,20 +618,23 @@ class MmsServer:
                 raise RuntimeError("set_complex_write_validator() must be called before start()")
             self._complex[target] = validator
 
-    def set_control(self, target: str, check: ControlCheck, ctl_model: int) -> None:
-        """Make the controllable data object ``target`` (``"INV1/DRCC1.Conn"``) operable.
+    def set_control(self, target: str, check: ControlCheck, ctl_model: int,
+                    right: str = RIGHT_CONTROL) -> None:
+        """Make the controllable data object ``target`` (``"INV1/DCTE1.CeaEgzReqCtl"``) operable.
 
         ``check(ctlVal)`` runs in the perform-check handler, i.e. before the
         positive response (with direct-with-normal-security libiec61850 answers
         before the control handler runs, LIBIEC61850.md): it must validate and
         apply the command there, and return None, or an AddCause code to refuse
         (the client sees object-value-invalid plus LastApplError). For a select
-        (sbo-with-normal-security reads SBO) it gets None.
+        (sbo-with-normal-security reads SBO) it gets None. ``right`` is the role right
+        the client needs: RIGHT_WRITE for a setting the standard makes controllable
+        (an APC set point, an LN's Mod), so that operating it asks what writing does.
         """
         with self._lock:
             if self._server:
                 raise RuntimeError("set_control() must be called before start()")
-            self._controls[target] = (check, ctl_model)
+            self._controls[target] = (check, ctl_model, right)
 
     def clients_heard(self) -> bool:
         """Whether any client associated or sent anything since the last call.
@@ -668,12 +674,13 @@ class MmsServer:
                     else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
         return handler
 
-    def _check_handler(self, target: str, check: ControlCheck) -> Callable[..., int]:
+    def _check_handler(self, target: str, check: ControlCheck,
+                       right: str = RIGHT_CONTROL) -> Callable[..., int]:
         def handler(action: int, _param: int, ctl_val: int, _test: bool,
                     _interlock: bool) -> int:
             lib = nat.lib()
             connection = lib.ControlAction_getClientConnection(action)
-            if not self._guard.allowed(connection, RIGHT_CONTROL, target):
+            if not self._guard.allowed(connection, right, target):
                 lib.ControlAction_setAddCause(action, ADD_CAUSE_NO_ACCESS_AUTHORITY)
                 return nat.CONTROL_OBJECT_ACCESS_DENIED
             value = None

@@ -25,6 +25,8 @@ import concurrent.futures
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -235,9 +237,17 @@ def _volt_var(agent: AgentProcess, sim: SimProcess, prof: Profile, out: dict[str
         notes = " ".join(_status_notes(agent))
         out["checks"]["reactive_left_to_device"] = not c["var_on"]
         if exp.get("note"):
-            out["checks"]["status_says_why"] = exp["note"] in notes
+            out["checks"]["status_says_why"] = exp["note"] in notes and \
+                exp["note"] in _status_command(agent.state_dir)
     sim.control.set_grid(v_pu=1.0)
     time.sleep(1.0)
+
+
+def _status_command(state: str) -> str:
+    """What ``inverter-agent status`` prints for this state directory."""
+    done = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "status", "--state-dir",
+                           state], capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
 
 
 def _status_notes(agent: AgentProcess) -> list[str]:
@@ -261,7 +271,8 @@ def _stand_aside(agent: AgentProcess, sim: SimProcess, prof: Profile, state: str
 
     text = _wait(reason, timeout=7.0, interval=0.5) or ""
     out["stand_aside_reason"] = text
-    out["checks"]["status_says_why"] = why in text
+    shown = _status_command(state)
+    out["checks"]["status_says_why"] = why in text and "STANDING ASIDE" in shown and why in shown
     out["checks"]["stand_aside_event"] = any(e.get("kind") == "stand_aside"
                                              for e in _events(state))
     c = _controls(sim, prof.unit)
