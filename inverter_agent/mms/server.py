@@ -1054,7 +1054,7 @@ class _ConnectionGuard:
             self._forget(connection, nat.lib().ClientConnection_getSecurityToken(connection),
                          count=False)
             if associated:  # unassociated ones were refused (aggregated) or just went
-                self._audit("mms.disconnect", who)
+                self._audit("mms.disconnect", who, protect=self.server.access is not None)
 
     def _forget(self, connection: int, token: int | None, count: bool = True) -> None:
         """Drop what is kept about a connection (and its security token); ``count``:
@@ -1137,8 +1137,11 @@ class _ConnectionGuard:
             endpoint = parse_peer(peer)
             if endpoint is not None:
                 self.admission.associated(endpoint[0], now)
-            if identity is None:
-                log.debug("MMS association from %s (no roles)", peer)
+            if identity is None:  # no roles configured: full rights, nobody authenticated
+                log.debug("MMS association from %s (no roles configured: full rights)", peer)
+                # Unprotected: without authentication anyone could make these by the
+                # thousand (what they then change is audited, and protected).
+                self._audit("mms.associate", peer, "ok", method="none", protect=False)
                 continue
             log.info("MMS association: %s", identity.describe())
             self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
