@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,7 +289,8 @@ class Inverter:
         paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
                       if not any(a in dev.holes for a in _slot_addresses(model, p)))
         if paths:
-            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read))
+            spans = point_spans(model, paths, self.max_gap, dev.max_read)
+            self._fast[mid] = (paths, _around_holes(spans, dev.holes))
         else:
             self._fast.pop(mid, None)
 
@@ -566,3 +567,19 @@ def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -
             return {"VarSet": var}
     raise UnsupportedControl(f"model {model_id} var mode {mode} has no base this gateway "
                              "can convert to")
+
+
+def _around_holes(spans: Iterable[ReadSpan], holes: set[int]) -> tuple[ReadSpan, ...]:
+    """Spans cut so that none reads a register the device refuses (a gap a span would
+    bridge may hold one: reading it would be refused, and split, every cycle)."""
+    out: list[ReadSpan] = []
+    for sp in spans:
+        start = sp.address
+        for a in range(sp.address, sp.address + sp.count):
+            if a in holes:
+                if a > start:
+                    out.append(ReadSpan(start, a - start))
+                start = a + 1
+        if sp.address + sp.count > start:
+            out.append(ReadSpan(start, sp.address + sp.count - start))
+    return tuple(out)
