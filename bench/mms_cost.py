@@ -36,7 +36,7 @@ def monitoring(host: str, port: int, seconds: float, scan: float,
     from inverter_agent.mms import client as mms
 
     reads = writes = 0
-    ref = f"{LD}/DWMX1.WMaxSptPct.setMag.f"
+    ref = f"{LD}/DCTE1.VHiLim.setMag.f"
     with mms.connect(host, port, timeout=5) as con:
         end = time.monotonic() + seconds
         next_scan = next_write = time.monotonic()

@@ -5,18 +5,19 @@
 
 Phases, one after the other, each ``--seconds`` long:
 
-1. validated writes: DVVR1.RspTms alternates 5 s / 6 s; every accepted write
+1. validated writes: DVVR1.RspTmms alternates 5000 / 6000 ms; every accepted write
    goes through the validator and is persisted (fsync) before the response;
-2. refused writes: DFPF1.PFGnTgtSpt = 0.5 (out of range), refused by the
+2. refused writes: DCTE1.VLoLim = 200 % (above VHiLim), refused by the
    validator, nothing persisted;
-3. operates: DVWC1.ModEna (SPC, direct-with-normal-security) on/off;
+3. operates: DWMX1.WMaxLimPct (APC, direct-with-normal-security, the temporary
+   active-power limit) 90 % / 100 %;
 4. report latency: an open61850 client enables urcbMeas01 and, for each report
    carrying MMXU1.TotW, takes receive time minus the value's t (the publisher
    stamps t when it publishes; same host clock). The spawned server publishes
    at ``--rate`` Hz; against an agent the agent's own cycle publishes.
 
-Against a running agent the benchmark restores what it changed (RspTms and the
-volt-watt enable command). The libiec61850 client runs in this process and the
+Against a running agent the benchmark restores what it changed (RspTmms and the
+temporary limit, released with DGEN1.RlsCmd). The libiec61850 client runs in this process and the
 server in another (LIBIEC61850.md). Loopback only.
 """
 
@@ -48,7 +49,7 @@ def _free_port() -> int:
 
 def _spawn(state_dir: str, port: int, rate: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inverter_agent.mms.functions_server", "--state-dir", state_dir,
+        [sys.executable, "-m", "tests.mms.servers.functions_server", "--state-dir", state_dir,
          "--port", str(port), "--animate", str(rate), "--commands"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -108,23 +109,23 @@ def run(host: str, port: int, seconds: float) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with mms_client.connect(host, port) as con:
-        rsp = f"{LD}/DVVR1.RspTms.setMag.f"
+        rsp = f"{LD}/DVVR1.RspTmms.setVal"
         original = con.read_value(rsp, "SP")
         out["writes_per_s"], out["write_errors"] = _rate(
-            seconds, lambda i: con.write_float(rsp, "SP", 5.0 + (i % 2)))
-        con.write_float(rsp, "SP", original)
+            seconds, lambda i: con.write_int(rsp, "SP", 5000 + 1000 * (i % 2)))
+        con.write_int(rsp, "SP", original)
 
         def refused(_: int) -> None:
             try:
-                con.write_float(f"{LD}/DFPF1.PFGnTgtSpt.setMag.f", "SP", 0.5)
+                con.write_float(f"{LD}/DCTE1.VLoLim.setMag.f", "SP", 200.0)
             except mms_client.MmsClientError:
                 return
             raise RuntimeError("an invalid write was accepted")
         out["refused_writes_per_s"], out["refused_errors"] = _rate(seconds, refused)
 
         out["operates_per_s"], out["operate_errors"] = _rate(
-            seconds, lambda i: con.operate(f"{LD}/DVWC1.ModEna", bool(i % 2)))
-        con.operate(f"{LD}/DRCC1.RlsCmd", True)  # release the enable command again
+            seconds, lambda i: con.operate(f"{LD}/DWMX1.WMaxLimPct", 90.0 + 10 * (i % 2)))
+        con.operate(f"{LD}/DGEN1.RlsCmd", True)  # release the temporary limit again
     latencies = sorted(report_latency(host, port, seconds))
     out["reports"] = len(latencies)
     if latencies:

@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from hal.poll_plan import (
     point_spans,
 )
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
-from hal.sunspec.device import SPLIT_BUDGET, ReadSpan, SunSpecDevice
+from hal.sunspec.device import ReadSpan, SunSpecDevice
 from hal.sunspec.models import DecodedModel
 from hal.sunspec.scan import DEFAULT_BASES, DeviceMap, discover
 from hal.topology import PHASES, topology
@@ -289,8 +289,8 @@ class Inverter:
         paths = tuple(p for p in fast_paths(model, FAST_NAMES, READ_POINTS)
                       if not any(a in dev.holes for a in _slot_addresses(model, p)))
         if paths:
-            spans = point_spans(model, paths, self.max_gap, dev.max_read)
-            self._fast[mid] = (paths, _around_holes(spans, dev.holes))
+            self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read,
+                                                  dev.holes))
         else:
             self._fast.pop(mid, None)
 
@@ -299,14 +299,10 @@ class Inverter:
         for mid, (paths, spans) in list(self._fast.items()):
             if mid not in self._models:
                 continue
-            image: dict[int, int] = {}
             holes, max_read = len(dev.holes), dev.max_read
-            budget = [SPLIT_BUDGET]
-            for span in spans:
-                # The device's own span reader: a refused span is split, its holes
-                # and its read size learned, as for a full read.
-                dev._read_span(span.address, span.count, image, budget,
-                               dev._bounds.get(mid))
+            # The device's own span reader: a refused span is split, its holes
+            # and its read size learned, as for a full read.
+            image = dev.read_spans(mid, spans)
             got = tuple(p for p in paths
                         if all(a in image for a in _slot_addresses(self._models[mid], p)))
             self._models[mid] = overlay(self._models[mid], got, image)
@@ -568,18 +564,3 @@ def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -
     raise UnsupportedControl(f"model {model_id} var mode {mode} has no base this gateway "
                              "can convert to")
 
-
-def _around_holes(spans: Iterable[ReadSpan], holes: set[int]) -> tuple[ReadSpan, ...]:
-    """Spans cut so that none reads a register the device refuses (a gap a span would
-    bridge may hold one: reading it would be refused, and split, every cycle)."""
-    out: list[ReadSpan] = []
-    for sp in spans:
-        start = sp.address
-        for a in range(sp.address, sp.address + sp.count):
-            if a in holes:
-                if a > start:
-                    out.append(ReadSpan(start, a - start))
-                start = a + 1
-        if sp.address + sp.count > start:
-            out.append(ReadSpan(start, sp.address + sp.count - start))
-    return tuple(out)

@@ -20,7 +20,7 @@ and the operating state, with their scale factors. This module
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from hal.sunspec.device import ReadSpan
@@ -63,14 +63,17 @@ def fast_paths(model: DecodedModel, names: Iterable[str],
 
 
 def point_spans(model: DecodedModel, paths: Iterable[str], max_gap: int,
-                max_regs: int = MAX_READ) -> tuple[ReadSpan, ...]:
-    """Absolute register spans covering ``paths``, gaps up to ``max_gap`` read through."""
+                max_regs: int = MAX_READ,
+                holes: Collection[int] = ()) -> tuple[ReadSpan, ...]:
+    """Absolute register spans covering ``paths``, gaps up to ``max_gap`` read through,
+    except a gap with a register the device refuses (``holes``) in it."""
     slots = model.layout.slots
     blocks = sorted((model.address + slots[p].offset,
                      model.address + slots[p].offset + slots[p].point.size) for p in paths)
     spans: list[list[int]] = []
     for start, end in blocks:
-        if spans and start - spans[-1][1] <= max_gap and end - spans[-1][0] <= max_regs:
+        if (spans and start - spans[-1][1] <= max_gap and end - spans[-1][0] <= max_regs
+                and not any(a in holes for a in range(spans[-1][1], start))):
             spans[-1][1] = max(spans[-1][1], end)
         else:
             spans.append([start, end])

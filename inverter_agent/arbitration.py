@@ -41,11 +41,16 @@ their end whatever happens to the link they came over.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: The reactive modes (1547-2018 5.3.1: mutually exclusive) and their enable paths.
 REACTIVE = ("volt_var", "fixed_pf", "constant_var")
@@ -208,6 +213,9 @@ class UtilitySchedule:
     """
 
     source: str = "utility"
+    #: If set, the schedule is kept here (atomically, on every change) and read back at
+    #: start: a gateway restarted during an outage still runs what it had received.
+    path: str | None = None
     _events: dict[str, ScheduledControl] = field(default_factory=dict)
     _default: UtilityControl | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -215,21 +223,30 @@ class UtilitySchedule:
     #: Link state an adapter reports (for status and the MMS view).
     comms: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self._load()
+
     def put_event(self, event: ScheduledControl) -> None:
         with self._lock:
+            if self._events.get(event.ident) == event:
+                return
             self._events[event.ident] = event
-            self.version += 1
+            self._changed()
 
     def remove_event(self, ident: str) -> bool:
         with self._lock:
             gone = self._events.pop(ident, None) is not None
-            self.version += 1
+            if gone:
+                self._changed()
             return gone
 
     def set_default(self, control: UtilityControl | None) -> None:
         with self._lock:
-            self._default = None if control is None or control.is_empty() else control
-            self.version += 1
+            new = None if control is None or control.is_empty() else control
+            if new != self._default:
+                self._default = new
+                self._changed()
 
     def events(self) -> list[ScheduledControl]:
         with self._lock:
@@ -246,9 +263,82 @@ class UtilitySchedule:
             for i in old:
                 del self._events[i]
             if old:
-                self.version += 1
+                self._changed()
             return old
 
     def in_force(self, t: float) -> InForce:
         with self._lock:
             return select(self._events.values(), self._default, t, self.source)
+
+    # -- persistence (under the lock) ---------------------------------------------------------
+    def _changed(self) -> None:
+        self.version += 1
+        if self.path is None:
+            return
+        from inverter_agent.files import write_atomic
+
+        body = {"schema": SCHEDULE_SCHEMA, "source": self.source,
+                "default": None if self._default is None else _control_dict(self._default),
+                "events": [{**dataclasses.asdict(e), "control": _control_dict(e.control)}
+                           for e in self._events.values()]}
+        try:
+            write_atomic(self.path, json.dumps(body).encode())
+        except OSError as exc:  # the schedule still runs from memory
+            log.warning("cannot keep the utility schedule in %s: %s", self.path, exc)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                body = json.load(fh)
+            if body.get("schema") != SCHEDULE_SCHEMA:
+                raise ValueError(f"schema {body.get('schema')!r}")
+            default = body.get("default")
+            self._default = None if default is None else _control_from(default)
+            for e in body.get("events", []):
+                ev = ScheduledControl(**{**e, "control": _control_from(e["control"])})
+                if not (finite(ev.start, ev.end, ev.created) and ev.end > ev.start):
+                    raise ValueError(f"event {ev.ident!r}: bad window")
+                self._events[ev.ident] = ev
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            # A damaged file is not a reason to apply half of it: start empty, say so.
+            log.warning("utility schedule %s not read (%s): starting without it", self.path, exc)
+            self._events.clear()
+            self._default = None
+
+
+SCHEDULE_SCHEMA = 1
+
+
+def _control_dict(c: UtilityControl) -> dict[str, Any]:
+    return {f: getattr(c, f) for f in c.__slots__ if getattr(c, f) is not None}
+
+
+def _control_from(d: Mapping[str, Any]) -> UtilityControl:
+    """A control read back from the schedule file, checked like any other input."""
+    fields = set(UtilityControl.__slots__)
+    if not isinstance(d, Mapping) or set(d) - fields:
+        raise ValueError(f"unknown control fields {sorted(set(d) - fields)}")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in ("connect", "energize"):
+            if not isinstance(v, bool):
+                raise ValueError(f"{k}: a boolean")
+            out[k] = v
+        elif k in ("p_limit_pct", "fixed_var_pct"):
+            lo = 0.0 if k == "p_limit_pct" else -100.0
+            if not finite(v) or not lo <= v <= 100.0:
+                raise ValueError(f"{k} = {v!r}")
+            out[k] = float(v)
+        elif k == "fixed_pf":
+            pf, absorbing = v
+            if not finite(pf) or not 0.0 < pf <= 1.0 or not isinstance(absorbing, bool):
+                raise ValueError(f"fixed_pf = {v!r}")
+            out[k] = (float(pf), absorbing)
+        elif k == "freq_droop":
+            out[k] = tuple(float(x) for x in v)
+        else:
+            out[k] = tuple(tuple(float(x) for x in p) for p in v)
+    return UtilityControl(**out)

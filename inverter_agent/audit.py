@@ -48,6 +48,8 @@ from inverter_agent.files import append_line, write_atomic
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+#: The chain of unprotected entries (aggregated refusals of unauthenticated peers).
+NOISE_FILE = "audit-refusals.jsonl"
 #: Protected entries are kept at least this long unless acknowledged (90 days).
 RETAIN_S = 90 * 86400.0
 _SECRET_WORDS = ("password", "passwd", "secret", "key", "token", "pem", "private")
@@ -74,20 +76,28 @@ class AuditLog:
     """The hash-chained audit log in ``folder`` (see the module docstring for retention)."""
 
     def __init__(self, folder: str, max_bytes: int = 4 << 20, keep: int = 5, *,
-                 retain_s: float = RETAIN_S, hard_keep: int | None = None) -> None:
+                 retain_s: float = RETAIN_S, hard_keep: int | None = None,
+                 name: str = "audit.jsonl") -> None:
         if max_bytes < 4096:
             raise ValueError("audit log max_bytes must be at least 4096")
         if retain_s < 0:
             raise ValueError("audit log retain_s must be >= 0")
         os.makedirs(folder, exist_ok=True)
-        self.path = os.path.join(folder, "audit.jsonl")
-        self.ack_path = os.path.join(folder, "audit.ack")
+        self.path = os.path.join(folder, name)
+        self.ack_path = os.path.join(folder, name.removesuffix(".jsonl") + ".ack")
         self.max_bytes = max_bytes
         self.keep = max(1, keep)
         self.hard_keep = max(self.keep, hard_keep if hard_keep is not None else 4 * self.keep)
         self.retain_s = retain_s
         self._lock = threading.Lock()
         self._seq, self._last = self._tail()
+        #: Unprotected entries live in a chain of their own (audit-refusals.jsonl, same
+        #: size and number of files, rotated freely): a flood of them never rotates a
+        #: file of the main chain.
+        self.noise: AuditLog | None = None
+        if name == "audit.jsonl":
+            self.noise = AuditLog(folder, max_bytes, keep, retain_s=0.0, hard_keep=keep,
+                                  name=NOISE_FILE)
 
     def _rotated(self) -> list[int]:
         """Numbers of the rotated files that exist, oldest (highest) first."""
@@ -125,6 +135,9 @@ class AuditLog:
         aggregated refusals of unauthenticated peers); everything else is kept as
         the module docstring says.
         """
+        if not protect and self.noise is not None:
+            return self.noise.record(action, who, outcome, obj, old, new, protect=False,
+                                     **extra)
         with self._lock:
             return self._append(action, who, outcome, obj, old, new, protect, extra)
 
@@ -167,6 +180,8 @@ class AuditLog:
             seq = self._seq if upto is None else min(int(upto), self._seq)
             entry = self._append("audit.ack", who, "ok", None, None, None, True,
                                  {"upto": seq})
+            if upto is None:
+                seq = entry["seq"]  # the acknowledgement itself was read too
             data = json.dumps({"seq": seq, "hash_of_ack": entry["hash"], "by": who,
                                "time": entry["time"]})
             write_atomic(self.ack_path, data.encode(), mode=0o640)
@@ -222,6 +237,13 @@ class AuditLog:
         return forced
 
     def entries(self) -> list[dict[str, Any]]:
+        """Every kept entry, both chains, in time order."""
+        out = self._own_entries()
+        if self.noise is not None:
+            out = sorted(out + self.noise._own_entries(), key=lambda e: e.get("time", 0.0))
+        return out
+
+    def _own_entries(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for path in self._files():
             with open(path, encoding="utf-8") as fh:
@@ -342,6 +364,14 @@ def verify(log_: AuditLog) -> Verification:
     The first kept entry may link to an entry in a file already rotated away;
     everything after it must be continuous.
     """
+    own = _verify_chain(log_)
+    if not own.ok or log_.noise is None:
+        return own
+    noise = _verify_chain(log_.noise)
+    return Verification(noise.ok, own.entries + noise.entries, noise.problem, noise.at_seq)
+
+
+def _verify_chain(log_: AuditLog) -> Verification:
     prev_hash: str | None = None
     prev_seq: int | None = None
     n = 0

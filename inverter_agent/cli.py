@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
     audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
     audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
+    audit.add_argument("--ack", action="store_true",
+                       help="after printing and verifying, record that the log was read: "
+                            "rotation may then drop what was printed (otherwise entries "
+                            "about authenticated actions are kept for audit_retain_days)")
+    audit.add_argument("--refusals", action="store_true",
+                       help="also print the aggregated refusals of unauthenticated peers")
 
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
     status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
@@ -209,7 +215,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     lds = [link.ld_inst for link in cfg.inverter_links()]
     spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
                            functions=cfg["functions.enabled"])
-    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"])
+    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"],
+              tls=bool(cfg["security.tls_cert"]))  # clients then authenticate by certificate
     print(f"wrote {args.icd}")
     return 0
 
@@ -239,15 +246,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from inverter_agent.audit import AuditLog, verify
 
     log_ = AuditLog(args.state_dir)
-    entries = log_.entries()
+    entries = [e for e in log_.entries() if args.refusals or e.get("protect", True)]
     for e in entries[-args.last:] if args.last else entries:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         change = f" {e['old']!r} -> {e['new']!r}" if e.get("new") is not None else ""
+        summary = f" ({e['summary']})" if e.get("summary") else ""
         print(f"{e['seq']:>6} {stamp} {e['action']:<20} {e['outcome']:<8} {e['who']}"
-              f"{' ' + e['object'] if e.get('object') else ''}{change}")
+              f"{' ' + e['object'] if e.get('object') else ''}{change}{summary}")
     v = verify(log_)
     print(f"chain: {'intact' if v.ok else 'BROKEN: ' + str(v.problem)} ({v.entries} entries)")
-    return 0 if v.ok else 3
+    if not v.ok:
+        return 3
+    if args.ack:  # never for a broken chain: that evidence is kept
+        import getpass
+
+        ack = log_.acknowledge(f"local user {getpass.getuser()}")
+        print(f"acknowledged up to entry {ack['seq']}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -274,6 +289,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{st['poll_period_s']} s, last {st['last_poll_s'] * 1e3:.1f} ms, mean "
               f"{st['mean_poll_s'] * 1e3:.1f} ms, max {st['max_poll_s'] * 1e3:.1f} ms, "
               f"{st['cycles']} cycles, {st['overruns']} overruns")
+        auto = st.get("poll_period_auto")
+        if auto:
+            print(f"poll period     auto: {auto.get('reason')}")
         plant = st.get("plant") or {}
         tot, limit = plant.get("totals"), plant.get("limit") or {}
         if tot:
@@ -302,8 +320,9 @@ def cmd_status(args: argparse.Namespace) -> int:
               + (f"{since:.0f} s ago" if since is not None else "never")
               + f", LFDI {utility.get('lfdi')}")
         for e in utility.get("events") or []:
-            print(f"  event {e['mrid'][:8]}  {time.strftime('%H:%M:%S', time.localtime(e['start']))}"
-                  f"-{time.strftime('%H:%M:%S', time.localtime(e['end']))}  {e['control']}")
+            window = "-".join(time.strftime("%H:%M:%S", time.localtime(e[k]))
+                              for k in ("start", "end"))
+            print(f"  event {e['mrid'][:8]}  {window}  {e['control']}")
         if utility.get("default_control"):
             print(f"  default control {utility['default_control']}")
         if utility.get("refused"):
@@ -460,7 +479,9 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     if len(services) != len(agents):
         raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
                                      "are applied through them): drop --no-functions")
-    schedule = UtilitySchedule(source="ieee2030_5")
+    # Kept in the state directory: a gateway restarted during an outage runs what it had.
+    schedule = UtilitySchedule(source="ieee2030_5", path=os.path.join(
+        cfg["agent.state_dir"], "utility_schedule.json"))
     for service in services:
         service.attach_utility(schedule)
     first = services[0].events
@@ -468,7 +489,10 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     def record(kind: str, detail: str) -> None:
         first.record(kind, detail, who="ieee2030_5")
 
-    client = Ieee2030Client(settings, schedule, SiteView(agents), record)
+    def validate(control) -> str | None:  # refused if any inverter's settings refuse it
+        return next((why for s in services if (why := s.check_utility(control))), None)
+
+    client = Ieee2030Client(settings, schedule, SiteView(agents), record, validate)
     runner.status_extra["ieee2030_5"] = client.status
     client.start()
     log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
@@ -492,6 +516,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inverter_agent.agent import Agent
     from inverter_agent.mms.binding import attach_functions
     from inverter_agent.mms.hardening import route_native_output
+    from inverter_agent.mms.plant_binding import attach_plant
     from inverter_agent.mms.plant_model import site_model_spec
     from inverter_agent.mms.security import TLS_PORT, check_bind
     from inverter_agent.mms.server import MmsServer
@@ -559,15 +584,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         for agent in agents:
             agent.publishers.append(server.publisher(agent.name) if multi else server.publish)
             if agent.controller is not None and agent.settings_service is not None:
-                binding = attach_functions(server, agent.settings_service,
-                                           agent.controller.status_view, ld_inst=agent.name)
+                def view(c=agent.controller, s=agent.settings_service) -> dict:
+                    # the utility client's link rides with the controller's view (MMS DGEN1)
+                    return {**c.status_view(), "utility": s.utility_comms()}
+
+                binding = attach_functions(server, agent.settings_service, view,
+                                           ld_inst=agent.name)
                 agent.publishers.append(binding.publish)
                 bindings.append(binding)
         runner: Agent | Site
         if multi:
             plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
                                  cfg["plant.w_max"])
-            plant.attach(server, writable=cfg["functions.enabled"])
+            attach_plant(plant, server, writable=cfg["functions.enabled"])
             runner = Site(cfg, agents, plant)
         else:
             runner = agents[0]
@@ -633,7 +662,8 @@ def security_from_config(cfg: config_mod.Config):
         access = AccessPolicy.from_config({"fingerprints": cfg["security.fingerprints"] or None,
                                            "use_ou": cfg["security.role_from_ou"],
                                            "users": cfg["security.users"] or None})
-    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"])
+    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"],
+                     retain_s=cfg["security.audit_retain_days"] * 86400.0)
     return tls, access, audit
 
 

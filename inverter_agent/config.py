@@ -209,6 +209,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_timeout": Key(float, 300.0, min=0.0, max=86400.0,
                             doc="close MMS connections silent this long (0 = never)"),
         "audit_bytes": Key(int, 4 << 20, min=4096, max=1 << 30),
+        "audit_retain_days": Key(float, 90.0, min=0.0, max=3650.0,
+                                 doc="entries about authenticated actions are kept at least "
+                                     "this long unless acknowledged (inverter-agent audit "
+                                     "--ack); 0 = rotate by size only"),
     },
     "ieee2030_5": {
         "server": Key(str, None, check=_https_url,

@@ -201,6 +201,29 @@ class SettingsService:
             self.utility = schedule
             self._follow_utility()
 
+    def check_utility(self, control: arbitration.UtilityControl) -> str | None:
+        """Why ``control``, in force as a utility event now, would be refused by the
+        settings' validator (None: it would apply). Changes nothing."""
+        with self._lock:
+            base = self._compose_local(self._persisted, self._temporary)
+            event = arbitration.ScheduledControl("check", float("-inf"), float("inf"), control)
+            try:
+                settings_from_dict(arbitration.apply(settings_to_dict(base), arbitration.InForce(
+                    event, None), self._temporary))
+            except SettingsError as exc:
+                return f"outside this DER's settings: {exc}"
+            return None
+
+    def utility_comms(self) -> dict[str, Any] | None:
+        """The utility protocol client's link (state, seconds since the server last
+        answered), as its adapter reports it; None when no utility client runs."""
+        u = self.utility
+        if u is None:
+            return None
+        last = u.comms.get("last_contact")
+        return {"state": u.comms.get("state"),
+                "since_contact_s": None if last is None else round(self.wall() - last, 1)}
+
     def in_force(self) -> arbitration.InForce:
         """The utility commands the effective settings include now."""
         with self._lock:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hal.reading import Reading
 from inverter_agent.agent import Agent, CycleStats, supervise, write_status_file
@@ -35,9 +35,6 @@ from inverter_agent.config import Config
 from inverter_agent.files import write_atomic
 from inverter_agent.plant import Allocation, InverterView, PlantTotals, allocate, totals
 from inverter_agent.pollrate import MAX_PERIOD, MIN_PERIOD, PROVISIONAL_PERIOD, ceil_ms
-
-if TYPE_CHECKING:
-    from inverter_agent.mms.server import MmsServer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,8 @@ class PlantService:
         self._ratings: dict[str, float] = {}
         self.allocation = Allocation({})
         self.totals: PlantTotals | None = None
-        self.server: MmsServer | None = None
+        #: Called with the time after every cycle (the MMS plant view: mms/plant_binding.py).
+        self.publishers: list[Callable[[float], None]] = []
 
     # --- settings ----------------------------------------------------------------------
     def _load(self, default_w_max: float | None) -> PlantLimit:
@@ -107,40 +105,6 @@ class PlantService:
         log.info("plant limit %s -> %s (%s)", old, new, who)
         return new
 
-    # --- MMS ---------------------------------------------------------------------------
-    def attach(self, server: MmsServer, writable: bool = True) -> None:
-        """Serve the plant LD on ``server`` (before start); writable only with functions."""
-        from inverter_agent.mms.plant_model import WRITABLE
-
-        self.server = server
-        if writable:
-            for attr, name in WRITABLE.items():
-                server.set_complex_write_validator(f"{self.ld}/{attr}", self._writer(name))
-        server.add_start_hook(self._show_settings)
-
-    def _writer(self, name: str) -> Callable[[Any, str, str], bool]:
-        def write(value: Any, _path: str, peer: str) -> bool:
-            audit = self.server.audit if self.server is not None else None
-            old = getattr(self.limit, name)
-            try:
-                self.write(name, value, f"mms {peer}")
-            except (PlantSettingError, OSError) as exc:
-                log.warning("plant setting %s = %r from %s refused: %s", name, value, peer, exc)
-                if audit is not None:
-                    audit.record("setting.write", f"mms {peer}", "refused",
-                                 f"{self.ld}/{name}", new=value, reason=str(exc))
-                return False
-            if audit is not None:
-                audit.record("setting.write", f"mms {peer}", "ok", f"{self.ld}/{name}",
-                             old, value)
-            return True
-        return write
-
-    def _show_settings(self) -> None:
-        if self.server is not None:
-            self.server.update({f"{self.ld}/DWMX1.FctEna": self.limit.enabled,
-                                f"{self.ld}/DWMX1.WMaxSpt": self.limit.w_max})
-
     # --- the cycle ---------------------------------------------------------------------
     def views(self, agents: list[Agent]) -> list[InverterView]:
         out = []
@@ -165,27 +129,8 @@ class PlantService:
         for a in agents:
             if a.controller is not None:
                 a.controller.plant_cap_pct = self.allocation.caps_pct.get(a.name)
-        if self.server is not None:
-            self.publish(now)
-
-    def publish(self, now: float) -> None:
-        t, alloc = self.totals, self.allocation
-        if t is None or self.server is None:
-            return
-        ld = self.ld
-        health = 1 if t.reporting == t.configured else (2 if t.reporting else 3)
-        live_caps = [c for c in alloc.caps_pct.values() if c is not None]
-        self.server.update({
-            f"{ld}/MMXU1.TotW": Reading(t.w, t.quality, now),
-            f"{ld}/MMXU1.TotVAr": Reading(t.var, t.quality, now),
-            f"{ld}/MMXU1.TotVA": Reading(t.va, t.quality, now),
-            f"{ld}/LLN0.Health": health,
-            f"{ld}/DRCT1.WMax": t.w_rtg,
-            f"{ld}/DWMX1.FctAct": bool(self.limit.enabled and alloc.limiting),
-            f"{ld}/DWMX1.WLimPct": min(live_caps) if live_caps else 100.0,
-            f"{ld}/GGIO1.IntIn1": t.reporting,
-            f"{ld}/GGIO1.IntIn2": t.configured,
-        }, now)
+        for publish in self.publishers:
+            publish(now)
 
     def status_view(self) -> dict[str, Any]:
         t, alloc = self.totals, self.allocation

@@ -26,6 +26,7 @@ class World:
     """A settings service with a utility schedule and a wall clock we move."""
 
     def __init__(self, tmp_path: Path, **persisted) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.now = T0
         self.events = EventLog(str(tmp_path))
         self.svc = SettingsService(SettingsStore(str(tmp_path), "rule21"), self.events,
@@ -216,6 +217,14 @@ def test_A17_invalid_utility_command_refused_local_settings_stay(tmp_path):
     assert w.setpoints().p_limit_pct == pytest.approx(55.0)
 
 
+def test_A17_the_adapter_can_ask_first(tmp_path):
+    """The same refusal, asked before the event is accepted (so 2030.5 can answer it)."""
+    w = World(tmp_path)
+    assert "pf" in (w.svc.check_utility(UtilityControl(fixed_pf=(0.5, False))) or "")
+    assert w.svc.check_utility(UtilityControl(p_limit_pct=10.0)) is None
+    assert w.svc.effective().active_power_limit.enabled is False  # asking changed nothing
+
+
 def test_A18_schedule_runs_to_its_end_without_the_link(tmp_path):
     w = World(tmp_path)
     w.default(limit(70.0))
@@ -227,6 +236,26 @@ def test_A18_schedule_runs_to_its_end_without_the_link(tmp_path):
     assert w.setpoints().p_limit_pct == pytest.approx(70.0)
     w.default(None)
     assert w.setpoints().p_limit_pct == pytest.approx(100.0)
+
+
+def test_A19_schedule_kept_across_a_restart(tmp_path):
+    path = str(tmp_path / "utility_schedule.json")
+    first = UtilitySchedule("ieee2030_5", path=path)
+    first.set_default(limit(70.0))
+    first.put_event(ScheduledControl("e1", T0 - 10, T0 + 60, UtilityControl(
+        p_limit_pct=40.0, fixed_pf=(0.95, True)), 0, T0 - 20, "ieee2030_5"))
+    again = UtilitySchedule("ieee2030_5", path=path)  # the gateway restarted, no server
+    assert again.default() == limit(70.0)
+    assert again.events() == first.events()
+    w = World(tmp_path / "svc")
+    w.svc.attach_utility(again)
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+    # a damaged or tampered file is not half applied
+    Path(path).write_text(Path(path).read_text().replace("40.0", "400.0"))
+    assert UtilitySchedule("ieee2030_5", path=path).events() == []
+    assert UtilitySchedule("ieee2030_5", path=path).default() is None
+    Path(path).write_text("{not json")
+    assert UtilitySchedule("ieee2030_5", path=path).events() == []
 
 
 def test_select_is_pure_and_ignores_events_out_of_their_window():

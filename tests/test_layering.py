@@ -43,3 +43,87 @@ def test_agent_never_touches_registers():
         assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
         hit = forbidden_text.search(f.read_text())
         assert hit is None, f"{f.relative_to(ROOT)} mentions {hit.group(0)!r}"
+
+
+#: Protocol adapters: each uses the core and never another adapter (STYLE.md 10).
+ADAPTERS = ("inverter_agent.mms", "inverter_agent.ieee2030_5")
+#: The wiring (entry points) may import everything.
+ENTRY_POINTS = {"cli.py", "__main__.py"}
+#: Protocol engines: only their adapter may import them.
+ENGINES = {"inverter_agent.mms": ("pyiec61850", "iec61850"),
+           "inverter_agent.ieee2030_5": ("py20305",)}
+
+
+def _module(path: pathlib.Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def _core_files() -> list[pathlib.Path]:
+    files = []
+    for f in (ROOT / "inverter_agent").rglob("*.py"):
+        mod = _module(f)
+        if any(mod == a or mod.startswith(a + ".") for a in ADAPTERS):
+            continue
+        if f.parent == ROOT / "inverter_agent" and f.name in ENTRY_POINTS:
+            continue
+        if mod.startswith("inverter_agent.conformance"):
+            continue  # a tool beside the daemon (IEEE 1547.1 procedures), not the core
+        files.append(f)
+    return files
+
+
+def _imports_anywhere(path: pathlib.Path) -> set[str]:
+    """Every import, including those inside functions (lazy imports count too)."""
+    return _imports(path)
+
+
+def test_core_imports_no_adapter_and_no_protocol_engine():
+    files = _core_files()
+    assert any(f.name == "arbitration.py" for f in files)
+    engines = {e for names in ENGINES.values() for e in names}
+    for f in files:
+        bad = {n for n in _imports_anywhere(f)
+               if any(n == a or n.startswith(a + ".") for a in ADAPTERS)
+               or n.split(".")[0] in engines}
+        assert not bad, f"core module {f.relative_to(ROOT)} imports {bad}"
+
+
+def test_adapters_never_import_each_other():
+    for adapter in ADAPTERS:
+        folder = ROOT / pathlib.Path(*adapter.split("."))
+        files = list(folder.rglob("*.py"))
+        assert files, f"{adapter} has no files"
+        others = [a for a in ADAPTERS if a != adapter]
+        foreign = {e for a, names in ENGINES.items() if a != adapter for e in names}
+        for f in files:
+            bad = {n for n in _imports_anywhere(f)
+                   if any(n == o or n.startswith(o + ".") for o in others)
+                   or n.split(".")[0] in foreign}
+            assert not bad, f"{f.relative_to(ROOT)} ({adapter}) imports {bad}"
+
+
+def test_hal_imports_no_adapter_and_no_core():
+    for f in (ROOT / "hal").rglob("*.py"):
+        bad = {n for n in _imports_anywhere(f) if n.split(".")[0] in
+               ("inverter_agent", "py20305", "pyiec61850")}
+        assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
+
+
+def test_the_2030_5_adapter_is_not_imported_unless_configured(tmp_path):
+    """Loading the config and building the agents without [ieee2030_5] imports neither
+    the adapter nor its engine."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from inverter_agent import cli, config\n"
+            "cfg = config.load(None, {'inverter.modbus_tcp': '127.0.0.1:1', "
+            f"'agent.state_dir': {str(tmp_path)!r}}})\n"
+            "agents = cli.make_agents(cfg, cfg.inverter_links())\n"
+            "assert cli.start_ieee2030_5(cfg, agents, agents[0]) is None\n"
+            "bad = [m for m in sys.modules if m.startswith(('py20305', "
+            "'inverter_agent.ieee2030_5'))]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -130,9 +130,7 @@ class SunSpecDevice:
         budget = [SPLIT_BUDGET]
         bounds: set[int] = set()
         for loc in locs:
-            if loc.model_id not in self._bounds:
-                self._bounds[loc.model_id] = point_starts(loc)
-            bounds |= self._bounds[loc.model_id]
+            bounds |= self._point_bounds(loc)
         for span in plan_reads(locs, self.max_read, holes=self.holes, bounds=bounds):
             self._read_span(span.address, span.count, image, budget, bounds)
         out = {}
@@ -156,6 +154,23 @@ class SunSpecDevice:
                 model = _without(model, refused)
             out[loc.model_id] = model
         return out
+
+    def _point_bounds(self, loc: Any) -> set[int]:
+        if loc.model_id not in self._bounds:
+            self._bounds[loc.model_id] = point_starts(loc)
+        return self._bounds[loc.model_id]
+
+    def read_spans(self, model_id: int, spans: Iterable[ReadSpan]) -> dict[int, int]:
+        """Read these spans of one model (address -> register) the way
+        :meth:`read_models` reads: a refused span is split on point boundaries,
+        its holes and the device's read size learned. Raises link errors."""
+        loc = self.map.find(model_id)
+        bounds = self._point_bounds(loc) if loc is not None and loc.known else set()
+        image: dict[int, int] = {}
+        budget = [SPLIT_BUDGET]
+        for span in spans:
+            self._read_span(span.address, span.count, image, budget, bounds)
+        return image
 
     def _read_span(self, address: int, count: int, image: dict[int, int],
                    budget: list[int], bounds: set[int] | None = None) -> None:

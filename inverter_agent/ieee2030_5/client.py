@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Reconnect back-off, seconds (bounded: a server down for days is retried every minute).
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
+#: Seconds between DERSettings PUTs (at least; the post rate if slower).
+SETTINGS_EVERY_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +57,18 @@ class ClientSettings:
     def from_config(cls, cfg: Any) -> ClientSettings:
         s = dict(cfg.values["ieee2030_5"])
         missing = [k for k in ("cert", "key", "ca") if not s.get(k)]
-        if missing:
-            from inverter_agent.config import ConfigError
+        from inverter_agent.config import ConfigError
 
+        if missing:
             raise ConfigError(f"[ieee2030_5] server is set but {', '.join(missing)} is not: "
                               "IEEE 2030.5 is mutual TLS with the device certificate")
+        # Unusable TLS material stops the start here, not later in the client's thread.
+        try:
+            ctx = ssl.create_default_context(cafile=s["ca"])
+            ctx.load_cert_chain(s["cert"], s["key"])
+            lfdi_sfdi(Path(s["cert"]).read_bytes())
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise ConfigError(f"[ieee2030_5] cert / key / ca: {exc}") from None
         return cls(**s)
 
 
@@ -116,7 +126,8 @@ class Ieee2030Client:
     """Runs the CSIP client until :meth:`stop`; the core keeps running without it."""
 
     def __init__(self, settings: ClientSettings, schedule: UtilitySchedule, site: SiteView,
-                 record: Callable[[str, str], None] | None = None) -> None:
+                 record: Callable[[str, str], None] | None = None,
+                 validate: Callable[[Any], str | None] | None = None) -> None:
         self.settings = settings
         self.schedule = schedule
         self.lfdi, self.sfdi = lfdi_sfdi(Path(settings.cert).read_bytes())
@@ -124,7 +135,7 @@ class Ieee2030Client:
         self.comms.update(state="connecting", server=settings.server, lfdi=self.lfdi,
                           sfdi=self.sfdi, last_contact=None, failures=0)
         self._client: Any = None
-        self.connector = GatewayConnector(schedule, site, self._server_offset, record)
+        self.connector = GatewayConnector(schedule, site, self._server_offset, record, validate)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -174,8 +185,12 @@ class Ieee2030Client:
         return c
 
     def _server_offset(self) -> float:
+        """Server clock minus ours, seconds; under one second it is the Time resource's
+        own resolution (whole seconds), not a skew: ignored, so that event times do not
+        jitter by a second from one poll to the next."""
         client = self._client
-        return client.timebase.offset() if client is not None else 0.0
+        offset = client.timebase.offset() if client is not None else 0.0
+        return offset if abs(offset) >= 1.0 else 0.0
 
     # -- the client --------------------------------------------------------------------------
     def _build(self) -> Any:
@@ -194,7 +209,22 @@ class Ieee2030Client:
         registry = ConnectorConfigRegistry(
             [device], factory_resolver=lambda _d: (lambda: self.connector))
         holder: dict[str, Any] = {}
-        dispatcher = ConnectorDispatcher(
+        connector = self.connector
+
+        class Dispatcher(ConnectorDispatcher):
+            """Refuses, at activation, what the core would refuse: py20305 then answers
+            the event with the rejection Response (253 invalid) instead of 'started'."""
+
+            async def apply_control(self, device_href: str, derc: Any, curves: Any,
+                                    **kw: Any) -> None:
+                from py20305.connectors.control_errors import InvalidControlValueError
+
+                why = connector.check_derc(derc)
+                if why is not None:
+                    raise InvalidControlValueError(why)
+                await super().apply_control(device_href, derc, curves, **kw)
+
+        dispatcher = Dispatcher(
             registry, lfdi_resolver=make_lfdi_resolver(lambda: holder.get("c"), self.lfdi))
         client = CsipClient(
             s.server, tls=tls, dispatcher=dispatcher, dcap_path=s.dcap_path,
@@ -282,7 +312,10 @@ class Ieee2030Client:
 
         coordinator = TelemetryCoordinator(
             client, lfdis=[self.lfdi], connector_resolver=lambda _lfdi: self.connector,
-            post_rate_seconds=int(self.settings.post_rate))
+            post_rate_seconds=int(self.settings.post_rate),
+            # DERSettings change only with a setting: PUT them every 15 min (or at the post
+            # rate if slower), not py20305's 60 s default (1440 PUTs a day for nothing).
+            der_settings_poll_rate_seconds=int(max(self.settings.post_rate, SETTINGS_EVERY_S)))
         coordinator.setup()
         coordinator.start_device_telemetry()
 

@@ -48,11 +48,15 @@ class GatewayConnector(BaseConnector):
 
     def __init__(self, schedule: UtilitySchedule, site: SiteView,
                  server_offset: Callable[[], float] = lambda: 0.0,
-                 record: Callable[[str, str], None] | None = None) -> None:
+                 record: Callable[[str, str], None] | None = None,
+                 validate: Callable[[UtilityControl], str | None] | None = None) -> None:
         self.schedule = schedule
         self.site = site
         self.server_offset = server_offset
         self._record = record or (lambda kind, detail: None)
+        #: The core's check of a control against the settings' own ranges (e.g. a PF
+        #: below the inverter's minimum): the reason it would be refused, or None.
+        self._validate = validate or (lambda control: None)
         self._lock = threading.Lock()
         self._defaults: dict[str, tuple[int, UtilityControl]] = {}
         #: mRID -> why it was refused (the last few).
@@ -79,7 +83,7 @@ class GatewayConnector(BaseConnector):
         if n.start is None or n.end is None:
             return
         try:
-            control = control_from_base(n.payload.get("control_base"))
+            control = self.translate(n.payload.get("control_base"))
         except ControlRejected as exc:
             self._refuse(mrid, str(exc))
             self.schedule.remove_event(mrid)
@@ -97,9 +101,30 @@ class GatewayConnector(BaseConnector):
                          f"{control.describe()} from {event.start:.0f} to {event.end:.0f}, "
                          f"primacy {event.primacy}")
 
+    def translate(self, base: Any) -> UtilityControl:
+        """The core's control for a DERControlBase, checked against IEEE 2030.5's ranges
+        and the settings' own; raises ControlRejected."""
+        control = control_from_base(base)
+        why = self._validate(control)
+        if why is not None:
+            raise ControlRejected(why)
+        return control
+
+    def check_derc(self, derc: Any) -> str | None:
+        """Why a DERControl (py20305's model) is refused, or None; at activation."""
+        from py20305.json_form import serialize_der_control
+
+        try:
+            self.translate(serialize_der_control(derc).get("control_base"))
+        except ControlRejected as exc:
+            mrid = serialize_der_control(derc).get("mrid") or "?"
+            self._refuse(str(mrid), str(exc))
+            return str(exc)
+        return None
+
     def _default(self, n: ScheduleNotification) -> None:
         try:
-            control = control_from_base(n.payload.get("control_base"))
+            control = self.translate(n.payload.get("control_base"))
         except ControlRejected as exc:
             # Keep the last valid default: a bad update must not lift a valid limit.
             self._refuse(n.mrid, f"DefaultDERControl: {exc}")

@@ -46,14 +46,21 @@ def _bool(name: str, v: Any) -> bool:
     return v
 
 
+def _unwrap(v: Any) -> Any:
+    """py20305's JSON form wraps simple types ({"value": -2} for a PowerOfTenMultiplier)."""
+    return v.get("value") if isinstance(v, Mapping) else v
+
+
 def _pf(name: str, v: Mapping[str, Any]) -> tuple[float, bool]:
-    displacement = _int(f"{name}.displacement", v.get("displacement"), 0, 0xFFFF)
-    multiplier = _int(f"{name}.multiplier", v.get("multiplier", 0), -9, 9)
+    displacement = _int(f"{name}.displacement", _unwrap(v.get("displacement")), 0, 0xFFFF)
+    multiplier = _int(f"{name}.multiplier", _unwrap(v.get("multiplier", 0)), -9, 9)
     pf = displacement * 10.0 ** multiplier
     if not 0.0 < pf <= 1.0:
         raise ControlRejected(f"{name} = {pf!r}: a power factor 0 < PF <= 1")
     # PowerFactorWithExcitation.excitation: true when absorbing reactive power (under-excited).
-    absorbing = bool(v.get("excitation", False))
+    absorbing = _unwrap(v.get("excitation", False))
+    if not isinstance(absorbing, bool):
+        raise ControlRejected(f"{name}.excitation = {absorbing!r}: a boolean")
     return round(pf, 4), absorbing
 
 
@@ -90,7 +97,7 @@ def control_from_base(base: Mapping[str, Any] | None) -> UtilityControl:
     if _enabled(var):
         if not isinstance(var, Mapping):
             raise ControlRejected(f"opModFixedVar = {var!r}: a FixedVar")
-        ref = _int("opModFixedVar.refType", var.get("ref_type"), 0, 255)
+        ref = _int("opModFixedVar.refType", _unwrap(var.get("ref_type")), 0, 255)
         if ref != REF_SET_MAX_VAR:
             raise ControlRejected(f"opModFixedVar.refType = {ref}: only {REF_SET_MAX_VAR} "
                                   "(%setMaxVar) is supported")

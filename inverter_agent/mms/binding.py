@@ -58,14 +58,19 @@ from .der_model import DEFAULT_LD_INST
 from .functions_model import (
     CONTROLS,
     CURVES,
+    SETTING_CONTROLS,
     SETTINGS,
     Control,
     Curve,
     Setting,
+    SettingControl,
     curve_paths,
+    derived_values,
     get_path,
     status_values,
+    zone_values,
 )
+from .security import RIGHT_WRITE
 from .server import MmsServer
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,6 @@ ADD_CAUSE: dict[str, int] = {
     "invalid-value": 26,  # 7-2 has no "value out of range": nearest is inconsistent-parameters
 }
 _INCONSISTENT = 26
-DBPOS_OFF, DBPOS_ON = 1, 2
 
 StatusSource = Callable[[], Mapping[str, Any]]
 
@@ -119,6 +123,11 @@ class FunctionBinding:
         for control in CONTROLS:
             self.server.set_control(self._key(control.target), self._control_check(control),
                                     control.ctl_model)
+        for setting_control in SETTING_CONTROLS:
+            # a setting, whatever the CDC: the client needs the right to write settings
+            self.server.set_control(self._key(setting_control.target),
+                                    self._setting_control_check(setting_control),
+                                    setting_control.ctl_model, RIGHT_WRITE)
         # Reads run no Python (they are served at the library's speed): presence for
         # the communication-loss revert comes from associations and the kernel's
         # per-connection counters, asked by the service when it needs to know.
@@ -141,7 +150,8 @@ class FunctionBinding:
     def publish_status(self, view: Mapping[str, Any] | None) -> None:
         """Publish a ``Controller.status_view()`` dict (None: settings only)."""
         if view is not None:
-            values = {self._key(k): v for k, v in status_values(view).items()}
+            status = status_values(view) | zone_values(view, self.service.effective_dict())
+            values = {self._key(k): v for k, v in status.items()}
             with self._refresh_lock:  # _shown is shared with the refresh thread
                 self._show(values)
         # The settings shown change only when the service's do (client writes,
@@ -187,13 +197,21 @@ class FunctionBinding:
             values = [v for element in curve.elements(effective) for v in element]
             for path, value in zip(curve_paths(curve), values, strict=True):
                 out[self._key(path)] = value
+        for setting_control in SETTING_CONTROLS:
+            value = setting_control.to_mms(effective)
+            out[self._key(setting_control.target)] = value
+            if setting_control.kind == "mod":  # the LN's behaviour follows its mode
+                out[self._key(setting_control.target.replace(".Mod", ".Beh"))] = value
+        for target, value in derived_values(effective).items():
+            out[self._key(target)] = value
         temporary = self.service.temporary()
         for control in CONTROLS:
             key = self._key(control.target)
             if control.control == "release":
                 out[key] = bool(temporary)
-            elif control.control == "connect":
-                out[key] = DBPOS_ON if get_path(effective, control.status) else DBPOS_OFF
+            elif control.values:  # an ENC command: show the ctlVal of the effective state
+                state = get_path(effective, control.status)
+                out[key] = next(code for code, v in control.values if v == state)
             else:
                 out[key] = get_path(effective, control.status)
         return out
@@ -222,7 +240,8 @@ class FunctionBinding:
     # --- handlers (libiec61850 threads) -----------------------------------------------------
     def _setting_writer(self, setting: Setting) -> Callable[[Any, str, str], bool]:
         def write(value: Any, _path: str, peer: str) -> bool:
-            return self._write({setting.path: lambda: setting.to_setting(value)}, peer)
+            return self._write({setting.path: lambda: setting.to_setting(
+                value, self.service.persisted_dict())}, peer)
         return write
 
     def _curve_writer(self, curve: Curve) -> Callable[[Any, str, str], bool]:
@@ -283,6 +302,17 @@ class FunctionBinding:
             return None
         return check
 
+    def _setting_control_check(self, control: SettingControl
+                               ) -> Callable[[Any, str], int | None]:
+        """A controllable setting: validated and persisted before the positive response."""
+        def check(value: Any, peer: str) -> int | None:
+            if value is None:
+                self._last_heard = time.monotonic()
+                return None  # select: nothing to validate yet
+            accepted = self._write({control.path: lambda: control.to_setting(value)}, peer)
+            return None if accepted else _INCONSISTENT
+        return check
+
     def _operate(self, control: Control, value: Any, who: str) -> None:
         if control.control == "p_limit_pct":
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -295,6 +325,12 @@ class FunctionBinding:
                 self.service.operate("p_limit_pct", previous, who)  # all or nothing
                 raise
             return
+        if control.values:
+            mapped = dict(control.values)
+            if isinstance(value, bool) or value not in mapped:
+                raise ControlRefused("invalid-value", f"ctlVal {value!r}: one of "
+                                     f"{', '.join(str(c) for c in mapped)}")
+            value = mapped[value]
         if not isinstance(value, bool):
             raise ControlRefused("invalid-value", f"ctlVal {value!r} is not a boolean")
         if control.control == "release":

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 PointValue = tuple[Any, Quality | None, float | None]
 
 # Longest first: "PhV.phsA.cVal.mag.f" must not match "mag.f".
-_VALUE_ATTRIBUTES = ("cVal.mag.f", "setMag.f", "setMag.i", "mag.f", "mag.i", "stVal", "setVal")
+_VALUE_ATTRIBUTES = ("cVal.mag.f", "setMag.f", "setMag.i", "mag.f", "mag.i", "mxVal.f", "stVal",
+                     "setVal", "actVal", "general", "setSrcRef")
 _FCS = ("ST", "MX", "SP", "CF", "DC")
 
 
@@ -218,8 +219,18 @@ class MmsConnection:
         if error:
             raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
 
-    def operate(self, reference: str, value: bool | float) -> None:
-        """Operate a controllable data object (SPC/DPC with a bool, APC with a float).
+    def write_int(self, reference: str, fc: str, value: int) -> None:
+        """Write an INT32 attribute (an ING's setVal); raises MmsClientError if refused."""
+        iec = _iec()
+        result = iec.IedConnection_writeInt32Value(self._con, reference,
+                                                   getattr(iec, f"IEC61850_FC_{fc}"), value)
+        error = result[1] if isinstance(result, (tuple, list)) else result
+        if error:
+            raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+
+    def operate(self, reference: str, value: bool | int | float) -> None:
+        """Operate a controllable data object (SPC/DPC with a bool, ENC with an int,
+        APC with a float).
 
         Selects first when the server says sbo-with-normal-security. Raises
         :class:`MmsControlError` (with the server's AddCause) when refused.
@@ -233,6 +244,8 @@ class MmsConnection:
         try:
             if isinstance(value, bool):
                 ctl_val = iec.MmsValue_newBoolean(value)
+            elif isinstance(value, int):  # ENC: ctlVal is the enumeration's INT32
+                ctl_val = iec.MmsValue_newIntegerFromInt32(value)
             else:  # APC: ctlVal is an AnalogueValue {f}
                 ctl_val = iec.MmsValue_createEmptyStructure(1)
                 iec.MmsValue_setElement(ctl_val, 0, iec.MmsValue_newFloat(float(value)))

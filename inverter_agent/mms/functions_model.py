@@ -1,55 +1,38 @@
-"""Grid-support functions as IEC 61850 logical nodes: model, settings map, status map.
+"""Grid-support functions as IEC 61850-7-420 Edition 2 logical nodes: model, settings
+map, status map.
 
 Extends :func:`~inverter_agent.mms.der_model.der_model_spec` (same logical
-device) with one logical node per Rule 21 / IEEE 1547-2018 function. Settings
-are under FC SP and writable (validated, see ``binding``); status under ST/MX.
-7-420 Ed.2 (2021) is not public: names come from 7-420 Ed.1 / 61850-90-7 where
-known (DRCT, DRCS, DRCC, DWMX, DFPF, DVAR, DVVR), 7-4 where a protection LN
-fits (PFRC for ROCOF) and are chosen here otherwise (marked *); change them in
-this one module once confirmed. ``docs/iec61850-model.md`` has the full table.
+device) with one logical node per Rule 21 / IEEE 1547-2018 function, in the
+class 7-420 Ed.2 gives it (the NSD files are the authority; the tests check
+every name, CDC, FC and mandatory object against them):
 
 ======  ================================  =========================================
 LN      Function                          Settings (SP) / controls (CO) / status
 ======  ================================  =========================================
-DRCT1   DER characteristics               HzNom, VArMaxPct, Rmp*, InvMeas*, WMax
-DRCS1   controller status                 CtlSt, Trip, OosCause, VRgn, HzRgn, AISt,
-                                          NotFlw, WLimPct, PFSpt, VArSptPct; AIEna,
-                                          AICeaseDis (SP)
-DRCC1   supervisory control               Conn (DPC, SBO), RlsCmd (SPC)
-DWMX1   limit maximum active power        FctEna, WMaxSptPct; WMaxLimPct (APC), ModEna
-DFPF1   constant power factor             FctEna, PFGnTgtSpt, PFAbs, PFMinInj, PFMinAbs;
-                                          ModEna
-DVAR1   constant reactive power           FctEna, VArTgtSptPct; ModEna
-DVVR1   volt-var                          FctEna, Crv (8), RspTms, VRef*, QBaseVAr; ModEna
-DVWC1*  volt-watt                         FctEna, Crv (8), RspTms; ModEna
-DHFW1*  frequency-watt (droop)            FctEna, DbOfHz, DbUfHz, KOfPct, KUfPct,
-                                          RspTms, WMinPct; ModEna
-DESE1*  enter service (soft start)        SvcPmt, VLo, VHi, HzLo, HzHi, DlTms, RndDlTms,
-                                          RmpTms; RmgTms (MX)
-DHVT1*  voltage ride-through, over        FctEna, TripMgnTms, Crv (4 regions)
-DLVT1*  voltage ride-through, under       FctEna, TripMgnTms, Crv (4 regions)
-DHFT1*  frequency ride-through, over      FctEna, TripMgnTms, Crv (4 regions)
-DLFT1*  frequency ride-through, under     FctEna, TripMgnTms, Crv (4 regions)
-PFRC1   ROCOF (anti-islanding backup)     FctEna, StrVal, OpDlTms
+DWMX1   limit maximum active power        Mod, WMaxSptPct (APC), RpuMax, RpdMax;
+                                          WMaxLimPct* (temporary)
+DFPF1   constant power factor             Mod, PFGnTgtSpt (APC), PFGnExtQud (SPC)
+DVAR1   constant reactive power           Mod, VArTgtSptPct (APC)
+DVVR1   volt-var                          Mod, VVArCrv, RspTmms, VRefPct, VRefAdjEna,
+                                          VRefTmms, VRefMinPct*, VRefMaxPct*, QBaseVAr*
+DVWC1   volt-watt                         Mod, VWCrv, RspTmms
+DHFW1   frequency-watt (droop)            Mod, WGra, ChaWGra, HzStr, DbUfHz*, WMinPct*,
+                                          RspTmms
+DCTE1   enter service, cease to energize  RtnSvcAuth (SPC), CeaEgzReqCtl (temporary),
+                                          VLoLim, VHiLim, HzLoLim, HzHiLim, RtnDlTmms,
+                                          WinTms, RtnRmpTmms
+DHVT1.. voltage / frequency ride-through  Mod, ModRtSt, TrZnSt, CeaZnSt, PrmZnSt,
+DLFT1                                     RtCrv* (regions), TrMgnTmms*
+PFRC1   ROCOF (anti-islanding backup)     Mod, StrVal, OpDlTmms, Str, Op
 ======  ================================  =========================================
 
-Every function LN also has Beh, FctAct (SPS: acting now) and FctFlw (SPS: the
-inverter follows it; q invalid when not applicable). ModEna (SPC) is the
-*temporary* enable command; FctEna (SPG) the *persisted* enable; both show
-the effective value.
-
-Units: voltages in % of nominal (curve xVal, VRef, enter-service window,
-voltage region thresholds) as SunSpec 126 / 90-7 do; internally pu
-(value / 100). Q and P in %; frequencies in Hz; times in s; droop K in %
-(internally a fraction). Optional times: a negative value means "not set".
-
-Curves (``Crv``, CSG-like): ``numPts`` (read-only) and ``crvPts[N]`` with
-xVal/yVal. Points in use come first; the first element whose xVal is 0 (curves)
-or whose yVal is 0 (ride-through regions) ends the curve, so a write of the
-whole array sets the number of points. Ride-through region elements are
-{xVal clearing time s (<0 none), yVal threshold (% or Hz), rtTms ride-through
-time s (<0 none), mode (``REGION_MODES`` code), incl (threshold inclusive)};
-names are kept by position (new regions are named HV3, LF2, ...).
+``*`` private objects (``dataNs`` = :data:`~inverter_agent.mms.der_model.EXT_NS`).
+Every function LN has Beh, Mod (the persisted enable: operate 1 on / 5 off),
+Health (the inverter follows it) and InEcpRef. Settings under FC SP are
+written (``SETTINGS``, ``CURVES``); settings 7-420 makes controllable are
+operated (``SETTING_CONTROLS``); temporary commands are ``CONTROLS``;
+:func:`writable_settings` lists every writable setting.
+``docs/iec61850-model.md`` is the full map (units, ranges, roles).
 """
 
 from __future__ import annotations
@@ -62,7 +45,7 @@ from typing import Any
 from inverter_agent.functions import SettingsError
 
 from . import _native as nat
-from .der_model import DEFAULT_LD_INST, der_model_spec
+from .der_model import DEFAULT_LD_INST, EXT_NS, der_model_spec, ecp_ref
 from .model import (
     CURVE_ARRAY,
     SI_UNIT,
@@ -79,10 +62,10 @@ _OPT_UNIT = 1 << 6
 _DIRECT = nat.CTL_MODEL_DIRECT_NORMAL
 _SBO = nat.CTL_MODEL_SBO_NORMAL
 
-#: DRCS1.CtlSt codes (engine OperatingState); 0 = unknown.
+#: DGEN1.CtlSt codes (engine OperatingState); 0 = unknown.
 OPERATING_STATES = ("out_of_service", "ramping", "continuous", "momentary_cessation",
                     "safe_hold", "safe_cease")
-#: DRCS1.AISt codes (anti-islanding status); 0 = unknown.
+#: DECP1.AISt codes (anti-islanding status); 0 = unknown.
 AI_STATES = ("ok", "not_reported", "disabled_alarm", "tripped")
 #: Ride-through region ``mode`` codes (RegionMode values); 0 is invalid.
 REGION_MODES = ("continuous", "mandatory_operation", "permissive_operation",
@@ -96,12 +79,19 @@ def code_of(names: tuple[str, ...], name: Any) -> int:
 
 # ---------------------------------------------------------------- settings map
 
+F_NOM = "nameplate.f_nom_hz"
+
 @dataclass(frozen=True)
 class Setting:
     """One scalar setting: ``target`` attribute (below the LD) <-> settings ``path``.
 
     kind: ``float`` (mms = value * scale), ``opt_float`` (None <-> exactly -1),
-    ``bool``, or ``flag`` (bool <-> ``path`` == ``when_true`` / ``when_false``).
+    ``bool``, ``flag`` (bool <-> ``path`` == ``when_true`` / ``when_false``),
+    ``ms`` (an ING in milliseconds <-> seconds; the standard's ``...Tmms``) or
+    ``s`` (an ING in whole seconds, the standard's ``...Tms``), ``per_hz``
+    (a droop fraction shown as a gradient in % of rated W per Hz: 100 / (k *
+    HzNom)) or ``above_nom`` (a deadband shown as the absolute frequency HzNom +
+    deadband); these two read ``nameplate.f_nom_hz`` from the settings.
     """
 
     target: str
@@ -113,21 +103,43 @@ class Setting:
 
     def to_mms(self, settings: Mapping[str, Any]) -> Any:
         value = get_path(settings, self.path)
+        if self.kind == "per_hz":
+            return 100.0 / (value * get_path(settings, F_NOM)) if value else 0.0
+        if self.kind == "above_nom":
+            return get_path(settings, F_NOM) + value
         if self.kind == "bool":
             return bool(value)
         if self.kind == "flag":
             return value == self.when_true
+        if self.kind == "ms":
+            return -1 if value is None else int(round(float(value) * 1000))
+        if self.kind == "s":
+            return -1 if value is None else int(round(float(value)))
         if value is None:
             return -1.0
         return float(value) * self.scale
 
-    def to_setting(self, value: Any) -> Any:
+    def to_setting(self, value: Any, settings: Mapping[str, Any] | None = None) -> Any:
+        """The settings value for an MMS ``value``; ``settings`` (the persisted ones) are
+        needed by the kinds that depend on the nominal frequency."""
         if self.kind in ("bool", "flag"):
             if not isinstance(value, bool):
                 raise SettingsError(f"{self.path} = {value!r}: must be true or false")
             return (self.when_true if value else self.when_false) if self.kind == "flag" else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SettingsError(f"{self.path} = {value!r}: must be a number")
+        if self.kind in ("ms", "s"):
+            if not isinstance(value, int):
+                raise SettingsError(f"{self.path} = {value!r}: an integer number of "
+                                    f"{'milliseconds' if self.kind == 'ms' else 'seconds'}")
+            return clean(value / 1000) if self.kind == "ms" else float(value)
+        if self.kind in ("per_hz", "above_nom"):
+            f_nom, value = get_path(settings or {}, F_NOM), clean(value)
+            if self.kind == "above_nom":
+                return clean(value - f_nom)
+            if value <= 0:
+                raise SettingsError(f"{self.path}: gradient {value!r} must be > 0")
+            return clean(100.0 / (value * f_nom))
         if self.kind == "opt_float" and value == -1:  # the "off" sentinel, nothing else
             return None
         return clean(value / self.scale)
@@ -252,160 +264,238 @@ def get_path(d: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _asg(name: str, unit: str = "dimensionless", desc: str = "") -> DataObjectSpec:
+def _asg(name: str, unit: str = "dimensionless", desc: str = "", ns: str = "") -> DataObjectSpec:
     return DataObjectSpec(name, Cdc.ASG, options=_OPT_UNIT,
-                          init={"units.SIUnit": SI_UNIT.get(unit, 1)}, desc=desc)
+                          init={"units.SIUnit": SI_UNIT.get(unit, 1)}, desc=desc, ns=ns)
 
 
-def _spg(name: str, desc: str = "") -> DataObjectSpec:
-    return DataObjectSpec(name, Cdc.SPG, desc=desc)
+def _ing(name: str, desc: str = "", ns: str = "") -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.ING, desc=desc, ns=ns)
 
 
-def _sps(name: str, desc: str = "") -> DataObjectSpec:
-    return DataObjectSpec(name, Cdc.SPS, desc=desc)
+def _spg(name: str, desc: str = "", ns: str = "") -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.SPG, desc=desc, ns=ns)
 
 
-def _curve(name: str, points: int, regions: bool = False, desc: str = "") -> DataObjectSpec:
+def _sps(name: str, desc: str = "", ns: str = "") -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.SPS, desc=desc, ns=ns)
+
+
+def _mv(name: str, desc: str = "", ns: str = "") -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.MV, desc=desc, ns=ns)
+
+
+def _vss(name: str, desc: str = "", ns: str = "") -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.VSS, desc=desc, ns=ns)
+
+
+def _curve(name: str, points: int, x: tuple[str, str], y: tuple[str, str],
+           regions: bool = False, desc: str = "", ns: str = "") -> DataObjectSpec:
+    """A CSG: ``x``/``y`` are (unit, description) of the axes."""
     fields = ((("xVal", nat.DA_FLOAT32), ("yVal", nat.DA_FLOAT32), ("rtTms", nat.DA_FLOAT32),
                ("mode", nat.DA_INT32), ("incl", nat.DA_BOOLEAN)) if regions
               else (("xVal", nat.DA_FLOAT32), ("yVal", nat.DA_FLOAT32)))
-    return DataObjectSpec(name, Cdc.CSG, points=points, fields=fields, desc=desc)
+    init = {"maxPts": points, "xUnits.SIUnit": SI_UNIT.get(x[0], 1), "xD": x[1],
+            "yUnits.SIUnit": SI_UNIT.get(y[0], 1), "yD": y[1]}
+    return DataObjectSpec(name, Cdc.CSG, points=points, fields=fields, desc=desc, init=init,
+                          ns=ns)
 
 
-def _ena(desc: str) -> tuple[DataObjectSpec, ...]:
-    return (_spg("FctEna", f"{desc}: enabled (persisted setting)"),)
+def _mod(desc: str) -> DataObjectSpec:
+    """LN Mod, controllable: on (1) / off (5) enables the function (a persisted setting)."""
+    return DataObjectSpec("Mod", Cdc.ENC, ctl_model=_DIRECT, enum="BehaviourModeKind",
+                          desc=f"{desc}: 1 on / 5 off (persisted setting)")
 
 
-def _status() -> tuple[DataObjectSpec, ...]:
-    return (_sps("FctAct", "function acting now"),
-            _sps("FctFlw", "inverter follows the function; q invalid when not applicable"))
-
-
-def _mod_ena(desc: str) -> DataObjectSpec:
-    return DataObjectSpec("ModEna", Cdc.SPC, ctl_model=_DIRECT,
-                          desc=f"{desc}: temporary enable command; stVal effective")
+def _health() -> DataObjectSpec:
+    return DataObjectSpec("Health", Cdc.ENS, enum="HealthKind",
+                          desc="1 Ok: the inverter follows the function; 2 Warning: it does "
+                               "not; invalid: not applicable")
 
 
 def _beh() -> DataObjectSpec:
-    return DataObjectSpec("Beh", Cdc.ENS, init={"stVal": 1})
+    return DataObjectSpec("Beh", Cdc.ENS, init={"stVal": 1}, enum="BehaviourModeKind")
 
 
-def _ln(ln_class: str, *dos: DataObjectSpec) -> LogicalNodeSpec:
-    return LogicalNodeSpec(ln_class, "1", (_beh(), *dos))
+def _function_ln(ln_class: str, desc: str, *dos: DataObjectSpec) -> LogicalNodeSpec:
+    """A 7-420 function LN: Beh and Mod (enable), Health (followed), InEcpRef, ``dos``."""
+    return LogicalNodeSpec(ln_class, "1", (_beh(), _mod(desc), _health(), ecp_ref(), *dos))
+
+
+def _ext(do: DataObjectSpec) -> DataObjectSpec:
+    return dataclasses.replace(do, ns=EXT_NS)
 
 
 # ---------------------------------------------------------------- the tables
 
-#: Scalar settings (target below the LD -> settings path).
+_RAMPED = ("DWMX1", "DFPF1", "DVAR1", "DVVR1", "DVWC1", "DHFW1")  # RampRatesLN: RmpRteUse
+_RIDE_THROUGH = (("DHVT1", "voltage_ride_through", "over"),
+                 ("DLVT1", "voltage_ride_through", "under"),
+                 ("DHFT1", "frequency_ride_through", "over"),
+                 ("DLFT1", "frequency_ride_through", "under"))
+
+#: Scalar settings written under FC SP (target below the LD -> settings path).
 SETTINGS: tuple[Setting, ...] = (
-    Setting("DRCT1.HzNom.setMag.f", "nameplate.f_nom_hz"),
-    Setting("DRCT1.VArMaxPct.setMag.f", "nameplate.var_max_pct"),
-    Setting("DRCT1.RmpEna.setVal", "ramp.enabled", "bool"),
-    Setting("DRCT1.RmpUpRte.setMag.f", "ramp.up_pct_per_s", "opt_float"),
-    Setting("DRCT1.RmpDnRte.setMag.f", "ramp.down_pct_per_s", "opt_float"),
-    Setting("DRCT1.InvMeasCease.setVal", "safety.on_invalid_measurements", "flag",
+    Setting("DECP1.HzNom.setMag.f", "nameplate.f_nom_hz"),
+    Setting("DINV1.VArMaxPct.setMag.f", "nameplate.var_max_pct"),
+    *(Setting(f"{ln}.RmpRteUse.setVal", "ramp.enabled", "bool") for ln in _RAMPED),
+    Setting("DGEN1.WRmp.setMag.f", "ramp.up_pct_per_s", "opt_float"),
+    Setting("DWMX1.RpuMax.setMag.f", "ramp.up_pct_per_s", "opt_float"),
+    Setting("DWMX1.RpdMax.setMag.f", "ramp.down_pct_per_s", "opt_float"),
+    Setting("DGEN1.InvMsCease.setVal", "safety.on_invalid_measurements", "flag",
             when_true="cease_to_energize", when_false="stand_aside"),
-    Setting("DRCT1.InvMeasHoldTms.setMag.f", "safety.hold_s"),
-    Setting("DRCS1.AIEna.setVal", "anti_islanding.enabled", "bool"),
-    Setting("DRCS1.AICeaseDis.setVal", "anti_islanding.cease_on_disabled", "bool"),
-    Setting("DWMX1.FctEna.setVal", "active_power_limit.enabled", "bool"),
-    Setting("DWMX1.WMaxSptPct.setMag.f", "active_power_limit.p_limit_pct"),
-    Setting("DFPF1.FctEna.setVal", "fixed_pf.enabled", "bool"),
-    Setting("DFPF1.PFGnTgtSpt.setMag.f", "fixed_pf.pf"),
-    Setting("DFPF1.PFAbs.setVal", "fixed_pf.absorbing", "bool"),
-    Setting("DFPF1.PFMinInj.setMag.f", "fixed_pf.pf_min_injecting"),
-    Setting("DFPF1.PFMinAbs.setMag.f", "fixed_pf.pf_min_absorbing"),
-    Setting("DVAR1.FctEna.setVal", "constant_var.enabled", "bool"),
-    Setting("DVAR1.VArTgtSptPct.setMag.f", "constant_var.q_pct"),
-    Setting("DVVR1.FctEna.setVal", "volt_var.enabled", "bool"),
-    Setting("DVVR1.RspTms.setMag.f", "volt_var.response_time_s"),
-    Setting("DVVR1.VRef.setMag.f", "volt_var.vref_pu", scale=100.0),
-    Setting("DVVR1.VRefAuto.setVal", "volt_var.vref_auto", "bool"),
-    Setting("DVVR1.VRefTms.setMag.f", "volt_var.vref_time_s"),
-    Setting("DVVR1.VRefMin.setMag.f", "volt_var.vref_min_pu", scale=100.0),
-    Setting("DVVR1.VRefMax.setMag.f", "volt_var.vref_max_pu", scale=100.0),
+    Setting("DGEN1.InvMsHldTmms.setVal", "safety.hold_s", "ms"),
+    Setting("DECP1.AIEna.setVal", "anti_islanding.enabled", "bool"),
+    Setting("DECP1.AICeaseDis.setVal", "anti_islanding.cease_on_disabled", "bool"),
+    Setting("DGEN1.OvPFRtg.setMag.f", "fixed_pf.pf_min_injecting"),
+    Setting("DGEN1.UnPFRtg.setMag.f", "fixed_pf.pf_min_absorbing"),
+    Setting("DVVR1.RspTmms.setVal", "volt_var.response_time_s", "ms"),
+    Setting("DVVR1.VRefPct.setMag.f", "volt_var.vref_pu", scale=100.0),
+    Setting("DVVR1.VRefAdjEna.setVal", "volt_var.vref_auto", "bool"),
+    Setting("DVVR1.VRefTmms.setVal", "volt_var.vref_time_s", "ms"),
+    Setting("DVVR1.VRefMinPct.setMag.f", "volt_var.vref_min_pu", scale=100.0),
+    Setting("DVVR1.VRefMaxPct.setMag.f", "volt_var.vref_max_pu", scale=100.0),
     Setting("DVVR1.QBaseVAr.setVal", "volt_var.q_base", "flag",
             when_true="rated_var", when_false="rated_va"),
-    Setting("DVWC1.FctEna.setVal", "volt_watt.enabled", "bool"),
-    Setting("DVWC1.RspTms.setMag.f", "volt_watt.response_time_s"),
-    Setting("DHFW1.FctEna.setVal", "freq_watt.enabled", "bool"),
-    Setting("DHFW1.DbOfHz.setMag.f", "freq_watt.db_of_hz"),
+    Setting("DVWC1.RspTmms.setVal", "volt_watt.response_time_s", "ms"),
+    Setting("DHFW1.HzStr.setMag.f", "freq_watt.db_of_hz", "above_nom"),
     Setting("DHFW1.DbUfHz.setMag.f", "freq_watt.db_uf_hz"),
-    Setting("DHFW1.KOfPct.setMag.f", "freq_watt.k_of", scale=100.0),
-    Setting("DHFW1.KUfPct.setMag.f", "freq_watt.k_uf", scale=100.0),
-    Setting("DHFW1.RspTms.setMag.f", "freq_watt.response_time_s"),
+    Setting("DHFW1.WGra.setMag.f", "freq_watt.k_of", "per_hz"),
+    Setting("DHFW1.ChaWGra.setMag.f", "freq_watt.k_uf", "per_hz"),
+    Setting("DHFW1.RspTmms.setVal", "freq_watt.response_time_s", "ms"),
     Setting("DHFW1.WMinPct.setMag.f", "freq_watt.p_min_pct"),
-    Setting("DESE1.SvcPmt.setVal", "enter_service.enabled", "bool"),
-    Setting("DESE1.VLo.setMag.f", "enter_service.v_low_pu", scale=100.0),
-    Setting("DESE1.VHi.setMag.f", "enter_service.v_high_pu", scale=100.0),
-    Setting("DESE1.HzLo.setMag.f", "enter_service.f_low_hz"),
-    Setting("DESE1.HzHi.setMag.f", "enter_service.f_high_hz"),
-    Setting("DESE1.DlTms.setMag.f", "enter_service.delay_s"),
-    Setting("DESE1.RndDlTms.setMag.f", "enter_service.random_delay_s"),
-    Setting("DESE1.RmpTms.setMag.f", "enter_service.ramp_time_s"),
-    *(s for ln, group in (("DHVT1", "voltage_ride_through"), ("DLVT1", "voltage_ride_through"),
-                          ("DHFT1", "frequency_ride_through"),
-                          ("DLFT1", "frequency_ride_through"))
-      for s in (Setting(f"{ln}.FctEna.setVal", f"{group}.enabled", "bool"),
-                Setting(f"{ln}.TripMgnTms.setMag.f", f"{group}.trip_margin_s"))),
-    Setting("PFRC1.FctEna.setVal", "anti_islanding.rocof_enabled", "bool"),
+    Setting("DCTE1.VLoLim.setMag.f", "enter_service.v_low_pu", scale=100.0),
+    Setting("DCTE1.VHiLim.setMag.f", "enter_service.v_high_pu", scale=100.0),
+    Setting("DCTE1.HzLoLim.setMag.f", "enter_service.f_low_hz"),
+    Setting("DCTE1.HzHiLim.setMag.f", "enter_service.f_high_hz"),
+    Setting("DCTE1.RtnDlTmms.setVal", "enter_service.delay_s", "ms"),
+    Setting("DCTE1.WinTms.setVal", "enter_service.random_delay_s", "s"),
+    Setting("DCTE1.RtnRmpTmms.setVal", "enter_service.ramp_time_s", "ms"),
+    Setting("DHVT1.TrMgnTmms.setVal", "voltage_ride_through.trip_margin_s", "ms"),
+    Setting("DHFT1.TrMgnTmms.setVal", "frequency_ride_through.trip_margin_s", "ms"),
     Setting("PFRC1.StrVal.setMag.f", "anti_islanding.rocof_hz_per_s"),
-    Setting("PFRC1.OpDlTms.setMag.f", "anti_islanding.rocof_time_s"),
+    Setting("PFRC1.OpDlTmms.setVal", "anti_islanding.rocof_time_s", "ms"),
 )
 
 CURVES: tuple[Curve, ...] = (
-    Curve("DVVR1.Crv", "volt_var.curve", 8, "v_pu", "q_pct", x_scale=100.0),
-    Curve("DVWC1.Crv", "volt_watt.curve", 8, "v_pu", "p_pct", x_scale=100.0),
-    Curve("DHVT1.Crv", "voltage_ride_through.over", 4, y_scale=100.0, regions=True,
+    Curve("DVVR1.VVArCrv", "volt_var.curve", 8, "v_pu", "q_pct", x_scale=100.0),
+    Curve("DVWC1.VWCrv", "volt_watt.curve", 8, "v_pu", "p_pct", x_scale=100.0),
+    Curve("DHVT1.RtCrv", "voltage_ride_through.over", 4, y_scale=100.0, regions=True,
           name_prefix="HV"),
-    Curve("DLVT1.Crv", "voltage_ride_through.under", 4, y_scale=100.0, regions=True,
+    Curve("DLVT1.RtCrv", "voltage_ride_through.under", 4, y_scale=100.0, regions=True,
           name_prefix="LV"),
-    Curve("DHFT1.Crv", "frequency_ride_through.over", 4, regions=True, name_prefix="HF"),
-    Curve("DLFT1.Crv", "frequency_ride_through.under", 4, regions=True, name_prefix="LF"),
+    Curve("DHFT1.RtCrv", "frequency_ride_through.over", 4, regions=True, name_prefix="HF"),
+    Curve("DLFT1.RtCrv", "frequency_ride_through.under", 4, regions=True, name_prefix="LF"),
+)
+
+
+@dataclass(frozen=True)
+class SettingControl:
+    """A setting the standard makes a controllable object (APC set point, LN ``Mod``,
+    SPC authorisation): operating ``target`` writes settings ``path`` like an SP
+    write does (validated, persisted before the positive response).
+
+    kind: ``mod`` (ENC ctlVal 1 on / 5 off <-> bool), ``float`` (APC ctlVal.f =
+    value * scale), ``bool`` (SPC) or ``not`` (SPC showing the negation).
+    """
+
+    target: str
+    path: str
+    kind: str
+    scale: float = 1.0
+    ctl_model: int = _DIRECT
+
+    def to_setting(self, value: Any) -> Any:
+        if self.kind == "mod":
+            if isinstance(value, bool) or value not in (1, 5):
+                raise SettingsError(f"{self.path}: ctlVal {value!r}: 1 (on) or 5 (off)")
+            return value == 1
+        if self.kind in ("bool", "not"):
+            if not isinstance(value, bool):
+                raise SettingsError(f"{self.path}: ctlVal {value!r}: true or false")
+            return value if self.kind == "bool" else not value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{self.path}: ctlVal {value!r} is not a number")
+        return clean(value / self.scale)
+
+    def to_mms(self, settings: Mapping[str, Any]) -> Any:
+        value = get_path(settings, self.path)
+        if self.kind == "mod":
+            return 1 if value else 5
+        if self.kind in ("bool", "not"):
+            return bool(value) == (self.kind == "bool")
+        return float(value) * self.scale
+
+
+_FUNCTION_PATHS = (("DWMX1", "active_power_limit"), ("DFPF1", "fixed_pf"),
+                   ("DVAR1", "constant_var"), ("DVVR1", "volt_var"), ("DVWC1", "volt_watt"),
+                   ("DHFW1", "freq_watt"), ("PFRC1", "anti_islanding.rocof"),
+                   *((ln, group) for ln, group, _ in _RIDE_THROUGH))
+
+#: Settings operated as controls (direct-with-normal-security).
+SETTING_CONTROLS: tuple[SettingControl, ...] = (
+    *(SettingControl(f"{ln}.Mod", "anti_islanding.rocof_enabled" if ln == "PFRC1"
+                     else f"{group}.enabled", "mod") for ln, group in _FUNCTION_PATHS),
+    SettingControl("DWMX1.WMaxSptPct", "active_power_limit.p_limit_pct", "float"),
+    SettingControl("DFPF1.PFGnTgtSpt", "fixed_pf.pf", "float"),
+    SettingControl("DFPF1.PFGnExtQud", "fixed_pf.absorbing", "not"),
+    SettingControl("DVAR1.VArTgtSptPct", "constant_var.q_pct", "float"),
+    SettingControl("DCTE1.RtnSvcAuth", "enter_service.enabled", "bool"),
 )
 
 
 @dataclass(frozen=True)
 class Control:
-    """A controllable object ``target`` (below the LD) and what operating it does.
+    """A temporary command ``target`` (below the LD) and what operating it does.
 
     ``control`` is a ``SettingsService.CONTROLS`` name, or ``"release"`` (all
     temporary commands released); ``status`` the settings path whose effective
-    value the object shows.
+    value the object shows. ``values`` maps the ctlVal (ENC) to the command's value.
     """
 
     target: str
     control: str
     ctl_model: int
     status: str
+    values: tuple[tuple[int, bool], ...] = ()
 
 
 CONTROLS: tuple[Control, ...] = (
-    Control("DRCC1.Conn", "connect", _SBO, "enter_service.enabled"),
-    Control("DRCC1.RlsCmd", "release", _DIRECT, ""),
+    # 7-420 DCTE: 1 cease to energize, 2 return to service (temporary: communication loss reverts)
+    Control("DCTE1.CeaEgzReqCtl", "connect", _SBO, "enter_service.enabled",
+            values=((1, False), (2, True))),
+    Control("DGEN1.RlsCmd", "release", _DIRECT, ""),
     Control("DWMX1.WMaxLimPct", "p_limit_pct", _DIRECT, "active_power_limit.p_limit_pct"),
-    Control("DWMX1.ModEna", "p_limit_enabled", _DIRECT, "active_power_limit.enabled"),
-    Control("DFPF1.ModEna", "fixed_pf_enabled", _DIRECT, "fixed_pf.enabled"),
-    Control("DVAR1.ModEna", "constant_var_enabled", _DIRECT, "constant_var.enabled"),
-    Control("DVVR1.ModEna", "volt_var_enabled", _DIRECT, "volt_var.enabled"),
-    Control("DVWC1.ModEna", "volt_watt_enabled", _DIRECT, "volt_watt.enabled"),
-    Control("DHFW1.ModEna", "freq_watt_enabled", _DIRECT, "freq_watt.enabled"),
 )
 
-#: status_view()["functions"] name -> (LN, FctAct DO, FctFlw DO) rows.
-FUNCTION_STATUS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "voltage_ride_through": (("DHVT1", "FctAct", "FctFlw"), ("DLVT1", "FctAct", "FctFlw")),
-    "frequency_ride_through": (("DHFT1", "FctAct", "FctFlw"), ("DLFT1", "FctAct", "FctFlw")),
-    "anti_islanding": (("PFRC1", "FctAct", "FctFlw"),),
-    "enter_service": (("DESE1", "FctAct", "FctFlw"),),
-    "volt_var": (("DVVR1", "FctAct", "FctFlw"),),
-    "fixed_pf": (("DFPF1", "FctAct", "FctFlw"),),
-    "constant_var": (("DVAR1", "FctAct", "FctFlw"),),
-    "volt_watt": (("DVWC1", "FctAct", "FctFlw"),),
-    "freq_watt": (("DHFW1", "FctAct", "FctFlw"),),
-    "active_power_limit": (("DWMX1", "FctAct", "FctFlw"),),
-    "ramp": (("DRCT1", "RmpAct", "RmpFlw"),),
+
+def writable_settings() -> list[tuple[str, str, str]]:
+    """Every setting a client can change: (target below the LD, settings path, route).
+
+    route: ``SP`` (write), ``CO`` (operate a controllable setting) or ``curve``.
+    """
+    return ([(s.target, s.path, "SP") for s in SETTINGS]
+            + [(c.target, c.path, "CO") for c in SETTING_CONTROLS]
+            + [(c.target, c.path, "curve") for c in CURVES])
+
+
+#: status_view()["functions"] name -> (LN, DO showing "acting now" or "") rows; the
+#: LN's Health shows whether the inverter follows the function.
+FUNCTION_STATUS: dict[str, tuple[tuple[str, str], ...]] = {
+    "voltage_ride_through": (("DHVT1", "ModRtSt"), ("DLVT1", "ModRtSt")),
+    "frequency_ride_through": (("DHFT1", "ModRtSt"), ("DLFT1", "ModRtSt")),
+    "anti_islanding": (("PFRC1", "Str"),),
+    "enter_service": (("DCTE1", ""),),
+    "volt_var": (("DVVR1", ""),),
+    "fixed_pf": (("DFPF1", ""),),
+    "constant_var": (("DVAR1", ""),),
+    "volt_watt": (("DVWC1", ""),),
+    "freq_watt": (("DHFW1", ""),),
+    "active_power_limit": (("DWMX1", ""),),
+    "ramp": (),
 }
+
+_HEALTH_OK, _HEALTH_WARNING = 1, 2
 
 
 def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -414,113 +504,198 @@ def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
     None marks the point invalid (not known / not applicable).
     """
     sp = view.get("setpoints") or {}
-    out: dict[str, Any] = {
-        "DRCS1.CtlSt": code_of(OPERATING_STATES, view.get("state")),
-        "DRCS1.Trip": bool(view.get("tripped")),
-        "DRCS1.OosCause": view.get("out_of_service_cause") or "",
-        "DRCS1.VRgn": view.get("voltage_region") or "",
-        "DRCS1.HzRgn": view.get("frequency_region") or "",
-        "DRCS1.AISt": code_of(AI_STATES, view.get("anti_islanding")),
-        "DRCS1.NotFlw": ", ".join(sorted(view.get("not_followed") or {})),
-        "DRCS1.WLimPct": sp.get("p_limit_pct"),
-        "DRCS1.PFSpt": sp.get("pf"),
-        "DRCS1.VArSptPct": sp.get("q_pct"),
-        "DESE1.RmgTms": view.get("enter_service_remaining_s"),
-    }
     functions = view.get("functions") or {}
+    out: dict[str, Any] = {
+        "DGEN1.CtlSt": code_of(OPERATING_STATES, view.get("state")),
+        "DGEN1.Trip": bool(view.get("tripped")),
+        "DGEN1.OosCause": view.get("out_of_service_cause") or "",
+        "DGEN1.VRgn": view.get("voltage_region") or "",
+        "DGEN1.HzRgn": view.get("frequency_region") or "",
+        "DGEN1.NotFlw": ", ".join(sorted(view.get("not_followed") or {})),
+        "DECP1.AISt": code_of(AI_STATES, view.get("anti_islanding")),
+        "DWMX1.ReqWMaxPct": sp.get("p_limit_pct"),
+        "DFPF1.ReqPF": sp.get("pf"),
+        "DVAR1.ReqVArPct": sp.get("q_pct"),
+        "DCTE1.RtnRmgTms": view.get("enter_service_remaining_s"),
+        "PFRC1.Op": bool(view.get("tripped")) and view.get("anti_islanding") == "tripped",
+        "DECP1.EcpIsldSt": (None if view.get("anti_islanding") is None
+                            else 4 if view.get("anti_islanding") == "tripped" else 3),
+        # the utility protocol client's link, if one runs (cli.py adds it to the view)
+        "LCCH1.ChLiv": (None if not view.get("utility")
+                        else view["utility"].get("state") == "connected"),
+    }
     for name, rows in FUNCTION_STATUS.items():
         state = functions.get(name) or {}
-        for ln, act, flw in rows:
-            out[f"{ln}.{act}"] = bool(state.get("active"))
-            out[f"{ln}.{flw}"] = state.get("followed")
+        followed = state.get("followed")
+        for ln, act in rows:
+            if act:
+                out[f"{ln}.{act}"] = bool(state.get("active"))
+            out[f"{ln}.Health"] = (None if followed is None
+                                   else _HEALTH_OK if followed else _HEALTH_WARNING)
+    return out
+
+
+_ZONES = (("TrZnSt", "must_trip"), ("CeaZnSt", "momentary_cessation"),
+          ("PrmZnSt", "permissive_operation"))
+
+
+def zone_values(view: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ride-through LNs' zone states from the region the controller reports and the
+    region table (settings) that names its mode."""
+    out: dict[str, Any] = {}
+    for ln, group, side in _RIDE_THROUGH:
+        key = "voltage_region" if group.startswith("voltage") else "frequency_region"
+        region = view.get(key)
+        modes = {r["name"]: r["mode"] for r in get_path(settings, f"{group}.{side}")}
+        mode = modes.get(region) if region else None
+        for do, wanted in _ZONES:
+            out[f"{ln}.{do}"] = None if region is None else mode == wanted
     return out
 
 
 # ---------------------------------------------------------------- the model
 
+def _status_only_apc(name: str, desc: str) -> DataObjectSpec:
+    return DataObjectSpec(name, Cdc.APC, desc=desc)  # ctlModel 0: status-only
+
+
 def _function_lns() -> tuple[LogicalNodeSpec, ...]:
-    ctl = {c.target: c for c in CONTROLS}
+    ramp_use = _spg("RmpRteUse", "ramp rate limits in use (ramp.enabled, shared by all)")
+    snapshot = DataObjectSpec("SnptBarEna", Cdc.SPG, init={"setVal": False},
+                              desc="snapshot of the pre-event power: not used")
     return (
-        _ln("DRCS",
-            DataObjectSpec("CtlSt", Cdc.ENS, desc="operating state: " + ", ".join(
-                f"{i} {n}" for i, n in enumerate(OPERATING_STATES, 1))),
-            _sps("Trip", "tripped (clearing time, ROCOF or inverter anti-islanding trip)"),
-            DataObjectSpec("OosCause", Cdc.VSS, desc="why out of service"),
-            DataObjectSpec("VRgn", Cdc.VSS, desc="voltage region (NN, HV1, LV2 ...)"),
-            DataObjectSpec("HzRgn", Cdc.VSS, desc="frequency region"),
-            DataObjectSpec("AISt", Cdc.ENS, desc="anti-islanding: " + ", ".join(
-                f"{i} {n}" for i, n in enumerate(AI_STATES, 1))),
-            DataObjectSpec("NotFlw", Cdc.VSS, desc="commands the inverter does not follow"),
-            DataObjectSpec("WLimPct", Cdc.MV, desc="active power limit commanded, %"),
-            DataObjectSpec("PFSpt", Cdc.MV, desc="power factor commanded"),
-            DataObjectSpec("VArSptPct", Cdc.MV, desc="reactive power commanded, %"),
-            _spg("AIEna", "anti-islanding supervision enabled"),
-            _spg("AICeaseDis", "cease to energize when the inverter reports AI disabled")),
-        _ln("DRCC",
-            DataObjectSpec("Conn", Cdc.DPC, ctl_model=ctl["DRCC1.Conn"].ctl_model,
-                           desc="connect (permit service) / disconnect (cease to energize)"),
-            DataObjectSpec("RlsCmd", Cdc.SPC, ctl_model=_DIRECT,
-                           desc="true releases every temporary command; stVal: some active")),
-        _ln("DWMX", *_ena("limit maximum active power"),
-            _asg("WMaxSptPct", desc="active power limit, % of rated W"),
-            DataObjectSpec("WMaxLimPct", Cdc.APC, ctl_model=_DIRECT,
-                           desc="temporary active power limit, %; enables the limit"),
-            _mod_ena("limit maximum active power"), *_status()),
-        _ln("DFPF", *_ena("constant power factor"),
-            _asg("PFGnTgtSpt", desc="power factor setpoint"),
-            _spg("PFAbs", "true: absorbing (under-excited)"),
-            _asg("PFMinInj", desc="lowest pf injecting"),
-            _asg("PFMinAbs", desc="lowest pf absorbing"),
-            _mod_ena("constant power factor"), *_status()),
-        _ln("DVAR", *_ena("constant reactive power"),
-            _asg("VArTgtSptPct", desc="reactive power, % (+ inject)"),
-            _mod_ena("constant reactive power"), *_status()),
-        _ln("DVVR", *_ena("volt-var"),
-            _curve("Crv", 8, desc="xVal V % of nominal, yVal Q % (+ inject)"),
-            _asg("RspTms", "dimensionless", "open-loop response time, s"),
-            _asg("VRef", desc="VRef, % of nominal"), _spg("VRefAuto", "autonomous VRef"),
-            _asg("VRefTms", desc="VRef time constant, s"),
-            _asg("VRefMin", desc="lowest VRef, %"), _asg("VRefMax", desc="highest VRef, %"),
-            _spg("QBaseVAr", "true: Q % of rated var, false: of rated VA"),
-            _mod_ena("volt-var"), *_status()),
-        _ln("DVWC", *_ena("volt-watt"),
-            _curve("Crv", 8, desc="xVal V % of nominal, yVal P % of rated W"),
-            _asg("RspTms", desc="open-loop response time, s"),
-            _mod_ena("volt-watt"), *_status()),
-        _ln("DHFW", *_ena("frequency-watt"),
-            _asg("DbOfHz", "Hz", "over-frequency deadband"),
-            _asg("DbUfHz", "Hz", "under-frequency deadband"),
-            _asg("KOfPct", desc="over-frequency droop, %"),
-            _asg("KUfPct", desc="under-frequency droop, %"),
-            _asg("RspTms", desc="open-loop response time, s"),
-            _asg("WMinPct", desc="lowest active power, %"),
-            _mod_ena("frequency-watt"), *_status()),
-        _ln("DESE",
-            _spg("SvcPmt", "permit service (false: cease to energize)"),
-            _asg("VLo", desc="window low voltage, %"), _asg("VHi", desc="window high voltage, %"),
-            _asg("HzLo", "Hz", "window low frequency"), _asg("HzHi", "Hz", "window high frequency"),
-            _asg("DlTms", desc="delay, s"), _asg("RndDlTms", desc="random delay, s"),
-            _asg("RmpTms", desc="ramp time, s"),
-            DataObjectSpec("RmgTms", Cdc.MV, desc="enter-service time remaining, s"),
-            *_status()),
-        *(_ln(cls, *_ena(desc), _asg("TripMgnTms", desc="backup trip margin, s"),
-              _curve("Crv", 4, regions=True, desc=desc + " regions"), *_status())
+        _function_ln(
+            "DWMX", "limit maximum active power", ramp_use,
+            DataObjectSpec("WMaxSptPct", Cdc.APC, ctl_model=_DIRECT,
+                           desc="active power limit, % of rated W (persisted setting)"),
+            _asg("RpuMax", desc="ramp up, % of rated W per s (-1 none)"),
+            _asg("RpdMax", desc="ramp down, % of rated W per s (-1 none)"),
+            _ext(DataObjectSpec("WMaxLimPct", Cdc.APC, ctl_model=_DIRECT,
+                                desc="temporary active power limit, %; enables the limit; "
+                                     "reverted on communication loss")),
+            _ext(_mv("ReqWMaxPct", "active power limit commanded, % of rated W"))),
+        _function_ln(
+            "DFPF", "constant power factor", ramp_use,
+            DataObjectSpec("ReqPFExt", Cdc.SPS, desc="requested pf is over-excited "
+                                                     "(injecting)"),
+            _mv("ReqPF", "power factor commanded"),
+            DataObjectSpec("PFGnTgtSpt", Cdc.APC, ctl_model=_DIRECT,
+                           desc="power factor set point (persisted setting)"),
+            DataObjectSpec("PFGnExtQud", Cdc.SPC, ctl_model=_DIRECT,
+                           desc="true: over-excited (injecting), false: absorbing "
+                                "(persisted setting)"),
+            ),
+        _function_ln(
+            "DVAR", "constant reactive power", ramp_use,
+            _mv("ReqVAr", "reactive power requested, var: not computed (invalid)"),
+            DataObjectSpec("VArTgtSptPct", Cdc.APC, ctl_model=_DIRECT,
+                           desc="reactive power, % (+ inject) (persisted setting)"),
+            _ext(_mv("ReqVArPct", "reactive power commanded, %"))),
+        _function_ln(
+            "DVVR", "volt-var", ramp_use,
+            _mv("ReqVAr", "reactive power requested, var: not computed (invalid)"),
+            # ReactivePowerLN wants one of VArTgtSpt / VArTgtSptPct; group 1, as VVArCrv is
+            _status_only_apc("VArTgtSpt", "not used by volt-var (status-only)"),
+            _mv("VRefEsp", "estimated VRef: not reported (invalid)"),
+            _curve("VVArCrv", 8, ("dimensionless", "V, % of nominal"),
+                   ("dimensionless", "Q, % (+ inject)"), desc="volt-var curve"),
+            _ing("RspTmms", "open-loop response time, ms"),
+            _asg("VRefPct", desc="VRef, % of nominal"),
+            _spg("VRefAdjEna", "autonomous VRef adjustment"),
+            _ing("VRefTmms", "VRef time constant, ms"),
+            _ext(_asg("VRefMinPct", desc="lowest VRef, %")),
+            _ext(_asg("VRefMaxPct", desc="highest VRef, %")),
+            _ext(_spg("QBaseVAr", "true: Q % of rated var, false: of rated VA"))),
+        _function_ln(
+            "DVWC", "volt-watt", ramp_use, snapshot,
+            _mv("ReqW", "active power requested: not computed (invalid)"),
+            _mv("VRefEsp", "estimated VRef: not reported (invalid)"),
+            _curve("VWCrv", 8, ("dimensionless", "V, % of nominal"),
+                   ("dimensionless", "P, % of rated W"), desc="volt-watt curve"),
+            _ing("RspTmms", "open-loop response time, ms")),
+        _function_ln(
+            "DHFW", "frequency-watt", ramp_use, snapshot,
+            _mv("ReqW", "active power requested: not computed (invalid)"),
+            _asg("WGra", desc="over-frequency droop as a gradient, % of rated W per Hz "
+                              "(= 100 / (droop x HzNom))"),
+            _asg("ChaWGra", desc="under-frequency droop as a gradient, % of rated W per Hz"),
+            _asg("HzStr", "Hz", "over-frequency droop starts, Hz (= HzNom + deadband)"),
+            _ing("RspTmms", "open-loop response time, ms"),
+            _ext(_asg("DbUfHz", "Hz", "under-frequency deadband")),
+            _ext(_asg("WMinPct", desc="lowest active power, %"))),
+        LogicalNodeSpec("DCTE", "1", (
+            _beh(), _health(), ecp_ref(),
+            DataObjectSpec("CeaEgzReqSt", Cdc.ENS, enum="CeasetoEnergizeStateKind",
+                           desc="6 return to service authorized, 4 ceased and not authorized"),
+            _sps("CeaEgzReq", "cease to energize requested"),
+            DataObjectSpec("CeaEgzReqCtl", Cdc.ENC, ctl_model=_SBO,
+                           enum="CeasetoEnergizeStateTransitionKind",
+                           desc="1 cease to energize / 2 return to service (temporary "
+                                "command); stVal: effective"),
+            DataObjectSpec("RtnSvcAuth", Cdc.SPC, ctl_model=_DIRECT,
+                           desc="return to service authorized: permit service "
+                                "(persisted setting)"),
+            DataObjectSpec("RtnSvcAuto", Cdc.SPG, init={"setVal": True},
+                           desc="returns to service by itself once the window is met"),
+            _ing("RtnRmpTmms", "enter-service ramp time, ms"),
+            _ing("RtnDlTmms", "enter-service delay, ms"),
+            _ing("WinTms", "random delay window, s"),
+            DataObjectSpec("VArLimPct", Cdc.ASG, options=_OPT_UNIT,
+                           init={"units.SIUnit": 1, "setMag.f": 100.0},
+                           desc="reactive power while entering service: not limited (100)"),
+            _asg("VHiLim", desc="window high voltage, % of nominal"),
+            _asg("VLoLim", desc="window low voltage, % of nominal"),
+            _asg("HzHiLim", "Hz", "window high frequency"),
+            _asg("HzLoLim", "Hz", "window low frequency"),
+            _ext(_mv("RtnRmgTms", "enter-service time remaining, s")))),
+        *(_function_ln(
+            cls, desc,
+            _sps("ModRtSt", "in ride-through now"),
+            _sps("TrZnSt", "in a must-trip region now"),
+            _sps("CeaZnSt", "in a momentary-cessation region now"),
+            _sps("PrmZnSt", "in a permissive-operation region now"),
+            *((_ext(_ing("TrMgnTmms", "backup trip margin, ms (over and under)")),)
+              if cls in ("DHVT", "DHFT") else ()),
+            _ext(_curve("RtCrv", 4, ("s", "clearing time, s (-1 none)"),
+                        ("dimensionless", "threshold, % of nominal or Hz (0 ends)"),
+                        regions=True, desc=desc + " regions {xVal clearing s, yVal "
+                        "threshold, rtTms ride-through s, mode, incl}")))
           for cls, desc in (("DHVT", "voltage ride-through over"),
                             ("DLVT", "voltage ride-through under"),
                             ("DHFT", "frequency ride-through over"),
                             ("DLFT", "frequency ride-through under"))),
-        _ln("PFRC", *_ena("ROCOF trip"), _asg("StrVal", desc="ROCOF threshold, Hz/s"),
-            _asg("OpDlTms", desc="ROCOF time, s"), *_status()),
+        LogicalNodeSpec("PFRC", "1", (
+            _beh(), _mod("ROCOF trip"), _health(),
+            DataObjectSpec("Str", Cdc.ACD, desc="ROCOF supervision acting"),
+            DataObjectSpec("Op", Cdc.ACT, desc="tripped on anti-islanding"),
+            _asg("StrVal", desc="ROCOF threshold, Hz/s"),
+            _ing("OpDlTmms", "ROCOF time, ms"))),
+        # IEC 61850-7-4 channel supervision, for the utility protocol client's link
+        # (IEEE 2030.5): ChLiv false when its server is unreachable; invalid without one.
+        LogicalNodeSpec("LCCH", "1", (
+            _beh(), _sps("ChLiv", "utility protocol (IEEE 2030.5) server reachable; invalid "
+                                  "when no utility client runs"))),
     )
+
+
+def derived_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Read-only objects computed from the settings (target below the LD -> value)."""
+    out: dict[str, Any] = {}
+    out["DFPF1.ReqPFExt"] = not get_path(settings, "fixed_pf.absorbing")
+    enabled = bool(get_path(settings, "enter_service.enabled"))
+    out["DCTE1.CeaEgzReq"] = not enabled
+    out["DCTE1.CeaEgzReqSt"] = 6 if enabled else 4
+    return out
 
 
 #: Members of the two data sets (hosted by LLN0).
 MEASUREMENTS = tuple(f"MMXU1.{d} [MX]" for d in ("TotW", "TotVAr", "TotVA", "TotPF", "Hz",
                                                    "PhV", "A"))
-EVENTS = ("DRCS1.Trip [ST]", "DRCS1.CtlSt [ST]", "DRCS1.AISt [ST]", "DRCS1.VRgn [ST]",
-          "DRCS1.HzRgn [ST]", "DGEN1.DEROpSt [ST]", "DGEN1.Alm [ST]", "LLN0.Health [ST]",
-          "DRCC1.Conn [ST]", "DRCC1.RlsCmd [ST]",
-          *(f"{ln}.{act} [ST]" for rows in FUNCTION_STATUS.values() for ln, act, _ in rows))
+EVENTS = ("DGEN1.Trip [ST]", "DGEN1.CtlSt [ST]", "DECP1.AISt [ST]", "DGEN1.VRgn [ST]",
+          "DGEN1.HzRgn [ST]", "DGEN1.DEROpSt [ST]", "DGEN1.Health [ST]", "LLN0.Health [ST]",
+          "DCTE1.CeaEgzReqCtl [ST]", "DGEN1.RlsCmd [ST]",
+          *(f"{ln}.{act} [ST]" for rows in FUNCTION_STATUS.values() for ln, act in rows
+            if act))
 #: Report control block instances per data set (one per concurrent client).
 RCB_INSTANCES = 3
 
@@ -548,16 +723,39 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
     """The DER model plus the function logical nodes, data sets and reports."""
     base = der_model_spec(ld_inst)
     (ld,) = base.logical_devices
-    drct_extra = (_asg("HzNom", "Hz", "nominal frequency"),
-                  _asg("VArMaxPct", desc="reactive capability, % of rated VA"),
-                  _spg("RmpEna", "ramp rate limits enabled"),
-                  _asg("RmpUpRte", desc="ramp up, %/s (<0 none)"),
-                  _asg("RmpDnRte", desc="ramp down, %/s (<0 none)"),
-                  _spg("InvMeasCease", "invalid measurements: true cease, false stand aside"),
-                  _asg("InvMeasHoldTms", desc="hold time on invalid measurements, s"),
-                  _sps("RmpAct", "ramp limiting now"), _sps("RmpFlw", "inverter follows ramp"))
-    lns = tuple(dataclasses.replace(ln, data_objects=ln.data_objects + drct_extra)
-                if ln.name == "DRCT1" else ln for ln in ld.logical_nodes)
+    extra = {
+        "DECP": (_asg("HzNom", "Hz", "nominal frequency"),
+                 DataObjectSpec("EcpIsldSt", Cdc.ENS, enum="ECPIslandStateKind",
+                                desc="3 grid connected; 4 islanded: the anti-islanding "
+                                     "supervision tripped"),
+                 _ext(DataObjectSpec("AISt", Cdc.ENS, enum="GwAIStKind",
+                                     desc="anti-islanding: " + ", ".join(
+                                         f"{i} {n}" for i, n in enumerate(AI_STATES, 1)))),
+                 _ext(_spg("AIEna", "anti-islanding supervision enabled")),
+                 _ext(_spg("AICeaseDis", "cease to energize when the inverter reports AI "
+                                         "disabled"))),
+        "DINV": (_ext(_asg("VArMaxPct", desc="reactive capability, % of rated VA")),),
+        "DGEN": (_asg("OvPFRtg", desc="lowest power factor injecting (over-excited)"),
+                 _asg("UnPFRtg", desc="lowest power factor absorbing (under-excited)"),
+                 _ext(DataObjectSpec("CtlSt", Cdc.ENS, enum="GwCtlStKind",
+                                     desc="gateway operating state: " + ", ".join(
+                                         f"{i} {n}" for i, n in
+                                         enumerate(OPERATING_STATES, 1)))),
+                 _ext(_sps("Trip", "tripped (clearing time, ROCOF or inverter "
+                                   "anti-islanding trip)")),
+                 _ext(_vss("OosCause", "why out of service")),
+                 _ext(_vss("VRgn", "voltage region (NN, HV1, LV2 ...)")),
+                 _ext(_vss("HzRgn", "frequency region")),
+                 _ext(_vss("NotFlw", "commands the inverter does not follow")),
+                 _ext(_spg("InvMsCease", "invalid measurements: true cease (explicit), "
+                                         "false stand aside (default)")),
+                 _ext(_ing("InvMsHldTmms", "hold time on invalid measurements, ms")),
+                 _ext(DataObjectSpec("RlsCmd", Cdc.SPC, ctl_model=_DIRECT,
+                                     desc="true releases every temporary command; stVal: "
+                                          "some active"))),
+    }
+    lns = tuple(dataclasses.replace(ln, data_objects=ln.data_objects + extra[ln.ln_class])
+                if ln.ln_class in extra else ln for ln in ld.logical_nodes)
     new_ld = LogicalDeviceSpec(ld.inst, lns + _function_lns(),
                                (DataSetSpec("Meas", MEASUREMENTS),
                                 DataSetSpec("Events", EVENTS)), _reports())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from . import _native as nat
+from .functions_model import AI_STATES, OPERATING_STATES
 from .model import (
     BuiltModel,
     DataObjectSpec,
@@ -31,6 +32,7 @@ from .model import (
     ModelSpec,
     ReportSpec,
     build_model,
+    ex_values,
 )
 
 log = logging.getLogger(__name__)
@@ -62,23 +64,56 @@ ENUMS: dict[str, dict[int, str]] = {
                                5: "automatic-station", 6: "automatic-remote",
                                7: "maintenance", 8: "process"},
     "SboClassKind": {0: "operate-once", 1: "operate-many"},
-    "SIUnitKind": {1: "", 5: "A", 29: "V", 33: "Hz", 61: "VA", 62: "W", 63: "VAr"},
     "MultiplierKind": {0: ""},
-    "DEROpStKind": {0: "unknown", 1: "off", 2: "sleeping", 3: "starting", 4: "mppt",
-                    5: "throttled", 6: "shutting-down", 7: "fault", 8: "standby"},
+    # IEC 61850-7-420:2019A4 enumerations (literal values as its NSD gives them).
+    "ACSystemKind": {1: "Single phase", 2: "Two phases", 3: "Three phases"},
+    "CeasetoEnergizeStateKind": {
+        1: "CTE not authorized", 2: "CTE authorized but not requested",
+        3: "CTE auth and requested but DER not in CTE mode",
+        4: "DER in CTE mode but RTS not authorized", 5: "DER in CTE, RTS auth and not requested",
+        6: "RTS authorized and requested"},
+    "CeasetoEnergizeStateTransitionKind": {1: "Cease to energize", 2: "Return to service"},
+    "DERStateKind": {
+        1: "on but disconnected and not ready", 2: "starting up",
+        3: "disconnected and available", 4: "disconnected and authorized", 5: "synchronizing",
+        6: "running", 7: "stopping and disconnecting under emergency conditions",
+        8: "stopping", 9: "disconnected and blocked", 10: "disconnected and in maintenance",
+        11: "failed", 98: "Not applicable or not known"},
+    # Referenced by the 7-420 NSD (DGEN.GnOpSt) without literals: only "not known" is served.
+    "DERGeneratorStateKind": {98: "Not applicable or not known"},
+    "DERUnitKind": {0: "Not applicable or Unknown", 1: "Diesel / gas engine",
+                    2: "Gas Turbine engine", 3: "PV", 4: "PV plus Storage",
+                    5: "Lithium Ion Battery Storage", 6: "Fuel cell", 7: "Hydro generator",
+                    8: "Wind turbine", 9: "Flow battery storage", 10: "Air compression storage",
+                    11: "Flywheel storage", 12: "Capacitor storage",
+                    13: "Vehicle-to-Grid (V2G)", 50: "Mixed, hybrid DER",
+                    98: "Not applicable or not known", 99: "Other"},
+    "PhaseKind": {1: "Single phase to neutral", 2: "Split phase", 3: "2-phase",
+                  4: "3-phase delta", 5: "3-phase wye / 4-wires", 6: "3-phase wye / 5-wires",
+                  9: "DC", 98: "Not applicable or not known"},
+    "ECPIslandStateKind": {3: "Normal grid-connected configuration",
+                           4: "Islanded condition 1 (local island behind the PCC)",
+                           98: "Not applicable or not known"},
+    "FaultDirectionKind": {0: "unknown", 1: "forward", 2: "backward", 3: "both"},
+    # The gateway's private enumerations (DGEN1.CtlSt, DECP1.AISt); 0 = unknown.
+    "GwCtlStKind": {0: "unknown", **dict(enumerate(OPERATING_STATES, 1))},
+    "GwAIStKind": {0: "unknown", **dict(enumerate(AI_STATES, 1))},
+    "SIUnitKind": {1: "", 4: "s", 5: "A", 29: "V", 33: "Hz", 61: "VA", 62: "W", 63: "VAr"},
 }
 
 
+#: The enumeration of each data object's value (stVal / setVal / ctlVal), set by
+#: :func:`icd_tree` from the spec (``DataObjectSpec.enum``) before the walk.
+_DO_ENUMS: dict[str, str] = {}
+
+
 def _enum_for(do_name: str, attr: str) -> str:
-    if attr == "stVal":
-        special = {"Beh": "BehaviourModeKind", "Mod": "BehaviourModeKind",
-                   "Health": "HealthKind", "PhyHealth": "HealthKind", "DEROpSt": "DEROpStKind"}
-        if do_name in special:
-            return special[do_name]
-        return f"{do_name}Kind"
+    if attr in ("stVal", "setVal", "ctlVal", "subVal"):
+        return _DO_ENUMS.get(do_name) or f"{do_name}Kind"
     return {"ctlModel": "CtlModelKind", "orCat": "OriginatorCategoryKind",
             "sboClass": "SboClassKind", "SIUnit": "SIUnitKind",
-            "multiplier": "MultiplierKind"}.get(attr, f"{attr}Kind")
+            "multiplier": "MultiplierKind", "dirGeneral": "FaultDirectionKind"}.get(
+                attr, f"{attr}Kind")
 
 
 @dataclass
@@ -118,6 +153,8 @@ def _da_element(tag: str, node: int, do_name: str, tpl: _Templates, fc: bool) ->
         da_type = lib.DataAttribute_getType(kids[0])
         kids = _children(kids[0])
     btype = _BTYPE.get(da_type, "Struct")
+    if name in ("setSrcRef", "setTstRef", "setTstCB"):
+        btype = "ObjRef"  # a VisString129 on the wire (8-1), ObjRef in SCL
     element.set("bType", btype)
     if btype == "Struct":
         struct = ET.Element("DAType")
@@ -174,7 +211,8 @@ def _lnode_type(ld: LogicalDeviceSpec, ln: LogicalNodeSpec, built: BuiltModel,
 
 
 def _doi(do: DataObjectSpec) -> ET.Element | None:
-    if not do.desc and not do.ctl_model:
+    ex = ex_values(do)
+    if not do.desc and not do.ctl_model and not ex:
         return None
     doi = ET.Element("DOI", {"name": do.name})
     if do.desc:
@@ -182,6 +220,9 @@ def _doi(do: DataObjectSpec) -> ET.Element | None:
     if do.ctl_model:
         dai = ET.SubElement(doi, "DAI", {"name": "ctlModel"})
         ET.SubElement(dai, "Val").text = ENUMS["CtlModelKind"][do.ctl_model]
+    for name, value in ex.items():  # dataNs of a private object, ldNs of LLN0.NamPlt
+        dai = ET.SubElement(doi, "DAI", {"name": name})
+        ET.SubElement(dai, "Val").text = value
     return doi
 
 
@@ -223,9 +264,12 @@ def _ln_element(ld: LogicalDeviceSpec, ln: LogicalNodeSpec, ln_type: str) -> ET.
                 ref, _, fc = member.partition(" [")
                 ln_name, *do_path = ref.split(".")
                 ln_spec = next(x for x in ld.logical_nodes if x.name == ln_name)
-                ET.SubElement(ds_el, "FCDA", {
-                    "ldInst": ld.inst, "prefix": ln_spec.prefix, "lnClass": ln_spec.ln_class,
-                    "lnInst": ln_spec.inst, "doName": ".".join(do_path), "fc": fc.rstrip("]")})
+                fcda = {"ldInst": ld.inst, "prefix": ln_spec.prefix,
+                        "lnClass": ln_spec.ln_class, "lnInst": ln_spec.inst,
+                        "doName": ".".join(do_path), "fc": fc.rstrip("]")}
+                # LLN0 has no instance and most LNs no prefix: the schema wants those
+                # attributes left out rather than empty.
+                ET.SubElement(ds_el, "FCDA", {k: v for k, v in fcda.items() if v})
         for rc in ld.reports:
             element.append(_report(rc))
     for do in ln.data_objects:
@@ -235,9 +279,15 @@ def _ln_element(ld: LogicalDeviceSpec, ln: LogicalNodeSpec, ln_type: str) -> ET.
     return element
 
 
-def icd_tree(spec: ModelSpec, ied_name: str = "GW", host: str = "127.0.0.1") -> ET.ElementTree:
-    """The SCL document for ``spec`` served as IED ``ied_name``."""
+def icd_tree(spec: ModelSpec, ied_name: str = "GW", host: str = "127.0.0.1",
+             tls: bool = False) -> ET.ElementTree:
+    """The SCL document for ``spec`` served as IED ``ied_name`` (``tls``: clients
+    authenticate with certificates)."""
     ET.register_namespace("", SCL_NS)
+    _DO_ENUMS.clear()
+    for ld in spec.logical_devices:
+        for ln in ld.logical_nodes:
+            _DO_ENUMS.update({do.name: do.enum for do in ln.data_objects if do.enum})
     built = build_model(spec, ied_name)
     try:
         tpl = _Templates()
@@ -266,7 +316,8 @@ def icd_tree(spec: ModelSpec, ied_name: str = "GW", host: str = "127.0.0.1") -> 
         ET.SubElement(services, "ConfLNs", {"fixPrefix": "true", "fixLnInst": "true"})
         ap = ET.SubElement(ied, "AccessPoint", {"name": "AP1"})
         server = ET.SubElement(ap, "Server")
-        ET.SubElement(server, "Authentication", {"none": "true"})
+        ET.SubElement(server, "Authentication",
+                      {"certificate": "true"} if tls else {"none": "true"})
         for ld in spec.logical_devices:
             ldevice = ET.SubElement(server, "LDevice", {"inst": ld.inst})
             lns = sorted(ld.logical_nodes, key=lambda x: x.ln_class != "LLN0")  # LN0 first
@@ -301,7 +352,8 @@ def _version() -> str:
         return "0"
 
 
-def write_icd(spec: ModelSpec, path: str, ied_name: str = "GW", host: str = "127.0.0.1") -> None:
+def write_icd(spec: ModelSpec, path: str, ied_name: str = "GW", host: str = "127.0.0.1",
+              tls: bool = False) -> None:
     """Write the ICD (SCL XML, UTF-8) for ``spec`` served as ``ied_name`` to ``path``."""
-    icd_tree(spec, ied_name, host).write(path, encoding="utf-8", xml_declaration=True)
+    icd_tree(spec, ied_name, host, tls).write(path, encoding="utf-8", xml_declaration=True)
     log.info("ICD for IED %s written to %s", ied_name, path)

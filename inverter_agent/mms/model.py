@@ -48,18 +48,30 @@ class Cdc(enum.Enum):
     DPC = "DPC"  # controllable double point: stVal Dbpos (ST), Oper/SBO (CO), ctlModel (CF)
     APC = "APC"  # controllable analogue set point: mxVal.f, q, t (MX), Oper (CO), ctlModel (CF)
     CSG = "CSG"  # curve shape setting: numPts INT16U + crvPts[N] {xVal, yVal, ...} (FC SP)
+    ENG = "ENG"  # enumerated setting: setVal ENUMERATED (FC SP)
+    VSG = "VSG"  # visible string setting: setVal VisString255 (FC SP)
+    ORG = "ORG"  # object reference setting: setSrcRef ObjRef (FC SP)
+    ACT = "ACT"  # protection activation: general BOOLEAN, q, t (FC ST)
+    BCR = "BCR"  # binary counter reading: actVal INT64, q, t (FC ST)
+    ACD = "ACD"  # directional protection activation: general, dirGeneral, q, t (FC ST)
 
 
 #: Attribute that carries a data point's value, tried in this order below the DO.
 VALUE_ATTRIBUTES = ("mag.f", "mag.i", "cVal.mag.f", "setMag.f", "setMag.i", "mxVal.f", "stVal",
-                    "setVal")
+                    "setVal", "general", "setSrcRef", "actVal")
 
 #: Name of the point array of a CSG and the default fields of one point.
 CURVE_ARRAY = "crvPts"
 CURVE_FIELDS: tuple[tuple[str, int], ...] = (("xVal", nat.DA_FLOAT32), ("yVal", nat.DA_FLOAT32))
 
 # 7-3 SIUnit codes used by the DER model (IEC 61850-7-3 Annex A).
-SI_UNIT = {"A": 5, "V": 29, "Hz": 33, "VA": 61, "W": 62, "VAr": 63, "dimensionless": 1}
+SI_UNIT = {"A": 5, "V": 29, "Hz": 33, "VA": 61, "W": 62, "VAr": 63, "dimensionless": 1, "s": 4}
+
+FC_EX = 11  # extended definition: dataNs, ldNs, lnNs (IEC 61850-7-3)
+#: ObjRef (ORG.setSrcRef) is a VisString129 on the wire (IEC 61850-8-1).
+DA_OBJECT_REFERENCE = nat.DA_VISIBLE_STRING_129
+#: In ``init`` values, ``{ld}`` stands for the logical device name clients see.
+LD_PLACEHOLDER = "{ld}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +85,11 @@ class DataObjectSpec:
     ``ctl_model`` is the control model of SPC/DPC/APC (1 direct-with-normal-
     security, 2 sbo-with-normal-security). ``points`` and ``fields`` shape a CSG:
     ``points`` array elements, each with ``fields`` (name, DataAttributeType).
-    ``desc`` is a short description written to the ICD.
+    ``desc`` is a short description written to the ICD. ``ns``, when set,
+    declares the data object a private extension (IEC 61850-7-1): it is served
+    with a ``dataNs`` attribute (FC EX) holding that namespace. ``ex`` adds other
+    FC EX strings (``ldNs`` of LLN0's name plate). ``enum`` names the
+    enumeration of an ENS/ENC/ENG value (the ICD's EnumType).
     """
 
     name: str
@@ -86,6 +102,9 @@ class DataObjectSpec:
     points: int = 0
     fields: tuple[tuple[str, int], ...] = CURVE_FIELDS
     desc: str = ""
+    ns: str = ""
+    ex: Mapping[str, str] = field(default_factory=dict)
+    enum: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +228,7 @@ class BuiltModel:
     curves: dict[str, list[dict[str, int]]] = field(default_factory=dict)
 
     def attribute(self, key_and_path: str) -> int:
-        """Raw pointer of any attribute, e.g. ``"INV1/ZINV1.WRtg.setMag.f"``.
+        """Raw pointer of any attribute, e.g. ``"INV1/DINV1.WRtg.setMag.f"``.
 
         Curve points are addressed ``"<key>.crvPts.<i>.<field>"`` (libiec61850
         does not resolve array indices in object references).
@@ -251,7 +270,18 @@ def _create_do(parent: int, do: DataObjectSpec) -> int:
         case Cdc.ENS:
             return lib.CDC_ENS_create(name, parent, do.options)
         case Cdc.ENC:
-            return lib.CDC_ENC_create(name, parent, do.options, 0)  # ctlModel status-only
+            node = lib.CDC_ENC_create(name, parent, do.options, do.ctl_model)
+            if do.ctl_model != nat.CTL_MODEL_SBO_NORMAL:
+                return int(node)
+            names = {lib.ModelNode_getName(lib.ModelNode_getChildWithIdx(node, i))
+                     for i in range(lib.ModelNode_getChildCount(node))}
+            # 7-3 MOsbo: libiec61850's ENC helper leaves these out
+            if b"stSeld" not in names:
+                lib.DataAttribute_create(b"stSeld", node, nat.DA_BOOLEAN, nat.FC_ST,
+                                         nat.TRG_OPT_DATA_CHANGED, 0, 0)
+            if b"sboTimeout" not in names:
+                lib.DataAttribute_create(b"sboTimeout", node, nat.DA_INT32U, nat.FC_CF, 0, 0, 0)
+            return int(node)
         case Cdc.MV:
             return lib.CDC_MV_create(name, parent, do.options, do.integer)
         case Cdc.CMV:
@@ -283,7 +313,48 @@ def _create_do(parent: int, do: DataObjectSpec) -> int:
             return lib.CDC_APC_create(name, parent, do.options, do.ctl_model, False)
         case Cdc.CSG:
             return _create_curve(name, parent, do)
+        case Cdc.ENG | Cdc.VSG | Cdc.ORG:
+            node = lib.DataObject_create(name, parent, 0)
+            attr, da_type = {Cdc.ENG: ("setVal", nat.DA_ENUMERATED),
+                             Cdc.VSG: ("setVal", nat.DA_VISIBLE_STRING_255),
+                             Cdc.ORG: ("setSrcRef", DA_OBJECT_REFERENCE)}[do.cdc]
+            lib.DataAttribute_create(attr.encode(), node, da_type, nat.FC_SP,
+                                     nat.TRG_OPT_DATA_CHANGED, 0, 0)
+            return int(node)
+        case Cdc.BCR:
+            node = lib.DataObject_create(name, parent, 0)
+            lib.DataAttribute_create(b"actVal", node, nat.DA_INT64, nat.FC_ST,
+                                     nat.TRG_OPT_DATA_CHANGED, 0, 0)
+            lib.DataAttribute_create(b"pulsQty", node, nat.DA_FLOAT32, nat.FC_CF, 0, 0, 0)
+            lib.DataAttribute_create(b"q", node, nat.DA_QUALITY, nat.FC_ST,
+                                     nat.TRG_OPT_QUALITY_CHANGED, 0, 0)
+            lib.DataAttribute_create(b"t", node, nat.DA_TIMESTAMP, nat.FC_ST, 0, 0, 0)
+            return int(node)
+        case Cdc.ACT | Cdc.ACD:
+            node = lib.DataObject_create(name, parent, 0)
+            trg = nat.TRG_OPT_DATA_CHANGED
+            lib.DataAttribute_create(b"general", node, nat.DA_BOOLEAN, nat.FC_ST, trg, 0, 0)
+            if do.cdc is Cdc.ACD:
+                lib.DataAttribute_create(b"dirGeneral", node, nat.DA_ENUMERATED, nat.FC_ST,
+                                         trg, 0, 0)
+            lib.DataAttribute_create(b"q", node, nat.DA_QUALITY, nat.FC_ST,
+                                     nat.TRG_OPT_QUALITY_CHANGED, 0, 0)
+            lib.DataAttribute_create(b"t", node, nat.DA_TIMESTAMP, nat.FC_ST, 0, 0, 0)
+            return int(node)
     raise ValueError(f"unsupported CDC {do.cdc}")
+
+
+def _create_ex(node: int, do: DataObjectSpec) -> None:
+    """FC EX strings: dataNs of a private data object, ldNs of LLN0.NamPlt."""
+    names = ({"dataNs": do.ns} if do.ns else {}) | dict(do.ex)
+    for attr in names:
+        nat.lib().DataAttribute_create(attr.encode(), node, nat.DA_VISIBLE_STRING_255, FC_EX,
+                                       0, 0, 0)
+
+
+def ex_values(do: DataObjectSpec) -> dict[str, str]:
+    """The FC EX attribute values of ``do`` (path below the DO -> value)."""
+    return ({"dataNs": do.ns} if do.ns else {}) | dict(do.ex)
 
 
 def _create_curve(name: bytes, parent: int, do: DataObjectSpec) -> int:
@@ -303,6 +374,13 @@ def _create_curve(name: bytes, parent: int, do: DataObjectSpec) -> int:
         element = lib.ModelNode_getChildWithIdx(array, i)
         for field_name, da_type in do.fields:
             lib.DataAttribute_create(field_name.encode(), element, da_type, nat.FC_SP, trg, 0, 0)
+    # 7-3 CSG: units of both axes (CF), the array size (CF) and axis descriptions (DC).
+    for units in (b"xUnits", b"yUnits"):
+        unit = lib.DataAttribute_create(units, node, nat.DA_CONSTRUCTED, nat.FC_CF, trg, 0, 0)
+        lib.DataAttribute_create(b"SIUnit", unit, nat.DA_ENUMERATED, nat.FC_CF, trg, 0, 0)
+    lib.DataAttribute_create(b"maxPts", node, nat.DA_INT16U, nat.FC_CF, trg, 0, 0)
+    for text in (b"xD", b"yD"):
+        lib.DataAttribute_create(text, node, nat.DA_VISIBLE_STRING_255, nat.FC_DC, 0, 0, 0)
     return int(node)
 
 
@@ -379,6 +457,7 @@ def build_model(spec: ModelSpec, ied_name: str = "GW") -> BuiltModel:
                 if not do_ptr:
                     lib.IedModel_destroy(model)
                     raise ValueError(f"could not create {ld.inst}/{ln.name}.{do.name}")
+                _create_ex(do_ptr, do)
                 key = f"{ld.inst}/{ln.name}.{do.name}"
                 objects[key] = int(do_ptr)
                 if do.cdc is Cdc.CSG:

@@ -11,30 +11,31 @@ LLN0    Health                   Ok: all inverters answer; Warning: some do not;
                                  Alarm: none does
 MMXU1   TotW, TotVAr, TotVA      sums over the inverters that answer this cycle;
                                  q questionable+inaccurate while some are missing
-DRCT1   WMax                     sum of the inverters' rated W (last known)
-DWMX1   FctEna (SP)              plant active-power limit enabled (persisted)
-        WMaxSpt (SP, W)          plant active-power limit (persisted)
-        FctAct                   the limit holds the inverters below their ratings
-        WLimPct (MX)             share given to each answering inverter, % of rating
+DECP1   WRtg                     sum of the inverters' rated W (last known)
+DWMX1   Mod (CO, ENC)            plant active-power limit on (1) / off (5) (persisted)
+        WMaxSpt (CO, APC, W)     plant active-power limit (persisted)
+        LimAct *                 the limit holds the inverters below their ratings
+        ReqWMaxPct * (MX)        share given to each answering inverter, % of rating
 GGIO1   IntIn1                   inverters answering
         IntIn2                   inverters configured
 ======  =======================  ==============================================
 
-Data set ``Plant`` (MMXU1 totals, GGIO1 counts, DWMX1.FctAct) with three
+(* private, ``dataNs`` = the gateway's namespace.) Data set ``Plant`` (MMXU1
+totals, GGIO1 counts, DWMX1.LimAct) with three
 unbuffered report control blocks ``urcbPlant01..03``. ``inverter_agent.plant``
 has the arithmetic (totals, how the limit is shared).
 """
 
 from __future__ import annotations
 
-from .der_model import _OPT_AC_LN0_M, _OPT_DESC, BEH_ON, _software_version, der_model_spec
+import dataclasses
+
+from .der_model import EXT_NS, _asg, _beh, decp, der_model_spec, ecp_ref, lln0
 from .functions_model import (
     REPORT_FIELDS,
     REPORT_TRIGGERS,
-    _asg,
-    _beh,
+    _mod,
     _spg,
-    _sps,
     functions_model_spec,
 )
 from .model import (
@@ -50,37 +51,34 @@ from .model import (
 DEFAULT_PLANT_LD = "PLANT"
 PLANT_RCB_INSTANCES = 3
 
-#: Writable plant settings: attribute below the plant LD -> PlantLimit field.
-WRITABLE = {"DWMX1.FctEna.setVal": "enabled", "DWMX1.WMaxSpt.setMag.f": "w_max"}
+#: Plant settings operated as controls: object below the plant LD -> (PlantLimit field,
+#: kind): ``mod`` ENC 1 on / 5 off, ``float`` APC ctlVal in W.
+CONTROLS = {"DWMX1.Mod": ("enabled", "mod"), "DWMX1.WMaxSpt": ("w_max", "float")}
 
 PLANT_MEMBERS = ("MMXU1.TotW [MX]", "MMXU1.TotVAr [MX]", "MMXU1.TotVA [MX]",
-                 "GGIO1.IntIn1 [ST]", "GGIO1.IntIn2 [ST]", "DWMX1.FctAct [ST]")
+                 "GGIO1.IntIn1 [ST]", "GGIO1.IntIn2 [ST]", "DWMX1.LimAct [ST]")
 
 
-def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD) -> LogicalDeviceSpec:
-    lln0 = LogicalNodeSpec("LLN0", "", (
-        DataObjectSpec("Mod", Cdc.ENC, init={"stVal": BEH_ON, "ctlModel": 0}),
-        _beh(),
-        DataObjectSpec("Health", Cdc.ENS, desc="Ok all inverters answer, Warning some, "
-                                                "Alarm none"),
-        DataObjectSpec("NamPlt", Cdc.LPL, options=_OPT_DESC | _OPT_AC_LN0_M, init={
-            "vendor": "inverter-agent", "swRev": _software_version(), "configRev": "1",
-            "d": "plant view of the inverters behind this gateway"}),
-    ))
+def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD, writable: bool = True) -> LogicalDeviceSpec:
+    """The plant LD; not ``writable`` (no functions): its settings are status-only."""
+    ctl = 1 if writable else 0  # direct-with-normal-security, or status-only
     mmxu = LogicalNodeSpec("MMXU", "1", (
         _beh(),
         DataObjectSpec("TotW", Cdc.MV, desc="sum over the answering inverters, W"),
         DataObjectSpec("TotVAr", Cdc.MV, desc="sum over the answering inverters, var"),
         DataObjectSpec("TotVA", Cdc.MV, desc="sum over the answering inverters, VA"),
     ))
-    drct = LogicalNodeSpec("DRCT", "1", (_beh(), _asg("WMax", "W", "sum of rated W")))
+    ecp = decp(_asg("WRtg", "W", "sum of the inverters' rated W"))
     dwmx = LogicalNodeSpec("DWMX", "1", (
-        _beh(),
-        _spg("FctEna", "plant active-power limit enabled (persisted setting)"),
-        _asg("WMaxSpt", "W", "plant active-power limit, W (persisted setting)"),
-        _sps("FctAct", "the plant limit holds the inverters below their ratings"),
-        DataObjectSpec("WLimPct", Cdc.MV, desc="limit given to each answering inverter, "
-                                               "% of its rating"),
+        _beh(), dataclasses.replace(_mod("plant active-power limit"), ctl_model=ctl),
+        ecp_ref(),
+        _spg("RmpRteUse", "ramp rates: each inverter's own"),
+        DataObjectSpec("WMaxSpt", Cdc.APC, ctl_model=ctl,
+                       desc="plant active-power limit, W (persisted setting)"),
+        DataObjectSpec("LimAct", Cdc.SPS, ns=EXT_NS,
+                       desc="the plant limit holds the inverters below their ratings"),
+        DataObjectSpec("ReqWMaxPct", Cdc.MV, ns=EXT_NS,
+                       desc="limit given to each answering inverter, % of its rating"),
     ))
     ggio = LogicalNodeSpec("GGIO", "1", (
         _beh(),
@@ -90,7 +88,12 @@ def plant_ld_spec(ld_inst: str = DEFAULT_PLANT_LD) -> LogicalDeviceSpec:
     reports = tuple(ReportSpec(f"urcbPlant{i:02d}", "Plant", False, "Plant", REPORT_TRIGGERS,
                                REPORT_FIELDS, buf_tm_ms=50)
                     for i in range(1, PLANT_RCB_INSTANCES + 1))
-    return LogicalDeviceSpec(ld_inst, (lln0, mmxu, drct, dwmx, ggio),
+    base = lln0("plant view of the inverters behind this gateway")
+    health = DataObjectSpec("Health", Cdc.ENS, enum="HealthKind",
+                            desc="Ok all inverters answer, Warning some, Alarm none")
+    plant_lln0 = LogicalNodeSpec("LLN0", "", tuple(health if d.name == "Health" else d
+                                                   for d in base.data_objects))
+    return LogicalDeviceSpec(ld_inst, (plant_lln0, mmxu, ecp, dwmx, ggio),
                              (DataSetSpec("Plant", PLANT_MEMBERS),), reports)
 
 
@@ -101,5 +104,5 @@ def site_model_spec(inverter_lds: list[str], plant_ld: str | None = DEFAULT_PLAN
     specs = [make(ld) for ld in inverter_lds]
     lds = tuple(ld for spec in specs for ld in spec.logical_devices)
     if plant_ld is not None:
-        lds += (plant_ld_spec(plant_ld),)
+        lds += (plant_ld_spec(plant_ld, writable=functions),)
     return ModelSpec(lds, tuple(b for spec in specs for b in spec.bindings))

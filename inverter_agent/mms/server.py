@@ -31,14 +31,20 @@ Security (``security.py`` has the settings and the rules)::
   validation. Refusals answer object-access-denied (controls: AddCause 20,
   no-access-authority) and are logged and audited (at most once a second per
   client, right and object, with a count of the suppressed ones).
-* Audit entries: ``mms.connect``/``mms.disconnect``, ``mms.associate``
-  (ok/refused), ``mms.tls`` (refused handshakes: other CA, revoked, expired,
-  unlisted, plain client, old protocol, no common suite), ``mms.read`` /
-  ``mms.write`` / ``mms.control`` refusals, ``mms.idle_close``; the binding
-  adds ``setting.write`` (who, old, new) and ``control.operate``.
+* Audit entries: ``mms.associate`` ok (identity, role) and ``mms.disconnect``
+  of associated clients, ``mms.read`` / ``mms.write`` / ``mms.control``
+  refusals of authenticated clients, ``mms.idle_close``; the binding adds
+  ``setting.write`` (who, old, new) and ``control.operate``. Refusals of
+  unauthenticated peers (``mms.tls``: other CA, revoked, expired, unlisted,
+  plain client, old protocol, no common suite; ``mms.associate`` refused;
+  ``mms.connect``: no association in time, closed before associating,
+  connecting too fast; ``mms.penalty``) are aggregated per address and
+  minute (``audit.RefusalAggregator``) into the audit log's second chain.
 * ``idle_timeout_s``: an association with no request for that long is
   aborted, unless it has a report control block enabled (it is waiting for
-  reports). ``max_connections`` bounds the number of associations.
+  reports). ``max_connections`` bounds the number of associations;
+  ``admission`` (``security.AdmissionLimits``) keeps the cap from locking
+  everyone out (see :class:`_ConnectionGuard`).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from inverter_agent.wirestats import TcpCounters, WireLedger, parse_peer, sample
 from . import _native as nat
 from . import hardening
 from .hardening import refuse_client_renegotiation, server_sockets
-from .model import BuiltModel, ModelSpec, PointHandles, build_model
+from .model import BuiltModel, ModelSpec, PointHandles, build_model, ex_values
 from .security import (
     PLAIN_PORT,
     PRIVILEGED_ROLES,
@@ -83,8 +89,10 @@ LEVEL_SETTINGS, LEVEL_REPORTS = "settings", "reports"
 #: libiec61850's compile-time CONFIG_MAXIMUM_TCP_CLIENT_CONNECTIONS in the
 #: pyiec61850-ng wheel: a 6th association is rejected whatever the server asks.
 LIBRARY_MAX_CONNECTIONS = 5
-#: How often the connection watcher looks at the server's sockets.
+#: How often the connection watcher looks at the server's sockets while any connection
+#: is unassociated or new ones keep coming, and when all is quiet.
 WATCH_PERIOD_S = 0.05
+WATCH_IDLE_PERIOD_S = 0.25
 
 #: FCs libiec61850 lets any client write by default; all denied, and a write
 #: handler installed per attribute re-opens exactly what is validated.
@@ -189,7 +197,7 @@ class MmsServer:
         self._callbacks: list[Any] = []  # CFUNCTYPE objects must outlive the server
         self._validators: dict[str, WriteValidator] = {}
         self._complex: dict[str, ComplexValidator] = {}
-        self._controls: dict[str, tuple[ControlCheck, int]] = {}
+        self._controls: dict[str, tuple[ControlCheck, int, str]] = {}
         #: Client presence without a callback per read: associations and the kernel's
         #: per-connection byte counters (see :meth:`clients_heard`).
         self._activity = _Activity(self)
@@ -266,8 +274,8 @@ class MmsServer:
                 callbacks.append(handler)
                 lib.IedServer_handleWriteAccessForComplexAttribute(server, writable[target],
                                                                    handler, None)
-            for target, (check, ctl_model) in self._controls.items():
-                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check))
+            for target, (check, ctl_model, right) in self._controls.items():
+                check_cb = nat.PERFORM_CHECK_HANDLER(self._check_handler(target, check, right))
                 control_cb = nat.CONTROL_HANDLER(_control_done)
                 callbacks += [check_cb, control_cb]
                 lib.IedServer_setPerformCheckHandler(server, controls[target], check_cb, None)
@@ -369,11 +377,11 @@ class MmsServer:
                guard: Callable[[], bool] | None = None) -> bool:
         """Set attributes or data points by stable key, in one locked section.
 
-        A key naming a data point (``"INV1/DRCS1.Trip"``) sets its value and,
+        A key naming a data point (``"INV1/DGEN1.Trip"``) sets its value and,
         where the CDC has them, q and t: a :class:`Reading` gives all three, a
         plain value is good at ``t`` (default now), and None marks the point
         invalid keeping its value. Any other key is an attribute path
-        (``"INV1/DVVR1.Crv.crvPts.0.xVal"``, ``"INV1/DWMX1.WMaxSptPct.setMag.f"``)
+        (``"INV1/DVVR1.VVArCrv.crvPts.0.xVal"``, ``"INV1/DWMX1.RpuMax.setMag.f"``)
         and takes the value only. Unknown keys and unconvertible values are
         logged once and skipped. Returns False if not running.
 
@@ -498,10 +506,13 @@ class MmsServer:
             for ld in model.spec.logical_devices:
                 for ln in ld.logical_nodes:
                     for do in ln.data_objects:
-                        if not do.init:
+                        fixed = {**ex_values(do), **do.init}  # dataNs of private objects too
+                        if not fixed:
                             continue
                         key = f"{ld.inst}/{ln.name}.{do.name}"
-                        for path, value in do.init.items():
+                        for path, value in fixed.items():
+                            if isinstance(value, str):  # ORG references name the LD
+                                value = value.replace("{ld}", f"{model.ied_name}{ld.inst}")
                             attr = model.attribute(f"{key}.{path}")
                             handles = PointHandles(attr, lib.DataAttribute_getType(attr),
                                                    None, None)
@@ -567,7 +578,7 @@ class MmsServer:
     # --- validated writes (settings, FC SP) --------------------------------------------------
     def set_write_validator(self, target: str, validator: WriteValidator) -> None:
         """Let clients write attribute ``target`` (stable key + path, e.g.
-        ``"INV1/DRCT1.WMax.setMag.f"``) when ``validator(value)`` returns True.
+        ``"INV1/DGEN1.WMax.setMag.f"``) when ``validator(value)`` returns True.
 
         Its FC stays denied for every other attribute. Takes effect at the next
         start(). The validator runs in a libiec61850 thread with the data model
@@ -598,7 +609,7 @@ class MmsServer:
 
     def set_complex_write_validator(self, target: str, validator: ComplexValidator) -> None:
         """Let clients write the complex attribute ``target`` (e.g. a curve's
-        ``"INV1/DVVR1.Crv.crvPts"``) and any part of it, when ``validator(value,
+        ``"INV1/DVVR1.VVArCrv.crvPts"``) and any part of it, when ``validator(value,
         path)`` returns True (see :data:`ComplexValidator`). Same rules as
         :meth:`set_write_validator`.
         """
@@ -607,20 +618,23 @@ class MmsServer:
                 raise RuntimeError("set_complex_write_validator() must be called before start()")
             self._complex[target] = validator
 
-    def set_control(self, target: str, check: ControlCheck, ctl_model: int) -> None:
-        """Make the controllable data object ``target`` (``"INV1/DRCC1.Conn"``) operable.
+    def set_control(self, target: str, check: ControlCheck, ctl_model: int,
+                    right: str = RIGHT_CONTROL) -> None:
+        """Make the controllable data object ``target`` (``"INV1/DCTE1.CeaEgzReqCtl"``) operable.
 
         ``check(ctlVal)`` runs in the perform-check handler, i.e. before the
         positive response (with direct-with-normal-security libiec61850 answers
         before the control handler runs, LIBIEC61850.md): it must validate and
         apply the command there, and return None, or an AddCause code to refuse
         (the client sees object-value-invalid plus LastApplError). For a select
-        (sbo-with-normal-security reads SBO) it gets None.
+        (sbo-with-normal-security reads SBO) it gets None. ``right`` is the role right
+        the client needs: RIGHT_WRITE for a setting the standard makes controllable
+        (an APC set point, an LN's Mod), so that operating it asks what writing does.
         """
         with self._lock:
             if self._server:
                 raise RuntimeError("set_control() must be called before start()")
-            self._controls[target] = (check, ctl_model)
+            self._controls[target] = (check, ctl_model, right)
 
     def clients_heard(self) -> bool:
         """Whether any client associated or sent anything since the last call.
@@ -660,12 +674,13 @@ class MmsServer:
                     else nat.DATA_ACCESS_ERROR_OBJECT_VALUE_INVALID)
         return handler
 
-    def _check_handler(self, target: str, check: ControlCheck) -> Callable[..., int]:
+    def _check_handler(self, target: str, check: ControlCheck,
+                       right: str = RIGHT_CONTROL) -> Callable[..., int]:
         def handler(action: int, _param: int, ctl_val: int, _test: bool,
                     _interlock: bool) -> int:
             lib = nat.lib()
             connection = lib.ControlAction_getClientConnection(action)
-            if not self._guard.allowed(connection, RIGHT_CONTROL, target):
+            if not self._guard.allowed(connection, right, target):
                 lib.ControlAction_setAddCause(action, ADD_CAUSE_NO_ACCESS_AUTHORITY)
                 return nat.CONTROL_OBJECT_ACCESS_DENIED
             value = None
@@ -960,16 +975,15 @@ class _ConnectionGuard:
             "MMS %s from %s refused: %s%s", action.removeprefix("mms."), peer, reason,
             " (further refusals of this kind from this address are counted, not logged, "
             f"for {self.refusals.window_s:g} s)" if first else "")
-        if self.admission.failed(host, time.monotonic()):
-            log.warning("MMS: %s in penalty for %g s after %d failed connections in %g s",
-                        host, self.limits.penalty_s, self.limits.failures,
-                        self.limits.failure_window_s)
+        self.admission.failed(host, time.monotonic())  # the watcher logs a new penalty
 
     # --- decisions -----------------------------------------------------------------------
     def allowed(self, connection: int | None, right: str, obj: str) -> bool:
         """Note the request (idle timer, level of service) and decide; refusals are
         logged and audited."""
         if connection:
+            if connection not in self._assoc_conns:  # its first request: audit the association
+                self._discover_associations(connection)
             with self._lock:
                 if connection in self._seen:
                     self._seen[connection] = time.monotonic()
@@ -1027,18 +1041,20 @@ class _ConnectionGuard:
                 for waiting in self._pending_peer.values():
                     if who in waiting:  # association never came
                         waiting.remove(who)
-            associated = endpoint is not None and endpoint in self._associated
-            if not connected and endpoint is not None and associated:
-                self._ended.add(endpoint)
         if connected and fresh:
             assert endpoint is not None
             # Counted here too: a short connection may come and go between two looks.
             self.admission.opened(endpoint[0], time.monotonic())
         if not connected:
+            self._discover_associations(connection)  # one too short for the watcher to see
+            with self._lock:
+                associated = endpoint is not None and endpoint in self._associated
+                if associated:
+                    self._ended.add(endpoint)  # type: ignore[arg-type]
             self._forget(connection, nat.lib().ClientConnection_getSecurityToken(connection),
                          count=False)
             if associated:  # unassociated ones were refused (aggregated) or just went
-                self._audit("mms.disconnect", who)
+                self._audit("mms.disconnect", who, protect=self.server.access is not None)
 
     def _forget(self, connection: int, token: int | None, count: bool = True) -> None:
         """Drop what is kept about a connection (and its security token); ``count``:
@@ -1072,10 +1088,12 @@ class _ConnectionGuard:
     # --- the watcher: admission, association deadline, idle timeout ---------------------------
     def _watch(self) -> None:
         last_idle = last_tick = time.monotonic()
-        while not self._stop.wait(WATCH_PERIOD_S):
+        period = WATCH_PERIOD_S
+        while not self._stop.wait(period):
             now = time.monotonic()
             try:
-                self._admit(now)
+                busy = self._admit(now)
+                period = WATCH_PERIOD_S if busy else WATCH_IDLE_PERIOD_S
                 if now - last_tick >= 1.0:
                     last_tick = now
                     self.refusals.tick()
@@ -1086,13 +1104,16 @@ class _ConnectionGuard:
             except Exception:  # the watcher must keep watching
                 log.exception("MMS connection watcher failed")
 
-    def _discover_associations(self) -> None:
+    def _discover_associations(self, only: int | None = None) -> None:
         """Connections whose security token is set have associated: note their true
-        peer and role, then log and audit the association."""
+        peer and role, then log and audit the association. ``only``: just that
+        connection (from a callback of it: its first request, its disconnection)."""
         lib = nat.lib()
         found: list[tuple[str, Identity | None]] = []
         with self._lock:  # a connection in _seen cannot be freed while we hold it
-            for connection in self._seen:
+            candidates = [only] if only is not None and only in self._seen else (
+                [] if only is not None else list(self._seen))
+            for connection in candidates:
                 if connection in self._assoc_conns:
                     continue
                 token = lib.ClientConnection_getSecurityToken(connection)
@@ -1116,15 +1137,20 @@ class _ConnectionGuard:
             endpoint = parse_peer(peer)
             if endpoint is not None:
                 self.admission.associated(endpoint[0], now)
-            if identity is None:
-                log.debug("MMS association from %s (no roles)", peer)
+            if identity is None:  # no roles configured: full rights, nobody authenticated
+                log.debug("MMS association from %s (no roles configured: full rights)", peer)
+                # Unprotected: without authentication anyone could make these by the
+                # thousand (what they then change is audited, and protected).
+                self._audit("mms.associate", peer, "ok", method="none", protect=False)
                 continue
             log.info("MMS association: %s", identity.describe())
             self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
                         method=identity.method)
 
-    def _admit(self, now: float) -> None:
-        """One look at the server's sockets: close what may not keep its slot."""
+    def _admit(self, now: float) -> bool:
+        """One look at the server's sockets: close what may not keep its slot. True
+        while there is something to watch closely (new or unassociated connections,
+        addresses in penalty)."""
         self._discover_associations()
         port = self.server.port
         penalised = self.admission.penalised(now)
@@ -1210,6 +1236,8 @@ class _ConnectionGuard:
             for endpoint in [e for e in self._ended if e not in live]:
                 self._ended.discard(endpoint)
                 self._associated.pop(endpoint, None)
+        busy = bool(fresh or to_cut or gone or penalised or
+                    any(p not in self._associated for p in current.values()))
         for peer in gone:
             self._failed(_peer_text(peer), "mms.connect", "closed before association")
         for fd, inode, peer, reason, failure in to_cut:
@@ -1219,6 +1247,7 @@ class _ConnectionGuard:
                     self._failed(_peer_text(peer), "mms.connect", reason)
                 else:
                     self.refusals.refused(_peer_text(peer), "mms.connect", reason)
+        return busy
 
     def _fair_share(self, current: dict[tuple[int, int], tuple[str, int]],
                     cutting: set[tuple[int, int]]
@@ -1253,6 +1282,8 @@ class _ConnectionGuard:
         lib = nat.lib()
         # Reads run no Python: what a client sent is in the kernel's counters.
         active = self.server._activity.sample()
+        if active is None:  # reads run no Python: without the counters, never judge silence
+            return
         now = time.monotonic()
         idle: list[int] = []
         with self._lock:
@@ -1351,8 +1382,9 @@ class _Activity:
         with self._lock:
             self._any = True
 
-    def sample(self) -> dict[tuple[str, int], float]:
-        """Per peer, the monotonic time it was last seen sending (as of now)."""
+    def sample(self) -> dict[tuple[str, int], float] | None:
+        """Per peer, the monotonic time it was last seen sending (as of now); None when
+        the kernel's counters cannot be read (then nobody can be judged silent)."""
         now = time.monotonic()
         try:
             counters = sample_tcp(self.server.port)
@@ -1360,10 +1392,10 @@ class _Activity:
             if not self._warned:
                 self._warned = True
                 log.warning("cannot read TCP counters (sock_diag): %s; every associated "
-                            "client counts as heard from", exc)
+                            "client counts as heard from, none is closed as idle", exc)
             with self._lock:
                 self._any = self._any or self.server.connected_clients() > 0
-                return {}
+                return None
         with self._lock:
             for key, c in counters.items():
                 if c.bytes_in > self._bytes_in.get(key, -1):

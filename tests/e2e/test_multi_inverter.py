@@ -45,7 +45,8 @@ def _leaves(agent, ref: str, fc: str) -> dict:
 
 def _value(agent, ref: str, fc: str = "MX"):
     leaves = _leaves(agent, ref, fc)
-    return next(v for k, v in leaves.items() if k.endswith(("mag.f", "stVal", "setMag.f")))
+    return next(v for k, v in leaves.items() if k.endswith(("mag.f", "stVal", "setMag.f",
+                                                            "mxVal.f")))
 
 
 def _mv(agent, ref: str):
@@ -144,20 +145,20 @@ def _limit_pct(bus, unit: int) -> float:
 def test_plant_limit_is_shared_by_rating_and_a_lost_inverter_keeps_its_share(bus, site):
     agent = site
     con = agent.mms
-    con.write_float(f"{PLANT}/DWMX1.WMaxSpt.setMag.f", "SP", 6000.0)
-    con.write_bool(f"{PLANT}/DWMX1.FctEna.setVal", "SP", True)
+    con.operate(f"{PLANT}/DWMX1.WMaxSpt", 6000.0)  # APC set point: a persisted setting
+    con.operate(f"{PLANT}/DWMX1.Mod", 1)  # on
     # Three 5 kW inverters: each is held to 6000 / 15000 = 40 % of its rating.
     wait_for(lambda: all(abs(_limit_pct(bus, u) - 40.0) < 0.2 for u in UNITS), timeout=10,
              what="40 % at every inverter")
     wait_for(lambda: (t := _mv(agent, f"{PLANT}/MMXU1.TotW")) and t[1].good
              and abs(t[0] - 6000) < 300, timeout=10, what="plant near its limit")
-    assert _value(agent, f"{PLANT}/DWMX1.FctAct", "ST") is True
+    assert _value(agent, f"{PLANT}/DWMX1.LimAct", "ST") is True
 
     # Unit 3 is lost while held to 2000 W: that stays reserved for it.
     bus.control.fault("silent", unit=3)
     wait_for(lambda: _value(agent, f"{PLANT}/GGIO1.IntIn1", "ST") == 2, timeout=5,
              what="two reporting")
-    con.write_float(f"{PLANT}/DWMX1.WMaxSpt.setMag.f", "SP", 3000.0)
+    con.operate(f"{PLANT}/DWMX1.WMaxSpt", 3000.0)
     # (3000 - 2000 reserved) / 10000 W of the two that answer = 10 %.
     wait_for(lambda: all(abs(_limit_pct(bus, u) - 10.0) < 0.2 for u in (1, 2)), timeout=10,
              what="10 % at the two that answer")
@@ -165,8 +166,8 @@ def test_plant_limit_is_shared_by_rating_and_a_lost_inverter_keeps_its_share(bus
 
     # A bad limit is refused over MMS and the old one stays, in the model and on disk.
     with pytest.raises(mms.MmsClientError):
-        con.write_float(f"{PLANT}/DWMX1.WMaxSpt.setMag.f", "SP", -5.0)
-    assert _value(agent, f"{PLANT}/DWMX1.WMaxSpt", "SP") == pytest.approx(3000.0)
+        con.operate(f"{PLANT}/DWMX1.WMaxSpt", -5.0)
+    assert _value(agent, f"{PLANT}/DWMX1.WMaxSpt", "MX") == pytest.approx(3000.0)
     with open(os.path.join(agent.state_dir, "plant.json")) as fh:
         saved = json.load(fh)
     assert saved["w_max"] == pytest.approx(3000.0) and saved["enabled"] is True

@@ -10,8 +10,8 @@ import signal
 import threading
 import time
 
-from open61850.data import BoolData, FloatData
-from open61850.mms import MmsClient
+from open61850.data import FloatData, IntData, StructureData
+from open61850.mms import MmsClient, operate
 
 from inverter_agent.functions import settings_from_dict
 
@@ -22,6 +22,10 @@ def _write_float(client, ref, value):
     client.write(f"{LD}/{ref} [SP]", FloatData(value))
 
 
+def _write_ms(client, ref, seconds):
+    client.write(f"{LD}/{ref} [SP]", IntData(int(round(seconds * 1000))))
+
+
 def _burst(client, start, stop, in_flight, acked):
     """Write enter_service.delay_s = start+1, start+2, ... until stopped or cut off."""
     value = start
@@ -29,7 +33,7 @@ def _burst(client, start, stop, in_flight, acked):
         while not stop.is_set():
             value = 20.0 if value >= 590.0 else value + 1.0
             in_flight.append(value)
-            _write_float(client, "DESE1.DlTms.setMag.f", value)
+            _write_ms(client, "DCTE1.RtnDlTmms.setVal", value)
             acked.append(value)
     except Exception:  # the connection dies with the agent: expected
         pass
@@ -41,9 +45,9 @@ def test_an_accepted_setting_reaches_the_inverter_within_a_control_cycle(
     wait_for(lambda: fresh_sim.control.get_point(123, "WMaxLim_Ena") == 1, what="running")
     client = MmsClient.connect("127.0.0.1", agent.port, timeout=5)
     try:
-        client.write(f"{LD}/DWMX1.FctEna.setVal [SP]", BoolData(True))
+        operate(client, f"{LD}/DWMX1.Mod", IntData(1))  # on: a persisted setting
         t0 = time.monotonic()
-        _write_float(client, "DWMX1.WMaxSptPct.setMag.f", 40.0)
+        operate(client, f"{LD}/DWMX1.WMaxSptPct", StructureData([FloatData(40.0)]))
         wait_for(lambda: abs(fresh_sim.control.get_point(123, "WMaxLimPct") - 40.0) < 0.05,
                  timeout=3, interval=0.01, what="limit at the inverter")
         took = time.monotonic() - t0
@@ -95,7 +99,7 @@ def test_sigkill_during_a_burst_of_writes_never_loses_an_acknowledged_write(
                           state_dir, poll_period=0.2)
     client = MmsClient.connect("127.0.0.1", agent.port, timeout=5)
     try:
-        served = client.read(f"{LD}/DESE1.DlTms.setMag.f [SP]").value
+        served = client.read(f"{LD}/DCTE1.RtnDlTmms.setVal [SP]").value / 1000
     finally:
         client.close()
     assert served == stored

@@ -35,7 +35,7 @@ def test_bytes_on_the_wire_are_counted_per_client_and_level_of_service(fresh_sim
     try:
         for _ in range(5):
             monitor.read(f"{LD}/MMXU1", "MX")
-        ref = f"{LD}/DWMX1.WMaxSptPct.setMag.f"
+        ref = f"{LD}/DCTE1.VHiLim.setMag.f"
         setter.read(f"{LD}/MMXU1", "MX")
         setter.write_float(ref, "SP", float(setter.read_value(ref, "SP")))
         rcb = ObjectName("LLN0$RP$urcbMeas01", LD)

@@ -102,3 +102,19 @@ def test_a_fast_cycle_carries_at_most_one_slow_model(inv):
     assert all(k == "fast" or (k.startswith("fast+") and "," not in k) for k in kinds)
     slow = {k for k in kinds if k != "fast"}
     assert len(slow) >= 5, kinds  # 1, 120, 121, 122, 123 and 103 in turn
+
+
+def test_only_the_definitions_of_the_devices_models_are_loaded(sim):
+    from hal.sunspec.models import known_model_ids, model_definition
+
+    model_definition.cache_clear()
+    t = TcpTransport("127.0.0.1", sim.tcp_port, FAST)
+    try:
+        inv = Inverter(t)
+        inv.poll()
+        inv.poll()
+        ids = set(inv.device.map.model_ids)
+    finally:
+        t.close()
+    assert model_definition.cache_info().currsize == len(ids)  # not the 100+ shipped
+    assert len(known_model_ids()) > 5 * len(ids)

@@ -77,7 +77,7 @@ class GridappsdServer:
             return resp.status
 
     def post_event(self, start: float, duration: int, base: str, mrid: str | None = None,
-                   primacy_note: str = "") -> str:
+                   primacy_note: str = "", randomize_start: int | None = None) -> str:
         """A DERControl on dev1's program (``base``: the DERControlBase's inner XML)."""
         mrid = mrid or os.urandom(16).hex().upper()
         now = int(time.time())
@@ -87,7 +87,10 @@ class GridappsdServer:
                f"<EventStatus><currentStatus>0</currentStatus><dateTime>{now}</dateTime>"
                f"<potentiallySuperseded>false</potentiallySuperseded></EventStatus>"
                f"<interval><duration>{duration}</duration><start>{int(start)}</start>"
-               f"</interval><DERControlBase>{base}</DERControlBase></DERControl>")
+               f"</interval>"
+               + (f"<randomizeStart>{randomize_start}</randomizeStart>"
+                  if randomize_start is not None else "")
+               + f"<DERControlBase>{base}</DERControlBase></DERControl>")
         assert self.admin_post("/derp/1/derc", xml) in (201, 204)
         return mrid.lower()
 

@@ -16,7 +16,6 @@ then waits for its own window); the last test stops the server.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
 from inverter_agent.ieee2030_5.identity import lfdi_sfdi
 from inverter_agent.ieee2030_5.site_view import SiteView
 from inverter_agent.mms import client as mms
-from inverter_agent.mms.functions_model import CONTROLS, SETTINGS, status_values
+from inverter_agent.mms.functions_model import CONTROLS, SETTING_CONTROLS, status_values
 from simulator import SimProcess
 
 from .conftest import config_toml, free_port
@@ -49,9 +48,9 @@ def mms_control(name: str) -> str:
     return next(c.target for c in CONTROLS if c.control == name)
 
 
-def mms_setting(path: str) -> str:
-    """The MMS attribute (FC SP) that shows an effective setting."""
-    return next(s.target for s in SETTINGS if s.path == path)
+def mms_mode(path: str) -> str:
+    """The function's mode object (7-420 Ed.2 ``Mod``) that shows an effective enable."""
+    return next(s.target for s in SETTING_CONTROLS if s.path == path and s.kind == "mod")
 
 
 def mms_status(key: str) -> str:
@@ -141,6 +140,8 @@ def gateway(gridappsd, sim, tmp_path_factory):
     gw = Gateway(tmp_path_factory.mktemp("gw"), sim, config_toml(gridappsd))
     try:
         wait_for(lambda: gw.utility().get("programs"), 30, "discovery")
+        # the DERProgram's DefaultDERControl comes with the first program poll after it
+        wait_for(lambda: gw.utility().get("default_control"), POLL + 5, "default control")
         yield gw
     finally:
         gw.stop()
@@ -190,22 +191,32 @@ def recorded(gridappsd, sim, tmp_path_factory):
 #: The schedule (seconds after it is posted): start, duration, opModMaxLimW body.
 EVENT = (17, 8)          # 30 %: limited in its window, released after
 BAD = (2, 13)            # absurd / unsupported values, before EVENT (no overlap: no supersession)
-THREE_WAY = (29, 10)     # 50 %, against an MMS operator limit, with volt-var
-OUTAGE = (43, 12)        # 40 %; the server is stopped during it
+THREE_WAY = (27, 10)     # 50 %, against an MMS operator limit, with volt-var
+OUTAGE = (39, 12)        # 40 %; the server is stopped during it
+RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective start
 
 
 @pytest.fixture(scope="module")
 def timeline(gridappsd, gateway, recorded):
     t0 = time.time()
     posted = {"t0": t0}
+    posted["start"] = {}
     for name, (off, dur), body in (
             ("event", EVENT, "<opModMaxLimW>3000</opModMaxLimW>"),
             ("absurd", BAD, "<opModMaxLimW>20000</opModMaxLimW>"),  # 200 %
             ("unsupported", BAD, "<opModFixedW>5000</opModFixedW>"),
+            ("low_pf", BAD, "<opModFixedPFInjectW><displacement>50</displacement>"
+                            "<excitation>false</excitation><multiplier>-2</multiplier>"
+                            "</opModFixedPFInjectW>"),  # PF 0.5: below the settings' minimum
             ("three_way", THREE_WAY, "<opModMaxLimW>5000</opModMaxLimW>"),
             ("outage", OUTAGE, "<opModMaxLimW>4000</opModMaxLimW>")):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
+        posted["start"][name] = int(t0 + off)  # 2030.5 times are whole seconds
     posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
+    for name in ("random1", "random2"):  # far ahead: they never start within the module
+        posted[name] = gridappsd.post_event(t0 + RANDOM[0], RANDOM[1],
+                                            "<opModMaxLimW>9000</opModMaxLimW>",
+                                            randomize_start=RANDOM[2])
     return posted
 
 
@@ -219,6 +230,9 @@ def test_registration_and_discovery(gridappsd, gateway):
     # the server says 900 s on its lists; the configured ceiling holds every rate at 10 s
     assert u["poll_rates"] and max(u["poll_rates"].values()) <= POLL
     assert "p_limit_pct=100.0" in (u["default_control"] or "")  # the server's default control
+    # over MMS too: IEC 61850-7-4 channel supervision of the utility link
+    assert wait_for(lambda: gateway.mms.read_value(f"{LD}/LCCH1.ChLiv.stVal", "ST") is True, 5,
+                    "MMS shows the 2030.5 link live")
     print(f"gridappsd server start (install included): {gridappsd.start_s:.1f} s")
     assert gridappsd.start_s < 120, f"server start took {gridappsd.start_s:.0f} s"
 
@@ -231,7 +245,7 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
     tests/test_arbitration.py A6/A7 instead.)"""
     assert gateway.utility()["events"] == []
     wait_for(lambda: gateway.mms.read_value(
-        f"{LD}/{mms_setting('active_power_limit.enabled')}", "SP") is True, 5,
+        f"{LD}/{mms_mode('active_power_limit.enabled')}.stVal", "ST") == 1, 5,
         "MMS shows the limit function on (the default control)")
     assert gateway.mms.read_value(f"{LD}/{mms_control('p_limit_pct')}.mxVal.f", "MX") == \
         pytest.approx(100.0)
@@ -243,7 +257,7 @@ def test_default_control_applies_outside_events(gridappsd, gateway):
 
 
 def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gateway, timeline):
-    mrid, start = timeline["event"], timeline["t0"] + EVENT[0]
+    mrid, start = timeline["event"], timeline["start"]["event"]
     wait_for(lambda: any(e["mrid"] == mrid for e in gateway.utility()["events"]),
              start - time.time() - 0.3, "event received before its start")
     assert time.time() < start
@@ -260,13 +274,30 @@ def test_event_limits_the_inverter_in_its_window_and_releases_it_after(gateway, 
     assert "utility_event" in kinds and "utility_control" in kinds
 
 
+def test_randomized_start_is_drawn_by_the_engine_and_run_by_the_core(gateway, timeline):
+    """randomizeStart (IEEE 2030.5 RandomizableEvent): the schedule the core runs holds the
+    effective start, within [start, start + 600 s], the duration kept. Two events: both
+    drawing exactly 0 has a chance of 1 in 361201."""
+    nominal = timeline["t0"] + RANDOM[0]
+    ids = {timeline["random1"], timeline["random2"]}
+    events = wait_for(lambda: [e for e in gateway.utility()["events"] if e["mrid"] in ids]
+                      if len([e for e in gateway.utility()["events"] if e["mrid"] in ids]) == 2
+                      else None, POLL + 5, "randomized events received")
+    for e in events:
+        assert nominal - 1.5 <= e["start"] <= nominal + RANDOM[2] + 1.5
+        assert e["end"] - e["start"] == pytest.approx(RANDOM[1])
+    assert any(abs(e["start"] - nominal) > 1.5 for e in events), "no randomization applied"
+
+
 def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway, timeline):
     absurd, unsupported, past = timeline["absurd"], timeline["unsupported"], timeline["past"]
-    u = wait_for(lambda: {absurd, unsupported} <= set(gateway.utility()["refused"])
+    low_pf = timeline["low_pf"]
+    u = wait_for(lambda: {absurd, unsupported, low_pf} <= set(gateway.utility()["refused"])
                  and gateway.utility(), POLL + 5, "absurd / unsupported events refused")
     assert "opModMaxLimW = 20000" in u["refused"][absurd]
     assert "op_mod_fixed_w" in u["refused"][unsupported]
-    assert not any(e["mrid"] in (absurd, unsupported, past) for e in u["events"])
+    assert "outside this DER's settings" in u["refused"][low_pf]
+    assert not any(e["mrid"] in (absurd, unsupported, past, low_pf) for e in u["events"])
     events = [json.loads(line) for line in
               (gateway.state_dir / "events.jsonl").read_text().splitlines()]
     applied = " ".join(e["detail"] for e in events if e["kind"] == "utility_control")
@@ -278,7 +309,7 @@ def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway
 def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, timeline):
     """docs/arbitration.md A3/A4 with volt-var running: lower limit wins, volt-var stays."""
     sim.control.set_grid(v_pu=1.05)  # volt-var absorbs above 1.02 pu
-    end = timeline["t0"] + THREE_WAY[0] + THREE_WAY[1]
+    end = timeline["start"]["three_way"] + THREE_WAY[1]
     wait_for(lambda: gateway.limit_at_inverter() == 50.0, 30, "2030.5 limit 50 %")
     op = f"{LD}/{mms_control('p_limit_pct')}"
     gateway.mms.operate(op, 30.0)  # operator: 30 %
@@ -303,7 +334,7 @@ def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, ti
 
 def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
                                                                       timeline):
-    start = timeline["t0"] + OUTAGE[0]
+    start = timeline["start"]["outage"]
     end = start + OUTAGE[1]
     wait_for(lambda: gateway.limit_at_inverter() == 40.0, start - time.time() + 3,
              "event limit applied")
@@ -313,6 +344,8 @@ def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd,
              "comms loss seen before the event's end")
     u = gateway.utility()
     assert u["last_contact"] <= t_stop + 1 and u["since_contact_s"] >= 0
+    wait_for(lambda: gateway.mms.read_value(f"{LD}/LCCH1.ChLiv.stVal", "ST") is False, 3,
+             "MMS shows the 2030.5 link lost")
     st = subprocess.run([sys.executable, "-m", "inverter_agent.cli", "status", "--state-dir",
                          str(gateway.state_dir)], capture_output=True, text=True, timeout=20)
     assert "2030.5" in st.stdout and "LOST" in st.stdout, st.stdout

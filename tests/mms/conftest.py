@@ -2,7 +2,7 @@
 
 The libiec61850 (SWIG) client must not share a process with the server: it
 holds the GIL while it waits for the answer, and the server's Python callbacks
-would stall (LIBIEC61850.md). So the server runs in ``demo_server --commands``
+would stall (LIBIEC61850.md). So the server runs in ``tests/mms/servers/demo_server.py --commands``
 and the test drives it over stdin/stdout.
 """
 
@@ -31,9 +31,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m inverter_agent.mms.demo_server --commands`` on a free port."""
+    """``python -m tests.mms.servers.demo_server --commands`` on a free port."""
 
-    module = "inverter_agent.mms.demo_server"
+    module = "tests.mms.servers.demo_server"
 
     def __init__(self, *args: str) -> None:
         self.port = free_port()
@@ -78,7 +78,7 @@ class ServerProcess:
 class FunctionsServer(ServerProcess):
     """``functions_server --commands`` with a real SettingsService over ``state_dir``."""
 
-    module = "inverter_agent.mms.functions_server"
+    module = "tests.mms.servers.functions_server"
 
     def __init__(self, state_dir: str, *args: str) -> None:
         self.state_dir = state_dir

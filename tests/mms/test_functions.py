@@ -17,14 +17,14 @@ import pytest
 
 from inverter_agent.functions import get_profile, settings_to_dict
 from inverter_agent.mms import client as mms_client
-from inverter_agent.mms.functions_model import CURVES, SETTINGS
+from inverter_agent.mms.functions_model import CURVES, SETTING_CONTROLS, SETTINGS
 
 from .conftest import FunctionsServer, wait_until
 
 LD = "GWINV1"
 DEFAULTS = settings_to_dict(get_profile("rule21"))
 ADD_CAUSE_INCONSISTENT = 26
-DBPOS_ON, DBPOS_OFF = [True, False], [False, True]  # Dbpos as the bit string read back
+CEASE, RETURN = 1, 2  # DCTE CeaEgzReqCtl: CeasetoEnergizeStateTransitionKind
 
 
 def f32(value: float) -> float:
@@ -44,10 +44,19 @@ def con(functions_server):
         yield connection
 
 
+def _shown(control) -> tuple[str, str]:
+    """Where a controllable setting shows its value: (attribute, FC)."""
+    return (f"{control.target}.mxVal.f", "MX") if control.kind == "float" else (
+        f"{control.target}.stVal", "ST")
+
+
 def test_every_setting_and_curve_reads_back(functions_server, con):
     for setting in SETTINGS:
         got = con.read_value(f"{LD}/{setting.target}", "SP")
         assert same(got, setting.to_mms(DEFAULTS)), (setting.target, got)
+    for control in SETTING_CONTROLS:
+        attr, fc = _shown(control)
+        assert same(con.read_value(f"{LD}/{attr}", fc), control.to_mms(DEFAULTS)), attr
     for curve in CURVES:
         leaves = con.read(f"{LD}/{curve.target}", "SP")
         assert leaves["numPts"] == len(DEFAULTS[curve.path.split(".")[0]][
@@ -58,11 +67,10 @@ def test_every_setting_and_curve_reads_back(functions_server, con):
 
 
 @pytest.mark.parametrize(("target", "value", "path", "expected"), [
-    ("DFPF1.PFGnTgtSpt.setMag.f", 0.95, "fixed_pf.pf", 0.95),
-    ("DESE1.VLo.setMag.f", 91.0, "enter_service.v_low_pu", 0.91),  # % of nominal -> pu
-    ("DHFW1.KOfPct.setMag.f", 3.0, "freq_watt.k_of", 0.03),  # % -> fraction
-    ("DESE1.DlTms.setMag.f", 60.5, "enter_service.delay_s", 60.5),
-    ("DRCT1.RmpUpRte.setMag.f", 20.0, "ramp.up_pct_per_s", 20.0),
+    ("DCTE1.VLoLim.setMag.f", 91.0, "enter_service.v_low_pu", 0.91),  # % of nominal -> pu
+    ("DHFW1.HzStr.setMag.f", 60.05, "freq_watt.db_of_hz", 0.05),  # start Hz -> deadband
+    ("DHFW1.WGra.setMag.f", 50.0, "freq_watt.k_of", 0.03333333),  # %/Hz -> droop fraction
+    ("DWMX1.RpuMax.setMag.f", 20.0, "ramp.up_pct_per_s", 20.0),
 ])
 def test_valid_write_lands_and_is_persisted(functions_server, con, target, value, path,
                                             expected):
@@ -74,98 +82,130 @@ def test_valid_write_lands_and_is_persisted(functions_server, con, target, value
     assert functions_server.persisted()[section][key] == expected
 
 
+def test_millisecond_setting_is_an_integer_in_ms(functions_server, con):
+    con.write_int(f"{LD}/DCTE1.RtnDlTmms.setVal", "SP", 60500)  # 7-420 ...Tmms: ms
+    assert functions_server.persisted()["enter_service"]["delay_s"] == 60.5
+    assert con.read_value(f"{LD}/DCTE1.RtnDlTmms.setVal", "SP") == 60500
+
+
 def test_boolean_setting_write_lands(functions_server, con):
-    con.write_bool(f"{LD}/DFPF1.PFAbs.setVal", "SP", True)
-    assert con.read_value(f"{LD}/DFPF1.PFAbs.setVal", "SP") is True
-    assert functions_server.persisted()["fixed_pf"]["absorbing"] is True
+    want = not DEFAULTS["volt_var"]["vref_auto"]
+    con.write_bool(f"{LD}/DVVR1.VRefAdjEna.setVal", "SP", want)
+    assert con.read_value(f"{LD}/DVVR1.VRefAdjEna.setVal", "SP") is want
+    assert functions_server.persisted()["volt_var"]["vref_auto"] is want
 
 
 def _refused(functions_server: FunctionsServer, con: Any, write: Any, target: str,
-             fc: str = "SP") -> None:
+             fc: str = "SP", error: type[Exception] = mms_client.MmsClientError) -> Any:
     before_file = functions_server.file_bytes()
     before_value = con.read(f"{LD}/{target}", fc)
     before_settings = functions_server.persisted()
-    with pytest.raises(mms_client.MmsClientError):
+    with pytest.raises(error) as refused:
         write()
     assert con.read(f"{LD}/{target}", fc) == before_value
     assert functions_server.file_bytes() == before_file
     assert functions_server.persisted() == before_settings
+    return refused.value
 
 
-def test_pf_out_of_range_is_refused(functions_server, con):
-    ref = f"{LD}/DFPF1.PFGnTgtSpt.setMag.f"
-    con.write_float(ref, "SP", 0.95)  # a file exists: it must not change either
-    _refused(functions_server, con, lambda: con.write_float(ref, "SP", 0.5),
-             "DFPF1.PFGnTgtSpt.setMag.f")
+def test_apc_set_point_is_a_persisted_setting(functions_server, con):
+    con.operate(f"{LD}/DFPF1.PFGnTgtSpt", 0.95)
+    assert functions_server.persisted()["fixed_pf"]["pf"] == 0.95
+    with open(functions_server.settings_file, encoding="utf-8") as fh:
+        assert json.load(fh)["settings"]["fixed_pf"]["pf"] == 0.95
+    assert wait_until(lambda: same(con.read_value(f"{LD}/DFPF1.PFGnTgtSpt.mxVal.f", "MX"),
+                                   0.95))
+    assert functions_server.temporary() == {}  # a setting, not a temporary command
+
+
+def test_pf_out_of_range_is_refused_with_the_add_cause(functions_server, con):
+    con.operate(f"{LD}/DFPF1.PFGnTgtSpt", 0.95)  # a file exists: it must not change either
+    refused = _refused(functions_server, con,
+                       lambda: con.operate(f"{LD}/DFPF1.PFGnTgtSpt", 0.5),
+                       "DFPF1.PFGnTgtSpt", "MX", mms_client.MmsControlError)
+    assert refused.add_cause == ADD_CAUSE_INCONSISTENT
+
+
+def test_mod_enables_a_function_persistently(functions_server, con):
+    con.operate(f"{LD}/DVVR1.Mod", 5)  # volt-var off first: reactive modes exclude each other
+    assert functions_server.persisted()["volt_var"]["enabled"] is False
+    con.operate(f"{LD}/DFPF1.Mod", 1)  # on
+    assert functions_server.persisted()["fixed_pf"]["enabled"] is True
+    assert wait_until(lambda: con.read_value(f"{LD}/DFPF1.Beh.stVal", "ST") == 1)
+    assert con.read_value(f"{LD}/DFPF1.Mod.stVal", "ST") == 1
+    con.operate(f"{LD}/DFPF1.Mod", 5)  # off
+    assert functions_server.persisted()["fixed_pf"]["enabled"] is False
+    assert wait_until(lambda: con.read_value(f"{LD}/DFPF1.Beh.stVal", "ST") == 5)
+    refused = _refused(functions_server, con, lambda: con.operate(f"{LD}/DFPF1.Mod", 3),
+                       "DFPF1.Mod", "ST", mms_client.MmsControlError)  # 3 test: not offered
+    assert refused.add_cause == ADD_CAUSE_INCONSISTENT
 
 
 def test_enter_service_low_voltage_above_high_is_refused(functions_server, con):
-    con.write_float(f"{LD}/DESE1.VHi.setMag.f", "SP", 100.0)  # v_high 1.0 pu: accepted
+    con.write_float(f"{LD}/DCTE1.VHiLim.setMag.f", "SP", 100.0)  # v_high 1.0 pu: accepted
     _refused(functions_server, con,
-             lambda: con.write_float(f"{LD}/DESE1.VLo.setMag.f", "SP", 100.0),
-             "DESE1.VLo.setMag.f")
+             lambda: con.write_float(f"{LD}/DCTE1.VLoLim.setMag.f", "SP", 100.0),
+             "DCTE1.VLoLim.setMag.f")
 
 
 def test_partial_curve_write_is_validated_as_the_whole_curve(functions_server, con):
-    first = f"{LD}/DVVR1.Crv.crvPts(1).xVal"
+    first = f"{LD}/DVVR1.VVArCrv.crvPts(1).xVal"
     # (0.92, 0.98, 1.02, 1.08): 90 % at point 1 would make the voltages decrease.
     _refused(functions_server, con, lambda: con.write_float(first, "SP", 90.0),
-             "DVVR1.Crv.crvPts")
+             "DVVR1.VVArCrv.crvPts")
     con.write_float(first, "SP", 97.0)
     curve = functions_server.persisted()["volt_var"]["curve"]
     assert [p["v_pu"] for p in curve] == [0.92, 0.97, 1.02, 1.08]
-    con.write_float(f"{LD}/DVVR1.Crv.crvPts(3).yVal", "SP", -30.0)
+    con.write_float(f"{LD}/DVVR1.VVArCrv.crvPts(3).yVal", "SP", -30.0)
     assert functions_server.persisted()["volt_var"]["curve"][3]["q_pct"] == -30.0
-    assert con.read(f"{LD}/DVVR1.Crv", "SP")["crvPts.3.yVal"] == -30.0
+    assert con.read(f"{LD}/DVVR1.VVArCrv", "SP")["crvPts.3.yVal"] == -30.0
 
 
 def test_extending_a_curve_by_one_point_and_gaps_are_refused(functions_server, con):
-    con.write_float(f"{LD}/DVVR1.Crv.crvPts(4).yVal", "SP", -44.0)  # unused point: y only
-    con.write_float(f"{LD}/DVVR1.Crv.crvPts(4).xVal", "SP", 110.0)  # now 5 points
+    con.write_float(f"{LD}/DVVR1.VVArCrv.crvPts(4).yVal", "SP", -44.0)  # unused point: y only
+    con.write_float(f"{LD}/DVVR1.VVArCrv.crvPts(4).xVal", "SP", 110.0)  # now 5 points
     assert len(functions_server.persisted()["volt_var"]["curve"]) == 5
-    assert wait_until(lambda: con.read_value(f"{LD}/DVVR1.Crv.numPts", "SP") == 5)
+    assert wait_until(lambda: con.read_value(f"{LD}/DVVR1.VVArCrv.numPts", "SP") == 5)
     _refused(functions_server, con,
-             lambda: con.write_float(f"{LD}/DVVR1.Crv.crvPts(7).xVal", "SP", 120.0),
-             "DVVR1.Crv.crvPts")
+             lambda: con.write_float(f"{LD}/DVVR1.VVArCrv.crvPts(7).xVal", "SP", 120.0),
+             "DVVR1.VVArCrv.crvPts")
+
+
+def test_curve_declares_its_axes_as_7_3_requires(functions_server, con):
+    assert con.read_value(f"{LD}/DVVR1.VVArCrv.maxPts", "CF") == 8
+    assert con.read_value(f"{LD}/DVVR1.VVArCrv.xD", "DC") == "V, % of nominal"
 
 
 def test_ride_through_region_write(functions_server, con):
-    ref = f"{LD}/DHVT1.Crv.crvPts(0).xVal"  # HV1 clearing time 13 s -> 12.5 s
+    ref = f"{LD}/DHVT1.RtCrv.crvPts(0).xVal"  # HV1 clearing time 13 s -> 12.5 s
     con.write_float(ref, "SP", 12.5)
     assert functions_server.persisted()["voltage_ride_through"]["over"][0][
         "clearing_time_s"] == 12.5
     # ride-through time 12 s must stay below clearing time - margin: 11 s is refused
     _refused(functions_server, con, lambda: con.write_float(ref, "SP", 11.0),
-             "DHVT1.Crv.crvPts")
+             "DHVT1.RtCrv.crvPts")
 
 
 def test_settings_without_a_handler_and_wrong_types_are_refused(functions_server, con):
     _refused(functions_server, con,
-             lambda: con.write_float(f"{LD}/ZINV1.WRtg.setMag.f", "SP", 1.0),
-             "ZINV1.WRtg.setMag.f")
+             lambda: con.write_float(f"{LD}/DINV1.WRtg.setMag.f", "SP", 1.0),
+             "DINV1.WRtg.setMag.f")
     _refused(functions_server, con,
-             lambda: con.write_bool(f"{LD}/DFPF1.PFGnTgtSpt.setMag.f", "SP", True),
-             "DFPF1.PFGnTgtSpt.setMag.f")
+             lambda: con.write_bool(f"{LD}/DCTE1.VLoLim.setMag.f", "SP", True),
+             "DCTE1.VLoLim.setMag.f")
 
 
-def test_controls_apply_temporarily_and_show_the_effective_state(functions_server, con):
+def test_temporary_limit_applies_until_released(functions_server, con):
     before_file = functions_server.file_bytes()
-    con.operate(f"{LD}/DFPF1.ModEna", True)
-    assert functions_server.temporary() == {"fixed_pf.enabled": True}
-    effective = functions_server.effective()
-    assert effective["fixed_pf"]["enabled"] and not effective["volt_var"]["enabled"]
-    assert wait_until(lambda: con.read_value(f"{LD}/DVVR1.ModEna.stVal", "ST") is False)
-    assert con.read_value(f"{LD}/DFPF1.ModEna.stVal", "ST") is True
-    assert con.read_value(f"{LD}/DFPF1.FctEna.setVal", "SP") is True  # effective
-
     con.operate(f"{LD}/DWMX1.WMaxLimPct", 40.0)
     assert functions_server.effective()["active_power_limit"] == {"enabled": True,
                                                                   "p_limit_pct": 40.0}
     assert wait_until(lambda: con.read_value(f"{LD}/DWMX1.WMaxLimPct.mxVal.f", "MX") == 40.0)
-    assert con.read_value(f"{LD}/DRCC1.RlsCmd.stVal", "ST") is True
+    assert con.read_value(f"{LD}/DWMX1.Mod.stVal", "ST") == 1  # effective: on
+    assert con.read_value(f"{LD}/DGEN1.RlsCmd.stVal", "ST") is True
     assert functions_server.file_bytes() == before_file  # commands are not persisted
 
-    con.operate(f"{LD}/DRCC1.RlsCmd", True)
+    con.operate(f"{LD}/DGEN1.RlsCmd", True)
     assert functions_server.temporary() == {}
     assert wait_until(lambda: con.read_value(f"{LD}/DWMX1.WMaxLimPct.mxVal.f", "MX") == 100.0)
 
@@ -178,14 +218,19 @@ def test_refused_control_gives_the_add_cause_and_changes_nothing(functions_serve
     assert con.read_value(f"{LD}/DWMX1.WMaxLimPct.mxVal.f", "MX") == 100.0
 
 
-def test_connect_disconnect_is_select_before_operate(functions_server, con):
-    assert con.read_value(f"{LD}/DRCC1.Conn.ctlModel", "CF") == 2  # sbo-with-normal-security
-    assert con.read_value(f"{LD}/DRCC1.Conn.stVal", "ST") == DBPOS_ON
-    con.operate(f"{LD}/DRCC1.Conn", False)
+def test_cease_to_energize_and_return_to_service_is_select_before_operate(functions_server,
+                                                                            con):
+    ref = f"{LD}/DCTE1.CeaEgzReqCtl"
+    assert con.read_value(f"{ref}.ctlModel", "CF") == 2  # sbo-with-normal-security
+    assert con.read_value(f"{ref}.stVal", "ST") == RETURN
+    con.operate(ref, CEASE)
     assert functions_server.effective()["enter_service"]["enabled"] is False
-    assert wait_until(lambda: con.read_value(f"{LD}/DRCC1.Conn.stVal", "ST") == DBPOS_OFF)
-    con.operate(f"{LD}/DRCC1.Conn", True)
+    assert wait_until(lambda: con.read_value(f"{ref}.stVal", "ST") == CEASE)
+    assert con.read_value(f"{LD}/DCTE1.CeaEgzReqSt.stVal", "ST") == 4
+    con.operate(ref, RETURN)
     assert functions_server.effective()["enter_service"]["enabled"] is True
+    with pytest.raises(mms_client.MmsControlError):
+        con.operate(ref, 3)
 
 
 def test_status_view_is_published(functions_server, con):
@@ -196,18 +241,21 @@ def test_status_view_is_published(functions_server, con):
             "functions": {"volt_var": {"enabled": True, "active": True, "followed": False},
                           "fixed_pf": {"enabled": False, "active": False, "followed": None}}}
     assert functions_server.command({"cmd": "status", "view": view}) == {"ok": True}
-    points = con.read_logical_node(LD, "DRCS1")
-    assert points[f"{LD}/DRCS1.CtlSt"][0] == 4
-    assert points[f"{LD}/DRCS1.Trip"][0] is True and points[f"{LD}/DRCS1.Trip"][1].good
-    assert points[f"{LD}/DRCS1.VRgn"][0] == "HV1"
-    assert points[f"{LD}/DRCS1.NotFlw"][0] == "reactive"
-    assert points[f"{LD}/DRCS1.WLimPct"][0] == 80.0
-    assert not points[f"{LD}/DRCS1.PFSpt"][1].good  # no pf commanded: invalid
+    points = con.read_logical_node(LD, "DGEN1")
+    assert points[f"{LD}/DGEN1.CtlSt"][0] == 4
+    assert points[f"{LD}/DGEN1.Trip"][0] is True and points[f"{LD}/DGEN1.Trip"][1].good
+    assert points[f"{LD}/DGEN1.VRgn"][0] == "HV1"
+    assert points[f"{LD}/DGEN1.NotFlw"][0] == "reactive"
+    assert con.read_value(f"{LD}/DWMX1.ReqWMaxPct.mag.f", "MX") == 80.0
+    assert not con.read_logical_node(LD, "DFPF1")[f"{LD}/DFPF1.ReqPF"][1].good  # no pf: invalid
     dvvr = con.read_logical_node(LD, "DVVR1")
-    assert dvvr[f"{LD}/DVVR1.FctAct"][0] is True
-    assert dvvr[f"{LD}/DVVR1.FctFlw"][0] is False and dvvr[f"{LD}/DVVR1.FctFlw"][1].good
-    assert not con.read_logical_node(LD, "DFPF1")[f"{LD}/DFPF1.FctFlw"][1].good
-    assert con.read_value(f"{LD}/DESE1.RmgTms.mag.f", "MX") == 12.5
+    assert dvvr[f"{LD}/DVVR1.Health"][0] == 2 and dvvr[f"{LD}/DVVR1.Health"][1].good  # not followed
+    assert not con.read_logical_node(LD, "DFPF1")[f"{LD}/DFPF1.Health"][1].good
+    assert con.read_value(f"{LD}/DCTE1.RtnRmgTms.mag.f", "MX") == 12.5
+    dhvt = con.read_logical_node(LD, "DHVT1")  # HV1 is a momentary-cessation region (Rule 21)
+    assert dhvt[f"{LD}/DHVT1.CeaZnSt"][0] is True and dhvt[f"{LD}/DHVT1.TrZnSt"][0] is False
+    assert con.read_logical_node(LD, "DLVT1")[f"{LD}/DLVT1.CeaZnSt"][0] is False
+    assert con.read_value(f"{LD}/DECP1.EcpIsldSt.stVal", "ST") == 3
 
 
 def test_requests_keep_temporary_commands_alive(tmp_path):
@@ -217,7 +265,7 @@ def test_requests_keep_temporary_commands_alive(tmp_path):
             con.operate(f"{LD}/DWMX1.WMaxLimPct", 50.0)
             for _ in range(4):  # reads keep it alive past the revert time
                 time.sleep(0.4)
-                con.read_value(f"{LD}/DRCS1.Trip.stVal", "ST")
+                con.read_value(f"{LD}/DGEN1.Trip.stVal", "ST")
             assert server.command({"cmd": "tick"}) == {"reverted": False}
             time.sleep(1.2)  # silence
             assert server.command({"cmd": "tick"}) == {"reverted": True}

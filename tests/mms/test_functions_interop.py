@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import pytest
-from open61850.data import ArrayData, BoolData, FloatData, StructureData
+from open61850.data import ArrayData, FloatData, IntData, StructureData
 from open61850.mms import (
     ControlError,
     DataAccessError,
@@ -26,7 +26,7 @@ from open61850.mms import (
 from open61850.mms import rcb as rcbs
 
 from inverter_agent.functions import get_profile, settings_to_dict
-from inverter_agent.mms.functions_model import CURVES, SETTINGS
+from inverter_agent.mms.functions_model import CURVES, SETTING_CONTROLS, SETTINGS
 
 from .conftest import wait_until
 from .test_functions import ADD_CAUSE_INCONSISTENT, LD, same
@@ -53,6 +53,10 @@ def test_every_setting_and_curve_reads_back(client):
     for setting in SETTINGS:
         got = client.read(f"{LD}/{setting.target} [SP]").value
         assert same(got, setting.to_mms(DEFAULTS)), setting.target
+    for control in SETTING_CONTROLS:
+        attr, fc = (("mxVal.f", "MX") if control.kind == "float" else ("stVal", "ST"))
+        got = client.read(f"{LD}/{control.target}.{attr} [{fc}]").value
+        assert same(got, control.to_mms(DEFAULTS)), control.target
     for curve in CURVES:
         got = _value(client.read(f"{LD}/{curve.target}.crvPts [SP]"))
         for got_element, want in zip(got, curve.elements(DEFAULTS), strict=True):
@@ -60,11 +64,12 @@ def test_every_setting_and_curve_reads_back(client):
 
 
 def test_valid_write_lands_and_is_persisted(functions_server, client):
-    client.write(f"{LD}/DVVR1.RspTms.setMag.f [SP]", FloatData(10.0))
-    assert client.read(f"{LD}/DVVR1.RspTms.setMag.f [SP]").value == 10.0
+    client.write(f"{LD}/DVVR1.RspTmms.setVal [SP]", IntData(10000))  # ms
+    assert client.read(f"{LD}/DVVR1.RspTmms.setVal [SP]").value == 10000
     assert functions_server.persisted()["volt_var"]["response_time_s"] == 10.0
-    client.write(f"{LD}/DVWC1.FctEna.setVal [SP]", BoolData(False))
+    operate(client, f"{LD}/DVWC1.Mod", IntData(5))  # off: a persisted setting
     assert functions_server.persisted()["volt_watt"]["enabled"] is False
+    assert functions_server.temporary() == {}
 
 
 def _curve(points: list[tuple[float, float]], size: int = 8) -> ArrayData:
@@ -73,20 +78,20 @@ def _curve(points: list[tuple[float, float]], size: int = 8) -> ArrayData:
 
 
 def test_whole_curve_write_sets_the_points(functions_server, client):
-    client.write(f"{LD}/DVVR1.Crv.crvPts [SP]",
+    client.write(f"{LD}/DVVR1.VVArCrv.crvPts [SP]",
                  _curve([(90.0, 30.0), (97.5, 0.0), (103.0, 0.0), (110.0, -30.0), (115, -44)]))
     curve = functions_server.persisted()["volt_var"]["curve"]
     assert curve == [{"v_pu": 0.9, "q_pct": 30.0}, {"v_pu": 0.975, "q_pct": 0.0},
                      {"v_pu": 1.03, "q_pct": 0.0}, {"v_pu": 1.1, "q_pct": -30.0},
                      {"v_pu": 1.15, "q_pct": -44.0}]
-    assert wait_until(lambda: client.read(f"{LD}/DVVR1.Crv.numPts [SP]").value == 5)
+    assert wait_until(lambda: client.read(f"{LD}/DVVR1.VVArCrv.numPts [SP]").value == 5)
 
 
 @pytest.mark.parametrize(("ref", "data"), [
-    (f"{LD}/DVVR1.Crv.crvPts [SP]", _curve([(98.0, 44.0), (92.0, 0.0)])),  # not monotonic
-    (f"{LD}/DVVR1.Crv.crvPts [SP]", _curve([(98.0, 44.0)])),  # one point
-    (f"{LD}/DFPF1.PFGnTgtSpt.setMag.f [SP]", FloatData(1.5)),
-    (f"{LD}/DESE1.VLo.setMag.f [SP]", FloatData(106.0)),  # above v_high 105 %
+    (f"{LD}/DVVR1.VVArCrv.crvPts [SP]", _curve([(98.0, 44.0), (92.0, 0.0)])),  # not monotonic
+    (f"{LD}/DVVR1.VVArCrv.crvPts [SP]", _curve([(98.0, 44.0)])),  # one point
+    (f"{LD}/DCTE1.VLoLim.setMag.f [SP]", FloatData(106.0)),  # above v_high 105 %
+    (f"{LD}/DVVR1.RspTmms.setVal [SP]", IntData(-5000)),  # negative response time
 ])
 def test_invalid_write_is_refused_and_nothing_changes(functions_server, client, ref, data):
     before = client.read(ref)
@@ -99,8 +104,13 @@ def test_invalid_write_is_refused_and_nothing_changes(functions_server, client, 
 
 
 def test_operate_and_refuse_controls(functions_server, client):
-    operate(client, f"{LD}/DVAR1.ModEna", True)
-    assert functions_server.temporary() == {"constant_var.enabled": True}
+    operate(client, f"{LD}/DVAR1.VArTgtSptPct", StructureData([FloatData(-10.0)]))
+    assert functions_server.persisted()["constant_var"]["q_pct"] == -10.0  # APC: a setting
+    before_file = functions_server.file_bytes()
+    with pytest.raises(ControlError) as refused:
+        operate(client, f"{LD}/DFPF1.PFGnTgtSpt", StructureData([FloatData(1.5)]))
+    assert refused.value.last_appl_error.add_cause == ADD_CAUSE_INCONSISTENT
+    assert functions_server.file_bytes() == before_file
     operate(client, f"{LD}/DWMX1.WMaxLimPct", StructureData([FloatData(25.0)]))
     assert functions_server.effective()["active_power_limit"]["p_limit_pct"] == 25.0
     with pytest.raises(ControlError) as refused:
@@ -108,9 +118,10 @@ def test_operate_and_refuse_controls(functions_server, client):
     assert refused.value.last_appl_error is not None
     assert refused.value.last_appl_error.add_cause == ADD_CAUSE_INCONSISTENT
     assert functions_server.effective()["active_power_limit"]["p_limit_pct"] == 25.0
-    operate(client, f"{LD}/DRCC1.Conn", False)  # sbo-with-normal-security: SBO read, Oper
+    # sbo-with-normal-security: SBO read, Oper; 1 = cease to energize
+    operate(client, f"{LD}/DCTE1.CeaEgzReqCtl", IntData(1))
     assert functions_server.effective()["enter_service"]["enabled"] is False
-    operate(client, f"{LD}/DRCC1.RlsCmd", True)
+    operate(client, f"{LD}/DGEN1.RlsCmd", True)
     assert functions_server.temporary() == {}
 
 

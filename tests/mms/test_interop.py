@@ -27,6 +27,8 @@ VALUES: dict[str, Any] = {
     "PhVphA": 240.5, "PhVphB": 241.25, "PhVphC": 239.75,
     "AphA": 10.5, "AphB": 11.25, "AphC": 12.75,
     "WRtg": 7600.0, "VARtg": 7700.0, "VArRtgQ1": 4000.0, "WMax": 7000.0,
+    "VNom": 240.0, "OutPFSet": 0.95, "WH": 123456.0, "VArMaxQ1": 4400.0, "WAval": 5000.0,
+    "health": 3,  # LLN0.Health: the agent's own verdict (Alarm)
     "St": 7, "link": False, "Mn": "ACME", "Md": "X-7600", "SN": "SN42", "Vr": "1.2.3",
 }
 # Non-good qualities on a few points, to see every validity on the wire.
@@ -38,7 +40,8 @@ QUALITIES: dict[str, Quality] = {
 
 SPEC = der_model_spec()
 FC_VALUE = {Cdc.MV: ("MX", "mag.f"), Cdc.WYE: ("MX", "cVal.mag.f"), Cdc.ASG: ("SP", "setMag.f"),
-            Cdc.ENS: ("ST", "stVal"), Cdc.SPS: ("ST", "stVal"), Cdc.DPL: ("DC", "")}
+            Cdc.ENS: ("ST", "stVal"), Cdc.SPS: ("ST", "stVal"), Cdc.DPL: ("DC", ""),
+            Cdc.ENG: ("SP", "setVal"), Cdc.BCR: ("ST", "actVal")}
 
 
 def _wire(quality: Quality) -> dict[str, int]:
@@ -61,7 +64,7 @@ def _expected() -> dict[str, tuple[Any, Quality | None, float | None]]:
     for point, target, convert in POINT_TABLE:
         value = convert(VALUES[point]) if convert else VALUES[point]
         cdc = SPEC.data_object(f"INV1/{target}").cdc
-        if cdc in (Cdc.ASG, Cdc.DPL):
+        if cdc in (Cdc.ASG, Cdc.DPL, Cdc.ENG):
             out[f"GWINV1/{target}"] = (value, None, None)  # 7-3 gives these no q/t
         else:
             out[f"GWINV1/{target}"] = (value, QUALITIES.get(point, GOOD), _stamp(index[point]))
@@ -93,7 +96,7 @@ def _open61850_read(client: MmsClient, target: str) -> tuple[Any, Any, Any]:
     cdc = SPEC.data_object(f"INV1/{target}").cdc
     fc, attr = FC_VALUE[cdc]
     ref = f"GWINV1/{target}" + (f".{attr}" if attr else "")
-    if cdc in (Cdc.ASG, Cdc.DPL):
+    if cdc in (Cdc.ASG, Cdc.DPL, Cdc.ENG):
         return client.read(f"{ref} [{fc}]").value, None, None
     value, q, t = client.read_many([f"{ref} [{fc}]", f"GWINV1/{target}.q [{fc}]",
                                     f"GWINV1/{target}.t [{fc}]"])
@@ -155,8 +158,8 @@ def test_unpublished_points_are_invalid_with_a_real_time(server_process):
 def test_browse_lists_the_der_logical_nodes(server_process):
     with mms_client.connect("127.0.0.1", server_process.port) as con:
         assert con.logical_devices() == ["GWINV1"]
-        assert set(con.logical_nodes("GWINV1")) == {"LLN0", "LPHD1", "MMXU1", "ZINV1", "DGEN1",
-                                                    "DRCT1"}
+        assert set(con.logical_nodes("GWINV1")) == {"LLN0", "LPHD1", "MMXU1", "MMTR1", "DECP1",
+                                                    "DINV1", "DGEN1"}
         objects = {(ln, do) for _, ln, do in con.browse()}
     for _, target, _ in POINT_TABLE:
         ln, do = target.split(".")[:2]
@@ -176,8 +179,8 @@ def test_settings_and_name_plates_are_not_writable_by_default(server_process):
     with MmsClient.connect("127.0.0.1", server_process.port, timeout=5) as client:
         from open61850.data import FloatData, VisibleStringData
         with pytest.raises(DataAccessError):
-            client.write("GWINV1/ZINV1.WRtg.setMag.f [SP]", FloatData(1.0))
+            client.write("GWINV1/DINV1.WRtg.setMag.f [SP]", FloatData(1.0))
         with pytest.raises(DataAccessError):
             client.write("GWINV1/LLN0.NamPlt.vendor [DC]", VisibleStringData("evil"))
-        assert client.read("GWINV1/ZINV1.WRtg.setMag.f [SP]").value == 7600.0
+        assert client.read("GWINV1/DINV1.WRtg.setMag.f [SP]").value == 7600.0
         assert client.read("GWINV1/LLN0.NamPlt.vendor [DC]").value == "inverter-agent"

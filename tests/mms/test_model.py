@@ -16,7 +16,7 @@ from inverter_agent.mms.der_model import POINT_TABLE, Health, der_model_spec
 from inverter_agent.mms.model import Binding, Cdc, ModelSpec, build_model
 from inverter_agent.mms.server import mms_quality
 
-HAS_QT = {Cdc.MV, Cdc.WYE, Cdc.ENS, Cdc.SPS, Cdc.INS, Cdc.ENC}
+HAS_QT = {Cdc.MV, Cdc.WYE, Cdc.ENS, Cdc.SPS, Cdc.INS, Cdc.ENC, Cdc.BCR}
 
 
 @pytest.fixture
@@ -36,7 +36,9 @@ def test_every_binding_resolves_with_q_and_t_where_the_cdc_has_them(built):
             assert handles.value_type == nat.DA_FLOAT32, target
         elif cdc is Cdc.SPS:
             assert handles.value_type == nat.DA_BOOLEAN, target
-        elif cdc is Cdc.ENS:
+        elif cdc is Cdc.BCR:
+            assert handles.value_type == nat.DA_INT64, target
+        elif cdc in (Cdc.ENS, Cdc.ENG):
             assert handles.value_type == nat.DA_ENUMERATED, target
         else:
             assert handles.value_type == nat.DA_VISIBLE_STRING_255, target
@@ -66,7 +68,7 @@ def test_binding_to_an_unknown_data_object_is_an_error():
 
 
 def test_docstring_table_matches_the_point_table():
-    rows = re.findall(r"^(\w+)\s+([\w.]+)\s+(MV|WYE|ASG|ENS|SPS|DPL)\s", der_model.__doc__,
+    rows = re.findall(r"^(\w+)\s+([\w.]+)\s+(MV|WYE|ASG|ENS|ENG|SPS|DPL|BCR)\s", der_model.__doc__,
                       re.MULTILINE)
     assert [(p, t) for p, t, _ in rows] == [(p, t) for p, t, _ in POINT_TABLE]
     spec = der_model_spec()
@@ -77,9 +79,13 @@ def test_docstring_table_matches_the_point_table():
 def test_converters():
     assert der_model.health_from_link(True) == Health.OK
     assert der_model.health_from_link(False) == Health.ALARM
-    assert der_model.fault_from_st(7) is True and der_model.fault_from_st(4) is False
-    assert [der_model.deropst_from_st(s) for s in range(1, 9)] == list(range(1, 9))
-    assert der_model.deropst_from_st(99) == 0
+    assert der_model.health_from_st(7) == Health.ALARM
+    assert der_model.health_from_st(4) == Health.OK
+    # SunSpec St 1..8 -> 7-420 Ed.2 DERStateKind
+    assert [der_model.deropst_from_st(s) for s in range(1, 9)] == [3, 3, 2, 6, 6, 8, 11, 4]
+    assert der_model.deropst_from_st(99) == 98
+    assert der_model.ac_type_from_phase_c(240.0) == 3
+    assert der_model.ac_type_from_phase_c(None) == 1
 
 
 @pytest.mark.parametrize(("validity", "libiec61850_bits"), [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
-from open61850.data import FloatData
+from open61850.data import FloatData, IntData, StructureData
 from open61850.mms import MmsClient, MmsConnectionError, operate
 
 from .conftest import FunctionsServer
@@ -21,23 +22,23 @@ def limited(tmp_path):
     assert server.close() == 0
 
 
-def _open61850_client(client: MmsClient, target: str, values: list[float],
-                      errors: list[str], control: str) -> None:
+def _open61850_client(client: MmsClient, target: str, values: list[Any],
+                      errors: list[str], control: str, ctl_val: Any) -> None:
     try:
         for value in values:
-            client.write(f"{LD}/{target} [SP]", FloatData(value))
-            assert client.read(f"{LD}/{target} [SP]").value == value
+            client.write(f"{LD}/{target} [SP]", value)
+            assert client.read(f"{LD}/{target} [SP]").value == value.value
             client.read(f"{LD}/MMXU1.TotW.mag.f [MX]")
-        operate(client, f"{LD}/{control}", True)
+        operate(client, f"{LD}/{control}", ctl_val)
     except Exception as exc:  # reported to the main thread
         errors.append(f"{target}: {exc!r}")
 
 
 def test_three_clients_read_and_write_at_once_and_a_fourth_is_refused(limited):
     errors: list[str] = []
-    delays = [float(v) for v in range(10, 10 + ROUNDS)]  # enter_service.delay_s
-    pfs = [round(0.95 + 0.002 * i, 3) for i in range(ROUNDS)]  # fixed_pf.pf
-    rsp = [5.0 + i for i in range(ROUNDS)]  # volt_var.response_time_s
+    delays = [IntData(1000 * v) for v in range(10, 10 + ROUNDS)]  # enter_service.delay_s, ms
+    ramps = [FloatData(10.0 + i) for i in range(ROUNDS)]  # ramp.down_pct_per_s
+    rsp = [IntData(1000 * (5 + i)) for i in range(ROUNDS)]  # volt_var.response_time_s, ms
     # All three clients are open61850 threads: a libiec61850 (SWIG) client in
     # this process would hold the GIL while it waits and starve the others.
     utility = MmsClient.connect("127.0.0.1", limited.port, timeout=10)
@@ -45,12 +46,14 @@ def test_three_clients_read_and_write_at_once_and_a_fourth_is_refused(limited):
     aggregator = MmsClient.connect("127.0.0.1", limited.port, timeout=10)
     threads = [
         threading.Thread(target=_open61850_client,
-                         args=(fdems, "DESE1.DlTms.setMag.f", delays, errors, "DVWC1.ModEna")),
+                         args=(fdems, "DCTE1.RtnDlTmms.setVal", delays, errors, "DVWC1.Mod",
+                               IntData(1))),
         threading.Thread(target=_open61850_client,
-                         args=(aggregator, "DFPF1.PFGnTgtSpt.setMag.f", pfs, errors,
-                               "DHFW1.ModEna")),
+                         args=(aggregator, "DWMX1.RpdMax.setMag.f", ramps, errors,
+                               "DHFW1.Mod", IntData(1))),
         threading.Thread(target=_open61850_client,
-                         args=(utility, "DVVR1.RspTms.setMag.f", rsp, errors, "DWMX1.ModEna")),
+                         args=(utility, "DVVR1.RspTmms.setVal", rsp, errors,
+                               "DWMX1.WMaxLimPct", StructureData([FloatData(60.0)]))),
     ]
     with utility, fdems, aggregator:
         for t in threads:
@@ -61,8 +64,9 @@ def test_three_clients_read_and_write_at_once_and_a_fourth_is_refused(limited):
         with pytest.raises((MmsConnectionError, OSError, TimeoutError)):
             MmsClient.connect("127.0.0.1", limited.port, timeout=2).close()
     persisted = limited.persisted()
-    assert persisted["enter_service"]["delay_s"] == delays[-1]
-    assert persisted["fixed_pf"]["pf"] == pfs[-1]
+    assert persisted["enter_service"]["delay_s"] == 10.0 + ROUNDS - 1
+    assert persisted["ramp"]["down_pct_per_s"] == 10.0 + ROUNDS - 1
     assert persisted["volt_var"]["response_time_s"] == 5.0 + ROUNDS - 1
-    assert limited.temporary() == {"volt_watt.enabled": True, "freq_watt.enabled": True,
+    assert persisted["volt_watt"]["enabled"] and persisted["freq_watt"]["enabled"]
+    assert limited.temporary() == {"active_power_limit.p_limit_pct": 60.0,
                                    "active_power_limit.enabled": True}

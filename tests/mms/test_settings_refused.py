@@ -1,8 +1,10 @@
 """Absurd values to every writable setting over MMS: each one refused, nothing changes.
 
 The writable settings and curves are enumerated from the model's own tables
-at run time (``functions_model.SETTINGS`` / ``CURVES``), so a renamed or
-added object is covered without touching this test. Issue 10 item 4: a ramp
+at run time (``functions_model.SETTINGS`` / ``SETTING_CONTROLS`` / ``CURVES``),
+so a renamed or added object is covered without touching this test: FC SP
+floats and integers (the 7-420 ``...Tmms`` times) are written, the settings
+7-420 makes controllable (APC set points) are operated. Issue 10 item 4: a ramp
 rate of -1e12 used to land (a negative opt-float read as "off").
 """
 
@@ -18,10 +20,11 @@ from inverter_agent.mms import functions_model as fm
 
 LD = "GWINV1"
 ABSURD = (math.nan, math.inf, -math.inf, 1e12, -1e12)
+ABSURD_INT = (2**31 - 1, -(2**31), 10**9, -(10**9))
 DEFAULTS = settings_to_dict(get_profile("rule21"))
 
 
-def _accepted(setting: fm.Setting, mms_value: float) -> bool:
+def _accepted(setting: fm.Setting | fm.SettingControl, mms_value: float) -> bool:
     """Would the validator take this value (the oracle for 'out of range')?"""
     d = copy.deepcopy(DEFAULTS)
     node = d
@@ -29,14 +32,15 @@ def _accepted(setting: fm.Setting, mms_value: float) -> bool:
     for p in path:
         node = node[p]
     try:
-        node[last] = setting.to_setting(mms_value)
+        node[last] = (setting.to_setting(mms_value, DEFAULTS) if isinstance(setting, fm.Setting)
+                      else setting.to_setting(mms_value))
         settings_from_dict(d)
     except SettingsError:
         return False
     return True
 
 
-def _out_of_range(setting: fm.Setting) -> float | None:
+def _out_of_range(setting: fm.Setting | fm.SettingControl) -> float | None:
     """A finite value just outside what the validator takes (None: every tried value is legal)."""
     now = setting.to_mms(DEFAULTS)
     for v in (now + 1e4, now - 1e4, now * 100 + 100, -abs(now) - 100, 1e6, -1e6, -0.5):
@@ -46,11 +50,21 @@ def _out_of_range(setting: fm.Setting) -> float | None:
 
 
 def _float_settings() -> list[fm.Setting]:
-    return [s for s in fm.SETTINGS if s.kind in ("float", "opt_float")]
+    return [s for s in fm.SETTINGS if s.kind in ("float", "opt_float", "per_hz", "above_nom")]
+
+
+def _int_settings() -> list[fm.Setting]:
+    return [s for s in fm.SETTINGS if s.kind in ("ms", "s")]
+
+
+def _float_controls() -> list[fm.SettingControl]:
+    return [c for c in fm.SETTING_CONTROLS if c.kind == "float"]
 
 
 def test_the_registry_has_writable_settings():
-    assert len(_float_settings()) >= 20 and len(fm.CURVES) >= 4
+    assert len(_float_settings()) >= 15 and len(_int_settings()) >= 8
+    assert len(_float_controls()) >= 3 and len(fm.CURVES) >= 4
+    assert len(fm.writable_settings()) >= 60
     assert {s.path for s in fm.SETTINGS} >= {"ramp.up_pct_per_s", "ramp.down_pct_per_s"}
 
 
@@ -75,6 +89,27 @@ def test_every_absurd_value_to_every_setting_is_refused(functions_server):
                 if now != was and not (isinstance(now, float) and math.isnan(now)
                                        and math.isnan(was)):
                     landed.append((s.target, value, "read back", now))
+        for s in _int_settings():
+            ref = f"{LD}/{s.target}"
+            was = con.read_value(ref, "SP")
+            for value in ABSURD_INT:
+                try:
+                    con.write_int(ref, "SP", value)
+                except mms_client.MmsClientError:
+                    pass
+                else:
+                    landed.append((s.target, value))
+                if con.read_value(ref, "SP") != was:
+                    landed.append((s.target, value, "read back"))
+        for c in _float_controls():
+            extra = _out_of_range(c)
+            for value in (*ABSURD, *(() if extra is None else (extra,))):
+                try:
+                    con.operate(f"{LD}/{c.target}", value)
+                except mms_client.MmsClientError:  # MmsControlError: refused, AddCause
+                    pass
+                else:
+                    landed.append((c.target, value))
         for curve in fm.CURVES:
             numeric = [f for f in curve.fields if f not in ("mode", "incl")]
             whole = con.read(f"{LD}/{curve.target}", "SP")

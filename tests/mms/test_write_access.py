@@ -16,7 +16,7 @@ from inverter_agent.mms.server import MmsServer
 
 from .conftest import free_port
 
-WMAX = "GWINV1/DRCT1.WMax.setMag.f [SP]"
+WMAX = "GWINV1/DGEN1.WMax.setMag.f [SP]"
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ def server_and_client():
 
     port = free_port()
     server = MmsServer(der_model_spec(), port=port)
-    server.set_write_validator("INV1/DRCT1.WMax.setMag.f", wmax_ok)
-    server.set_write_validator("INV1/ZINV1.VARtg.setMag.f", broken)
+    server.set_write_validator("INV1/DGEN1.WMax.setMag.f", wmax_ok)
+    server.set_write_validator("INV1/DINV1.VARtg.setMag.f", broken)
     with server:
         server.publish({"WMax": Reading.good(7000.0), "VARtg": Reading.good(7500.0),
                         "WRtg": Reading.good(7600.0)})
@@ -59,18 +59,18 @@ def test_accepted_write_lands(server_and_client):
 def test_a_failing_validator_refuses(server_and_client):
     _, client, _ = server_and_client
     with pytest.raises(DataAccessError):
-        client.write("GWINV1/ZINV1.VARtg.setMag.f [SP]", FloatData(1.0))
-    assert client.read("GWINV1/ZINV1.VARtg.setMag.f [SP]").value == 7500.0
+        client.write("GWINV1/DINV1.VARtg.setMag.f [SP]", FloatData(1.0))
+    assert client.read("GWINV1/DINV1.VARtg.setMag.f [SP]").value == 7500.0
 
 
 def test_attributes_without_a_validator_stay_read_only(server_and_client):
     _, client, _ = server_and_client
     with pytest.raises(DataAccessError):
-        client.write("GWINV1/ZINV1.WRtg.setMag.f [SP]", FloatData(1.0))
-    assert client.read("GWINV1/ZINV1.WRtg.setMag.f [SP]").value == 7600.0
+        client.write("GWINV1/DINV1.WRtg.setMag.f [SP]", FloatData(1.0))
+    assert client.read("GWINV1/DINV1.WRtg.setMag.f [SP]").value == 7600.0
 
 
 def test_validators_are_fixed_while_running(server_and_client):
     server, _, _ = server_and_client
     with pytest.raises(RuntimeError):
-        server.set_write_validator("INV1/DRCT1.WMax.setMag.f", lambda v: True)
+        server.set_write_validator("INV1/DGEN1.WMax.setMag.f", lambda v: True)

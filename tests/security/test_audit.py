@@ -10,7 +10,7 @@ from inverter_agent.audit import AuditLog, verify
 
 def _fill(log, n=20):
     for i in range(n):
-        log.record("write", who=f"client-{i % 3}", obj="DVVR1.Crv", old=i, new=i + 1)
+        log.record("write", who=f"client-{i % 3}", obj="DVVR1.VVArCrv", old=i, new=i + 1)
 
 
 def _lines(path):

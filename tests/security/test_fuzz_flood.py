@@ -109,7 +109,11 @@ def target(tmp_path_factory):
 
 
 def _client_reads(port: int) -> float:
-    c = MmsClient.connect("127.0.0.1", port, timeout=5)
+    # From another loopback address than the fuzzer's: the gateway puts an address
+    # that floods it in penalty (its connection attempts are dropped for 10 s).
+    from ._peers import connect
+
+    c = connect(port, "127.0.0.9", timeout=5)
     try:
         return c.read(f"{LD}/MMXU1.TotW.mag.f [MX]").value
     finally:
@@ -134,7 +138,7 @@ def test_fuzzed_frames_do_not_crash_or_stall_the_agent(target):
             break
         k = rng.randrange(len(corpus))
         try:
-            with socket.create_connection(("127.0.0.1", target.port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", target.port), timeout=0.3) as s:
                 s.settimeout(0.2)
                 for msg in corpus[:k]:  # a valid prefix, then one mutated message
                     s.sendall(msg)
@@ -150,7 +154,7 @@ def test_fuzzed_frames_do_not_crash_or_stall_the_agent(target):
         except OSError:
             pass  # refused or reset: fine, as long as the agent stays up
         sent += 1
-    assert sent >= 100
+    assert sent >= 60  # fewer than FUZZ_CASES: once in penalty its connects time out
     assert target.alive(), target.log()
     assert _client_reads(target.port) > 0
     time.sleep(5.5)  # let the status file be rewritten

@@ -45,8 +45,8 @@ from conftest import FunctionsServer, wait_until  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 
 LD = "GWINV1"
-SETTING = f"{LD}/DFPF1.PFGnTgtSpt.setMag.f"  # fixed_pf.pf, accepts 0.95
-CONTROL = f"{LD}/DFPF1.ModEna"  # direct-operate control: fixed_pf.enabled
+SETTING = f"{LD}/DGEN1.OvPFRtg.setMag.f"  # fixed_pf.pf_min_injecting, accepts 0.95
+CONTROL = f"{LD}/DGEN1.RlsCmd"  # direct-operate control: release temporary commands
 IED_ERROR_ACCESS_DENIED = 21
 
 
@@ -264,10 +264,10 @@ def test_engineer_certificate_writes_a_setting(pki, tls_server):
         assert error == 0 and abs(value - 0.95) < 1e-6
     finally:
         client.close()
-    assert tls_server.persisted()["fixed_pf"]["pf"] == 0.95
+    assert tls_server.persisted()["fixed_pf"]["pf_min_injecting"] == 0.95
     assert wait_until(lambda: _entries(tls_server, "setting.write", "ok"))
     write = _entries(tls_server, "setting.write", "ok")[-1]
-    assert write["object"] == "fixed_pf.pf" and write["new"] == 0.95
+    assert write["object"] == "fixed_pf.pf_min_injecting" and write["new"] == 0.95
     assert "CN=eng1" in write["who"] and "role=engineer" in write["who"]
     assert "old" in write
     associate = _entries(tls_server, "mms.associate", "ok")[-1]
@@ -291,7 +291,7 @@ def test_viewer_reads_but_cannot_write_or_operate(pki, tls_server):
     assert tls_server.persisted() == before
     assert tls_server.file_bytes() == file_before
     refused = _entries(tls_server, "mms.write", "refused")
-    assert any("CN=view1" in e["who"] and e["object"].endswith("PFGnTgtSpt.setMag.f")
+    assert any("CN=view1" in e["who"] and e["object"].endswith("OvPFRtg.setMag.f")
                for e in refused)
     assert any("CN=view1" in e["who"] for e in _entries(tls_server, "mms.control", "refused"))
     assert tls_server.audit_ok()
@@ -491,7 +491,7 @@ def test_password_engineer_writes(password_server):
         assert client.write_float(SETTING, 0.95) == 0
     finally:
         client.close()
-    assert password_server.persisted()["fixed_pf"]["pf"] == 0.95
+    assert password_server.persisted()["fixed_pf"]["pf_min_injecting"] == 0.95
 
 
 @pytest.mark.parametrize("password", ["wrong", None])

@@ -1,6 +1,6 @@
 """Serve the DER model on its own, for tests, benchmarks and trying a client.
 
-``python -m inverter_agent.mms.demo_server --port 10102`` serves
+``python -m tests.mms.servers.demo_server --port 10102`` serves
 :func:`~inverter_agent.mms.der_model.der_model_spec` until SIGINT/SIGTERM and,
 with ``--animate``, publishes a changing TotW (and the rest of a plausible
 snapshot) at 10 Hz.
@@ -31,9 +31,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hal.reading import Detail, Quality, Reading, Validity
-
-from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST, der_model_spec
-from .server import MmsServer
+from inverter_agent.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST, der_model_spec
+from inverter_agent.mms.server import MmsServer
 
 log = logging.getLogger(__name__)
 

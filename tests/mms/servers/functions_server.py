@@ -1,6 +1,6 @@
 """Serve the function model with a real SettingsService, for tests and benchmarks.
 
-``python -m inverter_agent.mms.functions_server --state-dir DIR --port 10102``
+``python -m tests.mms.servers.functions_server --state-dir DIR --port 10102``
 serves :func:`~inverter_agent.mms.functions_model.functions_model_spec` bound
 (:func:`~inverter_agent.mms.binding.attach_functions`) to a ``SettingsService``
 persisting to ``DIR/settings.json`` (profile ``--profile``, default rule21).
@@ -39,16 +39,15 @@ from typing import Any
 
 from inverter_agent.audit import AuditLog
 from inverter_agent.events import EventLog
+from inverter_agent.mms.binding import FunctionBinding, attach_functions
+from inverter_agent.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
+from inverter_agent.mms.functions_model import functions_model_spec
+from inverter_agent.mms.hardening import route_native_output
+from inverter_agent.mms.security import AccessPolicy, TlsSettings, check_bind
+from inverter_agent.mms.server import MmsServer
 from inverter_agent.settings_service import SettingsService
 from inverter_agent.settings_store import SettingsStore
-
-from .binding import FunctionBinding, attach_functions
-from .demo_server import run_until_stopped, serve_commands
-from .der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
-from .functions_model import functions_model_spec
-from .hardening import route_native_output
-from .security import AccessPolicy, TlsSettings, check_bind
-from .server import MmsServer
+from tests.mms.servers.demo_server import run_until_stopped, serve_commands
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="only these client certificates (repeatable)")
     security.add_argument("--access", help="JSON file: AccessPolicy.from_config section")
     security.add_argument("--audit-dir", help="folder of the hash-chained audit log")
+    security.add_argument("--audit-bytes", type=int, default=4 << 20,
+                          help="size of one audit file before rotation ([security] audit_bytes)")
     security.add_argument("--idle-timeout", type=float, default=None, metavar="S")
     security.add_argument("--allow-insecure", action="store_true",
                           help="allow plain MMS on a non-loopback address")
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     check_bind(args.host, tls is not None, args.allow_insecure)
     server = MmsServer(functions_model_spec(args.ld), host=args.host, port=args.port,
                        ied_name=args.ied, max_connections=args.max_connections, tls=tls,
-                       access=access, audit=AuditLog(args.audit_dir) if args.audit_dir else None,
+                       access=access, audit=AuditLog(args.audit_dir, max_bytes=args.audit_bytes)
+                       if args.audit_dir else None,
                        idle_timeout_s=args.idle_timeout)
     binding = attach_functions(server, service, None, ld_inst=args.ld)
     server.start()

@@ -1,0 +1,316 @@
+"""``make bench`` part: IEEE 2030.5 bytes per day and event-start-to-setpoint latency.
+
+Against GridAPPS-D's server (``../shared/tools/gridappsd_server.sh``) on loopback.
+
+Bytes: the client runs through a loopback relay that counts, for every TCP
+connection the client opens, the kernel's own counters of the relay's end
+(``getsockopt(TCP_INFO)`` just before it closes: payload plus IP/TCP headers,
+as the MMS figures; Ethernet framing not counted). Each request the client
+sends is logged (py20305's traffic-recorder seam) and each connection is
+attributed to the request that opened it, so the bytes of every kind of
+exchange are known. The run is time-compressed (poll ceiling and post rate
+10 s); the figures per day are the measured bytes per exchange times the
+number of exchanges a day at the default rates: every resource polled at
+IEEE 2030.5's default 900 s (what this server asks), readings, DERStatus and
+DERAvailability at CSIP's 300 s, DERSettings every 900 s, DERCapability daily.
+
+Latency: the gateway (``inverter-agent run``, default poll period) against
+the simulator; events posted ahead of their start; the time from the start
+to the limit at the simulated inverter.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT.parent / "shared" / "tools" / "gridappsd_server.sh"
+DAY = 86400.0
+#: Exchanges a day at the default rates (see the module docstring).
+POLL_S, POST_S, SETTINGS_S, CAPABILITY_S = 900.0, 300.0, 900.0, 86400.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Relay:
+    """Loopback TCP relay; per client connection: open time and the kernel's counters."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = _free_port()
+        self.connections: list[tuple[float, object]] = []
+        self._stop = threading.Event()
+        self._srv = socket.create_server(("127.0.0.1", self.port))
+        self._srv.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self._srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c, time.time()), daemon=True).start()
+
+    def _serve(self, c: socket.socket, t_open: float) -> None:
+        from inverter_agent.wirestats import counters_from_tcp_info
+
+        try:
+            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+        except OSError:
+            c.close()
+            return
+        done = threading.Event()
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while not done.is_set():
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            done.set()
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        for s in (c, u):
+            s.settimeout(120)
+        t = threading.Thread(target=pump, args=(u, c), daemon=True)
+        t.start()
+        pump(c, u)
+        t.join(5)
+        time.sleep(0.05)  # the last ACKs
+        info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 512)
+        self.connections.append((t_open, counters_from_tcp_info(info)))
+        c.close()
+        u.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._srv.close()
+
+
+class Log:
+    """py20305's traffic-recorder seam: (time, method, path, root element) of every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[float, str, str, str]] = []
+
+    def record_request(self, *, method: str, url: str, body: object = None) -> None:
+        tag = ""
+        if body:
+            raw = body if isinstance(body, bytes) else str(body).encode()
+            head = raw[:400].decode(errors="replace").lstrip()
+            if head.startswith("<?"):
+                head = head[head.find("?>") + 2:].lstrip()
+            tag = head[1:].split()[0].split(">")[0] if head.startswith("<") else ""
+        self.requests.append((time.time(), method.upper(), url, tag))
+
+    def record_response(self, *, method: str, url: str, status: int | None = None,
+                        body: object = None, error: str | None = None) -> None:
+        if method.upper() == "GET":
+            self.requests.append((time.time(), "GET", url, ""))
+
+    def __getattr__(self, _name: str):
+        return lambda *a, **k: None
+
+
+def _server(work: Path) -> tuple[dict[str, str], dict[str, str]]:
+    env = {**os.environ, "GRIDAPPSD_WORK": str(work), "GRIDAPPSD_PORT": str(_free_port()),
+           "GRIDAPPSD_NO_EVENT": "1"}
+    subprocess.run(["bash", str(SCRIPT), "start"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    v = {}
+    for line in (work / "env").read_text().splitlines():
+        if line.startswith("export "):
+            k, _, val = line[7:].partition("=")
+            v[k] = val.split("#")[0].strip()
+    return env, v
+
+
+def _kind(method: str, path: str, tag: str) -> str:
+    if method == "GET":
+        return "GET (poll)"
+    return f"{method} {tag or path}"
+
+
+def bytes_per_day(v: dict[str, str], tmp: str, seconds: float, report) -> None:
+    from hal.inverter import Inverter
+    from hal.reading import GOOD, Reading
+    from hal.transport import RetryPolicy, TcpTransport
+    from inverter_agent.arbitration import UtilitySchedule
+    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.ieee2030_5.site_view import SiteView
+    from simulator import SimProcess
+
+    upstream = int(v["IEEE2030_5_URL"].rsplit(":", 1)[1])
+    relay = Relay(upstream)
+    with SimProcess() as sim:
+        inv = Inverter(TcpTransport("127.0.0.1", sim.tcp_port, RetryPolicy(timeout=1.0)), unit=1)
+        snap = dict(inv.poll(time.time()))
+        inv.close()
+    snap["link"] = Reading(True, GOOD, time.time())
+
+    class Agent:
+        last_snapshot = snap
+        controller = None
+
+    settings = ClientSettings(server=f"https://127.0.0.1:{relay.port}",
+                              cert=v["IEEE2030_5_CLIENT_CERT"], key=v["IEEE2030_5_CLIENT_KEY"],
+                              ca=v["IEEE2030_5_CA"], max_poll_interval=10, post_rate=10)
+    client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView([Agent()]))
+    client.traffic_recorder = log = Log()
+    client.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and not client.status().get("programs"):
+        time.sleep(0.2)
+    time.sleep(3)  # discovery and the first posts done: steady state from here
+    t0 = time.time()
+    time.sleep(seconds)
+    t1 = time.time()
+    client.stop()
+    time.sleep(0.5)
+    relay.close()
+    conns = sorted((t, c) for t, c in relay.connections if t0 <= t < t1 and c is not None)
+    reqs = sorted(r for r in log.requests if t0 - 0.5 <= r[0] < t1)
+    per_kind: dict[str, list[int]] = defaultdict(list)
+    # Attribute each connection to the latest request logged before it opened.
+    j = 0
+    for t, c in conns:
+        while j + 1 < len(reqs) and reqs[j + 1][0] <= t + 0.02:
+            j += 1
+        _t, method, path, tag = reqs[j] if reqs else (0, "?", "?", "")
+        per_kind[_kind(method, path, tag)].append(c.wire_in + c.wire_out)
+    total = sum(c.wire_in + c.wire_out for _t, c in conns)
+    span = t1 - t0
+    report("2030.5: TCP connections (TLS handshakes) per request",
+           f"{len(conns) / max(1, len(reqs)):.2f}",
+           f"{len(conns)} connections, {len(reqs)} requests in {span:.0f} s (the server closes "
+           "each connection after its answer)")
+    mean = {k: statistics.mean(b) for k, b in per_kind.items()}
+    for k in sorted(mean):
+        report(f"2030.5: bytes on the wire per {k}", f"{mean[k]:,.0f} B",
+               f"{len(per_kind[k])} seen")
+    polls_per_round = len(per_kind.get("GET (poll)", [])) / (span / 10.0)
+    day = polls_per_round * DAY / POLL_S * mean.get("GET (poll)", 0.0)
+    for k, m in mean.items():
+        if "DERSettings" in k:
+            day += m * DAY / SETTINGS_S
+        elif "DERCapability" in k:
+            day += m * DAY / CAPABILITY_S
+        elif k.startswith(("POST", "PUT")) and "Response" not in k:
+            n_per_round = len(per_kind[k]) / (span / 10.0)
+            day += m * n_per_round * DAY / POST_S
+    report("2030.5: bytes per day at the default poll (900 s) and post (300 s) rates",
+           f"{day / 1e6:,.2f} MB", f"{day * 30 / 1e6:,.0f} MB/month; measured {total:,} B in "
+           f"{span:.0f} s at 10 s rates; Responses (per event) not included")
+
+
+def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, report) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from simulator import SimProcess
+
+    toml = Path(tmp) / "agent-2030.toml"
+    toml.write_text(
+        "[ieee2030_5]\n" + "".join(f'{k} = "{v[e]}"\n' for k, e in (
+            ("server", "IEEE2030_5_URL"), ("cert", "IEEE2030_5_CLIENT_CERT"),
+            ("key", "IEEE2030_5_CLIENT_KEY"), ("ca", "IEEE2030_5_CA")))
+        + "max_poll_interval = 10\npost_rate = 60\n")
+    state = Path(tmp) / "state-2030"
+    import json
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=v["IEEE2030_5_CA"])
+
+    def post(start: float, dur: int, lim: int) -> None:
+        mrid = os.urandom(16).hex().upper()
+        now = int(time.time())
+        xml = ('<DERControl xmlns="urn:ieee:std:2030.5:ns" replyTo="/rsps" responseRequired="03">'
+               f"<mRID>{mrid}</mRID><description>bench</description><creationTime>{now}"
+               f"</creationTime><EventStatus><currentStatus>0</currentStatus><dateTime>{now}"
+               "</dateTime><potentiallySuperseded>false</potentiallySuperseded></EventStatus>"
+               f"<interval><duration>{dur}</duration><start>{int(start)}</start></interval>"
+               f"<DERControlBase><opModMaxLimW>{lim}</opModMaxLimW></DERControlBase>"
+               "</DERControl>")
+        req = urllib.request.Request(f"{v['IEEE2030_5_URL']}/admin/derp/1/derc",
+                                     data=xml.encode(), method="POST",
+                                     headers={"Content-Type": "application/sep+xml"})
+        urllib.request.urlopen(req, context=ctx, timeout=10).close()
+
+    with SimProcess() as sim:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(toml),
+             "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(_free_port()),
+             "--state-dir", str(state), "--log-level", "warning"], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 40
+            while time.time() < deadline:
+                try:
+                    if json.loads((state / "status.json").read_text()).get(
+                            "ieee2030_5", {}).get("programs"):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.2)
+            period = json.loads((state / "status.json").read_text()).get("poll_period_s")
+            t0 = time.time()
+            starts = [t0 + 13 + 6 * i for i in range(samples)]
+            for i, s in enumerate(starts):
+                post(s, 4, 2000 + 1000 * i)
+            got = []
+            for i, s in enumerate(starts):
+                want = (2000 + 1000 * i) / 100.0
+                end = s + 4
+                while time.time() < end:
+                    c = sim.control.unit_state(1)["controls"]["123"]
+                    if c["WMaxLim_Ena"] and abs(float(c["WMaxLimPct"]) - want) < 0.01:
+                        got.append(time.time() - s)
+                        break
+                    time.sleep(0.005)
+        finally:
+            agent.terminate()
+            agent.wait(10)
+    if got:
+        report("2030.5: event start -> limit at the inverter (p50 / max)",
+               f"{statistics.median(got) * 1e3:.0f} / {max(got) * 1e3:.0f} ms",
+               f"{len(got)}/{samples} events; poll period {period} s; received ahead (an event "
+               "is seen within one server poll); includes up to 1 s of the server's clock "
+               "resolution (its Time is whole seconds and the gateway follows it)")
+    else:
+        report("2030.5: event start -> limit at the inverter", "not measured",
+               "no event reached the inverter")
+
+
+def run(tmp: str, seconds: float, samples: int, report) -> None:
+    if not SCRIPT.exists():
+        print(f"IEEE 2030.5: skipped ({SCRIPT} not found)")
+        return
+    print("IEEE 2030.5 / CSIP against GridAPPS-D's server on loopback (TLS, one EndDevice)")
+    work = Path(tmp) / "gridappsd"
+    env, v = _server(work)
+    try:
+        bytes_per_day(v, tmp, seconds, report)
+        latency(v, env, tmp, samples, report)
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=30)

@@ -1,0 +1,1 @@
+"""Test-harness MMS servers, driven over stdin/stdout from another process (``conftest``)."""
