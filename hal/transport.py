@@ -316,8 +316,9 @@ class RtuTransport(_PymodbusTransport):
         if port is not None:
             try:
                 port.reset_input_buffer()
-            except (OSError, AttributeError, ValueError):
-                pass
+            except Exception as exc:  # termios.error, SerialException: the port is gone
+                self._drop()
+                raise TransportError(f"{self.description}: {exc}") from None
 
     def _transact(self, function, address, count, call, unit=None):
         if self.serial.inter_frame_delay:
