@@ -290,7 +290,7 @@ class Inverter:
                       if not any(a in dev.holes for a in _slot_addresses(model, p)))
         if paths:
             self._fast[mid] = (paths, point_spans(model, paths, self.max_gap, dev.max_read,
-                                                        dev.holes))
+                                                  dev.holes))
         else:
             self._fast.pop(mid, None)
 
@@ -563,3 +563,4 @@ def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -
             return {"VarSet": var}
     raise UnsupportedControl(f"model {model_id} var mode {mode} has no base this gateway "
                              "can convert to")
+

@@ -150,7 +150,9 @@ class _PymodbusTransport:
                     pause = min(pause * 2, self.policy.backoff_max)
                 self.stats.transactions += 1
                 try:
-                    rsp = call(self._connected_client())
+                    client = self._connected_client()
+                    self._before_request(client)
+                    rsp = call(client)
                 except TransportError as exc:
                     last = exc
                     continue
@@ -183,6 +185,9 @@ class _PymodbusTransport:
             self.stats.failures += 1
             assert last is not None
             raise last
+
+    def _before_request(self, client: ModbusTcpClient | ModbusSerialClient) -> None:
+        """Hook run before each request goes out (RTU: drop stale input)."""
 
     # -- Transport
     def read_holding(self, address: int, count: int, unit: int) -> list[int]:
@@ -303,6 +308,17 @@ class RtuTransport(_PymodbusTransport):
                     f"({exc}); is this a UART with RS-485 support, or should rs485 be "
                     "\"none\" (an auto-direction transceiver)?") from None
         return client
+
+    def _before_request(self, client: ModbusTcpClient | ModbusSerialClient) -> None:
+        # Whatever arrived since the last answer (a stray frame, line noise, a late
+        # answer to an abandoned request) is not the answer to this request.
+        port = getattr(client, "socket", None)
+        if port is not None:
+            try:
+                port.reset_input_buffer()
+            except Exception as exc:  # termios.error, SerialException: the port is gone
+                self._drop()
+                raise TransportError(f"{self.description}: {exc}") from None
 
     def _transact(self, function, address, count, call, unit=None):
         if self.serial.inter_frame_delay:

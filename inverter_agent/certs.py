@@ -96,8 +96,9 @@ def _sans(names: list[str]) -> list[x509.GeneralName]:
 
 def default_server_names(cn: str | None = None) -> list[str]:
     """Names a device certificate carries when none are given: the CN if it is a
-    host name, this machine's host name and FQDN, localhost, 127.0.0.1 and ::1."""
-    names = [cn or "", socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1", "::1"]
+    host name, this machine's host name, localhost, 127.0.0.1 and ::1. (No DNS
+    lookup: a device without a network must not wait on one.)"""
+    names = [cn or "", socket.gethostname(), "localhost", "127.0.0.1", "::1"]
     out: list[str] = []
     for name in names:
         try:

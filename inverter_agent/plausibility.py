@@ -29,6 +29,8 @@ from inverter_agent.functions import AntiIslandingReport, Measurements
 
 #: SunSpec St codes (models 101-103 numbering) of an inverter that is energizing.
 ENERGIZING_ST = {3, 4, 5}
+#: ... and of one that is not operating (off, sleeping, standby).
+IDLE_ST = {1, 2, 8}
 #: Physical bounds. Phase voltage, pu of nominal: above 2 pu is no distribution grid.
 V_MAX_PU = 2.0
 #: Frequency, Hz: outside this no 50 / 60 Hz grid and no inverter is running.
@@ -196,7 +198,14 @@ def assess(s: Mapping[str, Reading], nominal_voltage: float | None = None,
     elif w is not None and abs(p) > P_MAX_PU * w:
         problems.append(f"active power {p:g} W is implausible for a {w:g} W rating")
     ratio = 1.0 if nominal_voltage else v_ratio
-    if vnom is not None and volts and ac_type is not None and ratio is None:
+    st = _num(s, "St")
+    asleep = vnom is not None and bool(volts) and st is not None and int(st) in IDLE_ST and \
+        all(v < DEAD_PHASE_PU * vnom / 2 for _, v in volts)
+    if asleep:
+        # Fronius-style: asleep at night, every reading 0 (evcc-io/evcc#16924).
+        problems.append(f"every phase reads 0 V while the inverter is not operating "
+                        f"(St {int(st)}): it is not measuring, not a dead grid")
+    elif vnom is not None and volts and ac_type is not None and ratio is None:
         avg = sum(v for _, v in volts) / len(volts)
         fits = sorted((abs(avg * k / vnom - 1.0), k) for k in V_RATIOS[ac_type])
         if fits[0][0] <= V_FIT:
@@ -216,6 +225,7 @@ def assess(s: Mapping[str, Reading], nominal_voltage: float | None = None,
                 if v < DEAD_PHASE_PU * v_base:
                     problems.append(f"{name} reads {v:g} V while the inverter exports "
                                     f"{p:g} W: a bad reading, not a collapsed grid")
+
     q = _num(s, "VAr")
     if _bad_number(s, "VAr") or (q is not None and va is not None and abs(q) > P_MAX_PU * va):
         problems.append("reactive power (VAr) is implausible")
@@ -224,7 +234,6 @@ def assess(s: Mapping[str, Reading], nominal_voltage: float | None = None,
                           var_abs)
     assert w is not None and va is not None and v_base is not None and f is not None \
         and p is not None
-    st = _num(s, "St")
     connected = int(st) in ENERGIZING_ST if st is not None else abs(p) > 0.01 * w
     ai = None
     if _good(s, "AntiIslEna"):

@@ -187,7 +187,8 @@ class PollRate:
         # read of the control model for its scale factors, and the write).
         per_tx = max(rtt, fast_busy / max(1.0, tx))
         trip = 2 * period + worst + 2 * per_tx
-        reason = (f"{link}: fast cycle {fast_busy * 1e3:.1f} ms ({tx:.0f} transactions, "
+        reason = (f"{link}: fast cycle {fast_busy * 1e3:.1f} ms ({tx:.0f} transaction"
+                  f"{'' if tx == 1 else 's'}, "
                   f"{nbytes:.0f} B, {rtt * 1e3:.1f} ms a round trip{wire}); longest cycle "
                   f"{worst * 1e3:.1f} ms; period set by {bound}")
         return Choice(period, fast_busy, worst, nbytes, tx, rtt, link, reason,

@@ -173,7 +173,8 @@ class SunSpecDevice:
         return image
 
     def _read_span(self, address: int, count: int, image: dict[int, int],
-                   budget: list[int], bounds: set[int]) -> None:
+                   budget: list[int], bounds: set[int] | None = None) -> None:
+        bounds = bounds or set()
         try:
             regs = self.transport.read_holding(address, count, self.unit)
         except DeviceException as exc:

@@ -1,6 +1,6 @@
 """What the bundled libiec61850/mbedTLS does not offer through its API, done carefully.
 
-Two things, both process-level and both self-checking:
+Three things, all process-level and all self-checking:
 
 :func:`refuse_client_renegotiation`
     libiec61850 1.6.1 creates every ``TLSConfiguration`` with mbedTLS
@@ -33,6 +33,17 @@ Two things, both process-level and both self-checking:
     pipe, keeps Python's own output on duplicates of the original streams,
     and hands each library line to the ``libiec61850`` logger at DEBUG level,
     never higher.
+
+:func:`server_sockets`, :func:`cut`, :func:`set_syn_filter`
+    The 1.6.1 wheel serves every connection from one thread, runs the TLS
+    handshake there with no time limit, and tells Python about a connection
+    only after it. So the server's accepted sockets are found from inside the
+    process (``/proc/self/fd``, checked by inode), a socket that may not keep
+    its slot is shut down with ``shutdown(2)`` on a duplicate of its
+    descriptor (the library's blocked read returns and it closes the
+    connection itself; its descriptor is never closed under it), and
+    addresses in penalty are refused before ``accept()``: a classic BPF
+    program on the listening socket drops their SYNs (no privilege needed).
 """
 
 from __future__ import annotations
@@ -394,8 +405,9 @@ _SO_DETACH_FILTER = 27
 _SKF_NET_OFF = -0x100000
 _BPF_LD_B_ABS, _BPF_LD_W_ABS = 0x30, 0x20
 _BPF_AND_K, _BPF_JEQ_K, _BPF_RET_K = 0x54, 0x15, 0x06
-#: Addresses a filter holds at most (IPv4; a cBPF program may have 4096 instructions).
-MAX_BLOCKED = 256
+#: Addresses a filter holds at most (cBPF jump offsets are 8 bits: the program must stay
+#: short; IPv6 addresses take 8 instructions each, IPv4 ones 1).
+MAX_BLOCKED = 200
 
 
 class _SockFilter(ctypes.Structure):
@@ -464,35 +476,78 @@ class _Duplicate:
             self.sock.close()
 
 
+def syn_filter(blocked: list[str]) -> list[tuple[int, int, int, int]]:
+    """:func:`_syn_filter` for as many of ``blocked`` as one program can hold (the
+    first ones; the others are left to the close-after-accept path)."""
+    chosen = list(blocked[:MAX_BLOCKED])
+    while True:
+        try:
+            return _syn_filter(chosen)
+        except ValueError:
+            chosen = chosen[:-1]
+
+
 def _syn_filter(blocked: list[str]) -> list[tuple[int, int, int, int]]:
-    """cBPF: drop packets whose IPv4 source is in ``blocked``, accept everything else.
+    """cBPF: drop packets whose source address is in ``blocked`` (IPv4 and IPv6),
+    accept everything else.
 
     On a listening TCP socket the kernel runs the filter on each SYN (and on the
     handshake's final ACK) before a connection exists: a dropped SYN is
     retransmitted by the client after 1 s, 3 s, ... so the peer is slowed down
     and never reaches accept(), let alone one of the library's slots.
     """
-    addresses = []
+    v4: list[int] = []
+    v6: list[tuple[int, int, int, int]] = []
     for text in blocked[:MAX_BLOCKED]:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             continue
         if address.version == 4:
-            addresses.append(int(address))
-    n = len(addresses)
-    accept = (_BPF_RET_K, 0, 0, 0xFFFFFFFF)
-    drop = (_BPF_RET_K, 0, 0, 0)
-    program = [
-        (_BPF_LD_B_ABS, 0, 0, (_SKF_NET_OFF + 0) & 0xFFFFFFFF),   # version | IHL
-        (_BPF_AND_K, 0, 0, 0xF0),
-        (_BPF_JEQ_K, 0, n + 1, 0x40),                            # not IPv4: accept
-        (_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF),  # IPv4 source address
-    ]
-    for i, address in enumerate(addresses):
-        # equal: jump over the remaining comparisons and the accept, to the drop
-        program.append((_BPF_JEQ_K, n - i, 0, address))
-    return [*program, accept, drop]
+            v4.append(int(address))
+        else:
+            n = int(address)
+            v6.append(tuple((n >> (96 - 32 * i)) & 0xFFFFFFFF for i in range(4)))  # type: ignore[misc]
+    # Layout: [0] load version, [1] mask, [2] is v4? [3] is v6? then the v4 block,
+    # then the v6 block, then accept, drop. Jumps are relative to the next insn.
+    v4_block = [(_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF)]
+    for address in v4:
+        v4_block.append((_BPF_JEQ_K, 0, 0, address))  # targets patched below
+    v6_block: list[tuple[int, int, int, int]] = []
+    for words in v6:
+        for w, word in enumerate(words):
+            v6_block.append((_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 8 + 4 * w) & 0xFFFFFFFF))
+            v6_block.append((_BPF_JEQ_K, 0, 0, word))
+    head = [(_BPF_LD_B_ABS, 0, 0, (_SKF_NET_OFF + 0) & 0xFFFFFFFF), (_BPF_AND_K, 0, 0, 0xF0)]
+    program = head + [None, None] + v4_block + [None] + v6_block  # type: ignore[list-item]
+    accept_at = len(program)
+    drop_at = accept_at + 1
+    program += [(_BPF_RET_K, 0, 0, 0xFFFFFFFF), (_BPF_RET_K, 0, 0, 0)]
+
+    def rel(src: int, dst: int) -> int:
+        return dst - src - 1
+
+    v4_at = 4
+    after_v4 = v4_at + len(v4_block)       # the "v4 done: accept" jump
+    v6_at = after_v4 + 1
+    program[2] = (_BPF_JEQ_K, rel(2, v4_at), 0, 0x40)                # v4 -> v4 block
+    program[3] = (_BPF_JEQ_K, rel(3, v6_at), rel(3, accept_at), 0x60)  # v6 -> v6 block
+    for i in range(len(v4)):
+        at = v4_at + 1 + i
+        program[at] = (_BPF_JEQ_K, rel(at, drop_at), 0, v4[i])
+    program[after_v4] = (0x05, 0, 0, rel(after_v4, accept_at))      # BPF_JMP|BPF_JA
+    for a_i in range(len(v6)):
+        base = v6_at + 8 * a_i
+        next_address = base + 8
+        for w in range(4):
+            at = base + 2 * w + 1
+            word = v6[a_i][w]
+            on_match = rel(at, drop_at) if w == 3 else 0
+            on_miss = rel(at, next_address if next_address < accept_at else accept_at)
+            program[at] = (_BPF_JEQ_K, on_match, on_miss, word)
+    if any(jt > 255 or jf > 255 for _c, jt, jf, _k in program):
+        raise ValueError("too many blocked addresses for one cBPF program")
+    return program  # type: ignore[return-value]
 
 
 def set_syn_filter(port: int, blocked: list[str]) -> bool:
@@ -511,7 +566,7 @@ def set_syn_filter(port: int, blocked: list[str]) -> bool:
                 except OSError:
                     pass  # no filter attached
                 return True
-            instructions = _syn_filter(blocked)
+            instructions = syn_filter(blocked)
             array = (_SockFilter * len(instructions))(*[_SockFilter(*i) for i in instructions])
             prog = _SockFprog(len(instructions), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
             sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(prog))

@@ -415,7 +415,7 @@ class AdmissionLimits:
 
     associate_within_s: float = 1.0
     rate: float = 5.0
-    burst: int = 20
+    burst: int = 10
     failures: int = 50
     failure_window_s: float = 10.0
     penalty_s: float = 10.0
@@ -481,11 +481,14 @@ class Admission:
             return None
 
     def associated(self, host: str, now: float) -> None:
-        """An association from ``host`` succeeded: that connection costs no token (a
-        client that reconnects often but properly is never put in penalty for it)."""
+        """An association from ``host`` succeeded: that connection costs no token, and
+        the address's failures so far are forgiven (a client that reconnects often but
+        properly, or whose attempts timed out while the gateway was busy, is not put in
+        penalty for it)."""
         with self._lock:
             tokens = self._bucket(host, now)
             self._tokens[host] = (min(float(self.limits.burst), tokens + 1.0), now)
+            self._failures.pop(host, None)
 
     def failed(self, host: str, now: float) -> bool:
         """A connection from ``host`` failed; True if that put it in penalty."""

@@ -89,8 +89,10 @@ LEVEL_SETTINGS, LEVEL_REPORTS = "settings", "reports"
 #: libiec61850's compile-time CONFIG_MAXIMUM_TCP_CLIENT_CONNECTIONS in the
 #: pyiec61850-ng wheel: a 6th association is rejected whatever the server asks.
 LIBRARY_MAX_CONNECTIONS = 5
-#: How often the connection watcher looks at the server's sockets.
+#: How often the connection watcher looks at the server's sockets while any connection
+#: is unassociated or new ones keep coming, and when all is quiet.
 WATCH_PERIOD_S = 0.05
+WATCH_IDLE_PERIOD_S = 0.25
 
 #: FCs libiec61850 lets any client write by default; all denied, and a write
 #: handler installed per attribute re-opens exactly what is validated.
@@ -973,16 +975,15 @@ class _ConnectionGuard:
             "MMS %s from %s refused: %s%s", action.removeprefix("mms."), peer, reason,
             " (further refusals of this kind from this address are counted, not logged, "
             f"for {self.refusals.window_s:g} s)" if first else "")
-        if self.admission.failed(host, time.monotonic()):
-            log.warning("MMS: %s in penalty for %g s after %d failed connections in %g s",
-                        host, self.limits.penalty_s, self.limits.failures,
-                        self.limits.failure_window_s)
+        self.admission.failed(host, time.monotonic())  # the watcher logs a new penalty
 
     # --- decisions -----------------------------------------------------------------------
     def allowed(self, connection: int | None, right: str, obj: str) -> bool:
         """Note the request (idle timer, level of service) and decide; refusals are
         logged and audited."""
         if connection:
+            if connection not in self._assoc_conns:  # its first request: audit the association
+                self._discover_associations(connection)
             with self._lock:
                 if connection in self._seen:
                     self._seen[connection] = time.monotonic()
@@ -1040,18 +1041,20 @@ class _ConnectionGuard:
                 for waiting in self._pending_peer.values():
                     if who in waiting:  # association never came
                         waiting.remove(who)
-            associated = endpoint is not None and endpoint in self._associated
-            if not connected and endpoint is not None and associated:
-                self._ended.add(endpoint)
         if connected and fresh:
             assert endpoint is not None
             # Counted here too: a short connection may come and go between two looks.
             self.admission.opened(endpoint[0], time.monotonic())
         if not connected:
+            self._discover_associations(connection)  # one too short for the watcher to see
+            with self._lock:
+                associated = endpoint is not None and endpoint in self._associated
+                if associated:
+                    self._ended.add(endpoint)  # type: ignore[arg-type]
             self._forget(connection, nat.lib().ClientConnection_getSecurityToken(connection),
                          count=False)
             if associated:  # unassociated ones were refused (aggregated) or just went
-                self._audit("mms.disconnect", who)
+                self._audit("mms.disconnect", who, protect=self.server.access is not None)
 
     def _forget(self, connection: int, token: int | None, count: bool = True) -> None:
         """Drop what is kept about a connection (and its security token); ``count``:
@@ -1085,10 +1088,12 @@ class _ConnectionGuard:
     # --- the watcher: admission, association deadline, idle timeout ---------------------------
     def _watch(self) -> None:
         last_idle = last_tick = time.monotonic()
-        while not self._stop.wait(WATCH_PERIOD_S):
+        period = WATCH_PERIOD_S
+        while not self._stop.wait(period):
             now = time.monotonic()
             try:
-                self._admit(now)
+                busy = self._admit(now)
+                period = WATCH_PERIOD_S if busy else WATCH_IDLE_PERIOD_S
                 if now - last_tick >= 1.0:
                     last_tick = now
                     self.refusals.tick()
@@ -1099,13 +1104,16 @@ class _ConnectionGuard:
             except Exception:  # the watcher must keep watching
                 log.exception("MMS connection watcher failed")
 
-    def _discover_associations(self) -> None:
+    def _discover_associations(self, only: int | None = None) -> None:
         """Connections whose security token is set have associated: note their true
-        peer and role, then log and audit the association."""
+        peer and role, then log and audit the association. ``only``: just that
+        connection (from a callback of it: its first request, its disconnection)."""
         lib = nat.lib()
         found: list[tuple[str, Identity | None]] = []
         with self._lock:  # a connection in _seen cannot be freed while we hold it
-            for connection in self._seen:
+            candidates = [only] if only is not None and only in self._seen else (
+                [] if only is not None else list(self._seen))
+            for connection in candidates:
                 if connection in self._assoc_conns:
                     continue
                 token = lib.ClientConnection_getSecurityToken(connection)
@@ -1129,15 +1137,20 @@ class _ConnectionGuard:
             endpoint = parse_peer(peer)
             if endpoint is not None:
                 self.admission.associated(endpoint[0], now)
-            if identity is None:
-                log.debug("MMS association from %s (no roles)", peer)
+            if identity is None:  # no roles configured: full rights, nobody authenticated
+                log.debug("MMS association from %s (no roles configured: full rights)", peer)
+                # Unprotected: without authentication anyone could make these by the
+                # thousand (what they then change is audited, and protected).
+                self._audit("mms.associate", peer, "ok", method="none", protect=False)
                 continue
             log.info("MMS association: %s", identity.describe())
             self._audit("mms.associate", identity.describe(), "ok", role=identity.role,
                         method=identity.method)
 
-    def _admit(self, now: float) -> None:
-        """One look at the server's sockets: close what may not keep its slot."""
+    def _admit(self, now: float) -> bool:
+        """One look at the server's sockets: close what may not keep its slot. True
+        while there is something to watch closely (new or unassociated connections,
+        addresses in penalty)."""
         self._discover_associations()
         port = self.server.port
         penalised = self.admission.penalised(now)
@@ -1223,6 +1236,8 @@ class _ConnectionGuard:
             for endpoint in [e for e in self._ended if e not in live]:
                 self._ended.discard(endpoint)
                 self._associated.pop(endpoint, None)
+        busy = bool(fresh or to_cut or gone or penalised or
+                    any(p not in self._associated for p in current.values()))
         for peer in gone:
             self._failed(_peer_text(peer), "mms.connect", "closed before association")
         for fd, inode, peer, reason, failure in to_cut:
@@ -1232,6 +1247,7 @@ class _ConnectionGuard:
                     self._failed(_peer_text(peer), "mms.connect", reason)
                 else:
                     self.refusals.refused(_peer_text(peer), "mms.connect", reason)
+        return busy
 
     def _fair_share(self, current: dict[tuple[int, int], tuple[str, int]],
                     cutting: set[tuple[int, int]]
@@ -1266,6 +1282,8 @@ class _ConnectionGuard:
         lib = nat.lib()
         # Reads run no Python: what a client sent is in the kernel's counters.
         active = self.server._activity.sample()
+        if active is None:  # reads run no Python: without the counters, never judge silence
+            return
         now = time.monotonic()
         idle: list[int] = []
         with self._lock:
@@ -1364,8 +1382,9 @@ class _Activity:
         with self._lock:
             self._any = True
 
-    def sample(self) -> dict[tuple[str, int], float]:
-        """Per peer, the monotonic time it was last seen sending (as of now)."""
+    def sample(self) -> dict[tuple[str, int], float] | None:
+        """Per peer, the monotonic time it was last seen sending (as of now); None when
+        the kernel's counters cannot be read (then nobody can be judged silent)."""
         now = time.monotonic()
         try:
             counters = sample_tcp(self.server.port)
@@ -1373,10 +1392,10 @@ class _Activity:
             if not self._warned:
                 self._warned = True
                 log.warning("cannot read TCP counters (sock_diag): %s; every associated "
-                            "client counts as heard from", exc)
+                            "client counts as heard from, none is closed as idle", exc)
             with self._lock:
                 self._any = self._any or self.server.connected_clients() > 0
-                return {}
+                return None
         with self._lock:
             for key, c in counters.items():
                 if c.bytes_in > self._bytes_in.get(key, -1):

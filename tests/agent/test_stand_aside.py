@@ -234,3 +234,19 @@ def test_device_var_maximum_sets_the_base(tmp_path):
     written = c.status.written["VArPct"]
     q_va_pct = written * 3000.0 / 5000.0
     assert math.isclose(q_va_pct, -44.0 * (1.06 - 1.02) / (1.08 - 1.02), abs_tol=0.5)
+
+
+def test_an_inverter_asleep_reading_zero_volts_is_not_a_dead_grid(tmp_path):
+    """evcc-io/evcc#16924: a Fronius at night reads 0 V and 0 W on every phase."""
+    c, inv = controller(tmp_path)
+    c.cycle(good_snapshot(), 0.0)  # the voltage base is fixed on a normal grid
+    s = good_snapshot(v=0.0, w=0.0)
+    s["St"] = Reading(2, GOOD, 0.0)  # SLEEPING
+    for i in range(1, 50):
+        c.cycle(s, i * 0.2)
+    assert "not measuring" in c.status.standing_aside
+    assert all(w.get("Conn") is not False for w in inv.writes)
+    awake = good_snapshot(v=0.0, w=0.0)  # awake (St 4) and 0 V: a dead grid, trip allowed
+    for i in range(50, 80):
+        c.cycle(awake, i * 0.2)
+    assert c.status.standing_aside is None

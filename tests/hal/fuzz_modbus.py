@@ -55,6 +55,7 @@ class Mutator:
         self.bad_share = bad_share
         self.silence_share = silence_share
         self.counts: dict[str, int] = {}
+        self.recent: list[str] = []  # the last few answers' kinds, for a breach report
 
     def pick(self, rtu: bool) -> str:
         r = self.rng.random()
@@ -67,6 +68,7 @@ class Mutator:
                      and (rtu or m not in ("bad_crc",)) and (not rtu or m != "wrong_tid")]
             kind = self.rng.choice(kinds)
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.recent = [*self.recent[-5:], kind]
         return kind
 
     def other_data(self, pdu: bytes) -> bytes:
@@ -300,7 +302,7 @@ def fuzz_run(profile_path: str, frames: int, tcp: bool = True, seed: int = 1,
                 out["failed_polls"] += 1
             for k, r in snap.items():
                 if r.quality.good and k in truth and r.value != truth[k]:
-                    out["wrong_good"].append((k, r.value, truth[k]))
+                    out["wrong_good"].append((k, r.value, truth[k], tuple(m.recent)))
                 elif r.quality.good and k not in truth and r.value is not None:
                     out["wrong_good"].append((k, r.value, None))
             if out["polls"] % 10 == 0:

@@ -74,3 +74,17 @@ def test_a_reading_client_keeps_a_temporary_command_alive(served):
         silent = time.monotonic() - last_read
         assert service.temporary() == {}
         assert 0.6 <= silent <= 0.6 + 1.0 + 0.5, silent
+
+
+def test_without_the_kernel_counters_no_client_is_judged_silent(served, monkeypatch):
+    server, _ = served
+    import inverter_agent.mms.server as server_mod
+
+    def refused(_port):
+        raise PermissionError("sock_diag refused (a sandbox without AF_NETLINK)")
+
+    with MmsClient.connect("127.0.0.1", server.port, timeout=5):
+        assert server.clients_heard() is True
+        monkeypatch.setattr(server_mod, "sample_tcp", refused)
+        assert server._activity.sample() is None  # the idle check then closes nobody
+        assert server.clients_heard() is True  # an associated client counts as heard

@@ -154,3 +154,22 @@ def test_library_prints_go_to_the_log_at_debug_only(pki, tmp_path):
     for line in dumps:  # ...as DEBUG records of the libiec61850 logger, nothing else
         assert " DEBUG libiec61850: " in line, line
     assert not [line for line in lines if line.startswith(("TLS:", "  subject name"))]
+
+
+def test_renegotiation_switch_is_found_by_measurement_or_left_alone():
+    from inverter_agent.mms import _native as nat
+    from inverter_agent.mms.hardening import refuse_client_renegotiation
+
+    lib = nat.lib()
+    config = lib.TLSConfiguration_create()
+    try:
+        assert refuse_client_renegotiation(lib, config)
+        # Done already: the flag is not where "enabled" was, so nothing is touched again.
+        assert not refuse_client_renegotiation(lib, config)
+    finally:
+        lib.TLSConfiguration_destroy(config)
+
+    class OtherBuild:  # a library without the mbedTLS symbols exported
+        pass
+
+    assert not refuse_client_renegotiation(OtherBuild(), 0)  # type: ignore[arg-type]
