@@ -29,8 +29,11 @@ Rules where two sources set the same thing:
   event's duration (1547-2018 5.3.1: one mode at a time); an operator's mode
   replaces the default control's; the default control's replaces the
   persisted one.
-- Volt-watt and frequency-watt curves from a utility replace the persisted
-  curve for the event's (or default's) duration.
+- A volt-var curve from a utility is its reactive mode (above): it replaces the
+  persisted curve (with its Q base, about a vRef of 1.0 pu, without autonomous
+  vRef) and enables volt-var for the event's (or default's) duration.
+- Volt-watt curves and frequency droop from a utility replace the persisted
+  ones and enable the function for the event's (or default's) duration.
 
 Everything here is pure: time is an argument, values are frozen. The one
 mutable holder, :class:`UtilitySchedule`, is what an adapter writes and the
@@ -70,12 +73,22 @@ class UtilityControl:
     #: (power factor 0..1, absorbing?)
     fixed_pf: tuple[float, bool] | None = None
     fixed_var_pct: float | None = None
-    #: ((v_pu, q_pct), ...) and it enables volt-var
+    #: ((v_pu, q_pct), ...) and it enables volt-var; q_pct in % of ``volt_var_q_base``
     volt_var_curve: tuple[tuple[float, float], ...] | None = None
-    #: ((v_pu, p_pct), ...)
+    #: what the volt-var curve's Q is a percentage of: "rated_var" (default) or "rated_va"
+    volt_var_q_base: str | None = None
+    #: ((v_pu, p_pct), ...) and it enables volt-watt
     volt_watt_curve: tuple[tuple[float, float], ...] | None = None
     #: (db_hz, k) for over- and under-frequency droop, both
     freq_droop: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # 1547-2018 5.3.1: one reactive mode at a time. A command asking two (fixed PF and
+        # a volt-var curve, say) is not understood: the adapter refuses it whole.
+        modes = [m for m, v in (("volt_var", self.volt_var_curve), ("fixed_pf", self.fixed_pf),
+                                ("constant_var", self.fixed_var_pct)) if v is not None]
+        if len(modes) > 1:
+            raise ValueError(f"one reactive mode at a time (1547-2018 5.3.1): {modes}")
 
     def reactive_mode(self) -> str | None:
         if self.volt_var_curve is not None:
@@ -184,8 +197,11 @@ def apply(settings: Mapping[str, Any], in_force: InForce,
         elif mode == "constant_var":
             d["constant_var"] = {**d["constant_var"], "q_pct": c.fixed_var_pct}
         else:
+            # The utility's curve as sent: its own Q base, about nominal voltage.
             d["volt_var"] = {**d["volt_var"], "curve": [
-                {"v_pu": v, "q_pct": q} for v, q in c.volt_var_curve]}  # type: ignore[union-attr]
+                {"v_pu": v, "q_pct": q} for v, q in c.volt_var_curve],  # type: ignore[union-attr]
+                "q_base": c.volt_var_q_base or "rated_var", "vref_pu": 1.0,
+                "vref_auto": False}
 
     for c in layers:
         if c.volt_watt_curve is not None:
@@ -338,6 +354,10 @@ def _control_from(d: Mapping[str, Any]) -> UtilityControl:
             if not finite(pf) or not 0.0 < pf <= 1.0 or not isinstance(absorbing, bool):
                 raise ValueError(f"fixed_pf = {v!r}")
             out[k] = (float(pf), absorbing)
+        elif k == "volt_var_q_base":
+            if v not in ("rated_var", "rated_va"):
+                raise ValueError(f"volt_var_q_base = {v!r}")
+            out[k] = v
         elif k == "freq_droop":
             out[k] = tuple(float(x) for x in v)
         else:

@@ -265,6 +265,96 @@ def test_A19_schedule_kept_across_a_restart(tmp_path):
     assert UtilitySchedule("ieee2030_5", path=path).events() == []
 
 
+#: A utility volt-var curve (% of setMaxVar = rated var) unlike the Rule 21 default
+#: (% of rated VA, -44 % VA = -100 % var at 1.08 pu).
+UTILITY_VV = ((0.92, 30.0), (0.98, 0.0), (1.02, 0.0), (1.08, -30.0))
+
+
+def vv_event(curve=UTILITY_VV, **more) -> UtilityControl:
+    return UtilityControl(volt_var_curve=curve, volt_var_q_base="rated_var", **more)
+
+
+def test_A20_utility_volt_var_curve_replaces_and_enables_for_the_event(tmp_path):
+    w = World(tmp_path, **{"volt_var.enabled": False})
+    persisted = w.svc.effective().volt_var
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.NONE
+    w.event("e1", vv_event(), start=-10, end=60)
+    vv = w.svc.effective().volt_var
+    assert vv.enabled and [(p.v_pu, p.q_pct) for p in vv.curve] == list(UTILITY_VV)
+    assert vv.q_base.value == "rated_var"
+    sp = w.setpoints(v_pu=1.08)
+    assert sp.reactive_mode is ReactiveMode.CONSTANT_Q
+    assert sp.q_pct == pytest.approx(-30.0, abs=0.5)  # % of rated var, as the utility sent
+    w.at(60)  # the event ends: the persisted curve (and its disabled state) returns
+    assert w.svc.effective().volt_var == persisted
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.NONE
+
+
+def test_A20_the_utility_curve_is_visible_over_mms(tmp_path):
+    from inverter_agent.mms.binding import FunctionBinding
+
+    w = World(tmp_path)
+    w.event("e1", vv_event(), start=-10, end=60)
+    shown = FunctionBinding(None, w.svc)._settings_values()  # what the MMS model shows
+    ld = "INV1"
+    assert shown[f"{ld}/DVVR1.VVArCrv.numPts"] == 4
+    assert [(shown[f"{ld}/DVVR1.VVArCrv.crvPts.{i}.xVal"],
+             shown[f"{ld}/DVVR1.VVArCrv.crvPts.{i}.yVal"]) for i in range(4)] == [
+        (pytest.approx(100 * v), pytest.approx(q)) for v, q in UTILITY_VV]
+    w.at(60)
+    shown = FunctionBinding(None, w.svc)._settings_values()
+    assert shown[f"{ld}/DVVR1.VVArCrv.crvPts.3.yVal"] == pytest.approx(-44.0)  # persisted
+
+
+def test_A21_utility_volt_watt_curve_replaces_and_enables_for_the_event(tmp_path):
+    w = World(tmp_path, **{"volt_watt.enabled": False})
+    persisted = w.svc.effective().volt_watt
+    w.event("e1", UtilityControl(volt_watt_curve=((1.02, 100.0), (1.06, 20.0))), end=60)
+    assert w.svc.effective().volt_watt.enabled
+    sp = w.setpoints(v_pu=1.05, seconds=90.0)
+    assert sp.p_limit_pct == pytest.approx(40.0, abs=1.0)  # 100 - 0.75 * 80
+    assert sp.cause == "volt-watt"
+    w.at(60)
+    assert w.svc.effective().volt_watt == persisted
+    assert w.setpoints(v_pu=1.05, seconds=90.0).p_limit_pct == pytest.approx(100.0)
+
+
+def test_A22_default_volt_var_curve_yields_to_an_event_reactive_mode(tmp_path):
+    w = World(tmp_path)
+    w.default(vv_event())
+    assert w.setpoints(v_pu=1.08).q_pct == pytest.approx(-30.0, abs=0.5)  # the default's
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)), start=-10, end=60)
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.CONSTANT_PF
+    w.at(60)
+    assert w.setpoints(v_pu=1.08).q_pct == pytest.approx(-30.0, abs=0.5)  # the default again
+
+
+def test_A23_a_curve_and_a_fixed_reactive_mode_in_one_control_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="one reactive mode"):
+        vv_event(fixed_pf=(0.95, True))
+    with pytest.raises(ValueError, match="one reactive mode"):
+        vv_event(fixed_var_pct=-10.0)
+    # a curve and a limit together are one control, both applied
+    w = World(tmp_path)
+    w.event("e1", vv_event(p_limit_pct=50.0))
+    sp = w.setpoints(v_pu=1.08)
+    assert (sp.p_limit_pct, sp.q_pct) == (pytest.approx(50.0), pytest.approx(-30.0, abs=0.5))
+
+
+@pytest.mark.parametrize("curve, why", [
+    (((0.92, 30.0), (1.02, 0.0), (0.98, 0.0), (1.08, -30.0)), "must not decrease"),
+    (((0.92, 130.0), (1.08, -30.0)), "q_pct = 130"),
+    (tuple((0.9 + 0.02 * i, 0.0) for i in range(9)), "2 to 8 points"),
+])
+def test_A24_a_bad_utility_curve_is_refused_whole_nothing_changes(tmp_path, curve, why):
+    w = World(tmp_path)
+    before = w.svc.effective()
+    assert why in (w.svc.check_utility(vv_event(curve)) or "")  # the adapter asks first
+    w.event("bad", vv_event(curve, p_limit_pct=10.0))  # and if it reached the core anyway
+    assert w.svc.effective() == before
+    assert "utility_control_refused" in [e["kind"] for e in w.events.read()]
+
+
 def test_select_is_pure_and_ignores_events_out_of_their_window():
     e = ScheduledControl("x", 100.0, 200.0, limit(10.0))
     assert select([e], None, 99.9).event is None
