@@ -135,7 +135,8 @@ class Ieee2030Client:
         self.comms.update(state="connecting", server=settings.server, lfdi=self.lfdi,
                           sfdi=self.sfdi, last_contact=None, failures=0)
         self._client: Any = None
-        self.connector = GatewayConnector(schedule, site, self._server_offset, record, validate)
+        self.connector = GatewayConnector(schedule, site, self._server_offset, record, validate,
+                                          self._program_curves)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -192,13 +193,18 @@ class Ieee2030Client:
         offset = client.timebase.offset() if client is not None else 0.0
         return offset if abs(offset) >= 1.0 else 0.0
 
+    def _program_curves(self, program_href: str) -> list[Any]:
+        """The DERCurves py20305 fetched from a program's DERCurveList (empty if none)."""
+        client = self._client
+        state = client.state.der_programs.get(program_href) if client is not None else None
+        return list(state.der_curves) if state is not None else []
+
     # -- the client --------------------------------------------------------------------------
     def _build(self) -> Any:
         from py20305.cli import make_lfdi_resolver
         from py20305.client.csip_client import CsipClient
         from py20305.client.tls import TlsConfig
         from py20305.connectors.config import CustomDeviceConfig
-        from py20305.connectors.dispatcher import ConnectorDispatcher
         from py20305.connectors.registry import ConnectorConfigRegistry
 
         s = self.settings
@@ -209,22 +215,7 @@ class Ieee2030Client:
         registry = ConnectorConfigRegistry(
             [device], factory_resolver=lambda _d: (lambda: self.connector))
         holder: dict[str, Any] = {}
-        connector = self.connector
-
-        class Dispatcher(ConnectorDispatcher):
-            """Refuses, at activation, what the core would refuse: py20305 then answers
-            the event with the rejection Response (253 invalid) instead of 'started'."""
-
-            async def apply_control(self, device_href: str, derc: Any, curves: Any,
-                                    **kw: Any) -> None:
-                from py20305.connectors.control_errors import InvalidControlValueError
-
-                why = connector.check_derc(derc)
-                if why is not None:
-                    raise InvalidControlValueError(why)
-                await super().apply_control(device_href, derc, curves, **kw)
-
-        dispatcher = Dispatcher(
+        dispatcher = refusing_dispatcher(self.connector)(
             registry, lfdi_resolver=make_lfdi_resolver(lambda: holder.get("c"), self.lfdi))
         client = CsipClient(
             s.server, tls=tls, dispatcher=dispatcher, dcap_path=s.dcap_path,
@@ -324,3 +315,21 @@ class Ieee2030Client:
 
         client.set_on_rediscovered(rediscovered)
         return coordinator
+
+
+def refusing_dispatcher(connector: GatewayConnector) -> type:
+    """py20305's dispatcher, refusing at activation what the core would refuse (a bad
+    curve included): py20305 then answers the event with the rejection Response (253
+    invalid) instead of 'started', and nothing is dispatched."""
+    from py20305.connectors.control_errors import InvalidControlValueError
+    from py20305.connectors.dispatcher import ConnectorDispatcher
+
+    class Dispatcher(ConnectorDispatcher):  # type: ignore[misc]
+        async def apply_control(self, device_href: str, derc: Any, curves: Any,
+                                **kw: Any) -> None:
+            why = connector.check_derc(derc, curves or ())
+            if why is not None:
+                raise InvalidControlValueError(why)
+            await super().apply_control(device_href, derc, curves, **kw)
+
+    return Dispatcher

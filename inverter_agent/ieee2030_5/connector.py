@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from py20305.connectors.base import BaseConnector, ScheduleNotification
@@ -49,8 +49,11 @@ class GatewayConnector(BaseConnector):
     def __init__(self, schedule: UtilitySchedule, site: SiteView,
                  server_offset: Callable[[], float] = lambda: 0.0,
                  record: Callable[[str, str], None] | None = None,
-                 validate: Callable[[UtilityControl], str | None] | None = None) -> None:
+                 validate: Callable[[UtilityControl], str | None] | None = None,
+                 curves: Callable[[str], Iterable[Any]] | None = None) -> None:
         self.schedule = schedule
+        #: program href -> the DERCurves py20305 fetched from its DERCurveList (models).
+        self._curves = curves or (lambda program_href: ())
         self.site = site
         self.server_offset = server_offset
         self._record = record or (lambda kind, detail: None)
@@ -83,7 +86,7 @@ class GatewayConnector(BaseConnector):
         if n.start is None or n.end is None:
             return
         try:
-            control = self.translate(n.payload.get("control_base"))
+            control = self.translate(n.payload.get("control_base"), self._curves(n.program_href))
         except ControlRejected as exc:
             self._refuse(mrid, str(exc))
             self.schedule.remove_event(mrid)
@@ -101,21 +104,24 @@ class GatewayConnector(BaseConnector):
                          f"{control.describe()} from {event.start:.0f} to {event.end:.0f}, "
                          f"primacy {event.primacy}")
 
-    def translate(self, base: Any) -> UtilityControl:
-        """The core's control for a DERControlBase, checked against IEEE 2030.5's ranges
-        and the settings' own; raises ControlRejected."""
-        control = control_from_base(base)
+    def translate(self, base: Any, curves: Iterable[Any] = ()) -> UtilityControl:
+        """The core's control for a DERControlBase (its curve links resolved in
+        ``curves``, py20305's DERCurve models), checked against IEEE 2030.5's ranges and
+        the settings' own (a curve: the validator of a persisted curve); raises
+        ControlRejected."""
+        control = control_from_base(base, curve_forms(curves))
         why = self._validate(control)
         if why is not None:
             raise ControlRejected(why)
         return control
 
-    def check_derc(self, derc: Any) -> str | None:
-        """Why a DERControl (py20305's model) is refused, or None; at activation."""
+    def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> str | None:
+        """Why a DERControl (py20305's model; ``curves`` the DERCurves the engine passes
+        with it) is refused, or None; at activation."""
         from py20305.json_form import serialize_der_control
 
         try:
-            self.translate(serialize_der_control(derc).get("control_base"))
+            self.translate(serialize_der_control(derc).get("control_base"), curves)
         except ControlRejected as exc:
             mrid = serialize_der_control(derc).get("mrid") or "?"
             self._refuse(str(mrid), str(exc))
@@ -124,7 +130,7 @@ class GatewayConnector(BaseConnector):
 
     def _default(self, n: ScheduleNotification) -> None:
         try:
-            control = self.translate(n.payload.get("control_base"))
+            control = self.translate(n.payload.get("control_base"), self._curves(n.program_href))
         except ControlRejected as exc:
             # Keep the last valid default: a bad update must not lift a valid limit.
             self._refuse(n.mrid, f"DefaultDERControl: {exc}")
@@ -172,10 +178,10 @@ class GatewayConnector(BaseConnector):
         raise ModeNotSupportedError(f"{what} is not applied by this gateway")
 
     async def update_qv(self, params: dict[str, Any]) -> None:
-        await self._unsupported("opModVoltVar")
+        return None  # the curve was checked whole in check_derc; the core applies it
 
     async def update_pv(self, params: dict[str, Any]) -> None:
-        await self._unsupported("opModVoltWatt")
+        return None  # likewise
 
     async def update_freq_watt(self, params: dict[str, Any]) -> None:
         await self._unsupported("opModFreqWatt")
@@ -198,6 +204,19 @@ class GatewayConnector(BaseConnector):
 
     async def fetch_availability(self) -> dict[str, Any]:
         return self.site.availability()
+
+
+def curve_forms(curves: Iterable[Any]) -> dict[str, Mapping[str, Any]]:
+    """href -> plain form (py20305's JSON form) of each DERCurve model with an href."""
+    from py20305.json_form import safe_serialize
+
+    out: dict[str, Mapping[str, Any]] = {}
+    for c in curves or ():
+        form = c if isinstance(c, Mapping) else safe_serialize(c)
+        href = form.get("href") if isinstance(form, Mapping) else None
+        if isinstance(href, str):
+            out[href] = form
+    return out
 
 
 def _within(v: Any, lo: float, hi: float) -> bool:

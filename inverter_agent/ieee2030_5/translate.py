@@ -11,7 +11,7 @@ harm the grid or the inverter.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from inverter_agent.arbitration import UtilityControl
@@ -20,9 +20,19 @@ from inverter_agent.arbitration import UtilityControl
 #: curves, watt-var...) are reported unsupported: a ride-through curve from a server
 #: would relax the protection the gateway runs (docs/arbitration.md, protection first).
 SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fixed_pfinject_w",
-             "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var")
-#: DERUnitRefType 2: %setMaxVar (IEEE 2030.5-2018 Table "DERUnitRefType").
+             "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var", "op_mod_volt_var",
+             "op_mod_volt_watt")
+#: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
+REF_SET_MAX_W = 1
 REF_SET_MAX_VAR = 2
+REF_SET_MAX_VA = 8
+#: DERCurveType (IEEE 2030.5-2018): the curve each curve-based opMod must link to.
+CURVE_VOLT_VAR = 11
+CURVE_VOLT_WATT = 12
+#: The settings' volt-var Q base for each yRefType accepted for a volt-var curve: the
+#: core's curve keeps the utility's percentages and says what they are a percentage of
+#: (setMaxVar / setMaxVA are the rated var / VA this gateway reports in DERSettings).
+VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
 
 
 class ControlRejected(ValueError):
@@ -64,14 +74,65 @@ def _pf(name: str, v: Mapping[str, Any]) -> tuple[float, bool]:
     return round(pf, 4), absorbing
 
 
-def control_from_base(base: Mapping[str, Any] | None) -> UtilityControl:
+def curve_points(name: str, curve: Mapping[str, Any], curve_type: int,
+                 y_refs: Iterable[int]) -> tuple[int, tuple[tuple[float, float], ...]]:
+    """(yRefType, ((x, y), ...)) of a DERCurve (plain form, see :func:`control_from_base`):
+    x in % of nominal voltage -> per unit, y in percent of yRefType's base, both scaled by
+    their PowerOfTenMultiplier. Checks the type, the multipliers and that every value is
+    a finite number; the point count, the order of x and the ranges are the settings'
+    validator's (the same as for a persisted curve)."""
+    kind = _int(f"{name}.curveType", _unwrap(curve.get("curve_type")), 0, 255)
+    if kind != curve_type:
+        raise ControlRejected(f"{name}.curveType = {kind}: the link needs curveType "
+                              f"{curve_type}")
+    ref = _int(f"{name}.yRefType", _unwrap(curve.get("y_ref_type")), 0, 255)
+    if ref not in tuple(y_refs):
+        raise ControlRejected(f"{name}.yRefType = {ref}: supported "
+                              f"{', '.join(str(r) for r in y_refs)}")
+    xm = _int(f"{name}.xMultiplier", _unwrap(curve.get("x_multiplier")), -9, 9)
+    ym = _int(f"{name}.yMultiplier", _unwrap(curve.get("y_multiplier")), -9, 9)
+    data = curve.get("curve_data")
+    if not isinstance(data, list | tuple) or not data:
+        raise ControlRejected(f"{name}.CurveData = {data!r}: a list of points")
+    points = []
+    for i, p in enumerate(data):
+        if not isinstance(p, Mapping):
+            raise ControlRejected(f"{name}.CurveData[{i}] = {p!r}: a point")
+        # IEEE 2030.5-2018 CurveData: xvalue / yvalue are Int32.
+        x = _int(f"{name}.CurveData[{i}].xvalue", _unwrap(p.get("xvalue")), -2**31, 2**31 - 1)
+        y = _int(f"{name}.CurveData[{i}].yvalue", _unwrap(p.get("yvalue")), -2**31, 2**31 - 1)
+        points.append((round(x * 10.0 ** xm / 100.0, 6), round(y * 10.0 ** ym, 6)))
+    return ref, tuple(points)
+
+
+def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    href = link.get("href") if isinstance(link, Mapping) else None
+    if not isinstance(href, str) or not href:
+        raise ControlRejected(f"{name} = {link!r}: a DERCurveLink")
+    curve = curves.get(href)
+    if curve is None:
+        # Not (yet) fetched from the server's DERCurveList: never guess a curve.
+        raise ControlRejected(f"{name}: DERCurve {href} is not in the program's DERCurveList")
+    return curve
+
+
+def control_from_base(base: Mapping[str, Any] | None,
+                      curves: Mapping[str, Mapping[str, Any]] | None = None) -> UtilityControl:
     """The core's control for a DERControlBase; raises ControlRejected.
 
     ``opModMaxLimW`` is a PerCent of setMaxW in hundredths (0..10000);
     ``opModFixedVar`` a SignedPerCent (hundredths, -10000..10000) of setMaxVar.
+    ``opModVoltVar`` / ``opModVoltWatt`` are DERCurveLinks, resolved in ``curves``
+    (href -> the DERCurve's plain form: ``curve_type``, ``x_multiplier``,
+    ``y_multiplier``, ``y_ref_type``, ``curve_data`` [{``xvalue``, ``yvalue``}], and for
+    volt-var ``v_ref``, ``autonomous_vref_enable``). A volt-var curve's x is in % of
+    nominal voltage and its y in % of setMaxVar (yRefType 2) or of setMaxVA (8), kept as
+    they are with the settings' matching ``q_base``; a volt-watt curve's y is in % of
+    setMaxW (yRefType 1), the core's % of rated W.
     """
     if base is None:
         return UtilityControl()
+    curves = curves or {}
     unsupported = sorted(k for k, v in base.items()
                          if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
     if unsupported:
@@ -104,7 +165,27 @@ def control_from_base(base: Mapping[str, Any] | None) -> UtilityControl:
         raw = var.get("value")
         raw = raw.get("value") if isinstance(raw, Mapping) else raw
         fields["fixed_var_pct"] = _int("opModFixedVar.value", raw, -10000, 10000) / 100.0
-    if "fixed_pf" in fields and "fixed_var_pct" in fields:
-        raise ControlRejected("opModFixedPFInjectW and opModFixedVar together: one reactive "
-                              "mode at a time (IEEE 1547-2018 5.3.1)")
+    vv = base.get("op_mod_volt_var")
+    if _enabled(vv):
+        curve = _linked("opModVoltVar", vv, curves)
+        ref, points = curve_points("opModVoltVar", curve, CURVE_VOLT_VAR, VOLT_VAR_Q_BASE)
+        v_ref = _unwrap(curve.get("v_ref"))
+        # vRef (PerCent, hundredths) shifts the curve; the utility's curve runs about
+        # nominal here (the settings' vRef is 1.0 for the event), so only 100 % is taken.
+        if v_ref is not None and _int("opModVoltVar.vRef", v_ref, 0, 0xFFFF) != 10000:
+            raise ControlRejected(f"opModVoltVar.vRef = {v_ref}: only 10000 (100 %) is "
+                                  "supported")
+        fields["volt_var_curve"] = points
+        fields["volt_var_q_base"] = VOLT_VAR_Q_BASE[ref]
+    vw = base.get("op_mod_volt_watt")
+    if _enabled(vw):
+        curve = _linked("opModVoltWatt", vw, curves)
+        _, fields["volt_watt_curve"] = curve_points("opModVoltWatt", curve, CURVE_VOLT_WATT,
+                                                    (REF_SET_MAX_W,))
+    reactive = [k for k in ("fixed_pf", "fixed_var_pct", "volt_var_curve") if k in fields]
+    if len(reactive) > 1:
+        names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",
+                 "volt_var_curve": "opModVoltVar"}
+        raise ControlRejected(f"{' and '.join(names[k] for k in reactive)} together: one "
+                              "reactive mode at a time (IEEE 1547-2018 5.3.1)")
     return UtilityControl(**fields)

@@ -130,8 +130,10 @@ def test_activation_checks_answer_with_the_csip_rejection():
         asyncio.run(conn.update_p_lim({"p_lim_mode_enable": 1, "p_lim_w": 200.0}))
     with pytest.raises(InvalidControlValueError):
         asyncio.run(conn.update_p_lim({"p_lim_mode_enable": 1, "p_lim_w": math.nan}))
+    # curves: checked whole before activation (check_derc), the core applies them
+    assert asyncio.run(conn.update_qv({"qv_mode_enable": 1})) is None
     with pytest.raises(ModeNotSupportedError):
-        asyncio.run(conn.update_qv({"curve": []}))
+        asyncio.run(conn.update_freq_watt({"fw_mode_enable": 1}))
 
 
 def test_trips_and_cessation_raise_the_derstatus_alarms_csip_logs():
