@@ -13,7 +13,9 @@ py20305 also calls ``update_*`` when an event becomes active and posts the
 Response from what they do: they check the values and raise
 ``InvalidControlValueError`` (Response "rejected: invalid") or
 ``ModeNotSupportedError`` for what the gateway refuses; they write nothing,
-the core applies the schedule.
+the core applies the schedule. DER curves (volt-var, volt-watt) a control
+links are resolved in its program's DERCurveList (``curves``) and checked
+whole, with the rest of the control, before it is accepted.
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ from typing import Any
 from inverter_agent.arbitration import UtilityControl
 
 #: opMod functions this gateway applies. Others (fixed W, target W/var/V, ride-through
-#: curves, watt-var...) are reported unsupported: a ride-through curve from a server
-#: would relax the protection the gateway runs (docs/arbitration.md, protection first).
+#: curves, watt-var, frequency-watt...) are reported unsupported: a ride-through curve from
+#: a server would relax the protection the gateway runs (docs/arbitration.md, protection
+#: first); a frequency-watt curve (absolute %setMaxW against Hz) is not the core's 1547
+#: droop (deadband and slope relative to the power before the event), so the local droop
+#: keeps running rather than a guess at what the curve meant.
 SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fixed_pfinject_w",
              "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var", "op_mod_volt_var",
              "op_mod_volt_watt")
