@@ -159,3 +159,28 @@ def test_bad_curves_are_refused_whole_with_the_rejection_response(svc, curve, mo
     assert records and records[0][0] == "utility_control_refused"
     svc.tick()
     assert svc.effective() == before
+
+
+def test_default_control_curve_is_resolved_in_its_program_and_a_bad_one_keeps_the_last(svc):
+    good = parse(curve_xml("/derp/0/dc/1", 11, 8, VV), Dercurve1)
+    bad = parse(curve_xml("/derp/0/dc/1", 11, 8, ((9200, 3000), (9000, 0))), Dercurve1)
+    base = {"op_mod_volt_var": {"href": "/derp/0/dc/1", "disabled": False}}
+    held = [good]
+    conn = GatewayConnector(UtilitySchedule(), SiteView([]), validate=svc.check_utility,
+                            curves=lambda program: list(held) if program == "/derp/0" else [])
+
+    def default() -> None:
+        asyncio.run(conn.on_schedule_notification(ScheduleNotification(
+            stream="default_baseline", transition="default_added", status=None,
+            current_status=None, mrid="dd" * 16, program_href="/derp/0", primacy=0,
+            start=None, duration=None, end=None, affected_lfdis=[], randomization=(None, None),
+            payload={"control_base": base})))
+
+    default()
+    expected = UtilityControl(volt_var_curve=((0.92, 30.0), (0.98, 0.0), (1.02, 0.0),
+                                              (1.08, -30.0)), volt_var_q_base="rated_va")
+    assert conn.schedule.default() == expected
+    held[:] = [bad]  # the server changed the curve to one with x going down
+    default()
+    assert conn.schedule.default() == expected  # a bad update never lifts a valid default
+    assert "must not decrease" in conn.refused["dd" * 16]
