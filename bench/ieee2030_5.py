@@ -275,7 +275,7 @@ def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, repo
                 time.sleep(0.2)
             period = json.loads((state / "status.json").read_text()).get("poll_period_s")
             t0 = time.time()
-            starts = [t0 + 13 + 6 * i for i in range(samples)]
+            starts = [int(t0 + 13 + 6 * i) for i in range(samples)]  # whole seconds
             for i, s in enumerate(starts):
                 post(s, 4, 2000 + 1000 * i)
             got = []
@@ -295,8 +295,7 @@ def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, repo
         report("2030.5: event start -> limit at the inverter (p50 / max)",
                f"{statistics.median(got) * 1e3:.0f} / {max(got) * 1e3:.0f} ms",
                f"{len(got)}/{samples} events; poll period {period} s; received ahead (an event "
-               "is seen within one server poll); includes up to 1 s of the server's clock "
-               "resolution (its Time is whole seconds and the gateway follows it)")
+               "is seen within one server poll, max_poll_interval or the server's rate)")
     else:
         report("2030.5: event start -> limit at the inverter", "not measured",
                "no event reached the inverter")

@@ -124,8 +124,9 @@ class InForce:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """Changes exactly when the commands in force change (cheap to compare)."""
-        return (self.event.ident if self.event else None, self.default)
+        """Changes exactly when the commands in force change, an event updated in place
+        (same mRID, new values or window) included."""
+        return (self.event, self.default)
 
 
 def select(events: Iterable[ScheduledControl], default: UtilityControl | None,

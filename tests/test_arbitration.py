@@ -124,6 +124,13 @@ def test_A7_event_replaces_default_for_its_window(tmp_path):
     assert w.setpoints().p_limit_pct == pytest.approx(70.0)
 
 
+def test_A7_an_event_updated_in_place_applies_its_new_values(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(50.0))
+    w.event("e1", limit(35.0))  # the server changed the event (same mRID)
+    assert w.setpoints().p_limit_pct == pytest.approx(35.0)
+
+
 def test_A8_after_the_event_the_persisted_settings(tmp_path):
     w = World(tmp_path)
     w.event("e1", limit(50.0), start=-10, end=30)

@@ -177,9 +177,21 @@ def recorded(gridappsd, sim, tmp_path_factory):
     inv.close()
     snap["link"] = Reading(True, GOOD, time.time())
 
+    trip_at = time.time() + 15
+
+    class Controller:
+        """An over-voltage trip 15 s in (DERStatus alarm -> a LogEvent from the engine)."""
+
+        @staticmethod
+        def status_view() -> dict:
+            if time.time() < trip_at:
+                return {"state": "continuous", "voltage_region": "NN"}
+            return {"state": "out_of_service", "tripped": True, "voltage_region": "HV2",
+                    "out_of_service_cause": "voltage HV2 clearing time"}
+
     class Agent:  # the site view reads last_snapshot and controller only
         last_snapshot = snap
-        controller = None
+        controller = Controller()
 
     client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView([Agent()]))
     client.traffic_recorder = Recorder()
@@ -369,7 +381,8 @@ def test_every_message_we_send_validates_against_the_2030_5_xsd(recorded):
                                              "sep2_schema_2018.xsd")))
     sent = recorded.traffic_recorder.sent
     kinds = {etree.fromstring(body).tag.split("}")[-1] for _m, _u, body in sent}
-    assert {"DERCapability", "DERSettings", "DERStatus", "MirrorUsagePoint"} <= kinds, kinds
+    assert {"DERCapability", "DERSettings", "DERStatus", "MirrorUsagePoint",
+            "LogEvent"} <= kinds, kinds  # LogEvent: the trip (this server answers 403)
     bad = []
     for method, url, body in sent:
         doc = etree.fromstring(body)
