@@ -128,6 +128,7 @@ class _PymodbusTransport:
         return self._client
 
     def _drop(self) -> None:
+        self._quiet_needed = True  # an answer to the abandoned request may still come
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -311,8 +312,13 @@ class RtuTransport(_PymodbusTransport):
 
     def _before_request(self, client: ModbusTcpClient | ModbusSerialClient) -> None:
         # Whatever arrived since the last answer (a stray frame, line noise, a late
-        # answer to an abandoned request) is not the answer to this request.
+        # answer to an abandoned request) is not the answer to this request. After a
+        # failed transaction, first let a late answer arrive (one timeout), then drop it:
+        # RTU answers carry no address, so a late one would pass for this one.
         port = getattr(client, "socket", None)
+        if getattr(self, "_quiet_needed", False):
+            self._quiet_needed = False
+            time.sleep(min(self.policy.timeout, 0.2))
         if port is not None:
             try:
                 port.reset_input_buffer()
