@@ -79,8 +79,10 @@ class UtilityControl:
     volt_var_q_base: str | None = None
     #: ((v_pu, p_pct), ...) and it enables volt-watt
     volt_watt_curve: tuple[tuple[float, float], ...] | None = None
-    #: (db_hz, k) for over- and under-frequency droop, both
-    freq_droop: tuple[float, float] | None = None
+    #: (db_of_hz, db_uf_hz, k_of, k_uf, response_time_s or None) in the core's
+    #: freq_watt units (Hz, per-unit droop, seconds; None keeps the persisted response
+    #: time), and it enables frequency-watt (1547-2018 droop on pre-disturbance power)
+    freq_droop: tuple[float, float, float, float, float | None] | None = None
 
     def __post_init__(self) -> None:
         # 1547-2018 5.3.1: one reactive mode at a time. A command asking two (fixed PF and
@@ -208,9 +210,11 @@ def apply(settings: Mapping[str, Any], in_force: InForce,
             d["volt_watt"] = {**d["volt_watt"], "enabled": True, "curve": [
                 {"v_pu": v, "p_pct": p} for v, p in c.volt_watt_curve]}
         if c.freq_droop is not None:
-            db, k = c.freq_droop
-            d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db,
-                              "db_uf_hz": db, "k_of": k, "k_uf": k}
+            db_of, db_uf, k_of, k_uf, tr = c.freq_droop
+            d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db_of,
+                              "db_uf_hz": db_uf, "k_of": k_of, "k_uf": k_uf}
+            if tr is not None:
+                d["freq_watt"]["response_time_s"] = tr
     return d
 
 
@@ -359,7 +363,10 @@ def _control_from(d: Mapping[str, Any]) -> UtilityControl:
                 raise ValueError(f"volt_var_q_base = {v!r}")
             out[k] = v
         elif k == "freq_droop":
-            out[k] = tuple(float(x) for x in v)
+            if not isinstance(v, list | tuple) or len(v) != 5 or not finite(*v) \
+                    or any(x is None for x in v[:4]):
+                raise ValueError(f"freq_droop = {v!r}")
+            out[k] = tuple(None if x is None else float(x) for x in v)
         else:
             out[k] = tuple(tuple(float(x) for x in p) for p in v)
     return UtilityControl(**out)

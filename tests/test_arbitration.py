@@ -51,14 +51,14 @@ class World:
         self.now = T0 + dt
         self.svc.tick()
 
-    def setpoints(self, v_pu: float = 1.0, seconds: float = 60.0):
-        """Run the engine on the effective settings for ``seconds`` at ``v_pu``."""
+    def setpoints(self, v_pu: float = 1.0, seconds: float = 60.0, f_hz: float = 60.0):
+        """Run the engine on the effective settings for ``seconds`` at ``v_pu``, ``f_hz``."""
         settings = self.svc.effective()
         state = EngineState.initial(0.0, in_service=True)
         sp = None
         t = 0.0
         while t <= seconds:
-            meas = Measurements(valid=True, v_pu=(v_pu,), f_hz=60.0, p_pu=0.9, q_pu=0.0,
+            meas = Measurements(valid=True, v_pu=(v_pu,), f_hz=f_hz, p_pu=0.9, q_pu=0.0,
                                 connected=True)
             sp, state, _ = step(settings, meas, state, t)
             t += 0.5
@@ -353,6 +353,78 @@ def test_A24_a_bad_utility_curve_is_refused_whole_nothing_changes(tmp_path, curv
     w.event("bad", vv_event(curve, p_limit_pct=10.0))  # and if it reached the core anyway
     assert w.svc.effective() == before
     assert "utility_control_refused" in [e["kind"] for e in w.events.read()]
+
+
+#: A utility droop (opModFreqDroop dBOF 100, dBUF 200, kOF 30, kUF 40, openLoopTms 200)
+#: in the core's units: Hz, per unit, seconds.
+UTILITY_DROOP = (0.1, 0.2, 0.03, 0.04, 2.0)
+
+
+def test_A25_utility_freq_droop_replaces_and_enables_for_the_event(tmp_path):
+    from inverter_agent.mms.binding import FunctionBinding
+
+    w = World(tmp_path, **{"freq_watt.enabled": False})
+    persisted = w.svc.effective().freq_watt
+    assert w.setpoints(f_hz=60.3).p_limit_pct == pytest.approx(100.0)  # droop off
+    w.event("e1", UtilityControl(freq_droop=UTILITY_DROOP), end=60)
+    fw = w.svc.effective().freq_watt
+    assert (fw.enabled, fw.db_of_hz, fw.db_uf_hz, fw.k_of, fw.k_uf, fw.response_time_s) == (
+        True, *UTILITY_DROOP)
+    # 1547 droop on the pre-disturbance 90 %: 90 - 100 * (60.3 - 60.1) / (60 * 0.03)
+    sp = w.setpoints(f_hz=60.3, seconds=30.0)
+    assert sp.p_limit_pct == pytest.approx(90.0 - 100 * 0.2 / 1.8, abs=0.5)
+    shown = FunctionBinding(None, w.svc)._settings_values()  # the same state over MMS
+    assert shown["INV1/DHFW1.DbUfHz.setMag.f"] == pytest.approx(0.2)
+    assert shown["INV1/DHFW1.HzStr.setMag.f"] == pytest.approx(60.1)
+    w.at(60)  # the event ends: the persisted droop (and its disabled state) returns
+    assert w.svc.effective().freq_watt == persisted
+    assert w.setpoints(f_hz=60.3).p_limit_pct == pytest.approx(100.0)
+
+
+def test_A25_open_loop_time_zero_keeps_the_persisted_response_time(tmp_path):
+    w = World(tmp_path, **{"freq_watt.response_time_s": 7.0})
+    w.event("e1", UtilityControl(freq_droop=(*UTILITY_DROOP[:4], None)))
+    fw = w.svc.effective().freq_watt
+    assert (fw.k_of, fw.response_time_s) == (0.03, 7.0)
+
+
+def test_A26_default_droop_outside_events_the_persisted_one_during_an_event(tmp_path):
+    w = World(tmp_path)
+    persisted = w.svc.effective().freq_watt
+    w.default(UtilityControl(freq_droop=UTILITY_DROOP))
+    assert w.svc.effective().freq_watt.k_of == 0.03  # the default's
+    w.event("e1", limit(50.0), start=-10, end=60)  # an event without droop
+    assert w.svc.effective().freq_watt == persisted  # a default applies outside events only
+    assert w.setpoints().p_limit_pct == pytest.approx(50.0)
+    w.at(60)
+    assert w.svc.effective().freq_watt.k_of == 0.03  # the default's again
+
+
+@pytest.mark.parametrize("droop, why", [
+    ((0.1, 0.2, 0.01, 0.04, 2.0), "freq_watt.k_of"),  # kOF 10: 1 %, below 1547's 2 %
+    ((2.0, 0.2, 0.03, 0.04, 2.0), "freq_watt.db_of_hz"),  # a 2 Hz deadband
+    ((0.1, 0.2, 0.03, 0.04, 0.1), "freq_watt.response_time_s"),  # 0.1 s
+])
+def test_A27_a_droop_the_validator_refuses_is_refused_whole_nothing_changes(tmp_path, droop,
+                                                                            why):
+    w = World(tmp_path)
+    before = w.svc.effective()
+    assert why in (w.svc.check_utility(UtilityControl(freq_droop=droop)) or "")
+    w.event("bad", UtilityControl(freq_droop=droop, p_limit_pct=10.0))  # reached the core
+    assert w.svc.effective() == before
+    assert "utility_control_refused" in [e["kind"] for e in w.events.read()]
+
+
+def test_A28_a_frequency_watt_curve_is_refused_and_the_local_droop_runs_on(tmp_path):
+    from inverter_agent.ieee2030_5.translate import ControlRejected, control_from_base
+
+    w = World(tmp_path, **{"freq_watt.enabled": True})
+    before = w.svc.effective()
+    with pytest.raises(ControlRejected, match="send opModFreqDroop"):
+        control_from_base({"op_mod_freq_watt": {"href": "/derp/0/dc/1"},
+                           "op_mod_max_lim_w": {"value": 5000}})
+    assert w.svc.effective() == before  # nothing reached the schedule
+    assert w.setpoints(f_hz=60.3).p_limit_pct < 90.0  # the persisted droop still acts
 
 
 def test_select_is_pure_and_ignores_events_out_of_their_window():

@@ -15,7 +15,8 @@ Response from what they do: they check the values and raise
 ``ModeNotSupportedError`` for what the gateway refuses; they write nothing,
 the core applies the schedule. DER curves (volt-var, volt-watt) a control
 links are resolved in its program's DERCurveList (``curves``) and checked
-whole, with the rest of the control, before it is accepted.
+whole, with the rest of the control, before it is accepted; opModFreqDroop is
+translated into the core's freq_watt droop settings (translate.freq_droop).
 """
 
 from __future__ import annotations
@@ -184,6 +185,11 @@ class GatewayConnector(BaseConnector):
 
     async def update_pv(self, params: dict[str, Any]) -> None:
         return None  # likewise
+
+    async def update_pf(self, params: dict[str, Any]) -> None:
+        # py20305 routes opModFreqDroop here (its "pf": primary frequency response); the
+        # droop was checked whole in check_derc and the core applies it from the schedule.
+        return None
 
     async def update_freq_watt(self, params: dict[str, Any]) -> None:
         await self._unsupported("opModFreqWatt")

@@ -18,7 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 #: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
-CTRL_MODES = (1 << 2) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 20)
+#: 2 opModConnect, 3 opModEnergize, 4 opModFixedPFAbsorbW, 5 opModFixedPFInjectW,
+#: 6 opModFixedVar, 8 opModFreqDroop, 20 opModMaxLimW, 23 opModVoltVar, 24 opModVoltWatt
+#: (translate.SUPPORTED; 9 opModFreqWatt is not among them).
+CTRL_MODES = ((1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 20)
+              | (1 << 23) | (1 << 24))
 #: alarmStatus bits (IEEE 2030.5 DERStatus; CSIP LogEvent codes 2 x bit).
 ALARM_OVER_VOLTAGE, ALARM_UNDER_VOLTAGE = 1 << 1, 1 << 2
 ALARM_OVER_FREQUENCY, ALARM_UNDER_FREQUENCY = 1 << 3, 1 << 4

@@ -21,10 +21,19 @@ from inverter_agent.arbitration import UtilityControl
 #: a server would relax the protection the gateway runs (docs/arbitration.md, protection
 #: first); a frequency-watt curve (absolute %setMaxW against Hz) is not the core's 1547
 #: droop (deadband and slope relative to the power before the event), so the local droop
-#: keeps running rather than a guess at what the curve meant.
+#: keeps running rather than a guess at what the curve meant; opModFreqDroop, the
+#: parameterized form, maps onto the core's droop settings and is applied.
 SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fixed_pfinject_w",
              "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var", "op_mod_volt_var",
-             "op_mod_volt_watt")
+             "op_mod_volt_watt", "op_mod_freq_droop")
+#: Why opModFreqWatt (a frequency-watt DERCurve) stays refused: its y is an absolute
+#: active power output in %setMaxW, "with hysteresis" (the 2030.5 XSD), while the core's
+#: frequency response is IEEE 1547-2018 droop applied to the pre-disturbance power; the
+#: two agree only at full output, so no curve is converted into droop (it would curtail
+#: more, or less, than the server asked). opModFreqDroop is the supported way.
+FREQ_WATT_CURVE_REFUSED = (
+    "op_mod_freq_watt: a frequency-watt curve (absolute %setMaxW) is not the 1547-2018 "
+    "droop this gateway runs (on pre-disturbance power); send opModFreqDroop")
 #: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
 REF_SET_MAX_W = 1
 REF_SET_MAX_VAR = 2
@@ -108,6 +117,29 @@ def curve_points(name: str, curve: Mapping[str, Any], curve_type: int,
     return ref, tuple(points)
 
 
+def freq_droop(fd: Any) -> tuple[float, float, float, float, float | None]:
+    """The core's freq_watt droop (db_of_hz, db_uf_hz, k_of, k_uf, response_time_s or None)
+    for an opModFreqDroop (FreqDroopType, plain form), in IEEE 2030.5-2018's units:
+    dBOF / dBUF in thousandths of Hz (UInt32: 36 -> 0.036 Hz), kOF / kUF per-unit
+    frequency change for 1 pu power change in thousandths (UInt16: 50 -> 0.05, the core's
+    k_of 5 %), openLoopTms in hundredths of a second (UInt16: 500 -> 5 s; 0 means "no
+    limit", and the persisted response time stays). The ranges are the settings'
+    validator's, as for a persisted freq_watt setting (1547-2018 Table 24)."""
+    if not isinstance(fd, Mapping):
+        raise ControlRejected(f"opModFreqDroop = {fd!r}: a FreqDroopType")
+    if fd.get("p_min") is not None:
+        # 2023's pMin is an absolute ActivePower: not taken rather than guessed.
+        raise ControlRejected("opModFreqDroop.pMin: not supported (the persisted "
+                              "freq_watt.p_min_pct applies)")
+    db_of = _int("opModFreqDroop.dBOF", _unwrap(fd.get("d_bof")), 0, 2**32 - 1)
+    db_uf = _int("opModFreqDroop.dBUF", _unwrap(fd.get("d_buf")), 0, 2**32 - 1)
+    k_of = _int("opModFreqDroop.kOF", _unwrap(fd.get("k_of")), 0, 0xFFFF)
+    k_uf = _int("opModFreqDroop.kUF", _unwrap(fd.get("k_uf")), 0, 0xFFFF)
+    tms = _int("opModFreqDroop.openLoopTms", _unwrap(fd.get("open_loop_tms")), 0, 0xFFFF)
+    return (db_of / 1000.0, db_uf / 1000.0, k_of / 1000.0, k_uf / 1000.0,
+            None if tms == 0 else tms / 100.0)
+
+
 def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
     href = link.get("href") if isinstance(link, Mapping) else None
     if not isinstance(href, str) or not href:
@@ -138,6 +170,8 @@ def control_from_base(base: Mapping[str, Any] | None,
     curves = curves or {}
     unsupported = sorted(k for k, v in base.items()
                          if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
+    if "op_mod_freq_watt" in unsupported:
+        raise ControlRejected(FREQ_WATT_CURVE_REFUSED)
     if unsupported:
         raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}")
     fields: dict[str, Any] = {}
@@ -185,6 +219,9 @@ def control_from_base(base: Mapping[str, Any] | None,
         curve = _linked("opModVoltWatt", vw, curves)
         _, fields["volt_watt_curve"] = curve_points("opModVoltWatt", curve, CURVE_VOLT_WATT,
                                                     (REF_SET_MAX_W,))
+    fd = base.get("op_mod_freq_droop")
+    if _enabled(fd):
+        fields["freq_droop"] = freq_droop(fd)
     reactive = [k for k in ("fixed_pf", "fixed_var_pct", "volt_var_curve") if k in fields]
     if len(reactive) > 1:
         names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",
