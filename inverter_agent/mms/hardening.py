@@ -55,6 +55,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -319,25 +320,29 @@ def _endpoint(address: Any) -> Endpoint | None:
     return host, int(address[1])
 
 
-def server_sockets(port: int) -> dict[int, tuple[int, Endpoint]]:
-    """fd -> (socket inode, peer) of every connected TCP socket of this process whose
-    local port is ``port``: the MMS server's accepted connections, including those
-    still in their TLS handshake (the library does that in its listener thread,
-    before any callback knows the connection exists)."""
-    out: dict[int, tuple[int, Endpoint]] = {}
+def _own_sockets() -> Iterator[tuple[int, int]]:
+    """(fd, socket inode) of every socket this process has open."""
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return out
+        return
     for name in names:
         try:
             fd = int(name)
             link = os.readlink(f"/proc/self/fd/{name}")
         except (ValueError, OSError):
             continue
-        if not link.startswith("socket:["):
-            continue
-        inode = int(link[8:-1])
+        if link.startswith("socket:["):
+            yield fd, int(link[8:-1])
+
+
+def server_sockets(port: int) -> dict[int, tuple[int, Endpoint]]:
+    """fd -> (socket inode, peer) of every connected TCP socket of this process whose
+    local port is ``port``: the MMS server's accepted connections, including those
+    still in their TLS handshake (the library does that in its listener thread,
+    before any callback knows the connection exists)."""
+    out: dict[int, tuple[int, Endpoint]] = {}
+    for fd, inode in _own_sockets():
         found = _inspect(fd, inode, port)
         if found is not None:
             out[fd] = (inode, found)
@@ -421,19 +426,7 @@ class _SockFprog(ctypes.Structure):
 
 def listening_socket(port: int) -> tuple[int, int] | None:
     """(fd, inode) of this process's TCP listening socket on ``port``."""
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    for name in names:
-        try:
-            fd = int(name)
-            link = os.readlink(f"/proc/self/fd/{name}")
-        except (ValueError, OSError):
-            continue
-        if not link.startswith("socket:["):
-            continue
-        inode = int(link[8:-1])
+    for fd, inode in _own_sockets():
         with _Duplicate(fd, inode) as sock:
             if sock is None or sock.type != socket.SOCK_STREAM:
                 continue
