@@ -203,27 +203,20 @@ class MmsConnection:
 
     def write_float(self, reference: str, fc: str, value: float) -> None:
         """Write a FLOAT32 attribute; raises MmsClientError if the server refuses."""
-        iec = _iec()
-        result = iec.IedConnection_writeFloatValue(self._con, reference,
-                                                   getattr(iec, f"IEC61850_FC_{fc}"), value)
-        error = result[1] if isinstance(result, (tuple, list)) else result
-        if error:
-            raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+        self._write("IedConnection_writeFloatValue", reference, fc, value)
 
     def write_bool(self, reference: str, fc: str, value: bool) -> None:
         """Write a BOOLEAN attribute; raises MmsClientError if the server refuses."""
-        iec = _iec()
-        result = iec.IedConnection_writeBooleanValue(self._con, reference,
-                                                     getattr(iec, f"IEC61850_FC_{fc}"), value)
-        error = result[1] if isinstance(result, (tuple, list)) else result
-        if error:
-            raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+        self._write("IedConnection_writeBooleanValue", reference, fc, value)
 
     def write_int(self, reference: str, fc: str, value: int) -> None:
         """Write an INT32 attribute (an ING's setVal); raises MmsClientError if refused."""
+        self._write("IedConnection_writeInt32Value", reference, fc, value)
+
+    def _write(self, function: str, reference: str, fc: str, value: Any) -> None:
         iec = _iec()
-        result = iec.IedConnection_writeInt32Value(self._con, reference,
-                                                   getattr(iec, f"IEC61850_FC_{fc}"), value)
+        result = getattr(iec, function)(self._con, reference,
+                                        getattr(iec, f"IEC61850_FC_{fc}"), value)
         error = result[1] if isinstance(result, (tuple, list)) else result
         if error:
             raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")

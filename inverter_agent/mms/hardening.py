@@ -350,29 +350,17 @@ def server_sockets(port: int) -> dict[int, tuple[int, Endpoint]]:
 
 
 def _inspect(fd: int, inode: int, port: int) -> Endpoint | None:
-    try:
-        dup = os.dup(fd)
-    except OSError:
-        return None
-    try:
-        if os.fstat(dup).st_ino != inode:  # the fd was reused meanwhile
+    with _Duplicate(fd, inode) as sock:
+        if sock is None or sock.type != socket.SOCK_STREAM or \
+                sock.family not in (socket.AF_INET, socket.AF_INET6):
             return None
-        sock = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
-        return None
-    try:
-        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET,
-                                                                  socket.AF_INET6):
+        try:
+            local = _endpoint(sock.getsockname())
+            if local is None or local[1] != port:
+                return None
+            return _endpoint(sock.getpeername())
+        except OSError:  # the listening socket (no peer), or gone
             return None
-        local = _endpoint(sock.getsockname())
-        if local is None or local[1] != port:
-            return None
-        return _endpoint(sock.getpeername())
-    except OSError:  # the listening socket (no peer), or gone
-        return None
-    finally:
-        sock.close()  # closes our duplicate only
 
 
 def cut(fd: int, inode: int) -> bool:
@@ -383,24 +371,14 @@ def cut(fd: int, inode: int) -> bool:
     closes the connection itself; the fd cannot be reused under it meanwhile.
     False if the fd is no longer that socket.
     """
-    try:
-        dup = os.dup(fd)
-    except OSError:
-        return False
-    try:
-        if os.fstat(dup).st_ino != inode:
+    with _Duplicate(fd, inode) as sock:
+        if sock is None:
             return False
-        sock = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
-        return False
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # closes nothing: the library's fd stays open
+            return True
+        except OSError:
+            return False
 
 
 # --- refusing a peer before it takes a slot: a SYN filter on the listening socket -----------
