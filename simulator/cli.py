@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from . import registers
@@ -234,8 +235,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(str(exc))
     stop = threading.Event()
 
+    got: list[int] = []
+
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
+        got.append(signum)  # no logging here: the handler may interrupt a log write
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -276,17 +279,45 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             if args.watch_parent and os.getppid() != parent:
                 log.warning("parent process %d is gone: stopping", parent)
                 break
+        if got:
+            log.info("signal %d: stopping", got[0])
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     finally:
-        for part in reversed(started):
-            try:
-                part.stop()  # type: ignore[attr-defined]
-            except Exception:  # keep closing the rest
-                log.exception("stopping %s", type(part).__name__)
+        _stop_all(started)
     log.info("stopped")
     return 0
+
+
+def _stop_all(parts: Sequence[object], deadline_s: float = 3.0) -> None:
+    """Stop every part at once, each on its own thread, and wait at most ``deadline_s``.
+
+    Each part's own stop is bounded (its thread join has a timeout), but one after
+    the other they add up; side by side the slowest one decides. A part still
+    stopping at the deadline is named in the log and left to die with the process
+    (its threads are daemons).
+    """
+    t0 = time.monotonic()
+    took: dict[str, float] = {}
+
+    def stop_one(part: object) -> None:
+        name = type(part).__name__
+        try:
+            part.stop()  # type: ignore[attr-defined]
+        except Exception:  # keep closing the rest
+            log.exception("stopping %s", name)
+        took[name] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=stop_one, args=(part,), daemon=True,
+                                name=f"stop-{type(part).__name__}") for part in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline_s - (time.monotonic() - t0)))
+    late = [t.name[5:] for t in threads if t.is_alive()]
+    log.info("parts stopped in %s%s", ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
+             f"; still stopping after {deadline_s:.0f} s: {', '.join(late)}" if late else "")
 
 
 __all__ = ["main", "build_parser", "build"]

@@ -20,20 +20,30 @@ from simulator.testing import Device, tcp_client, wait_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_cleanly_within_5_s(sig):
+def test_signal_stops_cleanly_within_10_s(sig):
+    # The simulator stops its parts side by side with a 3 s deadline; 10 s (the
+    # agent unit's TimeoutStopSec) leaves room for a loaded CI machine, and a stop
+    # that hangs still fails here, with the simulator's own account of it.
     sim = SimProcess(pty=True).start()
     link, port = sim.pty_path, sim.tcp_port
     assert link and os.path.islink(link)
     t0 = time.monotonic()
     assert sim.proc is not None
     sim.proc.send_signal(sig)
-    assert sim.proc.wait(timeout=5) == 0
-    assert time.monotonic() - t0 < 5
+    try:
+        rc = sim.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        sim.stop(timeout=1)
+        pytest.fail("not stopped 10 s after the signal; its log:\n"
+                    + "\n".join(list(sim.stderr_lines)[-20:]))
+    assert rc == 0
+    assert time.monotonic() - t0 < 10
     assert not os.path.lexists(link)  # symlink removed
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     assert sim.stop() == 0  # idempotent, and reaped: no zombie
-    assert "stopped" in sim.output()
+    assert "parts stopped in" in sim.output() and "still stopping" not in sim.output()
+    assert f"signal {int(sig)}: stopping" in sim.output()
 
 
 def test_bad_options_fail_fast_with_the_reason():
