@@ -69,6 +69,7 @@ DESTDIR ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 DEB_VERSION ?= $(VERSION)
 DEB_OUT ?= build
+DEB_XZ_LEVEL ?= 6
 
 .PHONY: install-system uninstall-system deb
 
@@ -80,6 +81,7 @@ uninstall-system:
 
 deb:
 	DEB_VERSION='$(DEB_VERSION)' OUT_DIR='$(DEB_OUT)' SYSTEM_PYTHON='$(SYSTEM_PYTHON)' \
+	  DEB_XZ_LEVEL='$(DEB_XZ_LEVEL)' \
 	  sh packaging/build-deb.sh
 
 # --- arm64 check (docs/install.md, "Checked on arm64 (emulated)") ----------------

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make deb`: a Debian package of what `make install-system` installs.
 #
-#   DEB_VERSION=0.1.0 [OUT_DIR=build] [SYSTEM_PYTHON=/usr/bin/python3] packaging/build-deb.sh
+#   DEB_VERSION=0.1.0 [OUT_DIR=build] [SYSTEM_PYTHON=/usr/bin/python3] [DEB_XZ_LEVEL=6] \
+#       packaging/build-deb.sh
 #
 # Writes OUT_DIR/inverter-agent_<version>_<arch>.deb. The venv inside holds
 # binary wheels for this machine's architecture and links to this machine's
@@ -15,6 +16,13 @@ top=$(dirname "$here")
 version=${DEB_VERSION:?DEB_VERSION is required}
 out=${OUT_DIR:-$top/build}
 python=$(readlink -f "${SYSTEM_PYTHON:-/usr/bin/python3}")
+# xz level of the package's data: 6 (dpkg's default) ships the smallest package
+# (20 MB); 1 builds in a fifth of the time at 25 MB, for throw-away test builds.
+xz_level=${DEB_XZ_LEVEL:-6}
+case $xz_level in
+    [0-9]) ;;
+    *) echo "build-deb: DEB_XZ_LEVEL must be 0-9: $xz_level" >&2; exit 2 ;;
+esac
 maintainer=${DEB_MAINTAINER:-inverter-agent maintainers <inverter-agent@localhost>}
 pkg=inverter-agent
 
@@ -116,5 +124,5 @@ EOF
 chmod 0644 "$ctl/control" "$ctl/conffiles" "$ctl/md5sums"
 
 deb=$out/${pkg}_${version}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Zxz -z"$xz_level" --build "$stage" "$deb" >/dev/null
 echo "$deb"

@@ -239,6 +239,15 @@ class Staged(NamedTuple):
     created_state_dir: bool
 
 
+def test_deb_build_refuses_a_bad_compression_level_before_building(tmp_path: Path):
+    r = subprocess.run(["make", "-C", str(REPO), "--no-print-directory", "deb",
+                        "DEB_VERSION=1.0", f"DEB_OUT={tmp_path}", "DEB_XZ_LEVEL=12"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "DEB_XZ_LEVEL must be 0-9: 12" in r.stderr
+    assert not list(tmp_path.iterdir())  # nothing built
+
+
 @pytest.fixture(scope="module")
 def system_root(base_root: Path) -> Iterator[Staged]:
     """A fresh root with `make install-system DESTDIR=<root>` done."""
@@ -406,7 +415,8 @@ def debs(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     side: they share nothing)."""
     out = tmp_path_factory.mktemp("debs")
     builds = {v: subprocess.Popen(["make", "-C", str(REPO), "--no-print-directory", "deb",
-                                   f"DEB_VERSION={v}", f"DEB_OUT={out / v}"],
+                                   f"DEB_VERSION={v}", f"DEB_OUT={out / v}",
+                                   "DEB_XZ_LEVEL=1"],  # throw-away packages: build fast
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for v in (VERSION, UPGRADE_VERSION)}
     failed = {}
