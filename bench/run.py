@@ -28,6 +28,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from procstat import mb, proc_cpu_s, proc_status  # noqa: E402  (bench/ is sys.path[0])
+
 from hal.inverter import Inverter  # noqa: E402
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings  # noqa: E402
 from inverter_agent.mms import client as mms  # noqa: E402
@@ -225,17 +227,6 @@ def bench_latency(tmp: str, samples: int) -> None:
         report("p95", f"{pct(lat, 0.95) * 1e3:.0f} ms")
 
 
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        f = fh.read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_status(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as fh:
-        return dict(ln.split(":", 1) for ln in fh if ":" in ln)
-
-
 def chosen_period(state: str, timeout: float = 60.0) -> dict:
     """The status file's automatic poll period once chosen."""
     deadline = time.monotonic() + timeout
@@ -257,15 +248,14 @@ def bench_resources(tmp: str, seconds: float) -> None:
             auto = chosen_period(os.path.join(tmp, f"state-{port}"))
             time.sleep(2)
             pid = agent.p.pid
-            c0, t0 = _proc_cpu_s(pid), time.monotonic()
+            c0, t0 = proc_cpu_s(pid), time.monotonic()
             time.sleep(seconds)
-            c1, t1 = _proc_cpu_s(pid), time.monotonic()
-            status = _proc_status(pid)
+            c1, t1 = proc_cpu_s(pid), time.monotonic()
+            status = proc_status(pid)
             threads = len(os.listdir(f"/proc/{pid}/task"))
         finally:
             agent.stop()
-    rss_mb = int(status["VmRSS"].split()[0]) / 1024
-    hwm_mb = int(status["VmHWM"].split()[0]) / 1024
+    rss_mb, hwm_mb = mb(status, "VmRSS"), mb(status, "VmHWM")
     report("poll period chosen (TCP loopback)", f"{auto['chosen_s'] * 1e3:.0f} ms")
     report("resident memory", f"{rss_mb:.1f} MB",
            f"peak {hwm_mb:.1f} MB, {threads} threads (target < 35 MB)")
