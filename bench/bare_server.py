@@ -20,9 +20,9 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from inverter_agent.mms import _native as nat  # noqa: E402
-from inverter_agent.mms.model import build_model  # noqa: E402
-from inverter_agent.mms.plant_model import site_model_spec  # noqa: E402
+from inverter_agent.adapters.mms import _native as nat  # noqa: E402
+from inverter_agent.adapters.mms.model import build_model  # noqa: E402
+from inverter_agent.adapters.mms.plant_model import site_model_spec  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

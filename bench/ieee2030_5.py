@@ -70,7 +70,7 @@ class Relay:
             threading.Thread(target=self._serve, args=(c, time.time()), daemon=True).start()
 
     def _serve(self, c: socket.socket, t_open: float) -> None:
-        from inverter_agent.wirestats import counters_from_tcp_info
+        from inverter_agent.adapters._shared.wirestats import counters_from_tcp_info
 
         try:
             u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
@@ -160,9 +160,9 @@ def bytes_per_day(v: dict[str, str], tmp: str, seconds: float, report) -> None:
     from hal.inverter import Inverter
     from hal.reading import GOOD, Reading
     from hal.transport import RetryPolicy, TcpTransport
-    from inverter_agent.arbitration import UtilitySchedule
-    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
-    from inverter_agent.ieee2030_5.site_view import SiteView
+    from inverter_agent.adapters.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.adapters.ieee2030_5.site_view import SiteView
+    from inverter_agent.core.arbitration import UtilitySchedule
     from simulator import SimProcess
 
     upstream = int(v["IEEE2030_5_URL"].rsplit(":", 1)[1])

@@ -33,7 +33,7 @@ MAX_SECONDS = 900.0
 
 def monitoring(host: str, port: int, seconds: float, scan: float,
                write_every: float | None) -> dict[str, Any]:
-    from inverter_agent.mms import client as mms
+    from inverter_agent.adapters.mms import client as mms
 
     reads = writes = 0
     ref = f"{LD}/DCTE1.VHiLim.setMag.f"

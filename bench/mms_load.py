@@ -43,7 +43,7 @@ def reader(host: str, port: int, ref: str, fc: str, seconds: float, max_reads: i
     """One reader process: connect, wait for the others, read until time or count is up."""
     import pyiec61850.pyiec61850 as iec
 
-    from inverter_agent.mms.client import MmsClientError, connect
+    from inverter_agent.adapters.mms.client import MmsClientError, connect
 
     try:  # connect() probes the association and retries a dead one (see its docstring)
         connection = connect(host, port, timeout=5)

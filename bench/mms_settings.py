@@ -49,8 +49,8 @@ def _free_port() -> int:
 
 def _spawn(state_dir: str, port: int, rate: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.mms.servers.functions_server", "--state-dir", state_dir,
-         "--port", str(port), "--animate", str(rate), "--commands"],
+        [sys.executable, "-m", "tests.adapters.mms.servers.functions_server",
+         "--state-dir", state_dir, "--port", str(port), "--animate", str(rate), "--commands"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.stdout is not None
@@ -105,7 +105,7 @@ def report_latency(host: str, port: int, seconds: float) -> list[float]:
 
 
 def run(host: str, port: int, seconds: float) -> dict[str, Any]:
-    from inverter_agent.mms import client as mms_client
+    from inverter_agent.adapters.mms import client as mms_client
 
     out: dict[str, Any] = {}
     with mms_client.connect(host, port) as con:

@@ -32,8 +32,8 @@ from procstat import mb, proc_cpu_s, proc_status  # noqa: E402  (bench/ is sys.p
 
 from hal.inverter import Inverter  # noqa: E402
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings  # noqa: E402
-from inverter_agent.mms import client as mms  # noqa: E402
-from inverter_agent.mms.server import LIBRARY_MAX_CONNECTIONS  # noqa: E402
+from inverter_agent.adapters.mms import client as mms  # noqa: E402
+from inverter_agent.adapters.mms.server import LIBRARY_MAX_CONNECTIONS  # noqa: E402
 from simulator import SimProcess  # noqa: E402
 
 RESULTS: list[tuple[str, str, str]] = []
@@ -154,7 +154,7 @@ def start_agent(sim: SimProcess, tmp: str, period: float | None, functions: bool
 def mms_load(port: int, seconds: float, procs: int = 2, tries: int = 3) -> float:
     """Reads per second of ``procs`` reader processes (bench/mms_load.py). A run whose
     readers could not associate (the libiec61850 client's "lost right after connect"
-    under load, see inverter_agent.mms.client.connect) is run again, at most ``tries``."""
+    under load, see inverter_agent.adapters.mms.client.connect) is run again, at most ``tries``."""
     for attempt in range(1, tries + 1):
         out = subprocess.run(
             [sys.executable, os.path.join(ROOT, "bench", "mms_load.py"), "--port", str(port),
@@ -267,10 +267,12 @@ def bench_resources(tmp: str, seconds: float) -> None:
              "def rss():\n"
              "    return int(next(l for l in open('/proc/self/status')"
              " if l.startswith('VmRSS')).split()[1]) / 1024\n"
-             "import inverter_agent.cli, inverter_agent.agent, inverter_agent.mms.server\n"
-             "import inverter_agent.mms.binding, hal.inverter\n"
+             "import inverter_agent.cli, inverter_agent.core.agent\n"
+             "import inverter_agent.adapters.mms.server\n"
+             "import inverter_agent.adapters.mms.binding, hal.inverter\n"
              "a = rss()\n"
-             "import inverter_agent.ieee2030_5.client, inverter_agent.ieee2030_5.site_view\n"
+             "import inverter_agent.adapters.ieee2030_5.client\n"
+             "import inverter_agent.adapters.ieee2030_5.site_view\n"
              "print(round(rss() - a, 1))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
@@ -317,7 +319,7 @@ def bench_alloc(tmp: str, seconds: float, top: int = 8) -> None:
 def bench_startup(tmp: str, trials: int) -> None:
     print("Startup: process start to MMS listening, and to the first good measurement "
           "served (default settings, functions on, simulated inverter over TCP)")
-    from inverter_agent.mms.client import MmsClientError, quality_from_bits
+    from inverter_agent.adapters.mms.client import MmsClientError, quality_from_bits
 
     listen, good = [], []
     with SimProcess() as sim:

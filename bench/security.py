@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "mms"))
 
 from conftest import FunctionsServer  # noqa: E402
 
-from inverter_agent import certs  # noqa: E402
+from inverter_agent.security import certs  # noqa: E402
 from tests.security._peers import connect  # noqa: E402
 
 SOURCES = [f"127.0.4.{i}" for i in range(1, 41)]

@@ -178,7 +178,7 @@ def _units(spec: str) -> list[int]:
 def cmd_scan(args: argparse.Namespace) -> int:
     from hal.sunspec.scan import DEFAULT_BASES, NotSunSpec, discover
     from hal.transport import RetryPolicy, TransportError
-    from inverter_agent.agent import make_transport
+    from inverter_agent.core.agent import make_transport
 
     cfg = config_mod.load(None, {"inverter.modbus_tcp": args.modbus_tcp,
                                  "inverter.modbus_rtu": args.modbus_rtu,
@@ -207,8 +207,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from inverter_agent.mms.icd import write_icd
-    from inverter_agent.mms.plant_model import site_model_spec
+    from inverter_agent.adapters.mms.icd import write_icd
+    from inverter_agent.adapters.mms.plant_model import site_model_spec
 
     cfg = config_mod.load(args.config or config_mod.default_config_path(),
                           {"functions.enabled": False if args.no_functions else None})
@@ -224,7 +224,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_password_hash(_args: argparse.Namespace) -> int:
     import getpass
 
-    from inverter_agent.mms.security import hash_password
+    from inverter_agent.adapters.mms.security import hash_password
 
     if sys.stdin.isatty():
         pw = getpass.getpass("password: ")
@@ -243,7 +243,7 @@ def cmd_password_hash(_args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     import time
 
-    from inverter_agent.audit import AuditLog, verify
+    from inverter_agent.security.audit import AuditLog, verify
 
     log_ = AuditLog(args.state_dir)
     entries = [e for e in log_.entries() if args.refusals or e.get("protect", True)]
@@ -346,7 +346,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
     import time
 
-    from inverter_agent.events import EventLog
+    from inverter_agent.core.events import EventLog
 
     def line(label: str, text: str) -> None:
         print(f"{indent}{label:<{16 - len(indent)}}{text}")
@@ -394,7 +394,7 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
 def cmd_events(args: argparse.Namespace) -> int:
     import time
 
-    from inverter_agent.events import EventLog
+    from inverter_agent.core.events import EventLog
 
     # With several inverters each keeps its log in <state_dir>/<logical device>.
     folders = {"": args.state_dir}
@@ -420,7 +420,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from inverter_agent import certs
+    from inverter_agent.security import certs
 
     try:
         if args.certs_command == "request":
@@ -453,7 +453,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_lfdi(args: argparse.Namespace) -> int:
-    from inverter_agent.ieee2030_5.identity import lfdi_sfdi
+    from inverter_agent.adapters.ieee2030_5.identity import lfdi_sfdi
 
     try:
         with open(args.cert, "rb") as fh:
@@ -470,9 +470,9 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
     one utility schedule, arbitrated by every inverter's settings service."""
     if not cfg["ieee2030_5.server"]:
         return None
-    from inverter_agent.arbitration import UtilitySchedule
-    from inverter_agent.ieee2030_5.client import ClientSettings, Ieee2030Client
-    from inverter_agent.ieee2030_5.site_view import SiteView
+    from inverter_agent.adapters.ieee2030_5.client import ClientSettings, Ieee2030Client
+    from inverter_agent.adapters.ieee2030_5.site_view import SiteView
+    from inverter_agent.core.arbitration import UtilitySchedule
 
     settings = ClientSettings.from_config(cfg)
     services = [a.settings_service for a in agents if a.settings_service is not None]
@@ -501,7 +501,7 @@ def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | N
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from inverter_agent.mms import client
+    from inverter_agent.adapters.mms import client
 
     try:
         values = client.read_all(args.host, args.port, timeout=args.timeout)
@@ -513,15 +513,15 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from inverter_agent.agent import Agent
-    from inverter_agent.mms.binding import attach_functions
-    from inverter_agent.mms.hardening import route_native_output
-    from inverter_agent.mms.plant_binding import attach_plant
-    from inverter_agent.mms.plant_model import site_model_spec
-    from inverter_agent.mms.security import TLS_PORT, check_bind
-    from inverter_agent.mms.server import MmsServer
+    from inverter_agent.adapters.mms.binding import attach_functions
+    from inverter_agent.adapters.mms.hardening import route_native_output
+    from inverter_agent.adapters.mms.plant_binding import attach_plant
+    from inverter_agent.adapters.mms.plant_model import site_model_spec
+    from inverter_agent.adapters.mms.security import TLS_PORT, check_bind
+    from inverter_agent.adapters.mms.server import MmsServer
+    from inverter_agent.core.agent import Agent
+    from inverter_agent.core.site import PlantService, Site
     from inverter_agent.sdnotify import Notifier
-    from inverter_agent.site import PlantService, Site
 
     overrides = {
         "inverter.modbus_tcp": args.modbus_tcp, "inverter.modbus_rtu": args.modbus_rtu,
@@ -555,7 +555,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
         os.makedirs(cfg["agent.state_dir"], exist_ok=True)
-        from inverter_agent.mms import _native
+        from inverter_agent.adapters.mms import _native
 
         # Which libiec61850, checked (loadable, version) before anything else starts.
         _native.configure(cfg["mms.libiec61850"])
@@ -645,8 +645,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def security_from_config(cfg: config_mod.Config):
     """(TlsSettings or None, AccessPolicy or None, AuditLog) from the [security] section."""
-    from inverter_agent.audit import AuditLog
-    from inverter_agent.mms.security import AccessPolicy, TlsSettings
+    from inverter_agent.adapters.mms.security import AccessPolicy, TlsSettings
+    from inverter_agent.security.audit import AuditLog
 
     tls = None
     if cfg["security.tls_cert"] or cfg["security.tls_key"]:
@@ -671,7 +671,7 @@ def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) ->
     """One agent per inverter; inverters on one wire share its transport. With several,
     each keeps its settings and events in ``<state_dir>/<logical device>``."""
     from hal.inverter import Inverter
-    from inverter_agent.agent import Agent, make_transport
+    from inverter_agent.core.agent import Agent, make_transport
 
     transports: dict[tuple[str, str], object] = {}
     agents = []
@@ -693,10 +693,10 @@ def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) ->
 
 def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = None):
     """The local controller and its settings service (persisted or profile defaults)."""
-    from inverter_agent.controller import Controller
-    from inverter_agent.events import EventLog
-    from inverter_agent.settings_service import SettingsService
-    from inverter_agent.settings_store import SettingsStore
+    from inverter_agent.core.controller import Controller
+    from inverter_agent.core.events import EventLog
+    from inverter_agent.core.settings_service import SettingsService
+    from inverter_agent.core.settings_store import SettingsStore
 
     state_dir = state_dir or cfg["agent.state_dir"]
     events = EventLog(state_dir, max_bytes=cfg["functions.event_log_bytes"])
@@ -706,7 +706,7 @@ def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = No
     log.info("grid functions running from %s", service.origin)
     period = cfg["agent.poll_period"]
     if period == "auto":  # the agent states its choice, and what it means, once made
-        from inverter_agent.pollrate import PROVISIONAL_PERIOD
+        from inverter_agent.core.pollrate import PROVISIONAL_PERIOD
         period = PROVISIONAL_PERIOD
     elif 2 * period > 0.16:
         log.warning("poll period %.2f s: clearing times shorter than two poll periods (e.g. "

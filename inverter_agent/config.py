@@ -296,7 +296,7 @@ def link_timeout(link: Mapping[str, Any], poll_period: float | str) -> float:
     if t is not None:
         return t
     if poll_period == "auto":
-        from inverter_agent.pollrate import auto_timeout
+        from inverter_agent.core.pollrate import auto_timeout
 
         return auto_timeout(link)
     return round(max(0.05, 0.4 * float(poll_period)), 3)

@@ -46,12 +46,12 @@ def test_agent_never_touches_registers():
 
 
 #: Protocol adapters: each uses the core and never another adapter (STYLE.md 10).
-ADAPTERS = ("inverter_agent.mms", "inverter_agent.ieee2030_5")
+ADAPTERS = ("inverter_agent.adapters.mms", "inverter_agent.adapters.ieee2030_5")
 #: The wiring (entry points) may import everything.
 ENTRY_POINTS = {"cli.py", "__main__.py"}
 #: Protocol engines: only their adapter may import them.
-ENGINES = {"inverter_agent.mms": ("pyiec61850", "iec61850"),
-           "inverter_agent.ieee2030_5": ("py20305",)}
+ENGINES = {"inverter_agent.adapters.mms": ("pyiec61850", "iec61850"),
+           "inverter_agent.adapters.ieee2030_5": ("py20305",)}
 
 
 def _module(path: pathlib.Path) -> str:
@@ -122,7 +122,7 @@ def test_the_2030_5_adapter_is_not_imported_unless_configured(tmp_path):
             "agents = cli.make_agents(cfg, cfg.inverter_links())\n"
             "assert cli.start_ieee2030_5(cfg, agents, agents[0]) is None\n"
             "bad = [m for m in sys.modules if m.startswith(('py20305', "
-            "'inverter_agent.ieee2030_5'))]\n"
+            "'inverter_agent.adapters.ieee2030_5'))]\n"
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)

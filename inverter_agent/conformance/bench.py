@@ -27,9 +27,9 @@ from typing import Any
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
 from inverter_agent import config as config_mod
-from inverter_agent.agent import LINK, Agent
-from inverter_agent.controller import Controller
-from inverter_agent.events import EventLog
+from inverter_agent.core.agent import LINK, Agent
+from inverter_agent.core.controller import Controller
+from inverter_agent.core.events import EventLog
 from inverter_agent.functions import OperatingState, Settings
 
 log = logging.getLogger(__name__)

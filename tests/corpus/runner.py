@@ -32,8 +32,8 @@ import time
 import traceback
 from typing import Any
 
+from inverter_agent.core.settings_store import SettingsStore
 from inverter_agent.functions import get_profile, settings_from_dict, settings_to_dict
-from inverter_agent.settings_store import SettingsStore
 from simulator import SimProcess
 from simulator.profile import Profile, load_profile
 from tests.e2e.conftest import AgentProcess

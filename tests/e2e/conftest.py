@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from hal.reading import Quality
-from inverter_agent.mms import client as mms
+from inverter_agent.adapters.mms import client as mms
 from simulator import SimProcess
 
 LD = "GWINV1"

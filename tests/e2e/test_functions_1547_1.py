@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from inverter_agent.core.settings_store import SettingsStore
 from inverter_agent.functions import get_profile, settings_from_dict, settings_to_dict
-from inverter_agent.settings_store import SettingsStore
 
 from .conftest import wait_for
 

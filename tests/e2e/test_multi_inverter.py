@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from hal.reading import Detail, Validity
-from inverter_agent.mms import client as mms
+from inverter_agent.adapters.mms import client as mms
 from simulator import SimProcess
 
 from .conftest import wait_for

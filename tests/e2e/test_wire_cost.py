@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from inverter_agent.mms import client as mms
+from inverter_agent.adapters.mms import client as mms
 
 from .conftest import LD, wait_for
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from inverter_agent import certs
+from inverter_agent.security import certs
 from simulator import SimProcess
 
 from ..e2e.conftest import AgentProcess, free_port

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from inverter_agent.audit import AuditLog, verify
+from inverter_agent.security.audit import AuditLog, verify
 
 
 def _fill(log, n=20):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from inverter_agent.audit import AuditLog, RefusalAggregator, verify
+from inverter_agent.security.audit import AuditLog, RefusalAggregator, verify
 
 from .test_tls_roles import SETTING, Pki, SecureServer, TlsClient
 

@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from inverter_agent import certs
+from inverter_agent.security import certs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
 from conftest import FunctionsServer  # noqa: E402

@@ -9,7 +9,7 @@ import sys
 import pytest
 from cryptography import x509
 
-from inverter_agent import certs
+from inverter_agent.security import certs
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from inverter_agent import certs
+from inverter_agent.security import certs
 
 from ._peers import MalformedPeer, associate_within, connect, corpus
 

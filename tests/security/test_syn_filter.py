@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from inverter_agent.mms.hardening import _SKF_NET_OFF, syn_filter
+from inverter_agent.adapters.mms.hardening import _SKF_NET_OFF, syn_filter
 
 
 def _packet(src: str) -> bytes:

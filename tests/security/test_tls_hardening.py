@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from inverter_agent import certs
+from inverter_agent.security import certs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
 from conftest import ROOT, FunctionsServer, free_port, wait_until  # noqa: E402
@@ -157,8 +157,8 @@ def test_library_prints_go_to_the_log_at_debug_only(pki, tmp_path):
 
 
 def test_renegotiation_switch_is_found_by_measurement_or_left_alone():
-    from inverter_agent.mms import _native as nat
-    from inverter_agent.mms.hardening import refuse_client_renegotiation
+    from inverter_agent.adapters.mms import _native as nat
+    from inverter_agent.adapters.mms.hardening import refuse_client_renegotiation
 
     lib = nat.lib()
     config = lib.TLSConfiguration_create()

@@ -26,10 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from inverter_agent import certs
-from inverter_agent.audit import AuditLog, verify
-from inverter_agent.mms import security
-from inverter_agent.mms.security import (
+from inverter_agent.adapters.mms import security
+from inverter_agent.adapters.mms.security import (
     AccessPolicy,
     InsecureBindError,
     SecurityConfigError,
@@ -38,6 +36,8 @@ from inverter_agent.mms.security import (
     hash_password,
     verify_password,
 )
+from inverter_agent.security import certs
+from inverter_agent.security.audit import AuditLog, verify
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
 from conftest import FunctionsServer, wait_until  # noqa: E402
@@ -191,7 +191,7 @@ class PasswordClient:
     """Plain MMS with an ACSE password, through ctypes (SWIG lacks the parameter accessors)."""
 
     def __init__(self, port: int, password: str | None) -> None:
-        from inverter_agent.mms import _native
+        from inverter_agent.adapters.mms import _native
 
         lib = self.lib = ctypes.CDLL(_native.library_path())
         P = ctypes.c_void_p
@@ -341,7 +341,7 @@ def test_refusal_reasons_name_the_problem(pki, tls_server):
 
 
 def test_plain_client_against_tls_port_is_refused(tls_server):
-    from inverter_agent.mms.client import MmsClientError, connect
+    from inverter_agent.adapters.mms.client import MmsClientError, connect
 
     before = len(_entries(tls_server, "mms.tls", "refused"))
     with pytest.raises(MmsClientError):
@@ -512,7 +512,7 @@ def test_wrong_or_missing_password_is_refused(password_server, password):
 def test_idle_connection_is_closed(tmp_path):
     server = SecureServer(str(tmp_path), "--idle-timeout", "1")
     try:
-        from inverter_agent.mms.client import connect
+        from inverter_agent.adapters.mms.client import connect
 
         con = connect("127.0.0.1", server.port, timeout=2)
         try:
@@ -574,8 +574,8 @@ def test_tls_settings_refuse_weak_suites_and_versions(pki):
 
 
 def test_default_port_is_3782_with_tls(pki):
-    from inverter_agent.mms.functions_model import functions_model_spec
-    from inverter_agent.mms.server import MmsServer
+    from inverter_agent.adapters.mms.functions_model import functions_model_spec
+    from inverter_agent.adapters.mms.server import MmsServer
 
     spec = functions_model_spec(LD.removeprefix("GW"))
     tls = TlsSettings(pki.server_cert, pki.server_key, (pki.ca,))

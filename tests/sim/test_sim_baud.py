@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings
-from inverter_agent.pollrate import rtu_wire_s
+from inverter_agent.core.pollrate import rtu_wire_s
 from simulator import SimProcess
 
 

@@ -1,0 +1,231 @@
+"""IEEE 2030.5 DERControlBase -> the core's :class:`UtilityControl`, refusing absurd values.
+
+Pure functions over the JSON form py20305 relays (``control_base``: snake-case
+opMod names, values as IEEE 2030.5 encodes them). Every value is checked
+against the range IEEE 2030.5-2018 gives its type; a control with any value
+out of range is refused as a whole (:class:`ControlRejected`), never clamped:
+a server that sends 250 % or a NaN has a bug, and guessing what it meant could
+harm the grid or the inverter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from inverter_agent.core.arbitration import UtilityControl
+
+#: opMod functions this gateway applies. Others (fixed W, target W/var/V, ride-through
+#: curves, watt-var, frequency-watt...) are reported unsupported: a ride-through curve from
+#: a server would relax the protection the gateway runs (docs/arbitration.md, protection
+#: first); a frequency-watt curve (absolute %setMaxW against Hz) is not the core's 1547
+#: droop (deadband and slope relative to the power before the event), so the local droop
+#: keeps running rather than a guess at what the curve meant; opModFreqDroop, the
+#: parameterized form, maps onto the core's droop settings and is applied.
+SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fixed_pfinject_w",
+             "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var", "op_mod_volt_var",
+             "op_mod_volt_watt", "op_mod_freq_droop")
+#: Why opModFreqWatt (a frequency-watt DERCurve) stays refused: its y is an absolute
+#: active power output in %setMaxW, "with hysteresis" (the 2030.5 XSD), while the core's
+#: frequency response is IEEE 1547-2018 droop applied to the pre-disturbance power; the
+#: two agree only at full output, so no curve is converted into droop (it would curtail
+#: more, or less, than the server asked). opModFreqDroop is the supported way.
+FREQ_WATT_CURVE_REFUSED = (
+    "op_mod_freq_watt: a frequency-watt curve (absolute %setMaxW) is not the 1547-2018 "
+    "droop this gateway runs (on pre-disturbance power); send opModFreqDroop")
+#: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
+REF_SET_MAX_W = 1
+REF_SET_MAX_VAR = 2
+REF_SET_MAX_VA = 8
+#: DERCurveType (IEEE 2030.5-2018): the curve each curve-based opMod must link to.
+CURVE_VOLT_VAR = 11
+CURVE_VOLT_WATT = 12
+#: The settings' volt-var Q base for each yRefType accepted for a volt-var curve: the
+#: core's curve keeps the utility's percentages and says what they are a percentage of
+#: (setMaxVar / setMaxVA are the rated var / VA this gateway reports in DERSettings).
+VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
+
+
+class ControlRejected(ValueError):
+    """A control the gateway refuses; the message says which value and why."""
+
+
+def _enabled(v: Any) -> bool:
+    return v is not None and not (isinstance(v, Mapping) and v.get("disabled") is True)
+
+
+def _int(name: str, v: Any, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+            or v != int(v) or not lo <= v <= hi:
+        raise ControlRejected(f"{name} = {v!r}: allowed {lo}..{hi}")
+    return int(v)
+
+
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ControlRejected(f"{name} = {v!r}: a boolean")
+    return v
+
+
+def _unwrap(v: Any) -> Any:
+    """py20305's JSON form wraps simple types ({"value": -2} for a PowerOfTenMultiplier)."""
+    return v.get("value") if isinstance(v, Mapping) else v
+
+
+def _pf(name: str, v: Mapping[str, Any]) -> tuple[float, bool]:
+    displacement = _int(f"{name}.displacement", _unwrap(v.get("displacement")), 0, 0xFFFF)
+    multiplier = _int(f"{name}.multiplier", _unwrap(v.get("multiplier", 0)), -9, 9)
+    pf = displacement * 10.0 ** multiplier
+    if not 0.0 < pf <= 1.0:
+        raise ControlRejected(f"{name} = {pf!r}: a power factor 0 < PF <= 1")
+    # PowerFactorWithExcitation.excitation: true when absorbing reactive power (under-excited).
+    absorbing = _unwrap(v.get("excitation", False))
+    if not isinstance(absorbing, bool):
+        raise ControlRejected(f"{name}.excitation = {absorbing!r}: a boolean")
+    return round(pf, 4), absorbing
+
+
+def curve_points(name: str, curve: Mapping[str, Any], curve_type: int,
+                 y_refs: Iterable[int]) -> tuple[int, tuple[tuple[float, float], ...]]:
+    """(yRefType, ((x, y), ...)) of a DERCurve (plain form, see :func:`control_from_base`):
+    x in % of nominal voltage -> per unit, y in percent of yRefType's base, both scaled by
+    their PowerOfTenMultiplier. Checks the type, the multipliers and that every value is
+    a finite number; the point count, the order of x and the ranges are the settings'
+    validator's (the same as for a persisted curve)."""
+    kind = _int(f"{name}.curveType", _unwrap(curve.get("curve_type")), 0, 255)
+    if kind != curve_type:
+        raise ControlRejected(f"{name}.curveType = {kind}: the link needs curveType "
+                              f"{curve_type}")
+    ref = _int(f"{name}.yRefType", _unwrap(curve.get("y_ref_type")), 0, 255)
+    if ref not in tuple(y_refs):
+        raise ControlRejected(f"{name}.yRefType = {ref}: supported "
+                              f"{', '.join(str(r) for r in y_refs)}")
+    xm = _int(f"{name}.xMultiplier", _unwrap(curve.get("x_multiplier")), -9, 9)
+    ym = _int(f"{name}.yMultiplier", _unwrap(curve.get("y_multiplier")), -9, 9)
+    data = curve.get("curve_data")
+    if not isinstance(data, list | tuple) or not data:
+        raise ControlRejected(f"{name}.CurveData = {data!r}: a list of points")
+    points = []
+    for i, p in enumerate(data):
+        if not isinstance(p, Mapping):
+            raise ControlRejected(f"{name}.CurveData[{i}] = {p!r}: a point")
+        # IEEE 2030.5-2018 CurveData: xvalue / yvalue are Int32.
+        x = _int(f"{name}.CurveData[{i}].xvalue", _unwrap(p.get("xvalue")), -2**31, 2**31 - 1)
+        y = _int(f"{name}.CurveData[{i}].yvalue", _unwrap(p.get("yvalue")), -2**31, 2**31 - 1)
+        points.append((round(x * 10.0 ** xm / 100.0, 6), round(y * 10.0 ** ym, 6)))
+    return ref, tuple(points)
+
+
+def freq_droop(fd: Any) -> tuple[float, float, float, float, float | None]:
+    """The core's freq_watt droop (db_of_hz, db_uf_hz, k_of, k_uf, response_time_s or None)
+    for an opModFreqDroop (FreqDroopType, plain form), in IEEE 2030.5-2018's units:
+    dBOF / dBUF in thousandths of Hz (UInt32: 36 -> 0.036 Hz), kOF / kUF per-unit
+    frequency change for 1 pu power change in thousandths (UInt16: 50 -> 0.05, the core's
+    k_of 5 %), openLoopTms in hundredths of a second (UInt16: 500 -> 5 s; 0 means "no
+    limit", and the persisted response time stays). The ranges are the settings'
+    validator's, as for a persisted freq_watt setting (1547-2018 Table 24)."""
+    if not isinstance(fd, Mapping):
+        raise ControlRejected(f"opModFreqDroop = {fd!r}: a FreqDroopType")
+    if fd.get("p_min") is not None:
+        # 2023's pMin is an absolute ActivePower: not taken rather than guessed.
+        raise ControlRejected("opModFreqDroop.pMin: not supported (the persisted "
+                              "freq_watt.p_min_pct applies)")
+    db_of = _int("opModFreqDroop.dBOF", _unwrap(fd.get("d_bof")), 0, 2**32 - 1)
+    db_uf = _int("opModFreqDroop.dBUF", _unwrap(fd.get("d_buf")), 0, 2**32 - 1)
+    k_of = _int("opModFreqDroop.kOF", _unwrap(fd.get("k_of")), 0, 0xFFFF)
+    k_uf = _int("opModFreqDroop.kUF", _unwrap(fd.get("k_uf")), 0, 0xFFFF)
+    tms = _int("opModFreqDroop.openLoopTms", _unwrap(fd.get("open_loop_tms")), 0, 0xFFFF)
+    return (db_of / 1000.0, db_uf / 1000.0, k_of / 1000.0, k_uf / 1000.0,
+            None if tms == 0 else tms / 100.0)
+
+
+def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    href = link.get("href") if isinstance(link, Mapping) else None
+    if not isinstance(href, str) or not href:
+        raise ControlRejected(f"{name} = {link!r}: a DERCurveLink")
+    curve = curves.get(href)
+    if curve is None:
+        # Not (yet) fetched from the server's DERCurveList: never guess a curve.
+        raise ControlRejected(f"{name}: DERCurve {href} is not in the program's DERCurveList")
+    return curve
+
+
+def control_from_base(base: Mapping[str, Any] | None,
+                      curves: Mapping[str, Mapping[str, Any]] | None = None) -> UtilityControl:
+    """The core's control for a DERControlBase; raises ControlRejected.
+
+    ``opModMaxLimW`` is a PerCent of setMaxW in hundredths (0..10000);
+    ``opModFixedVar`` a SignedPerCent (hundredths, -10000..10000) of setMaxVar.
+    ``opModVoltVar`` / ``opModVoltWatt`` are DERCurveLinks, resolved in ``curves``
+    (href -> the DERCurve's plain form: ``curve_type``, ``x_multiplier``,
+    ``y_multiplier``, ``y_ref_type``, ``curve_data`` [{``xvalue``, ``yvalue``}], and for
+    volt-var ``v_ref``, ``autonomous_vref_enable``). A volt-var curve's x is in % of
+    nominal voltage and its y in % of setMaxVar (yRefType 2) or of setMaxVA (8), kept as
+    they are with the settings' matching ``q_base``; a volt-watt curve's y is in % of
+    setMaxW (yRefType 1), the core's % of rated W.
+    """
+    if base is None:
+        return UtilityControl()
+    curves = curves or {}
+    unsupported = sorted(k for k, v in base.items()
+                         if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
+    if "op_mod_freq_watt" in unsupported:
+        raise ControlRejected(FREQ_WATT_CURVE_REFUSED)
+    if unsupported:
+        raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}")
+    fields: dict[str, Any] = {}
+    if _enabled(base.get("op_mod_connect")):
+        fields["connect"] = _bool("opModConnect", base["op_mod_connect"])
+    if _enabled(base.get("op_mod_energize")):
+        fields["energize"] = _bool("opModEnergize", base["op_mod_energize"])
+    lim = base.get("op_mod_max_lim_w")
+    if _enabled(lim):
+        value = lim.get("value") if isinstance(lim, Mapping) else lim
+        fields["p_limit_pct"] = _int("opModMaxLimW", value, 0, 10000) / 100.0
+    inject, absorb = base.get("op_mod_fixed_pfinject_w"), base.get("op_mod_fixed_pfabsorb_w")
+    if _enabled(inject):
+        if not isinstance(inject, Mapping):
+            raise ControlRejected(f"opModFixedPFInjectW = {inject!r}: a PowerFactorWithExcitation")
+        fields["fixed_pf"] = _pf("opModFixedPFInjectW", inject)
+    elif _enabled(absorb):
+        # Storage charging PF; a PV inverter never absorbs active power: refuse it.
+        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power")
+    var = base.get("op_mod_fixed_var")
+    if _enabled(var):
+        if not isinstance(var, Mapping):
+            raise ControlRejected(f"opModFixedVar = {var!r}: a FixedVar")
+        ref = _int("opModFixedVar.refType", _unwrap(var.get("ref_type")), 0, 255)
+        if ref != REF_SET_MAX_VAR:
+            raise ControlRejected(f"opModFixedVar.refType = {ref}: only {REF_SET_MAX_VAR} "
+                                  "(%setMaxVar) is supported")
+        raw = var.get("value")
+        raw = raw.get("value") if isinstance(raw, Mapping) else raw
+        fields["fixed_var_pct"] = _int("opModFixedVar.value", raw, -10000, 10000) / 100.0
+    vv = base.get("op_mod_volt_var")
+    if _enabled(vv):
+        curve = _linked("opModVoltVar", vv, curves)
+        ref, points = curve_points("opModVoltVar", curve, CURVE_VOLT_VAR, VOLT_VAR_Q_BASE)
+        v_ref = _unwrap(curve.get("v_ref"))
+        # vRef (PerCent, hundredths) shifts the curve; the utility's curve runs about
+        # nominal here (the settings' vRef is 1.0 for the event), so only 100 % is taken.
+        if v_ref is not None and _int("opModVoltVar.vRef", v_ref, 0, 0xFFFF) != 10000:
+            raise ControlRejected(f"opModVoltVar.vRef = {v_ref}: only 10000 (100 %) is "
+                                  "supported")
+        fields["volt_var_curve"] = points
+        fields["volt_var_q_base"] = VOLT_VAR_Q_BASE[ref]
+    vw = base.get("op_mod_volt_watt")
+    if _enabled(vw):
+        curve = _linked("opModVoltWatt", vw, curves)
+        _, fields["volt_watt_curve"] = curve_points("opModVoltWatt", curve, CURVE_VOLT_WATT,
+                                                    (REF_SET_MAX_W,))
+    fd = base.get("op_mod_freq_droop")
+    if _enabled(fd):
+        fields["freq_droop"] = freq_droop(fd)
+    reactive = [k for k in ("fixed_pf", "fixed_var_pct", "volt_var_curve") if k in fields]
+    if len(reactive) > 1:
+        names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",
+                 "volt_var_curve": "opModVoltVar"}
+        raise ControlRejected(f"{' and '.join(names[k] for k in reactive)} together: one "
+                              "reactive mode at a time (IEEE 1547-2018 5.3.1)")
+    return UtilityControl(**fields)

@@ -1,0 +1,372 @@
+"""One arbitration for every source of command (docs/arbitration.md has the table).
+
+Protocol-neutral: an adapter (IEC 61850 MMS, IEEE 2030.5, DNP3 next) turns what
+its protocol says into the values here, and the core decides who wins. Sources,
+most binding first:
+
+1. **Protection** (must-trip, momentary cessation, anti-islanding, invalid
+   measurements): the engine (``functions/engine.py``) runs it *after* this
+   module, on whatever settings come out of it, and no utility command can
+   touch a ride-through or trip setting: a trip or a cease always wins.
+2. **Utility commands**: scheduled utility events (IEEE 2030.5 DERControls,
+   ranked by program primacy, then the most recently created) and operator
+   controls (IEC 61850 MMS temporary commands). Then the utility's default
+   control (2030.5 DefaultDERControl), which applies only outside events.
+3. **Local autonomous functions** (volt-var, volt-watt, frequency droop, soft
+   start): they keep running under every command; their active-power limits
+   combine with the commanded one (the lowest wins, in the engine).
+4. **Persisted settings** and the profile defaults underneath.
+
+Rules where two sources set the same thing:
+
+- Active-power limit: the lowest of every limit in force wins (the persisted
+  or operator limit, the default control's, the event's). A higher utility
+  limit never lifts a lower one.
+- Connect / energize: any source that says disconnect (cease to energize)
+  wins; a "connect" from one source never lifts another's disconnect.
+- Reactive mode (constant PF, constant var, volt-var curve): a mode chosen by
+  a utility event replaces the autonomous one (and an operator's) for the
+  event's duration (1547-2018 5.3.1: one mode at a time); an operator's mode
+  replaces the default control's; the default control's replaces the
+  persisted one.
+- A volt-var curve from a utility is its reactive mode (above): it replaces the
+  persisted curve (with its Q base, about a vRef of 1.0 pu, without autonomous
+  vRef) and enables volt-var for the event's (or default's) duration.
+- Volt-watt curves and frequency droop from a utility replace the persisted
+  ones and enable the function for the event's (or default's) duration.
+
+Everything here is pure: time is an argument, values are frozen. The one
+mutable holder, :class:`UtilitySchedule`, is what an adapter writes and the
+settings service reads; it keeps events already received, so they run to
+their end whatever happens to the link they came over.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The reactive modes (1547-2018 5.3.1: mutually exclusive) and their enable paths.
+REACTIVE = ("volt_var", "fixed_pf", "constant_var")
+
+
+@dataclass(frozen=True, slots=True)
+class UtilityControl:
+    """What one utility command asks; None leaves that function alone.
+
+    Units are the core's: active power in % of rated W, reactive power in % of
+    rated var (as ``constant_var.q_pct``), curves as the settings' points.
+    """
+
+    connect: bool | None = None
+    energize: bool | None = None
+    p_limit_pct: float | None = None
+    #: (power factor 0..1, absorbing?)
+    fixed_pf: tuple[float, bool] | None = None
+    fixed_var_pct: float | None = None
+    #: ((v_pu, q_pct), ...) and it enables volt-var; q_pct in % of ``volt_var_q_base``
+    volt_var_curve: tuple[tuple[float, float], ...] | None = None
+    #: what the volt-var curve's Q is a percentage of: "rated_var" (default) or "rated_va"
+    volt_var_q_base: str | None = None
+    #: ((v_pu, p_pct), ...) and it enables volt-watt
+    volt_watt_curve: tuple[tuple[float, float], ...] | None = None
+    #: (db_of_hz, db_uf_hz, k_of, k_uf, response_time_s or None) in the core's
+    #: freq_watt units (Hz, per-unit droop, seconds; None keeps the persisted response
+    #: time), and it enables frequency-watt (1547-2018 droop on pre-disturbance power)
+    freq_droop: tuple[float, float, float, float, float | None] | None = None
+
+    def __post_init__(self) -> None:
+        # 1547-2018 5.3.1: one reactive mode at a time. A command asking two (fixed PF and
+        # a volt-var curve, say) is not understood: the adapter refuses it whole.
+        modes = [m for m, v in (("volt_var", self.volt_var_curve), ("fixed_pf", self.fixed_pf),
+                                ("constant_var", self.fixed_var_pct)) if v is not None]
+        if len(modes) > 1:
+            raise ValueError(f"one reactive mode at a time (1547-2018 5.3.1): {modes}")
+
+    def reactive_mode(self) -> str | None:
+        if self.volt_var_curve is not None:
+            return "volt_var"
+        if self.fixed_pf is not None:
+            return "fixed_pf"
+        if self.fixed_var_pct is not None:
+            return "constant_var"
+        return None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__slots__)
+
+    def describe(self) -> str:
+        parts = [f"{f}={getattr(self, f)!r}" for f in self.__slots__
+                 if getattr(self, f) is not None]
+        return ", ".join(parts) or "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledControl:
+    """A utility event: ``control`` from ``start`` (inclusive) to ``end`` (exclusive),
+    epoch seconds, effective times (randomization already applied)."""
+
+    ident: str
+    start: float
+    end: float
+    control: UtilityControl
+    #: Program primacy: lower is more important (IEEE 2030.5 DERProgram.primacy).
+    primacy: int = 0
+    #: Creation time; among equal primacy the newest wins (2030.5 supersession).
+    created: float = 0.0
+    source: str = "utility"
+
+    def in_force(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """The utility commands that apply at one instant."""
+
+    event: ScheduledControl | None = None
+    default: UtilityControl | None = None
+    default_source: str = ""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Changes exactly when the commands in force change, an event updated in place
+        (same mRID, new values or window) included."""
+        return (self.event, self.default)
+
+
+def select(events: Iterable[ScheduledControl], default: UtilityControl | None,
+           t: float, default_source: str = "") -> InForce:
+    """The event in force at ``t`` (primacy, then newest) and the default control.
+
+    Overlapping events of equal rank: the one created last wins (IEEE 2030.5
+    supersession), and, as a last tie-break, the one that started last.
+    """
+    live = [e for e in events if e.in_force(t)]
+    best = min(live, key=lambda e: (e.primacy, -e.created, -e.start, e.ident), default=None)
+    return InForce(best, default, default_source)
+
+
+def apply(settings: Mapping[str, Any], in_force: InForce,
+          operator: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Settings (plain dict, as ``settings_to_dict``) with the utility commands applied.
+
+    ``settings`` is the persisted settings with the operator's temporary
+    commands already applied; ``operator`` is those commands (settings path ->
+    value), so that the rules above can tell an operator's choice from a
+    persisted one. Does not validate; the caller does (``settings_from_dict``).
+    """
+    operator = operator or {}
+    d = copy.deepcopy(dict(settings))
+    event = in_force.event.control if in_force.event is not None else None
+    default = in_force.default
+    # The default control applies outside events only (IEEE 2030.5 DefaultDERControl).
+    layers = [c for c in (default if event is None else None, event) if c is not None]
+
+    # Active power: every limit in force is a ceiling, the lowest wins.
+    lim = d["active_power_limit"]
+    limits = [float(lim["p_limit_pct"])] if lim["enabled"] else []
+    limits += [c.p_limit_pct for c in layers if c.p_limit_pct is not None]
+    if limits:
+        d["active_power_limit"] = {**lim, "enabled": True, "p_limit_pct": min(limits)}
+
+    # Connect / energize: a disconnect from anyone wins.
+    if any(c.connect is False or c.energize is False for c in layers):
+        d["enter_service"] = {**d["enter_service"], "enabled": False}
+
+    # Reactive mode: the event's replaces all; the default's yields to an operator's.
+    for c in layers:
+        mode = c.reactive_mode()
+        if mode is None:
+            continue
+        operator_mode = any(operator.get(f"{m}.enabled") is True for m in REACTIVE)
+        if c is default and operator_mode:
+            continue
+        for m in REACTIVE:
+            d[m] = {**d[m], "enabled": m == mode}
+        if mode == "fixed_pf":
+            pf, absorbing = c.fixed_pf  # type: ignore[misc]
+            d["fixed_pf"] = {**d["fixed_pf"], "pf": pf, "absorbing": absorbing}
+        elif mode == "constant_var":
+            d["constant_var"] = {**d["constant_var"], "q_pct": c.fixed_var_pct}
+        else:
+            # The utility's curve as sent: its own Q base, about nominal voltage.
+            d["volt_var"] = {**d["volt_var"], "curve": [
+                {"v_pu": v, "q_pct": q} for v, q in c.volt_var_curve],  # type: ignore[union-attr]
+                "q_base": c.volt_var_q_base or "rated_var", "vref_pu": 1.0,
+                "vref_auto": False}
+
+    for c in layers:
+        if c.volt_watt_curve is not None:
+            d["volt_watt"] = {**d["volt_watt"], "enabled": True, "curve": [
+                {"v_pu": v, "p_pct": p} for v, p in c.volt_watt_curve]}
+        if c.freq_droop is not None:
+            db_of, db_uf, k_of, k_uf, tr = c.freq_droop
+            d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db_of,
+                              "db_uf_hz": db_uf, "k_of": k_of, "k_uf": k_uf}
+            if tr is not None:
+                d["freq_watt"]["response_time_s"] = tr
+    return d
+
+
+def finite(*values: float | None) -> bool:
+    """True when every given number is a finite float (None is skipped)."""
+    return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
+                             and math.isfinite(v)) for v in values)
+
+
+@dataclass
+class UtilitySchedule:
+    """The utility commands received, shared by the adapter (writer) and the core (reader).
+
+    Events stay until their end whatever happens to the link they came over:
+    this is what makes a schedule survive a lost link. Thread-safe; ``version``
+    changes with every update.
+    """
+
+    source: str = "utility"
+    #: If set, the schedule is kept here (atomically, on every change) and read back at
+    #: start: a gateway restarted during an outage still runs what it had received.
+    path: str | None = None
+    _events: dict[str, ScheduledControl] = field(default_factory=dict)
+    _default: UtilityControl | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    version: int = 0
+    #: Link state an adapter reports (for status and the MMS view).
+    comms: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self._load()
+
+    def put_event(self, event: ScheduledControl) -> None:
+        with self._lock:
+            if self._events.get(event.ident) == event:
+                return
+            self._events[event.ident] = event
+            self._changed()
+
+    def remove_event(self, ident: str) -> bool:
+        with self._lock:
+            gone = self._events.pop(ident, None) is not None
+            if gone:
+                self._changed()
+            return gone
+
+    def set_default(self, control: UtilityControl | None) -> None:
+        with self._lock:
+            new = None if control is None or control.is_empty() else control
+            if new != self._default:
+                self._default = new
+                self._changed()
+
+    def events(self) -> list[ScheduledControl]:
+        with self._lock:
+            return list(self._events.values())
+
+    def default(self) -> UtilityControl | None:
+        with self._lock:
+            return self._default
+
+    def expire(self, t: float) -> list[str]:
+        """Forget events that ended before ``t`` (bounded memory); returns their ids."""
+        with self._lock:
+            old = [i for i, e in self._events.items() if e.end <= t]
+            for i in old:
+                del self._events[i]
+            if old:
+                self._changed()
+            return old
+
+    def in_force(self, t: float) -> InForce:
+        with self._lock:
+            return select(self._events.values(), self._default, t, self.source)
+
+    # -- persistence (under the lock) ---------------------------------------------------------
+    def _changed(self) -> None:
+        self.version += 1
+        if self.path is None:
+            return
+        from inverter_agent.core.files import write_atomic
+
+        body = {"schema": SCHEDULE_SCHEMA, "source": self.source,
+                "default": None if self._default is None else _control_dict(self._default),
+                "events": [{**dataclasses.asdict(e), "control": _control_dict(e.control)}
+                           for e in self._events.values()]}
+        try:
+            write_atomic(self.path, json.dumps(body).encode())
+        except OSError as exc:  # the schedule still runs from memory
+            log.warning("cannot keep the utility schedule in %s: %s", self.path, exc)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                body = json.load(fh)
+            if body.get("schema") != SCHEDULE_SCHEMA:
+                raise ValueError(f"schema {body.get('schema')!r}")
+            default = body.get("default")
+            self._default = None if default is None else _control_from(default)
+            for e in body.get("events", []):
+                ev = ScheduledControl(**{**e, "control": _control_from(e["control"])})
+                if not (finite(ev.start, ev.end, ev.created) and ev.end > ev.start):
+                    raise ValueError(f"event {ev.ident!r}: bad window")
+                self._events[ev.ident] = ev
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            # A damaged file is not a reason to apply half of it: start empty, say so.
+            log.warning("utility schedule %s not read (%s): starting without it", self.path, exc)
+            self._events.clear()
+            self._default = None
+
+
+SCHEDULE_SCHEMA = 1
+
+
+def _control_dict(c: UtilityControl) -> dict[str, Any]:
+    return {f: getattr(c, f) for f in c.__slots__ if getattr(c, f) is not None}
+
+
+def _control_from(d: Mapping[str, Any]) -> UtilityControl:
+    """A control read back from the schedule file, checked like any other input."""
+    fields = set(UtilityControl.__slots__)
+    if not isinstance(d, Mapping) or set(d) - fields:
+        raise ValueError(f"unknown control fields {sorted(set(d) - fields)}")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in ("connect", "energize"):
+            if not isinstance(v, bool):
+                raise ValueError(f"{k}: a boolean")
+            out[k] = v
+        elif k in ("p_limit_pct", "fixed_var_pct"):
+            lo = 0.0 if k == "p_limit_pct" else -100.0
+            if not finite(v) or not lo <= v <= 100.0:
+                raise ValueError(f"{k} = {v!r}")
+            out[k] = float(v)
+        elif k == "fixed_pf":
+            pf, absorbing = v
+            if not finite(pf) or not 0.0 < pf <= 1.0 or not isinstance(absorbing, bool):
+                raise ValueError(f"fixed_pf = {v!r}")
+            out[k] = (float(pf), absorbing)
+        elif k == "volt_var_q_base":
+            if v not in ("rated_var", "rated_va"):
+                raise ValueError(f"volt_var_q_base = {v!r}")
+            out[k] = v
+        elif k == "freq_droop":
+            if not isinstance(v, list | tuple) or len(v) != 5 or not finite(*v) \
+                    or any(x is None for x in v[:4]):
+                raise ValueError(f"freq_droop = {v!r}")
+            out[k] = tuple(None if x is None else float(x) for x in v)
+        else:
+            out[k] = tuple(tuple(float(x) for x in p) for p in v)
+    return UtilityControl(**out)

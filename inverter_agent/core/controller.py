@@ -1,0 +1,576 @@
+"""The local controller: runs the grid functions every cycle and steers the inverter.
+
+Each cycle it turns the HAL snapshot into engine :class:`Measurements`, runs
+:func:`functions.step`, and writes the resulting setpoints through the HAL's
+named controls *only when they change* (beyond a small deadband) or when the
+inverter's read-back shows it lost them (restart, another master). It then
+checks, after a response deadline, that the inverter actually does what it was
+told, and marks the function "not followed" when it does not.
+
+It needs no client and no network: it starts at boot from persisted or
+default settings. Immediate controls (SunSpec 123 or 704) are the default way
+of steering because every inverter that can be steered at all offers them.
+
+What the controller cannot do (see docs/functions.md): detect an island (the
+inverter does that in under a cycle), or trip faster than one poll period
+(the inverter's own certified protection is the primary; this is backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hal.curves import VoltVarCurve
+from hal.inverter import OperatingState as InvSt
+from hal.reading import Reading
+from inverter_agent.core.events import EventLog
+from inverter_agent.core.plausibility import Assessment, assess
+from inverter_agent.functions import (
+    EngineState,
+    Measurements,
+    ReactiveMode,
+    Setpoints,
+    Settings,
+    step,
+)
+from inverter_agent.functions.settings import InvalidPolicy
+
+log = logging.getLogger(__name__)
+
+#: Deadbands below which a changed setpoint is not rewritten (avoids a write
+#: per cycle while a first-order volt-var output creeps towards its target).
+DEADBAND = {"WMaxLimPct": 0.2, "VArPct": 0.5, "OutPFSet": 0.002}
+#: Measured-vs-commanded tolerances (IEEE 1547-2018 Table 3: P and Q +-5 % of rated).
+FOLLOW_TOL_PCT = 5.0
+ENERGIZING = {InvSt.STARTING, InvSt.MPPT, InvSt.THROTTLED}
+#: What standing aside writes: our enables off, so the device's own settings govern.
+RELEASE = {"WMaxLim_Ena": False, "OutPFSet_Ena": False, "VArPct_Ena": False}
+#: IEC 61850 HealthKind, as the health views show it.
+HEALTH_OK, HEALTH_WARNING, HEALTH_ALARM = 1, 2, 3
+
+
+@dataclass(slots=True)
+class FollowCheck:
+    """One commanded outcome and when it must be visible."""
+
+    what: str
+    deadline: float
+    followed: bool | None = None  # None: not yet due
+
+
+#: Command latency allowed on top of the sampling delay (write on the wire,
+#: the inverter acting on it), seconds.
+COMMAND_LATENCY_S = 0.05
+
+
+def for_platform(settings: Settings, period_s: float) -> Settings:
+    """The settings the engine runs with on a loop sampling every ``period_s``.
+
+    The functions see the grid once a cycle, so a condition is seen up to one
+    period late and a timer fires up to one period after it expires. So that a
+    backup must-trip command leaves by the clearing time, its margin is at
+    least two periods plus the command latency (a clearing time shorter than
+    that trips on the first sample that sees the condition). So that the
+    volt-var, volt-watt and frequency-droop outputs meet their open-loop
+    response times at the inverter, the sampling delay is taken off their
+    response times. The inverter's own response adds to what is left: where
+    it is slow, set shorter response times. The settings as set (and as shown
+    over IEC 61850) are unchanged.
+    """
+    margin = 2 * period_s + COMMAND_LATENCY_S
+
+    def rt(r):
+        return dataclasses.replace(r, trip_margin_s=max(r.trip_margin_s, margin))
+
+    def faster(tr: float) -> float:
+        return max(0.5 * tr, tr - period_s)
+
+    return dataclasses.replace(
+        settings,
+        voltage_ride_through=rt(settings.voltage_ride_through),
+        frequency_ride_through=rt(settings.frequency_ride_through),
+        volt_var=dataclasses.replace(settings.volt_var,
+                                     response_time_s=faster(settings.volt_var.response_time_s)),
+        volt_watt=dataclasses.replace(
+            settings.volt_watt, response_time_s=faster(settings.volt_watt.response_time_s)),
+        freq_watt=dataclasses.replace(
+            settings.freq_watt, response_time_s=faster(settings.freq_watt.response_time_s)))
+
+
+@dataclass(slots=True)
+class NativeCurveState:
+    curve: VoltVarCurve | None
+    programmed: bool
+    verify_at: float
+
+
+@dataclass(slots=True)
+class ControllerStatus:
+    """What the controller did last cycle (for MMS status, health view, tests)."""
+
+    active: bool = False
+    reason: str = "not started"
+    setpoints: Setpoints | None = None
+    written: dict[str, Any] = field(default_factory=dict)
+    writes: int = 0
+    write_errors: int = 0
+    rewrites_after_readback: int = 0
+    not_followed: dict[str, str] = field(default_factory=dict)
+    last_event: str | None = None
+    #: Why the gateway stands aside (its controls released), or None.
+    standing_aside: str | None = None
+    #: Caveats the gateway runs with (monitor only, reactive power not steered ...).
+    notes: tuple[str, ...] = ()
+
+
+class Controller:
+    """Runs :func:`functions.step` against one inverter through the HAL."""
+
+    def __init__(self, inverter: Any, settings: Settings, events: EventLog,
+                 nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
+                 rng: random.Random | None = None, steering: str = "immediate",
+                 verify_every_s: float = 60.0, control_period_s: float = 0.1) -> None:
+        self.inverter = inverter
+        self.control_period_s = control_period_s
+        self.settings = settings
+        self.engine_settings = for_platform(settings, control_period_s)
+        self.events = events
+        self.nominal_voltage = nominal_voltage
+        self.follow_timeout_s = follow_timeout_s
+        self.rng = rng or random.Random()
+        self.state: EngineState | None = None
+        self.status = ControllerStatus()
+        self._checks: dict[str, FollowCheck] = {}
+        self._mismatch: dict[str, int] = {}
+        self._warned: set[str] = set()
+        if steering not in ("immediate", "native"):
+            raise ValueError(f"steering {steering!r}: immediate or native")
+        self.steering = steering
+        self.verify_every_s = verify_every_s
+        self._native_vv: NativeCurveState | None = None
+        #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
+        self.plant_cap_pct: float | None = None
+        self._controls_for: object = None
+        self._controls: set[str] = set()
+        #: The reading of the device's VNom (L-N 1, L-L 2 / sqrt 3), fixed per discovery.
+        self._v_ratio: float | None = None
+        self._v_ratio_for: object = None
+        self.assessment: Assessment | None = None
+
+    # -- settings
+    def set_control_period(self, period_s: float) -> None:
+        """The loop now samples every ``period_s`` (an automatic poll period was chosen)."""
+        self.control_period_s = period_s
+        self.engine_settings = for_platform(self.settings, period_s)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Swap settings (validated by the caller); timers and filters keep running,
+        so the change takes effect at the next cycle."""
+        self.engine_settings = for_platform(settings, self.control_period_s)
+        self.settings = settings
+
+    def status_view(self) -> dict[str, Any]:
+        """What the functions are doing, as plain data (for MMS status and health views)."""
+        s, st = self.settings, self.status
+        es = self.state.status if self.state is not None else None
+        sp = st.setpoints
+        reactive = sp.reactive_mode.value if sp is not None else "none"
+        functions = {}
+        for name in ("voltage_ride_through", "frequency_ride_through", "anti_islanding",
+                     "enter_service", "volt_var", "fixed_pf", "constant_var", "volt_watt",
+                     "freq_watt", "active_power_limit", "ramp"):
+            enabled = bool(getattr(getattr(s, name), "enabled", False))
+            active = enabled and st.active
+            if name == "volt_var":
+                active = active and es is not None and es.volt_var_q_pct is not None
+            elif name == "volt_watt":
+                active = active and es is not None and es.volt_watt_p_pct is not None
+            elif name == "freq_watt":
+                active = active and es is not None and es.freq_watt_p_pct is not None
+            followed = None
+            key = {"volt_var": "reactive", "fixed_pf": "reactive", "constant_var": "reactive",
+                   "active_power_limit": "p_limit", "volt_watt": "p_limit",
+                   "freq_watt": "p_limit", "enter_service": "connect",
+                   "voltage_ride_through": "connect",
+                   "frequency_ride_through": "connect"}.get(name)
+            if key is not None and active:
+                followed = key not in st.not_followed
+            functions[name] = {"enabled": enabled, "active": active, "followed": followed}
+        cause = es.out_of_service_cause if es is not None else "boot"
+        return {
+            "running": st.active, "reason": st.reason,
+            "state": es.state.value if es is not None else "out_of_service",
+            "out_of_service_cause": cause,
+            # Causes that are trips (engine: clearing time, ROCOF, inverter AI trip).
+            "tripped": bool(cause) and any(w in cause for w in ("clearing time", "ROCOF",
+                                                               "anti-islanding trip")),
+            "voltage_region": es.voltage_region if es is not None else "NN",
+            "frequency_region": es.frequency_region if es is not None else "NN",
+            "anti_islanding": es.anti_islanding.value if es is not None else "not_reported",
+            "enter_service_remaining_s": es.enter_service_remaining_s if es else 0.0,
+            "functions": functions,
+            "not_followed": dict(st.not_followed),
+            "setpoints": None if sp is None else {
+                "connect": sp.connect, "p_limit_pct": sp.p_limit_pct,
+                "reactive_mode": reactive, "pf": sp.pf, "pf_absorbing": sp.pf_absorbing,
+                "q_pct": sp.q_pct},
+            "last_event": st.last_event,
+            "plant_cap_pct": self.plant_cap_pct,
+            "standing_aside": st.standing_aside,
+            "notes": list(st.notes),
+            "health": self.health,
+        }
+
+    @property
+    def health(self) -> int:
+        """HealthKind of the functions: alarm while standing aside, warning with caveats."""
+        if self.status.standing_aside is not None:
+            return HEALTH_ALARM
+        return HEALTH_WARNING if self.status.notes else HEALTH_OK
+
+    # -- the cycle
+    def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:
+        a = self.assess(snapshot)
+        meas, why = a.meas, (a.problems[0] if a.problems else None)
+        notes = list(a.notes)
+        if self.inverter.connected and not self._supported_controls():
+            notes.append("monitor only: the device offers no immediate controls (123 or 704)")
+        self.status.notes = tuple(notes)
+        policy = self.settings.safety.on_invalid_measurements
+        if a.problems and policy is InvalidPolicy.STAND_ASIDE:
+            self._stand_aside(a, snapshot, t)
+            return None
+        if self.status.standing_aside is not None:
+            self.status.standing_aside = None
+            self.events.record("understood", "measurements understood again: the functions "
+                               "resume")
+            self.state = None  # a warm start: timers from before the gap mean nothing now
+        self._use_device_var_base(a)
+        if self.state is None:
+            # Warm start: a gateway restart must not knock an inverter that is
+            # already energizing out of service for the enter-service delay; one
+            # that is off (or unseen) enters service by the book (1547 4.10).
+            warm = meas.valid and meas.connected
+            # A fresh draw for the randomized enter-service delay (Rule 21 Hh.2.l / 1547 4.10.3).
+            self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
+            self.events.record("controller_start", "inverter energizing: stays in service"
+                               if warm else "inverter not energizing: enter service governs")
+        setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
+        cap = self.plant_cap_pct
+        if cap is not None and cap < setpoints.p_limit_pct:
+            setpoints = dataclasses.replace(setpoints, p_limit_pct=cap, cause="plant limit")
+        if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
+            # The device's var maximum is unknown: no var command in an assumed base.
+            setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)
+        for ev in events:
+            self.events.record(ev.kind.value, ev.detail, source="engine")
+            self.status.last_event = ev.kind.value
+            if ev.kind.value in ("trip", "reconnect", "enter_service_start"):
+                self.state = dataclasses.replace(self.state, random_u=self.rng.random())
+        self.status.setpoints = setpoints
+        self.status.active = True
+        self.status.reason = why or self.state.status.state.value
+        # Nothing can be written over a dead link; the inverter's own protection
+        # (and revert timers, where set) govern until it comes back.
+        if _good(snapshot, "link") and snapshot["link"].value:
+            self._native(t)
+            self._write(setpoints, snapshot, t)
+        if meas.valid:
+            self._check_follow(snapshot, meas, t)
+        return setpoints
+
+    # -- measurements
+    def assess(self, s: Mapping[str, Reading]) -> Assessment:
+        """Judge the snapshot (:mod:`inverter_agent.core.plausibility`); the reading of the
+        device's nominal voltage is fixed on the first snapshot that fits, per discovery."""
+        device = getattr(self.inverter, "device", None)
+        if device is not self._v_ratio_for:
+            self._v_ratio_for, self._v_ratio = device, None
+        a = assess(s, self.nominal_voltage, self._v_ratio)
+        if a.understood and self._v_ratio is None:
+            self._v_ratio = a.v_ratio
+        self.assessment = a
+        return a
+
+    def measurements(self, s: Mapping[str, Reading]) -> tuple[Measurements, str | None]:
+        """Engine measurements from a HAL snapshot, or invalid ones with the reason."""
+        a = self.assess(s)
+        return a.meas, (a.problems[0] if a.problems else None)
+
+    def _use_device_var_base(self, a: Assessment) -> None:
+        """Run the engine with the device's own var maximum (% of its VA), not a default."""
+        if a.var_inj_pct is None:
+            return
+        pct = min(100.0, max(1.0, a.var_inj_pct))
+        np_ = self.engine_settings.nameplate
+        if abs(np_.var_max_pct - pct) > 1e-9:
+            self.engine_settings = dataclasses.replace(
+                self.engine_settings, nameplate=dataclasses.replace(np_, var_max_pct=pct))
+
+    def _stand_aside(self, a: Assessment, snapshot: Mapping[str, Reading], t: float) -> None:
+        """Release the controls this run set and say why; the engine restarts on return.
+
+        Releasing writes only our enables off (and Conn on if we had ceased): never
+        a lower limit and never a cease, so the inverter runs on its own settings.
+        """
+        why = "; ".join(a.problems)
+        if self.status.standing_aside != why:
+            if not a.link_down or self.status.standing_aside is None:
+                self.events.record("stand_aside", f"standing aside (controls released): {why}")
+                log.warning("standing aside, controls released: %s", why)
+            self.status.standing_aside = why
+        self.state = None
+        self.status.active = False
+        self.status.setpoints = None
+        self.status.reason = f"standing aside: {why}"
+        self._checks.clear()
+        if a.link_down or not self.inverter.connected:
+            return
+        supported = self._supported_controls()
+        release: dict[str, Any] = dict(RELEASE)
+        if self.status.written.get("Conn") is False:
+            release["Conn"] = True
+        changes = {}
+        for k, v in release.items():
+            if k not in supported or k not in self.status.written:
+                continue  # never set by this run: the device's own setting stays
+            rb = snapshot.get(k)
+            on_device = rb.value if rb is not None and rb.quality.good else None
+            if self.status.written[k] != v or (on_device is not None and bool(on_device) != v):
+                changes[k] = v
+        if not changes:
+            return
+        try:
+            self.inverter.write_controls(changes)
+        except Exception as exc:  # try again next cycle
+            self.status.write_errors += 1
+            log.warning("releasing %s failed: %s", sorted(changes), exc)
+            return
+        self.status.writes += 1
+        self.status.written.update(changes)
+        log.info("setpoints %s (cause: standing aside)", _fmt(changes))
+
+    # -- writing
+    def controls_for(self, sp: Setpoints) -> dict[str, Any]:
+        """Named HAL controls for a set of setpoints (EEI sign: absorbing PF negative)."""
+        c: dict[str, Any] = {"Conn": bool(sp.connect),
+                             "WMaxLimPct": round(sp.p_limit_pct, 2), "WMaxLim_Ena": True}
+        if sp.reactive_mode is ReactiveMode.CONSTANT_PF:
+            c.update(OutPFSet=round(-sp.pf if sp.pf_absorbing else sp.pf, 4),
+                     OutPFSet_Ena=True, VArPct_Ena=False)
+        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q and self._native_volt_var_on():
+            # The inverter runs the programmed curve itself: no var setpoint over it.
+            c.update(OutPFSet_Ena=False, VArPct_Ena=False)
+        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q:
+            c.update(VArPct=round(self._device_var_pct(sp.q_pct), 2), VArPct_Ena=True,
+                     OutPFSet_Ena=False)
+        else:
+            c.update(OutPFSet_Ena=False, VArPct_Ena=False)
+        return c
+
+    def _device_var_pct(self, q_pct: float) -> float:
+        """The engine's Q (% of the injecting var maximum) as % of the device's var
+        maximum in that direction (what the HAL's VArPct means)."""
+        a = self.assessment
+        if q_pct < 0 and a is not None and a.var_inj_pct and a.var_abs_pct:
+            q_pct = q_pct * a.var_inj_pct / a.var_abs_pct
+        return max(-100.0, min(100.0, q_pct))
+
+    def _write(self, sp: Setpoints, snapshot: Mapping[str, Reading], t: float) -> None:
+        if not self.inverter.connected:
+            return
+        supported = self._supported_controls()
+        wanted = self.controls_for(sp)
+        for name in list(wanted):
+            if name not in supported:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    self.events.record("unsupported_control", f"inverter offers no {name}")
+                del wanted[name]
+        changes = {k: v for k, v in wanted.items() if self._differs(k, v, self.status.written)}
+        # Read-back: the inverter lost a control we set (restart, another master).
+        for k, v in wanted.items():
+            if k in changes or k not in self.status.written:
+                continue
+            rb = snapshot.get(k)
+            if rb is not None and rb.quality.good and rb.value is not None and \
+                    self._differs(k, v, {k: rb.value}):
+                self._mismatch[k] = self._mismatch.get(k, 0) + 1
+                if self._mismatch[k] >= 2:  # twice in a row: not a read racing a write
+                    changes[k] = v
+                    self.status.rewrites_after_readback += 1
+            else:
+                self._mismatch.pop(k, None)
+        if not changes:
+            return
+        try:
+            self.inverter.write_controls(changes)
+        except Exception as exc:  # the link or the device refused: try again next cycle
+            self.status.write_errors += 1
+            log.warning("writing %s failed: %s", sorted(changes), exc)
+            return
+        self.status.writes += 1
+        self.status.written.update(changes)
+        for k in changes:
+            self._mismatch.pop(k, None)
+        log.info("setpoints %s (cause: %s)", _fmt(changes), sp.cause or "functions")
+        self._arm_checks(sp, changes, t)
+
+    # -- native curves
+    def desired_volt_var_curve(self) -> VoltVarCurve:
+        vv = self.settings.volt_var
+        return VoltVarCurve(
+            points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
+            q_ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
+            response_time_s=vv.response_time_s, enabled=vv.enabled)
+
+    def _native_volt_var_on(self) -> bool:
+        n = self._native_vv
+        return n is not None and n.programmed and n.curve is not None and n.curve.enabled
+
+    def _native(self, t: float) -> None:
+        """Program the inverter's own volt-var curve, and read it back now and then.
+
+        Only with steering "native" and a device that has one; otherwise (and
+        whenever programming fails) the function is steered by immediate controls.
+        """
+        if self.steering != "native" or not self.inverter.connected:
+            return
+        if "volt_var" not in self.inverter.native_functions():
+            if "native_volt_var" not in self._warned:
+                self._warned.add("native_volt_var")
+                self.events.record("native_unavailable", "the inverter has no native volt-var "
+                                   "curve; steering it with immediate controls")
+            return
+        vv = self.settings.volt_var
+        if vv.vref_auto:
+            if "native_vref" not in self._warned:
+                self._warned.add("native_vref")
+                self.events.record("native_unavailable", "autonomous VRef is run by the "
+                                   "gateway; volt-var steered with immediate controls")
+            return
+        want = self.desired_volt_var_curve()
+        n = self._native_vv
+        due = n is None or n.curve != want or t >= n.verify_at
+        if not due:
+            return
+        try:
+            have = self.inverter.read_volt_var_curve()
+            if have.close_to(want):
+                if n is not None and n.programmed and n.curve == want and \
+                        "native_mismatch" in self.status.not_followed:
+                    self.status.not_followed.pop("native_mismatch", None)
+                self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
+                return
+            if n is not None and n.programmed and n.curve == want:
+                self.status.not_followed["native_mismatch"] = f"device curve {have.points}"
+                self.events.record("native_curve_mismatch", f"the inverter's volt-var curve "
+                                   f"changed to {have.points}; programming it again")
+            self.inverter.write_volt_var_curve(want)
+            self.events.record("native_curve_programmed", f"volt-var {want.points} "
+                               f"{'enabled' if want.enabled else 'disabled'}")
+            self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
+        except Exception as exc:  # fall back to immediate controls until the next try
+            self.status.write_errors += 1
+            self._native_vv = NativeCurveState(want, False, t + min(10.0, self.verify_every_s))
+            log.warning("programming the native volt-var curve failed: %s", exc)
+
+    def _supported_controls(self) -> set[str]:
+        """The device's controls, worked out again only when it is (re)discovered."""
+        device = self.inverter.device
+        if self._controls_for is not device:
+            self._controls_for = device
+            self._controls = set(self.inverter.capabilities().controls)
+        return self._controls
+
+    @staticmethod
+    def _differs(name: str, value: Any, written: Mapping[str, Any]) -> bool:
+        if name not in written:
+            return True
+        old = written[name]
+        if isinstance(value, bool) or isinstance(old, bool):
+            return bool(value) != bool(old)
+        return abs(float(value) - float(old)) > DEADBAND.get(name, 1e-9)
+
+    # -- following
+    def _arm_checks(self, sp: Setpoints, changes: Mapping[str, Any], t: float) -> None:
+        deadline = t + self.follow_timeout_s
+        if "Conn" in changes:
+            self._checks["connect"] = FollowCheck("connect", deadline)
+        if "WMaxLimPct" in changes or "Conn" in changes:
+            self._checks["p_limit"] = FollowCheck("p_limit", deadline)
+        if {"VArPct", "OutPFSet", "VArPct_Ena", "OutPFSet_Ena"} & set(changes):
+            self._checks["reactive"] = FollowCheck("reactive", deadline)
+
+    def _check_follow(self, s: Mapping[str, Reading], meas: Measurements, t: float) -> None:
+        sp = self.status.setpoints
+        if sp is None:
+            return
+        w_rtg = self.assessment.w_base if self.assessment is not None else None
+        for key, chk in list(self._checks.items()):
+            if t < chk.deadline:
+                continue
+            ok, detail = self._followed(key, sp, meas, s, w_rtg)
+            if ok is None:
+                continue
+            was = self.status.not_followed.get(key)
+            if ok:
+                if was is not None:
+                    self.events.record("followed", f"{key}: inverter now follows")
+                self.status.not_followed.pop(key, None)
+                del self._checks[key]
+            else:
+                self.status.not_followed[key] = detail
+                if was is None:
+                    self.events.record("not_followed", f"{key}: {detail}")
+                chk.deadline = t + self.follow_timeout_s  # check again, don't spam
+
+    def _followed(self, key: str, sp: Setpoints, meas: Measurements,
+                  s: Mapping[str, Reading], w_rtg: float | None) -> tuple[bool | None, str]:
+        p_pct = meas.p_pu * 100.0
+        if key == "connect":
+            if not sp.connect:
+                return (p_pct <= 2.0,
+                        f"commanded to cease to energize, still {p_pct:.1f} % of rated W")
+            return True, ""
+        if key == "p_limit":
+            if not sp.connect:
+                return True, ""
+            return (p_pct <= sp.p_limit_pct + FOLLOW_TOL_PCT,
+                    f"limit {sp.p_limit_pct:.1f} %, output {p_pct:.1f} %")
+        if key == "reactive":
+            if not sp.connect or meas.p_pu <= 0.05:
+                return None, ""  # no meaningful reactive check while (nearly) off
+            q_pct_va = meas.q_pu * 100.0
+            if sp.reactive_mode is ReactiveMode.CONSTANT_Q:
+                a = self.assessment
+                inj = a.var_inj_pct if a is not None and a.var_inj_pct else \
+                    self.engine_settings.nameplate.var_max_pct
+                target = sp.q_pct * inj / 100.0
+            elif sp.reactive_mode is ReactiveMode.CONSTANT_PF:
+                q = meas.p_pu * math.tan(math.acos(max(0.01, min(1.0, sp.pf))))
+                target = (-q if sp.pf_absorbing else q) * 100.0
+            else:
+                return True, ""
+            return (abs(q_pct_va - target) <= FOLLOW_TOL_PCT,
+                    f"reactive {q_pct_va:.1f} % of rated VA, target {target:.1f} %")
+        return True, ""
+
+
+def _good(s: Mapping[str, Reading], name: str) -> bool:
+    r = s.get(name)
+    return r is not None and r.value is not None and r.quality.good
+
+
+def _val(s: Mapping[str, Reading], name: str) -> Any:
+    return s[name].value if _good(s, name) else None
+
+
+def _fmt(changes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))

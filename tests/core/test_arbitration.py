@@ -1,0 +1,448 @@
+"""docs/arbitration.md, row by row: who wins each conflict between sources of command.
+
+Each test drives the real settings service (persisted settings, MMS-style
+operator commands, a utility schedule as the 2030.5 adapter fills it) and the
+real engine, and checks the setpoints the inverter would be sent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from inverter_agent.core.arbitration import (
+    ScheduledControl,
+    UtilityControl,
+    UtilitySchedule,
+    select,
+)
+from inverter_agent.core.events import EventLog
+from inverter_agent.core.settings_service import SettingsService
+from inverter_agent.core.settings_store import SettingsStore
+from inverter_agent.functions import EngineState, Measurements, ReactiveMode, step
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_800_000_000.0  # wall-clock (epoch) time of the scenario
+
+
+class World:
+    """A settings service with a utility schedule and a wall clock we move."""
+
+    def __init__(self, tmp_path: Path, **persisted) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.now = T0
+        self.events = EventLog(str(tmp_path))
+        self.svc = SettingsService(SettingsStore(str(tmp_path), "rule21"), self.events,
+                                   revert_after_s=None)
+        self.svc.wall = lambda: self.now
+        self.schedule = UtilitySchedule(source="ieee2030_5")
+        self.svc.attach_utility(self.schedule)
+        if persisted:
+            self.svc.write(persisted, who="test")
+
+    def event(self, ident: str, control: UtilityControl, start: float = -10, end: float = 600,
+              primacy: int = 0, created: float = 0.0) -> None:
+        self.schedule.put_event(ScheduledControl(ident, T0 + start, T0 + end, control,
+                                                 primacy, T0 + created, "ieee2030_5"))
+        self.svc.tick()
+
+    def default(self, control: UtilityControl | None) -> None:
+        self.schedule.set_default(control)
+        self.svc.tick()
+
+    def at(self, dt: float) -> None:
+        self.now = T0 + dt
+        self.svc.tick()
+
+    def setpoints(self, v_pu: float = 1.0, seconds: float = 60.0, f_hz: float = 60.0):
+        """Run the engine on the effective settings for ``seconds`` at ``v_pu``, ``f_hz``."""
+        settings = self.svc.effective()
+        state = EngineState.initial(0.0, in_service=True)
+        sp = None
+        t = 0.0
+        while t <= seconds:
+            meas = Measurements(valid=True, v_pu=(v_pu,), f_hz=f_hz, p_pu=0.9, q_pu=0.0,
+                                connected=True)
+            sp, state, _ = step(settings, meas, state, t)
+            t += 0.5
+        return sp
+
+
+def limit(pct: float) -> UtilityControl:
+    return UtilityControl(p_limit_pct=pct)
+
+
+def test_A1_trip_beats_every_limit(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(80.0))
+    w.svc.operate("p_limit_pct", 70.0, "mms op")
+    w.svc.operate("p_limit_enabled", True, "mms op")
+    sp = w.setpoints(v_pu=1.25, seconds=2.0)  # HV2: clearing time 0.16 s
+    assert sp.connect is False
+    assert "clearing time" in sp.cause
+
+
+def test_A2_momentary_cessation_beats_a_connect(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", UtilityControl(connect=True, energize=True, p_limit_pct=90.0))
+    sp = w.setpoints(v_pu=0.40, seconds=0.5)  # LV3: momentary cessation (Rule 21)
+    assert sp.connect is False
+    assert sp.cause == "momentary cessation"
+
+
+@pytest.mark.parametrize("row, event, operator, expected", [
+    ("A3", 50.0, 70.0, 50.0),
+    ("A4", 50.0, 30.0, 30.0),
+])
+def test_A3_A4_lower_limit_wins_event_vs_operator(tmp_path, row, event, operator, expected):
+    w = World(tmp_path)
+    w.event("e1", limit(event))
+    w.svc.operate("p_limit_pct", operator, "mms op")
+    w.svc.operate("p_limit_enabled", True, "mms op")
+    assert w.setpoints().p_limit_pct == pytest.approx(expected), row
+
+
+def test_A5_utility_limit_never_lifts_a_lower_persisted_one(tmp_path):
+    w = World(tmp_path, **{"active_power_limit.enabled": True,
+                           "active_power_limit.p_limit_pct": 40.0})
+    w.event("e1", limit(60.0))
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+
+
+def test_A6_default_control_applies_outside_events(tmp_path):
+    w = World(tmp_path)
+    w.default(limit(70.0))
+    assert w.svc.in_force().event is None
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)
+
+
+def test_A7_event_replaces_default_for_its_window(tmp_path):
+    w = World(tmp_path)
+    w.default(limit(70.0))
+    w.event("e1", limit(50.0), start=10, end=70)
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)  # before the event
+    w.at(10)
+    assert w.setpoints().p_limit_pct == pytest.approx(50.0)
+    w.at(70)  # end is exclusive
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)
+
+
+def test_A7_an_event_updated_in_place_applies_its_new_values(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(50.0))
+    w.event("e1", limit(35.0))  # the server changed the event (same mRID)
+    assert w.setpoints().p_limit_pct == pytest.approx(35.0)
+
+
+def test_A8_after_the_event_the_persisted_settings(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(50.0), start=-10, end=30)
+    assert w.svc.effective().active_power_limit.enabled
+    w.at(30)
+    assert not w.svc.effective().active_power_limit.enabled
+    assert w.setpoints().p_limit_pct == pytest.approx(100.0)
+    assert w.schedule.events() == []  # ended events are forgotten (bounded)
+
+
+def test_A9_autonomous_volt_watt_keeps_running_lowest_wins(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(80.0))
+    # Rule 21 volt-watt: 1.06 pu -> 100 %, 1.10 pu -> 0 %; at 1.088 pu it asks 30 %.
+    sp = w.setpoints(v_pu=1.088, seconds=90.0)
+    assert sp.p_limit_pct == pytest.approx(30.0, abs=1.0)
+    assert sp.cause == "volt-watt"
+
+
+def test_A10_utility_reactive_mode_replaces_volt_var_for_the_event(tmp_path):
+    w = World(tmp_path)
+    assert w.svc.effective().volt_var.enabled
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)), start=-10, end=60)
+    sp = w.setpoints(v_pu=1.05)
+    assert sp.reactive_mode is ReactiveMode.CONSTANT_PF
+    assert (sp.pf, sp.pf_absorbing) == (pytest.approx(0.95), True)
+    w.at(60)
+    sp = w.setpoints(v_pu=1.05)
+    assert sp.reactive_mode is ReactiveMode.CONSTANT_Q  # volt-var, commanded as var
+    assert sp.q_pct < 0  # absorbing at high voltage
+
+
+def test_A11_event_mode_ranks_above_operator_mode(tmp_path):
+    w = World(tmp_path)
+    w.svc.operate("constant_var_enabled", True, "mms op")
+    w.event("e1", UtilityControl(fixed_pf=(0.97, False)))
+    sp = w.setpoints()
+    assert sp.reactive_mode is ReactiveMode.CONSTANT_PF
+    assert sp.pf == pytest.approx(0.97)
+
+
+def test_A12_operator_mode_ranks_above_default_control(tmp_path):
+    w = World(tmp_path)
+    w.default(UtilityControl(fixed_var_pct=-20.0))
+    assert w.setpoints().reactive_mode is ReactiveMode.CONSTANT_Q
+    w.svc.operate("fixed_pf_enabled", True, "mms op")
+    assert w.setpoints().reactive_mode is ReactiveMode.CONSTANT_PF
+
+
+def test_A13_event_disconnect_beats_operator_connect(tmp_path):
+    w = World(tmp_path)
+    w.svc.operate("connect", True, "mms op")
+    w.event("e1", UtilityControl(connect=False))
+    sp = w.setpoints()
+    assert sp.connect is False and sp.cause == "permit service off"
+
+
+def test_A14_event_connect_never_lifts_operator_disconnect(tmp_path):
+    w = World(tmp_path)
+    w.svc.operate("connect", False, "mms op")
+    w.event("e1", UtilityControl(connect=True, energize=True))
+    assert w.setpoints().connect is False
+
+
+def test_A15_program_primacy_lower_value_first(tmp_path):
+    w = World(tmp_path)
+    w.event("low-priority", limit(20.0), primacy=1)
+    w.event("high-priority", limit(60.0), primacy=0)
+    assert w.svc.in_force().event.ident == "high-priority"
+    assert w.setpoints().p_limit_pct == pytest.approx(60.0)
+
+
+def test_A16_equal_primacy_newest_wins(tmp_path):
+    w = World(tmp_path)
+    w.event("older", limit(20.0), created=-100)
+    w.event("newer", limit(60.0), created=-50)
+    assert w.svc.in_force().event.ident == "newer"
+    assert w.setpoints().p_limit_pct == pytest.approx(60.0)
+
+
+def test_A17_invalid_utility_command_refused_local_settings_stay(tmp_path):
+    w = World(tmp_path)
+    before = w.svc.effective()
+    w.event("bad", UtilityControl(fixed_pf=(0.5, False), p_limit_pct=10.0))
+    assert w.svc.effective() == before  # nothing of it applied, not even its limit
+    kinds = [e["kind"] for e in w.events.read()]
+    assert "utility_control_refused" in kinds
+    # and a local change still goes through while it is in force
+    w.svc.operate("p_limit_pct", 55.0, "mms op")
+    w.svc.operate("p_limit_enabled", True, "mms op")
+    assert w.setpoints().p_limit_pct == pytest.approx(55.0)
+
+
+def test_A17_the_adapter_can_ask_first(tmp_path):
+    """The same refusal, asked before the event is accepted (so 2030.5 can answer it)."""
+    w = World(tmp_path)
+    assert "pf" in (w.svc.check_utility(UtilityControl(fixed_pf=(0.5, False))) or "")
+    assert w.svc.check_utility(UtilityControl(p_limit_pct=10.0)) is None
+    assert w.svc.effective().active_power_limit.enabled is False  # asking changed nothing
+
+
+def test_A18_schedule_runs_to_its_end_without_the_link(tmp_path):
+    w = World(tmp_path)
+    w.default(limit(70.0))
+    w.event("e1", limit(40.0), start=-10, end=120)
+    w.schedule.comms = {"state": "lost"}  # the adapter lost its server: nothing else changes
+    w.at(119)
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+    w.at(120)
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)
+    w.default(None)
+    assert w.setpoints().p_limit_pct == pytest.approx(100.0)
+
+
+def test_A19_schedule_kept_across_a_restart(tmp_path):
+    path = str(tmp_path / "utility_schedule.json")
+    first = UtilitySchedule("ieee2030_5", path=path)
+    first.set_default(limit(70.0))
+    first.put_event(ScheduledControl("e1", T0 - 10, T0 + 60, UtilityControl(
+        p_limit_pct=40.0, fixed_pf=(0.95, True)), 0, T0 - 20, "ieee2030_5"))
+    again = UtilitySchedule("ieee2030_5", path=path)  # the gateway restarted, no server
+    assert again.default() == limit(70.0)
+    assert again.events() == first.events()
+    w = World(tmp_path / "svc")
+    w.svc.attach_utility(again)
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+    # a damaged or tampered file is not half applied
+    Path(path).write_text(Path(path).read_text().replace("40.0", "400.0"))
+    assert UtilitySchedule("ieee2030_5", path=path).events() == []
+    assert UtilitySchedule("ieee2030_5", path=path).default() is None
+    Path(path).write_text("{not json")
+    assert UtilitySchedule("ieee2030_5", path=path).events() == []
+
+
+#: A utility volt-var curve (% of setMaxVar = rated var) unlike the Rule 21 default
+#: (% of rated VA, -44 % VA = -100 % var at 1.08 pu).
+UTILITY_VV = ((0.92, 30.0), (0.98, 0.0), (1.02, 0.0), (1.08, -30.0))
+
+
+def vv_event(curve=UTILITY_VV, **more) -> UtilityControl:
+    return UtilityControl(volt_var_curve=curve, volt_var_q_base="rated_var", **more)
+
+
+def test_A20_utility_volt_var_curve_replaces_and_enables_for_the_event(tmp_path):
+    w = World(tmp_path, **{"volt_var.enabled": False})
+    persisted = w.svc.effective().volt_var
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.NONE
+    w.event("e1", vv_event(), start=-10, end=60)
+    vv = w.svc.effective().volt_var
+    assert vv.enabled and [(p.v_pu, p.q_pct) for p in vv.curve] == list(UTILITY_VV)
+    assert vv.q_base.value == "rated_var"
+    sp = w.setpoints(v_pu=1.08)
+    assert sp.reactive_mode is ReactiveMode.CONSTANT_Q
+    assert sp.q_pct == pytest.approx(-30.0, abs=0.5)  # % of rated var, as the utility sent
+    w.at(60)  # the event ends: the persisted curve (and its disabled state) returns
+    assert w.svc.effective().volt_var == persisted
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.NONE
+
+
+def test_A20_the_utility_curve_is_visible_over_mms(tmp_path):
+    from inverter_agent.adapters.mms.binding import FunctionBinding
+
+    w = World(tmp_path)
+    w.event("e1", vv_event(), start=-10, end=60)
+    shown = FunctionBinding(None, w.svc)._settings_values()  # what the MMS model shows
+    ld = "INV1"
+    assert shown[f"{ld}/DVVR1.VVArCrv.numPts"] == 4
+    assert [(shown[f"{ld}/DVVR1.VVArCrv.crvPts.{i}.xVal"],
+             shown[f"{ld}/DVVR1.VVArCrv.crvPts.{i}.yVal"]) for i in range(4)] == [
+        (pytest.approx(100 * v), pytest.approx(q)) for v, q in UTILITY_VV]
+    w.at(60)
+    shown = FunctionBinding(None, w.svc)._settings_values()
+    assert shown[f"{ld}/DVVR1.VVArCrv.crvPts.3.yVal"] == pytest.approx(-44.0)  # persisted
+
+
+def test_A21_utility_volt_watt_curve_replaces_and_enables_for_the_event(tmp_path):
+    w = World(tmp_path, **{"volt_watt.enabled": False})
+    persisted = w.svc.effective().volt_watt
+    w.event("e1", UtilityControl(volt_watt_curve=((1.02, 100.0), (1.06, 20.0))), end=60)
+    assert w.svc.effective().volt_watt.enabled
+    sp = w.setpoints(v_pu=1.05, seconds=90.0)
+    assert sp.p_limit_pct == pytest.approx(40.0, abs=1.0)  # 100 - 0.75 * 80
+    assert sp.cause == "volt-watt"
+    w.at(60)
+    assert w.svc.effective().volt_watt == persisted
+    assert w.setpoints(v_pu=1.05, seconds=90.0).p_limit_pct == pytest.approx(100.0)
+
+
+def test_A22_default_volt_var_curve_yields_to_an_event_reactive_mode(tmp_path):
+    w = World(tmp_path)
+    w.default(vv_event())
+    assert w.setpoints(v_pu=1.08).q_pct == pytest.approx(-30.0, abs=0.5)  # the default's
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)), start=-10, end=60)
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.CONSTANT_PF
+    w.at(60)
+    assert w.setpoints(v_pu=1.08).q_pct == pytest.approx(-30.0, abs=0.5)  # the default again
+
+
+def test_A23_a_curve_and_a_fixed_reactive_mode_in_one_control_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="one reactive mode"):
+        vv_event(fixed_pf=(0.95, True))
+    with pytest.raises(ValueError, match="one reactive mode"):
+        vv_event(fixed_var_pct=-10.0)
+    # a curve and a limit together are one control, both applied
+    w = World(tmp_path)
+    w.event("e1", vv_event(p_limit_pct=50.0))
+    sp = w.setpoints(v_pu=1.08)
+    assert (sp.p_limit_pct, sp.q_pct) == (pytest.approx(50.0), pytest.approx(-30.0, abs=0.5))
+
+
+@pytest.mark.parametrize("curve, why", [
+    (((0.92, 30.0), (1.02, 0.0), (0.98, 0.0), (1.08, -30.0)), "must not decrease"),
+    (((0.92, 130.0), (1.08, -30.0)), "q_pct = 130"),
+    (tuple((0.9 + 0.02 * i, 0.0) for i in range(9)), "2 to 8 points"),
+])
+def test_A24_a_bad_utility_curve_is_refused_whole_nothing_changes(tmp_path, curve, why):
+    w = World(tmp_path)
+    before = w.svc.effective()
+    assert why in (w.svc.check_utility(vv_event(curve)) or "")  # the adapter asks first
+    w.event("bad", vv_event(curve, p_limit_pct=10.0))  # and if it reached the core anyway
+    assert w.svc.effective() == before
+    assert "utility_control_refused" in [e["kind"] for e in w.events.read()]
+
+
+#: A utility droop (opModFreqDroop dBOF 100, dBUF 200, kOF 30, kUF 40, openLoopTms 200)
+#: in the core's units: Hz, per unit, seconds.
+UTILITY_DROOP = (0.1, 0.2, 0.03, 0.04, 2.0)
+
+
+def test_A25_utility_freq_droop_replaces_and_enables_for_the_event(tmp_path):
+    from inverter_agent.adapters.mms.binding import FunctionBinding
+
+    w = World(tmp_path, **{"freq_watt.enabled": False})
+    persisted = w.svc.effective().freq_watt
+    assert w.setpoints(f_hz=60.3).p_limit_pct == pytest.approx(100.0)  # droop off
+    w.event("e1", UtilityControl(freq_droop=UTILITY_DROOP), end=60)
+    fw = w.svc.effective().freq_watt
+    assert (fw.enabled, fw.db_of_hz, fw.db_uf_hz, fw.k_of, fw.k_uf, fw.response_time_s) == (
+        True, *UTILITY_DROOP)
+    # 1547 droop on the pre-disturbance 90 %: 90 - 100 * (60.3 - 60.1) / (60 * 0.03)
+    sp = w.setpoints(f_hz=60.3, seconds=30.0)
+    assert sp.p_limit_pct == pytest.approx(90.0 - 100 * 0.2 / 1.8, abs=0.5)
+    shown = FunctionBinding(None, w.svc)._settings_values()  # the same state over MMS
+    assert shown["INV1/DHFW1.DbUfHz.setMag.f"] == pytest.approx(0.2)
+    assert shown["INV1/DHFW1.HzStr.setMag.f"] == pytest.approx(60.1)
+    w.at(60)  # the event ends: the persisted droop (and its disabled state) returns
+    assert w.svc.effective().freq_watt == persisted
+    assert w.setpoints(f_hz=60.3).p_limit_pct == pytest.approx(100.0)
+
+
+def test_A25_open_loop_time_zero_keeps_the_persisted_response_time(tmp_path):
+    w = World(tmp_path, **{"freq_watt.response_time_s": 7.0})
+    w.event("e1", UtilityControl(freq_droop=(*UTILITY_DROOP[:4], None)))
+    fw = w.svc.effective().freq_watt
+    assert (fw.k_of, fw.response_time_s) == (0.03, 7.0)
+
+
+def test_A26_default_droop_outside_events_the_persisted_one_during_an_event(tmp_path):
+    w = World(tmp_path)
+    persisted = w.svc.effective().freq_watt
+    w.default(UtilityControl(freq_droop=UTILITY_DROOP))
+    assert w.svc.effective().freq_watt.k_of == 0.03  # the default's
+    w.event("e1", limit(50.0), start=-10, end=60)  # an event without droop
+    assert w.svc.effective().freq_watt == persisted  # a default applies outside events only
+    assert w.setpoints().p_limit_pct == pytest.approx(50.0)
+    w.at(60)
+    assert w.svc.effective().freq_watt.k_of == 0.03  # the default's again
+
+
+@pytest.mark.parametrize("droop, why", [
+    ((0.1, 0.2, 0.01, 0.04, 2.0), "freq_watt.k_of"),  # kOF 10: 1 %, below 1547's 2 %
+    ((2.0, 0.2, 0.03, 0.04, 2.0), "freq_watt.db_of_hz"),  # a 2 Hz deadband
+    ((0.1, 0.2, 0.03, 0.04, 0.1), "freq_watt.response_time_s"),  # 0.1 s
+])
+def test_A27_a_droop_the_validator_refuses_is_refused_whole_nothing_changes(tmp_path, droop,
+                                                                            why):
+    w = World(tmp_path)
+    before = w.svc.effective()
+    assert why in (w.svc.check_utility(UtilityControl(freq_droop=droop)) or "")
+    w.event("bad", UtilityControl(freq_droop=droop, p_limit_pct=10.0))  # reached the core
+    assert w.svc.effective() == before
+    assert "utility_control_refused" in [e["kind"] for e in w.events.read()]
+
+
+def test_A28_a_frequency_watt_curve_is_refused_and_the_local_droop_runs_on(tmp_path):
+    from inverter_agent.adapters.ieee2030_5.translate import ControlRejected, control_from_base
+
+    w = World(tmp_path, **{"freq_watt.enabled": True})
+    before = w.svc.effective()
+    with pytest.raises(ControlRejected, match="send opModFreqDroop"):
+        control_from_base({"op_mod_freq_watt": {"href": "/derp/0/dc/1"},
+                           "op_mod_max_lim_w": {"value": 5000}})
+    assert w.svc.effective() == before  # nothing reached the schedule
+    assert w.setpoints(f_hz=60.3).p_limit_pct < 90.0  # the persisted droop still acts
+
+
+def test_select_is_pure_and_ignores_events_out_of_their_window():
+    e = ScheduledControl("x", 100.0, 200.0, limit(10.0))
+    assert select([e], None, 99.9).event is None
+    assert select([e], None, 100.0).event is e
+    assert select([e], None, 200.0).event is None
+
+
+def test_every_row_of_the_docs_table_has_a_test():
+    rows = re.findall(r"^\| (A\d+) \|", (ROOT / "docs" / "arbitration.md").read_text(), re.M)
+    assert rows, "no rows found in docs/arbitration.md"
+    source = Path(__file__).read_text()
+    tests = source.split("def test_every")[0]
+    missing = [r for r in rows if f"_{r}_" not in tests and f'"{r}"' not in tests]
+    assert not missing, f"rows without a test: {missing}"
