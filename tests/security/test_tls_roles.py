@@ -39,7 +39,7 @@ from inverter_agent.adapters.mms.security import (
 from inverter_agent.security import certs
 from inverter_agent.security.audit import AuditLog, verify
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import FunctionsServer, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
