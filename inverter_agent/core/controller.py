@@ -31,6 +31,8 @@ from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
+from inverter_agent.core.status import functions_status
+from inverter_agent.core.status import health as status_health
 from inverter_agent.functions import (
     EngineState,
     Measurements,
@@ -51,8 +53,6 @@ FOLLOW_TOL_PCT = 5.0
 ENERGIZING = {InvSt.STARTING, InvSt.MPPT, InvSt.THROTTLED}
 #: What standing aside writes: our enables off, so the device's own settings govern.
 RELEASE = {"WMaxLim_Ena": False, "OutPFSet_Ena": False, "VArPct_Ena": False}
-#: IEC 61850 HealthKind, as the health views show it.
-HEALTH_OK, HEALTH_WARNING, HEALTH_ALARM = 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -176,63 +176,13 @@ class Controller:
         self.settings = settings
 
     def status_view(self) -> dict[str, Any]:
-        """What the functions are doing, as plain data (for MMS status and health views)."""
-        s, st = self.settings, self.status
-        es = self.state.status if self.state is not None else None
-        sp = st.setpoints
-        reactive = sp.reactive_mode.value if sp is not None else "none"
-        functions = {}
-        for name in ("voltage_ride_through", "frequency_ride_through", "anti_islanding",
-                     "enter_service", "volt_var", "fixed_pf", "constant_var", "volt_watt",
-                     "freq_watt", "active_power_limit", "ramp"):
-            enabled = bool(getattr(getattr(s, name), "enabled", False))
-            active = enabled and st.active
-            if name == "volt_var":
-                active = active and es is not None and es.volt_var_q_pct is not None
-            elif name == "volt_watt":
-                active = active and es is not None and es.volt_watt_p_pct is not None
-            elif name == "freq_watt":
-                active = active and es is not None and es.freq_watt_p_pct is not None
-            followed = None
-            key = {"volt_var": "reactive", "fixed_pf": "reactive", "constant_var": "reactive",
-                   "active_power_limit": "p_limit", "volt_watt": "p_limit",
-                   "freq_watt": "p_limit", "enter_service": "connect",
-                   "voltage_ride_through": "connect",
-                   "frequency_ride_through": "connect"}.get(name)
-            if key is not None and active:
-                followed = key not in st.not_followed
-            functions[name] = {"enabled": enabled, "active": active, "followed": followed}
-        cause = es.out_of_service_cause if es is not None else "boot"
-        return {
-            "running": st.active, "reason": st.reason,
-            "state": es.state.value if es is not None else "out_of_service",
-            "out_of_service_cause": cause,
-            # Causes that are trips (engine: clearing time, ROCOF, inverter AI trip).
-            "tripped": bool(cause) and any(w in cause for w in ("clearing time", "ROCOF",
-                                                               "anti-islanding trip")),
-            "voltage_region": es.voltage_region if es is not None else "NN",
-            "frequency_region": es.frequency_region if es is not None else "NN",
-            "anti_islanding": es.anti_islanding.value if es is not None else "not_reported",
-            "enter_service_remaining_s": es.enter_service_remaining_s if es else 0.0,
-            "functions": functions,
-            "not_followed": dict(st.not_followed),
-            "setpoints": None if sp is None else {
-                "connect": sp.connect, "p_limit_pct": sp.p_limit_pct,
-                "reactive_mode": reactive, "pf": sp.pf, "pf_absorbing": sp.pf_absorbing,
-                "q_pct": sp.q_pct},
-            "last_event": st.last_event,
-            "plant_cap_pct": self.plant_cap_pct,
-            "standing_aside": st.standing_aside,
-            "notes": list(st.notes),
-            "health": self.health,
-        }
+        """What the functions are doing, as plain data (rendered by :mod:`.status`)."""
+        return functions_status(self).as_dict()
 
     @property
     def health(self) -> int:
         """HealthKind of the functions: alarm while standing aside, warning with caveats."""
-        if self.status.standing_aside is not None:
-            return HEALTH_ALARM
-        return HEALTH_WARNING if self.status.notes else HEALTH_OK
+        return status_health(self.status.standing_aside, self.status.notes)
 
     # -- the cycle
     def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:

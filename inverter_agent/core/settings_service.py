@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from inverter_agent.core import arbitration
+from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_store import SettingsStore
 from inverter_agent.functions import (
@@ -54,12 +55,8 @@ CONTROLS: dict[str, str] = {
 PRESENCE_EVERY_S = 1.0
 
 
-class ControlRefused(Exception):
-    """A control was refused; ``cause`` is a short reason (maps to an IEC 61850 AddCause)."""
-
-    def __init__(self, cause: str, detail: str) -> None:
-        self.cause = cause
-        super().__init__(detail)
+#: A refused temporary command (the core's one refusal type; kept under its old name).
+ControlRefused = CommandRefused
 
 
 def _get(d: Mapping[str, Any], dotted: str) -> Any:
@@ -160,7 +157,7 @@ class SettingsService:
     def operate(self, control: str, value: Any, who: str) -> Settings:
         """A temporary command; ``value`` None releases it. Raises ControlRefused."""
         if control not in CONTROLS:
-            raise ControlRefused("not-supported", f"no control {control!r}")
+            raise ControlRefused(RefusalCause.NOT_SUPPORTED, f"no control {control!r}")
         path = CONTROLS[control]
         with self._lock:
             temporary = dict(self._temporary)
@@ -171,8 +168,8 @@ class SettingsService:
             try:
                 effective = self._compose(self._persisted, temporary)
             except SettingsError as exc:
-                raise ControlRefused("parameter-change-in-execution"
-                                     if "mutually exclusive" in str(exc) else "invalid-value",
+                raise ControlRefused(RefusalCause.CONFLICT if "mutually exclusive" in str(exc)
+                                     else RefusalCause.INVALID_VALUE,
                                      str(exc)) from None
             self._temporary = temporary
             self._last_heard = self._clock()

@@ -7,7 +7,7 @@ dynamics take explicit state and return new state. Entry points:
 :func:`settings.settings_to_dict`.
 """
 
-from .engine import EngineState, Event, EventKind, OperatingState, step
+from .engine import EngineState, Event, EventKind, OperatingState, OutOfService, step
 from .measurements import AntiIslandingReport, Measurements, ReactiveMode, Setpoints
 from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from .settings import Settings, SettingsError, settings_from_dict, settings_to_dict, validate
@@ -21,6 +21,7 @@ __all__ = [
     "EventKind",
     "Measurements",
     "OperatingState",
+    "OutOfService",
     "ReactiveMode",
     "Setpoints",
     "Settings",

@@ -97,12 +97,39 @@ class Event:
     detail: str = ""
 
 
+class OutOfService(enum.Enum):
+    """Why the engine keeps the DER out of service: the cause as a kind, so adapters
+    map it to their own codes (an MMS OosCause text, a 2030.5 alarm bit, a DNP3
+    point) without reading the text. The text beside it says the details."""
+
+    BOOT = "boot"
+    INVALID_MEASUREMENTS = "invalid_measurements"
+    VOLTAGE_TRIP = "voltage_trip"
+    FREQUENCY_TRIP = "frequency_trip"
+    ROCOF_TRIP = "rocof_trip"
+    ANTI_ISLANDING_TRIP = "anti_islanding_trip"
+    ANTI_ISLANDING_DISABLED = "anti_islanding_disabled"
+    PERMIT_SERVICE_OFF = "permit_service_off"
+
+    @property
+    def is_trip(self) -> bool:
+        """A protection trip (clearing time, ROCOF, the inverter's own island trip)."""
+        return self in (OutOfService.VOLTAGE_TRIP, OutOfService.FREQUENCY_TRIP,
+                        OutOfService.ROCOF_TRIP, OutOfService.ANTI_ISLANDING_TRIP)
+
+    @property
+    def is_island(self) -> bool:
+        """An island detected (ROCOF or the inverter's anti-islanding)."""
+        return self in (OutOfService.ROCOF_TRIP, OutOfService.ANTI_ISLANDING_TRIP)
+
+
 @dataclass(frozen=True)
 class EngineStatus:
     """Per-function status for display (None = function inactive)."""
 
     state: OperatingState = OperatingState.OUT_OF_SERVICE
     out_of_service_cause: str | None = "boot"
+    out_of_service_kind: OutOfService | None = OutOfService.BOOT
     voltage_region: str = "NN"
     frequency_region: str = "NN"
     anti_islanding: AntiIslandingStatus = AntiIslandingStatus.NOT_REPORTED
@@ -133,13 +160,15 @@ class EngineState:
     last: Setpoints = CEASE
     random_u: float = 0.0
     status: EngineStatus = EngineStatus()
+    out_of_service_kind: OutOfService | None = OutOfService.BOOT
 
     @classmethod
     def initial(cls, t: float, *, in_service: bool = False, random_u: float = 0.0) -> EngineState:
         """State at boot: out of service (enter service governs) unless ``in_service``."""
         if in_service:
             return cls(t, None, EnterServiceState.in_service(), random_u=random_u,
-                       status=EngineStatus(OperatingState.CONTINUOUS, None))
+                       status=EngineStatus(OperatingState.CONTINUOUS, None, None),
+                       out_of_service_kind=None)
         return cls(t, "boot", EnterServiceState.waiting(), random_u=random_u)
 
 
@@ -160,15 +189,16 @@ def _invalid(settings: Settings, state: EngineState, t: float) -> tuple[
         status = dataclasses.replace(state.status, state=OperatingState.SAFE_HOLD)
         return state.last, dataclasses.replace(state, t=t, invalid_since=since,
                                                status=status), events
-    cause = state.out_of_service_cause
+    cause, kind = state.out_of_service_cause, state.out_of_service_kind
     if state.status.state is not OperatingState.SAFE_CEASE:
         events.append(Event(EventKind.SAFE_STATE, t,
                             "measurements invalid: cease to energize, enter service on return"))
-        cause = "invalid measurements"
+        cause, kind = "invalid measurements", OutOfService.INVALID_MEASUREMENTS
     status = dataclasses.replace(state.status, state=OperatingState.SAFE_CEASE,
-                                 out_of_service_cause=cause)
+                                 out_of_service_cause=cause, out_of_service_kind=kind)
     new = dataclasses.replace(
         state, t=t, invalid_since=since, out_of_service_cause=cause,
+        out_of_service_kind=kind,
         es=EnterServiceState.waiting(), vv=None, vw=None, fw=None, momentary_cessation=False,
         last=CEASE, status=status,
     )
@@ -199,29 +229,30 @@ def step(
     if ai_out.status is not state.status.anti_islanding and settings.anti_islanding.enabled:
         events.append(Event(EventKind.ANTI_ISLANDING, t, f"anti-islanding {ai_out.status.value}"))
 
-    trips: list[str] = []
+    trips: list[tuple[OutOfService, str]] = []
     if vrt_out.trip:
-        trips.append(f"voltage {vrt_out.trip_region} clearing time")
+        trips.append((OutOfService.VOLTAGE_TRIP, f"voltage {vrt_out.trip_region} clearing time"))
     if frt_out.trip:
-        trips.append(f"frequency {frt_out.trip_region} clearing time")
+        trips.append((OutOfService.FREQUENCY_TRIP,
+                      f"frequency {frt_out.trip_region} clearing time"))
     if ai_out.rocof_trip:
-        trips.append(f"ROCOF {ai_out.rocof_hz_per_s:.2f} Hz/s")
+        trips.append((OutOfService.ROCOF_TRIP, f"ROCOF {ai_out.rocof_hz_per_s:.2f} Hz/s"))
     if ai_out.status is AntiIslandingStatus.TRIPPED and settings.anti_islanding.enabled:
-        trips.append("inverter anti-islanding trip")
-    ceases: list[str] = []
+        trips.append((OutOfService.ANTI_ISLANDING_TRIP, "inverter anti-islanding trip"))
+    ceases: list[tuple[OutOfService, str]] = []
     if ai_out.cease and ai_out.status is AntiIslandingStatus.DISABLED_ALARM:
-        ceases.append("inverter anti-islanding disabled")
+        ceases.append((OutOfService.ANTI_ISLANDING_DISABLED, "inverter anti-islanding disabled"))
     if not settings.enter_service.enabled:
-        ceases.append("permit service off")
+        ceases.append((OutOfService.PERMIT_SERVICE_OFF, "permit service off"))
 
     # The function filters keep running while out of service (unlike OpenDER, which
     # resets them on trip), so they are settled when the DER enters service again.
-    cause = state.out_of_service_cause
+    cause, cause_kind = state.out_of_service_cause, state.out_of_service_kind
     es_state = state.es
     vv_state, vw_state, fw_state = state.vv, state.vw, state.fw
     if trips or ceases:
         if cause is None:
-            cause = (trips + ceases)[0]
+            cause_kind, cause = (trips + ceases)[0]
             kind = EventKind.TRIP if trips else EventKind.CEASE_TO_ENERGIZE
             events.append(Event(kind, t, cause))
         es_state = EnterServiceState.waiting()
@@ -237,7 +268,7 @@ def step(
                                 f"enter-service window met; delay {es_out.remaining_delay_s:g} s"))
         if es_out.connect:
             events.append(Event(EventKind.RECONNECT, t, f"entering service after: {cause}"))
-            cause = None
+            cause, cause_kind = None, None
     if state.es.phase is EnterServicePhase.RAMPING and es_new.phase is EnterServicePhase.IN_SERVICE:
         events.append(Event(EventKind.RAMP_DONE, t, "soft-start ramp complete"))
 
@@ -295,6 +326,7 @@ def step(
     status = EngineStatus(
         state=op,
         out_of_service_cause=cause,
+        out_of_service_kind=cause_kind,
         voltage_region=vrt_out.region,
         frequency_region=frt_out.region,
         anti_islanding=ai_out.status,
@@ -309,5 +341,6 @@ def step(
         t=t, out_of_service_cause=cause, es=es_new, vrt=vrt, frt=frt, ai=ai, vv=vv_state,
         vw=vw_state, fw=fw_state, p_base_pct=p_base, momentary_cessation=mc,
         invalid_since=None, last=sp, random_u=state.random_u, status=status,
+        out_of_service_kind=cause_kind,
     )
     return sp, new, events

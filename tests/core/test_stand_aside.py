@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from hal.inverter import CONTROL_NAMES, Capabilities
 from hal.reading import GOOD, NOT_IMPLEMENTED, Reading
-from inverter_agent.core.controller import HEALTH_ALARM, HEALTH_OK, Controller
+from inverter_agent.core.controller import Controller
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import assess
+from inverter_agent.core.view import HEALTH_ALARM, HEALTH_OK
 from inverter_agent.functions import get_profile
 from inverter_agent.functions.settings import InvalidPolicy
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from inverter_agent.core.view import TripCause
+
 #: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
 #: 2 opModConnect, 3 opModEnergize, 4 opModFixedPFAbsorbW, 5 opModFixedPFInjectW,
 #: 6 opModFixedVar, 8 opModFreqDroop, 20 opModMaxLimW, 23 opModVoltVar, 24 opModVoltWatt
@@ -127,7 +129,7 @@ def alarm_bits(view: dict[str, Any]) -> int:
             bits |= ALARM_OVER_FREQUENCY
         elif fr.startswith(("LF", "UF")):
             bits |= ALARM_UNDER_FREQUENCY
-    cause = view.get("out_of_service_cause") or ""
-    if view.get("tripped") and ("anti-islanding" in cause or "ROCOF" in cause):
+    kind = view.get("out_of_service_kind")
+    if kind is not None and TripCause(kind).is_island:
         bits |= ALARM_LOCAL_EMERGENCY
     return bits

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from inverter_agent.core.commands import RefusalCause
 from inverter_agent.core.settings_service import CONTROLS as SERVICE_CONTROLS
 from inverter_agent.core.settings_service import ControlRefused, SettingsService
 from inverter_agent.functions import SettingsError
@@ -75,15 +76,15 @@ from .server import MmsServer
 
 log = logging.getLogger(__name__)
 
-#: ControlRefused.cause -> IEC 61850-7-2 AddCause code.
-ADD_CAUSE: dict[str, int] = {
-    "unknown": 0, "not-supported": 1, "blocked-by-switching-hierarchy": 2,
-    "select-failed": 3, "position-reached": 5, "parameter-change-in-execution": 6,
-    "step-limit": 7, "blocked-by-mode": 8, "blocked-by-process": 9,
-    "blocked-by-interlocking": 10, "command-already-in-execution": 12,
-    "blocked-by-health": 13, "time-limit-over": 16, "no-access-authority": 20,
-    "inconsistent-parameters": 26, "locked-by-other-client": 27,
-    "invalid-value": 26,  # 7-2 has no "value out of range": nearest is inconsistent-parameters
+#: The core's refusal cause -> IEC 61850-7-2 AddCause code. 7-2 has no "value out of
+#: range": the nearest is inconsistent-parameters (26).
+ADD_CAUSE: dict[RefusalCause, int] = {
+    RefusalCause.NOT_SUPPORTED: 1,        # not-supported
+    RefusalCause.INVALID_VALUE: 26,       # inconsistent-parameters
+    RefusalCause.CONFLICT: 6,             # parameter-change-in-execution
+    RefusalCause.NOT_AUTHORIZED: 20,      # no-access-authority
+    RefusalCause.BLOCKED: 9,              # blocked-by-process
+    RefusalCause.EXPIRED: 16,             # time-limit-over
 }
 _INCONSISTENT = 26
 
@@ -296,7 +297,7 @@ class FunctionBinding:
                                   f"from {peer} refused: {exc} ({exc.cause})")
                 self._audit("control.operate", peer, "refused", control.target, new=value,
                             reason=f"{exc} ({exc.cause})")
-                return ADD_CAUSE.get(exc.cause, 0)
+                return ADD_CAUSE[exc.cause]
             self._changed()
             self._audit("control.operate", peer, "ok", control.target, new=value)
             return None
@@ -316,7 +317,8 @@ class FunctionBinding:
     def _operate(self, control: Control, value: Any, who: str) -> None:
         if control.control == "p_limit_pct":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ControlRefused("invalid-value", f"ctlVal {value!r} is not a number")
+                raise ControlRefused(RefusalCause.INVALID_VALUE,
+                                     f"ctlVal {value!r} is not a number")
             previous = self.service.temporary().get(SERVICE_CONTROLS["p_limit_pct"])
             self.service.operate("p_limit_pct", float(value), who)
             try:
@@ -328,11 +330,11 @@ class FunctionBinding:
         if control.values:
             mapped = dict(control.values)
             if isinstance(value, bool) or value not in mapped:
-                raise ControlRefused("invalid-value", f"ctlVal {value!r}: one of "
+                raise ControlRefused(RefusalCause.INVALID_VALUE, f"ctlVal {value!r}: one of "
                                      f"{', '.join(str(c) for c in mapped)}")
             value = mapped[value]
         if not isinstance(value, bool):
-            raise ControlRefused("invalid-value", f"ctlVal {value!r} is not a boolean")
+            raise ControlRefused(RefusalCause.INVALID_VALUE, f"ctlVal {value!r} is not a boolean")
         if control.control == "release":
             if value:
                 temporary = self.service.temporary()

@@ -140,8 +140,11 @@ def test_trips_and_cessation_raise_the_derstatus_alarms_csip_logs():
     assert alarm_bits({"tripped": True, "voltage_region": "HV2"}) == 1 << 1
     assert alarm_bits({"state": "momentary_cessation", "voltage_region": "LV3"}) == 1 << 2
     assert alarm_bits({"tripped": True, "frequency_region": "HF2"}) == 1 << 3
-    assert alarm_bits({"tripped": True, "out_of_service_cause":
-                       "inverter anti-islanding trip"}) == 1 << 7
+    assert alarm_bits({"tripped": True, "out_of_service_kind": "anti_islanding_trip"}) == 1 << 7
+    assert alarm_bits({"tripped": True, "out_of_service_kind": "rocof_trip"}) == 1 << 7
+    # the kind decides, never the text: a voltage trip whose text names islanding is no island
+    assert alarm_bits({"tripped": True, "out_of_service_kind": "voltage_trip",
+                       "out_of_service_cause": "ROCOF anti-islanding"}) == 0
     assert alarm_bits({"state": "continuous"}) == 0
 
 

@@ -1,0 +1,157 @@
+"""What the core offers every adapter once a cycle: one immutable :class:`CycleView`.
+
+An adapter is handed the view in :meth:`Adapter.publish` and reads nothing else of
+the core's live objects: the view is built on the control loop's thread at the
+end of a cycle and never changes afterwards, so a protocol thread may keep it
+and read it at leisure. Quantities keep their :class:`~hal.reading.Reading`
+(value, quality, time), so an adapter can serve a lost link as invalid rather
+than a stale value marked good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from hal.reading import Reading
+from inverter_agent.functions import OutOfService
+
+#: The trip cause as a kind (the engine's :class:`OutOfService`), never a text to search.
+TripCause = OutOfService
+
+#: IEC 61850 HealthKind values, used by every adapter's health view.
+HEALTH_OK, HEALTH_WARNING, HEALTH_ALARM = 1, 2, 3
+
+
+def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionState:
+    """One grid function: enabled in the settings, active now, followed by the inverter."""
+
+    enabled: bool
+    active: bool
+    #: None: not checked (inactive, or no follow check for this function).
+    followed: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetpointsView:
+    connect: bool
+    p_limit_pct: float
+    reactive_mode: str
+    pf: float | None
+    pf_absorbing: bool
+    q_pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionsStatus:
+    """What the grid functions of one inverter did last cycle."""
+
+    running: bool
+    reason: str
+    state: str
+    out_of_service_cause: str | None
+    out_of_service_kind: TripCause | None
+    voltage_region: str
+    frequency_region: str
+    anti_islanding: str
+    enter_service_remaining_s: float
+    functions: Mapping[str, FunctionState]
+    not_followed: Mapping[str, str]
+    setpoints: SetpointsView | None
+    last_event: str | None
+    plant_cap_pct: float | None
+    standing_aside: str | None
+    notes: tuple[str, ...]
+    health: int
+    #: Each utility source's link (source name -> plain data), if any is attached.
+    utility: Mapping[str, Any] | None = None
+
+    @property
+    def tripped(self) -> bool:
+        """Out of service on a protection trip (clearing time, ROCOF, island)."""
+        return self.out_of_service_kind is not None and self.out_of_service_kind.is_trip
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``status.json``, the CLI and table-driven protocol maps."""
+        sp = self.setpoints
+        return {
+            "running": self.running, "reason": self.reason, "state": self.state,
+            "out_of_service_cause": self.out_of_service_cause,
+            "out_of_service_kind": (self.out_of_service_kind.value
+                                    if self.out_of_service_kind else None),
+            "tripped": self.tripped,
+            "voltage_region": self.voltage_region, "frequency_region": self.frequency_region,
+            "anti_islanding": self.anti_islanding,
+            "enter_service_remaining_s": self.enter_service_remaining_s,
+            "functions": {n: {"enabled": f.enabled, "active": f.active, "followed": f.followed}
+                          for n, f in self.functions.items()},
+            "not_followed": dict(self.not_followed),
+            "setpoints": None if sp is None else {
+                "connect": sp.connect, "p_limit_pct": sp.p_limit_pct,
+                "reactive_mode": sp.reactive_mode, "pf": sp.pf,
+                "pf_absorbing": sp.pf_absorbing, "q_pct": sp.q_pct},
+            "last_event": self.last_event, "plant_cap_pct": self.plant_cap_pct,
+            "standing_aside": self.standing_aside, "notes": list(self.notes),
+            "health": self.health,
+            **({"utility": self.utility} if self.utility is not None else {}),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InverterView:
+    """One inverter at the end of a cycle."""
+
+    #: The inverter's name in the core (its logical device where a protocol needs one).
+    name: str
+    #: Measurements, ratings and states with their quality (the HAL's names).
+    readings: Mapping[str, Reading]
+    link_up: bool
+    #: None when the grid functions are off (``--no-functions``).
+    functions: FunctionsStatus | None = None
+    #: The effective settings (after arbitration) as plain data; None without functions.
+    settings: Mapping[str, Any] | None = None
+
+    def good(self, name: str) -> Any:
+        """The value of ``name`` if present and of good quality, else None."""
+        r = self.readings.get(name)
+        return r.value if r is not None and r.value is not None and r.quality.good else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlantView:
+    """The plant (several inverters at one point of common coupling)."""
+
+    name: str
+    limit: Mapping[str, Any]
+    totals: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CycleView:
+    """Everything an adapter may serve, as of time ``t`` (seconds since the epoch)."""
+
+    t: float
+    inverters: tuple[InverterView, ...]
+    plant: PlantView | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+
+    def inverter(self, name: str) -> InverterView:
+        for inv in self.inverters:
+            if inv.name == name:
+                return inv
+        raise KeyError(name)
+
+
+def inverter_view(name: str, snapshot: Mapping[str, Reading], link_up: bool,
+                  functions: FunctionsStatus | None = None,
+                  settings: Mapping[str, Any] | None = None) -> InverterView:
+    """An :class:`InverterView` whose mappings cannot be changed through the view."""
+    return InverterView(name, _frozen(snapshot), link_up, functions,
+                        None if settings is None else _frozen(settings))
