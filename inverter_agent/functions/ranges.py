@@ -84,7 +84,7 @@ def check_fields(path: str, obj: Any, refs: Mapping[str, float] | None = None) -
     """Check every field of ``obj`` that declares a range; None in an optional
     field (a setting left unset) is not checked. ``refs`` gives the reference
     values relative ranges name."""
-    cls = type(obj)
+    cls: type = type(obj)
     for name, r in ranges(cls).items():
         value = getattr(obj, name)
         if value is None and name in _optional(cls):

@@ -63,6 +63,8 @@ def test_the_mms_carriers_are_logical_nodes_the_model_serves():
         settings_lns = {t.split(".")[0] for t, path, _ in fm.writable_settings()
                         if path.split(".")[0] == name}
         assert settings_lns, f"{name}: offered but no setting of it is writable"
+    # the status map shows every function the controller reports
+    assert set(fm.FUNCTION_STATUS) == {f.name for f in FUNCTIONS}
 
 
 def test_the_2030_5_carriers_are_the_opmods_it_applies():
