@@ -35,6 +35,7 @@ from inverter_agent.functions import (
     settings_from_dict,
     settings_to_dict,
 )
+from inverter_agent.functions.registry import REACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +303,8 @@ class SettingsService:
             _set(d, path, value)
         # Switching one reactive mode on by command switches the others off (1547 5.3.1).
         for path, value in temporary.items():
-            if value is True and path in ("volt_var.enabled", "fixed_pf.enabled",
-                                          "constant_var.enabled"):
-                for other in ("volt_var", "fixed_pf", "constant_var"):
+            if value is True and path in {f"{m}.enabled" for m in REACTIVE}:
+                for other in REACTIVE:
                     if f"{other}.enabled" != path and f"{other}.enabled" not in temporary:
                         d[other]["enabled"] = False
         return settings_from_dict(d)

@@ -19,10 +19,11 @@ and an island whose load matches the DER output shows none of them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import held_for, hold_since
 from .measurements import AntiIslandingReport
+from .ranges import rng
 
 
 class AntiIslandingStatus(enum.Enum):
@@ -50,8 +51,8 @@ class AntiIslandingSettings:
     enabled: bool = True
     cease_on_disabled: bool = True
     rocof_enabled: bool = False
-    rocof_hz_per_s: float = 2.0
-    rocof_time_s: float = 0.5
+    rocof_hz_per_s: float = field(default=2.0, metadata=rng(0.0, 10.0, "sanity", lo_open=True))
+    rocof_time_s: float = field(default=0.5, metadata=rng(0.0, 10.0, "sanity"))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ every mode the inverter's controls offer (SunSpec VArPct).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .ranges import rng
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,7 @@ class ConstantVarSettings:
     """Constant reactive power, % of rated VAr, + = inject."""
 
     enabled: bool = False
-    q_pct: float = 0.0
+    q_pct: float = field(default=0.0, metadata=rng(-100.0, 100.0, "sanity"))
 
 
 def setpoint(settings: ConstantVarSettings) -> float:

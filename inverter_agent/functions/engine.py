@@ -33,9 +33,10 @@ Arbitration, most binding first:
    and the soft-start cap is itself a ramp.
 5. Reactive power: volt-var, constant PF and constant Q are mutually exclusive
    (1547-2018 5.3.1) and ``validate`` rejects settings enabling more than one.
-   Should unvalidated settings reach the engine, volt-var wins, then constant
-   PF, then constant Q. Volt-var is commanded as a constant-Q setpoint
-   (% of rated VAr) recomputed every cycle.
+   Should unvalidated settings reach the engine, the first in
+   ``registry.FUNCTIONS`` order wins: volt-var, then constant PF, then
+   constant Q. Volt-var is commanded as a constant-Q setpoint (% of rated VAr)
+   recomputed every cycle.
 
 Not used for arbitration: ``Measurements.connected`` (the inverter's own trips
 and reconnection are its certified behaviour; the engine tracks what the
@@ -57,6 +58,7 @@ from .anti_islanding import AntiIslandingState, AntiIslandingStatus
 from .enter_service import EnterServicePhase, EnterServiceState
 from .freq_watt import FreqWattState
 from .measurements import CEASE, Measurements, ReactiveMode, Setpoints
+from .registry import REACTIVE
 from .ride_through import RideThroughState
 from .settings import InvalidPolicy, Settings
 from .volt_var import VoltVarState
@@ -205,6 +207,12 @@ def _invalid(settings: Settings, state: EngineState, t: float) -> tuple[
     return CEASE, new, events
 
 
+def reactive_mode(settings: Settings) -> str | None:
+    """The reactive power function in force: the first enabled one in registry order
+    (``validate`` allows one at most), None when none is enabled."""
+    return next((name for name in REACTIVE if getattr(settings, name).enabled), None)
+
+
 def step(
     settings: Settings, meas: Measurements, state: EngineState, t: float
 ) -> tuple[Setpoints, EngineState, list[Event]]:
@@ -303,14 +311,15 @@ def step(
     # --- reactive power (5.3)
     q_vv: float | None = None
     mode, pf, absorbing, q_pct = ReactiveMode.NONE, 1.0, False, 0.0
-    if settings.volt_var.enabled:
+    reactive = reactive_mode(settings)
+    if reactive == "volt_var":
         q_vv, vv_state = volt_var.step(settings.volt_var, v_avg, dt, vv_state)
         mode = ReactiveMode.CONSTANT_Q
         q_pct = volt_var.to_var_pct(settings.volt_var, q_vv, settings.nameplate.var_max_pct)
-    elif settings.fixed_pf.enabled:
+    elif reactive == "fixed_pf":
         mode = ReactiveMode.CONSTANT_PF
         pf, absorbing = fixed_pf_fn.setpoint(settings.fixed_pf)
-    elif settings.constant_var.enabled:
+    elif reactive == "constant_var":
         mode, q_pct = ReactiveMode.CONSTANT_Q, constant_var_fn.setpoint(settings.constant_var)
 
     if cause is not None:

@@ -16,9 +16,10 @@ of service (cease to energize) whatever the grid does.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import held_for, hold_since
+from .ranges import rng
 
 
 class EnterServicePhase(enum.Enum):
@@ -34,13 +35,20 @@ class EnterServiceSettings:
     """Enter-service criteria (1547-2018 4.10.2 / 4.10.3, Table 4 defaults)."""
 
     enabled: bool = True
-    v_low_pu: float = 0.917
-    v_high_pu: float = 1.05
-    f_low_hz: float = 59.5
-    f_high_hz: float = 60.1
-    delay_s: float = 300.0
-    random_delay_s: float = 0.0
-    ramp_time_s: float = 300.0
+    v_low_pu: float = field(default=0.917,
+                            metadata=rng(0.5, 1.0, "sanity (1547 Table 4: 0.88-0.95)"))
+    v_high_pu: float = field(default=1.05,
+                             metadata=rng(1.0, 1.2, "sanity (1547 Table 4: 1.05-1.06)"))
+    # the frequency window lies within 5 Hz of nominal (sanity)
+    f_low_hz: float = field(default=59.5, metadata=rng(-5.0, 0.0, "sanity",
+                                                       relative_to="f_nom_hz"))
+    f_high_hz: float = field(default=60.1, metadata=rng(0.0, 5.0, "sanity",
+                                                        relative_to="f_nom_hz"))
+    delay_s: float = field(default=300.0,
+                           metadata=rng(0.0, 3600.0, "sanity (1547 Table 4: 0-600 s)"))
+    random_delay_s: float = field(default=0.0, metadata=rng(0.0, 3600.0, "sanity"))
+    ramp_time_s: float = field(default=300.0,
+                               metadata=rng(0.0, 3600.0, "sanity (1547 Table 4: 1-1000 s)"))
 
 
 @dataclass(frozen=True)

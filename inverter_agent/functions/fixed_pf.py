@@ -10,7 +10,9 @@ commanded power factor to the limits the DER category allows (Cat A and B:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .ranges import rng
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,10 @@ class FixedPfSettings:
     enabled: bool = False
     pf: float = 1.0
     absorbing: bool = False
-    pf_min_injecting: float = 0.90
-    pf_min_absorbing: float = 0.90
+    # 0.80 is the lowest pf any 1547 category or SunSpec profile here asks for; pf itself
+    # lies between the direction's minimum and 1 (settings.validate).
+    pf_min_injecting: float = field(default=0.90, metadata=rng(0.8, 1.0, "sanity"))
+    pf_min_absorbing: float = field(default=0.90, metadata=rng(0.8, 1.0, "sanity"))
 
 
 def setpoint(settings: FixedPfSettings) -> tuple[float, bool]:

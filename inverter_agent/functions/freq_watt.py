@@ -17,9 +17,10 @@ kOF = kUF = 5 %, Tr = 5 s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import low_pass
+from .ranges import rng
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,12 @@ class FreqWattSettings:
     """Frequency-droop settings (1547-2018 Table 24 defaults)."""
 
     enabled: bool = False
-    db_of_hz: float = 0.036
-    db_uf_hz: float = 0.036
-    k_of: float = 0.05
-    k_uf: float = 0.05
-    response_time_s: float = 5.0
-    p_min_pct: float = 0.0
+    db_of_hz: float = field(default=0.036, metadata=rng(0.017, 1.0, "1547 Table 24"))
+    db_uf_hz: float = field(default=0.036, metadata=rng(0.017, 1.0, "1547 Table 24"))
+    k_of: float = field(default=0.05, metadata=rng(0.02, 0.05, "1547 Table 24 (2-5 %)"))
+    k_uf: float = field(default=0.05, metadata=rng(0.02, 0.05, "1547 Table 24"))
+    response_time_s: float = field(default=5.0, metadata=rng(0.2, 10.0, "1547 Table 24"))
+    p_min_pct: float = field(default=0.0, metadata=rng(0.0, 100.0, "sanity"))
 
 
 @dataclass(frozen=True)

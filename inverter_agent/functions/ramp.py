@@ -12,9 +12,10 @@ direction is unlimited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import rate_limit
+from .ranges import rng
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,10 @@ class RampSettings:
     """Normal ramp rates, % of rated W per second (None = unlimited)."""
 
     enabled: bool = False
-    up_pct_per_s: float | None = None
-    down_pct_per_s: float | None = None
+    up_pct_per_s: float | None = field(default=None, metadata=rng(0.0, 1000.0, "sanity",
+                                                                  lo_open=True))
+    down_pct_per_s: float | None = field(default=None, metadata=rng(0.0, 1000.0, "sanity",
+                                                                    lo_open=True))
 
 
 def step(settings: RampSettings, previous_pct: float, target_pct: float, dt: float) -> float:

@@ -26,9 +26,10 @@ back in a continuous or mandatory-operation region.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import held_for, hold_since
+from .ranges import rng
 
 
 class Side(enum.Enum):
@@ -83,7 +84,7 @@ class RideThroughSettings:
     enabled: bool = True
     over: tuple[Region, ...] = ()
     under: tuple[Region, ...] = ()
-    trip_margin_s: float = 0.1
+    trip_margin_s: float = field(default=0.1, metadata=rng(0.0, 1.0, "sanity"))
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,20 @@ uses (profiles, the config file, persistence, IEC 61850 writes): it raises
 range. :func:`settings_to_dict` / :func:`settings_from_dict` give a JSON-able
 dict with stable keys; unknown keys are rejected by name.
 
-Ranges: where IEEE 1547-2018 gives a settings range (Tables 4, 8, 10, 24) the
-range used is noted "1547 Table N"; those ranges are recalled from the
-standard, not from DOMAIN.md, and should be confirmed against it. The others
-are sanity bounds chosen for this gateway ("sanity") so that a typo cannot
-produce a setting no profile would use.
+Ranges: each settings dataclass declares its fields' ranges beside them
+(:mod:`.ranges`, with where each comes from); :func:`validate` applies them,
+section by section, then the checks that relate several settings. The
+functions themselves are listed once, in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .anti_islanding import AntiIslandingSettings
@@ -29,16 +28,18 @@ from .constant_var import ConstantVarSettings
 from .enter_service import EnterServiceSettings
 from .fixed_pf import FixedPfSettings
 from .freq_watt import FreqWattSettings
+from .power_limit import PowerLimitSettings
 from .ramp import RampSettings
+from .ranges import SettingsError as SettingsError  # re-exported: its home until now
+from .ranges import check_fields, rng
+from .ranges import check_range as _range
+from .ranges import fail as _fail
+from .registry import REACTIVE
 from .ride_through import RegionMode, RideThroughSettings
 from .volt_var import VoltVarSettings
 from .volt_watt import VoltWattSettings
 
 MAX_CURVE_POINTS = 8  # 1547-2018 5.3.3 volt-var curves have 4 points; SunSpec 705 allows up to 8
-
-
-class SettingsError(ValueError):
-    """An invalid setting; the message names its path, value and allowed range."""
 
 
 class InvalidPolicy(enum.Enum):
@@ -61,16 +62,9 @@ class InvalidPolicy(enum.Enum):
 class NameplateSettings:
     """Ratings the functions need: nominal frequency, rated VAr as % of rated VA."""
 
-    f_nom_hz: float = 60.0
-    var_max_pct: float = 44.0  # 1547-2018 Cat B minimum reactive capability: 44 % of rated VA
-
-
-@dataclass(frozen=True)
-class PowerLimitSettings:
-    """Utility / base active power limit (limit maximum active power), % of rated W."""
-
-    enabled: bool = False
-    p_limit_pct: float = 100.0
+    f_nom_hz: float = field(default=60.0, metadata=rng(45.0, 65.0, "sanity: 50 or 60 Hz"))
+    # 1547-2018 Cat B minimum reactive capability: 44 % of rated VA
+    var_max_pct: float = field(default=44.0, metadata=rng(0.0, 100.0, "sanity", lo_open=True))
 
 
 @dataclass(frozen=True)
@@ -78,12 +72,14 @@ class SafetySettings:
     """Behaviour on invalid measurements (see engine module docstring)."""
 
     on_invalid_measurements: InvalidPolicy = InvalidPolicy.STAND_ASIDE
-    hold_s: float = 5.0
+    hold_s: float = field(default=5.0, metadata=rng(0.0, 60.0, "sanity"))
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every function's settings. Build one with ``profiles.get_profile``."""
+    """Every function's settings (one field per :data:`registry.FUNCTIONS` entry, named
+    as it is there) and the ratings and safety policy they share. Build one with
+    ``profiles.get_profile``."""
 
     nameplate: NameplateSettings
     safety: SafetySettings
@@ -103,23 +99,7 @@ class Settings:
 # ---------------------------------------------------------------- validation
 
 
-def _fail(path: str, value: object, allowed: str) -> typing.NoReturn:
-    raise SettingsError(f"{path} = {value!r}: {allowed}")
-
-
-def _range(path: str, value: float, lo: float, hi: float, *, lo_open: bool = False,
-           hi_open: bool = False) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-        _fail(path, value, "must be a number")
-    below = value <= lo if lo_open else value < lo
-    above = value >= hi if hi_open else value > hi
-    if below or above:
-        lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        _fail(path, value, f"allowed range {lb}{lo:g}, {hi:g}{hb}")
-
-
 def _check_ride_through(path: str, rt: RideThroughSettings, unit_nom: float, span: float) -> None:
-    _range(f"{path}.trip_margin_s", rt.trip_margin_s, 0.0, 1.0)  # sanity
     names: set[str] = set()
     for side, regions, sign in (("over", rt.over, 1.0), ("under", rt.under, -1.0)):
         prev: float | None = None
@@ -149,13 +129,13 @@ def _check_ride_through(path: str, rt: RideThroughSettings, unit_nom: float, spa
                 _range(f"{p}.ride_through_s", reg.ride_through_s, 0.0, hi)
 
 
-def _check_curve(path: str, xs: list[float], ys: list[float], x_rng: tuple[float, float],
-                 y_rng: tuple[float, float], x_name: str, y_name: str) -> None:
-    if not 2 <= len(xs) <= MAX_CURVE_POINTS:
-        _fail(path, len(xs), f"a curve has 2 to {MAX_CURVE_POINTS} points")
-    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        _range(f"{path}[{i}].{x_name}", x, *x_rng)
-        _range(f"{path}[{i}].{y_name}", y, *y_rng)
+def _check_curve(path: str, points: tuple[Any, ...], x_name: str) -> None:
+    """Point count, each point's declared ranges, voltages in order."""
+    if not 2 <= len(points) <= MAX_CURVE_POINTS:
+        _fail(path, len(points), f"a curve has 2 to {MAX_CURVE_POINTS} points")
+    xs = [getattr(p, x_name) for p in points]
+    for i, (x, point) in enumerate(zip(xs, points, strict=True)):
+        check_fields(f"{path}[{i}]", point)
         if i > 0 and x < xs[i - 1]:
             _fail(f"{path}[{i}].{x_name}", x,
                   f"curve voltages must not decrease; {path}[{i - 1}].{x_name} is {xs[i - 1]:g}")
@@ -163,38 +143,14 @@ def _check_curve(path: str, xs: list[float], ys: list[float], x_rng: tuple[float
             _fail(f"{path}[{i}].{x_name}", x, "at most two neighbouring points share a voltage")
 
 
-def validate(s: Settings) -> None:
-    """Check every setting and their consistency; raise :class:`SettingsError`."""
-    np_ = s.nameplate
-    _range("nameplate.f_nom_hz", np_.f_nom_hz, 45.0, 65.0)  # sanity: 50 or 60 Hz systems
-    _range("nameplate.var_max_pct", np_.var_max_pct, 0.0, 100.0, lo_open=True)
-    _range("safety.hold_s", s.safety.hold_s, 0.0, 60.0)  # sanity
-    _range("active_power_limit.p_limit_pct", s.active_power_limit.p_limit_pct, 0.0, 100.0)
-    for d in ("up_pct_per_s", "down_pct_per_s"):
-        rate = getattr(s.ramp, d)
-        if rate is not None:
-            _range(f"ramp.{d}", rate, 0.0, 1000.0, lo_open=True)  # sanity
-    _check_ride_through("voltage_ride_through", s.voltage_ride_through, 1.0, 1.0)
-    _check_ride_through("frequency_ride_through", s.frequency_ride_through, np_.f_nom_hz, 10.0)
-
-    ai = s.anti_islanding
-    _range("anti_islanding.rocof_hz_per_s", ai.rocof_hz_per_s, 0.0, 10.0, lo_open=True)
-    _range("anti_islanding.rocof_time_s", ai.rocof_time_s, 0.0, 10.0)
-
+def _check_enter_service(s: Settings) -> None:
     es = s.enter_service
-    _range("enter_service.v_low_pu", es.v_low_pu, 0.5, 1.0)  # sanity (1547 Table 4: 0.88-0.95)
-    _range("enter_service.v_high_pu", es.v_high_pu, 1.0, 1.2)  # sanity (Table 4: 1.05-1.06)
     if es.v_low_pu >= es.v_high_pu:
         _fail("enter_service.v_low_pu", es.v_low_pu,
               f"must be below enter_service.v_high_pu ({es.v_high_pu:g})")
-    _range("enter_service.f_low_hz", es.f_low_hz, np_.f_nom_hz - 5.0, np_.f_nom_hz)
-    _range("enter_service.f_high_hz", es.f_high_hz, np_.f_nom_hz, np_.f_nom_hz + 5.0)
     if es.f_low_hz >= es.f_high_hz:
         _fail("enter_service.f_low_hz", es.f_low_hz,
               f"must be below enter_service.f_high_hz ({es.f_high_hz:g})")
-    _range("enter_service.delay_s", es.delay_s, 0.0, 3600.0)  # sanity (Table 4: 0-600 s)
-    _range("enter_service.random_delay_s", es.random_delay_s, 0.0, 3600.0)  # sanity
-    _range("enter_service.ramp_time_s", es.ramp_time_s, 0.0, 3600.0)  # sanity (1-1000 s)
     # Entering service into a region that trips would cycle: the window must lie
     # inside every trip threshold.
     for key, lo, hi, rt in (
@@ -213,38 +169,42 @@ def validate(s: Settings) -> None:
                 _fail(f"enter_service.{key}_low_{unit}", lo,
                       f"must not be below the {reg.name} threshold ({reg.threshold:g})")
 
-    vv = s.volt_var
-    _check_curve("volt_var.curve", [p.v_pu for p in vv.curve], [p.q_pct for p in vv.curve],
-                 (0.5, 1.5), (-100.0, 100.0), "v_pu", "q_pct")  # sanity; Q +-100 %
-    _range("volt_var.response_time_s", vv.response_time_s, 1.0, 90.0)  # 1547 Table 8
-    _range("volt_var.vref_pu", vv.vref_pu, 0.95, 1.05)  # 1547 Table 8
-    _range("volt_var.vref_time_s", vv.vref_time_s, 300.0, 5000.0)  # 1547 Table 8
-    _range("volt_var.vref_min_pu", vv.vref_min_pu, 0.9, 1.0)  # sanity, OpenDER 0.95
-    _range("volt_var.vref_max_pu", vv.vref_max_pu, 1.0, 1.1)  # sanity, OpenDER 1.05
 
+def _check_fixed_pf(s: Settings) -> None:
     pf = s.fixed_pf
-    # 0.80 is the lowest pf any 1547 category or SunSpec profile here asks for (sanity).
-    _range("fixed_pf.pf_min_injecting", pf.pf_min_injecting, 0.8, 1.0)
-    _range("fixed_pf.pf_min_absorbing", pf.pf_min_absorbing, 0.8, 1.0)
     pf_min = pf.pf_min_absorbing if pf.absorbing else pf.pf_min_injecting
     _range("fixed_pf.pf", pf.pf, pf_min, 1.0)
-    _range("constant_var.q_pct", s.constant_var.q_pct, -100.0, 100.0)
 
-    vw = s.volt_watt
-    _check_curve("volt_watt.curve", [p.v_pu for p in vw.curve], [p.p_pct for p in vw.curve],
-                 (1.0, 1.5), (0.0, 100.0), "v_pu", "p_pct")  # sanity
-    _range("volt_watt.response_time_s", vw.response_time_s, 0.5, 60.0)  # 1547 Table 10
 
-    fw = s.freq_watt
-    _range("freq_watt.db_of_hz", fw.db_of_hz, 0.017, 1.0)  # 1547 Table 24
-    _range("freq_watt.db_uf_hz", fw.db_uf_hz, 0.017, 1.0)  # 1547 Table 24
-    _range("freq_watt.k_of", fw.k_of, 0.02, 0.05)  # 1547 Table 24 (2-5 %)
-    _range("freq_watt.k_uf", fw.k_uf, 0.02, 0.05)  # 1547 Table 24
-    _range("freq_watt.response_time_s", fw.response_time_s, 0.2, 10.0)  # 1547 Table 24
-    _range("freq_watt.p_min_pct", fw.p_min_pct, 0.0, 100.0)
+#: Checks beyond the declared ranges, by section: those relating several settings.
+_CROSS_CHECKS: dict[str, Callable[[Settings], None]] = {
+    "voltage_ride_through": lambda s: _check_ride_through(
+        "voltage_ride_through", s.voltage_ride_through, 1.0, 1.0),
+    "frequency_ride_through": lambda s: _check_ride_through(
+        "frequency_ride_through", s.frequency_ride_through, s.nameplate.f_nom_hz, 10.0),
+    "enter_service": _check_enter_service,
+    "volt_var": lambda s: _check_curve("volt_var.curve", s.volt_var.curve, "v_pu"),
+    "fixed_pf": _check_fixed_pf,
+    "volt_watt": lambda s: _check_curve("volt_watt.curve", s.volt_watt.curve, "v_pu"),
+}
+
+
+def validate(s: Settings) -> None:
+    """Check every setting and their consistency; raise :class:`SettingsError`.
+
+    Section by section (in ``Settings`` order): the ranges each settings dataclass
+    declares, then the section's checks against other settings; last, that at most
+    one reactive mode is enabled.
+    """
+    refs = {"f_nom_hz": s.nameplate.f_nom_hz}
+    for f in dataclasses.fields(Settings):
+        check_fields(f.name, getattr(s, f.name), refs)
+        cross = _CROSS_CHECKS.get(f.name)
+        if cross is not None:
+            cross(s)
 
     # 1547-2018 5.3.1: the reactive power modes are mutually exclusive.
-    on = [n for n in ("volt_var", "fixed_pf", "constant_var") if getattr(s, n).enabled]
+    on = [n for n in REACTIVE if getattr(s, n).enabled]
     if len(on) > 1:
         _fail(f"{on[1]}.enabled", True,
               f"reactive modes are mutually exclusive (1547-2018 5.3.1); {on[0]} is enabled")

@@ -13,9 +13,10 @@ converted to % of rated VAr, the unit of :class:`Setpoints.q_pct`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import LN10, interpolate, low_pass
+from .ranges import rng
 
 
 class QBase(enum.Enum):
@@ -29,8 +30,8 @@ class QBase(enum.Enum):
 class VoltVarPoint:
     """One curve point: voltage in pu of nominal, Q in % of ``q_base``, + = inject."""
 
-    v_pu: float
-    q_pct: float
+    v_pu: float = field(metadata=rng(0.5, 1.5, "sanity"))
+    q_pct: float = field(metadata=rng(-100.0, 100.0, "sanity"))
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,12 @@ class VoltVarSettings:
         VoltVarPoint(1.08, -44.0),
     )
     q_base: QBase = QBase.RATED_VA
-    response_time_s: float = 5.0
-    vref_pu: float = 1.0
+    response_time_s: float = field(default=5.0, metadata=rng(1.0, 90.0, "1547 Table 8"))
+    vref_pu: float = field(default=1.0, metadata=rng(0.95, 1.05, "1547 Table 8"))
     vref_auto: bool = False
-    vref_time_s: float = 300.0
-    vref_min_pu: float = 0.95
-    vref_max_pu: float = 1.05
+    vref_time_s: float = field(default=300.0, metadata=rng(300.0, 5000.0, "1547 Table 8"))
+    vref_min_pu: float = field(default=0.95, metadata=rng(0.9, 1.0, "sanity, OpenDER 0.95"))
+    vref_max_pu: float = field(default=1.05, metadata=rng(1.0, 1.1, "sanity, OpenDER 1.05"))
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,18 @@ section 3.7.1.1 does. The output is a power limit in % of rated W.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .blocks import interpolate, low_pass
+from .ranges import rng
 
 
 @dataclass(frozen=True)
 class VoltWattPoint:
     """One curve point: voltage in pu, active power limit in % of rated W."""
 
-    v_pu: float
-    p_pct: float
+    v_pu: float = field(metadata=rng(1.0, 1.5, "sanity"))
+    p_pct: float = field(metadata=rng(0.0, 100.0, "sanity"))
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class VoltWattSettings:
 
     enabled: bool = False
     curve: tuple[VoltWattPoint, ...] = (VoltWattPoint(1.06, 100.0), VoltWattPoint(1.10, 0.0))
-    response_time_s: float = 10.0
+    response_time_s: float = field(default=10.0, metadata=rng(0.5, 60.0, "1547 Table 10"))
 
 
 def curve_p_pct(settings: VoltWattSettings, v_pu: float) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from inverter_agent.core.arbitration import UtilityControl
+from inverter_agent.functions import FUNCTIONS
 
 #: opMod functions this gateway applies. Others (fixed W, target W/var/V, ride-through
 #: curves, watt-var, frequency-watt...) are reported unsupported: a ride-through curve from
@@ -23,9 +24,17 @@ from inverter_agent.core.arbitration import UtilityControl
 #: droop (deadband and slope relative to the power before the event), so the local droop
 #: keeps running rather than a guess at what the curve meant; opModFreqDroop, the
 #: parameterized form, maps onto the core's droop settings and is applied.
-SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fixed_pfinject_w",
-             "op_mod_fixed_pfabsorb_w", "op_mod_fixed_var", "op_mod_volt_var",
-             "op_mod_volt_watt", "op_mod_freq_droop")
+#: Each maps to the registered grid function it drives (OPMOD_FUNCTION).
+OPMOD_FUNCTION: dict[str, str] = {
+    "op_mod_connect": "enter_service", "op_mod_energize": "enter_service",
+    "op_mod_max_lim_w": "active_power_limit",
+    # opModFixedPFAbsorbW is recognised so that it gets its own refusal (a PV inverter
+    # does not absorb active power); only the injecting form is applied.
+    "op_mod_fixed_pfinject_w": "fixed_pf", "op_mod_fixed_pfabsorb_w": "fixed_pf",
+    "op_mod_fixed_var": "constant_var", "op_mod_volt_var": "volt_var",
+    "op_mod_volt_watt": "volt_watt", "op_mod_freq_droop": "freq_watt",
+}
+SUPPORTED = tuple(OPMOD_FUNCTION)
 #: Why opModFreqWatt (a frequency-watt DERCurve) stays refused: its y is an absolute
 #: active power output in %setMaxW, "with hysteresis" (the 2030.5 XSD), while the core's
 #: frequency response is IEEE 1547-2018 droop applied to the pre-disturbance power; the
@@ -34,6 +43,23 @@ SUPPORTED = ("op_mod_connect", "op_mod_energize", "op_mod_max_lim_w", "op_mod_fi
 FREQ_WATT_CURVE_REFUSED = (
     "op_mod_freq_watt: a frequency-watt curve (absolute %setMaxW) is not the 1547-2018 "
     "droop this gateway runs (on pre-disturbance power); send opModFreqDroop")
+#: Registered grid function -> the opMods that drive it (from OPMOD_FUNCTION).
+OFFERED: dict[str, str] = {
+    f.name: ", ".join(op for op, fn in OPMOD_FUNCTION.items() if fn == f.name)
+    for f in FUNCTIONS if f.name in OPMOD_FUNCTION.values()}
+#: Registered grid functions no DERControl reaches -> why.
+NOT_OFFERED: dict[str, str] = {
+    "voltage_ride_through": "the opModHVRT*/opModLVRT* curves are refused: a server's "
+                            "ride-through curve would relax the protection the gateway "
+                            "runs (docs/arbitration.md, protection first)",
+    "frequency_ride_through": "the opModHFRT*/opModLFRT* curves are refused: a server's "
+                              "ride-through curve would relax the protection the gateway "
+                              "runs (docs/arbitration.md, protection first)",
+    "anti_islanding": "IEEE 2030.5 has no control for anti-islanding supervision; the "
+                      "site's settings govern it",
+    "ramp": "neither a DERControl's rampTms nor DERSettings setGradW is applied: the "
+            "persisted ramp rates govern",
+}
 #: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
 REF_SET_MAX_W = 1
 REF_SET_MAX_VAR = 2

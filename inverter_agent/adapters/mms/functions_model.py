@@ -31,7 +31,8 @@ Every function LN has Beh, Mod (the persisted enable: operate 1 on / 5 off),
 Health (the inverter follows it) and InEcpRef. Settings under FC SP are
 written (``SETTINGS``, ``CURVES``); settings 7-420 makes controllable are
 operated (``SETTING_CONTROLS``); temporary commands are ``CONTROLS``;
-:func:`writable_settings` lists every writable setting.
+:func:`writable_settings` lists every writable setting. ``OFFERED`` /
+``NOT_OFFERED`` say, for every registered grid function, which LNs carry it.
 ``docs/iec61850-model.md`` is the full map (units, ranges, roles).
 """
 
@@ -42,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from inverter_agent.functions import SettingsError
+from inverter_agent.functions import FUNCTIONS, SettingsError
 
 from . import _native as nat
 from .der_model import DEFAULT_LD_INST, EXT_NS, der_model_spec, ecp_ref
@@ -494,6 +495,24 @@ FUNCTION_STATUS: dict[str, tuple[tuple[str, str], ...]] = {
     "active_power_limit": (("DWMX1", ""),),
     "ramp": (),
 }
+
+
+
+def _carriers() -> dict[str, str]:
+    """Registered function -> the logical nodes that carry it (its writable settings
+    and its status rows), from the tables above."""
+    lns: dict[str, set[str]] = {}
+    for target, path, _ in writable_settings():
+        lns.setdefault(path.split(".")[0], set()).add(target.split(".")[0])
+    for name, rows in FUNCTION_STATUS.items():
+        lns.setdefault(name, set()).update(ln for ln, _ in rows)
+    return {f.name: ", ".join(sorted(lns[f.name])) for f in FUNCTIONS if lns.get(f.name)}
+
+
+#: Every registered grid function this model serves -> the LNs that carry it.
+OFFERED: dict[str, str] = _carriers()
+#: Registered functions the model does not serve -> why (none: 7-420 has an LN for each).
+NOT_OFFERED: dict[str, str] = {}
 
 _HEALTH_OK, _HEALTH_WARNING = 1, 2
 
