@@ -163,6 +163,7 @@ def bytes_per_day(v: dict[str, str], tmp: str, seconds: float, report) -> None:
     from inverter_agent.adapters.ieee2030_5.client import ClientSettings, Ieee2030Client
     from inverter_agent.adapters.ieee2030_5.site_view import SiteView
     from inverter_agent.core.arbitration import UtilitySchedule
+    from inverter_agent.core.view import CycleView, inverter_view
     from simulator import SimProcess
 
     upstream = int(v["IEEE2030_5_URL"].rsplit(":", 1)[1])
@@ -173,14 +174,12 @@ def bytes_per_day(v: dict[str, str], tmp: str, seconds: float, report) -> None:
         inv.close()
     snap["link"] = Reading(True, GOOD, time.time())
 
-    class Agent:
-        last_snapshot = snap
-        controller = None
+    view = CycleView(time.time(), (inverter_view("INV1", snap, True),))
 
     settings = ClientSettings(server=f"https://127.0.0.1:{relay.port}",
                               cert=v["IEEE2030_5_CLIENT_CERT"], key=v["IEEE2030_5_CLIENT_KEY"],
                               ca=v["IEEE2030_5_CA"], max_poll_interval=10, post_rate=10)
-    client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView([Agent()]))
+    client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView(lambda: view))
     client.traffic_recorder = log = Log()
     client.start()
     deadline = time.time() + 30

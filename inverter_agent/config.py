@@ -102,19 +102,6 @@ def _bases(v: list) -> str | None:
     return None
 
 
-def _https_url(v: str) -> str | None:
-    from urllib.parse import urlparse
-
-    u = urlparse(v)
-    try:
-        port_ok = u.port is None or 1 <= u.port <= 65535
-    except ValueError:
-        port_ok = False
-    if u.scheme != "https" or not u.hostname or not port_ok or u.path not in ("", "/"):
-        return "https://HOST[:PORT] (IEEE 2030.5 is TLS only)"
-    return None
-
-
 SCHEMA: dict[str, dict[str, Key]] = {
     "inverter": {
         "modbus_tcp": Key(str, None, check=_host_port, doc="Modbus TCP address of the inverter"),
@@ -172,24 +159,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             doc="seconds without any client after which temporary utility "
                                 "commands revert to the persisted settings; 0 = never"),
     },
-    "mms": {
-        "host": Key(str, "127.0.0.1", doc="address the MMS server binds"),
-        "port": Key(int, None, min=1, max=65535,
-                    doc="default 3782 with TLS (IEC 62351-3), 102 without"),
-        "ied_name": Key(str, "GW", check=_ident),
-        "ld_inst": Key(str, "INV1", check=_ident,
-                       doc="logical device of the inverter (of the first, with several)"),
-        "max_connections": Key(int, 5, min=1, max=5,
-                               doc="concurrent MMS associations; the bundled libiec61850 is "
-                                   "built to accept at most 5 (CONFIG_MAXIMUM_TCP_CLIENT_"
-                                   "CONNECTIONS), whatever is asked"),
-        "libiec61850": Key(str, None,
-                           doc="path of a libiec61850 shared object to serve MMS with (a "
-                               "build of the official release, e.g. /usr/local/lib/"
-                               "libiec61850.so on armhf); default $INVERTER_AGENT_LIBIEC61850, "
-                               "else the one bundled with pyiec61850-ng; version checked at "
-                               "start"),
-    },
     "security": {
         "tls_cert": Key(str, None, doc="device certificate (PEM)"),
         "tls_key": Key(str, None, doc="device private key (PEM, mode 0600)"),
@@ -214,26 +183,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                      "this long unless acknowledged (inverter-agent audit "
                                      "--ack); 0 = rotate by size only"),
     },
-    "ieee2030_5": {
-        "server": Key(str, None, check=_https_url,
-                      doc="the utility's IEEE 2030.5 server; leave out to disable the client"),
-        "cert": Key(str, None, doc="device certificate (PEM): the LFDI is derived from it"),
-        "key": Key(str, None, doc="device private key (PEM, mode 0600)"),
-        "ca": Key(str, None, doc="the utility's CA bundle that signs the server certificate"),
-        "check_hostname": Key(bool, True, doc="the server certificate must name the host"),
-        "server_2018_compat": Key(bool, True,
-                                  doc="the server is IEEE 2030.5-2018 (Rule 21 / CSIP): send "
-                                      "no 2023 attributes"),
-        "max_poll_interval": Key(float, None, min=10.0, max=86400.0,
-                                 doc="ceiling on the server's poll rates, seconds (commissioning "
-                                     "and tests; a server may ask for 900 s); none: obey it"),
-        "post_rate": Key(float, 300.0, min=10.0, max=86400.0,
-                         doc="seconds between telemetry posts when the server gives no "
-                             "postRate (CSIP practice: 300)"),
-        "pin": Key(int, None, min=0, max=999999,
-                   doc="registration PIN the utility gave; checked against the server's"),
-        "dcap_path": Key(str, "/dcap", doc="path of the DeviceCapability resource"),
-    },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,
                        doc="logical device of the plant view (served with several inverters)"),
@@ -242,6 +191,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "rating, until a client sets one (persisted); none: no plant limit"),
     },
 }
+
+
+
+def _adapter_sections() -> dict[str, dict[str, Key]]:
+    """Each registered adapter owns its section: its keys come from its ``keys`` module."""
+    from inverter_agent.adapters import REGISTRY
+
+    return {s.name: s.module("keys").KEYS for s in REGISTRY}
+
+
+SCHEMA.update(_adapter_sections())
 
 #: Keys an ``[[inverters]]`` entry may set: its logical device, and any
 #: ``[inverter]`` key (what it does not set comes from ``[inverter]``).

@@ -73,6 +73,11 @@ def supervise(runner: Any) -> None:
 
     def step() -> None:
         runner.cycle()
+        for hook in runner.after_cycle:  # the composition root publishes the cycle's view
+            try:
+                hook()
+            except Exception:  # a hook's bug must not stop the inverters' supervision
+                log.exception("after-cycle hook %r failed", hook)
         if runner.on_cycle is not None:
             runner.on_cycle()
         # By time, not by cycle count: an automatic period changes while running.
@@ -180,6 +185,8 @@ class Agent:
         self.status_extra: dict[str, Callable[[], object]] = {}
         #: Called at the end of every completed cycle (the systemd watchdog ping).
         self.on_cycle: Callable[[], object] | None = None
+        #: Called after every cycle of this runner's own loop (the adapters' view).
+        self.after_cycle: list[Callable[[], None]] = []
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
 

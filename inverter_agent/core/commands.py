@@ -35,3 +35,5 @@ class CommandRefused(Exception):
         super().__init__(detail)
         self.cause = RefusalCause(cause)
         self.detail = detail
+        #: Set once the core has written the refusal to the audit log.
+        self.audited = False

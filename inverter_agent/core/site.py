@@ -178,6 +178,7 @@ class Site:
         self.state_dir = cfg["agent.state_dir"]
         self.status_extra: dict[str, Callable[[], object]] = {}
         self.on_cycle: Callable[[], object] | None = None
+        self.after_cycle: list[Callable[[], None]] = []
 
     def cycle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

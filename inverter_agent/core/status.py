@@ -18,19 +18,7 @@ from inverter_agent.core.view import (
     SetpointsView,
     TripCause,
 )
-
-#: The functions a status lists, in display order.
-STATUS_FUNCTIONS = ("voltage_ride_through", "frequency_ride_through", "anti_islanding",
-                    "enter_service", "volt_var", "fixed_pf", "constant_var", "volt_watt",
-                    "freq_watt", "active_power_limit", "ramp")
-#: Which "not followed" check covers a function (the controller's follow keys).
-FOLLOW_KEY = {"volt_var": "reactive", "fixed_pf": "reactive", "constant_var": "reactive",
-              "active_power_limit": "p_limit", "volt_watt": "p_limit", "freq_watt": "p_limit",
-              "enter_service": "connect", "voltage_ride_through": "connect",
-              "frequency_ride_through": "connect"}
-#: Functions whose output is only active while the engine computes one.
-_OUTPUT = {"volt_var": "volt_var_q_pct", "volt_watt": "volt_watt_p_pct",
-           "freq_watt": "freq_watt_p_pct"}
+from inverter_agent.functions.registry import FUNCTIONS
 
 
 def health(standing_aside: str | None, notes: tuple[str, ...]) -> int:
@@ -48,14 +36,13 @@ def functions_status(controller: Any, utility: Mapping[str, Any] | None = None
     es = controller.state.status if controller.state is not None else None
     sp = st.setpoints
     functions = {}
-    for name in STATUS_FUNCTIONS:
-        enabled = bool(getattr(getattr(s, name), "enabled", False))
-        active = enabled and st.active
-        if name in _OUTPUT:
-            active = active and es is not None and getattr(es, _OUTPUT[name]) is not None
-        key = FOLLOW_KEY.get(name)
-        followed = (key not in st.not_followed) if key is not None and active else None
-        functions[name] = FunctionState(enabled, active, followed)
+    for spec in FUNCTIONS:  # every registered function, in the registry's order
+        enabled = bool(getattr(getattr(s, spec.name), "enabled", False))
+        active = enabled and st.active and (
+            spec.output is None or (es is not None and getattr(es, spec.output) is not None))
+        followed = ((spec.follows not in st.not_followed)
+                    if spec.follows is not None and active else None)
+        functions[spec.name] = FunctionState(enabled, active, followed)
     return FunctionsStatus(
         running=st.active, reason=st.reason,
         state=es.state.value if es is not None else "out_of_service",

@@ -14,10 +14,10 @@ spreads the plant limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from inverter_agent.core.view import TripCause
+from inverter_agent.core.view import CycleView, InverterView, TripCause
 
 #: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
 #: 2 opModConnect, 3 opModEnergize, 4 opModFixedPFAbsorbW, 5 opModFixedPFInjectW,
@@ -35,21 +35,27 @@ CONNECTED, AVAILABLE, OPERATING, FAULT = 1, 2, 4, 16
 ENERGIZING = {3, 4, 5}
 
 
-def _good(snap: dict, name: str) -> Any:
+def _good(snap: Mapping[str, Any], name: str) -> Any:
     r = snap.get(name)
     return r.value if r is not None and r.value is not None and r.quality.good else None
 
 
 class SiteView:
-    """The site's readings, ratings, settings and status, from the agents' last cycle."""
+    """The site's readings, ratings, settings and status, from the core's last
+    :class:`~inverter_agent.core.view.CycleView` (never the core's live objects: this is
+    read from the client's own thread)."""
 
-    def __init__(self, agents: Sequence[Any]) -> None:
-        self.agents = list(agents)
+    def __init__(self, view: Callable[[], CycleView | None]) -> None:
+        self.view = view
 
-    def _snapshots(self) -> list[dict]:
-        return [dict(a.last_snapshot) for a in self.agents]
+    def _inverters(self) -> tuple[InverterView, ...]:
+        v = self.view()
+        return v.inverters if v is not None else ()
 
-    def _sum(self, name: str, snaps: list[dict] | None = None) -> float | None:
+    def _snapshots(self) -> list[Mapping[str, Any]]:
+        return [inv.readings for inv in self._inverters()]
+
+    def _sum(self, name: str, snaps: list[Mapping[str, Any]] | None = None) -> float | None:
         vals = [v for s in (snaps or self._snapshots()) if (v := _good(s, name)) is not None]
         return float(sum(vals)) if vals else None
 
@@ -86,11 +92,10 @@ class SiteView:
 
     def status(self) -> dict[str, Any]:
         now = int(time.time())
-        snaps = self._snapshots()
         alarms, connect, st_codes = 0, 0, []
-        for agent, snap in zip(self.agents, snaps, strict=True):
-            view = agent.controller.status_view() if agent.controller is not None else {}
-            alarms |= alarm_bits(view)
+        for inv in self._inverters():
+            snap = inv.readings
+            alarms |= alarm_bits(inv.functions.as_dict() if inv.functions else {})
             st = _good(snap, "St")
             if st is not None:
                 st_codes.append(int(st))
@@ -110,7 +115,7 @@ class SiteView:
                 "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1}}
 
     @staticmethod
-    def _first(name: str, snaps: list[dict]) -> Any:
+    def _first(name: str, snaps: list[Mapping[str, Any]]) -> Any:
         return next((v for s in snaps if (v := _good(s, name)) is not None), None)
 
 

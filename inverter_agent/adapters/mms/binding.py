@@ -50,10 +50,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from inverter_agent.core.commands import RefusalCause
+from inverter_agent.core.api import BAD_VALUE, Commands
+from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.settings_service import CONTROLS as SERVICE_CONTROLS
-from inverter_agent.core.settings_service import ControlRefused, SettingsService
-from inverter_agent.functions import SettingsError
+from inverter_agent.core.settings_service import ControlRefused
 
 from .der_model import DEFAULT_LD_INST
 from .functions_model import (
@@ -94,7 +94,7 @@ StatusSource = Callable[[], Mapping[str, Any]]
 class FunctionBinding:
     """Handlers, refresh and status publishing for one server and one service."""
 
-    def __init__(self, server: MmsServer, service: SettingsService,
+    def __init__(self, server: MmsServer, service: Commands,
                  status_source: StatusSource | None = None,
                  ld_inst: str = DEFAULT_LD_INST, heard_interval_s: float = 1.0) -> None:
         self.server = server
@@ -253,36 +253,25 @@ class FunctionBinding:
         return write
 
     def _write(self, build: Mapping[str, Callable[[], Any]], peer: str) -> bool:
+        """Convert and hand the changes to the core, which validates, persists and
+        audits them (accepted or refused); a value that does not convert is refused
+        here and audited through the core too."""
         self._last_heard = time.monotonic()
         self.service.heard_from_client()
-        old: dict[str, Any] = {}
-        changes: dict[str, Any] = {}
+        who = f"mms {peer}"
         try:
-            if self.server.audit is not None:
-                persisted = self.service.persisted_dict()
-                old = {path: _get_or_none(persisted, path) for path in build}
             changes = {path: make() for path, make in build.items()}
-            self.service.write(changes, who=f"mms {peer}")
-        except (SettingsError, ValueError, TypeError, IndexError, KeyError) as exc:
+        except BAD_VALUE as exc:
             self._log_refusal(",".join(build), f"MMS write from {peer} refused: {exc}")
-            self._audit("setting.write", peer, "refused", ",".join(build),
-                        new=changes or None, reason=str(exc))
+            self.service.refused("setting.write", who, ",".join(build), None, str(exc))
+            return False
+        try:
+            self.service.write(changes, who=who)
+        except CommandRefused as exc:
+            self._log_refusal(",".join(build), f"MMS write from {peer} refused: {exc}")
             return False
         self._changed()
-        for path, value in changes.items():
-            self._audit("setting.write", peer, "ok", path, old.get(path), value)
         return True
-
-    def _audit(self, action: str, who: str, outcome: str, obj: str | None, old: Any = None,
-               new: Any = None, **extra: Any) -> None:
-        """Accepted and refused setting changes and controls, through the server's AuditLog."""
-        audit = self.server.audit
-        if audit is None:
-            return
-        try:
-            audit.record(action, f"mms {who}", outcome, obj, old, new, **extra)
-        except Exception:  # auditing must never break the protocol thread
-            log.exception("audit record failed")
 
     def _control_check(self, control: Control) -> Callable[[Any, str], int | None]:
         def check(value: Any, peer: str) -> int | None:
@@ -290,16 +279,17 @@ class FunctionBinding:
             self.service.heard_from_client()
             if value is None:
                 return None  # select (SBO read): nothing to validate yet
+            who = f"mms {peer}"
             try:
-                self._operate(control, value, f"mms {peer}")
-            except ControlRefused as exc:
+                self._operate(control, value, who)
+            except CommandRefused as exc:
                 self._log_refusal(control.target, f"MMS control {control.target} = {value!r} "
                                   f"from {peer} refused: {exc} ({exc.cause})")
-                self._audit("control.operate", peer, "refused", control.target, new=value,
-                            reason=f"{exc} ({exc.cause})")
+                if not getattr(exc, "audited", False):
+                    self.service.refused("control.operate", who, control.target, value,
+                                         f"{exc} ({exc.cause})")
                 return ADD_CAUSE[exc.cause]
             self._changed()
-            self._audit("control.operate", peer, "ok", control.target, new=value)
             return None
         return check
 
@@ -366,7 +356,7 @@ def _get_or_none(settings: Mapping[str, Any], path: str) -> Any:
         return None
 
 
-def attach_functions(server: MmsServer, service: SettingsService,
+def attach_functions(server: MmsServer, service: Commands,
                      status_source: StatusSource | None = None,
                      ld_inst: str = DEFAULT_LD_INST) -> FunctionBinding:
     """Install settings writes, controls and status on ``server`` (before ``start()``).

@@ -88,7 +88,7 @@ def _notification(stream: str, transition: str, mrid: str, base: dict | None,
 def test_connector_feeds_the_core_schedule_and_refuses_bad_events():
     schedule = UtilitySchedule("ieee2030_5")
     records: list[tuple[str, str]] = []
-    conn = GatewayConnector(schedule, SiteView([]), lambda: 2.0,
+    conn = GatewayConnector(schedule, SiteView(lambda: None), lambda: 2.0,
                             lambda k, d: records.append((k, d)))
     run = asyncio.run
     run(conn.on_schedule_notification(_notification(
@@ -124,7 +124,7 @@ def test_connector_feeds_the_core_schedule_and_refuses_bad_events():
 
 
 def test_activation_checks_answer_with_the_csip_rejection():
-    conn = GatewayConnector(UtilitySchedule(), SiteView([]))
+    conn = GatewayConnector(UtilitySchedule(), SiteView(lambda: None))
     asyncio.run(conn.update_p_lim({"p_lim_mode_enable": 1, "p_lim_w": 50.0}))
     with pytest.raises(InvalidControlValueError):
         asyncio.run(conn.update_p_lim({"p_lim_mode_enable": 1, "p_lim_w": 200.0}))
@@ -224,7 +224,7 @@ def test_malformed_server_answers_are_refused_nothing_crashes(tmp_path):
     schedule = UtilitySchedule("ieee2030_5")
     settings = ClientSettings(server=f"https://127.0.0.1:{port}", cert=ccert, key=ckey,
                               ca=str(ca / "ca.pem"), max_poll_interval=10)
-    client = Ieee2030Client(settings, schedule, SiteView([]))
+    client = Ieee2030Client(settings, schedule, SiteView(lambda: None))
     try:
         client.start()
         deadline = time.monotonic() + 20
@@ -258,6 +258,7 @@ def test_run_refuses_to_start_with_unusable_2030_5_tls_material(tmp_path):
 def test_several_inverters_are_one_site_end_device():
     """Ratings and readings are the site's sums (one EndDevice; limits by % of rating)."""
     from hal.reading import GOOD, LINK_FAILURE, Reading
+    from inverter_agent.core.view import CycleView, inverter_view
 
     def agent(w, rtg, up=True, st=4):
         q = GOOD if up else LINK_FAILURE
@@ -266,13 +267,11 @@ def test_several_inverters_are_one_site_end_device():
             ("PhVphA", 240.0), ("WRtg", rtg), ("VARtg", rtg), ("WMax", rtg), ("VNom", 240.0),
             ("VArRtgQ1", 0.44 * rtg), ("VArRtgQ4", -0.44 * rtg), ("WAval", rtg), ("St", st))}
         snap["link"] = Reading(up, GOOD, 0.0)
+        return inverter_view(f"INV{int(rtg)}", snap, up)
 
-        class A:
-            last_snapshot = snap
-            controller = None
-        return A()
-
-    site = SiteView([agent(3000.0, 5000.0), agent(1000.0, 3000.0), agent(0.0, 9999.0, up=False)])
+    view = CycleView(0.0, (agent(3000.0, 5000.0), agent(1000.0, 3000.0),
+                           agent(0.0, 9999.0, up=False)))
+    site = SiteView(lambda: view)
     m = site.monitoring()
     assert m["W"] == 4000.0 and m["Var"] == -400.0 and m["Hz"] == 60.0
     n = site.nameplate()

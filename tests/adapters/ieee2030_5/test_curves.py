@@ -73,7 +73,7 @@ def svc(tmp_path: Path) -> SettingsService:
 
 def connector(svc: SettingsService, curves=(), records: list | None = None):
     schedule = UtilitySchedule(source="ieee2030_5")
-    conn = GatewayConnector(schedule, SiteView([]), validate=svc.check_utility,
+    conn = GatewayConnector(schedule, SiteView(lambda: None), validate=svc.check_utility,
                             curves=lambda program: list(curves) if program == "/derp/0" else [],
                             record=(lambda k, d: records.append((k, d))) if records is not None
                             else None)
@@ -166,7 +166,7 @@ def test_default_control_curve_is_resolved_in_its_program_and_a_bad_one_keeps_th
     bad = parse(curve_xml("/derp/0/dc/1", 11, 8, ((9200, 3000), (9000, 0))), Dercurve1)
     base = {"op_mod_volt_var": {"href": "/derp/0/dc/1", "disabled": False}}
     held = [good]
-    conn = GatewayConnector(UtilitySchedule(), SiteView([]), validate=svc.check_utility,
+    conn = GatewayConnector(UtilitySchedule(), SiteView(lambda: None), validate=svc.check_utility,
                             curves=lambda program: list(held) if program == "/derp/0" else [])
 
     def default() -> None:

@@ -33,6 +33,7 @@ from inverter_agent.adapters.ieee2030_5.site_view import SiteView
 from inverter_agent.adapters.mms import client as mms
 from inverter_agent.adapters.mms.functions_model import CONTROLS, SETTING_CONTROLS, status_values
 from inverter_agent.config import load as load_config
+from inverter_agent.core.view import CycleView, InverterView
 from inverter_agent.core.arbitration import UtilitySchedule
 from simulator import SimProcess
 
@@ -179,21 +180,21 @@ def recorded(gridappsd, sim, tmp_path_factory):
 
     trip_at = time.time() + 15
 
-    class Controller:
+    class Functions:
         """An over-voltage trip 15 s in (DERStatus alarm -> a LogEvent from the engine)."""
 
         @staticmethod
-        def status_view() -> dict:
+        def as_dict() -> dict:
             if time.time() < trip_at:
                 return {"state": "continuous", "voltage_region": "NN"}
             return {"state": "out_of_service", "tripped": True, "voltage_region": "HV2",
-                    "out_of_service_cause": "voltage HV2 clearing time"}
+                    "out_of_service_cause": "voltage HV2 clearing time",
+                    "out_of_service_kind": "voltage_trip"}
 
-    class Agent:  # the site view reads last_snapshot and controller only
-        last_snapshot = snap
-        controller = Controller()
+    def view() -> CycleView:  # what the core hands the adapter each cycle
+        return CycleView(time.time(), (InverterView("INV1", snap, True, Functions()),))
 
-    client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView([Agent()]))
+    client = Ieee2030Client(settings, UtilitySchedule("ieee2030_5"), SiteView(view))
     client.traffic_recorder = Recorder()
     client.start()
     yield client

@@ -14,6 +14,7 @@ from inverter_agent.adapters.mms import _native as nat
 from inverter_agent.adapters.mms.binding import attach_functions
 from inverter_agent.adapters.mms.functions_model import functions_model_spec
 from inverter_agent.adapters.mms.server import MmsServer
+from inverter_agent.core.api import Commands
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_service import SettingsService
 from inverter_agent.core.settings_store import SettingsStore
@@ -29,7 +30,8 @@ def served(tmp_path):
                               revert_after_s=300)
     server = MmsServer(functions_model_spec("INV1"), port=free_port(),
                        audit=AuditLog(str(tmp_path)), idle_timeout_s=60)
-    binding = attach_functions(server, service, None, ld_inst="INV1")
+    binding = attach_functions(server, Commands("INV1", service, server.audit), None,
+                               ld_inst="INV1")
     server.start()
     try:
         yield server, service

@@ -43,6 +43,7 @@ from inverter_agent.adapters.mms.functions_model import functions_model_spec
 from inverter_agent.adapters.mms.hardening import route_native_output
 from inverter_agent.adapters.mms.security import AccessPolicy, TlsSettings, check_bind
 from inverter_agent.adapters.mms.server import MmsServer
+from inverter_agent.core.api import Commands
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_service import SettingsService
 from inverter_agent.core.settings_store import SettingsStore
@@ -130,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                        access=access, audit=AuditLog(args.audit_dir, max_bytes=args.audit_bytes)
                        if args.audit_dir else None,
                        idle_timeout_s=args.idle_timeout)
-    binding = attach_functions(server, service, None, ld_inst=args.ld)
+    # the core's command port: validated, persisted and audited by the core
+    binding = attach_functions(server, Commands(args.ld, service, server.audit), None,
+                               ld_inst=args.ld)
     server.start()
     try:
         run_until_stopped(server, stop, animate_hz=args.animate,

@@ -1,0 +1,209 @@
+"""The core's command API: what every adapter may ask of the core, and nothing more.
+
+Adapters call these from their own threads (a libiec61850 handler, the 2030.5
+client's asyncio loop, a DNP3 engine's callback): every call is thread-safe,
+synchronous and short. A write is validated by the one validator and
+persisted before it returns, so an adapter acknowledges only what is durable.
+A refusal raises :class:`~inverter_agent.core.commands.CommandRefused` with a
+protocol-neutral cause; nothing has changed then.
+
+Every command an adapter hands in, accepted or refused, is written to the
+hash-chained audit log here, by the core, with who sent it (``who`` names the
+protocol first: ``"mms CN=eng1 role=engineer"``, ``"ieee2030_5"``), so no
+adapter can forget to audit and every protocol's entries look alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from inverter_agent.core import arbitration
+from inverter_agent.core.commands import CommandRefused, RefusalCause
+from inverter_agent.core.settings_service import SettingsService
+from inverter_agent.core.view import CycleView
+from inverter_agent.functions import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+#: Errors a value conversion or the validator raises for a bad value.
+BAD_VALUE = (SettingsError, ValueError, TypeError, IndexError, KeyError)
+
+
+class Auditor(Protocol):
+    def record(self, action: str, who: str, outcome: str = "ok", obj: str | None = None,
+               old: Any = None, new: Any = None, **extra: Any) -> Any: ...
+
+
+class Commands:
+    """One inverter's command port: the settings service's surface, audited.
+
+    Reads (``persisted_dict``, ``effective_dict``, ``temporary``, ``version``) are
+    the service's own; commands (``write``, ``operate``) are audited here.
+    """
+
+    def __init__(self, name: str, service: SettingsService,
+                 audit: Auditor | None = None) -> None:
+        self.name = name
+        self.service = service
+        self.audit = audit
+        self._lock = threading.Lock()  # keeps a command and its audit entry together
+
+    # -- reads
+    @property
+    def version(self) -> int:
+        return int(self.service.version)
+
+    def persisted_dict(self) -> dict[str, Any]:
+        return self.service.persisted_dict()
+
+    def effective_dict(self) -> dict[str, Any]:
+        return self.service.effective_dict()
+
+    def effective(self) -> Settings:
+        return self.service.effective()
+
+    def temporary(self) -> dict[str, Any]:
+        return self.service.temporary()
+
+    # -- presence (communication-loss revert)
+    def heard_from_client(self) -> None:
+        self.service.heard_from_client()
+
+    def set_presence(self, heard: Callable[[], bool] | None) -> None:
+        self.service.set_presence(heard)
+
+    # -- commands
+    def check(self, changes: Mapping[str, Any]) -> None:
+        """Raise :class:`CommandRefused` if ``changes`` would be refused; change nothing."""
+        try:
+            self.service.check(changes)
+        except BAD_VALUE as exc:
+            raise CommandRefused(RefusalCause.INVALID_VALUE, str(exc)) from None
+
+    def write(self, changes: Mapping[str, Any], who: str) -> Settings:
+        """Validate, persist, apply ``changes`` (dotted setting paths); all or nothing."""
+        with self._lock:
+            before = self.service.persisted_dict()
+            try:
+                effective = self.service.write(changes, who=who)
+            except BAD_VALUE as exc:
+                self.refused("setting.write", who, ",".join(changes), dict(changes), str(exc))
+                refused = CommandRefused(RefusalCause.INVALID_VALUE, str(exc))
+                refused.audited = True
+                raise refused from None
+            for path, value in changes.items():
+                self._record("setting.write", who, "ok", path, _get(before, path), value)
+            return effective
+
+    def operate(self, control: str, value: Any, who: str) -> Settings:
+        """A temporary command (``value`` None releases it)."""
+        with self._lock:
+            try:
+                effective = self.service.operate(control, value, who)
+            except CommandRefused as exc:
+                self.refused("control.operate", who, control, value, f"{exc} ({exc.cause})")
+                exc.audited = True  # the adapter must not audit it again
+                raise
+            self._record("control.operate", who, "ok", control, None, value)
+            return effective
+
+    def refused(self, action: str, who: str, obj: str | None, new: Any, reason: str) -> None:
+        """Audit a command the adapter refused before it reached the core (bad encoding)."""
+        self._record(action, who, "refused", obj, None, new, reason=reason)
+
+    def _record(self, action: str, who: str, outcome: str, obj: str | None, old: Any,
+                new: Any, **extra: Any) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(action, who, outcome, obj, old, new, **extra)
+        except Exception:  # auditing must never break a protocol thread
+            log.exception("audit record failed")
+
+
+def _get(d: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None
+    return node
+
+
+class Core:
+    """What adapters get: the last :class:`CycleView`, each inverter's :class:`Commands`,
+    one utility schedule per source, the plant limit and the event log."""
+
+    def __init__(self, commands: Mapping[str, Commands], audit: Auditor | None = None,
+                 plant: Any = None, record: Callable[[str, str, str], None] | None = None,
+                 state_dir: str | None = None) -> None:
+        self._commands = dict(commands)
+        self.audit = audit
+        self.plant = plant
+        self._record = record
+        self.state_dir = state_dir
+        self._view: CycleView | None = None
+        self._schedules: dict[str, arbitration.UtilitySchedule] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def inverters(self) -> tuple[str, ...]:
+        return tuple(self._commands)
+
+    @property
+    def functions(self) -> bool:
+        """Whether the grid functions run (commands are possible at all)."""
+        return bool(self._commands)
+
+    def commands(self, inverter: str) -> Commands:
+        try:
+            return self._commands[inverter]
+        except KeyError:
+            raise CommandRefused(RefusalCause.NOT_SUPPORTED,
+                                 f"no inverter {inverter!r}") from None
+
+    # -- the view
+    def publish(self, view: CycleView) -> None:
+        """Called by the loop at the end of each cycle."""
+        self._view = view
+
+    def view(self) -> CycleView | None:
+        """The last cycle's view (None before the first cycle)."""
+        return self._view
+
+    # -- utility schedules
+    def schedule(self, source: str, path: str | None = None) -> arbitration.UtilitySchedule:
+        """The utility schedule of ``source`` (one per protocol), arbitrated by every
+        inverter's settings; created and attached on first use."""
+        with self._lock:
+            if source not in self._schedules:
+                schedule = arbitration.UtilitySchedule(source=source, path=path)
+                for c in self._commands.values():
+                    c.service.attach_utility(schedule)
+                self._schedules[source] = schedule
+            return self._schedules[source]
+
+    def check_utility(self, control: arbitration.UtilityControl) -> str | None:
+        """Why a utility control would be refused by any inverter's settings, or None."""
+        return next((why for c in self._commands.values()
+                     if (why := c.service.check_utility(control))), None)
+
+    # -- events and audit
+    def record(self, kind: str, detail: str, who: str) -> None:
+        """An event in the event log (a utility event received, a link lost)."""
+        if self._record is not None:
+            self._record(kind, detail, who)
+
+    def audit_command(self, action: str, who: str, outcome: str, obj: str | None,
+                      old: Any = None, new: Any = None, **extra: Any) -> None:
+        """Audit a command that is not an inverter's setting (e.g. the plant limit)."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(action, who, outcome, obj, old, new, **extra)
+        except Exception:
+            log.exception("audit record failed")
