@@ -53,6 +53,7 @@ from typing import Any
 from inverter_agent.core.settings_service import CONTROLS as SERVICE_CONTROLS
 from inverter_agent.core.settings_service import ControlRefused, SettingsService
 from inverter_agent.functions import SettingsError
+from inverter_agent.security.access import RIGHT_WRITE
 
 from .der_model import DEFAULT_LD_INST
 from .functions_model import (
@@ -70,7 +71,6 @@ from .functions_model import (
     status_values,
     zone_values,
 )
-from .security import RIGHT_WRITE
 from .server import MmsServer
 
 log = logging.getLogger(__name__)
