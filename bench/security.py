@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests", "mms"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "adapters", "mms"))
 
 from conftest import FunctionsServer  # noqa: E402
 

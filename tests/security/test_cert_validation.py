@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from inverter_agent.security import certs
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import FunctionsServer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -23,7 +23,7 @@ from inverter_agent.security import certs
 
 from ._peers import MalformedPeer, associate_within, connect, corpus
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import FunctionsServer, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -17,7 +17,7 @@ import pytest
 
 from inverter_agent.security import certs
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import ROOT, FunctionsServer, free_port, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -34,7 +34,7 @@ from inverter_agent.security.errors import InsecureBindError
 from inverter_agent.security.passwords import hash_password
 from inverter_agent.security.tls import TlsSettings
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mms"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import FunctionsServer, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
