@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from open61850.mms import MmsClient
@@ -16,7 +17,7 @@ from open61850.mms import MmsClient
 from inverter_agent.adapters.mms import _native as nat
 from tests.e2e.conftest import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 
