@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from inverter_agent import config as config_mod
+from inverter_agent.security.config import security_from_config
 
 log = logging.getLogger("inverter_agent")
 
@@ -224,7 +225,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_password_hash(_args: argparse.Namespace) -> int:
     import getpass
 
-    from inverter_agent.adapters.mms.security import hash_password
+    from inverter_agent.security.passwords import hash_password
 
     if sys.stdin.isatty():
         pw = getpass.getpass("password: ")
@@ -641,30 +642,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if sim is not None:
             sim.stop()
-
-
-def security_from_config(cfg: config_mod.Config):
-    """(TlsSettings or None, AccessPolicy or None, AuditLog) from the [security] section."""
-    from inverter_agent.adapters.mms.security import AccessPolicy, TlsSettings
-    from inverter_agent.security.audit import AuditLog
-
-    tls = None
-    if cfg["security.tls_cert"] or cfg["security.tls_key"]:
-        if not (cfg["security.tls_cert"] and cfg["security.tls_key"] and cfg["security.tls_ca"]):
-            raise config_mod.ConfigError("[security] TLS needs tls_cert, tls_key and tls_ca "
-                                         "(--tls-cert, --tls-key, --tls-ca) together")
-        tls = TlsSettings(cert=cfg["security.tls_cert"], key=cfg["security.tls_key"],
-                          ca=tuple(cfg["security.tls_ca"]), crl=tuple(cfg["security.tls_crl"]),
-                          allow=tuple(cfg["security.tls_allow"]) or None,
-                          min_version=cfg["security.tls_min_version"])
-    access = None
-    if tls is not None or cfg["security.users"] or cfg["security.fingerprints"]:
-        access = AccessPolicy.from_config({"fingerprints": cfg["security.fingerprints"] or None,
-                                           "use_ou": cfg["security.role_from_ou"],
-                                           "users": cfg["security.users"] or None})
-    audit = AuditLog(cfg["agent.state_dir"], max_bytes=cfg["security.audit_bytes"],
-                     retain_s=cfg["security.audit_retain_days"] * 86400.0)
-    return tls, access, audit
 
 
 def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) -> list:

@@ -5,6 +5,8 @@ import ast
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -127,3 +129,61 @@ def test_the_2030_5_adapter_is_not_imported_unless_configured(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+#: The security package every adapter shares: it knows no adapter and no protocol engine.
+SECURITY = "inverter_agent.security"
+
+
+def _resolved_imports(path: pathlib.Path, root: pathlib.Path) -> set[str]:
+    """Every import of ``path`` (a module under ``root``), relative ones made absolute."""
+    package = list(path.relative_to(root).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
+            if not node.module:  # "from . import x": x is a module too
+                names.update(f"{module}.{a.name}" for a in node.names)
+    return names
+
+
+def _adapter_or_engine_imports(path: pathlib.Path, root: pathlib.Path = ROOT) -> set[str]:
+    """What ``path`` imports of any adapter (every package under inverter_agent.adapters,
+    listed or not) or any protocol engine."""
+    engines = {e for names in ENGINES.values() for e in names}
+    return {n for n in _resolved_imports(path, root)
+            if n == "inverter_agent.adapters" or n.startswith("inverter_agent.adapters.")
+            or n.split(".")[0] in engines}
+
+
+def test_security_imports_no_adapter_and_no_protocol_engine():
+    files = list((ROOT / pathlib.Path(*SECURITY.split("."))).rglob("*.py"))
+    assert {"access.py", "tls.py", "admission.py", "audit.py"} <= {f.name for f in files}
+    for f in files:
+        bad = _adapter_or_engine_imports(f)
+        assert not bad, f"{f.relative_to(ROOT)} (shared security) imports {bad}"
+
+
+@pytest.mark.parametrize("source, caught", [
+    ("from inverter_agent.adapters.mms.security import TLS_PORT\n",
+     "inverter_agent.adapters.mms.security"),
+    ("def f():\n    from ..adapters.ieee2030_5 import client\n",
+     "inverter_agent.adapters.ieee2030_5"),
+    ("from .. import adapters\n", "inverter_agent.adapters"),
+    ("import py20305.security\n", "py20305.security"),
+    ("from pyiec61850 import pyiec61850\n", "pyiec61850"),
+])
+def test_the_security_check_catches_an_adapter_import(tmp_path, source, caught):
+    folder = tmp_path / "inverter_agent" / "security"
+    folder.mkdir(parents=True)
+    bad = folder / "leaky.py"
+    bad.write_text("from .access import Identity\n" + source)
+    assert caught in _adapter_or_engine_imports(bad, tmp_path)
+    fine = folder / "fine.py"
+    fine.write_text("from .access import Identity\nfrom inverter_agent.core.files import "
+                    "write_atomic\nfrom . import certs\n")
+    assert _adapter_or_engine_imports(fine, tmp_path) == set()

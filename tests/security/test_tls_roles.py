@@ -27,17 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from inverter_agent.adapters.mms import security
-from inverter_agent.adapters.mms.security import (
-    AccessPolicy,
-    InsecureBindError,
-    SecurityConfigError,
-    TlsSettings,
-    check_bind,
-    hash_password,
-    verify_password,
-)
+from inverter_agent.adapters.mms.security import check_bind
 from inverter_agent.security import certs
 from inverter_agent.security.audit import AuditLog, verify
+from inverter_agent.security.errors import InsecureBindError
+from inverter_agent.security.passwords import hash_password
+from inverter_agent.security.tls import TlsSettings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "adapters", "mms"))
 from conftest import FunctionsServer, wait_until  # noqa: E402
@@ -543,34 +538,15 @@ def test_check_bind():
     check_bind("0.0.0.0", True, False)
     with pytest.raises(InsecureBindError, match="TLS"):
         check_bind("0.0.0.0", False, False)
-    with pytest.raises(InsecureBindError):
+    with pytest.raises(InsecureBindError, match=r"plain .*MMS on 192.168.1.10: .*--tls-cert"):
         check_bind("192.168.1.10", False, False)
 
 
 def test_check_bind_opt_in_warns(caplog):
     check_bind("0.0.0.0", False, True)
-    assert any(r.levelname == "WARNING" and "INSECURE" in r.message for r in caplog.records)
-
-
-def test_password_hash_round_trip():
-    encoded = hash_password("s3cret", n=2 ** 12)
-    assert "s3cret" not in encoded
-    assert verify_password(b"s3cret", encoded)
-    assert not verify_password(b"s3cret!", encoded)
-    assert not verify_password(b"s3cret", "plain")
-    with pytest.raises(SecurityConfigError, match="hash"):
-        AccessPolicy(users={"x": {"role": "viewer", "hash": "s3cret"}})
-
-
-def test_tls_settings_refuse_weak_suites_and_versions(pki):
-    base = dict(cert=pki.server_cert, key=pki.server_key, ca=pki.ca)
-    TlsSettings(**base)
-    with pytest.raises(SecurityConfigError, match="forward secrecy"):
-        TlsSettings(**base, suites=(0x003C,))  # TLS_RSA_WITH_AES_128_CBC_SHA256
-    with pytest.raises(SecurityConfigError):
-        TlsSettings(**base, min_version="1.1")
-    with pytest.raises(SecurityConfigError, match="does not exist"):
-        TlsSettings(cert="/nonexistent.crt", key=pki.server_key, ca=pki.ca)
+    assert any(r.levelname == "WARNING" and "INSECURE" in r.message
+               and "plain MMS" in r.message and "ACSE passwords" in r.message
+               for r in caplog.records)
 
 
 def test_default_port_is_3782_with_tls(pki):
@@ -581,14 +557,3 @@ def test_default_port_is_3782_with_tls(pki):
     tls = TlsSettings(pki.server_cert, pki.server_key, (pki.ca,))
     assert MmsServer(spec, tls=tls).port == security.TLS_PORT == 3782
     assert MmsServer(spec).port == security.PLAIN_PORT
-
-
-def test_cert_status_warns_ahead_of_time(pki):
-    fresh = security.cert_status(pki.server_cert)
-    assert fresh.warning is None and 360 < fresh.days_left <= 365
-    soon = security.cert_status(pki.server_cert,
-                                at=dt.datetime.now(dt.UTC) + dt.timedelta(days=350))
-    assert soon.warning and "renew" in soon.warning
-    gone = security.cert_status(pki.clients["expired1"][1])
-    assert gone.days_left < 0 and "EXPIRED" in gone.warning
-

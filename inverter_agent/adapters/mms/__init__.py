@@ -4,8 +4,10 @@
 - ``der_model``: the model served for one inverter (IEC 61850-7-420 Ed.2) and the
   point mapping table.
 - ``server``: ``MmsServer`` (start/stop/publish) on libiec61850 through ctypes.
-- ``security``: ``TlsSettings``, ``AccessPolicy`` (roles from certificates or ACSE
-  passwords), ``check_bind``, ``cert_status``, ``hash_password``.
+- ``guard``: ``ConnectionGuard``: the authenticator, role checks, audit, admission
+  and idle timeouts applied to the server's connections.
+- ``security``: MMS's ports (``TLS_PORT`` 3782) and its ``check_bind`` wording; the
+  rules themselves (TLS settings, roles, admission) are ``inverter_agent.security``'s.
 - ``client``: thin libiec61850 client for ``inverter-agent read`` and tests
   (never in the server's process).
 - ``functions_model``: the grid-function logical nodes, settings/controls/status maps.

@@ -54,6 +54,7 @@ from inverter_agent.core.api import BAD_VALUE, Commands
 from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.settings_service import CONTROLS as SERVICE_CONTROLS
 from inverter_agent.core.settings_service import ControlRefused
+from inverter_agent.security.access import RIGHT_WRITE
 
 from .der_model import DEFAULT_LD_INST
 from .functions_model import (
@@ -71,7 +72,6 @@ from .functions_model import (
     status_values,
     zone_values,
 )
-from .security import RIGHT_WRITE
 from .server import MmsServer
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ Clients must run in another process (a SWIG client holds the GIL; see
 
 Security options (``--tls-cert --tls-key --tls-ca --tls-crl --tls-allow``,
 ``--access POLICY.json``, ``--audit-dir``, ``--idle-timeout``,
-``--allow-insecure``) map onto :class:`~inverter_agent.adapters.mms.security.TlsSettings`,
-:class:`~inverter_agent.adapters.mms.security.AccessPolicy` and the ``MmsServer``
+``--allow-insecure``) map onto :class:`~inverter_agent.security.tls.TlsSettings`,
+:class:`~inverter_agent.security.access.AccessPolicy` and the ``MmsServer``
 keyword arguments the same way the agent's config does.
 
 ``--animate HZ`` publishes a demo snapshot (TotW changing, t = now) HZ times a
@@ -41,13 +41,15 @@ from inverter_agent.adapters.mms.binding import FunctionBinding, attach_function
 from inverter_agent.adapters.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST
 from inverter_agent.adapters.mms.functions_model import functions_model_spec
 from inverter_agent.adapters.mms.hardening import route_native_output
-from inverter_agent.adapters.mms.security import AccessPolicy, TlsSettings, check_bind
+from inverter_agent.adapters.mms.security import check_bind
 from inverter_agent.adapters.mms.server import MmsServer
 from inverter_agent.core.api import Commands
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_service import SettingsService
 from inverter_agent.core.settings_store import SettingsStore
+from inverter_agent.security.access import AccessPolicy
 from inverter_agent.security.audit import AuditLog
+from inverter_agent.security.tls import TlsSettings
 from tests.adapters.mms.servers.demo_server import run_until_stopped, serve_commands
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="read JSON commands on stdin (stop at end of input)")
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--log-level", default="WARNING")
-    security = parser.add_argument_group("security (see inverter_agent.adapters.mms.security)")
+    security = parser.add_argument_group("security (see inverter_agent.security)")
     security.add_argument("--tls-cert", help="server certificate (PEM); enables TLS")
     security.add_argument("--tls-key", help="server key (PEM)")
     security.add_argument("--tls-ca", action="append", default=[], help="CA bundle (repeatable)")
