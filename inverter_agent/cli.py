@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from inverter_agent import config as config_mod
-from inverter_agent.security.config import security_from_config
+from inverter_agent.adapters import REGISTRY
+from inverter_agent.app import make_agents, make_controller  # noqa: F401  (former home)
+from inverter_agent.security.config import security_from_config  # noqa: F401
 
 log = logging.getLogger("inverter_agent")
+
+
+#: Subcommands the adapters add: name -> handler(args) -> exit status.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def _setup_logging(level: str) -> None:
@@ -86,12 +90,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated SunSpec base addresses to try (default: the three "
                            "the SunSpec specification allows, in its order)")
 
-    model = sub.add_parser("model", help="describe the served IEC 61850 model (SCL / ICD)")
-    model.add_argument("--icd", required=True, metavar="FILE", help="write an ICD file")
-    model.add_argument("--config", metavar="FILE")
-    model.add_argument("--no-functions", action="store_true",
-                       help="the monitoring-only model (as run --no-functions serves)")
-
     sub.add_parser("password-hash", help="read a password (twice) and print its salted "
                                          "hash for [security.users.NAME] hash")
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
@@ -145,14 +143,9 @@ def _parser() -> argparse.ArgumentParser:
                         "certificate without any gets the CN if a host name, this host's "
                         "name, localhost, 127.0.0.1 and ::1)")
 
-    lfdi = sub.add_parser("lfdi", help="the IEEE 2030.5 LFDI and SFDI of a device certificate "
-                                       "(what the utility registers)")
-    lfdi.add_argument("--cert", required=True, metavar="FILE", help="certificate, PEM or DER")
-
-    read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
-    read.add_argument("--host", default="127.0.0.1")
-    read.add_argument("--port", type=int, default=102)
-    read.add_argument("--timeout", type=float, default=5.0)
+    for spec in REGISTRY:  # each adapter adds its own subcommands
+        if spec.cli is not None:
+            COMMANDS.update(spec.module("cli").add_commands(sub))
     return ap
 
 
@@ -205,21 +198,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
         transport.close()
     print(f"{found} SunSpec device(s) found on {transport.description}")
     return 0 if found else 1
-
-
-def cmd_model(args: argparse.Namespace) -> int:
-    from inverter_agent.adapters.mms.icd import write_icd
-    from inverter_agent.adapters.mms.plant_model import site_model_spec
-
-    cfg = config_mod.load(args.config or config_mod.default_config_path(),
-                          {"functions.enabled": False if args.no_functions else None})
-    lds = [link.ld_inst for link in cfg.inverter_links()]
-    spec = site_model_spec(lds, cfg["plant.ld_inst"] if len(lds) > 1 else None,
-                           functions=cfg["functions.enabled"])
-    write_icd(spec, args.icd, ied_name=cfg["mms.ied_name"], host=cfg["mms.host"],
-              tls=bool(cfg["security.tls_cert"]))  # clients then authenticate by certificate
-    print(f"wrote {args.icd}")
-    return 0
 
 
 def cmd_password_hash(_args: argparse.Namespace) -> int:
@@ -453,75 +431,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_lfdi(args: argparse.Namespace) -> int:
-    from inverter_agent.adapters.ieee2030_5.identity import lfdi_sfdi
-
-    try:
-        with open(args.cert, "rb") as fh:
-            lfdi, sfdi = lfdi_sfdi(fh.read())
-    except (OSError, ValueError) as exc:
-        print(f"lfdi: {args.cert}: {exc}", file=sys.stderr)
-        return 1
-    print(f"LFDI {lfdi}\nSFDI {sfdi}")
-    return 0
-
-
-def start_ieee2030_5(cfg: config_mod.Config, agents: list, runner) -> object | None:
-    """The IEEE 2030.5 client when ``[ieee2030_5] server`` is set (else nothing is imported):
-    one utility schedule, arbitrated by every inverter's settings service."""
-    if not cfg["ieee2030_5.server"]:
-        return None
-    from inverter_agent.adapters.ieee2030_5.client import ClientSettings, Ieee2030Client
-    from inverter_agent.adapters.ieee2030_5.site_view import SiteView
-    from inverter_agent.core.arbitration import UtilitySchedule
-
-    settings = ClientSettings.from_config(cfg)
-    services = [a.settings_service for a in agents if a.settings_service is not None]
-    if len(services) != len(agents):
-        raise config_mod.ConfigError("[ieee2030_5] needs the grid functions (utility controls "
-                                     "are applied through them): drop --no-functions")
-    # Kept in the state directory: a gateway restarted during an outage runs what it had.
-    schedule = UtilitySchedule(source="ieee2030_5", path=os.path.join(
-        cfg["agent.state_dir"], "utility_schedule.json"))
-    for service in services:
-        service.attach_utility(schedule)
-    first = services[0].events
-
-    def record(kind: str, detail: str) -> None:
-        first.record(kind, detail, who="ieee2030_5")
-
-    def validate(control) -> str | None:  # refused if any inverter's settings refuse it
-        return next((why for s in services if (why := s.check_utility(control))), None)
-
-    client = Ieee2030Client(settings, schedule, SiteView(agents), record, validate)
-    runner.status_extra["ieee2030_5"] = client.status
-    client.start()
-    log.info("IEEE 2030.5 client for %s, LFDI %s, SFDI %d", settings.server, client.lfdi,
-             client.sfdi)
-    return client
-
-
-def cmd_read(args: argparse.Namespace) -> int:
-    from inverter_agent.adapters.mms import client
-
-    try:
-        values = client.read_all(args.host, args.port, timeout=args.timeout)
-    except client.MmsClientError as exc:
-        print(f"read: {exc}", file=sys.stderr)
-        return 1
-    print(client.format_model(values))
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from inverter_agent.adapters.mms.binding import attach_functions
-    from inverter_agent.adapters.mms.hardening import route_native_output
-    from inverter_agent.adapters.mms.plant_binding import attach_plant
-    from inverter_agent.adapters.mms.plant_model import site_model_spec
-    from inverter_agent.adapters.mms.security import TLS_PORT, check_bind
-    from inverter_agent.adapters.mms.server import MmsServer
-    from inverter_agent.core.agent import Agent
-    from inverter_agent.core.site import PlantService, Site
+    from inverter_agent.app import App
     from inverter_agent.sdnotify import Notifier
 
     overrides = {
@@ -555,148 +466,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if sim is not None:
             log.info("simulated inverter on 127.0.0.1:%d (control %s:%d)", sim.tcp_port,
                      *sim.control_address)
-        os.makedirs(cfg["agent.state_dir"], exist_ok=True)
-        from inverter_agent.adapters.mms import _native
-
-        # Which libiec61850, checked (loadable, version) before anything else starts.
-        _native.configure(cfg["mms.libiec61850"])
-        _native.lib()
-        # libiec61850's threads call our handlers through ctypes and must take
-        # the GIL first; with the default 5 ms switch interval a request can
-        # wait that long behind the control loop's Python work. Hand it over
-        # sooner: the loop's own work is a few milliseconds a cycle.
-        sys.setswitchinterval(0.0005)
-        links = cfg.inverter_links()
-        multi = len(links) > 1
-        # Controllers and settings first: the MMS write and control handlers
-        # are bound to them before the server accepts its first client.
-        agents = make_agents(cfg, links)
-        spec = site_model_spec([a.name for a in agents],
-                               cfg["plant.ld_inst"] if multi else None,
-                               functions=cfg["functions.enabled"])
-        tls, access, audit = security_from_config(cfg)
-        port = cfg["mms.port"] or (TLS_PORT if tls else 102)
-        check_bind(cfg["mms.host"], tls is not None, cfg["security.allow_insecure_bind"])
-        server = MmsServer(spec, host=cfg["mms.host"], port=port,
-                           ied_name=cfg["mms.ied_name"],
-                           max_connections=cfg["mms.max_connections"], tls=tls, access=access,
-                           audit=audit, idle_timeout_s=cfg["security.idle_timeout"] or None)
-        bindings = []
-        for agent in agents:
-            agent.publishers.append(server.publisher(agent.name) if multi else server.publish)
-            if agent.controller is not None and agent.settings_service is not None:
-                def view(c=agent.controller, s=agent.settings_service) -> dict:
-                    # the utility client's link rides with the controller's view (MMS DGEN1)
-                    return {**c.status_view(), "utility": s.utility_comms()}
-
-                binding = attach_functions(server, agent.settings_service, view,
-                                           ld_inst=agent.name)
-                agent.publishers.append(binding.publish)
-                bindings.append(binding)
-        runner: Agent | Site
-        if multi:
-            plant = PlantService(cfg["agent.state_dir"], cfg["plant.ld_inst"],
-                                 cfg["plant.w_max"])
-            attach_plant(plant, server, writable=cfg["functions.enabled"])
-            runner = Site(cfg, agents, plant)
-        else:
-            runner = agents[0]
-        runner.status_extra["security"] = server.security_status
-        runner.status_extra["wire"] = server.wire_status
-        # The bundled library prints TLS/ISO debugging (certificate subjects among
-        # it) on fds 1 and 2: into the log at DEBUG instead.
-        route_native_output()
-        utility_client = start_ieee2030_5(cfg, agents, runner)
-        server.start()
-        log.info("MMS%s server on %s:%d, logical device%s %s", " over TLS" if tls else "",
-                 cfg["mms.host"], port, "s" if multi else "",
-                 ", ".join(cfg["mms.ied_name"] + ld.inst for ld in spec.logical_devices))
-
-        def _stop(signum: int, _frame: object) -> None:
-            log.info("signal %d: stopping", signum)
-            runner.stop()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        app = App(cfg)  # the one composition root: inverters, core, enabled adapters
         notifier = Notifier()
-        runner.on_cycle = notifier.watchdog  # pinged by the loop itself: a stuck loop stops it
-        loop = threading.Thread(target=runner.run, name="agent-loop", daemon=True)
-        loop.start()
-        notifier.ready(f"serving MMS on {cfg['mms.host']}:{port}")
-        while loop.is_alive() and not runner.stop_event.is_set():
-            loop.join(0.5)
-        # Stop within 5 s even if a transaction is stuck on the wire: its
-        # timeout is bounded, but never wait on it past this.
-        notifier.stopping()
-        loop.join(3.0)
-        if loop.is_alive():
-            log.warning("control loop still inside a transaction; stopping without it")
-        if utility_client is not None:
-            utility_client.stop()
-        for binding in bindings:
-            binding.close()
-        server.stop()
-        runner.close()
-        log.info("stopped")
-        return 0
+        return app.run(on_ready=notifier.ready, on_cycle=notifier.watchdog,
+                       on_stopping=notifier.stopping)
     finally:
         if sim is not None:
             sim.stop()
-
-
-def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) -> list:
-    """One agent per inverter; inverters on one wire share its transport. With several,
-    each keeps its settings and events in ``<state_dir>/<logical device>``."""
-    from hal.inverter import Inverter
-    from inverter_agent.core.agent import Agent, make_transport
-
-    transports: dict[tuple[str, str], object] = {}
-    agents = []
-    for link in links:
-        if link.link not in transports:
-            transports[link.link] = make_transport(cfg, link.settings)
-        inverter = Inverter(transports[link.link], unit=link.unit,
-                            bases=tuple(link.settings["bases"]))
-        agent = Agent(cfg, inverter=inverter, name=link.ld_inst)
-        if cfg["functions.enabled"]:
-            state_dir = cfg["agent.state_dir"]
-            if len(links) > 1:
-                state_dir = os.path.join(state_dir, link.ld_inst)
-                os.makedirs(state_dir, exist_ok=True)
-            agent.controller, agent.settings_service = make_controller(cfg, inverter, state_dir)
-        agents.append(agent)
-    return agents
-
-
-def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = None):
-    """The local controller and its settings service (persisted or profile defaults)."""
-    from inverter_agent.core.controller import Controller
-    from inverter_agent.core.events import EventLog
-    from inverter_agent.core.settings_service import SettingsService
-    from inverter_agent.core.settings_store import SettingsStore
-
-    state_dir = state_dir or cfg["agent.state_dir"]
-    events = EventLog(state_dir, max_bytes=cfg["functions.event_log_bytes"])
-    store = SettingsStore(state_dir, cfg["functions.profile"])
-    service = SettingsService(store, events, revert_after_s=cfg["functions.revert_after"] or None)
-    settings = service.effective()
-    log.info("grid functions running from %s", service.origin)
-    period = cfg["agent.poll_period"]
-    if period == "auto":  # the agent states its choice, and what it means, once made
-        from inverter_agent.core.pollrate import PROVISIONAL_PERIOD
-        period = PROVISIONAL_PERIOD
-    elif 2 * period > 0.16:
-        log.warning("poll period %.2f s: clearing times shorter than two poll periods (e.g. "
-                    "0.16 s) can only be met by the inverter's own protection; the gateway's "
-                    "backup trip fires on the first poll that sees the condition", period)
-    controller = Controller(inverter, settings, events,
-                            nominal_voltage=cfg["functions.nominal_voltage"],
-                            follow_timeout_s=cfg["functions.follow_timeout"],
-                            steering=cfg["functions.steering"],
-                            verify_every_s=cfg["functions.verify_every"],
-                            control_period_s=period)
-    service.bind(controller.apply_settings)
-    return controller, service
 
 
 #: With this set to a file path, ``run`` traces Python allocations from the start
@@ -748,12 +524,8 @@ def _main(argv: list[str]) -> int:
         if args.command == "scan":
             _setup_logging("warning")
             return cmd_scan(args)
-        if args.command == "read":
-            return cmd_read(args)
-        if args.command == "lfdi":
-            return cmd_lfdi(args)
-        if args.command == "model":
-            return cmd_model(args)
+        if args.command in COMMANDS:  # an adapter's own subcommand
+            return COMMANDS[args.command](args)
         if args.command == "certs":
             return cmd_certs(args)
         if args.command == "status":

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from inverter_agent.adapters import REGISTRY
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -47,13 +49,12 @@ def test_agent_never_touches_registers():
         assert hit is None, f"{f.relative_to(ROOT)} mentions {hit.group(0)!r}"
 
 
-#: Protocol adapters: each uses the core and never another adapter (STYLE.md 10).
-ADAPTERS = ("inverter_agent.adapters.mms", "inverter_agent.adapters.ieee2030_5")
-#: The wiring (entry points) may import everything.
-ENTRY_POINTS = {"cli.py", "__main__.py"}
+#: Protocol adapters, read from the registry (a new protocol is checked by its line there).
+ADAPTERS = tuple(s.package for s in REGISTRY)
+#: The wiring (entry points and the composition root) may import everything.
+ENTRY_POINTS = {"cli.py", "__main__.py", "app.py"}
 #: Protocol engines: only their adapter may import them.
-ENGINES = {"inverter_agent.adapters.mms": ("pyiec61850", "iec61850"),
-           "inverter_agent.adapters.ieee2030_5": ("py20305",)}
+ENGINES = {s.package: s.engines for s in REGISTRY}
 
 
 def _module(path: pathlib.Path) -> str:
@@ -90,18 +91,39 @@ def test_core_imports_no_adapter_and_no_protocol_engine():
         assert not bad, f"core module {f.relative_to(ROOT)} imports {bad}"
 
 
+def adapter_violations(adapter: str, files: list[pathlib.Path]) -> list[str]:
+    """What ``files`` of ``adapter`` import of another adapter or another's engine."""
+    others = [a for a in ADAPTERS if a != adapter]
+    foreign = {e for a, names in ENGINES.items() if a != adapter for e in names}
+    found = []
+    for f in files:
+        bad = {n for n in _imports_anywhere(f)
+               if any(n == o or n.startswith(o + ".") for o in others)
+               or n.split(".")[0] in foreign}
+        if bad:
+            found.append(f"{f.name} ({adapter}) imports {sorted(bad)}")
+    return found
+
+
 def test_adapters_never_import_each_other():
+    assert {"inverter_agent.adapters.mms", "inverter_agent.adapters.ieee2030_5"} <= set(ADAPTERS)
     for adapter in ADAPTERS:
         folder = ROOT / pathlib.Path(*adapter.split("."))
         files = list(folder.rglob("*.py"))
         assert files, f"{adapter} has no files"
-        others = [a for a in ADAPTERS if a != adapter]
-        foreign = {e for a, names in ENGINES.items() if a != adapter for e in names}
-        for f in files:
-            bad = {n for n in _imports_anywhere(f)
-                   if any(n == o or n.startswith(o + ".") for o in others)
-                   or n.split(".")[0] in foreign}
-            assert not bad, f"{f.relative_to(ROOT)} ({adapter}) imports {bad}"
+        assert adapter_violations(adapter, files) == []
+
+
+def test_an_adapter_importing_another_is_caught(tmp_path):
+    """The check above is not vacuous: a fake adapter module that imports the MMS
+    adapter, or the 2030.5 engine, is reported."""
+    fake = tmp_path / "fake_adapter.py"
+    fake.write_text("from inverter_agent.adapters.mms.server import MmsServer\n")
+    assert adapter_violations("inverter_agent.adapters.ieee2030_5", [fake])
+    fake.write_text("def f():\n    import py20305.client\n")
+    assert adapter_violations("inverter_agent.adapters.mms", [fake])
+    fake.write_text("from inverter_agent.core.api import Core\n")
+    assert adapter_violations("inverter_agent.adapters.mms", [fake]) == []
 
 
 def test_hal_imports_no_adapter_and_no_core():
@@ -112,20 +134,22 @@ def test_hal_imports_no_adapter_and_no_core():
 
 
 def test_the_2030_5_adapter_is_not_imported_unless_configured(tmp_path):
-    """Loading the config and building the agents without [ieee2030_5] imports neither
-    the adapter nor its engine."""
+    """Building the gateway through the composition root without [ieee2030_5] loads
+    only MMS, and imports neither the 2030.5 adapter nor its engine."""
     import subprocess
     import sys
 
     code = ("import sys\n"
-            "from inverter_agent import cli, config\n"
+            "from inverter_agent import app, config\n"
             "cfg = config.load(None, {'inverter.modbus_tcp': '127.0.0.1:1', "
             f"'agent.state_dir': {str(tmp_path)!r}}})\n"
-            "agents = cli.make_agents(cfg, cfg.inverter_links())\n"
-            "assert cli.start_ieee2030_5(cfg, agents, agents[0]) is None\n"
+            "a = app.App(cfg)\n"
+            "assert [x.name for x in a.adapters] == ['mms'], a.adapters\n"
+            # its keys (the config schema) are read; nothing else of it, nor its engine
             "bad = [m for m in sys.modules if m.startswith(('py20305', "
-            "'inverter_agent.adapters.ieee2030_5'))]\n"
-            "assert not bad, bad\n")
+            "'inverter_agent.adapters.ieee2030_5.')) and not m.endswith('.keys')]\n"
+            "assert not bad, bad\n"
+            "a.stop()\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr

@@ -33,8 +33,8 @@ from inverter_agent.adapters.ieee2030_5.site_view import SiteView
 from inverter_agent.adapters.mms import client as mms
 from inverter_agent.adapters.mms.functions_model import CONTROLS, SETTING_CONTROLS, status_values
 from inverter_agent.config import load as load_config
-from inverter_agent.core.view import CycleView, InverterView
 from inverter_agent.core.arbitration import UtilitySchedule
+from inverter_agent.core.view import CycleView, InverterView
 from simulator import SimProcess
 
 from .conftest import config_toml, free_port
