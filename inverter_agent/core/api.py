@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from inverter_agent.core import arbitration
 from inverter_agent.core.commands import CommandRefused, RefusalCause
-from inverter_agent.core.settings_service import SettingsService
+from inverter_agent.core.settings_service import CONTROLS, SettingsService
 from inverter_agent.core.view import CycleView
 from inverter_agent.functions import Settings, SettingsError
 
@@ -108,6 +108,18 @@ class Commands:
                 exc.audited = True  # the adapter must not audit it again
                 raise
             self._record("control.operate", who, "ok", control, None, value)
+            return effective
+
+    def release(self, who: str) -> Settings:
+        """Release every temporary command (operator and utility overrides of this
+        inverter's settings); audited as one ``release`` command."""
+        with self._lock:
+            temporary = self.service.temporary()
+            released = [name for name, path in CONTROLS.items() if path in temporary]
+            effective = self.service.effective()
+            for name in released:
+                effective = self.service.operate(name, None, who)
+            self._record("control.operate", who, "ok", "release", None, released)
             return effective
 
     def refused(self, action: str, who: str, obj: str | None, new: Any, reason: str) -> None:

@@ -327,10 +327,7 @@ class FunctionBinding:
             raise ControlRefused(RefusalCause.INVALID_VALUE, f"ctlVal {value!r} is not a boolean")
         if control.control == "release":
             if value:
-                temporary = self.service.temporary()
-                for name, path in SERVICE_CONTROLS.items():
-                    if path in temporary:
-                        self.service.operate(name, None, who)
+                self.service.release(who)
             return
         self.service.operate(control.control, value, who)
 
