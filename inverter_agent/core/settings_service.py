@@ -212,18 +212,21 @@ class SettingsService:
         utility source is attached. ``state`` / ``since_contact_s`` at the top sum them
         up: "connected" only when every source is, else the first source's that is not;
         the longest silence (None while any source was never heard)."""
-        sources = {}
-        for name in self.utility_sources():
-            comms = self._utility[name].comms
+        with self._lock:
+            schedules = [self._utility[n] for n in self.utility_sources()]
+        sources: dict[str, dict[str, Any]] = {}
+        for schedule in schedules:
+            name, comms = schedule.source, schedule.comms
             last = comms.get("last_contact")
             sources[name] = {"state": comms.get("state"), "since_contact_s": None
                              if last is None else round(self.wall() - last, 1)}
         if not sources:
             return None
         down = [c["state"] for c in sources.values() if c["state"] != "connected"]
-        silences = [c["since_contact_s"] for c in sources.values()]
+        silences = [c["since_contact_s"] for c in sources.values()
+                    if c["since_contact_s"] is not None]
         return {"state": down[0] if down else "connected",
-                "since_contact_s": None if None in silences else max(silences),
+                "since_contact_s": max(silences) if len(silences) == len(sources) else None,
                 "sources": sources}
 
     def in_force(self, source: str | None = None) -> arbitration.InForce:
