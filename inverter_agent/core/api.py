@@ -188,11 +188,15 @@ class Core:
         return self._view
 
     # -- utility schedules
-    def schedule(self, source: str, path: str | None = None) -> arbitration.UtilitySchedule:
+    def schedule(self, source: str) -> arbitration.UtilitySchedule:
         """The utility schedule of ``source`` (one per protocol), arbitrated by every
-        inverter's settings; created and attached on first use."""
+        inverter's settings with the others by the rule of ``docs/arbitration.md``;
+        created on first use, persisted in the state directory (a gateway restarted
+        during an outage runs what it had)."""
         with self._lock:
             if source not in self._schedules:
+                path = (arbitration.schedule_path(self.state_dir, source)
+                        if self.state_dir else None)
                 schedule = arbitration.UtilitySchedule(source=source, path=path)
                 for c in self._commands.values():
                     c.service.attach_utility(schedule)

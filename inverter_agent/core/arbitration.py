@@ -1,44 +1,37 @@
-"""One arbitration for every source of command (docs/arbitration.md has the table).
+"""Every layer of arbitration, in one place (docs/arbitration.md has the table).
 
 Protocol-neutral: an adapter (IEC 61850 MMS, IEEE 2030.5, DNP3 next) turns what
-its protocol says into the values here, and the core decides who wins. Sources,
-most binding first:
+its protocol says into the values here, and this module decides who wins. The
+layers, applied in this order, each a pure function (time is an argument,
+values are frozen, no I/O):
 
-1. **Protection** (must-trip, momentary cessation, anti-islanding, invalid
-   measurements): the engine (``functions/engine.py``) runs it *after* this
-   module, on whatever settings come out of it, and no utility command can
-   touch a ride-through or trip setting: a trip or a cease always wins.
-2. **Utility commands**: scheduled utility events (IEEE 2030.5 DERControls,
-   ranked by program primacy, then the most recently created) and operator
-   controls (IEC 61850 MMS temporary commands). Then the utility's default
-   control (2030.5 DefaultDERControl), which applies only outside events.
-3. **Local autonomous functions** (volt-var, volt-watt, frequency droop, soft
-   start): they keep running under every command; their active-power limits
-   combine with the commanded one (the lowest wins, in the engine).
-4. **Persisted settings** and the profile defaults underneath.
+1. **Persisted settings** (setting writes, or the profile defaults): the input.
+2. **Operator** (:func:`operator_layer`): temporary commands (IEC 61850 MMS
+   controls) replace the persisted value of the setting they name until
+   released or reverted on communication loss; switching one reactive mode on
+   switches the others off (1547-2018 5.3.1).
+3. **Utility sources by priority** (:func:`select` within a source,
+   :func:`utility_layer` across sources): each source's event in force (by
+   program primacy, then the newest), or outside its events its default
+   control. Across sources, :func:`by_priority` orders them (:data:`UTILITY_ORDER`):
+   limits combine (the lowest in force wins), a disconnect from anyone wins, and
+   a reactive mode or curve comes from the highest-ranked command that sets it:
+   events (highest-priority source first), then an operator's mode, then default
+   controls (highest-priority source first), then the persisted settings.
+   :func:`compose` runs layers 1-3 and validates; a source whose commands would
+   make the settings invalid is left out whole, the others apply.
+4. **Plant cap** (:func:`plant_cap`): the inverter's share of the plant limit
+   caps the setpoint the engine produced, every cycle.
 
-Rules where two sources set the same thing:
+Not here, by design: protection (must-trip, momentary cessation,
+anti-islanding) and the autonomous functions' own limits (volt-watt, droop,
+soft start, the normal ramp) run in ``functions/engine.py`` on the settings
+:func:`compose` gives; they carry state from cycle to cycle and a trip or a
+cease overrides everything within the cycle.
 
-- Active-power limit: the lowest of every limit in force wins (the persisted
-  or operator limit, the default control's, the event's). A higher utility
-  limit never lifts a lower one.
-- Connect / energize: any source that says disconnect (cease to energize)
-  wins; a "connect" from one source never lifts another's disconnect.
-- Reactive mode (constant PF, constant var, volt-var curve): a mode chosen by
-  a utility event replaces the autonomous one (and an operator's) for the
-  event's duration (1547-2018 5.3.1: one mode at a time); an operator's mode
-  replaces the default control's; the default control's replaces the
-  persisted one.
-- A volt-var curve from a utility is its reactive mode (above): it replaces the
-  persisted curve (with its Q base, about a vRef of 1.0 pu, without autonomous
-  vRef) and enables volt-var for the event's (or default's) duration.
-- Volt-watt curves and frequency droop from a utility replace the persisted
-  ones and enable the function for the event's (or default's) duration.
-
-Everything here is pure: time is an argument, values are frozen. The one
-mutable holder, :class:`UtilitySchedule`, is what an adapter writes and the
-settings service reads; it keeps events already received, so they run to
-their end whatever happens to the link they came over.
+The one mutable holder, :class:`UtilitySchedule`, is what an adapter writes and
+the settings service reads (one per source); it keeps events already received,
+so they run to their end whatever happens to the link they came over.
 """
 
 from __future__ import annotations
@@ -48,15 +41,24 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inverter_agent.functions import (
+    Setpoints,
+    Settings,
+    SettingsError,
+    settings_from_dict,
+)
+from inverter_agent.functions.registry import REACTIVE as REGISTRY_REACTIVE
+
 log = logging.getLogger(__name__)
 
 #: The reactive modes (1547-2018 5.3.1: mutually exclusive) and their enable paths.
-REACTIVE = ("volt_var", "fixed_pf", "constant_var")
+REACTIVE = REGISTRY_REACTIVE  # the registry's reactive functions, in priority order
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,66 +133,123 @@ class ScheduledControl:
 
 @dataclass(frozen=True, slots=True)
 class InForce:
-    """The utility commands that apply at one instant."""
+    """The utility commands of one source that apply at one instant."""
 
     event: ScheduledControl | None = None
     default: UtilityControl | None = None
-    default_source: str = ""
+    source: str = ""
 
     @property
     def key(self) -> tuple[Any, ...]:
         """Changes exactly when the commands in force change, an event updated in place
         (same mRID, new values or window) included."""
-        return (self.event, self.default)
+        return (self.source, self.event, self.default)
+
+    @property
+    def control(self) -> UtilityControl | None:
+        """What applies: the event's control, or outside events the default control
+        (IEEE 2030.5 DefaultDERControl applies when none of its server's events does)."""
+        return self.event.control if self.event is not None else self.default
 
 
 def select(events: Iterable[ScheduledControl], default: UtilityControl | None,
-           t: float, default_source: str = "") -> InForce:
-    """The event in force at ``t`` (primacy, then newest) and the default control.
+           t: float, source: str = "") -> InForce:
+    """The event of one source in force at ``t`` (primacy, then newest) and its default.
 
     Overlapping events of equal rank: the one created last wins (IEEE 2030.5
     supersession), and, as a last tie-break, the one that started last.
     """
     live = [e for e in events if e.in_force(t)]
     best = min(live, key=lambda e: (e.primacy, -e.created, -e.start, e.ident), default=None)
-    return InForce(best, default, default_source)
+    return InForce(best, default, source)
 
 
-def apply(settings: Mapping[str, Any], in_force: InForce,
-          operator: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Settings (plain dict, as ``settings_to_dict``) with the utility commands applied.
+#: Utility sources, highest priority first, for what does not combine (reactive mode,
+#: curves). DNP3 first: it is the utility's SCADA commanding this DER directly, while
+#: IEEE 2030.5 programs are scheduled, often aggregated, commands. Limits and
+#: disconnects do not depend on it (the most restrictive wins whoever sent it).
+UTILITY_ORDER: tuple[str, ...] = ("dnp3", "ieee2030_5")
 
-    ``settings`` is the persisted settings with the operator's temporary
-    commands already applied; ``operator`` is those commands (settings path ->
-    value), so that the rules above can tell an operator's choice from a
-    persisted one. Does not validate; the caller does (``settings_from_dict``).
+
+def by_priority(sources: Iterable[str], order: Iterable[str] = UTILITY_ORDER) -> list[str]:
+    """``sources`` highest priority first: those named in ``order`` by their place in
+    it, then any other in alphabetical order (deterministic, never by arrival)."""
+    rank = {s: i for i, s in enumerate(order)}
+    return sorted(set(sources), key=lambda s: (rank.get(s, len(rank)), s))
+
+
+def get_path(d: Mapping[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` ("volt_var.curve.0.v_pu") in a settings dict."""
+    node: Any = d
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``dotted`` in a settings dict; an unknown setting raises SettingsError."""
+    *path, last = dotted.split(".")
+    node: Any = d
+    for part in path:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        if last not in node:
+            raise SettingsError(f"{dotted}: no such setting")
+        node[last] = value
+
+
+def operator_layer(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> dict[str, Any]:
+    """Persisted settings (plain dict) with the operator's temporary commands (settings
+    path -> value) in place of the values they name. Does not validate."""
+    d = copy.deepcopy(dict(persisted))
+    for path, value in temporary.items():
+        set_path(d, path, value)
+    # Switching one reactive mode on by command switches the others off (1547 5.3.1).
+    for path, value in temporary.items():
+        if value is True and path in {f"{m}.enabled" for m in REACTIVE}:
+            for other in REACTIVE:
+                if f"{other}.enabled" != path and f"{other}.enabled" not in temporary:
+                    d[other]["enabled"] = False
+    return d
+
+
+def utility_layer(settings: Mapping[str, Any], in_force: Iterable[InForce],
+                  operator: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Settings (plain dict, as ``settings_to_dict``) with every source's commands applied.
+
+    ``settings`` is the output of :func:`operator_layer`; ``in_force`` is one entry
+    per source, highest priority first (:func:`by_priority`); ``operator`` is the
+    temporary commands, so that an operator's reactive mode can be told from a
+    persisted one. Does not validate; :func:`compose` does.
     """
     operator = operator or {}
     d = copy.deepcopy(dict(settings))
-    event = in_force.event.control if in_force.event is not None else None
-    default = in_force.default
-    # The default control applies outside events only (IEEE 2030.5 DefaultDERControl).
-    layers = [c for c in (default if event is None else None, event) if c is not None]
+    in_force = list(in_force)
+    # Highest rank first: every source's event (by source priority), then the default
+    # controls of sources with no event in force (by source priority).
+    ranked = [(True, f.event.control) for f in in_force if f.event is not None]
+    ranked += [(False, f.default) for f in in_force if f.event is None and f.default is not None]
 
     # Active power: every limit in force is a ceiling, the lowest wins.
     lim = d["active_power_limit"]
     limits = [float(lim["p_limit_pct"])] if lim["enabled"] else []
-    limits += [c.p_limit_pct for c in layers if c.p_limit_pct is not None]
+    limits += [c.p_limit_pct for _, c in ranked if c.p_limit_pct is not None]
     if limits:
         d["active_power_limit"] = {**lim, "enabled": True, "p_limit_pct": min(limits)}
 
     # Connect / energize: a disconnect from anyone wins.
-    if any(c.connect is False or c.energize is False for c in layers):
+    if any(c.connect is False or c.energize is False for _, c in ranked):
         d["enter_service"] = {**d["enter_service"], "enabled": False}
 
-    # Reactive mode: the event's replaces all; the default's yields to an operator's.
-    for c in layers:
+    # Reactive mode: the highest-ranked command that sets one; an operator's mode
+    # ranks below every event and above every default control.
+    operator_mode = any(operator.get(f"{m}.enabled") is True for m in REACTIVE)
+    modal = next(((ev, c) for ev, c in ranked if c.reactive_mode() is not None), None)
+    if modal is not None and (modal[0] or not operator_mode):
+        c = modal[1]
         mode = c.reactive_mode()
-        if mode is None:
-            continue
-        operator_mode = any(operator.get(f"{m}.enabled") is True for m in REACTIVE)
-        if c is default and operator_mode:
-            continue
         for m in REACTIVE:
             d[m] = {**d[m], "enabled": m == mode}
         if mode == "fixed_pf":
@@ -205,17 +264,63 @@ def apply(settings: Mapping[str, Any], in_force: InForce,
                 "q_base": c.volt_var_q_base or "rated_var", "vref_pu": 1.0,
                 "vref_auto": False}
 
-    for c in layers:
-        if c.volt_watt_curve is not None:
-            d["volt_watt"] = {**d["volt_watt"], "enabled": True, "curve": [
-                {"v_pu": v, "p_pct": p} for v, p in c.volt_watt_curve]}
-        if c.freq_droop is not None:
-            db_of, db_uf, k_of, k_uf, tr = c.freq_droop
-            d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db_of,
-                              "db_uf_hz": db_uf, "k_of": k_of, "k_uf": k_uf}
-            if tr is not None:
-                d["freq_watt"]["response_time_s"] = tr
+    # Curves: the highest-ranked command that carries one replaces the persisted one.
+    vw = next((c for _, c in ranked if c.volt_watt_curve is not None), None)
+    if vw is not None:
+        d["volt_watt"] = {**d["volt_watt"], "enabled": True, "curve": [
+            {"v_pu": v, "p_pct": p} for v, p in vw.volt_watt_curve]}  # type: ignore[union-attr]
+    fd = next((c for _, c in ranked if c.freq_droop is not None), None)
+    if fd is not None:
+        db_of, db_uf, k_of, k_uf, tr = fd.freq_droop  # type: ignore[misc]
+        d["freq_watt"] = {**d["freq_watt"], "enabled": True, "db_of_hz": db_of,
+                          "db_uf_hz": db_uf, "k_of": k_of, "k_uf": k_uf}
+        if tr is not None:
+            d["freq_watt"]["response_time_s"] = tr
     return d
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """The effective settings, and the sources left out of them (source, why)."""
+
+    settings: Settings
+    left_out: tuple[tuple[InForce, str], ...] = ()
+
+
+def compose(persisted: Mapping[str, Any], temporary: Mapping[str, Any],
+            in_force: Iterable[InForce] = ()) -> Composed:
+    """Persisted -> operator -> utility sources (highest priority first), validated.
+
+    Raises SettingsError when the persisted settings with the operator's commands are
+    invalid (the operator's command is refused). A source whose commands, added to
+    those of the sources above it, would make the settings invalid is left out whole
+    (``left_out``): a utility command never blocks a local change and never reaches
+    the inverter half applied.
+    """
+    local = operator_layer(persisted, temporary)
+    settings = settings_from_dict(local)
+    accepted: list[InForce] = []
+    left_out: list[tuple[InForce, str]] = []
+    for f in in_force:
+        if f.event is None and f.default is None:
+            continue
+        try:
+            candidate = settings_from_dict(utility_layer(local, [*accepted, f], temporary))
+        except SettingsError as exc:
+            left_out.append((f, str(exc)))
+            continue
+        accepted.append(f)
+        settings = candidate
+    return Composed(settings, tuple(left_out))
+
+
+def plant_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
+    """The setpoints capped at this inverter's share of the plant limit (% of its
+    rating; None: no plant limit). Applied to the engine's output every cycle, so the
+    share follows the site's allocation at once (no ramp) and never lifts a lower limit."""
+    if cap_pct is not None and cap_pct < setpoints.p_limit_pct:
+        return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause="plant limit")
+    return setpoints
 
 
 def finite(*values: float | None) -> bool:
@@ -314,6 +419,8 @@ class UtilitySchedule:
                 body = json.load(fh)
             if body.get("schema") != SCHEDULE_SCHEMA:
                 raise ValueError(f"schema {body.get('schema')!r}")
+            if body.get("source", self.source) != self.source:  # another source's file
+                raise ValueError(f"source {body.get('source')!r}, not {self.source!r}")
             default = body.get("default")
             self._default = None if default is None else _control_from(default)
             for e in body.get("events", []):
@@ -331,6 +438,14 @@ class UtilitySchedule:
 
 
 SCHEDULE_SCHEMA = 1
+
+
+def schedule_path(state_dir: str, source: str) -> str:
+    """Where a source's schedule is kept: one file per source in the state directory.
+    IEEE 2030.5 keeps the name it always had (``utility_schedule.json``), so a schedule
+    written before several sources existed still loads."""
+    name = "utility_schedule.json" if source == "ieee2030_5" else f"utility_schedule.{source}.json"
+    return os.path.join(state_dir, name)
 
 
 def _control_dict(c: UtilityControl) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 from hal.curves import VoltVarCurve
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
+from inverter_agent.core.arbitration import plant_cap
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
@@ -212,9 +213,7 @@ class Controller:
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
         setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
-        cap = self.plant_cap_pct
-        if cap is not None and cap < setpoints.p_limit_pct:
-            setpoints = dataclasses.replace(setpoints, p_limit_pct=cap, cause="plant limit")
+        setpoints = plant_cap(setpoints, self.plant_cap_pct)  # the last arbitration layer
         if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
             # The device's var maximum is unknown: no var command in an assumed base.
             setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)

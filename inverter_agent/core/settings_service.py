@@ -1,6 +1,8 @@
 """Settings and controls as remote clients see them, behind one lock.
 
-Two layers make the settings the functions run with:
+The service holds the layers and asks :mod:`inverter_agent.core.arbitration`
+(``compose``) for the settings the functions run with; it decides nothing
+itself. Its layers:
 
 - *persisted* settings: changed by setting writes (IEC 61850 FC SP), validated
   by the one validator, written atomically to the state directory *before* the
@@ -8,7 +10,9 @@ Two layers make the settings the functions run with:
 - *temporary* commands: utility controls such as "limit maximum active power"
   or "cease to energize". They override the persisted values until released,
   and revert to the persisted values when no client has been heard from for
-  ``revert_after_s`` (communication loss, like SunSpec RvrtTms).
+  ``revert_after_s`` (communication loss, like SunSpec RvrtTms);
+- *utility schedules*, one per source (``UtilitySchedule.source``: "ieee2030_5",
+  "dnp3"), ranked by ``utility_order``.
 
 Every change is validated as a whole (the effective settings must pass
 ``validate``) before anything changes; a refused change leaves everything as
@@ -22,7 +26,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from inverter_agent.core import arbitration
@@ -35,7 +39,6 @@ from inverter_agent.functions import (
     settings_from_dict,
     settings_to_dict,
 )
-from inverter_agent.functions.registry import REACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -60,33 +63,14 @@ PRESENCE_EVERY_S = 1.0
 ControlRefused = CommandRefused
 
 
-def _get(d: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = d
-    for part in dotted.split("."):
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    return node
-
-
-def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
-    *path, last = dotted.split(".")
-    node: Any = d
-    for part in path:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        if last not in node:
-            raise SettingsError(f"{dotted}: no such setting")
-        node[last] = value
-
-
 class SettingsService:
     """The one place settings and temporary commands change."""
 
     def __init__(self, store: SettingsStore, events: EventLog,
                  apply: Callable[[Settings], None] | None = None,
                  revert_after_s: float | None = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 utility_order: Iterable[str] = arbitration.UTILITY_ORDER) -> None:
         self.store = store
         self.events = events
         self._apply = apply
@@ -104,12 +88,15 @@ class SettingsService:
         self._effective = persisted
         #: Bumped by every change of the effective settings (for cheap "changed?" checks).
         self.version = 0
-        #: Utility commands (IEEE 2030.5 events and default control), arbitrated
-        #: over the persisted settings and operator commands (arbitration.py).
-        self.utility: arbitration.UtilitySchedule | None = None
+        #: Utility schedules by source (IEEE 2030.5, DNP3: events and default control),
+        #: arbitrated over the persisted settings and operator commands (arbitration.py).
+        self._utility: dict[str, arbitration.UtilitySchedule] = {}
+        #: Sources highest priority first, for what does not combine (modes, curves).
+        self.utility_order = tuple(utility_order)
         self.wall: Callable[[], float] = time.time
-        self._in_force = arbitration.InForce()
-        self._utility_refused: object = None
+        #: What each source has in force, highest priority first.
+        self._in_force: tuple[arbitration.InForce, ...] = ()
+        self._utility_refused: dict[str, object] = {}
 
     # -- reading
     def effective(self) -> Settings:
@@ -134,7 +121,7 @@ class SettingsService:
         with self._lock:
             candidate = copy.deepcopy(self._persisted)
             for path, value in changes.items():
-                _set(candidate, path, value)
+                arbitration.set_path(candidate, path, value)
             persisted = settings_from_dict(candidate)  # validates
             return self._compose(settings_to_dict(persisted), self._temporary)
 
@@ -142,9 +129,9 @@ class SettingsService:
         """Validate, persist (atomically, before returning), apply. All or nothing."""
         with self._lock:
             candidate = copy.deepcopy(self._persisted)
-            old = {p: _get(self._persisted, p) for p in changes}
+            old = {p: arbitration.get_path(self._persisted, p) for p in changes}
             for path, value in changes.items():
-                _set(candidate, path, value)
+                arbitration.set_path(candidate, path, value)
             persisted = settings_from_dict(candidate)
             effective = self._compose(settings_to_dict(persisted), self._temporary)
             self.store.save(persisted)  # durable before acknowledged
@@ -194,58 +181,83 @@ class SettingsService:
             self._presence_asked = -1e18
 
     def attach_utility(self, schedule: arbitration.UtilitySchedule) -> None:
-        """Arbitrate ``schedule`` (utility events, default control) into the settings."""
+        """Arbitrate ``schedule`` (utility events, default control) into the settings,
+        beside the other sources' schedules; it replaces one of the same source."""
         with self._lock:
-            self.utility = schedule
+            self._utility[schedule.source] = schedule
             self._follow_utility()
+
+    def utility_sources(self) -> list[str]:
+        """The attached sources, highest priority first."""
+        with self._lock:
+            return arbitration.by_priority(self._utility, self.utility_order)
 
     def check_utility(self, control: arbitration.UtilityControl) -> str | None:
         """Why ``control``, in force as a utility event now, would be refused by the
         settings' validator (None: it would apply). Changes nothing."""
         with self._lock:
-            base = self._compose_local(self._persisted, self._temporary)
             event = arbitration.ScheduledControl("check", float("-inf"), float("inf"), control)
-            try:
-                settings_from_dict(arbitration.apply(settings_to_dict(base), arbitration.InForce(
-                    event, None), self._temporary))
-            except SettingsError as exc:
-                return f"outside this DER's settings: {exc}"
+            composed = arbitration.compose(self._persisted, self._temporary,
+                                           [arbitration.InForce(event, None, "check")])
+            if composed.left_out:
+                return f"outside this DER's settings: {composed.left_out[0][1]}"
             return None
 
     def utility_comms(self) -> dict[str, Any] | None:
-        """The utility protocol client's link (state, seconds since the server last
-        answered), as its adapter reports it; None when no utility client runs."""
-        u = self.utility
-        if u is None:
-            return None
-        last = u.comms.get("last_contact")
-        return {"state": u.comms.get("state"),
-                "since_contact_s": None if last is None else round(self.wall() - last, 1)}
-
-    def in_force(self) -> arbitration.InForce:
-        """The utility commands the effective settings include now."""
+        """Each utility source's link (state, seconds since its server last answered), as
+        its adapter reports it, under ``sources`` (highest priority first); None when no
+        utility source is attached. ``state`` / ``since_contact_s`` at the top sum them
+        up: "connected" only when every source is, else the first source's that is not;
+        the longest silence (None while any source was never heard)."""
         with self._lock:
-            return self._in_force
+            schedules = [self._utility[n] for n in self.utility_sources()]
+        sources: dict[str, dict[str, Any]] = {}
+        for schedule in schedules:
+            name, comms = schedule.source, schedule.comms
+            last = comms.get("last_contact")
+            sources[name] = {"state": comms.get("state"), "since_contact_s": None
+                             if last is None else round(self.wall() - last, 1)}
+        if not sources:
+            return None
+        down = [c["state"] for c in sources.values() if c["state"] != "connected"]
+        silences = [c["since_contact_s"] for c in sources.values()
+                    if c["since_contact_s"] is not None]
+        return {"state": down[0] if down else "connected",
+                "since_contact_s": max(silences) if len(silences) == len(sources) else None,
+                "sources": sources}
+
+    def in_force(self, source: str | None = None) -> arbitration.InForce:
+        """The utility commands of ``source`` the effective settings include now; without
+        a source, the highest-priority source's that has any in force."""
+        with self._lock:
+            found = [f for f in self._in_force if source is None or f.source == source]
+            live = [f for f in found if f.control is not None]
+            return (live or found or [arbitration.InForce(source=source or "")])[0]
 
     def _follow_utility(self) -> bool:
         """Recompose when the utility commands in force changed (an event started,
-        ended, was cancelled; a new default). Under the lock."""
-        if self.utility is None:
+        ended, was cancelled; a new default) at any source. Under the lock."""
+        if not self._utility:
             return False
         now = self.wall()
-        self.utility.expire(now)
-        in_force = self.utility.in_force(now)
-        if in_force.key == self._in_force.key:
+        in_force = []
+        for name in arbitration.by_priority(self._utility, self.utility_order):
+            self._utility[name].expire(now)
+            in_force.append(self._utility[name].in_force(now))
+        before = {f.source: f.key for f in self._in_force}
+        changed = [f for f in in_force  # a source just attached had nothing in force
+                   if before.get(f.source, arbitration.InForce(source=f.source).key) != f.key]
+        self._in_force = tuple(in_force)
+        if not changed:
             return False
-        self._in_force = in_force
         self._set_effective(self._compose(self._persisted, self._temporary))
-        ev = in_force.event
-        self.events.record("utility_control", (
-            f"event {ev.ident} until {ev.end:.0f} (primacy {ev.primacy}): "
-            f"{ev.control.describe()}" if ev is not None else
-            f"no event; default control: "
-            f"{in_force.default.describe() if in_force.default else 'none'}"),
-            who=in_force.default_source or "utility")
+        for f in changed:
+            ev = f.event
+            self.events.record("utility_control", (
+                f"event {ev.ident} until {ev.end:.0f} (primacy {ev.primacy}): "
+                f"{ev.control.describe()}" if ev is not None else
+                f"no event; default control: {f.default.describe() if f.default else 'none'}"),
+                who=f.source or "utility")
         return True
 
     def tick(self) -> bool:
@@ -278,36 +290,16 @@ class SettingsService:
 
     # -- internals
     def _compose(self, persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> Settings:
-        """Persisted settings, operator commands, then the utility commands in force
-        (arbitration.apply). Utility commands that would make the settings invalid are
-        left out (logged once): they never block a local change, never reach the
-        inverter."""
-        base = self._compose_local(persisted, temporary)
-        in_force = self._in_force
-        if in_force.event is None and in_force.default is None:
-            return base
-        try:
-            return settings_from_dict(arbitration.apply(settings_to_dict(base), in_force,
-                                                        temporary))
-        except SettingsError as exc:
-            if self._utility_refused != in_force.key:
-                self._utility_refused = in_force.key
-                log.warning("utility control refused, local settings kept: %s", exc)
-                self.events.record("utility_control_refused", str(exc))
-            return base
-
-    @staticmethod
-    def _compose_local(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -> Settings:
-        d = copy.deepcopy(dict(persisted))
-        for path, value in temporary.items():
-            _set(d, path, value)
-        # Switching one reactive mode on by command switches the others off (1547 5.3.1).
-        for path, value in temporary.items():
-            if value is True and path in {f"{m}.enabled" for m in REACTIVE}:
-                for other in REACTIVE:
-                    if f"{other}.enabled" != path and f"{other}.enabled" not in temporary:
-                        d[other]["enabled"] = False
-        return settings_from_dict(d)
+        """The effective settings (arbitration.compose); raises SettingsError when the
+        local layers are invalid. A source left out (its commands would make the
+        settings invalid) is logged once per change of its commands."""
+        composed = arbitration.compose(persisted, temporary, self._in_force)
+        for f, why in composed.left_out:
+            if self._utility_refused.get(f.source) != f.key:
+                self._utility_refused[f.source] = f.key
+                log.warning("utility control from %s refused, left out: %s", f.source, why)
+                self.events.record("utility_control_refused", why, who=f.source or "utility")
+        return composed.settings
 
     def bind(self, apply: Callable[[Settings], None]) -> None:
         """Send every future change of the effective settings to ``apply``."""

@@ -1,4 +1,4 @@
-"""The control-cycle engine: runs every grid-support function and arbitrates.
+"""The control-cycle engine: runs every grid-support function and combines their outputs.
 
 One pure function, :func:`step`, called once per control cycle with the
 settings, the latest measurements, the previous :class:`EngineState` and the
@@ -7,7 +7,8 @@ the events of this cycle. No I/O, no clock, no randomness: the randomized
 enter-service draw is ``EngineState.random_u``, which the caller may replace
 (``dataclasses.replace``) with a fresh uniform number at any time.
 
-Arbitration, most binding first:
+Within one cycle, most binding first (which source of command wins is decided
+before, in ``core/arbitration.py``; docs/arbitration.md says what stays here):
 
 1. Invalid measurements (``safety.on_invalid_measurements``). Default
    ``stand_aside``: the controller releases its controls and does not run the

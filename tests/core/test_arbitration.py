@@ -1,8 +1,9 @@
 """docs/arbitration.md, row by row: who wins each conflict between sources of command.
 
 Each test drives the real settings service (persisted settings, MMS-style
-operator commands, a utility schedule as the 2030.5 adapter fills it) and the
-real engine, and checks the setpoints the inverter would be sent.
+operator commands, one utility schedule per source as an adapter fills it) and
+the real engine, and checks the setpoints the inverter would be sent. The
+property test at the end drives the pure layers of ``core/arbitration.py``.
 """
 
 from __future__ import annotations
@@ -11,45 +12,68 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inverter_agent.core.arbitration import (
     ScheduledControl,
     UtilityControl,
     UtilitySchedule,
+    by_priority,
+    compose,
+    plant_cap,
+    schedule_path,
     select,
 )
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_service import SettingsService
 from inverter_agent.core.settings_store import SettingsStore
-from inverter_agent.functions import EngineState, Measurements, ReactiveMode, step
+from inverter_agent.functions import (
+    EngineState,
+    Measurements,
+    ReactiveMode,
+    get_profile,
+    settings_to_dict,
+    step,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0  # wall-clock (epoch) time of the scenario
 
 
 class World:
-    """A settings service with a utility schedule and a wall clock we move."""
+    """A settings service with utility schedules (2030.5, and DNP3 when a test uses it)
+    and a wall clock we move."""
 
-    def __init__(self, tmp_path: Path, **persisted) -> None:
+    def __init__(self, tmp_path: Path, order: tuple[str, ...] | None = None,
+                 **persisted) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.now = T0
         self.events = EventLog(str(tmp_path))
         self.svc = SettingsService(SettingsStore(str(tmp_path), "rule21"), self.events,
-                                   revert_after_s=None)
+                                   revert_after_s=None,
+                                   **({} if order is None else {"utility_order": order}))
         self.svc.wall = lambda: self.now
-        self.schedule = UtilitySchedule(source="ieee2030_5")
-        self.svc.attach_utility(self.schedule)
+        self.schedules: dict[str, UtilitySchedule] = {}
+        self.schedule = self.source("ieee2030_5")
         if persisted:
             self.svc.write(persisted, who="test")
 
+    def source(self, name: str) -> UtilitySchedule:
+        """The schedule of source ``name``, attached on first use (as its adapter would)."""
+        if name not in self.schedules:
+            self.schedules[name] = UtilitySchedule(source=name)
+            self.svc.attach_utility(self.schedules[name])
+        return self.schedules[name]
+
     def event(self, ident: str, control: UtilityControl, start: float = -10, end: float = 600,
-              primacy: int = 0, created: float = 0.0) -> None:
-        self.schedule.put_event(ScheduledControl(ident, T0 + start, T0 + end, control,
-                                                 primacy, T0 + created, "ieee2030_5"))
+              primacy: int = 0, created: float = 0.0, source: str = "ieee2030_5") -> None:
+        self.source(source).put_event(ScheduledControl(ident, T0 + start, T0 + end, control,
+                                                       primacy, T0 + created, source))
         self.svc.tick()
 
-    def default(self, control: UtilityControl | None) -> None:
-        self.schedule.set_default(control)
+    def default(self, control: UtilityControl | None, source: str = "ieee2030_5") -> None:
+        self.source(source).set_default(control)
         self.svc.tick()
 
     def at(self, dt: float) -> None:
@@ -432,6 +456,201 @@ def test_A28_a_frequency_watt_curve_is_refused_and_the_local_droop_runs_on(tmp_p
     assert w.setpoints(f_hz=60.3).p_limit_pct < 90.0  # the persisted droop still acts
 
 
+def test_A29_an_operator_limit_replaces_the_persisted_one_until_released(tmp_path):
+    w = World(tmp_path, **{"active_power_limit.enabled": True,
+                           "active_power_limit.p_limit_pct": 40.0})
+    w.svc.operate("p_limit_pct", 70.0, "mms op")
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)
+    w.svc.operate("p_limit_pct", None, "mms op")  # released
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+
+
+def test_A30_the_plant_cap_is_the_last_layer_and_never_lifts_a_limit(tmp_path):
+    w = World(tmp_path)
+    w.event("e1", limit(80.0))
+    capped = plant_cap(w.setpoints(), 50.0)
+    assert (capped.p_limit_pct, capped.cause) == (pytest.approx(50.0), "plant limit")
+    w.event("e1", limit(30.0))
+    lower = w.setpoints()
+    assert plant_cap(lower, 50.0) == lower
+    assert plant_cap(lower, None) == lower
+
+
+# -- several utility sources at once (rows S) ----------------------------------------------
+
+@pytest.mark.parametrize("row, ieee, dnp3, expected", [
+    ("S1", 60.0, 40.0, 40.0),
+    ("S2", 50.0, 70.0, 50.0),
+])
+def test_S1_S2_the_lowest_limit_of_any_source_wins(tmp_path, row, ieee, dnp3, expected):
+    for order in (("dnp3", "ieee2030_5"), ("ieee2030_5", "dnp3")):  # whatever the order
+        w = World(tmp_path / "-".join(order), order=order)
+        w.event("e1", limit(ieee))
+        w.event("d1", limit(dnp3), source="dnp3")
+        assert w.setpoints().p_limit_pct == pytest.approx(expected), (row, order)
+
+
+def test_S3_a_default_applies_outside_its_own_sources_events(tmp_path):
+    w = World(tmp_path)
+    w.default(limit(70.0))
+    w.event("d1", limit(80.0), source="dnp3")
+    assert w.svc.in_force("ieee2030_5").event is None
+    assert w.svc.in_force("dnp3").event.ident == "d1"
+    assert w.setpoints().p_limit_pct == pytest.approx(70.0)
+    w.default(None)
+    assert w.setpoints().p_limit_pct == pytest.approx(80.0)
+
+
+@pytest.mark.parametrize("disconnecting", ["ieee2030_5", "dnp3"])
+def test_S4_a_disconnect_from_either_source_wins(tmp_path, disconnecting):
+    w = World(tmp_path)
+    for source in ("ieee2030_5", "dnp3"):
+        w.event(f"e-{source}", UtilityControl(connect=source != disconnecting,
+                                              energize=source != disconnecting), source=source)
+    sp = w.setpoints()
+    assert sp.connect is False and sp.cause == "permit service off"
+
+
+def test_S5_the_higher_priority_sources_event_sets_the_reactive_mode(tmp_path):
+    w = World(tmp_path / "default-order")
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)))
+    w.event("d1", UtilityControl(fixed_var_pct=-20.0), source="dnp3")
+    sp = w.setpoints()
+    assert (sp.reactive_mode, sp.q_pct) == (ReactiveMode.CONSTANT_Q, pytest.approx(-20.0))
+    w = World(tmp_path / "2030.5-first", order=("ieee2030_5", "dnp3"))
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)))
+    w.event("d1", UtilityControl(fixed_var_pct=-20.0), source="dnp3")
+    sp = w.setpoints()
+    assert (sp.reactive_mode, sp.pf, sp.pf_absorbing) == (
+        ReactiveMode.CONSTANT_PF, pytest.approx(0.95), True)
+
+
+def test_S6_any_event_ranks_above_any_default(tmp_path):
+    w = World(tmp_path)
+    w.default(vv_event(), source="dnp3")
+    w.event("e1", UtilityControl(fixed_pf=(0.95, True)), start=-10, end=60)
+    assert w.setpoints(v_pu=1.08).reactive_mode is ReactiveMode.CONSTANT_PF
+    w.at(60)
+    assert w.setpoints(v_pu=1.08).q_pct == pytest.approx(-30.0, abs=0.5)  # DNP3's curve
+
+
+def test_S7_events_then_the_operators_mode_then_defaults(tmp_path):
+    w = World(tmp_path)
+    w.svc.operate("fixed_pf_enabled", True, "mms op")
+    w.default(UtilityControl(fixed_var_pct=-20.0), source="dnp3")
+    assert w.setpoints().reactive_mode is ReactiveMode.CONSTANT_PF  # the operator's
+    w.event("d1", UtilityControl(fixed_var_pct=-20.0), source="dnp3")
+    sp = w.setpoints()
+    assert (sp.reactive_mode, sp.q_pct) == (ReactiveMode.CONSTANT_Q, pytest.approx(-20.0))
+
+
+def test_S8_each_curve_from_the_highest_ranked_command_carrying_one(tmp_path):
+    w = World(tmp_path)
+    curve_a, curve_b = ((1.02, 100.0), (1.06, 20.0)), ((1.03, 100.0), (1.07, 0.0))
+    w.event("e1", vv_event(volt_watt_curve=curve_a))
+    w.event("d1", UtilityControl(volt_watt_curve=curve_b), source="dnp3")
+    eff = w.svc.effective()
+    assert [(p.v_pu, p.p_pct) for p in eff.volt_watt.curve] == list(curve_b)
+    assert eff.volt_var.enabled
+    assert [(p.v_pu, p.q_pct) for p in eff.volt_var.curve] == list(UTILITY_VV)
+
+
+@pytest.mark.parametrize("bad", ["dnp3", "ieee2030_5"])
+def test_S9_an_invalid_source_is_left_out_whole_the_other_applies(tmp_path, bad):
+    w = World(tmp_path)
+    good = "ieee2030_5" if bad == "dnp3" else "dnp3"
+    w.event("bad", UtilityControl(fixed_pf=(0.5, False), p_limit_pct=10.0), source=bad)
+    w.event("good", limit(50.0), source=good)
+    eff = w.svc.effective()
+    assert eff.volt_var.enabled and not eff.fixed_pf.enabled  # the persisted mode
+    assert w.setpoints().p_limit_pct == pytest.approx(50.0)
+    refused = [e for e in w.events.read() if e["kind"] == "utility_control_refused"]
+    assert [e["who"] for e in refused] == [bad]
+
+
+def test_S10_each_sources_schedule_in_its_own_file(tmp_path):
+    assert schedule_path(str(tmp_path), "ieee2030_5") == str(tmp_path / "utility_schedule.json")
+    paths = {s: schedule_path(str(tmp_path), s) for s in ("ieee2030_5", "dnp3")}
+    assert len(set(paths.values())) == 2
+    for s, pct in (("ieee2030_5", 60.0), ("dnp3", 40.0)):
+        UtilitySchedule(s, path=paths[s]).put_event(
+            ScheduledControl(f"e-{s}", T0 - 10, T0 + 60, limit(pct), 0, T0 - 20, s))
+    w = World(tmp_path / "svc")  # restarted: each source reads back its own file
+    for s in paths:
+        w.svc.attach_utility(UtilitySchedule(s, path=paths[s]))
+    assert w.svc.in_force("dnp3").event.ident == "e-dnp3"
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)
+    # one source's file never feeds another
+    assert UtilitySchedule("ieee2030_5", path=paths["dnp3"]).events() == []
+
+
+def test_S11_utility_comms_reports_each_source(tmp_path):
+    w = World(tmp_path)
+    w.schedule.comms.update(state="connected", last_contact=T0 - 5)
+    one = w.svc.utility_comms()
+    assert (one["state"], one["since_contact_s"]) == ("connected", 5.0)
+    w.source("dnp3").comms.update(state="connected", last_contact=T0 - 2)
+    assert w.svc.utility_comms()["state"] == "connected"
+    w.schedule.comms.update(state="lost")
+    both = w.svc.utility_comms()
+    assert both["state"] == "lost" and both["since_contact_s"] == 5.0
+    assert list(both["sources"]) == ["dnp3", "ieee2030_5"]  # highest priority first
+    assert both["sources"]["dnp3"] == {"state": "connected", "since_contact_s": 2.0}
+
+
+def test_by_priority_names_first_then_the_rest_alphabetically():
+    assert by_priority(["ieee2030_5", "zeta", "dnp3", "alpha"]) == [
+        "dnp3", "ieee2030_5", "alpha", "zeta"]
+    assert by_priority(["dnp3", "ieee2030_5"], ("ieee2030_5",)) == ["ieee2030_5", "dnp3"]
+
+
+# -- property: the effective limit is never above any layer's limit in force ---------------
+
+PERSISTED = settings_to_dict(get_profile("rule21"))
+PCT = st.floats(0.0, 100.0, allow_nan=False)
+OPT = st.none() | PCT
+
+
+@settings(max_examples=150, deadline=None)
+@given(persisted=st.tuples(st.booleans(), PCT), operator=OPT,
+       sources=st.fixed_dictionaries({s: st.tuples(OPT, OPT, st.booleans())
+                                      for s in ("ieee2030_5", "dnp3")}),
+       cap=OPT, dnp3_first=st.booleans())
+def test_the_effective_limit_is_never_above_any_layers_limit_in_force(
+        persisted, operator, sources, cap, dnp3_first):
+    enabled, pct = persisted
+    base = {**PERSISTED, "active_power_limit": {
+        **PERSISTED["active_power_limit"], "enabled": enabled, "p_limit_pct": pct}}
+    temporary = {} if operator is None else {"active_power_limit.p_limit_pct": operator,
+                                             "active_power_limit.enabled": True}
+    in_force, limits = [], [] if cap is None else [cap]
+    # the local layer: the operator's limit replaces the persisted one (row A29)
+    if operator is not None:
+        limits.append(operator)
+    elif enabled:
+        limits.append(pct)
+    order = ("dnp3", "ieee2030_5") if dnp3_first else ("ieee2030_5", "dnp3")
+    for s in by_priority(sources, order):
+        event_pct, default_pct, event_live = sources[s]
+        events = [] if event_pct is None else [ScheduledControl(
+            "e", T0 - (1 if event_live else 100), T0 + 60 if event_live else T0 - 50,
+            limit(event_pct), source=s)]
+        default = None if default_pct is None else limit(default_pct)
+        f = select(events, default, T0, s)
+        in_force.append(f)
+        if f.control is not None:
+            limits.append(f.control.p_limit_pct)
+    composed = compose(base, temporary, in_force)
+    assert composed.left_out == ()
+    state = EngineState.initial(0.0, in_service=True)
+    meas = Measurements(valid=True, v_pu=(1.0,), f_hz=60.0, p_pu=0.5, q_pu=0.0, connected=True)
+    sp, _, _ = step(composed.settings, meas, state, 0.0)
+    final = plant_cap(sp, cap)
+    assert all(final.p_limit_pct <= lim + 1e-9 for lim in limits), (final, limits)
+    if limits:
+        assert final.p_limit_pct == pytest.approx(min(limits))  # and no lower than asked
+
+
 def test_select_is_pure_and_ignores_events_out_of_their_window():
     e = ScheduledControl("x", 100.0, 200.0, limit(10.0))
     assert select([e], None, 99.9).event is None
@@ -440,7 +659,7 @@ def test_select_is_pure_and_ignores_events_out_of_their_window():
 
 
 def test_every_row_of_the_docs_table_has_a_test():
-    rows = re.findall(r"^\| (A\d+) \|", (ROOT / "docs" / "arbitration.md").read_text(), re.M)
+    rows = re.findall(r"^\| ([AS]\d+) \|", (ROOT / "docs" / "arbitration.md").read_text(), re.M)
     assert rows, "no rows found in docs/arbitration.md"
     source = Path(__file__).read_text()
     tests = source.split("def test_every")[0]

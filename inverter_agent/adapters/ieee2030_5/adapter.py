@@ -10,7 +10,6 @@ server reads is the site as of the last :class:`~inverter_agent.core.view.CycleV
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from inverter_agent.adapters.base import AdapterContext
@@ -34,9 +33,7 @@ class Ieee2030Adapter:
                               "are applied through them): drop --no-functions")
         self.settings = ClientSettings.from_config(ctx.cfg)
         core = ctx.core
-        # Kept in the state directory: a gateway restarted during an outage runs what it had.
-        schedule = core.schedule(SOURCE, os.path.join(ctx.cfg["agent.state_dir"],
-                                                      "utility_schedule.json"))
+        schedule = core.schedule(SOURCE)
         self._view: CycleView | None = None
 
         def record(kind: str, detail: str) -> None:
