@@ -54,8 +54,16 @@ bench: install
 corpus: install
 	$(PY) bench/corpus.py
 
+#: Checked by mypy (strict, per pyproject.toml): the core's view and command API,
+#: the adapter interface and registry, the function registry, the composition root.
+MYPY_FILES := inverter_agent/core/view.py inverter_agent/core/api.py \
+  inverter_agent/core/commands.py inverter_agent/core/status.py \
+  inverter_agent/adapters/__init__.py inverter_agent/adapters/base.py \
+  inverter_agent/functions/registry.py inverter_agent/app.py
+
 lint: install
 	$(VENV)/bin/ruff check hal inverter_agent simulator tests bench
+	$(VENV)/bin/mypy $(MYPY_FILES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis state

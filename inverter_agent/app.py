@@ -28,13 +28,13 @@ from inverter_agent.core.view import CycleView, PlantView, inverter_view
 log = logging.getLogger(__name__)
 
 
-def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) -> list:
+def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) -> list[Any]:
     """One agent per inverter; inverters on one wire share its transport. With several,
     each keeps its settings and events in ``<state_dir>/<logical device>``."""
     from hal.inverter import Inverter
     from inverter_agent.core.agent import Agent, make_transport
 
-    transports: dict[tuple[str, str], object] = {}
+    transports: dict[tuple[str, str], Any] = {}
     agents = []
     for link in links:
         if link.link not in transports:
@@ -52,7 +52,8 @@ def make_agents(cfg: config_mod.Config, links: list[config_mod.InverterLink]) ->
     return agents
 
 
-def make_controller(cfg: config_mod.Config, inverter: Any, state_dir: str | None = None):
+def make_controller(cfg: config_mod.Config, inverter: Any,
+                    state_dir: str | None = None) -> tuple[Any, Any]:
     """The local controller and its settings service (persisted or profile defaults)."""
     from inverter_agent.core.controller import Controller
     from inverter_agent.core.events import EventLog
@@ -83,7 +84,7 @@ def make_controller(cfg: config_mod.Config, inverter: Any, state_dir: str | None
     return controller, service
 
 
-def cycle_view(agents: list, plant: Any = None, now: float | None = None) -> CycleView:
+def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None) -> CycleView:
     """The immutable view of the cycle that just ended (built on the loop's thread)."""
     inverters = []
     for a in agents:
@@ -187,9 +188,9 @@ class App:
                 log.exception("adapter %s: stop failed", adapter.name)
         self.runner.close()
 
-    def run(self, on_ready: Callable[[str], None] | None = None,
+    def run(self, on_ready: Callable[[str], object] | None = None,
             on_cycle: Callable[[], object] | None = None,
-            on_stopping: Callable[[], None] | None = None) -> int:
+            on_stopping: Callable[[], object] | None = None) -> int:
         """Serve until SIGTERM / SIGINT: start the adapters, run the loop, stop within 5 s."""
         runner = self.runner
 

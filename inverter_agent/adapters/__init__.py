@@ -28,6 +28,9 @@ class AdapterSpec:
     keys: str
     #: Top-level packages of the protocol engine: only this adapter may import them.
     engines: tuple[str, ...]
+    #: Module with ``OFFERED`` / ``NOT_OFFERED`` (function -> where / why not) and
+    #: ``REFUSALS`` (every core refusal cause -> the protocol's own error).
+    maps: str = ""
     #: Module with ``add_commands(subparsers)`` for its CLI subcommands, if any.
     cli: str | None = None
 
@@ -43,10 +46,11 @@ REGISTRY: tuple[AdapterSpec, ...] = (
     AdapterSpec("mms", "inverter_agent.adapters.mms",
                 "inverter_agent.adapters.mms.adapter:load",
                 "inverter_agent.adapters.mms.keys", ("pyiec61850", "iec61850"),
-                "inverter_agent.adapters.mms.commands"),
+                "inverter_agent.adapters.mms.maps", "inverter_agent.adapters.mms.commands"),
     AdapterSpec("ieee2030_5", "inverter_agent.adapters.ieee2030_5",
                 "inverter_agent.adapters.ieee2030_5.adapter:load",
                 "inverter_agent.adapters.ieee2030_5.keys", ("py20305",),
+                "inverter_agent.adapters.ieee2030_5.maps",
                 "inverter_agent.adapters.ieee2030_5.commands"),
 )
 

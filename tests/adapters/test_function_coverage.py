@@ -10,16 +10,13 @@ import importlib
 
 import pytest
 
+from inverter_agent.adapters import REGISTRY
 from inverter_agent.functions import FUNCTIONS, Family, FunctionSpec
 from inverter_agent.functions.registry import coverage_problems
 from inverter_agent.functions.volt_var import VoltVarSettings
 
-#: Adapter -> the module holding its OFFERED / NOT_OFFERED declaration. Kept here
-#: until the adapter registry (inverter_agent.adapters) names each adapter's map.
-ADAPTER_FUNCTION_MAPS = {
-    "mms": "inverter_agent.adapters.mms.functions_model",
-    "ieee2030_5": "inverter_agent.adapters.ieee2030_5.translate",
-}
+#: Every registered adapter's maps module (the registry line names it).
+ADAPTER_FUNCTION_MAPS = {s.name: s.maps for s in REGISTRY}
 
 
 def declaration(adapter):
