@@ -57,7 +57,8 @@ if [ -z "$want" ]; then
     die "$src/CMakeLists.txt names no third_party/mbedtls/mbedtls-3.x directory"
 fi
 tls_dir=$(tar -tf "$tls_tar" | head -n 1 | cut -d/ -f1)
-rm -rf "$src/third_party/mbedtls/$tls_dir" "$src/$want"
+[ -n "$tls_dir" ] || die "$tls_tar: an empty archive?"
+rm -rf "$src/third_party/mbedtls/${tls_dir:?}" "$src/${want:?}"
 tar -C "$src/third_party/mbedtls" -xf "$tls_tar"
 if [ "$src/third_party/mbedtls/$tls_dir" != "$src/$want" ]; then
     mv "$src/third_party/mbedtls/$tls_dir" "$src/$want"
