@@ -100,3 +100,13 @@ deb:
 
 check-arm64: $(STAMP)
 	bash packaging/check-arm64.sh
+
+# --- armhf check (docs/install.md, "BeagleBone Black") -----------------------------------
+# As root: the BeagleBone steps in an emulated (qemu-user) bookworm armhf root:
+# its apt-get line, the libiec61850 build (from release tarballs at hand: see
+# packaging/check-armhf.sh), make install-system, and the agent read from the
+# host. Slow under emulation, so not part of `make test` nor of CI.
+.PHONY: check-armhf
+
+check-armhf: $(STAMP)
+	bash packaging/check-armhf.sh

@@ -283,13 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_inverter_status(inv, folder, indent="  " if several else "")
     sec = st.get("security")
     if sec:
-        cert = sec.get("certificate")
-        print(f"MMS             port {sec['port']}, {'TLS' if sec['tls'] else 'plain'}, "
-              f"roles {'enforced' if sec['roles_enforced'] else 'off'}, "
-              f"{sec['connected']} connected")
-        if cert:
-            print(f"certificate     {cert.get('days_left', 0):.0f} days left"
-                  + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
+        _print_mms_security(sec)
     utility = st.get("ieee2030_5")
     if utility:
         since = utility.get("since_contact_s")
@@ -320,6 +314,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  client {c['peer']:<21} {c['level']:<10} {c['wire_in']:,} B in, "
               f"{c['wire_out']:,} B out over {c['connected_s']:.0f} s")
     return 0
+
+
+def _print_mms_security(sec: dict) -> None:
+    """The MMS server's lines of `status`: port, TLS, roles, idle-connection closing."""
+    cert = sec.get("certificate")
+    print(f"MMS             port {sec['port']}, {'TLS' if sec['tls'] else 'plain'}, "
+          f"roles {'enforced' if sec['roles_enforced'] else 'off'}, "
+          f"{sec['connected']} connected")
+    timeout, off = sec.get("idle_timeout_s"), sec.get("idle_close_off")
+    if off:
+        print(f"idle close      OFF: {off}. security.idle_timeout ({timeout:g} s) is not "
+              f"enforced: a silent client keeps its connection slot (of "
+              f"{sec.get('max_connections')}) until it disconnects, and counts as present")
+    elif timeout:
+        print(f"idle close      after {timeout:g} s without a request")
+    else:
+        print("idle close      off (security.idle_timeout = 0)")
+    if cert:
+        print(f"certificate     {cert.get('days_left', 0):.0f} days left"
+              + (f"  WARNING: {cert['warning']}" if cert.get("warning") else ""))
 
 
 def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:

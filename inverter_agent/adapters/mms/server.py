@@ -300,6 +300,7 @@ class MmsServer:
             self._resolved = {}
             self._bindings_by_ld = {}
             self._activity.reset()
+            self._activity.sample()  # can the idle timeout be enforced? (warns if not)
             self._guard.start()
             # A server left running at interpreter exit would call ctypes callbacks
             # into a finalising interpreter: stop it first.
@@ -308,7 +309,9 @@ class MmsServer:
                      "idle timeout %s)", self.ied_name, self.host, self.port,
                      len(model.points), "TLS" if tls_config else "plain",
                      "enforced" if self.access is not None else "off (full rights)",
-                     f"{self.idle_timeout_s:g} s" if self.idle_timeout_s else "off")
+                     "off" if not self.idle_timeout_s else f"{self.idle_timeout_s:g} s"
+                     + (", NOT ENFORCED: sock_diag unavailable" if self.idle_close_off()
+                        else ""))
             hooks = list(self._start_hooks)
         for hook in hooks:  # outside self._lock: hooks call update()
             try:
@@ -726,6 +729,11 @@ class MmsServer:
         """The authenticated identity of a libiec61850 ClientConnection (None if none)."""
         return self._guard.identity(connection)
 
+    def idle_close_off(self) -> str | None:
+        """Why an idle timeout is set but silent clients cannot be closed (the kernel's
+        counters are unreadable); None when it is enforced or when none is set."""
+        return self._activity.unreadable if self.idle_timeout_s else None
+
     def security_status(self) -> dict[str, Any]:
         """For the status view: TLS on/off, server certificate expiry, roles, connections."""
         return {
@@ -735,6 +743,7 @@ class MmsServer:
             "roles_enforced": self.access is not None,
             "certificate": self.cert_status.as_dict() if self.cert_status else None,
             "idle_timeout_s": self.idle_timeout_s,
+            "idle_close_off": self.idle_close_off(),
             "max_connections": self.max_connections,
             "connected": self._clients,
             "admission": self._guard.limits.describe(),
@@ -818,6 +827,9 @@ class _Activity:
         self._heard: dict[tuple[str, int], float] = {}
         self._any = False  # something heard since the last heard_since_last_call()
         self._warned = False
+        #: Why the counters cannot be read (None while they can): then no client can
+        #: be judged silent, so the idle timeout is not enforced.
+        self.unreadable: str | None = None
 
     def reset(self) -> None:
         with self._lock:
@@ -836,13 +848,24 @@ class _Activity:
         try:
             counters = sample_tcp(self.server.port)
         except OSError as exc:
+            self.unreadable = f"cannot read TCP counters (sock_diag): {exc}"
             if not self._warned:
                 self._warned = True
-                log.warning("cannot read TCP counters (sock_diag): %s; every associated "
-                            "client counts as heard from, none is closed as idle", exc)
+                timeout = self.server.idle_timeout_s
+                log.warning(
+                    "%s. Idle-connection closing is OFF%s: a client that associates and "
+                    "then sends nothing keeps one of the %d connection slots until it "
+                    "disconnects, and every associated client counts as present (no "
+                    "communication-loss revert while one stays connected). Reading them needs "
+                    "the kernel's TCP sock_diag (CONFIG_INET_DIAG, CONFIG_INET_TCP_DIAG), "
+                    "which qemu-user emulation does not pass through",
+                    self.unreadable,
+                    f" (security.idle_timeout {timeout:g} s is not enforced)" if timeout
+                    else "", self.server.max_connections)
             with self._lock:
                 self._any = self._any or self.server.connected_clients() > 0
                 return None
+        self.unreadable = None
         with self._lock:
             for key, c in counters.items():
                 if c.bytes_in > self._bytes_in.get(key, -1):
