@@ -717,7 +717,8 @@ def make_controller(cfg: config_mod.Config, inverter, state_dir: str | None = No
                             follow_timeout_s=cfg["functions.follow_timeout"],
                             steering=cfg["functions.steering"],
                             verify_every_s=cfg["functions.verify_every"],
-                            control_period_s=period)
+                            control_period_s=period,
+                            revert_timeout=cfg["functions.revert_timeout"])
     service.bind(controller.apply_settings)
     return controller, service
 
