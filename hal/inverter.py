@@ -358,6 +358,8 @@ class Inverter:
         if pf is not None:
             out["OutPFSet"] = pf
         self._derive(models, out, now)
+        if "VArPct" in out:
+            out["VArPct"] = _var_pct_read(models, out["VArPct"], now)
         return out
 
     def _derive(self, models: Mapping[int, DecodedModel], out: dict[str, Reading],
@@ -564,6 +566,35 @@ def _control_points(model_id: int, name: str, value: Any,
         raise UnsupportedControl(f"model {model_id} does not carry {name}")
     return table[name](value)
 
+
+
+def _var_pct_read(models: Mapping[int, DecodedModel], plain: Reading, now: float) -> Reading:
+    """The var setpoint read back as percent of the var maximum in its direction (what
+    ``VArPct`` means when written), whatever base the device's mode puts it in."""
+    mid = 123 if 123 in models else 704
+    m = models.get(mid)
+    if m is None:
+        return plain
+    mode = m.raw.get("VArPct_Mod" if mid == 123 else "VarSetMod")
+    if mode is None or mode == (2 if mid == 123 else 1) or (mid == 123 and mode == 0):
+        return plain
+    rated = ratings.resolve(models)
+    if mid == 123:
+        aval = models[122].values.get("VArAval") if 122 in models else None
+        var = {1: (m.values.get("VArWMaxPct"), rated["WMax"].value),
+               3: (m.values.get("VArAvalPct"), aval)}.get(mode, (None, None))
+    else:
+        var = {0: (m.values.get("VarSetPct"), rated["WMax"].value),
+               3: (m.values.get("VarSetPct"), rated["VAMax"].value),
+               4: (m.values.get("VarSet"), 100.0)}.get(mode, (None, None))
+    pct, base = var
+    if pct is None or base is None:
+        return Reading(None, NOT_IMPLEMENTED, now)
+    v = pct / 100.0 * base
+    cap = rated["VArMaxInj" if v >= 0 else "VArMaxAbs"].value
+    if not cap:
+        return Reading(None, NOT_IMPLEMENTED, now)
+    return Reading(100.0 * v / cap, GOOD, now)
 
 
 def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -> dict[str, Any]:
