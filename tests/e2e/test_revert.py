@@ -188,3 +188,28 @@ def test_restarted_during_a_utility_event_the_limit_is_back_before_the_device_re
             first.terminate()
             if second is not None:
                 second.terminate()
+
+
+def test_a_device_without_revert_timers_is_named_in_status(tmp_path):
+    """The gateway writes no timer the device lacks, and `status` says what that leaves."""
+    from tests.corpus.runner import _status_command
+
+    prof = load_profile(PROFILE_DIR / "123-no-revert-timers.json")
+    root = str(tmp_path)
+    state = _state(root, limit_and_var=True)
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[functions]\nrevert_timeout = {REVERT_S}\n")
+    with SimProcess("--profile", prof.path, "--tau", "0.2", "--seed", "7") as sim:
+        agent = _agent(root, sim, str(config))
+        try:
+            _until(lambda: device(sim)["limit"] == pytest.approx(20.0, abs=0.2), 30)
+            shown, _ = _until(lambda: "no revert timer" in (s := _status_command(state)) and s,
+                              timeout=15, interval=0.5)
+            assert "the active power limit" in shown and "the var setpoint" in shown
+            assert device(sim)["timers"] == (None, None)  # never written
+            agent.proc.kill()  # the limit stays: this device has nothing to end it
+            agent.proc.wait(5)
+            time.sleep(REVERT_S + 1)
+            assert device(sim)["limit"] == pytest.approx(20.0, abs=0.2)
+        finally:
+            agent.terminate()
