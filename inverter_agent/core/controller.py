@@ -450,7 +450,9 @@ class Controller:
                     self.status.rewrites_after_readback += 1
             else:
                 self._mismatch.pop(k, None)
-        refreshed = self._refreshed(wanted, timers) if t >= self._refresh_at else {}
+        # A cease goes out alone (protection first); the refresh waits a cycle.
+        due = t >= self._refresh_at and changes.get("Conn") is not False
+        refreshed = self._refreshed(wanted, timers) if due else {}
         changes.update(refreshed)
         if not changes:
             return

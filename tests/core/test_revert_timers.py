@@ -180,6 +180,16 @@ def test_status_names_the_controls_without_a_timer():
     assert "var setpoint" not in notes
 
 
+def test_a_cease_is_never_delayed_by_a_refresh():
+    dev = TimedDevice()
+    c = _controller(dev, 0.2)
+    c._write(Setpoints(connect=True, p_limit_pct=20.0), good_snapshot(), 0.0)
+    c._write(Setpoints(connect=False, p_limit_pct=0.0), good_snapshot(), 20.0)  # refresh due
+    assert set(dev.writes[-1]) == {"Conn", "WMaxLimPct"}
+    c._write(Setpoints(connect=False, p_limit_pct=0.0), good_snapshot(), 20.2)
+    assert dev.writes[-1]["Conn"] is False and "Conn_RvrtTms" in dev.writes[-1]  # next cycle
+
+
 def test_a_clean_stop_lifts_a_cease_only_where_it_has_no_timer():
     for without, lifted in ((frozenset(), False), (frozenset({"Conn_RvrtTms"}), True)):
         dev = TimedDevice(without=without)
