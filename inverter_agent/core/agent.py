@@ -267,6 +267,9 @@ class Agent:
     def release_on_stop(self) -> None:
         """What the controller leaves the inverter with when the gateway stops cleanly."""
         if self.controller is not None and hasattr(self.controller, "on_stop"):
+            resume = getattr(self.inverter.transport, "resume", None)
+            if resume is not None:  # stop() cancelled the link to end a stuck poll
+                resume()
             try:
                 self.controller.on_stop()
             except Exception:  # stopping goes on whatever the last write does

@@ -213,3 +213,26 @@ def test_a_device_without_revert_timers_is_named_in_status(tmp_path):
             assert device(sim)["limit"] == pytest.approx(20.0, abs=0.2)
         finally:
             agent.terminate()
+
+
+def test_a_clean_stop_lifts_a_1547_cease_that_has_no_timer(tmp_path):
+    """703 ES has no revert timer: stopped cleanly while ceased, the gateway permits
+    service again, and the device's own enter-service settings govern its return."""
+    prof = load_profile(PROFILE_DIR / f"{IEEE1547}.json")
+    root = str(tmp_path)
+    _state(root, limit_and_var=False)
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[functions]\nrevert_timeout = {REVERT_S}\n")
+    with SimProcess("--profile", prof.path, "--tau", "0.2", "--seed", "7") as sim:
+        agent = _agent(root, sim, str(config))
+        try:
+            es = lambda: sim.control.unit_state(1)["controls"]["703"]["ES"]  # noqa: E731
+            _until(lambda: device(sim)["limit"] is not None, 30)  # steering
+            sim.control.set_grid(v_pu=1.25)
+            _until(lambda: es() == 0, 5)  # the backup trip
+            rc, took = agent.terminate()
+            assert rc == 0 and es() == 1, agent.log()[-2000:]
+            assert "cease to energize lifted" in agent.log()
+        finally:
+            sim.control.set_grid(v_pu=1.0)
+            agent.terminate()
