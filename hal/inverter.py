@@ -122,6 +122,13 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "VarSetPri": [((704,), "VarSetPri", _ident)],
     "VArAval": [((122,), "VArAval", _ident)],
     "AntiIslEna": [((704,), "AntiIslEna", _bool)],
+    # Revert timers (seconds): a control not rewritten within its timer reverts
+    # to the device's own setting (123: disabled / connected; 704: its *Rvrt points).
+    "Conn_RvrtTms": [((123,), "Conn_RvrtTms", _ident)],
+    "WMaxLimPct_RvrtTms": [((123,), "WMaxLimPct_RvrtTms", _ident),
+                           ((704,), "WMaxLimPctRvrtTms", _ident)],
+    "OutPFSet_RvrtTms": [((123,), "OutPFSet_RvrtTms", _ident), ((704,), "PFWInjRvrtTms", _ident)],
+    "VArPct_RvrtTms": [((123,), "VArPct_RvrtTms", _ident), ((704,), "VarSetRvrtTms", _ident)],
 }
 
 #: Readings the HAL derives from several models (see :meth:`Inverter._derive`).
@@ -129,9 +136,15 @@ DERIVED_POINTS = (*ratings.PRECEDENCE, "RatingSources", "ACType", "HalNotes")
 #: Per-phase points: reported unimplemented for a phase the device does not have.
 PHASE_POINTS = {ph: (f"PhVph{ph}", f"Aph{ph}") for ph in "ABC"}
 
+#: Each immediate control and the name of the revert timer that bounds it on
+#: devices that have one (a cease through 703 ES has none).
+REVERT_TIMERS = {"Conn": "Conn_RvrtTms", "WMaxLimPct": "WMaxLimPct_RvrtTms",
+                 "WMaxLim_Ena": "WMaxLimPct_RvrtTms", "OutPFSet": "OutPFSet_RvrtTms",
+                 "OutPFSet_Ena": "OutPFSet_RvrtTms", "VArPct": "VArPct_RvrtTms",
+                 "VArPct_Ena": "VArPct_RvrtTms"}
 #: Controls the agent may write; see :meth:`Inverter.write_controls`.
 CONTROL_NAMES = ("Conn", "WMaxLimPct", "WMaxLim_Ena", "OutPFSet", "OutPFSet_Ena",
-                 "VArPct", "VArPct_Ena", "RvrtTms")
+                 "VArPct", "VArPct_Ena", "RvrtTms", *sorted(set(REVERT_TIMERS.values())))
 
 
 class UnsupportedControl(LookupError):
@@ -212,7 +225,8 @@ class Inverter:
     def capabilities(self) -> Capabilities:
         dev = self._require()
         ids = tuple(dev.map.model_ids)
-        controls = tuple(n for n in CONTROL_NAMES if self._control_target(n) is not None)
+        controls = tuple(n for n in CONTROL_NAMES if self._control_target(n) is not None
+                         and (not n.endswith("_RvrtTms") or self._implemented(n)))
         return Capabilities(
             measurements=any(m in ids for m in MEASUREMENT_MODELS),
             nameplate=any(m in ids for m in NAMEPLATE_MODELS),
@@ -344,6 +358,8 @@ class Inverter:
         if pf is not None:
             out["OutPFSet"] = pf
         self._derive(models, out, now)
+        if "VArPct" in out:
+            out["VArPct"] = _var_pct_read(models, out["VArPct"], now)
         return out
 
     def _derive(self, models: Mapping[int, DecodedModel], out: dict[str, Reading],
@@ -432,28 +448,46 @@ class Inverter:
 
         if name == "Conn":
             return 123 if has(123) else (703 if has(703) else None)
+        if name == "Conn_RvrtTms":
+            return 123 if has(123) else None
         return 123 if has(123) else (704 if has(704) else None)
+
+    def _implemented(self, name: str) -> bool:
+        """Whether the device implements the point behind a control (a revert timer a
+        device leaves unimplemented reads as the SunSpec sentinel: it has none).
+        Unknown until the model has been read: then False."""
+        mid = self._control_target(name)
+        model = self._models.get(mid) if mid is not None else None
+        if model is None:
+            return False
+        return all(model.values.get(p) is not None
+                   for p in _control_points(mid, name, 0, self._models))
 
     def write_controls(self, changes: Mapping[str, Any]) -> None:
         """Write named controls; each model's share goes out in as few writes as possible.
 
-        ``RvrtTms`` (seconds) sets the device's own revert timers for the
-        power limit, PF and var controls, so a device that stops hearing from
-        us falls back by itself (SunSpec *_RvrtTms).
+        A revert timer (``Conn_RvrtTms``, ``WMaxLimPct_RvrtTms``,
+        ``OutPFSet_RvrtTms``, ``VArPct_RvrtTms``: seconds; :data:`REVERT_TIMERS`)
+        bounds its control: written with it, a device that stops hearing from us
+        returns to its own setting when the timer runs out (SunSpec 123 *_RvrtTms,
+        704 *RvrtTms). ``RvrtTms`` sets the three of the limit, PF and var at once.
+        Timers go out before the controls they bound, so a device that starts the
+        timer when the control is written starts it with the new value.
         """
         dev = self._require()
-        by_model: dict[int, dict[str, Any]] = {}
+        by_model: dict[tuple[bool, int], dict[str, Any]] = {}
         for name, value in changes.items():
             target = self._control_target(name)
             if target is None:
                 raise UnsupportedControl(f"unit {self.unit}: no model carries {name}")
-            by_model.setdefault(target, {}).update(
+            timer = name.endswith("RvrtTms")
+            by_model.setdefault((not timer, target), {}).update(
                 _control_points(target, name, value, self._models))
         try:
-            for mid, points in by_model.items():
+            for (_, mid), points in sorted(by_model.items()):
                 dev.write_points(mid, points)
         finally:
-            self.refresh(by_model)  # read back what was written at the next cycle
+            self.refresh({mid for _, mid in by_model})  # read back at the next cycle
 
     # -- native curves
     def native_functions(self) -> tuple[str, ...]:
@@ -504,6 +538,10 @@ def _control_points(model_id: int, name: str, value: Any,
             "VArPct_Ena": lambda v: {"VArPct_Ena": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPct_RvrtTms": int(v), "OutPFSet_RvrtTms": int(v),
                                   "VArPct_RvrtTms": int(v)},
+            "Conn_RvrtTms": lambda v: {"Conn_RvrtTms": int(v)},
+            "WMaxLimPct_RvrtTms": lambda v: {"WMaxLimPct_RvrtTms": int(v)},
+            "OutPFSet_RvrtTms": lambda v: {"OutPFSet_RvrtTms": int(v)},
+            "VArPct_RvrtTms": lambda v: {"VArPct_RvrtTms": int(v)},
         }
     elif model_id == 704:
         table = {
@@ -515,6 +553,9 @@ def _control_points(model_id: int, name: str, value: Any,
             "VArPct_Ena": lambda v: {"VarSetEna": int(bool(v))},
             "RvrtTms": lambda v: {"WMaxLimPctRvrtTms": int(v), "PFWInjRvrtTms": int(v),
                                   "VarSetRvrtTms": int(v)},
+            "WMaxLimPct_RvrtTms": lambda v: {"WMaxLimPctRvrtTms": int(v)},
+            "OutPFSet_RvrtTms": lambda v: {"PFWInjRvrtTms": int(v)},
+            "VArPct_RvrtTms": lambda v: {"VarSetRvrtTms": int(v)},
         }
     elif model_id == 703:
         # 1547 devices without model 123: ES (permit service) is the way to cease energizing.
@@ -525,6 +566,35 @@ def _control_points(model_id: int, name: str, value: Any,
         raise UnsupportedControl(f"model {model_id} does not carry {name}")
     return table[name](value)
 
+
+
+def _var_pct_read(models: Mapping[int, DecodedModel], plain: Reading, now: float) -> Reading:
+    """The var setpoint read back as percent of the var maximum in its direction (what
+    ``VArPct`` means when written), whatever base the device's mode puts it in."""
+    mid = 123 if 123 in models else 704
+    m = models.get(mid)
+    if m is None:
+        return plain
+    mode = m.raw.get("VArPct_Mod" if mid == 123 else "VarSetMod")
+    if mode is None or mode == (2 if mid == 123 else 1) or (mid == 123 and mode == 0):
+        return plain
+    rated = ratings.resolve(models)
+    if mid == 123:
+        aval = models[122].values.get("VArAval") if 122 in models else None
+        var = {1: (m.values.get("VArWMaxPct"), rated["WMax"].value),
+               3: (m.values.get("VArAvalPct"), aval)}.get(mode, (None, None))
+    else:
+        var = {0: (m.values.get("VarSetPct"), rated["WMax"].value),
+               3: (m.values.get("VarSetPct"), rated["VAMax"].value),
+               4: (m.values.get("VarSet"), 100.0)}.get(mode, (None, None))
+    pct, base = var
+    if pct is None or base is None:
+        return Reading(None, NOT_IMPLEMENTED, now)
+    v = pct / 100.0 * base
+    cap = rated["VArMaxInj" if v >= 0 else "VArMaxAbs"].value
+    if not cap:
+        return Reading(None, NOT_IMPLEMENTED, now)
+    return Reading(100.0 * v / cap, GOOD, now)
 
 
 def _var_points(model_id: int, pct: float, models: Mapping[int, DecodedModel]) -> dict[str, Any]:

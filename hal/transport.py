@@ -220,6 +220,10 @@ class _PymodbusTransport:
         """
         self._cancelled.set()
 
+    def resume(self) -> None:
+        """Take transactions again after :meth:`cancel` (a last write while stopping)."""
+        self._cancelled.clear()
+
 
 class TcpTransport(_PymodbusTransport):
     """Modbus TCP (MBAP framing) to host:port."""

@@ -79,7 +79,8 @@ def make_controller(cfg: config_mod.Config, inverter: Any,
                             follow_timeout_s=cfg["functions.follow_timeout"],
                             steering=cfg["functions.steering"],
                             verify_every_s=cfg["functions.verify_every"],
-                            control_period_s=period)
+                            control_period_s=period,
+                            revert_timeout=cfg["functions.revert_timeout"])
     service.bind(controller.apply_settings)
     return controller, service
 

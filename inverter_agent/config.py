@@ -23,6 +23,10 @@ DEFAULT_CONFIG_DIR = "/etc/inverter-agent"
 DEFAULT_STATE_DIR = "/var/lib/inverter-agent"
 
 
+#: Range of ``[functions] revert_timeout`` (SunSpec revert timers count whole seconds).
+REVERT_MIN_S, REVERT_MAX_S = 2.0, 3600.0
+
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message says where."""
 
@@ -158,6 +162,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "revert_after": Key(float, 300.0, min=0.0, max=86400.0,
                             doc="seconds without any client after which temporary utility "
                                 "commands revert to the persisted settings; 0 = never"),
+        "revert_timeout": Key(float, "auto", min=REVERT_MIN_S, max=REVERT_MAX_S,
+                              words=("auto",),
+                              doc="seconds of the inverter's own revert timers set with every "
+                                  "immediate control and refreshed while the gateway runs: "
+                                  "a gateway that stops leaves the inverter commanded for at "
+                                  "most this long. \"auto\": 10 poll periods, at least 30 s "
+                                  "(a restarted gateway re-asserts before it), at most 300 s; "
+                                  "never less than three poll periods"),
     },
     "security": {
         "tls_cert": Key(str, None, doc="device certificate (PEM)"),
@@ -430,6 +442,13 @@ def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, s
                 f"{where}: [inverter] timeout x (retries + 1) = {budget:.2f} s is more than "
                 f"three poll periods ({period} s): a dead link would go unseen for too long; "
                 "lower timeout or retries, or raise agent.poll_period")
+    revert = values["functions"]["revert_timeout"]
+    if revert != "auto" and period != "auto" and revert < 3 * period:
+        where = sources.get("functions.revert_timeout", origin)
+        raise ConfigError(
+            f"{where}: [functions] revert_timeout = {revert} s is less than three poll periods "
+            f"({period} s): the gateway could not refresh the timers in time; allowed: "
+            f"{max(REVERT_MIN_S, 3 * period)} <= value <= {REVERT_MAX_S} or 'auto'")
     return Config(values, sources, tuple(links))
 
 

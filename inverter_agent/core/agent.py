@@ -268,7 +268,19 @@ class Agent:
             cancel()
 
     def close(self) -> None:
+        self.release_on_stop()
         self.inverter.close()
+
+    def release_on_stop(self) -> None:
+        """What the controller leaves the inverter with when the gateway stops cleanly."""
+        if self.controller is not None and hasattr(self.controller, "on_stop"):
+            resume = getattr(self.inverter.transport, "resume", None)
+            if resume is not None:  # stop() cancelled the link to end a stuck poll
+                resume()
+            try:
+                self.controller.on_stop()
+            except Exception:  # stopping goes on whatever the last write does
+                log.exception("controller stop failed")
 
     def status_view(self) -> dict[str, Any]:
         """This inverter's link, poll timing, models and functions, as plain data."""

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hal.curves import VoltVarCurve
+from hal.inverter import REVERT_TIMERS
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
+from hal.transport import DeviceException
 from inverter_agent.core.arbitration import plant_cap
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
@@ -54,6 +56,20 @@ FOLLOW_TOL_PCT = 5.0
 ENERGIZING = {InvSt.STARTING, InvSt.MPPT, InvSt.THROTTLED}
 #: What standing aside writes: our enables off, so the device's own settings govern.
 RELEASE = {"WMaxLim_Ena": False, "OutPFSet_Ena": False, "VArPct_Ena": False}
+#: The inverter's revert timers, set with every immediate control that has one (see
+#: :func:`revert_time`): "auto" is REVERT_CYCLES poll periods within these bounds. The
+#: floor leaves a restarted gateway (systemd RestartSec 5 s, start, discovery) time to
+#: re-assert before the inverter reverts.
+REVERT_CYCLES = 10
+REVERT_AUTO_MIN_S, REVERT_AUTO_MAX_S = 30.0, 300.0
+#: Controls holding a command are rewritten (their timers re-armed) this many times
+#: per revert time, so one lost write never lets a timer run out.
+REFRESHES_PER_REVERT = 3
+#: Each enable (or Conn) and the value that makes its control hold a command.
+_COMMANDING = {"Conn": False, "WMaxLim_Ena": True, "OutPFSet_Ena": True, "VArPct_Ena": True}
+#: What a control without a revert timer leaves behind when the gateway stops.
+_NO_TIMER = {"Conn": "a cease to energize", "WMaxLimPct": "the active power limit",
+             "OutPFSet": "the power factor setpoint", "VArPct": "the var setpoint"}
 
 
 @dataclass(slots=True)
@@ -104,6 +120,20 @@ def for_platform(settings: Settings, period_s: float) -> Settings:
             settings.freq_watt, response_time_s=faster(settings.freq_watt.response_time_s)))
 
 
+def revert_time(setting: float | str, period_s: float) -> int:
+    """Seconds of the inverter's revert timers for ``[functions] revert_timeout``.
+
+    "auto": :data:`REVERT_CYCLES` poll periods, at least :data:`REVERT_AUTO_MIN_S`,
+    at most :data:`REVERT_AUTO_MAX_S`. Never less than :data:`REFRESHES_PER_REVERT`
+    poll periods (the refreshes must fit in it); whole seconds (SunSpec counts them).
+    """
+    if setting == "auto":
+        s = min(REVERT_AUTO_MAX_S, max(REVERT_AUTO_MIN_S, REVERT_CYCLES * period_s))
+    else:
+        s = float(setting)
+    return int(math.ceil(max(s, REFRESHES_PER_REVERT * period_s)))
+
+
 @dataclass(slots=True)
 class NativeCurveState:
     curve: VoltVarCurve | None
@@ -136,9 +166,16 @@ class Controller:
     def __init__(self, inverter: Any, settings: Settings, events: EventLog,
                  nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
                  rng: random.Random | None = None, steering: str = "immediate",
-                 verify_every_s: float = 60.0, control_period_s: float = 0.1) -> None:
+                 verify_every_s: float = 60.0, control_period_s: float = 0.1,
+                 revert_timeout: float | str = "auto") -> None:
         self.inverter = inverter
         self.control_period_s = control_period_s
+        #: ``[functions] revert_timeout`` and the seconds it gives at this poll period.
+        self.revert_timeout = revert_timeout
+        self.revert_s = revert_time(revert_timeout, control_period_s)
+        self._refresh_at = -math.inf
+        #: Revert timers the device refused to take (the controls go out without them).
+        self._timers_refused: set[str] = set()
         self.settings = settings
         self.engine_settings = for_platform(settings, control_period_s)
         self.events = events
@@ -169,6 +206,7 @@ class Controller:
         """The loop now samples every ``period_s`` (an automatic poll period was chosen)."""
         self.control_period_s = period_s
         self.engine_settings = for_platform(self.settings, period_s)
+        self.revert_s = revert_time(self.revert_timeout, period_s)
 
     def apply_settings(self, settings: Settings) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
@@ -192,6 +230,8 @@ class Controller:
         notes = list(a.notes)
         if self.inverter.connected and not self._supported_controls():
             notes.append("monitor only: the device offers no immediate controls (123 or 704)")
+        elif self.inverter.connected:
+            notes.extend(self._no_revert_notes())
         self.status.notes = tuple(notes)
         policy = self.settings.safety.on_invalid_measurements
         if a.problems and policy is InvalidPolicy.STAND_ASIDE:
@@ -342,6 +382,9 @@ class Controller:
                     self._warned.add(name)
                     self.events.record("unsupported_control", f"inverter offers no {name}")
                 del wanted[name]
+        timers = {tm: self.revert_s for k in wanted
+                  if (tm := REVERT_TIMERS.get(k)) in supported and tm not in self._timers_refused}
+        wanted.update(timers)
         changes = {k: v for k, v in wanted.items() if self._differs(k, v, self.status.written)}
         # Read-back: the inverter lost a control we set (restart, another master).
         for k, v in wanted.items():
@@ -356,20 +399,99 @@ class Controller:
                     self.status.rewrites_after_readback += 1
             else:
                 self._mismatch.pop(k, None)
+        # A cease goes out alone (protection first); the refresh waits a cycle.
+        due = t >= self._refresh_at and changes.get("Conn") is not False
+        refreshed = self._refreshed(wanted, timers) if due else {}
+        changes.update(refreshed)
         if not changes:
             return
+        if not self._write_changes(changes):
+            return
+        if refreshed:
+            self._refresh_at = t + self.revert_s / REFRESHES_PER_REVERT
+        for k in changes:
+            self._mismatch.pop(k, None)
+        log.log(logging.DEBUG if set(changes) <= set(refreshed) else logging.INFO,
+                "setpoints %s (cause: %s)", _fmt(changes), sp.cause or "functions")
+        self._arm_checks(sp, changes, t)
+
+    @staticmethod
+    def _refreshed(wanted: Mapping[str, Any], timers: Mapping[str, int]) -> dict[str, Any]:
+        """The controls holding a command that have a revert timer, with their timers:
+        rewritten now and then so that the timers never run out while the gateway runs
+        (a control written restarts its timer, SunSpec 123 / 704)."""
+        armed = {REVERT_TIMERS[k] for k, on in _COMMANDING.items()
+                 if k in wanted and wanted[k] is on and REVERT_TIMERS[k] in timers}
+        out = {k: v for k, v in wanted.items() if REVERT_TIMERS.get(k) in armed}
+        out.update({tm: timers[tm] for tm in armed})
+        return out
+
+    def _write_changes(self, changes: dict[str, Any]) -> bool:
+        """Write ``changes``; a device that refuses a revert timer still gets the controls
+        (without that timer from then on, and status says so). False: nothing written."""
         try:
             self.inverter.write_controls(changes)
         except Exception as exc:  # the link or the device refused: try again next cycle
+            timers = {k for k in changes if k in REVERT_TIMERS.values()}
             self.status.write_errors += 1
             log.warning("writing %s failed: %s", sorted(changes), exc)
-            return
+            if not timers or not isinstance(exc, DeviceException):
+                return False  # not the device saying no (a link failure): next cycle
+            rest = {k: v for k, v in changes.items() if k not in timers}
+            try:
+                if rest:
+                    self.inverter.write_controls(rest)
+            except Exception:
+                return False
+            refused = set()
+            for tm in sorted(timers):  # which timer the device said no to
+                try:
+                    self.inverter.write_controls({tm: changes[tm]})
+                except DeviceException:
+                    refused.add(tm)
+                except Exception:  # the link: try the timers again later
+                    refused = set()
+                    break
+                else:
+                    rest[tm] = changes[tm]
+            if refused:
+                self._timers_refused |= refused
+                self.events.record("revert_timer_refused", f"the inverter refused "
+                                   f"{', '.join(sorted(refused))}: {exc}")
+            changes = rest
         self.status.writes += 1
         self.status.written.update(changes)
-        for k in changes:
-            self._mismatch.pop(k, None)
-        log.info("setpoints %s (cause: %s)", _fmt(changes), sp.cause or "functions")
-        self._arm_checks(sp, changes, t)
+        return True
+
+    def _no_revert_notes(self) -> list[str]:
+        """Controls this device takes without a revert timer: what they leave behind."""
+        supported = self._supported_controls()
+        missing = [what for k, what in _NO_TIMER.items() if k in supported and (
+            REVERT_TIMERS[k] not in supported or REVERT_TIMERS[k] in self._timers_refused)]
+        if not missing:
+            return []
+        return [f"no revert timer on this inverter for {', '.join(missing)}: if the gateway "
+                "stops while it holds one, the inverter keeps it until the gateway returns"]
+
+    def on_stop(self) -> None:
+        """The gateway stops cleanly: every control with a revert timer stays in force
+        until its timer runs out (a restart within it re-asserts without a gap); a cease
+        to energize that has no timer is lifted now (permit service), so the inverter
+        returns by its own enter-service settings instead of staying ceased for good."""
+        supported = self._supported_controls() if self.inverter.connected else set()
+        timer = REVERT_TIMERS["Conn"]
+        if self.status.written.get("Conn") is not False or "Conn" not in supported or (
+                timer in supported and timer not in self._timers_refused):
+            return
+        try:
+            self.inverter.write_controls({"Conn": True})
+        except Exception as exc:
+            log.warning("stopping: lifting the cease to energize failed: %s", exc)
+            return
+        self.status.written["Conn"] = True
+        self.events.record("stop_release", "gateway stopping: cease to energize lifted "
+                           "(no revert timer for it); the inverter's enter-service settings "
+                           "govern its return")
 
     # -- native curves
     def desired_volt_var_curve(self) -> VoltVarCurve:

@@ -241,11 +241,13 @@ class Site:
             agent.stop()
 
     def close(self) -> None:
+        for agent in self.agents:  # every inverter, before a shared wire closes
+            agent.release_on_stop()
         closed: set[int] = set()
         for agent in self.agents:
             if id(agent.inverter.transport) not in closed:
                 closed.add(id(agent.inverter.transport))
-                agent.close()
+                agent.inverter.close()
 
     def status_view(self) -> dict[str, Any]:
         return {

@@ -147,6 +147,26 @@ def test_controls_land_scaled_even_after_the_device_changes_its_scale_factor(fre
     assert r["WMaxLimPct"].value == pytest.approx(37.25)
 
 
+def test_a_revert_timer_goes_out_with_its_control_and_the_device_reverts(fresh, tcp):
+    """Issue 22: the HAL names each control's revert timer and writes it first."""
+    inv = Inverter(tcp)
+    inv.connect()
+    inv.poll()
+    caps = inv.capabilities().controls
+    assert {"Conn_RvrtTms", "WMaxLimPct_RvrtTms", "OutPFSet_RvrtTms", "VArPct_RvrtTms"} <= \
+        set(caps)
+    t0 = time.monotonic()
+    inv.write_controls({"WMaxLimPct": 30.0, "WMaxLim_Ena": True, "WMaxLimPct_RvrtTms": 2})
+    ctl = fresh.control.unit_state(1)["controls"]["123"]
+    assert ctl["WMaxLimPct_RvrtTms"] == 2 and ctl["WMaxLim_Ena"] == 1
+    r = poll_until(inv, lambda x: x["WMaxLimPct_RvrtTms"].value is not None, timeout=2)
+    assert r["WMaxLimPct_RvrtTms"].value == 2  # read back by name
+    wait_until(lambda: fresh.control.unit_state(1)["controls"]["123"]["WMaxLim_Ena"] == 0,
+               timeout=5)
+    assert 1.5 < time.monotonic() - t0 < 2.6
+    poll_until(inv, lambda x: x["W"].value > 3500, timeout=5)  # all it has again
+
+
 def test_pf_and_var_controls_and_disconnect(fresh, tcp):
     inv = Inverter(tcp)
     inv.connect()

@@ -75,3 +75,23 @@ def test_an_unknown_var_maximum_is_refused_not_assumed():
     c704 = model(704, VarSetMod=2)
     with pytest.raises(UnsupportedControl):
         _control_points(704, "VArPct", 50.0, {121: RATINGS, 704: c704})
+
+
+@pytest.mark.parametrize(("mid", "mode", "pct"), [
+    (123, 1, 50.0), (123, 1, -50.0), (123, 2, 40.0), (704, 0, 50.0), (704, 3, -50.0),
+    (704, 4, 50.0), (704, 1, 40.0)])
+def test_the_var_setpoint_reads_back_as_it_was_written(mid, mode, pct):
+    """Read-back in the written meaning: a device in another base is not rewritten every
+    cycle as if it had lost the setpoint (issue 22: the writes also re-arm timers)."""
+    from hal.inverter import _var_pct_read
+    from hal.reading import GOOD, Reading
+
+    extra = {"VArPct_SF": -1} if mid == 123 else {"VarSetPct_SF": -1, "VarSet_SF": 0}
+    mode_key = "VArPct_Mod" if mid == 123 else "VarSetMod"
+    ctl = model(mid, **{mode_key: mode}, **extra)
+    pts = _control_points(mid, "VArPct", pct, {121: RATINGS, mid: ctl})
+    written = model(mid, **{mode_key: mode}, **extra, **{k: v for k, v in pts.items()
+                                                         if k != mode_key})
+    plain = written.values.get("VArMaxPct" if mid == 123 else "VarSetPct")
+    got = _var_pct_read({121: RATINGS, mid: written}, Reading(plain, GOOD, 0.0), 0.0)
+    assert got.quality.good and math.isclose(got.value, pct, abs_tol=0.2)
