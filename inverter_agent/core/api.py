@@ -210,9 +210,13 @@ class Core:
 
     # -- events and audit
     def record(self, kind: str, detail: str, who: str) -> None:
-        """An event in the event log (a utility event received, a link lost)."""
+        """A command received by an adapter outside the settings (a utility event, a
+        default control, one refused): in the event log and, like every command, in
+        the audit log (``*_refused`` kinds as refused)."""
         if self._record is not None:
             self._record(kind, detail, who)
+        outcome = "refused" if kind.endswith("_refused") else "ok"
+        self.audit_command(f"command.{kind}", who, outcome, kind, new=detail)
 
     def audit_command(self, action: str, who: str, outcome: str, obj: str | None,
                       old: Any = None, new: Any = None, **extra: Any) -> None:
