@@ -176,6 +176,8 @@ class Controller:
         self._refresh_at = -math.inf
         #: Revert timers the device refused to take (the controls go out without them).
         self._timers_refused: set[str] = set()
+        #: The last Conn this run tried to write (written or not).
+        self._conn_sent: bool | None = None
         self.settings = settings
         self.engine_settings = for_platform(settings, control_period_s)
         self.events = events
@@ -429,6 +431,8 @@ class Controller:
     def _write_changes(self, changes: dict[str, Any]) -> bool:
         """Write ``changes``; a device that refuses a revert timer still gets the controls
         (without that timer from then on, and status says so). False: nothing written."""
+        if "Conn" in changes:  # a cease half written (one model of two) counts at stop
+            self._conn_sent = changes["Conn"]
         try:
             self.inverter.write_controls(changes)
         except Exception as exc:  # the link or the device refused: try again next cycle
@@ -480,7 +484,8 @@ class Controller:
         returns by its own enter-service settings instead of staying ceased for good."""
         supported = self._supported_controls() if self.inverter.connected else set()
         timer = REVERT_TIMERS["Conn"]
-        if self.status.written.get("Conn") is not False or "Conn" not in supported or (
+        ceased = False in (self.status.written.get("Conn"), self._conn_sent)
+        if not ceased or "Conn" not in supported or (
                 timer in supported and timer not in self._timers_refused):
             return
         try:
@@ -488,7 +493,7 @@ class Controller:
         except Exception as exc:
             log.warning("stopping: lifting the cease to energize failed: %s", exc)
             return
-        self.status.written["Conn"] = True
+        self.status.written["Conn"] = self._conn_sent = True
         self.events.record("stop_release", "gateway stopping: cease to energize lifted "
                            "(no revert timer for it); the inverter's enter-service settings "
                            "govern its return")

@@ -200,6 +200,19 @@ def test_a_clean_stop_lifts_a_cease_only_where_it_has_no_timer():
         assert dev.values["Conn"] is (True if lifted else False)
 
 
+def test_a_clean_stop_lifts_a_cease_cut_short_by_the_stop():
+    """A cease reaching one model of two when the stop cancels the link: lifted all the same."""
+    dev = TimedDevice(without=frozenset({"Conn_RvrtTms"}))
+    c = _controller(dev, 0.2)
+    c._write(Setpoints(connect=True, p_limit_pct=100.0), good_snapshot(), 0.0)
+    dev.refuse = frozenset({"Conn"})  # the write carrying the cease fails
+    c._write(Setpoints(connect=False, p_limit_pct=0.0), good_snapshot(), 0.2)
+    assert c.status.written["Conn"] is True  # not known to have landed
+    dev.refuse = frozenset()
+    c.on_stop()
+    assert dev.writes[-1] == {"Conn": True}
+
+
 @pytest.mark.parametrize("text,words", [
     ('[functions]\nrevert_timeout = 1\n', ["revert_timeout", "2.0 <= value <= 3600.0"]),
     ('[functions]\nrevert_timeout = "soon"\n', ["revert_timeout", "'auto'"]),
