@@ -2,13 +2,15 @@
 
 Discovery and registration (dcap, EndDevice, FunctionSetAssignments,
 DERProgram by primacy), DERControl events and the DefaultDERControl (through
-:class:`GatewayConnector` into the core's :class:`UtilitySchedule`), the
-DERCapability / DERSettings / DERStatus / DERAvailability resources and
+:class:`GatewayConnector` into the core's :class:`UtilitySchedule`),
 MirrorUsagePoint readings at the server's post rate, LogEvents from DERStatus
 alarms, Responses: all by py20305. What this module adds: the TLS material
 and options from ``[ieee2030_5]``, a ceiling on the server's poll rates, a
-bounded reconnect loop, the link state the core shows in ``status`` and over
-MMS (``comms``: connected / lost, last server contact), and a clean stop.
+bounded reconnect loop, the DER resources (DERCapability, DERSettings,
+DERStatus, DERAvailability) PUT by :class:`~.registration.Registrar` as soon
+as the ratings are known and whenever they change, the link state the core
+shows in ``status`` and over MMS (``comms``: connected / lost, last server
+contact), and a clean stop.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from inverter_agent.core.arbitration import UtilitySchedule
 
 from .connector import GatewayConnector
 from .identity import lfdi_sfdi
+from .registration import Registrar
 from .site_view import SiteView
 
 log = logging.getLogger(__name__)
 
 #: Reconnect back-off, seconds (bounded: a server down for days is retried every minute).
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
-#: Seconds between DERSettings PUTs (at least; the post rate if slower).
-SETTINGS_EVERY_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ class Ieee2030Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self.registrar: Registrar | None = None
         #: Test and bench hook: a py20305 TrafficRecorder to attach before connecting.
         self.traffic_recorder: Any = None
 
@@ -177,6 +179,8 @@ class Ieee2030Client:
         d = self.schedule.default()
         c["default_control"] = d.describe() if d is not None else None
         c["refused"] = dict(self.connector.refused)
+        if self.registrar is not None:
+            c["resources"] = self.registrar.status()
         client = self._client
         if client is not None:
             c["poll_rates"] = {k: v for k, v in client.state.poll_rates.items()
@@ -239,10 +243,15 @@ class Ieee2030Client:
         client = self._client = self._build()
         telemetry = None
         run_task: asyncio.Task[None] | None = None
+        reg_task: asyncio.Task[None] | None = None
         try:
             if not await self._connect(client):
                 return
             await self._register(client)
+            self.registrar = Registrar(client, self.lfdi, self.connector.site,
+                                       der_type=self.connector.der_type,
+                                       post_rate=self.settings.post_rate)
+            reg_task = asyncio.create_task(self.registrar.run(self._stop), name="der-resources")
             with contextlib.suppress(Exception):
                 await client.poll_now()
             telemetry = self._telemetry(client)
@@ -251,6 +260,8 @@ class Ieee2030Client:
             await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
         finally:
+            if reg_task is not None:
+                reg_task.cancel()
             if telemetry is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(telemetry.shutdown(), 3.0)
@@ -299,19 +310,29 @@ class Ieee2030Client:
                         "this device out of band", exc)
 
     def _telemetry(self, client: Any) -> Any:
+        """py20305's readings (MirrorUsagePoints) and LogEvents; the DER resources are the
+        registrar's (py20305's own scheduler PUTs them on fixed timers from discovery on,
+        before the ratings are read, and retries a day later)."""
         from py20305.telemetry import TelemetryCoordinator
 
-        coordinator = TelemetryCoordinator(
+        class ReadingsOnly(TelemetryCoordinator):  # type: ignore[misc]
+            def _setup_der_resources(self) -> None:
+                pass  # the registrar's
+
+            def _telemetry_hrefs(self, lfdi: str) -> tuple[str | None, str | None]:
+                return super()._telemetry_hrefs(lfdi)[0], None  # DERAvailability: ours
+
+        coordinator = ReadingsOnly(
             client, lfdis=[self.lfdi], connector_resolver=lambda _lfdi: self.connector,
-            post_rate_seconds=int(self.settings.post_rate),
-            # DERSettings change only with a setting: PUT them every 15 min (or at the post
-            # rate if slower), not py20305's 60 s default (1440 PUTs a day for nothing).
-            der_settings_poll_rate_seconds=int(max(self.settings.post_rate, SETTINGS_EVERY_S)))
+            post_rate_seconds=int(self.settings.post_rate))
         coordinator.setup()
         coordinator.start_device_telemetry()
+        registrar = self.registrar
 
         async def rediscovered() -> None:
             await coordinator.restart_device_telemetry()
+            if registrar is not None:
+                registrar.wake()
 
         client.set_on_rediscovered(rediscovered)
         return coordinator

@@ -63,7 +63,7 @@ def mms_status(key: str) -> str:
 class Gateway:
     """``inverter-agent run`` against the simulator, MMS on a free port, 2030.5 configured."""
 
-    def __init__(self, tmp: Path, sim: SimProcess, toml: str) -> None:
+    def __init__(self, tmp: Path, sim: SimProcess, toml: str, poll_period: float = 0.2) -> None:
         self.sim = sim
         self.port = free_port()
         self.state_dir = tmp / "state"
@@ -74,7 +74,7 @@ class Gateway:
             [sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(tmp / "agent.toml"),
              "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-host", "127.0.0.1",
              "--mms-port", str(self.port), "--state-dir", str(self.state_dir),
-             "--poll-period", "0.2"], stdin=subprocess.DEVNULL, stdout=self._log,
+             "--poll-period", str(poll_period)], stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT)
         self._mms: mms.MmsConnection | None = None
 
