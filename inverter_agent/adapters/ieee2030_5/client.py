@@ -28,6 +28,7 @@ from typing import Any
 
 from inverter_agent.core.arbitration import UtilitySchedule
 
+from . import responses
 from .connector import GatewayConnector
 from .identity import lfdi_sfdi
 from .registration import Registrar
@@ -340,17 +341,19 @@ class Ieee2030Client:
 
 def refusing_dispatcher(connector: GatewayConnector) -> type:
     """py20305's dispatcher, refusing at activation what the core would refuse (a bad
-    curve included): py20305 then answers the event with the rejection Response (253
-    invalid) instead of 'started', and nothing is dispatched."""
-    from py20305.connectors.control_errors import InvalidControlValueError
+    curve included): py20305 then answers the event with the rejection Response its
+    cause says (:mod:`.responses`: 252 not applicable, 253 invalid, 254 expired)
+    instead of 'started', and nothing is dispatched."""
     from py20305.connectors.dispatcher import ConnectorDispatcher
+
+    responses.install()
 
     class Dispatcher(ConnectorDispatcher):  # type: ignore[misc]
         async def apply_control(self, device_href: str, derc: Any, curves: Any,
                                 **kw: Any) -> None:
-            why = connector.check_derc(derc, curves or ())
-            if why is not None:
-                raise InvalidControlValueError(why)
+            rejected = connector.check_derc(derc, curves or ())
+            if rejected is not None:
+                raise responses.refusal(rejected.cause, str(rejected))
             await super().apply_control(device_href, derc, curves, **kw)
 
     return Dispatcher

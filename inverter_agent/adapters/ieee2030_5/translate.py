@@ -16,6 +16,8 @@ from typing import Any
 
 from inverter_agent.core.arbitration import UtilityControl
 
+from .responses import RefusalCause
+
 #: opMod functions this gateway applies. Others (fixed W, target W/var/V, ride-through
 #: curves, watt-var, frequency-watt...) are reported unsupported: a ride-through curve from
 #: a server would relax the protection the gateway runs (docs/arbitration.md, protection
@@ -48,7 +50,16 @@ VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
 
 
 class ControlRejected(ValueError):
-    """A control the gateway refuses; the message says which value and why."""
+    """A control the gateway refuses; the message says which value and why, ``cause``
+    the kind of refusal (:mod:`.responses` maps it to the Response status): a value
+    outside the range 2030.5 gives its type is an invalid event, unless said otherwise."""
+
+    def __init__(self, why: str, cause: RefusalCause = RefusalCause.INVALID_VALUE) -> None:
+        super().__init__(why)
+        self.cause = cause
+
+
+_NOT_SUPPORTED = RefusalCause.NOT_SUPPORTED
 
 
 def _enabled(v: Any) -> bool:
@@ -100,7 +111,7 @@ def curve_points(name: str, curve: Mapping[str, Any], curve_type: int,
     ref = _int(f"{name}.yRefType", _unwrap(curve.get("y_ref_type")), 0, 255)
     if ref not in tuple(y_refs):
         raise ControlRejected(f"{name}.yRefType = {ref}: supported "
-                              f"{', '.join(str(r) for r in y_refs)}")
+                              f"{', '.join(str(r) for r in y_refs)}", _NOT_SUPPORTED)
     xm = _int(f"{name}.xMultiplier", _unwrap(curve.get("x_multiplier")), -9, 9)
     ym = _int(f"{name}.yMultiplier", _unwrap(curve.get("y_multiplier")), -9, 9)
     data = curve.get("curve_data")
@@ -130,7 +141,7 @@ def freq_droop(fd: Any) -> tuple[float, float, float, float, float | None]:
     if fd.get("p_min") is not None:
         # 2023's pMin is an absolute ActivePower: not taken rather than guessed.
         raise ControlRejected("opModFreqDroop.pMin: not supported (the persisted "
-                              "freq_watt.p_min_pct applies)")
+                              "freq_watt.p_min_pct applies)", _NOT_SUPPORTED)
     db_of = _int("opModFreqDroop.dBOF", _unwrap(fd.get("d_bof")), 0, 2**32 - 1)
     db_uf = _int("opModFreqDroop.dBUF", _unwrap(fd.get("d_buf")), 0, 2**32 - 1)
     k_of = _int("opModFreqDroop.kOF", _unwrap(fd.get("k_of")), 0, 0xFFFF)
@@ -171,9 +182,10 @@ def control_from_base(base: Mapping[str, Any] | None,
     unsupported = sorted(k for k, v in base.items()
                          if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
     if "op_mod_freq_watt" in unsupported:
-        raise ControlRejected(FREQ_WATT_CURVE_REFUSED)
+        raise ControlRejected(FREQ_WATT_CURVE_REFUSED, _NOT_SUPPORTED)
     if unsupported:
-        raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}")
+        raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}",
+                              _NOT_SUPPORTED)
     fields: dict[str, Any] = {}
     if _enabled(base.get("op_mod_connect")):
         fields["connect"] = _bool("opModConnect", base["op_mod_connect"])
@@ -190,7 +202,8 @@ def control_from_base(base: Mapping[str, Any] | None,
         fields["fixed_pf"] = _pf("opModFixedPFInjectW", inject)
     elif _enabled(absorb):
         # Storage charging PF; a PV inverter never absorbs active power: refuse it.
-        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power")
+        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power",
+                              _NOT_SUPPORTED)
     var = base.get("op_mod_fixed_var")
     if _enabled(var):
         if not isinstance(var, Mapping):
@@ -198,7 +211,7 @@ def control_from_base(base: Mapping[str, Any] | None,
         ref = _int("opModFixedVar.refType", _unwrap(var.get("ref_type")), 0, 255)
         if ref != REF_SET_MAX_VAR:
             raise ControlRejected(f"opModFixedVar.refType = {ref}: only {REF_SET_MAX_VAR} "
-                                  "(%setMaxVar) is supported")
+                                  "(%setMaxVar) is supported", _NOT_SUPPORTED)
         raw = var.get("value")
         raw = raw.get("value") if isinstance(raw, Mapping) else raw
         fields["fixed_var_pct"] = _int("opModFixedVar.value", raw, -10000, 10000) / 100.0
@@ -211,7 +224,7 @@ def control_from_base(base: Mapping[str, Any] | None,
         # nominal here (the settings' vRef is 1.0 for the event), so only 100 % is taken.
         if v_ref is not None and _int("opModVoltVar.vRef", v_ref, 0, 0xFFFF) != 10000:
             raise ControlRejected(f"opModVoltVar.vRef = {v_ref}: only 10000 (100 %) is "
-                                  "supported")
+                                  "supported", _NOT_SUPPORTED)
         fields["volt_var_curve"] = points
         fields["volt_var_q_base"] = VOLT_VAR_Q_BASE[ref]
     vw = base.get("op_mod_volt_watt")
@@ -227,5 +240,6 @@ def control_from_base(base: Mapping[str, Any] | None,
         names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",
                  "volt_var_curve": "opModVoltVar"}
         raise ControlRejected(f"{' and '.join(names[k] for k in reactive)} together: one "
-                              "reactive mode at a time (IEEE 1547-2018 5.3.1)")
+                              "reactive mode at a time (IEEE 1547-2018 5.3.1)",
+                              RefusalCause.CONFLICT)
     return UtilityControl(**fields)

@@ -344,6 +344,36 @@ def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, ti
              "event over: default control")
 
 
+def test_responses_say_received_started_completed_and_why_a_control_is_refused(recorded,
+                                                                              timeline):
+    """The Responses the in-process client of the same code posted (this server has no
+    Response function set: the posts are answered 404, but they are what a conformance
+    server checks): the valid event 1 received, 2 started, 3 completed; the unsupported
+    one (opModFixedW) 252, the absurd one (200 %) 253, the one that had ended before it
+    was received 254 (responses.py's table)."""
+    from lxml import etree
+
+    ns = "{urn:ieee:std:2030.5:ns}"
+    want = {timeline["event"]: {1, 2, 3}, timeline["unsupported"]: {252},
+            timeline["absurd"]: {253}, timeline["past"]: {254}}
+
+    def statuses() -> dict[str, set[int]]:
+        got: dict[str, set[int]] = {}
+        for _m, _u, body in list(recorded.traffic_recorder.sent):
+            doc = etree.fromstring(body)
+            if doc.tag == f"{ns}DERControlResponse":
+                got.setdefault(doc.findtext(f"{ns}subject").lower(), set()).add(
+                    int(doc.findtext(f"{ns}status")))
+        return got
+
+    got = wait_for(lambda: statuses() if all(codes <= statuses().get(m, set())
+                                             for m, codes in want.items()) else None,
+                   POLL + 5, "the Responses", interval=0.5)
+    assert not got[timeline["unsupported"]] & {2, 253}, got[timeline["unsupported"]]
+    assert not got[timeline["absurd"]] & {2, 252}, got[timeline["absurd"]]
+    assert 2 not in got[timeline["past"]]
+
+
 def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
                                                                       timeline):
     start = timeline["start"]["outage"]
