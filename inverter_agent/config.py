@@ -233,6 +233,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "pin": Key(int, None, min=0, max=999999,
                    doc="registration PIN the utility gave; checked against the server's"),
         "dcap_path": Key(str, "/dcap", doc="path of the DeviceCapability resource"),
+        "profile": Key(str, "auto", choices=("csip", "csip-aus", "auto"),
+                       doc="CSIP (US, Rule 21) or CSIP-AUS (dynamic operating envelopes); "
+                           "auto: CSIP-AUS if the server's DeviceCapability declares its "
+                           "namespace"),
     },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,

@@ -28,7 +28,7 @@ from typing import Any
 
 from inverter_agent.core.arbitration import UtilitySchedule
 
-from . import responses
+from . import profile, responses
 from .connector import GatewayConnector
 from .identity import lfdi_sfdi
 from .registration import Registrar
@@ -54,6 +54,7 @@ class ClientSettings:
     post_rate: float = 300.0
     pin: int | None = None
     dcap_path: str = "/dcap"
+    profile: str = "auto"
 
     @classmethod
     def from_config(cls, cfg: Any) -> ClientSettings:
@@ -249,9 +250,14 @@ class Ieee2030Client:
             if not await self._connect(client):
                 return
             await self._register(client)
+            ns = await self._choose_profile(client)
+            doe = (lambda: {"DoeModesSupported": profile.DOE_APPLIED,
+                            "DoeModesEnabled": profile.DOE_APPLIED}) if ns else dict
             self.registrar = Registrar(client, self.lfdi, self.connector.site,
                                        der_type=self.connector.der_type,
-                                       post_rate=self.settings.post_rate)
+                                       post_rate=self.settings.post_rate,
+                                       extra_nameplate=doe, extra_settings=doe,
+                                       csipaus_ns=ns)
             reg_task = asyncio.create_task(self.registrar.run(self._stop), name="der-resources")
             with contextlib.suppress(Exception):
                 await client.poll_now()
@@ -293,6 +299,28 @@ class Ieee2030Client:
                 await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(RETRY_MAX_S, delay * 2)
         return False
+
+    async def _choose_profile(self, client: Any) -> str | None:
+        """CSIP or CSIP-AUS (``[ieee2030_5] profile``; auto: the server's DeviceCapability
+        declares the csipaus namespace); the csipaus namespace, or None for CSIP."""
+        from py20305.client.errors import Sep2Error
+        from py20305.models.sep.sep import DeviceCapability
+
+        body = b""
+        if self.settings.profile != "csip":
+            try:
+                _dcap, body = await client.http.get_with_body(self.settings.dcap_path,
+                                                              DeviceCapability)
+            except (Sep2Error, OSError) as exc:  # discovery just read it: rare
+                log.warning("IEEE 2030.5: DeviceCapability not read again (%s)", exc)
+        aus, ns = profile.choose(self.settings.profile, body)
+        client.http.csip_aus_mode = aus
+        self.connector.csip_aus = aus
+        self.comms["profile"] = "csip-aus" if aus else "csip"
+        log.info("IEEE 2030.5 profile: %s%s", self.comms["profile"],
+                 f" (namespace {ns}; DOE modes applied: export and generation limits)"
+                 if aus else "")
+        return ns
 
     async def _register(self, client: Any) -> None:
         """Register our EndDevice unless the server already lists it (no duplicates)."""

@@ -32,7 +32,7 @@ from inverter_agent.core.arbitration import ScheduledControl, UtilityControl, Ut
 
 from .responses import RefusalCause, refusal, response_code
 from .site_view import SiteView
-from .translate import ControlRejected, control_from_base
+from .translate import ControlRejected, Doe, control_from_base
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ class GatewayConnector(BaseConnector):
         self._validate = validate or (lambda control: None)
         self._lock = threading.Lock()
         self._defaults: dict[str, tuple[int, UtilityControl]] = {}
+        #: The CSIP-AUS profile (the client sets it at discovery): DOE limits are taken.
+        self.csip_aus = False
+        #: What has been said about DOE limits applied (said once each; bounded).
+        self._doe_said: set[str] = set()
         #: mRID -> why it was refused (the last few).
         self.refused: dict[str, str] = {}
         self.notifications = 0
@@ -112,7 +116,8 @@ class GatewayConnector(BaseConnector):
         ``curves``, py20305's DERCurve models), checked against IEEE 2030.5's ranges and
         the settings' own (a curve: the validator of a persisted curve); raises
         ControlRejected."""
-        control = control_from_base(base, curve_forms(curves))
+        doe = Doe(self.site.configuration().get("WMax")) if self.csip_aus else None
+        control = control_from_base(base, curve_forms(curves), doe)
         why = self._validate(control)
         if why is not None:
             # The core's check says why, and with the core's refusal causes, of what
@@ -122,6 +127,11 @@ class GatewayConnector(BaseConnector):
             if isinstance(why, tuple):
                 cause, why = why
             raise ControlRejected(str(why), cause)
+        for note in doe.notes if doe is not None else ():
+            if note not in self._doe_said and len(self._doe_said) < MAX_REFUSED:
+                self._doe_said.add(note)
+                log.warning("2030.5 (CSIP-AUS): %s", note)
+                self._record("utility_doe", note)
         return control
 
     def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> ControlRejected | None:
@@ -198,6 +208,18 @@ class GatewayConnector(BaseConnector):
         # py20305 routes opModFreqDroop here (its "pf": primary frequency response); the
         # droop was checked whole in check_derc and the core applies it from the schedule.
         return None
+
+    async def update_gen_lim(self, params: dict[str, Any]) -> None:
+        return None  # checked with the control in check_derc; the core applies it
+
+    async def update_exp_lim(self, params: dict[str, Any]) -> None:
+        return None  # likewise (as a generation limit: profile.py)
+
+    async def update_imp_lim(self, params: dict[str, Any]) -> None:
+        await self._unsupported("opModImpLimW")
+
+    async def update_load_lim(self, params: dict[str, Any]) -> None:
+        await self._unsupported("opModLoadLimW")
 
     async def update_freq_watt(self, params: dict[str, Any]) -> None:
         await self._unsupported("opModFreqWatt")

@@ -94,13 +94,15 @@ class Registrar:
     ``site`` is the :class:`~.site_view.SiteView`; ``der_type`` the DERType
     reported; ``post_rate`` the seconds between DERStatus / DERAvailability
     PUTs when the server's EndDevice gives no postRate; ``extra_nameplate`` and
-    ``extra_settings`` add profile fields (CSIP-AUS doeModes).
+    ``extra_settings`` add profile fields (CSIP-AUS doeModes), ``csipaus_ns`` the
+    namespace they are sent in (the server's: profile.py).
     """
 
     def __init__(self, client: Any, lfdi: str, site: Any, *, der_type: int,
                  post_rate: float,
                  extra_nameplate: Callable[[], dict[str, Any]] = dict,
                  extra_settings: Callable[[], dict[str, Any]] = dict,
+                 csipaus_ns: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.lfdi = lfdi.lower()
@@ -109,6 +111,7 @@ class Registrar:
         self.post_rate = post_rate
         self.extra_nameplate = extra_nameplate
         self.extra_settings = extra_settings
+        self.csipaus_ns = csipaus_ns
         self.clock = clock
         self.resources = {name: ResourceState() for name in RESOURCES}
         self._first_ratings: float | None = None
@@ -218,6 +221,8 @@ class Registrar:
         """(what the resource says, for change detection; how to build its XML)."""
         from py20305.xml.serialization import to_xml
 
+        from .profile import in_namespace
+
         http = self.client.http
         compat, aus = http.server_2018_compat, http.csip_aus_mode
         self._ready(name)
@@ -227,18 +232,18 @@ class Registrar:
             plate = {**self.site.nameplate(), **self.extra_nameplate()}
             if plate.get("WMaxRtg") is None:
                 raise NotReady("WMaxRtg (no inverter reports WRtg)")
-            return plate, lambda: to_xml(build_der_capability(
+            return plate, lambda: in_namespace(to_xml(build_der_capability(
                 plate, der_type=self.der_type, csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus)
+                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
         if name == "DERSettings":
             from py20305.telemetry.der_settings import build_der_settings
 
             conf = {**self.site.configuration(), **self.extra_settings()}
             if conf.get("WMax") is None:
                 raise NotReady("WMax (no inverter reports WMax or WRtg)")
-            return conf, lambda: to_xml(build_der_settings(
+            return conf, lambda: in_namespace(to_xml(build_der_settings(
                 conf, updated_time=int(self._server_now()), csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus)
+                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
         if name == "DERStatus":
             from py20305.telemetry.der_status import build_der_status
 

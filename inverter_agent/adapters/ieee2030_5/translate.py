@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from inverter_agent.core.arbitration import UtilityControl
@@ -47,6 +48,20 @@ CURVE_VOLT_WATT = 12
 #: core's curve keeps the utility's percentages and says what they are a percentage of
 #: (setMaxVar / setMaxVA are the rated var / VA this gateway reports in DERSettings).
 VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
+
+
+#: CSIP-AUS dynamic-operating-envelope limits this gateway applies (profile.DOE_APPLIED):
+#: the generation limit, and the export limit as a generation limit (no site meter).
+DOE_SUPPORTED = ("op_mod_gen_lim_w", "op_mod_exp_lim_w")
+
+
+@dataclass
+class Doe:
+    """The CSIP-AUS profile's context for a translation: the site's setMaxW (W), which a
+    limit in W is a percentage of, and what the caller should say about the result."""
+
+    set_max_w: float | None
+    notes: list[str] = field(default_factory=list)
 
 
 class ControlRejected(ValueError):
@@ -162,8 +177,39 @@ def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Ma
     return curve
 
 
+def _watts(name: str, v: Any) -> float:
+    """An ActivePower (value Int16 x 10^multiplier W) as W; a limit is not negative."""
+    value = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
+    mult = _unwrap(v.get("multiplier", 0)) if isinstance(v, Mapping) else 0
+    w = _int(f"{name}.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
+        f"{name}.multiplier", mult, -9, 9)
+    if w < 0:
+        raise ControlRejected(f"{name} = {w:g} W: a limit is not negative")
+    return w
+
+
+def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
+    """The CSIP-AUS generation / export limits as the core's % of setMaxW (the lower),
+    rounded down (never above the limit); None if neither is set."""
+    limits = {name: _watts(name, base[key]) for key, name in (
+        ("op_mod_gen_lim_w", "opModGenLimW"), ("op_mod_exp_lim_w", "opModExpLimW"))
+        if _enabled(base.get(key))}
+    if not limits:
+        return None
+    if not doe.set_max_w or doe.set_max_w <= 0:
+        raise ControlRejected(f"{', '.join(limits)}: the site's setMaxW is not known yet "
+                              "(no inverter read)", RefusalCause.BLOCKED)
+    if "opModExpLimW" in limits:
+        doe.notes.append(
+            f"opModExpLimW {limits['opModExpLimW']:g} W applied as a generation limit (no "
+            "site meter): export stays at or below it, lower by the site's own load")
+    w = min(limits.values())
+    return min(100.0, math.floor(w / doe.set_max_w * 100.0 * 1000.0) / 1000.0)
+
+
 def control_from_base(base: Mapping[str, Any] | None,
-                      curves: Mapping[str, Mapping[str, Any]] | None = None) -> UtilityControl:
+                      curves: Mapping[str, Mapping[str, Any]] | None = None,
+                      doe: Doe | None = None) -> UtilityControl:
     """The core's control for a DERControlBase; raises ControlRejected.
 
     ``opModMaxLimW`` is a PerCent of setMaxW in hundredths (0..10000);
@@ -175,12 +221,17 @@ def control_from_base(base: Mapping[str, Any] | None,
     nominal voltage and its y in % of setMaxVar (yRefType 2) or of setMaxVA (8), kept as
     they are with the settings' matching ``q_base``; a volt-watt curve's y is in % of
     setMaxW (yRefType 1), the core's % of rated W.
+
+    With ``doe`` (the CSIP-AUS profile), ``opModGenLimW`` and ``opModExpLimW``
+    (ActivePower, W) become the core's limit in % of ``doe.set_max_w``, the lower of
+    them and of ``opModMaxLimW``; the import and load limits stay refused.
     """
     if base is None:
         return UtilityControl()
     curves = curves or {}
+    supported = SUPPORTED + (DOE_SUPPORTED if doe is not None else ())
     unsupported = sorted(k for k, v in base.items()
-                         if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
+                         if k.startswith("op_mod_") and k not in supported and _enabled(v))
     if "op_mod_freq_watt" in unsupported:
         raise ControlRejected(FREQ_WATT_CURVE_REFUSED, _NOT_SUPPORTED)
     if unsupported:
@@ -195,6 +246,8 @@ def control_from_base(base: Mapping[str, Any] | None,
     if _enabled(lim):
         value = lim.get("value") if isinstance(lim, Mapping) else lim
         fields["p_limit_pct"] = _int("opModMaxLimW", value, 0, 10000) / 100.0
+    if doe is not None and (pct := _doe_limit(base, doe)) is not None:
+        fields["p_limit_pct"] = min(fields.get("p_limit_pct", 100.0), pct)
     inject, absorb = base.get("op_mod_fixed_pfinject_w"), base.get("op_mod_fixed_pfabsorb_w")
     if _enabled(inject):
         if not isinstance(inject, Mapping):
