@@ -207,7 +207,6 @@ class Ieee2030Client:
 
     # -- the client --------------------------------------------------------------------------
     def _build(self) -> Any:
-        from py20305.cli import make_lfdi_resolver
         from py20305.client.csip_client import CsipClient
         from py20305.client.tls import TlsConfig
         from py20305.connectors.config import CustomDeviceConfig
@@ -221,8 +220,17 @@ class Ieee2030Client:
         registry = ConnectorConfigRegistry(
             [device], factory_resolver=lambda _d: (lambda: self.connector))
         holder: dict[str, Any] = {}
-        dispatcher = refusing_dispatcher(self.connector)(
-            registry, lfdi_resolver=make_lfdi_resolver(lambda: holder.get("c"), self.lfdi))
+        def lfdi_of(device_href: str) -> str | None:
+            """The LFDI of the EndDevice a control addresses (ours until discovered).
+            Not py20305.cli's resolver: importing its command line costs 1 MB."""
+            c = holder.get("c")
+            state = c.state.end_devices.get(device_href) if c is not None else None
+            if state is None:
+                return self.lfdi
+            return (state.lfdi.hex() if isinstance(state.lfdi, bytes)
+                    else str(state.lfdi)).lower()
+
+        dispatcher = refusing_dispatcher(self.connector)(registry, lfdi_resolver=lfdi_of)
         client = CsipClient(
             s.server, tls=tls, dispatcher=dispatcher, dcap_path=s.dcap_path,
             server_2018_compat=s.server_2018_compat,
