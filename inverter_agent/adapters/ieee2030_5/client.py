@@ -55,6 +55,7 @@ class ClientSettings:
     pin: int | None = None
     dcap_path: str = "/dcap"
     profile: str = "auto"
+    connection_point_id: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> ClientSettings:
@@ -265,7 +266,8 @@ class Ieee2030Client:
                                        der_type=self.connector.der_type,
                                        post_rate=self.settings.post_rate,
                                        extra_nameplate=doe, extra_settings=doe,
-                                       csipaus_ns=ns)
+                                       csipaus_ns=ns, connection_point=(
+                                           self.settings.connection_point_id if ns else None))
             reg_task = asyncio.create_task(self.registrar.run(self._stop), name="der-resources")
             with contextlib.suppress(Exception):
                 await client.poll_now()

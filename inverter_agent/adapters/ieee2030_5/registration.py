@@ -1,5 +1,7 @@
 """The EndDevice's DER resources, PUT as soon as they are known, again when they change.
 
+(And, for CSIP-AUS, the EndDevice's ConnectionPoint: the NMI the server links for.)
+
 DERCapability (ratings), DERSettings (the settings in force), DERStatus and
 DERAvailability are what a utility server registers a DER by; conformance
 procedures (CSIP CORE-009 / 014, CSIP-AUS ALL-09) check them right after
@@ -38,6 +40,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RESOURCES = ("DERCapability", "DERSettings", "DERStatus", "DERAvailability")
+CONNECTION_POINT = "ConnectionPoint"
 #: Retry after a failed PUT: seconds, doubling, bounded.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 2.0, 60.0
 #: DERCapability and DERSettings are PUT again, unchanged, this often (seconds).
@@ -95,7 +98,8 @@ class Registrar:
     reported; ``post_rate`` the seconds between DERStatus / DERAvailability
     PUTs when the server's EndDevice gives no postRate; ``extra_nameplate`` and
     ``extra_settings`` add profile fields (CSIP-AUS doeModes), ``csipaus_ns`` the
-    namespace they are sent in (the server's: profile.py).
+    namespace they are sent in (the server's: profile.py); ``connection_point`` the
+    CSIP-AUS connection point id (NMI), PUT where the EndDevice links a ConnectionPoint.
     """
 
     def __init__(self, client: Any, lfdi: str, site: Any, *, der_type: int,
@@ -103,6 +107,7 @@ class Registrar:
                  extra_nameplate: Callable[[], dict[str, Any]] = dict,
                  extra_settings: Callable[[], dict[str, Any]] = dict,
                  csipaus_ns: str | None = None,
+                 connection_point: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.lfdi = lfdi.lower()
@@ -112,8 +117,10 @@ class Registrar:
         self.extra_nameplate = extra_nameplate
         self.extra_settings = extra_settings
         self.csipaus_ns = csipaus_ns
+        self.connection_point = connection_point
         self.clock = clock
-        self.resources = {name: ResourceState() for name in RESOURCES}
+        names = RESOURCES + ((CONNECTION_POINT,) if connection_point else ())
+        self.resources = {name: ResourceState() for name in names}
         self._first_ratings: float | None = None
         self._started = clock()
         self._wake = asyncio.Event()
@@ -144,8 +151,7 @@ class Registrar:
         """One look at every resource: PUT those that are due (in order)."""
         hrefs = self._hrefs()
         now = self.clock()
-        for name in RESOURCES:
-            r = self.resources[name]
+        for name, r in self.resources.items():
             href = hrefs.get(name)
             if href != r.href:
                 r.href, r.sent = href, None  # moved: PUT it at the new place
@@ -168,7 +174,7 @@ class Registrar:
             return True
         if key != r.sent:
             return now - r.sent_mono >= MIN_GAP_S
-        every = REFRESH_S if name in ("DERCapability", "DERSettings") else self._post_rate()
+        every = self._post_rate() if name in ("DERStatus", "DERAvailability") else REFRESH_S
         return now - r.sent_mono >= every
 
     async def _put(self, name: str, r: ResourceState, key: Any,
@@ -225,6 +231,12 @@ class Registrar:
 
         http = self.client.http
         compat, aus = http.server_2018_compat, http.csip_aus_mode
+        if name == CONNECTION_POINT:  # configuration, not a reading: at once
+            cp = self.connection_point
+            return cp, lambda: (
+                f'<csipaus:ConnectionPoint xmlns="urn:ieee:std:2030.5:ns" xmlns:csipaus='
+                f'"{self.csipaus_ns}"><csipaus:connectionPointId>{cp}'
+                "</csipaus:connectionPointId></csipaus:ConnectionPoint>").encode()
         self._ready(name)
         if name == "DERCapability":
             from py20305.telemetry.der_capability import build_der_capability
@@ -261,7 +273,7 @@ class Registrar:
 
     # -- the client's state ----------------------------------------------------------------
     def _hrefs(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = dict.fromkeys(RESOURCES)
+        out: dict[str, str | None] = dict.fromkeys(self.resources)
         for state in list(self.client.state.end_devices.values()):
             lfdi = state.lfdi.hex() if isinstance(state.lfdi, bytes) else str(state.lfdi)
             if lfdi.lower() != self.lfdi:
@@ -271,6 +283,11 @@ class Registrar:
                                ("DERStatus", "der_status_href"),
                                ("DERAvailability", "der_availability_href")):
                 out[name] = out[name] or getattr(state, attr, None)
+            if CONNECTION_POINT in out:  # a csipaus link py20305 keeps as a wildcard
+                for el in getattr(getattr(state, "device", None), "other_element", None) or ():
+                    if str(getattr(el, "qname", "")).endswith("}ConnectionPointLink"):
+                        out[CONNECTION_POINT] = out[CONNECTION_POINT] or (
+                            getattr(el, "attributes", None) or {}).get("href")
         return out
 
     def _post_rate(self) -> float:

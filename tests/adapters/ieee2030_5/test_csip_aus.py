@@ -208,3 +208,46 @@ def test_a_limit_in_w_before_the_rating_is_known_is_held_off():
     assert rejected is not None and "setMaxW is not known" in str(rejected)
     assert "(Response 252)" in conn.refused[MRID]
 
+
+
+def test_connection_point_is_put_where_the_end_device_links_one():
+    """The NMI, PUT to the EndDevice's csipaus:ConnectionPointLink (an EndDevice as Envoy
+    serves it, parsed by the engine), read back as Envoy's ConnectionPoint request."""
+    from envoy_schema.server.schema.csip_aus.connection_point import (
+        ConnectionPointLink,
+        ConnectionPointRequest,
+    )
+    from envoy_schema.server.schema.sep2.end_device import EndDeviceResponse
+    from py20305.models.sep.sep import EndDevice
+
+    agent = Agent()  # not read yet: the connection point does not wait for ratings
+    server, reg, device = make([agent])
+    server.schema = None
+    edev = EndDeviceResponse(href="/edev/1", lFDI=LFDI, sFDI=123, changedTime=0, enabled=True,
+                             ConnectionPointLink=ConnectionPointLink(href="/edev/1/cp"))
+    device.device = from_xml(edev.to_xml(skip_empty=True).decode(), EndDevice)
+    aus = Registrar(reg.client, LFDI, reg.site, der_type=4, post_rate=300.0,
+                    csipaus_ns=profile.NS_V1_3, connection_point="4012345678",
+                    clock=lambda: server.now)
+    asyncio.run(aus.pass_once())
+    ((_t, path, body),) = server.puts
+    assert path == "/edev/1/cp"
+    assert ConnectionPointRequest.from_xml(body).id == "4012345678"
+    assert aus.status()["ConnectionPoint"]["result"] == "ok (HTTP 204)"
+    assert aus.status()["DERCapability"]["result"].startswith("waiting: the inverter's")
+    # a server that links no ConnectionPoint: nothing sent, status says so
+    plain = EndDeviceResponse(href="/edev/1", lFDI=LFDI, sFDI=123, changedTime=0)
+    device.device = from_xml(plain.to_xml(skip_empty=True).decode(), EndDevice)
+    aus2 = Registrar(reg.client, LFDI, reg.site, der_type=4, post_rate=300.0,
+                     csipaus_ns=profile.NS_V1_3, connection_point="4012345678",
+                     clock=lambda: server.now)
+    asyncio.run(aus2.pass_once())
+    assert len(server.puts) == 1
+    assert aus2.status()["ConnectionPoint"]["result"].startswith("waiting: the server has not")
+
+
+def test_connection_point_id_is_checked(tmp_path):
+    toml = tmp_path / "a.toml"
+    toml.write_text('[ieee2030_5]\nconnection_point_id = "40 12"\n')
+    with pytest.raises(ConfigError, match="connection_point_id"):
+        load(str(toml))
