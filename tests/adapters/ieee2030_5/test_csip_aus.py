@@ -251,3 +251,25 @@ def test_connection_point_id_is_checked(tmp_path):
     toml.write_text('[ieee2030_5]\nconnection_point_id = "40 12"\n')
     with pytest.raises(ConfigError, match="connection_point_id"):
         load(str(toml))
+
+
+def test_a_default_control_with_an_export_limit_applies_outside_events():
+    """CSIP-AUS's default envelope (DefaultDERControl with opModExpLimW) becomes the
+    core's default control; a bad update keeps the last good one."""
+    from py20305.connectors.base import ScheduleNotification
+
+    conn = connector()
+
+    def default(w: int) -> None:
+        asyncio.run(conn.on_schedule_notification(ScheduleNotification(
+            stream="default_baseline", transition="default_added", status=None,
+            current_status=None, mrid="dd" * 16, program_href="/derp/0", primacy=0,
+            start=None, duration=None, end=None, affected_lfdis=[], randomization=(None, None),
+            payload={"control_base": {"op_mod_exp_lim_w": {"value": w,
+                                                            "multiplier": {"value": 0}}}})))
+
+    default(2000)
+    assert conn.schedule.default() == UtilityControl(p_limit_pct=40.0)
+    default(-5)
+    assert conn.schedule.default() == UtilityControl(p_limit_pct=40.0)
+    assert "(Response 253)" in conn.refused["dd" * 16]

@@ -238,6 +238,7 @@ def test_registration_and_discovery(gridappsd, gateway):
     assert (u["lfdi"], u["sfdi"]) == (lfdi, sfdi)
     assert lfdi == gridappsd.vars["IEEE2030_5_CLIENT_LFDI"]  # the server's own LFDI of dev1
     assert u["state"] == "connected" and u["registered"] is True
+    assert u["profile"] == "csip"  # profile auto: this server declares no csipaus namespace
     assert u["end_devices"] >= 1 and u["programs"] >= 1
     # the server says 900 s on its lists; the configured ceiling holds every rate at 10 s
     assert u["poll_rates"] and max(u["poll_rates"].values()) <= POLL
