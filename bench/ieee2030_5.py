@@ -33,7 +33,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from procstat import mb, proc_cpu_s, proc_status  # bench/ is sys.path[0]
+from procstat import AGENT_IMPORT_PROBE, mb, proc_cpu_s, proc_status  # bench/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT.parent / "shared" / "tools" / "gridappsd_server.sh"
@@ -334,14 +334,8 @@ LAYERS = (
 def memory_breakdown(report) -> None:
     """Import cost of each layer the client loads, in one fresh process holding the agent's
     modules first (as the resources bench): where the client's memory goes."""
-    probe = ("import sys\n"
-             "def rss():\n"
-             "    return int(next(l for l in open('/proc/self/status')"
-             " if l.startswith('VmRSS')).split()[1]) / 1024\n"
-             "import inverter_agent.cli, inverter_agent.core.agent\n"
-             "import inverter_agent.adapters.mms.server\n"
-             "import inverter_agent.adapters.mms.binding, hal.inverter\n"
-             "last = rss()\n"
+    probe = (AGENT_IMPORT_PROBE
+             + "last = rss()\n"
              "for mods in sys.argv[1:]:\n"
              "    for m in mods.split(', '):\n"
              "        __import__(m)\n"

