@@ -235,3 +235,19 @@ def test_no_href_no_put(name):
     run(reg, server, 3.0)
     assert reg.status()[name]["result"].startswith("waiting: the server has not given")
     assert len({p for _t, p, _b in server.puts}) == 3
+
+
+def test_py20305s_own_der_resource_scheduler_is_the_one_left_out():
+    """client._telemetry overrides two methods of py20305's TelemetryCoordinator so that
+    py20305 PUTs no DER resource itself (the registrar does): an upgrade that renames
+    them would bring back its day-long timers; this says so first."""
+    import inspect
+
+    from py20305.telemetry import TelemetryCoordinator
+
+    assert inspect.signature(TelemetryCoordinator._setup_der_resources).parameters.keys() == \
+        {"self"}
+    assert list(inspect.signature(TelemetryCoordinator._telemetry_hrefs).parameters) == \
+        ["self", "lfdi"]
+    src = inspect.getsource(TelemetryCoordinator.start_device_telemetry)
+    assert "self._telemetry_hrefs(target)" in src and "_start_der_resources_for_device" in src
