@@ -206,6 +206,7 @@ BAD = (2, 13)            # absurd / unsupported values, before EVENT (no overlap
 THREE_WAY = (27, 10)     # 50 %, against an MMS operator limit, with volt-var
 OUTAGE = (39, 12)        # 40 %; the server is stopped during it
 RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective start
+SUPERSEDED = (200, 20)   # an older event and a newer one over it: far ahead, never started
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +226,12 @@ def timeline(gridappsd, gateway, recorded):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
         posted["start"][name] = int(t0 + off)  # 2030.5 times are whole seconds
     posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
+    # the same program, overlapping: the newer (by creationTime) supersedes the older
+    posted["sup_old"] = gridappsd.post_event(t0 + SUPERSEDED[0], SUPERSEDED[1],
+                                             "<opModMaxLimW>8000</opModMaxLimW>",
+                                             created=int(t0) - 60)
+    posted["sup_new"] = gridappsd.post_event(t0 + SUPERSEDED[0] + 5, SUPERSEDED[1],
+                                             "<opModMaxLimW>7000</opModMaxLimW>")
     for name in ("random1", "random2"):  # far ahead: they never start within the module
         posted[name] = gridappsd.post_event(t0 + RANDOM[0], RANDOM[1],
                                             "<opModMaxLimW>9000</opModMaxLimW>",
@@ -349,14 +356,16 @@ def test_responses_say_received_started_completed_and_why_a_control_is_refused(r
                                                                               timeline):
     """The Responses the in-process client of the same code posted (this server has no
     Response function set: the posts are answered 404, but they are what a conformance
-    server checks): the valid event 1 received, 2 started, 3 completed; the unsupported
-    one (opModFixedW) 252, the absurd one (200 %) 253, the one that had ended before it
-    was received 254 (responses.py's table)."""
+    server checks): the valid event 1 received, 2 started, 3 completed; an event
+    superseded by a newer one over it 7; the unsupported one (opModFixedW) 252, the
+    absurd one (200 %) 253, the one that had ended before it was received 254
+    (responses.py's table)."""
     from lxml import etree
 
     ns = "{urn:ieee:std:2030.5:ns}"
     want = {timeline["event"]: {1, 2, 3}, timeline["unsupported"]: {252},
-            timeline["absurd"]: {253}, timeline["past"]: {254}}
+            timeline["absurd"]: {253}, timeline["past"]: {254}, timeline["sup_old"]: {1, 7},
+            timeline["sup_new"]: {1}}
 
     def statuses() -> dict[str, set[int]]:
         got: dict[str, set[int]] = {}
@@ -373,6 +382,7 @@ def test_responses_say_received_started_completed_and_why_a_control_is_refused(r
     assert not got[timeline["unsupported"]] & {2, 253}, got[timeline["unsupported"]]
     assert not got[timeline["absurd"]] & {2, 252}, got[timeline["absurd"]]
     assert 2 not in got[timeline["past"]]
+    assert 7 not in got[timeline["sup_new"]]
 
 
 def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
