@@ -371,7 +371,7 @@ class Ieee2030Client:
         async def rediscovered() -> None:
             await coordinator.restart_device_telemetry()
             if registrar is not None:
-                registrar.wake()
+                registrar.wake(resend=True)
 
         client.set_on_rediscovered(rediscovered)
         return coordinator

@@ -129,8 +129,12 @@ class Registrar:
     def status(self) -> dict[str, dict[str, Any]]:
         return {name: r.view() for name, r in self.resources.items()}
 
-    def wake(self) -> None:
-        """Look now (a rediscovery moved the hrefs, a setting changed...)."""
+    def wake(self, resend: bool = False) -> None:
+        """Look now; ``resend``: PUT everything again, changed or not (a rediscovery: the
+        server restarted and may have lost what it had)."""
+        if resend:
+            for r in self.resources.values():
+                r.sent = None
         self._wake.set()
 
     # -- the loop --------------------------------------------------------------------------

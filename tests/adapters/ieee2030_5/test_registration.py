@@ -189,6 +189,20 @@ def test_put_again_when_the_content_changes_not_otherwise():
     assert server.puts[-1][1] == "/edev/1/der/2/dercap"
 
 
+def test_a_rediscovery_puts_everything_again():
+    """The server restarted (py20305 rediscovers): what it had may be gone."""
+    agent = Agent()
+    agent.read()
+    server, reg, _ = make([agent])
+    run(reg, server, 2.0)
+    assert len(server.puts) == 4
+    run(reg, server, server.now + 5)
+    assert len(server.puts) == 4  # nothing changed, nothing due
+    reg.wake(resend=True)
+    run(reg, server, server.now)
+    assert len(server.puts) == 8 and {p for _t, p, _b in server.puts[4:]} == set(HREFS.values())
+
+
 def test_a_lost_link_does_not_shrink_the_ratings():
     a, b = Agent(), Agent()
     a.read(rtg=5000.0)
