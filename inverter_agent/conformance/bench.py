@@ -27,10 +27,9 @@ from typing import Any
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
 from inverter_agent import config as config_mod
-from inverter_agent.core.agent import LINK, Agent
-from inverter_agent.core.controller import Controller
-from inverter_agent.core.events import EventLog
-from inverter_agent.functions import OperatingState, Settings
+from inverter_agent.app import App
+from inverter_agent.core.agent import LINK
+from inverter_agent.functions import OperatingState, Settings, settings_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +146,17 @@ class Bench:
         cfg = config_mod.load(None, {
             "inverter.modbus_tcp": link.modbus_tcp, "inverter.modbus_rtu": link.modbus_rtu,
             "inverter.baud": link.baud, "inverter.unit": link.unit,
-            "agent.poll_period": poll_period, "agent.state_dir": state_dir})
-        self.events = EventLog(state_dir)
-        self.agent = Agent(cfg, publishers=[self._record])
-        self.controller = Controller(self.agent.inverter, settings, self.events,
-                                     nominal_voltage=nominal_voltage,
-                                     control_period_s=poll_period)
-        self.agent.controller = self.controller
+            "agent.poll_period": poll_period, "agent.state_dir": state_dir,
+            "functions.nominal_voltage": nominal_voltage,
+            "mms.enabled": False})  # the device under test is the gateway, not its protocols
+        # Built by the composition root, as `run` builds it; no protocol adapter.
+        self.app = App(cfg, only=())
+        self.agent = self.app.agents[0]
+        self.agent.publishers.append(self._record)
+        self.controller = self.agent.controller
+        self.commands = self.app.core.commands(self.agent.name)
+        self.events = self.agent.settings_service.events
+        self.apply_settings(settings)
 
     # -- lifecycle
     def __enter__(self) -> Bench:
@@ -174,7 +177,7 @@ class Bench:
             self._thread.join(5.0)
             if self._thread.is_alive():
                 log.warning("agent loop still inside a transaction; leaving it")
-        self.agent.close()
+        self.app.stop()
 
     # -- time and samples
     def now(self) -> float:
@@ -270,7 +273,8 @@ class Bench:
     def apply_settings(self, settings: Settings) -> None:
         """Give the controller new settings (takes effect at its next cycle)."""
         self.settings = settings
-        self.controller.apply_settings(settings)
+        # Through the core's command API, validated and persisted, as a utility write is.
+        self.commands.write(settings_to_dict(settings), who="conformance")
 
     def in_service(self, s: Sample) -> bool:
         return s.state == OperatingState.CONTINUOUS.value and not s.ceased
