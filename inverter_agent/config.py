@@ -114,6 +114,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "parity": Key(str, "N", choices=("N", "E", "O")),
         "stopbits": Key(int, 1, choices=(1, 2)),
         "unit": Key(int, 1, min=1, max=247, doc="Modbus unit id"),
+        "name": Key(str, None, check=_ident,
+                    doc="the inverter's name (the first inverter's, with several): the "
+                        "state-directory folder, the MMS logical device; default "
+                        "[mms] ld_inst, else INV1"),
         "units": Key(list, None, check=_units,
                      doc="several inverters on this link (one RS-485 bus, or a Modbus TCP "
                          "gateway): their unit ids; default [unit]"),
@@ -219,7 +223,7 @@ SCHEMA.update(_adapter_sections())
 #: ``[inverter]`` key (what it does not set comes from ``[inverter]``).
 INVERTER_ENTRY: dict[str, Key] = {
     "ld_inst": Key(str, None, check=_ident, doc="logical device (default INV<n>)"),
-    **{k: v for k, v in SCHEMA["inverter"].items() if k != "units"},
+    **{k: v for k, v in SCHEMA["inverter"].items() if k not in ("units", "name")},
 }
 
 #: Keys that describe the wire; inverters sharing one link must agree on them.
@@ -255,7 +259,7 @@ class Config:
 
         ``[[inverters]]`` entries if given (each inherits what it leaves out from
         ``[inverter]``), else one per ``[inverter] units`` (default ``[unit]``).
-        The first inverter's logical device is ``mms.ld_inst``; the others are
+        The first inverter's name is ``inverter.name`` (else ``mms.ld_inst``); the others are
         ``INV<n>`` unless an entry names its own.
         """
         return list(self.links)
@@ -281,6 +285,12 @@ class InverterLink:
     ld_inst: str
     unit: int
     settings: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The inverter's name in the core (protocols may serve it under it: MMS uses it
+        as the logical device instance)."""
+        return self.ld_inst
 
     @property
     def link(self) -> tuple[str, str]:
@@ -454,7 +464,7 @@ def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, s
 
 def _resolve_links(origin: str, values: Mapping[str, Any],
                    sources: Mapping[str, str]) -> list[InverterLink]:
-    base = {k: v for k, v in values["inverter"].items() if k != "units"}
+    base = {k: v for k, v in values["inverter"].items() if k not in ("units", "name")}
     entries = values.get("inverters")
     where = sources.get("inverters", origin)
     if entries:
@@ -467,7 +477,8 @@ def _resolve_links(origin: str, values: Mapping[str, Any],
         where = sources.get("inverter.units", origin)
         units = values["inverter"]["units"] or [values["inverter"]["unit"]]
         raw = [(None, {**base, "unit": u}) for u in units]
-    links = [InverterLink(ld or (values["mms"]["ld_inst"] if i == 0 else f"INV{i + 1}"),
+    first = values["inverter"]["name"] or values.get("mms", {}).get("ld_inst") or "INV1"
+    links = [InverterLink(ld or (first if i == 0 else f"INV{i + 1}"),
                           settings["unit"], settings)
              for i, (ld, settings) in enumerate(raw)]
     seen_ld: dict[str, int] = {values["plant"]["ld_inst"]: 0}

@@ -211,3 +211,15 @@ def test_the_security_check_catches_an_adapter_import(tmp_path, source, caught):
     fine.write_text("from .access import Identity\nfrom inverter_agent.core.files import "
                     "write_atomic\nfrom . import certs\n")
     assert _adapter_or_engine_imports(fine, tmp_path) == set()
+
+
+def test_the_core_reads_no_protocols_config_section():
+    """The core never reads an adapter's config keys (``cfg["mms.ld_inst"]``): what it
+    needs is in its own sections; each adapter owns its section."""
+    sections = tuple(s.name for s in REGISTRY)
+    pattern = re.compile(r"""["'](%s)\.[a-z_]+["']""" % "|".join(sections))
+    for f in _core_files():
+        if f.parent.name == "adapters" or f.name == "config.py":
+            continue  # the registry and the schema name every section by design
+        hit = pattern.search(f.read_text())
+        assert hit is None, f"{f.relative_to(ROOT)} reads {hit.group(0)}"

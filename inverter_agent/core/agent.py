@@ -162,7 +162,7 @@ class Agent:
                  publishers: list[Publisher] | None = None,
                  controller: Controller | None = None, name: str | None = None) -> None:
         self.cfg = cfg
-        self.name = name or cfg["mms.ld_inst"]
+        self.name = name or (cfg.links[0].name if cfg.links else "INV1")
         self.inverter = inverter or Inverter(
             make_transport(cfg), unit=cfg["inverter.unit"],
             bases=tuple(cfg["inverter.bases"]))

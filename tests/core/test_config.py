@@ -116,3 +116,14 @@ def test_bad_multi_inverter_config_names_file_key_and_what_is_allowed(tmp_path, 
     assert str(tmp_path / "agent.toml") in msg
     for w in words:
         assert w in msg, (w, msg)
+
+
+def test_the_inverter_has_a_protocol_neutral_name(tmp_path):
+    """The core names an inverter by [inverter] name; MMS's ld_inst is only the default."""
+    cfg = config.load(None, {"inverter.modbus_tcp": "127.0.0.1:1", "inverter.name": "PV1",
+                             "mms.ld_inst": "GW7", "agent.state_dir": str(tmp_path)})
+    assert [link.name for link in cfg.inverter_links()] == ["PV1"]
+    legacy = config.load(None, {"inverter.modbus_tcp": "127.0.0.1:1", "mms.ld_inst": "GW7"})
+    assert legacy.inverter_links()[0].name == "GW7"
+    with pytest.raises(config.ConfigError, match="name"):
+        config.load(None, {"inverter.modbus_tcp": "127.0.0.1:1", "inverter.name": "bad name"})
