@@ -85,17 +85,28 @@ def make_controller(cfg: config_mod.Config, inverter: Any,
     return controller, service
 
 
-def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None) -> CycleView:
-    """The immutable view of the cycle that just ended (built on the loop's thread)."""
+def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None,
+               settings_cache: dict[str, tuple[int, dict[str, Any]]] | None = None
+               ) -> CycleView:
+    """The immutable view of the cycle that just ended (built on the loop's thread).
+
+    The effective settings are rebuilt only when their version changes (``settings_cache``
+    keeps the last per inverter): a cycle runs many times a second, settings change rarely.
+    """
+    cache = settings_cache if settings_cache is not None else {}
     inverters = []
     for a in agents:
         functions = None
         settings = None
         if a.controller is not None:
-            utility = a.settings_service.utility_comms() if a.settings_service else None
+            service = a.settings_service
+            utility = service.utility_comms() if service else None
             functions = functions_status(a.controller, utility)
-            if a.settings_service is not None:
-                settings = a.settings_service.effective_dict()
+            if service is not None:
+                hit = cache.get(a.name)
+                if hit is None or hit[0] != service.version:
+                    hit = cache[a.name] = (service.version, service.effective_dict())
+                settings = hit[1]
         inverters.append(inverter_view(a.name, a.last_snapshot, bool(a.stats.link_up),
                                        functions, settings))
     plant_view = None
@@ -155,11 +166,12 @@ class App:
             if adapter is not None:
                 self.adapters.append(adapter)
         self.runner.status_extra["adapters"] = self.adapter_status
+        self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
         self.runner.after_cycle.append(self.publish)
 
     def publish(self) -> None:
         """After each cycle: one view for the core and every adapter."""
-        view = cycle_view(self.agents, self.plant)
+        view = cycle_view(self.agents, self.plant, settings_cache=self._settings_cache)
         self.core.publish(view)
         for adapter in self.adapters:
             try:

@@ -217,7 +217,8 @@ def test_the_core_reads_no_protocols_config_section():
     """The core never reads an adapter's config keys (``cfg["mms.ld_inst"]``): what it
     needs is in its own sections; each adapter owns its section."""
     sections = tuple(s.name for s in REGISTRY)
-    pattern = re.compile(r"""["'](%s)\.[a-z_]+["']""" % "|".join(sections))
+    alternatives = "|".join(sections)
+    pattern = re.compile(r"""["'](""" + alternatives + r""")\.[a-z_]+["']""")
     for f in _core_files():
         if f.parent.name == "adapters" or f.name == "config.py":
             continue  # the registry and the schema name every section by design
