@@ -339,7 +339,7 @@ run_agent() {
     agent_pid=
     stop_time=$(elapsed "$t")
     [ "$rc" = 0 ] || { show_tail "$work/agent.log"; fail "the agent exited $rc after SIGTERM"; }
-    grep -q 'inverter_agent: stopped' "$work/agent.log" ||
+    grep -Eq 'inverter_agent(\.app)?: stopped$' "$work/agent.log" ||
         { show_tail "$work/agent.log"; fail "no 'stopped' in the agent's log"; }
     pass "SIGTERM: the agent stopped in $stop_time s with exit code 0"
 }
