@@ -112,14 +112,22 @@ venv=/opt/inverter-agent/venv
 if find "$run$venv" -name '_pyiec61850*.so' | grep -q .; then
     fail "pyiec61850-ng was installed on armhf (the platform marker should keep it out)"
 fi
+# Which compiled dependencies came as wheels from PyPI and which pip built here:
+# a wheel built on the spot is tagged plain linux_armv7l, not manylinux.
+built=$(grep -l '^Tag: .*-linux_armv7l$' "$run$venv"/lib/python3*/site-packages/*.dist-info/WHEEL \
+        2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ')
+wheels=$(grep -l '^Tag: .*-manylinux.*armv7l$' "$run$venv"/lib/python3*/site-packages/*.dist-info/WHEEL \
+         2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ')
+log "armv7l wheels from PyPI: ${wheels:-none}"
+log "compiled from source in the root: ${built:-none}"
 # shellcheck disable=SC2046  # one path per word
-check_elf "compiled extensions in the venv (cffi built from source among them)" \
+check_elf "compiled extensions in the venv (${built:-nothing} built from source)" \
     $(find "$run$venv" -name '_cffi_backend*.so' -o -name '_pydantic_core*.so')
 pass "make install-system in the armhf root: $agent in $install_time s"
 
 # What the kernel lets the agent read of its connections (idle-connection closing).
 if in_root 60 "$run" "$venv/bin/python" -c \
-        'from inverter_agent.wirestats import sample_tcp; sample_tcp(1)' \
+        'from inverter_agent.adapters._shared.wirestats import sample_tcp; sample_tcp(1)' \
         >"$work/diag.txt" 2>&1; then
     log "sock_diag: readable here (idle-connection closing can work)"
 else

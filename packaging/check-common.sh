@@ -43,12 +43,12 @@ fail() {
     exit 1
 }
 pass() {
-    summary+=("PASS  $1")
-    log "ok: $1"
+    summary+=("PASS  $*")
+    log "ok: $*"
 }
 skip() {  # a step that could not run here, said in the log and the summary
-    summary+=("SKIP  $1")
-    log "SKIPPED: $1"
+    summary+=("SKIP  $*")
+    log "SKIPPED: $*"
 }
 show_tail() {  # the end of a log file, indented, on stderr
     if [ -f "$1" ]; then tail -n "${2:-25}" "$1" | sed 's/^/    | /' >&2; fi
@@ -324,8 +324,8 @@ run_agent() {
     awk -v v="$value" 'BEGIN { exit !(v + 0 >= 228 && v + 0 <= 252) }' ||
         fail "GWINV1/MMXU1.PhV.phsA = $value, expected about 240 V"
     [ "$quality" = "[good]" ] || fail "GWINV1/MMXU1.PhV.phsA quality is $quality, not [good]"
-    pass "host x86 client read GWINV1/MMXU1.PhV.phsA = $value V $quality ($(wc -l \
-        <"$work/read.txt") values) in $read_time s"
+    pass "host x86 client read GWINV1/MMXU1.PhV.phsA = $value V $quality" \
+         "($(wc -l <"$work/read.txt") values) in $read_time s"
 
     kill -TERM "$agent_pid"
     t=$(date +%s)
@@ -339,7 +339,7 @@ run_agent() {
     agent_pid=
     stop_time=$(elapsed "$t")
     [ "$rc" = 0 ] || { show_tail "$work/agent.log"; fail "the agent exited $rc after SIGTERM"; }
-    grep -q 'inverter_agent: stopped' "$work/agent.log" ||
+    grep -Eq 'inverter_agent(\.app)?: stopped$' "$work/agent.log" ||
         { show_tail "$work/agent.log"; fail "no 'stopped' in the agent's log"; }
     pass "SIGTERM: the agent stopped in $stop_time s with exit code 0"
 }
