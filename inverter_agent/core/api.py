@@ -187,6 +187,23 @@ class Core:
         """The last cycle's view (None before the first cycle)."""
         return self._view
 
+    # -- the plant
+    def write_plant(self, name: str, value: Any, who: str) -> None:
+        """Set a plant-limit setting (several inverters at one point of connection):
+        validated and persisted before returning, audited either way."""
+        if self.plant is None:
+            raise CommandRefused(RefusalCause.NOT_SUPPORTED, "no plant: one inverter")
+        obj = f"{self.plant.ld}/{name}"
+        old = getattr(self.plant.limit, name, None)
+        try:
+            self.plant.write(name, value, who)
+        except (ValueError, TypeError, OSError) as exc:  # PlantSettingError is a ValueError
+            self.audit_command("setting.write", who, "refused", obj, new=value, reason=str(exc))
+            refused = CommandRefused(RefusalCause.INVALID_VALUE, str(exc))
+            refused.audited = True
+            raise refused from None
+        self.audit_command("setting.write", who, "ok", obj, old, value)
+
     # -- utility schedules
     def schedule(self, source: str) -> arbitration.UtilitySchedule:
         """The utility schedule of ``source`` (one per protocol), arbitrated by every

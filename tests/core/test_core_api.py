@@ -39,3 +39,21 @@ def test_settings_and_controls_are_audited_accepted_and_refused(tmp_path):
            if e["who"] == "dnp3 master 1"]
     assert got == [("setting.write", "ok", "fixed_pf.pf_min_injecting"),
                    ("control.operate", "refused", "no_such_control")]
+
+
+def test_the_plant_limit_is_a_core_command_audited_either_way(tmp_path):
+    from inverter_agent.core.site import PlantService
+
+    audit = AuditLog(str(tmp_path))
+    plant = PlantService(str(tmp_path), "PLANT", None)
+    core = Core({}, audit=audit, plant=plant)
+    core.write_plant("w_max", 3000.0, who="mms CN=eng1")
+    try:
+        core.write_plant("w_max", -5.0, who="mms CN=eng1")
+    except CommandRefused as exc:
+        assert exc.cause is RefusalCause.INVALID_VALUE
+    else:
+        raise AssertionError("a negative plant limit was accepted")
+    assert plant.limit.w_max == 3000.0  # the refused value changed nothing
+    got = [(e["outcome"], e.get("new")) for e in audit.entries() if e["who"] == "mms CN=eng1"]
+    assert got == [("ok", 3000.0), ("refused", -5.0)]

@@ -63,7 +63,8 @@ class MmsAdapter:
                 self.bindings[name] = attach_functions(self.server, ctx.core.commands(name),
                                                        None, ld_inst=name)
         if ctx.plant is not None:
-            attach_plant(ctx.plant, self.server, writable=ctx.functions)
+            attach_plant(ctx.plant, self.server,
+                         ctx.core.write_plant if ctx.functions else None)
         ctx.status_extra["security"] = self.server.security_status
         ctx.status_extra["wire"] = self.server.wire_status
         # The bundled library prints TLS/ISO debugging (certificate subjects among it)

@@ -13,29 +13,34 @@ from collections.abc import Callable
 from typing import Any
 
 from hal.reading import Reading
-from inverter_agent.core.site import PlantService, PlantSettingError
+from inverter_agent.core.commands import CommandRefused
+from inverter_agent.core.site import PlantService
 
+from .binding import ADD_CAUSE
 from .plant_model import CONTROLS
 from .server import MmsServer
 
 log = logging.getLogger(__name__)
 
 
-def attach_plant(plant: PlantService, server: MmsServer, writable: bool = True) -> None:
-    """Serve ``plant``'s LD on ``server`` (before start); writable only with functions."""
-    if writable:
+#: The core's plant-limit command: ``write(name, value, who)``; raises CommandRefused.
+PlantWrite = Callable[[str, Any, str], Any]
+
+
+def attach_plant(plant: PlantService, server: MmsServer, write: PlantWrite | None = None) -> None:
+    """Serve ``plant``'s LD on ``server`` (before start); writable through the core's
+    ``write`` (validated, persisted and audited there), read-only without it."""
+    if write is not None:
         for target, (name, kind) in CONTROLS.items():
-            server.set_control(f"{plant.ld}/{target}", _operator(plant, server, name, kind), 1,
+            server.set_control(f"{plant.ld}/{target}", _operator(write, name, kind), 1,
                                "write")  # a setting: needs the right to write
     server.add_start_hook(lambda: _show_settings(plant, server))
     plant.publishers.append(lambda now: publish(plant, server, now))
 
 
-def _operator(plant: PlantService, server: MmsServer, name: str,
-              kind: str) -> Callable[[Any, str], int | None]:
+def _operator(write: PlantWrite, name: str, kind: str) -> Callable[[Any, str], int | None]:
     """A plant setting operated as a control: validated and persisted before the
     positive response; refused with AddCause 26 (inconsistent parameters)."""
-    write = _writer(plant, server, name)
 
     def check(value: Any, peer: str) -> int | None:
         if value is None:
@@ -44,27 +49,13 @@ def _operator(plant: PlantService, server: MmsServer, name: str,
             if isinstance(value, bool) or value not in (1, 5):
                 return 26
             value = value == 1
-        return None if write(value, "", peer) else 26
-    return check
-
-
-def _writer(plant: PlantService, server: MmsServer,
-            name: str) -> Callable[[Any, str, str], bool]:
-    def write(value: Any, _path: str, peer: str) -> bool:
-        audit = server.audit
-        old = getattr(plant.limit, name)
         try:
-            plant.write(name, value, f"mms {peer}")
-        except (PlantSettingError, OSError) as exc:
+            write(name, value, f"mms {peer}")
+        except CommandRefused as exc:
             log.warning("plant setting %s = %r from %s refused: %s", name, value, peer, exc)
-            if audit is not None:
-                audit.record("setting.write", f"mms {peer}", "refused",
-                             f"{plant.ld}/{name}", new=value, reason=str(exc))
-            return False
-        if audit is not None:
-            audit.record("setting.write", f"mms {peer}", "ok", f"{plant.ld}/{name}", old, value)
-        return True
-    return write
+            return ADD_CAUSE[exc.cause]
+        return None
+    return check
 
 
 def _settings(plant: PlantService) -> dict[str, Any]:
