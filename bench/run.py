@@ -372,6 +372,36 @@ def bench_control_cycle(n: int) -> None:
     report("time per control cycle", f"{per * 1e6:.1f} us", f"{n} cycles")
 
 
+def bench_view(tmp: str, n: int) -> None:
+    """What the adapter interface costs the control loop: building the cycle's view and
+    handing it to every enabled adapter (MMS here), per cycle, on the simulated inverter."""
+    from inverter_agent import config
+    from inverter_agent.app import App
+
+    print("The cycle view: built and published to the adapters, per cycle (MMS on)")
+    with SimProcess() as sim:
+        cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
+                                 "agent.poll_period": 0.05, "mms.port": free_port(),
+                                 "agent.state_dir": os.path.join(tmp, "view")})
+        app = App(cfg)
+        app.start()
+        try:
+            cycle, publish = [], []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                app.runner.cycle()
+                t1 = time.perf_counter()
+                app.publish()
+                t2 = time.perf_counter()
+                cycle.append(t1 - t0)
+                publish.append(t2 - t1)
+        finally:
+            app.stop()
+    report("view + publish per cycle", f"{pct(publish, 0.5) * 1e6:.0f} us p50",
+           f"p95 {pct(publish, 0.95) * 1e6:.0f} us; the poll and functions take "
+           f"{pct(cycle, 0.5) * 1e3:.2f} ms p50; {n} cycles")
+
+
 #: Links of the backup-trip bench: name, simulator arguments, pty or not, baud.
 TRIP_LINKS = (("Modbus TCP", (), False, None),
               ("RTU 115200 baud", ("--baud", "115200", "--emulate-baud"), True, 115200),
@@ -654,7 +684,7 @@ def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
     mod.run(tmp, seconds, samples, report)
 
 
-BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle",
+BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle", "view",
            "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5")
 
 
@@ -682,6 +712,8 @@ def main() -> int:
             bench_latency(tmp, 5 if q else 30)
         if "cycle" in only:
             bench_control_cycle(2000 if q else 20000)
+        if "view" in only:
+            bench_view(tmp, 200 if q else 2000)
         if "settings" in only:
             bench_settings(tmp, 1.0 if q else 3.0)
         if "site" in only:
