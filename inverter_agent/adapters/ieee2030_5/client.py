@@ -30,7 +30,7 @@ from inverter_agent.core.arbitration import UtilitySchedule
 
 from . import profile, responses
 from .connector import GatewayConnector
-from .identity import lfdi_sfdi
+from .identity import lfdi_sfdi, lfdi_text
 from .registration import Registrar
 from .site_view import SiteView
 
@@ -228,8 +228,7 @@ class Ieee2030Client:
             state = c.state.end_devices.get(device_href) if c is not None else None
             if state is None:
                 return self.lfdi
-            return (state.lfdi.hex() if isinstance(state.lfdi, bytes)
-                    else str(state.lfdi)).lower()
+            return lfdi_text(state.lfdi)
 
         dispatcher = refusing_dispatcher(self.connector)(registry, lfdi_resolver=lfdi_of)
         client = CsipClient(
@@ -334,8 +333,7 @@ class Ieee2030Client:
 
     async def _register(self, client: Any) -> None:
         """Register our EndDevice unless the server already lists it (no duplicates)."""
-        known = {(d.lfdi.hex() if isinstance(d.lfdi, bytes) else str(d.lfdi)).lower()
-                 for d in client.state.end_devices.values()}
+        known = {lfdi_text(d.lfdi) for d in client.state.end_devices.values()}
         self.comms["registered"] = self.lfdi in known
         if self.lfdi in known:
             return

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .identity import lfdi_text
+
 log = logging.getLogger(__name__)
 
 RESOURCES = ("DERCapability", "DERSettings", "DERStatus", "DERAvailability")
@@ -276,12 +278,14 @@ class Registrar:
             av, default_time=int(self._server_now())), server_2018_compat=compat)
 
     # -- the client's state ----------------------------------------------------------------
+    def _ours(self) -> list[Any]:
+        """py20305's state of our EndDevice(s) (by LFDI)."""
+        return [state for state in list(self.client.state.end_devices.values())
+                if lfdi_text(state.lfdi) == self.lfdi]
+
     def _hrefs(self) -> dict[str, str | None]:
         out: dict[str, str | None] = dict.fromkeys(self.resources)
-        for state in list(self.client.state.end_devices.values()):
-            lfdi = state.lfdi.hex() if isinstance(state.lfdi, bytes) else str(state.lfdi)
-            if lfdi.lower() != self.lfdi:
-                continue
+        for state in self._ours():
             for name, attr in (("DERCapability", "der_capability_href"),
                                ("DERSettings", "der_settings_href"),
                                ("DERStatus", "der_status_href"),
@@ -295,10 +299,9 @@ class Registrar:
         return out
 
     def _post_rate(self) -> float:
-        for state in list(self.client.state.end_devices.values()):
-            lfdi = state.lfdi.hex() if isinstance(state.lfdi, bytes) else str(state.lfdi)
+        for state in self._ours():
             rate = getattr(getattr(state, "device", None), "post_rate", None)
-            if lfdi.lower() == self.lfdi and rate:
+            if rate:
                 return float(rate)
         return self.post_rate
 
