@@ -13,7 +13,8 @@ exchange are known. The run is time-compressed (poll ceiling and post rate
 10 s); the figures per day are the measured bytes per exchange times the
 number of exchanges a day at the default rates: every resource polled at
 IEEE 2030.5's default 900 s (what this server asks), readings, DERStatus and
-DERAvailability at CSIP's 300 s, DERSettings every 900 s, DERCapability daily.
+DERAvailability at CSIP's 300 s, DERSettings and DERCapability hourly (the
+registrar's refresh; on a change too).
 
 Latency: the gateway (``inverter-agent run``, default poll period) against
 the simulator; events posted ahead of their start; the time from the start
@@ -32,13 +33,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from procstat import mb, proc_cpu_s, proc_status  # bench/ is sys.path[0]
+from procstat import AGENT_IMPORT_PROBE, mb, proc_cpu_s, proc_status  # bench/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT.parent / "shared" / "tools" / "gridappsd_server.sh"
 DAY = 86400.0
 #: Exchanges a day at the default rates (see the module docstring).
-POLL_S, POST_S, SETTINGS_S, CAPABILITY_S = 900.0, 300.0, 900.0, 86400.0
+POLL_S, POST_S, SETTINGS_S, CAPABILITY_S = 900.0, 300.0, 3600.0, 3600.0
 
 
 def _free_port() -> int:
@@ -313,11 +314,52 @@ def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, repo
                "no event reached the inverter")
 
 
+#: What the registered client loads, layer by layer (each on top of the ones before it and
+#: of the agent's own modules): the import cost of each, to show where its memory goes.
+LAYERS = (
+    ("asyncio", "asyncio"),
+    ("aiohttp (py20305's HTTP client; its server half comes along)", "aiohttp"),
+    ("pydantic", "pydantic"),
+    ("xsdata (XML bindings for pydantic)", "xsdata_pydantic.bindings"),
+    ("IEEE 2030.5 schema models (py20305.models.sep: 493 classes)", "py20305.models.sep.sep"),
+    ("lxml", "lxml.etree"),
+    ("py20305 engine (client, events, telemetry, connectors)",
+     "py20305.client.csip_client, py20305.telemetry, py20305.connectors.dispatcher"),
+    ("the adapter (inverter_agent.adapters.ieee2030_5)",
+     "inverter_agent.adapters.ieee2030_5.client, inverter_agent.adapters.ieee2030_5.site_view"),
+)
+
+
+def memory_breakdown(report) -> None:
+    """Import cost of each layer the client loads, in one fresh process holding the agent's
+    modules first (as the resources bench): where the client's memory goes."""
+    probe = (AGENT_IMPORT_PROBE
+             + "last = rss()\n"
+             "for mods in sys.argv[1:]:\n"
+             "    for m in mods.split(', '):\n"
+             "        __import__(m)\n"
+             "    now = rss()\n"
+             "    print(round(now - last, 1))\n"
+             "    last = now\n")
+    out = subprocess.run([sys.executable, "-c", probe, *(m for _n, m in LAYERS)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    sizes = out.stdout.split()
+    if out.returncode != 0 or len(sizes) != len(LAYERS):
+        report("2030.5 client: import cost by layer", "not measured",
+               (out.stderr.strip().splitlines() or ["?"])[-1][:80])
+        return
+    for (name, _m), size in zip(LAYERS, sizes, strict=True):
+        report(f"2030.5 client memory: {name}", f"{float(size):.1f} MB", "import, RSS added")
+    report("2030.5 client memory: all its modules", f"{sum(map(float, sizes)):.1f} MB",
+           "the rest of a registered client is its run-time state (below)")
+
+
 def run(tmp: str, seconds: float, samples: int, report) -> None:
     if not SCRIPT.exists():
         print(f"IEEE 2030.5: skipped ({SCRIPT} not found)")
         return
     print("IEEE 2030.5 / CSIP against GridAPPS-D's server on loopback (TLS, one EndDevice)")
+    memory_breakdown(report)
     work = Path(tmp) / "gridappsd"
     env, v = _server(work)
     try:

@@ -21,3 +21,15 @@ def proc_status(pid: int) -> dict[str, str]:
 def mb(status: dict[str, str], key: str) -> float:
     """A VmXXX field of :func:`proc_status` in MB."""
     return int(status[key].split()[0]) / 1024
+
+
+#: The start of a ``python -c`` probe of what importing modules costs: ``rss()`` (MB) and
+#: the agent's own modules already imported, which a client's modules are added to.
+AGENT_IMPORT_PROBE = (
+    "import sys\n"
+    "def rss():\n"
+    "    return int(next(l for l in open('/proc/self/status')"
+    " if l.startswith('VmRSS')).split()[1]) / 1024\n"
+    "import inverter_agent.cli, inverter_agent.core.agent\n"
+    "import inverter_agent.adapters.mms.server\n"
+    "import inverter_agent.adapters.mms.binding, hal.inverter\n")

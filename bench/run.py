@@ -28,7 +28,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from procstat import mb, proc_cpu_s, proc_status  # noqa: E402  (bench/ is sys.path[0])
+from procstat import (  # noqa: E402  (bench/ is sys.path[0])
+    AGENT_IMPORT_PROBE,
+    mb,
+    proc_cpu_s,
+    proc_status,
+)
 
 from hal.inverter import Inverter  # noqa: E402
 from hal.transport import RetryPolicy, RtuTransport, SerialSettings  # noqa: E402
@@ -263,14 +268,8 @@ def bench_resources(tmp: str, seconds: float) -> None:
     # The IEEE 2030.5 client is imported only with [ieee2030_5] server set: its cost is
     # what importing it adds to a process that already holds the agent's modules (a
     # live server connection adds its own state on top).
-    probe = ("import resource, sys\n"
-             "def rss():\n"
-             "    return int(next(l for l in open('/proc/self/status')"
-             " if l.startswith('VmRSS')).split()[1]) / 1024\n"
-             "import inverter_agent.cli, inverter_agent.core.agent\n"
-             "import inverter_agent.adapters.mms.server\n"
-             "import inverter_agent.adapters.mms.binding, hal.inverter\n"
-             "a = rss()\n"
+    probe = (AGENT_IMPORT_PROBE
+             + "a = rss()\n"
              "import inverter_agent.adapters.ieee2030_5.client\n"
              "import inverter_agent.adapters.ieee2030_5.site_view\n"
              "print(round(rss() - a, 1))\n")

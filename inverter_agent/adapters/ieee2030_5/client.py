@@ -2,13 +2,15 @@
 
 Discovery and registration (dcap, EndDevice, FunctionSetAssignments,
 DERProgram by primacy), DERControl events and the DefaultDERControl (through
-:class:`GatewayConnector` into the core's :class:`UtilitySchedule`), the
-DERCapability / DERSettings / DERStatus / DERAvailability resources and
+:class:`GatewayConnector` into the core's :class:`UtilitySchedule`),
 MirrorUsagePoint readings at the server's post rate, LogEvents from DERStatus
 alarms, Responses: all by py20305. What this module adds: the TLS material
 and options from ``[ieee2030_5]``, a ceiling on the server's poll rates, a
-bounded reconnect loop, the link state the core shows in ``status`` and over
-MMS (``comms``: connected / lost, last server contact), and a clean stop.
+bounded reconnect loop, the DER resources (DERCapability, DERSettings,
+DERStatus, DERAvailability) PUT by :class:`~.registration.Registrar` as soon
+as the ratings are known and whenever they change, the link state the core
+shows in ``status`` and over MMS (``comms``: connected / lost, last server
+contact), and a clean stop.
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ from typing import Any
 
 from inverter_agent.core.arbitration import UtilitySchedule
 
+from . import profile, responses
 from .connector import GatewayConnector
-from .identity import lfdi_sfdi
+from .identity import lfdi_sfdi, lfdi_text
+from .registration import Registrar
 from .site_view import SiteView
 
 log = logging.getLogger(__name__)
 
 #: Reconnect back-off, seconds (bounded: a server down for days is retried every minute).
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
-#: Seconds between DERSettings PUTs (at least; the post rate if slower).
-SETTINGS_EVERY_S = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class ClientSettings:
     post_rate: float = 300.0
     pin: int | None = None
     dcap_path: str = "/dcap"
+    profile: str = "auto"
+    connection_point_id: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> ClientSettings:
@@ -141,6 +145,7 @@ class Ieee2030Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self.registrar: Registrar | None = None
         #: Test and bench hook: a py20305 TrafficRecorder to attach before connecting.
         self.traffic_recorder: Any = None
 
@@ -177,6 +182,8 @@ class Ieee2030Client:
         d = self.schedule.default()
         c["default_control"] = d.describe() if d is not None else None
         c["refused"] = dict(self.connector.refused)
+        if self.registrar is not None:
+            c["resources"] = self.registrar.status()
         client = self._client
         if client is not None:
             c["poll_rates"] = {k: v for k, v in client.state.poll_rates.items()
@@ -201,7 +208,6 @@ class Ieee2030Client:
 
     # -- the client --------------------------------------------------------------------------
     def _build(self) -> Any:
-        from py20305.cli import make_lfdi_resolver
         from py20305.client.csip_client import CsipClient
         from py20305.client.tls import TlsConfig
         from py20305.connectors.config import CustomDeviceConfig
@@ -215,8 +221,16 @@ class Ieee2030Client:
         registry = ConnectorConfigRegistry(
             [device], factory_resolver=lambda _d: (lambda: self.connector))
         holder: dict[str, Any] = {}
-        dispatcher = refusing_dispatcher(self.connector)(
-            registry, lfdi_resolver=make_lfdi_resolver(lambda: holder.get("c"), self.lfdi))
+        def lfdi_of(device_href: str) -> str | None:
+            """The LFDI of the EndDevice a control addresses (ours until discovered).
+            Not py20305.cli's resolver: importing its command line costs 1 MB."""
+            c = holder.get("c")
+            state = c.state.end_devices.get(device_href) if c is not None else None
+            if state is None:
+                return self.lfdi
+            return lfdi_text(state.lfdi)
+
+        dispatcher = refusing_dispatcher(self.connector)(registry, lfdi_resolver=lfdi_of)
         client = CsipClient(
             s.server, tls=tls, dispatcher=dispatcher, dcap_path=s.dcap_path,
             server_2018_compat=s.server_2018_compat,
@@ -239,10 +253,21 @@ class Ieee2030Client:
         client = self._client = self._build()
         telemetry = None
         run_task: asyncio.Task[None] | None = None
+        reg_task: asyncio.Task[None] | None = None
         try:
             if not await self._connect(client):
                 return
             await self._register(client)
+            ns = await self._choose_profile(client)
+            doe = (lambda: {"DoeModesSupported": profile.DOE_APPLIED,
+                            "DoeModesEnabled": profile.DOE_APPLIED}) if ns else dict
+            self.registrar = Registrar(client, self.lfdi, self.connector.site,
+                                       der_type=self.connector.der_type,
+                                       post_rate=self.settings.post_rate,
+                                       extra_nameplate=doe, extra_settings=doe,
+                                       csipaus_ns=ns, connection_point=(
+                                           self.settings.connection_point_id if ns else None))
+            reg_task = asyncio.create_task(self.registrar.run(self._stop), name="der-resources")
             with contextlib.suppress(Exception):
                 await client.poll_now()
             telemetry = self._telemetry(client)
@@ -251,6 +276,8 @@ class Ieee2030Client:
             await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
         finally:
+            if reg_task is not None:
+                reg_task.cancel()
             if telemetry is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(telemetry.shutdown(), 3.0)
@@ -282,10 +309,31 @@ class Ieee2030Client:
             delay = min(RETRY_MAX_S, delay * 2)
         return False
 
+    async def _choose_profile(self, client: Any) -> str | None:
+        """CSIP or CSIP-AUS (``[ieee2030_5] profile``; auto: the server's DeviceCapability
+        declares the csipaus namespace); the csipaus namespace, or None for CSIP."""
+        from py20305.client.errors import Sep2Error
+        from py20305.models.sep.sep import DeviceCapability
+
+        body = b""
+        if self.settings.profile != "csip":
+            try:
+                _dcap, body = await client.http.get_with_body(self.settings.dcap_path,
+                                                              DeviceCapability)
+            except (Sep2Error, OSError) as exc:  # discovery just read it: rare
+                log.warning("IEEE 2030.5: DeviceCapability not read again (%s)", exc)
+        aus, ns = profile.choose(self.settings.profile, body)
+        client.http.csip_aus_mode = aus
+        self.connector.csip_aus = aus
+        self.comms["profile"] = "csip-aus" if aus else "csip"
+        log.info("IEEE 2030.5 profile: %s%s", self.comms["profile"],
+                 f" (namespace {ns}; DOE modes applied: export and generation limits)"
+                 if aus else "")
+        return ns
+
     async def _register(self, client: Any) -> None:
         """Register our EndDevice unless the server already lists it (no duplicates)."""
-        known = {(d.lfdi.hex() if isinstance(d.lfdi, bytes) else str(d.lfdi)).lower()
-                 for d in client.state.end_devices.values()}
+        known = {lfdi_text(d.lfdi) for d in client.state.end_devices.values()}
         self.comms["registered"] = self.lfdi in known
         if self.lfdi in known:
             return
@@ -299,19 +347,29 @@ class Ieee2030Client:
                         "this device out of band", exc)
 
     def _telemetry(self, client: Any) -> Any:
+        """py20305's readings (MirrorUsagePoints) and LogEvents; the DER resources are the
+        registrar's (py20305's own scheduler PUTs them on fixed timers from discovery on,
+        before the ratings are read, and retries a day later)."""
         from py20305.telemetry import TelemetryCoordinator
 
-        coordinator = TelemetryCoordinator(
+        class ReadingsOnly(TelemetryCoordinator):  # type: ignore[misc]
+            def _setup_der_resources(self) -> None:
+                pass  # the registrar's
+
+            def _telemetry_hrefs(self, lfdi: str) -> tuple[str | None, str | None]:
+                return super()._telemetry_hrefs(lfdi)[0], None  # DERAvailability: ours
+
+        coordinator = ReadingsOnly(
             client, lfdis=[self.lfdi], connector_resolver=lambda _lfdi: self.connector,
-            post_rate_seconds=int(self.settings.post_rate),
-            # DERSettings change only with a setting: PUT them every 15 min (or at the post
-            # rate if slower), not py20305's 60 s default (1440 PUTs a day for nothing).
-            der_settings_poll_rate_seconds=int(max(self.settings.post_rate, SETTINGS_EVERY_S)))
+            post_rate_seconds=int(self.settings.post_rate))
         coordinator.setup()
         coordinator.start_device_telemetry()
+        registrar = self.registrar
 
         async def rediscovered() -> None:
             await coordinator.restart_device_telemetry()
+            if registrar is not None:
+                registrar.wake(resend=True)
 
         client.set_on_rediscovered(rediscovered)
         return coordinator
@@ -319,17 +377,19 @@ class Ieee2030Client:
 
 def refusing_dispatcher(connector: GatewayConnector) -> type:
     """py20305's dispatcher, refusing at activation what the core would refuse (a bad
-    curve included): py20305 then answers the event with the rejection Response (253
-    invalid) instead of 'started', and nothing is dispatched."""
-    from py20305.connectors.control_errors import InvalidControlValueError
+    curve included): py20305 then answers the event with the rejection Response its
+    cause says (:mod:`.responses`: 252 not applicable, 253 invalid, 254 expired)
+    instead of 'started', and nothing is dispatched."""
     from py20305.connectors.dispatcher import ConnectorDispatcher
+
+    responses.install()
 
     class Dispatcher(ConnectorDispatcher):  # type: ignore[misc]
         async def apply_control(self, device_href: str, derc: Any, curves: Any,
                                 **kw: Any) -> None:
-            why = connector.check_derc(derc, curves or ())
-            if why is not None:
-                raise InvalidControlValueError(why)
+            rejected = connector.check_derc(derc, curves or ())
+            if rejected is not None:
+                raise responses.refusal(rejected.cause, str(rejected))
             await super().apply_control(device_href, derc, curves, **kw)
 
     return Dispatcher

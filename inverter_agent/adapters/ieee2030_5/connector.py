@@ -10,10 +10,10 @@ settings service arbitrates every cycle. So an event received runs to its end
 even when the server (or this whole adapter) is gone.
 
 py20305 also calls ``update_*`` when an event becomes active and posts the
-Response from what they do: they check the values and raise
-``InvalidControlValueError`` (Response "rejected: invalid") or
-``ModeNotSupportedError`` for what the gateway refuses; they write nothing,
-the core applies the schedule. DER curves (volt-var, volt-watt) a control
+Response from what they do: they check the values and raise the refusal
+(:mod:`.responses`: 253 for an invalid value, 252 for a valid control this
+gateway does not carry out); they write nothing, the core applies the
+schedule. DER curves (volt-var, volt-watt) a control
 links are resolved in its program's DERCurveList (``curves``) and checked
 whole, with the rest of the control, before it is accepted; opModFreqDroop is
 translated into the core's freq_watt droop settings (translate.freq_droop).
@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from py20305.connectors.base import BaseConnector, ScheduleNotification
-from py20305.connectors.control_errors import InvalidControlValueError, ModeNotSupportedError
 
 from inverter_agent.core.arbitration import ScheduledControl, UtilityControl, UtilitySchedule
+from inverter_agent.core.commands import RefusalCause
 
+from .responses import refusal, response_code
 from .site_view import SiteView
-from .translate import ControlRejected, control_from_base
+from .translate import ControlRejected, Doe, control_from_base
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class GatewayConnector(BaseConnector):
         self._validate = validate or (lambda control: None)
         self._lock = threading.Lock()
         self._defaults: dict[str, tuple[int, UtilityControl]] = {}
+        #: The CSIP-AUS profile (the client sets it at discovery): DOE limits are taken.
+        self.csip_aus = False
+        #: What has been said about DOE limits applied (said once each; bounded).
+        self._doe_said: set[str] = set()
         #: mRID -> why it was refused (the last few).
         self.refused: dict[str, str] = {}
         self.notifications = 0
@@ -91,7 +96,7 @@ class GatewayConnector(BaseConnector):
         try:
             control = self.translate(n.payload.get("control_base"), self._curves(n.program_href))
         except ControlRejected as exc:
-            self._refuse(mrid, str(exc))
+            self._refuse(mrid, str(exc), exc.cause)
             self.schedule.remove_event(mrid)
             return
         offset = self.server_offset()  # server clock - ours
@@ -112,23 +117,35 @@ class GatewayConnector(BaseConnector):
         ``curves``, py20305's DERCurve models), checked against IEEE 2030.5's ranges and
         the settings' own (a curve: the validator of a persisted curve); raises
         ControlRejected."""
-        control = control_from_base(base, curve_forms(curves))
+        doe = Doe(self.site.configuration().get("WMax")) if self.csip_aus else None
+        control = control_from_base(base, curve_forms(curves), doe)
         why = self._validate(control)
         if why is not None:
-            raise ControlRejected(why)
+            # The core's check says why, and with the core's refusal causes, of what
+            # kind: (cause, why) or an object with .cause; a bare text is a value the
+            # settings' validator refuses (253, as a curve whose x goes down).
+            cause = getattr(why, "cause", RefusalCause.INVALID_VALUE)
+            if isinstance(why, tuple):
+                cause, why = why
+            raise ControlRejected(str(why), cause)
+        for note in doe.notes if doe is not None else ():
+            if note not in self._doe_said and len(self._doe_said) < MAX_REFUSED:
+                self._doe_said.add(note)
+                log.warning("2030.5 (CSIP-AUS): %s", note)
+                self._record("utility_doe", note)
         return control
 
-    def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> str | None:
+    def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> ControlRejected | None:
         """Why a DERControl (py20305's model; ``curves`` the DERCurves the engine passes
-        with it) is refused, or None; at activation."""
+        with it) is refused (its ``cause`` chooses the Response), or None; at activation."""
         from py20305.json_form import serialize_der_control
 
+        form = serialize_der_control(derc)
         try:
-            self.translate(serialize_der_control(derc).get("control_base"), curves)
+            self.translate(form.get("control_base"), curves)
         except ControlRejected as exc:
-            mrid = serialize_der_control(derc).get("mrid") or "?"
-            self._refuse(str(mrid), str(exc))
-            return str(exc)
+            self._refuse(str(form.get("mrid") or "?"), str(exc), exc.cause)
+            return exc
         return None
 
     def _default(self, n: ScheduleNotification) -> None:
@@ -136,7 +153,7 @@ class GatewayConnector(BaseConnector):
             control = self.translate(n.payload.get("control_base"), self._curves(n.program_href))
         except ControlRejected as exc:
             # Keep the last valid default: a bad update must not lift a valid limit.
-            self._refuse(n.mrid, f"DefaultDERControl: {exc}")
+            self._refuse(n.mrid, f"DefaultDERControl: {exc}", exc.cause)
             return
         with self._lock:
             self._defaults[n.program_href] = (int(n.primacy), control)
@@ -145,7 +162,8 @@ class GatewayConnector(BaseConnector):
             self.schedule.set_default(best)
             self._record("utility_default", f"2030.5 DefaultDERControl: {best.describe()}")
 
-    def _refuse(self, mrid: str, why: str) -> None:
+    def _refuse(self, mrid: str, why: str, cause: Any) -> None:
+        why = f"{why} (Response {response_code(cause)})"
         with self._lock:
             first = mrid not in self.refused
             self.refused[mrid] = why
@@ -159,13 +177,14 @@ class GatewayConnector(BaseConnector):
     async def update_p_lim(self, params: dict[str, Any]) -> None:
         pct = params.get("p_lim_w")
         if params.get("p_lim_mode_enable", 1) and not _within(pct, 0.0, 100.0):
-            raise InvalidControlValueError(f"opModMaxLimW {pct!r} %: allowed 0..100")
+            raise refusal(RefusalCause.INVALID_VALUE, f"opModMaxLimW {pct!r} %: allowed 0..100")
         return None
 
     async def update_const_pf(self, params: dict[str, Any]) -> None:
         for v in params.values():
             if isinstance(v, float) and not _within(abs(v), 0.0, 1.0):
-                raise InvalidControlValueError(f"power factor {v!r}: allowed 0 < PF <= 1")
+                raise refusal(RefusalCause.INVALID_VALUE,
+                              f"power factor {v!r}: allowed 0 < PF <= 1")
         return None
 
     async def update_const_q(self, params: dict[str, Any]) -> None:
@@ -178,7 +197,7 @@ class GatewayConnector(BaseConnector):
         return None
 
     async def _unsupported(self, what: str) -> None:
-        raise ModeNotSupportedError(f"{what} is not applied by this gateway")
+        raise refusal(RefusalCause.NOT_SUPPORTED, f"{what} is not applied by this gateway")
 
     async def update_qv(self, params: dict[str, Any]) -> None:
         return None  # the curve was checked whole in check_derc; the core applies it
@@ -190,6 +209,18 @@ class GatewayConnector(BaseConnector):
         # py20305 routes opModFreqDroop here (its "pf": primary frequency response); the
         # droop was checked whole in check_derc and the core applies it from the schedule.
         return None
+
+    async def update_gen_lim(self, params: dict[str, Any]) -> None:
+        return None  # checked with the control in check_derc; the core applies it
+
+    async def update_exp_lim(self, params: dict[str, Any]) -> None:
+        return None  # likewise (as a generation limit: profile.py)
+
+    async def update_imp_lim(self, params: dict[str, Any]) -> None:
+        await self._unsupported("opModImpLimW")
+
+    async def update_load_lim(self, params: dict[str, Any]) -> None:
+        await self._unsupported("opModLoadLimW")
 
     async def update_freq_watt(self, params: dict[str, Any]) -> None:
         await self._unsupported("opModFreqWatt")

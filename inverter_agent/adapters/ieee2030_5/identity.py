@@ -26,6 +26,11 @@ def lfdi_sfdi(cert: bytes) -> tuple[str, int]:
     return lfdi, sfdi_of(lfdi)
 
 
+def lfdi_text(lfdi: bytes | str) -> str:
+    """An LFDI as py20305's state holds it (bytes or text) in lower-case hex."""
+    return (lfdi.hex() if isinstance(lfdi, bytes) else str(lfdi)).lower()
+
+
 def sfdi_of(lfdi: str) -> int:
     value = int(lfdi[:9], 16)  # 36 bits
     check = (10 - sum(map(int, str(value))) % 10) % 10

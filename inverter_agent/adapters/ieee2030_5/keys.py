@@ -20,6 +20,10 @@ def _https_url(v: str) -> str | None:
     return None
 
 
+def _nmi(v: str) -> str | None:
+    return None if v.isalnum() and len(v) <= 32 else "letters and digits, at most 32"
+
+
 KEYS: dict[str, Key] = {
     "server": Key(str, None, check=_https_url,
                   doc="the utility's IEEE 2030.5 server; leave out to disable the client"),
@@ -39,6 +43,13 @@ KEYS: dict[str, Key] = {
     "pin": Key(int, None, min=0, max=999999,
                doc="registration PIN the utility gave; checked against the server's"),
     "dcap_path": Key(str, "/dcap", doc="path of the DeviceCapability resource"),
+    "connection_point_id": Key(str, None, check=_nmi,
+                               doc="CSIP-AUS: the connection point's id (the NMI), PUT "
+                                   "where the server's EndDevice links a ConnectionPoint"),
+    "profile": Key(str, "auto", choices=("csip", "csip-aus", "auto"),
+                   doc="CSIP (US, Rule 21) or CSIP-AUS (dynamic operating envelopes); "
+                       "auto: CSIP-AUS if the server's DeviceCapability declares its "
+                       "namespace"),
 }
 
 

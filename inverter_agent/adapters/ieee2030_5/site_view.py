@@ -33,6 +33,9 @@ ALARM_LOCAL_EMERGENCY = 1 << 7
 CONNECTED, AVAILABLE, OPERATING, FAULT = 1, 2, 4, 16
 #: SunSpec St -> InverterStatusType (the same codes 1..8 in both).
 ENERGIZING = {3, 4, 5}
+#: Ratings and settings kept as last read while an inverter's link is down: a lost link
+#: does not change what the inverter is, and the server is not told it shrank.
+RATINGS = ("WRtg", "VARtg", "VArRtgQ1", "VArRtgQ4", "VNom", "WMax", "VArMaxQ1")
 
 
 def _good(snap: Mapping[str, Any], name: str) -> Any:
@@ -47,6 +50,8 @@ class SiteView:
 
     def __init__(self, view: Callable[[], CycleView | None]) -> None:
         self.view = view
+        #: Each inverter's ratings as last read good (:data:`RATINGS`), by its name.
+        self._known: dict[str, dict[str, float]] = {}
 
     def _inverters(self) -> tuple[InverterView, ...]:
         v = self.view()
@@ -58,6 +63,27 @@ class SiteView:
     def _sum(self, name: str, snaps: list[Mapping[str, Any]] | None = None) -> float | None:
         vals = [v for s in (snaps or self._snapshots()) if (v := _good(s, name)) is not None]
         return float(sum(vals)) if vals else None
+
+    def _ratings(self) -> list[dict[str, float]]:
+        """Each inverter's ratings (:data:`RATINGS`), as last read good."""
+        out = []
+        for inv in self._inverters():
+            known = self._known.setdefault(inv.name, {})
+            for name in RATINGS:
+                if (v := _good(inv.readings, name)) is not None:
+                    known[name] = float(v)
+            out.append(known)
+        return out
+
+    def _rating_sum(self, name: str) -> float | None:
+        vals = [k[name] for k in self._ratings() if name in k]
+        return float(sum(vals)) if vals else None
+
+    def ratings_known(self) -> tuple[int, int]:
+        """(inverters whose ratings have been read, inverters): a rating is read with the
+        first full read of the inverter, and a site's registration waits for it."""
+        ratings = self._ratings()
+        return sum("WRtg" in k for k in ratings), len(ratings)
 
     def monitoring(self) -> dict[str, Any]:
         snaps = self._snapshots()
@@ -72,18 +98,16 @@ class SiteView:
                 "V": sum(volts) / len(volts) if volts else None}
 
     def nameplate(self) -> dict[str, Any]:
-        snaps = self._snapshots()
-        q4 = self._sum("VArRtgQ4", snaps)
-        return {"WMaxRtg": self._sum("WRtg", snaps), "VAMaxRtg": self._sum("VARtg", snaps),
-                "VarMaxInjRtg": self._sum("VArRtgQ1", snaps),
+        q4 = self._rating_sum("VArRtgQ4")
+        return {"WMaxRtg": self._rating_sum("WRtg"), "VAMaxRtg": self._rating_sum("VARtg"),
+                "VarMaxInjRtg": self._rating_sum("VArRtgQ1"),
                 "VarMaxAbsRtg": abs(q4) if q4 is not None else None,
-                "VNomRtg": self._first("VNom", snaps), "CtrlModes": CTRL_MODES}
+                "VNomRtg": self._first_rating("VNom"), "CtrlModes": CTRL_MODES}
 
     def configuration(self) -> dict[str, Any]:
-        snaps = self._snapshots()
-        return {"WMax": self._sum("WMax", snaps) or self._sum("WRtg", snaps),
-                "VAMax": self._sum("VARtg", snaps), "VarMaxInj": self._sum("VArMaxQ1", snaps),
-                "VNom": self._first("VNom", snaps), "CtrlModes": CTRL_MODES}
+        return {"WMax": self._rating_sum("WMax") or self._rating_sum("WRtg"),
+                "VAMax": self._rating_sum("VARtg"), "VarMaxInj": self._rating_sum("VArMaxQ1"),
+                "VNom": self._first_rating("VNom"), "CtrlModes": CTRL_MODES}
 
     def availability(self) -> dict[str, Any]:
         w = self._sum("WAval")
@@ -114,9 +138,8 @@ class SiteView:
                 "inverterStatus": {"dateTime": now, "value": inverter},
                 "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1}}
 
-    @staticmethod
-    def _first(name: str, snaps: list[Mapping[str, Any]]) -> Any:
-        return next((v for s in snaps if (v := _good(s, name)) is not None), None)
+    def _first_rating(self, name: str) -> Any:
+        return next((k[name] for k in self._ratings() if name in k), None)
 
 
 def alarm_bits(view: dict[str, Any]) -> int:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from inverter_agent.core.arbitration import UtilityControl
+from inverter_agent.core.commands import RefusalCause
 from inverter_agent.functions import FUNCTIONS
 
 #: opMod functions this gateway applies. Others (fixed W, target W/var/V, ride-through
@@ -73,8 +75,31 @@ CURVE_VOLT_WATT = 12
 VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
 
 
+#: CSIP-AUS dynamic-operating-envelope limits this gateway applies (profile.DOE_APPLIED):
+#: the generation limit, and the export limit as a generation limit (no site meter).
+DOE_SUPPORTED = ("op_mod_gen_lim_w", "op_mod_exp_lim_w")
+
+
+@dataclass
+class Doe:
+    """The CSIP-AUS profile's context for a translation: the site's setMaxW (W), which a
+    limit in W is a percentage of, and what the caller should say about the result."""
+
+    set_max_w: float | None
+    notes: list[str] = field(default_factory=list)
+
+
 class ControlRejected(ValueError):
-    """A control the gateway refuses; the message says which value and why."""
+    """A control the gateway refuses; the message says which value and why, ``cause``
+    the kind of refusal (:mod:`.responses` maps it to the Response status): a value
+    outside the range 2030.5 gives its type is an invalid event, unless said otherwise."""
+
+    def __init__(self, why: str, cause: RefusalCause = RefusalCause.INVALID_VALUE) -> None:
+        super().__init__(why)
+        self.cause = cause
+
+
+_NOT_SUPPORTED = RefusalCause.NOT_SUPPORTED
 
 
 def _enabled(v: Any) -> bool:
@@ -126,7 +151,7 @@ def curve_points(name: str, curve: Mapping[str, Any], curve_type: int,
     ref = _int(f"{name}.yRefType", _unwrap(curve.get("y_ref_type")), 0, 255)
     if ref not in tuple(y_refs):
         raise ControlRejected(f"{name}.yRefType = {ref}: supported "
-                              f"{', '.join(str(r) for r in y_refs)}")
+                              f"{', '.join(str(r) for r in y_refs)}", _NOT_SUPPORTED)
     xm = _int(f"{name}.xMultiplier", _unwrap(curve.get("x_multiplier")), -9, 9)
     ym = _int(f"{name}.yMultiplier", _unwrap(curve.get("y_multiplier")), -9, 9)
     data = curve.get("curve_data")
@@ -156,7 +181,7 @@ def freq_droop(fd: Any) -> tuple[float, float, float, float, float | None]:
     if fd.get("p_min") is not None:
         # 2023's pMin is an absolute ActivePower: not taken rather than guessed.
         raise ControlRejected("opModFreqDroop.pMin: not supported (the persisted "
-                              "freq_watt.p_min_pct applies)")
+                              "freq_watt.p_min_pct applies)", _NOT_SUPPORTED)
     db_of = _int("opModFreqDroop.dBOF", _unwrap(fd.get("d_bof")), 0, 2**32 - 1)
     db_uf = _int("opModFreqDroop.dBUF", _unwrap(fd.get("d_buf")), 0, 2**32 - 1)
     k_of = _int("opModFreqDroop.kOF", _unwrap(fd.get("k_of")), 0, 0xFFFF)
@@ -177,8 +202,39 @@ def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Ma
     return curve
 
 
+def _watts(name: str, v: Any) -> float:
+    """An ActivePower (value Int16 x 10^multiplier W) as W; a limit is not negative."""
+    value = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
+    mult = _unwrap(v.get("multiplier", 0)) if isinstance(v, Mapping) else 0
+    w = _int(f"{name}.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
+        f"{name}.multiplier", mult, -9, 9)
+    if w < 0:
+        raise ControlRejected(f"{name} = {w:g} W: a limit is not negative")
+    return w
+
+
+def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
+    """The CSIP-AUS generation / export limits as the core's % of setMaxW (the lower),
+    rounded down (never above the limit); None if neither is set."""
+    limits = {name: _watts(name, base[key]) for key, name in (
+        ("op_mod_gen_lim_w", "opModGenLimW"), ("op_mod_exp_lim_w", "opModExpLimW"))
+        if _enabled(base.get(key))}
+    if not limits:
+        return None
+    if not doe.set_max_w or doe.set_max_w <= 0:
+        raise ControlRejected(f"{', '.join(limits)}: the site's setMaxW is not known yet "
+                              "(no inverter read)", RefusalCause.BLOCKED)
+    if "opModExpLimW" in limits:
+        doe.notes.append(
+            f"opModExpLimW {limits['opModExpLimW']:g} W applied as a generation limit (no "
+            "site meter): export stays at or below it, lower by the site's own load")
+    w = min(limits.values())
+    return min(100.0, math.floor(w / doe.set_max_w * 100.0 * 1000.0) / 1000.0)
+
+
 def control_from_base(base: Mapping[str, Any] | None,
-                      curves: Mapping[str, Mapping[str, Any]] | None = None) -> UtilityControl:
+                      curves: Mapping[str, Mapping[str, Any]] | None = None,
+                      doe: Doe | None = None) -> UtilityControl:
     """The core's control for a DERControlBase; raises ControlRejected.
 
     ``opModMaxLimW`` is a PerCent of setMaxW in hundredths (0..10000);
@@ -190,16 +246,22 @@ def control_from_base(base: Mapping[str, Any] | None,
     nominal voltage and its y in % of setMaxVar (yRefType 2) or of setMaxVA (8), kept as
     they are with the settings' matching ``q_base``; a volt-watt curve's y is in % of
     setMaxW (yRefType 1), the core's % of rated W.
+
+    With ``doe`` (the CSIP-AUS profile), ``opModGenLimW`` and ``opModExpLimW``
+    (ActivePower, W) become the core's limit in % of ``doe.set_max_w``, the lower of
+    them and of ``opModMaxLimW``; the import and load limits stay refused.
     """
     if base is None:
         return UtilityControl()
     curves = curves or {}
+    supported = SUPPORTED + (DOE_SUPPORTED if doe is not None else ())
     unsupported = sorted(k for k, v in base.items()
-                         if k.startswith("op_mod_") and k not in SUPPORTED and _enabled(v))
+                         if k.startswith("op_mod_") and k not in supported and _enabled(v))
     if "op_mod_freq_watt" in unsupported:
-        raise ControlRejected(FREQ_WATT_CURVE_REFUSED)
+        raise ControlRejected(FREQ_WATT_CURVE_REFUSED, _NOT_SUPPORTED)
     if unsupported:
-        raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}")
+        raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}",
+                              _NOT_SUPPORTED)
     fields: dict[str, Any] = {}
     if _enabled(base.get("op_mod_connect")):
         fields["connect"] = _bool("opModConnect", base["op_mod_connect"])
@@ -209,6 +271,8 @@ def control_from_base(base: Mapping[str, Any] | None,
     if _enabled(lim):
         value = lim.get("value") if isinstance(lim, Mapping) else lim
         fields["p_limit_pct"] = _int("opModMaxLimW", value, 0, 10000) / 100.0
+    if doe is not None and (pct := _doe_limit(base, doe)) is not None:
+        fields["p_limit_pct"] = min(fields.get("p_limit_pct", 100.0), pct)
     inject, absorb = base.get("op_mod_fixed_pfinject_w"), base.get("op_mod_fixed_pfabsorb_w")
     if _enabled(inject):
         if not isinstance(inject, Mapping):
@@ -216,7 +280,8 @@ def control_from_base(base: Mapping[str, Any] | None,
         fields["fixed_pf"] = _pf("opModFixedPFInjectW", inject)
     elif _enabled(absorb):
         # Storage charging PF; a PV inverter never absorbs active power: refuse it.
-        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power")
+        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power",
+                              _NOT_SUPPORTED)
     var = base.get("op_mod_fixed_var")
     if _enabled(var):
         if not isinstance(var, Mapping):
@@ -224,7 +289,7 @@ def control_from_base(base: Mapping[str, Any] | None,
         ref = _int("opModFixedVar.refType", _unwrap(var.get("ref_type")), 0, 255)
         if ref != REF_SET_MAX_VAR:
             raise ControlRejected(f"opModFixedVar.refType = {ref}: only {REF_SET_MAX_VAR} "
-                                  "(%setMaxVar) is supported")
+                                  "(%setMaxVar) is supported", _NOT_SUPPORTED)
         raw = var.get("value")
         raw = raw.get("value") if isinstance(raw, Mapping) else raw
         fields["fixed_var_pct"] = _int("opModFixedVar.value", raw, -10000, 10000) / 100.0
@@ -237,7 +302,7 @@ def control_from_base(base: Mapping[str, Any] | None,
         # nominal here (the settings' vRef is 1.0 for the event), so only 100 % is taken.
         if v_ref is not None and _int("opModVoltVar.vRef", v_ref, 0, 0xFFFF) != 10000:
             raise ControlRejected(f"opModVoltVar.vRef = {v_ref}: only 10000 (100 %) is "
-                                  "supported")
+                                  "supported", _NOT_SUPPORTED)
         fields["volt_var_curve"] = points
         fields["volt_var_q_base"] = VOLT_VAR_Q_BASE[ref]
     vw = base.get("op_mod_volt_watt")
@@ -253,5 +318,6 @@ def control_from_base(base: Mapping[str, Any] | None,
         names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",
                  "volt_var_curve": "opModVoltVar"}
         raise ControlRejected(f"{' and '.join(names[k] for k in reactive)} together: one "
-                              "reactive mode at a time (IEEE 1547-2018 5.3.1)")
+                              "reactive mode at a time (IEEE 1547-2018 5.3.1)",
+                              RefusalCause.CONFLICT)
     return UtilityControl(**fields)

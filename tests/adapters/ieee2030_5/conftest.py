@@ -77,13 +77,15 @@ class GridappsdServer:
             return resp.status
 
     def post_event(self, start: float, duration: int, base: str, mrid: str | None = None,
-                   primacy_note: str = "", randomize_start: int | None = None) -> str:
-        """A DERControl on dev1's program (``base``: the DERControlBase's inner XML)."""
+                   primacy_note: str = "", randomize_start: int | None = None,
+                   created: int | None = None) -> str:
+        """A DERControl on dev1's program (``base``: the DERControlBase's inner XML;
+        ``created``: its creationTime, default now)."""
         mrid = mrid or os.urandom(16).hex().upper()
         now = int(time.time())
         xml = (f'<DERControl xmlns="{NS}" replyTo="/rsps" responseRequired="03">'
                f"<mRID>{mrid}</mRID><description>test {primacy_note}</description>"
-               f"<creationTime>{now}</creationTime>"
+               f"<creationTime>{now if created is None else created}</creationTime>"
                f"<EventStatus><currentStatus>0</currentStatus><dateTime>{now}</dateTime>"
                f"<potentiallySuperseded>false</potentiallySuperseded></EventStatus>"
                f"<interval><duration>{duration}</duration><start>{int(start)}</start>"

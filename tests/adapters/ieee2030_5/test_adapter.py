@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from py20305.connectors.base import ScheduleNotification
-from py20305.connectors.control_errors import InvalidControlValueError, ModeNotSupportedError
+from py20305.connectors.control_errors import ControlError, InvalidControlValueError
+from py20305.events.response import response_code_for_dispatch_error
 from py20305.security import compute_lfdi, compute_sfdi
 
 from inverter_agent.adapters.ieee2030_5.client import ClientSettings, Ieee2030Client
@@ -132,8 +133,9 @@ def test_activation_checks_answer_with_the_csip_rejection():
         asyncio.run(conn.update_p_lim({"p_lim_mode_enable": 1, "p_lim_w": math.nan}))
     # curves: checked whole before activation (check_derc), the core applies them
     assert asyncio.run(conn.update_qv({"qv_mode_enable": 1})) is None
-    with pytest.raises(ModeNotSupportedError):
+    with pytest.raises(ControlError) as exc:
         asyncio.run(conn.update_freq_watt({"fw_mode_enable": 1}))
+    assert response_code_for_dispatch_error(exc.value) == 252  # not applicable
 
 
 def test_trips_and_cessation_raise_the_derstatus_alarms_csip_logs():

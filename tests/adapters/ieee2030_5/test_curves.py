@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from py20305.connectors.base import ScheduleNotification
-from py20305.connectors.control_errors import InvalidControlValueError
+from py20305.connectors.control_errors import ControlError
 from py20305.connectors.registry import ConnectorConfigRegistry
-from py20305.events.response import ResponseCode, response_code_for_dispatch_error
+from py20305.events.response import response_code_for_dispatch_error
 from py20305.models.sep.sep import Dercontrol1, Dercurve1
 from py20305.xml.serialization import from_xml, validate_xml
 
@@ -45,8 +45,10 @@ def curve_xml(href: str, curve_type: int, y_ref: int, points, xm: int = -2, ym: 
             f"<yRefType>{y_ref}</yRefType></DERCurve>")
 
 
-def derc_xml(modes: str) -> str:
-    return (f'<DERControl xmlns="{NS}" href="/derp/0/derc/1">'
+def derc_xml(modes: str, reply: bool = False) -> str:
+    """A DERControl (``reply``: asking a Response at every state, to /rsps)."""
+    attrs = ' replyTo="/rsps" responseRequired="03"' if reply else ""
+    return (f'<DERControl xmlns="{NS}" href="/derp/0/derc/1"{attrs}>'
             "<mRID>0B000000000000000000000000000001</mRID><description>event</description>"
             "<creationTime>1800000000</creationTime><EventStatus><currentStatus>0"
             "</currentStatus><dateTime>1800000000</dateTime><potentiallySuperseded>false"
@@ -119,39 +121,42 @@ VV_LINK = link("opModVoltVar", "/derp/0/dc/1")
 NINE = tuple((9000 + 250 * i, 3000 - 750 * i) for i in range(9))
 
 
-@pytest.mark.parametrize("curve, modes, why", [
+#: Response status: 253 an invalid event, 252 a valid control this gateway does not
+#: carry out (responses.py's table).
+@pytest.mark.parametrize("curve, modes, why, code", [
     (("/derp/0/dc/1", 11, 2, ((9200, 3000), (10200, 0), (9800, 0), (10800, -3000))), VV_LINK,
-     "must not decrease"),  # non-monotonic x
+     "must not decrease", 253),  # non-monotonic x
     (("/derp/0/dc/1", 11, 2, ((9200, 15000), (9800, 0), (10200, 0), (10800, -3000))), VV_LINK,
-     "q_pct = 150"),  # y out of range: 150 % of setMaxVar
-    (("/derp/0/dc/1", 11, 2, NINE), VV_LINK, "2 to 8 points"),  # the XSD allows 10
-    (("/derp/0/dc/1", 99, 2, VV), VV_LINK, "curveType = 99"),  # unknown curve type
-    (("/derp/0/dc/1", 5, 2, VV), VV_LINK, "curveType = 5"),  # a must-trip curve as volt-var
+     "q_pct = 150", 253),  # y out of range: 150 % of setMaxVar
+    (("/derp/0/dc/1", 11, 2, NINE), VV_LINK, "2 to 8 points", 253),  # the XSD allows 10
+    (("/derp/0/dc/1", 99, 2, VV), VV_LINK, "curveType = 99", 253),  # unknown curve type
+    (("/derp/0/dc/1", 5, 2, VV), VV_LINK, "curveType = 5", 253),  # a must-trip curve as volt-var
     (("/derp/0/dc/1", 5, 4, ((11000, 100), (12000, 16))),
-     link("opModHVRTMustTrip", "/derp/0/dc/1"), "op_mod_hvrtmust_trip"),  # ride-through
-    (("/derp/0/dc/1", 11, 3, VV), VV_LINK, "yRefType = 3"),  # %statVarAvail: no fixed base
-    (("/derp/0/dc/1", 11, 2, VV, -2, -2, 10200), VV_LINK, "vRef"),
-    (("/derp/0/dc/9", 11, 2, VV), VV_LINK, "not in the program's DERCurveList"),
+     link("opModHVRTMustTrip", "/derp/0/dc/1"), "op_mod_hvrtmust_trip", 252),  # ride-through
+    (("/derp/0/dc/1", 11, 3, VV), VV_LINK, "yRefType = 3", 252),  # %statVarAvail: no fixed base
+    (("/derp/0/dc/1", 11, 2, VV, -2, -2, 10200), VV_LINK, "vRef", 252),
+    (("/derp/0/dc/9", 11, 2, VV), VV_LINK, "not in the program's DERCurveList", 253),
     (("/derp/0/dc/1", 12, 1, ((10600, 10000), (11000, -1000))),
-     link("opModVoltWatt", "/derp/0/dc/1"), "p_pct = -10"),
+     link("opModVoltWatt", "/derp/0/dc/1"), "p_pct = -10", 253),
     (("/derp/0/dc/1", 0, 1, ((5900, 10000), (6100, 0))), link("opModFreqWatt", "/derp/0/dc/1"),
-     "op_mod_freq_watt"),  # frequency-watt curves: not implemented (README)
+     "op_mod_freq_watt", 252),  # frequency-watt curves: not implemented (README)
     (("/derp/0/dc/1", 11, 2, VV), "<opModFixedPFInjectW><displacement>95</displacement>"
      "<excitation>false</excitation><multiplier>-2</multiplier></opModFixedPFInjectW>"
-     + VV_LINK, "one reactive mode"),
+     + VV_LINK, "one reactive mode", 252),
 ])
-def test_bad_curves_are_refused_whole_with_the_rejection_response(svc, curve, modes, why):
+def test_bad_curves_are_refused_whole_with_the_rejection_response(svc, curve, modes, why,
+                                                                  code):
     model = parse(curve_xml(*curve), Dercurve1)
     derc = parse(derc_xml(modes), Dercontrol1)
     records: list = []
     conn, schedule = connector(svc, [model], records)
     before = svc.effective()
-    # at activation: refused, and py20305 answers the event 253 (invalid), nothing dispatched
+    # at activation: refused, and py20305 answers the event with the code, nothing dispatched
     dispatcher = refusing_dispatcher(conn)(ConnectorConfigRegistry([]),
                                              lfdi_resolver=lambda href: None)
-    with pytest.raises(InvalidControlValueError, match=why) as exc:
+    with pytest.raises(ControlError, match=why) as exc:
         asyncio.run(dispatcher.apply_control("/edev/0", derc, [model]))
-    assert response_code_for_dispatch_error(exc.value) is ResponseCode.INVALID
+    assert response_code_for_dispatch_error(exc.value) == code
     # through the relay: not in the core's schedule, logged, nothing changes
     notify(conn, derc)
     assert schedule.events() == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from py20305.connectors.control_errors import InvalidControlValueError
+from py20305.connectors.control_errors import ControlError, InvalidControlValueError
 from py20305.connectors.modes import translate_pf
 from py20305.connectors.registry import ConnectorConfigRegistry
 from py20305.events.response import ResponseCode, response_code_for_dispatch_error
@@ -84,9 +84,10 @@ def test_a_droop_shaped_frequency_watt_curve_is_still_refused(svc):  # noqa: F81
                             xm=-5, ym=-2), Dercurve1)
     derc = parse(derc_xml(link("opModFreqWatt", "/derp/0/dc/1")), Dercontrol1)
     conn, schedule = connector(svc, [curve])
-    with pytest.raises(InvalidControlValueError, match="send opModFreqDroop") as exc:
+    with pytest.raises(ControlError, match="send opModFreqDroop") as exc:
         asyncio.run(dispatcher(conn).apply_control("/edev/0", derc, [curve]))
-    assert response_code_for_dispatch_error(exc.value) is ResponseCode.INVALID
+    # a valid control this gateway does not carry out: 252 (not applicable)
+    assert response_code_for_dispatch_error(exc.value) is ResponseCode.NOT_APPLICABLE
     notify(conn, derc)
     assert schedule.events() == []
     assert "not the 1547-2018 droop" in conn.refused[derc.m_rid.value.hex()]

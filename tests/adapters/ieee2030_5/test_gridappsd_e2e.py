@@ -64,7 +64,7 @@ def mms_status(key: str) -> str:
 class Gateway:
     """``inverter-agent run`` against the simulator, MMS on a free port, 2030.5 configured."""
 
-    def __init__(self, tmp: Path, sim: SimProcess, toml: str) -> None:
+    def __init__(self, tmp: Path, sim: SimProcess, toml: str, poll_period: float = 0.2) -> None:
         self.sim = sim
         self.port = free_port()
         self.state_dir = tmp / "state"
@@ -75,7 +75,7 @@ class Gateway:
             [sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(tmp / "agent.toml"),
              "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-host", "127.0.0.1",
              "--mms-port", str(self.port), "--state-dir", str(self.state_dir),
-             "--poll-period", "0.2"], stdin=subprocess.DEVNULL, stdout=self._log,
+             "--poll-period", str(poll_period)], stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT)
         self._mms: mms.MmsConnection | None = None
 
@@ -207,6 +207,7 @@ BAD = (2, 13)            # absurd / unsupported values, before EVENT (no overlap
 THREE_WAY = (27, 10)     # 50 %, against an MMS operator limit, with volt-var
 OUTAGE = (39, 12)        # 40 %; the server is stopped during it
 RANDOM = (400, 10, 600)  # randomizeStart 600 s: the engine draws the effective start
+SUPERSEDED = (200, 20)   # an older event and a newer one over it: far ahead, never started
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +227,12 @@ def timeline(gridappsd, gateway, recorded):
         posted[name] = gridappsd.post_event(t0 + off, dur, body)
         posted["start"][name] = int(t0 + off)  # 2030.5 times are whole seconds
     posted["past"] = gridappsd.post_event(t0 - 100, 30, "<opModMaxLimW>1000</opModMaxLimW>")
+    # the same program, overlapping: the newer (by creationTime) supersedes the older
+    posted["sup_old"] = gridappsd.post_event(t0 + SUPERSEDED[0], SUPERSEDED[1],
+                                             "<opModMaxLimW>8000</opModMaxLimW>",
+                                             created=int(t0) - 60)
+    posted["sup_new"] = gridappsd.post_event(t0 + SUPERSEDED[0] + 5, SUPERSEDED[1],
+                                             "<opModMaxLimW>7000</opModMaxLimW>")
     for name in ("random1", "random2"):  # far ahead: they never start within the module
         posted[name] = gridappsd.post_event(t0 + RANDOM[0], RANDOM[1],
                                             "<opModMaxLimW>9000</opModMaxLimW>",
@@ -239,6 +246,7 @@ def test_registration_and_discovery(gridappsd, gateway):
     assert (u["lfdi"], u["sfdi"]) == (lfdi, sfdi)
     assert lfdi == gridappsd.vars["IEEE2030_5_CLIENT_LFDI"]  # the server's own LFDI of dev1
     assert u["state"] == "connected" and u["registered"] is True
+    assert u["profile"] == "csip"  # profile auto: this server declares no csipaus namespace
     assert u["end_devices"] >= 1 and u["programs"] >= 1
     # the server says 900 s on its lists; the configured ceiling holds every rate at 10 s
     assert u["poll_rates"] and max(u["poll_rates"].values()) <= POLL
@@ -343,6 +351,39 @@ def test_three_way_2030_5_limit_mms_operator_limit_and_volt_var(gateway, sim, ti
     sim.control.set_grid(v_pu=1.0)
     wait_for(lambda: gateway.limit_at_inverter() == 100.0, end - time.time() + 3,
              "event over: default control")
+
+
+def test_responses_say_received_started_completed_and_why_a_control_is_refused(recorded,
+                                                                              timeline):
+    """The Responses the in-process client of the same code posted (this server has no
+    Response function set: the posts are answered 404, but they are what a conformance
+    server checks): the valid event 1 received, 2 started, 3 completed; an event
+    superseded by a newer one over it 7; the unsupported one (opModFixedW) 252, the
+    absurd one (200 %) 253, the one that had ended before it was received 254
+    (responses.py's table)."""
+    from lxml import etree
+
+    ns = "{urn:ieee:std:2030.5:ns}"
+    want = {timeline["event"]: {1, 2, 3}, timeline["unsupported"]: {252},
+            timeline["absurd"]: {253}, timeline["past"]: {254}, timeline["sup_old"]: {1, 7},
+            timeline["sup_new"]: {1}}
+
+    def statuses() -> dict[str, set[int]]:
+        got: dict[str, set[int]] = {}
+        for _m, _u, body in list(recorded.traffic_recorder.sent):
+            doc = etree.fromstring(body)
+            if doc.tag == f"{ns}DERControlResponse":
+                got.setdefault(doc.findtext(f"{ns}subject").lower(), set()).add(
+                    int(doc.findtext(f"{ns}status")))
+        return got
+
+    got = wait_for(lambda: statuses() if all(codes <= statuses().get(m, set())
+                                             for m, codes in want.items()) else None,
+                   POLL + 5, "the Responses", interval=0.5)
+    assert not got[timeline["unsupported"]] & {2, 253}, got[timeline["unsupported"]]
+    assert not got[timeline["absurd"]] & {2, 252}, got[timeline["absurd"]]
+    assert 2 not in got[timeline["past"]]
+    assert 7 not in got[timeline["sup_new"]]
 
 
 def test_server_stopped_during_an_event_the_limit_holds_until_its_end(gridappsd, gateway,
