@@ -368,7 +368,8 @@ class Dnp3Adapter:
             "peer": self._peer,
             "unsolicited": self.unsolicited,
             "points": {k.value: len(self.outstation.served(k)) for k in Kind},
-            "events_overflowed": bool(events.overflowed),
+            "events_buffered": events.total,
+            "events_overflowed": events.overflowed(),
             "commands": {"accepted": self._accepted, "refused": self._refused,
                          "last_refusal": self._last_refusal},
         }
