@@ -293,9 +293,8 @@ class Dnp3Adapter:
         outcome = str(event.outcome)
         if outcome == "accepted":
             self._connected = True
-            self._peer = (f"{event.remote.host}:{event.remote.port}" if event.remote else None)
-            if event.peer_identity:
-                self._peer += f" {event.peer_identity}"
+            peer = f"{event.remote.host}:{event.remote.port}" if event.remote else "?"
+            self._peer = f"{peer} {event.peer_identity}" if event.peer_identity else peer
         elif outcome in ("ended", "displaced"):
             self._connected = False
         log.info("dnp3: connection %s %s %s", outcome,

@@ -90,6 +90,24 @@ class ForeignMaster:
             return points
         return asyncio.run(asyncio.wait_for(self._run(work), 20))
 
+    def class_poll(self) -> Points:
+        """Events of classes 1-3 (what changed since the last confirmed read)."""
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> Points:
+            await runner.class_poll()
+            return points
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
+    def select_operate_analog(self, index: int, value: int) -> tuple[int, int]:
+        """Select, then operate, one analog output: (select status, operate status)."""
+        async def work(runner: Any, master: Any, points: Points,
+                       raw: list[bytes]) -> tuple[int, int]:
+            builder = master.command_builder().add_analog(index, value)
+            await runner.request(master.build_select(builder.build_select()))
+            selected = echo_status(raw[-1])
+            await runner.request(master.build_operate(builder.build_operate()))
+            return selected, echo_status(raw[-1])
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
     def direct_operate_analog(self, index: int, value: int) -> int:
         return self._operate(lambda b: b.add_analog(index, value))
 

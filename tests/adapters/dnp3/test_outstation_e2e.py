@@ -82,6 +82,17 @@ def test_direct_operate_active_power_limit_is_persisted_and_reaches_the_inverter
     assert commands.persisted_dict()["active_power_limit"]["enabled"] is False
 
 
+def test_select_before_operate_sets_the_limit_and_a_refused_select_changes_nothing(
+        gateway, master):
+    commands = gateway.commands
+    assert master.select_operate_analog(88, 730) == (SUCCESS, SUCCESS)  # 73.0 %
+    assert commands.persisted_dict()["active_power_limit"]["p_limit_pct"] == 73.0
+    before = commands.persisted_dict()
+    selected, operated = master.select_operate_analog(210, 50)  # PF 0.50: the core refuses
+    assert selected == OUT_OF_RANGE and operated != SUCCESS
+    assert commands.persisted_dict() == before
+
+
 @pytest.mark.parametrize(("index", "raw", "status", "why"), [
     (88, 1500, OUT_OF_RANGE, "150 %: outside the point's range (0-1000 x0.1 %)"),
     (210, 50, OUT_OF_RANGE, "PF 0.50: in the point's range, refused by the core's validator"),
@@ -98,9 +109,14 @@ def test_a_refused_control_changes_nothing(gateway, master, index, raw, status, 
 
 def test_a_lost_inverter_link_is_sent_comm_lost_never_good(gateway, master):
     control = gateway.sim.control
+    master.class_poll()  # what is buffered so far, read and confirmed
     control.fault("silent")
     try:
         wait_until(lambda: not gateway.view().link_up, timeout=15)
+        # the change reaches the master as events: link lost, the meter COMM_LOST
+        events = master.class_poll()
+        assert events.bi[0] == (True, ONLINE)
+        assert events.ai[537][1] & COMM_LOST and not events.ai[537][1] & ONLINE
         points = master.integrity_poll()
         for index in (537, 541, 545, 546, 536, 547):
             value, flags = points.ai[index]
