@@ -98,6 +98,8 @@ class Dnp3Adapter:
         self._accepted = 0
         self._refused = 0
         self._last_refusal: str | None = None
+        self._conn_refused = 0
+        self._last_refused: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -297,6 +299,9 @@ class Dnp3Adapter:
             self._peer = f"{peer} {event.peer_identity}" if event.peer_identity else peer
         elif outcome in ("ended", "displaced"):
             self._connected = False
+        elif outcome == "refused":
+            self._conn_refused += 1
+            self._last_refused = event.reason or "?"
         log.info("dnp3: connection %s %s %s", outcome,
                  event.remote.host if event.remote else "", event.reason or "")
 
@@ -366,6 +371,8 @@ class Dnp3Adapter:
             "connected": self._connected,
             "peer": self._peer,
             "unsolicited": self.unsolicited,
+            "connections_refused": self._conn_refused,
+            "last_refused": self._last_refused,
             "points": {k.value: len(self.outstation.served(k)) for k in Kind},
             "events_buffered": events.total,
             "events_overflowed": events.overflowed(),

@@ -5,6 +5,8 @@ dnp3py's pure-Python ``MasterTcpRunner`` (MIT)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,11 +56,27 @@ class Points:
         pass
 
 
+def tls_channel(port: int, context: ssl.SSLContext) -> Any:
+    """dnp3py's TCP client channel, connecting over TLS (dnp3py itself has no TLS)."""
+    from dnp3.transport_io.channel import ChannelState, TcpConfig
+    from dnp3.transport_io.tcp_client import TcpClientChannel
+
+    class TlsClientChannel(TcpClientChannel):
+        async def open(self) -> None:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                        server_hostname="127.0.0.1"), 10)
+            self._state = ChannelState.OPEN
+
+    return TlsClientChannel(config=TcpConfig(host="127.0.0.1", port=port))
+
+
 class ForeignMaster:
     """dnp3py's master: one short TCP association per call (its own event loop)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.tls = tls
 
     async def _run(self, work: Any) -> Any:
         from dnp3.master.config import MasterConfig
@@ -76,13 +94,16 @@ class ForeignMaster:
             return process(data)
 
         master.process_response = capture  # type: ignore[method-assign]
+        channel = None if self.tls is None else tls_channel(self.port, self.tls)
         runner = MasterTcpRunner(master=master, host="127.0.0.1", port=self.port,
-                                 response_timeout=5.0)
-        await runner.open()
+                                 response_timeout=5.0, channel=channel)
         try:
+            await runner.open()
             return await work(runner, master, points, raw)
         finally:
             await runner.close()
+            if channel is not None:
+                await channel.close()
 
     def integrity_poll(self) -> Points:
         async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> Points:
@@ -154,15 +175,16 @@ class Gateway:
         return None if view is None else view.inverters[0]
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("dnp3")
+@contextlib.contextmanager
+def running_gateway(tmp: Any, **dnp3: Any) -> Iterator[Gateway]:
+    """The simulator, and the gateway polling it with [dnp3] enabled (``dnp3`` keys)."""
     with SimProcess("--seed", "3", "--tau", "0.2") as sim:
         port = free_port()
         cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
                                  "agent.poll_period": 0.25, "agent.state_dir": str(tmp),
                                  "mms.enabled": False, "dnp3.enabled": True,
-                                 "dnp3.port": port})
+                                 "dnp3.port": port,
+                                 **{f"dnp3.{k}": v for k, v in dnp3.items()}})
         app = app_mod.App(cfg)
         app.start()
         thread = threading.Thread(target=app.runner.run, name="agent-loop", daemon=True)
@@ -176,6 +198,12 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
             app.runner.stop()
             thread.join(5)
             app.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("dnp3")) as gw:
+        yield gw
 
 
 @pytest.fixture
