@@ -93,6 +93,21 @@ def test_select_before_operate_sets_the_limit_and_a_refused_select_changes_nothi
     assert commands.persisted_dict() == before
 
 
+def test_volt_var_enable_and_a_second_reactive_mode_refused(gateway, master):
+    commands = gateway.commands
+    assert commands.persisted_dict()["volt_var"]["enabled"] is True  # the profile's default
+    assert master.direct_operate_binary(29, False) == SUCCESS
+    assert commands.persisted_dict()["volt_var"]["enabled"] is False
+    assert master.integrity_poll().bi[81] == (False, ONLINE)
+    assert master.direct_operate_binary(29, True) == SUCCESS
+    assert master.integrity_poll().bi[81] == (True, ONLINE)
+    # constant power factor beside volt-var: two reactive modes at once, refused whole
+    before = commands.persisted_dict()
+    assert master.direct_operate_binary(28, True) == OUT_OF_RANGE
+    assert commands.persisted_dict() == before
+    assert master.integrity_poll().bi[80] == (False, ONLINE)
+
+
 @pytest.mark.parametrize(("index", "raw", "status", "why"), [
     (88, 1500, OUT_OF_RANGE, "150 %: outside the point's range (0-1000 x0.1 %)"),
     (210, 50, OUT_OF_RANGE, "PF 0.50: in the point's range, refused by the core's validator"),
