@@ -100,6 +100,11 @@ class Dnp3Adapter:
         self._last_refusal: str | None = None
         self._conn_refused = 0
         self._last_refused: str | None = None
+        #: DER certificates of TLS peers by (host, port), until the engine admits or
+        #: refuses them; the admitted master's identity and whether it may command.
+        self._peer_certs: dict[tuple[str, int], bytes] = {}
+        self._identity: Any = None
+        self._may_command = self.tls is None  # plain: loopback only (check_bind), as MMS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -243,7 +248,23 @@ class Dnp3Adapter:
         return read
 
     def _who(self) -> str:
-        return f"dnp3 master={self.master_address} peer={self._peer or '?'}"
+        who = f"dnp3 master={self.master_address} peer={self._peer or '?'}"
+        if self._identity is not None:
+            who += f" {self._identity.who} role={self._identity.role}"
+        return who
+
+    def _not_authorized(self, row: points_mod.Row, path: str, value: Any) -> Any:
+        """A control from a master whose role may not command: refused and audited."""
+        from py1815.control import CommandStatus
+
+        from inverter_agent.core.commands import RefusalCause
+
+        assert self.commands is not None
+        role = self._identity.role if self._identity is not None else "none"
+        self._note_refusal(f"{row.kind}{row.index}={value}: role {role} may not command")
+        self.commands.refused("setting.write", self._who(), path, value,
+                              f"role {role} may not command ({RefusalCause.NOT_AUTHORIZED})")
+        return CommandStatus(REFUSALS[RefusalCause.NOT_AUTHORIZED])
 
     def _value(self, row: points_mod.Row, value: float | bool) -> Any:
         if row.kind == "BO":
@@ -257,6 +278,8 @@ class Dnp3Adapter:
         def check(value: float) -> Any:
             assert self.commands is not None
             v = self._value(row, value)
+            if not self._may_command:
+                return self._not_authorized(row, path, v)
             try:
                 self.commands.check({path: v})
             except CommandRefused as exc:
@@ -273,6 +296,8 @@ class Dnp3Adapter:
         def write(value: float) -> Any:
             assert self.commands is not None
             v = self._value(row, value)
+            if not self._may_command:
+                return self._not_authorized(row, path, v)
             try:
                 self.commands.write({path: v}, who=self._who())
             except CommandRefused as exc:
@@ -293,10 +318,14 @@ class Dnp3Adapter:
 
     def _observe(self, event: Any) -> None:
         outcome = str(event.outcome)
+        key = (event.remote.host, event.remote.port) if event.remote else None
+        der = self._peer_certs.pop(key, None) if key is not None else None
         if outcome == "accepted":
             self._connected = True
             peer = f"{event.remote.host}:{event.remote.port}" if event.remote else "?"
             self._peer = f"{peer} {event.peer_identity}" if event.peer_identity else peer
+            if self.tls is not None:
+                self._admit(der, peer)
         elif outcome in ("ended", "displaced"):
             self._connected = False
         elif outcome == "refused":
@@ -305,13 +334,46 @@ class Dnp3Adapter:
         log.info("dnp3: connection %s %s %s", outcome,
                  event.remote.host if event.remote else "", event.reason or "")
 
+    def _admit(self, der: bytes | None, peer: str) -> None:
+        """The admitted TLS master's role (shared access policy: fingerprint, else the
+        certificate's OU); commands need the control or write right. No role: read only."""
+        from inverter_agent.security.access import RIGHT_CONTROL, RIGHT_WRITE, AccessPolicy
+
+        policy = self.ctx.access or AccessPolicy()
+        identity, why = policy.certificate_identity(der, peer) if der else (None, "no cert")
+        self._identity = identity
+        self._may_command = identity is not None and (identity.can(RIGHT_CONTROL)
+                                                       or identity.can(RIGHT_WRITE))
+        if identity is None:
+            log.warning("dnp3: master %s has no role (%s): read only", peer, why)
+        else:
+            log.info("dnp3: master %s%s", identity.describe(),
+                     "" if self._may_command else " (read only)")
+
     # -- the Adapter surface
     def start(self) -> None:
         from py1815.server import OutstationServer
 
+        certs = self._peer_certs
+
+        class Server(OutstationServer):
+            """Keeps each TLS peer's certificate for the role decision at admission
+            (py1815 reports the allow-list entry matched, not the certificate)."""
+
+            async def _handle(self, reader: Any, writer: Any) -> None:
+                ssl_object = writer.get_extra_info("ssl_object")
+                peer = writer.get_extra_info("peername")
+                if ssl_object is not None and peer:
+                    der = ssl_object.getpeercert(binary_form=True)
+                    if der:
+                        if len(certs) > 32:  # never admitted nor refused: forget them
+                            certs.clear()
+                        certs[(peer[0], peer[1])] = der
+                await super()._handle(reader, writer)
+
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._server = OutstationServer(self.session, bind=f"{self.host}:{self.port}",
+        self._server = Server(self.session, bind=f"{self.host}:{self.port}",
                                         ssl_context=self._ssl_context(),
                                         authorized_peers=(frozenset(self.tls["allow"])
                                                           if self.tls else None),
@@ -371,6 +433,9 @@ class Dnp3Adapter:
             "connected": self._connected,
             "peer": self._peer,
             "unsolicited": self.unsolicited,
+            "role": (self._identity.role if self._identity is not None
+                     else None if self.tls is None else "none"),
+            "may_command": self._may_command,
             "connections_refused": self._conn_refused,
             "last_refused": self._last_refused,
             "points": {k.value: len(self.outstation.served(k)) for k in Kind},

@@ -11,7 +11,7 @@ from dnp3.master.tcp_runner import MasterRunnerError
 
 from inverter_agent.security import certs
 
-from .conftest import ONLINE, ForeignMaster, running_gateway
+from .conftest import NOT_AUTHORIZED, ONLINE, SUCCESS, ForeignMaster, running_gateway
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,8 @@ def pki(tmp_path_factory):
     ca = str(d / "ca")
     certs.create_ca(ca)
     key, cert = certs.issue(ca, "gateway", str(d / "gw"), server=True)
-    clients = {cn: certs.issue(ca, cn, str(d / cn)) for cn in ("scada1", "intruder")}
+    roles = {"scada1": "operator", "watcher": "viewer", "intruder": "operator"}
+    clients = {cn: certs.issue(ca, cn, str(d / cn), role=role) for cn, role in roles.items()}
     return {"ca": f"{ca}/ca.pem", "cert": cert, "key": key, "clients": clients}
 
 
@@ -35,7 +36,7 @@ def _client(pki, cn: str) -> ssl.SSLContext:
 def tls_gateway(tmp_path_factory, pki):
     with running_gateway(tmp_path_factory.mktemp("dnp3tls"), host="127.0.0.1",
                          tls_cert=pki["cert"], tls_key=pki["key"], tls_ca=pki["ca"],
-                         tls_allow=["scada1"]) as gw:
+                         tls_allow=["scada1", "watcher"]) as gw:
         yield gw
 
 
@@ -44,6 +45,24 @@ def test_an_allowed_master_polls_over_tls(tls_gateway, pki):
     assert points.ai[537][1] == ONLINE
     status = tls_gateway.app.adapters[0].status()
     assert status["tls"] is True and "scada1" in (status["peer"] or "")
+
+
+def test_an_operator_commands_and_a_viewer_is_not_authorized(tls_gateway, pki):
+    commands = tls_gateway.commands
+    operator = ForeignMaster(tls_gateway.port, _client(pki, "scada1"))
+    assert operator.direct_operate_analog(88, 610) == SUCCESS
+    assert commands.persisted_dict()["active_power_limit"]["p_limit_pct"] == 61.0
+    before = commands.persisted_dict()
+    viewer = ForeignMaster(tls_gateway.port, _client(pki, "watcher"))
+    assert viewer.integrity_poll().ai[537][1] == ONLINE  # a viewer reads
+    assert viewer.direct_operate_analog(88, 100) == NOT_AUTHORIZED
+    assert commands.persisted_dict() == before
+    status = tls_gateway.app.adapters[0].status()
+    assert status["role"] == "viewer" and status["may_command"] is False
+    assert "may not command" in status["commands"]["last_refusal"]
+    # audited by the core, with who sent it; the operator's write too
+    audit = open(tls_gateway.app.core.audit.path).read()
+    assert "role=viewer" in audit and "refused" in audit and "role=operator" in audit
 
 
 def test_a_master_off_the_allow_list_is_dropped_and_changes_nothing(tls_gateway, pki):
