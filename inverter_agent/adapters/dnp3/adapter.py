@@ -170,7 +170,9 @@ class Dnp3Adapter:
                 continue
             if source == "reading":
                 pts[point.address] = point
-                binding.read(kind, row.index, self._reader(arg))
+                binding.read(kind, row.index, self._reader(arg), deadband=(
+                    None if row.deadband is None
+                    else row.deadband / (row.scale or 1.0)))
             elif source == "state":
                 pts[point.address] = point
                 binding.read(kind, row.index, self._state(arg))
@@ -426,6 +428,7 @@ class Dnp3Adapter:
 
         events = self.outstation.events
         return {
+            "inverter": self.inverter,
             "listening": f"{self.host}:{self._server.port if self._server else self.port}",
             "tls": self.tls is not None,
             "outstation_address": self.outstation_address,

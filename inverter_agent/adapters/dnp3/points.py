@@ -24,6 +24,9 @@ curves and the system meter (the rows below); it moved the schedules to the
 redistributed: it is never part of this project. A utility that wants its own
 copy's map serves a JSON file of rows like these (``[dnp3] point_map``).
 
+Event classes are AN2018-001's defaults; the meter's deadbands (engineering units)
+are this project's defaults, a utility sets its own in its map file.
+
 Multipliers follow AN2018-001's integer encoding: the engineering value is the
 transmitted integer times ``scale`` (V x0.1, Hz x0.001, PF x0.01, % x0.1, W /
 var / VA x1). ``source`` says where the value comes from:
@@ -64,6 +67,8 @@ class Row:
     #: For a "supports" input: the enable output of its function.
     enables: str | None = None
     units: str | None = None
+    #: Event deadband of an analog input, engineering units (None: every change).
+    deadband: float | None = None
 
 
 def _r(kind: str, index: int, name: str, source: str, **kw: Any) -> Row:
@@ -85,27 +90,27 @@ ROWS: tuple[Row, ...] = (
        cls=2, units="Hz"),
     # -- system meter
     _r("AI", 536, "System Meter Frequency", "reading:Hz", scale=0.001, lo=0, hi=70000, cls=3,
-       units="Hz"),
+       deadband=0.01, units="Hz"),
     _r("AI", 537, "System Meter Active Power", "reading:W", scale=1, lo=I32_MIN, hi=I32_MAX,
-       cls=3, units="W"),
+       deadband=20, cls=3, units="W"),
     _r("AI", 541, "System Meter Reactive Power", "reading:VAr", scale=1, lo=I32_MIN,
-       hi=I32_MAX, cls=3, units="var"),
+       deadband=20, hi=I32_MAX, cls=3, units="var"),
     _r("AI", 545, "System Meter Power Factor", "reading:PF", scale=0.01, lo=-100, hi=100,
-       cls=3),
+       deadband=0.01, cls=3),
     _r("AI", 546, "System Meter Apparent Power", "reading:VA", scale=1, lo=I32_MIN, hi=I32_MAX,
-       cls=3, units="VA"),
+       deadband=20, cls=3, units="VA"),
     _r("AI", 547, "System Meter Phase A Volts", "reading:PhVphA", scale=0.1, lo=0, hi=I32_MAX,
-       cls=3, units="V"),
+       deadband=0.5, cls=3, units="V"),
     _r("AI", 549, "System Meter Phase B Volts", "reading:PhVphB", scale=0.1, lo=0, hi=I32_MAX,
-       cls=3, units="V"),
+       deadband=0.5, cls=3, units="V"),
     _r("AI", 551, "System Meter Phase C Volts", "reading:PhVphC", scale=0.1, lo=0, hi=I32_MAX,
-       cls=3, units="V"),
+       deadband=0.5, cls=3, units="V"),
     _r("AI", 554, "System Meter Current A", "reading:AphA", scale=0.1, lo=I32_MIN, hi=I32_MAX,
-       cls=1, units="A"),
+       deadband=0.1, cls=1, units="A"),
     _r("AI", 555, "System Meter Current B", "reading:AphB", scale=0.1, lo=I32_MIN, hi=I32_MAX,
-       cls=1, units="A"),
+       deadband=0.1, cls=1, units="A"),
     _r("AI", 556, "System Meter Current C", "reading:AphC", scale=0.1, lo=I32_MIN, hi=I32_MAX,
-       cls=1, units="A"),
+       deadband=0.1, cls=1, units="A"),
     # -- operating and connection states
     _r("BI", 0, "System Communication Error", "state:link_lost", cls=1),
     _r("BI", 19, "DER is Connected and Generating", "state:generating", cls=2),

@@ -150,3 +150,13 @@ def test_plain_dnp3_off_loopback_is_refused(tmp_path):
                              "dnp3.enabled": True, "dnp3.host": "0.0.0.0"})
     with pytest.raises(InsecureBindError, match="DNP3"):
         app_mod.App(cfg)
+
+
+def test_event_classes_and_deadbands_come_from_the_map(gateway):
+    outstation = gateway.app.adapters[0].outstation
+    # deadbands in transmitted units: 0.5 V at x0.1, 20 W at x1, 0.01 Hz at x0.001
+    assert outstation.deadband(547) == 5 and outstation.deadband(537) == 20
+    assert outstation.deadband(536) == 10
+    from py1815.profile import Kind
+    assert outstation.event_class(Kind.AI, 537) == 3 and outstation.event_class(Kind.BI, 0) == 1
+    assert outstation.event_class(Kind.BI, 36) == 0  # "supports": static only
