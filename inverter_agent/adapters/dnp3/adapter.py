@@ -165,8 +165,9 @@ class Dnp3Adapter:
                 if self.commands is None:
                     continue  # monitoring only: no output is served, "supports" says so
                 pts[point.address] = point
-                binding.output(kind, row.index, self._writer(arg, row),
-                               check=self._checker(arg, row), status=self._setting(arg))
+                binding.output(kind, row.index, self._control(arg, row, execute=True),
+                               check=self._control(arg, row, execute=False),
+                               status=self._setting(arg))
                 continue
             if source == "reading":
                 pts[point.address] = point
@@ -274,44 +275,36 @@ class Dnp3Adapter:
         digits = _decimals(row.scale)
         return float(value) if digits is None else round(float(value), digits)
 
-    def _checker(self, path: str, row: points_mod.Row) -> Callable[[float], Any]:
+    def _control(self, path: str, row: points_mod.Row,
+                 execute: bool) -> Callable[[float], Any]:
+        """The engine's callback for one output: ``check`` on select (and before an
+        operate), ``apply`` (a persisted write) on operate. None answers SUCCESS."""
         from py1815.control import CommandStatus
 
-        def check(value: float) -> Any:
+        def control(value: float) -> Any:
             assert self.commands is not None
             v = self._value(row, value)
             if not self._may_command:
                 return self._not_authorized(row, path, v)
             try:
-                self.commands.check({path: v})
+                if execute:
+                    self.commands.write({path: v}, who=self._who())
+                else:
+                    self.commands.check({path: v})
             except CommandRefused as exc:
                 self._note_refusal(f"{row.kind}{row.index}={v}: {exc.detail}")
-                self.commands.refused("setting.select", self._who(), path, v,
-                                      f"{exc.detail} ({exc.cause})")
-                return CommandStatus(REFUSALS[exc.cause])
-            return None
-        return check
-
-    def _writer(self, path: str, row: points_mod.Row) -> Callable[[float], Any]:
-        from py1815.control import CommandStatus
-
-        def write(value: float) -> Any:
-            assert self.commands is not None
-            v = self._value(row, value)
-            if not self._may_command:
-                return self._not_authorized(row, path, v)
-            try:
-                self.commands.write({path: v}, who=self._who())
-            except CommandRefused as exc:
-                self._note_refusal(f"{row.kind}{row.index}={v}: {exc.detail}")
+                if not exc.audited:  # a check is not audited by the core; a write is
+                    self.commands.refused("setting.write", self._who(), path, v,
+                                          f"{exc.detail} ({exc.cause})")
                 return CommandStatus(REFUSALS[exc.cause])
             except Exception:
-                log.exception("dnp3: %s%d write failed", row.kind, row.index)
+                log.exception("dnp3: %s%d failed", row.kind, row.index)
                 self._refused += 1
                 return CommandStatus.HARDWARE_ERROR
-            self._accepted += 1
-            return CommandStatus.SUCCESS
-        return write
+            if execute:
+                self._accepted += 1
+            return None
+        return control
 
     def _note_refusal(self, text: str) -> None:
         self._refused += 1
