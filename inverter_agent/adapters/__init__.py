@@ -55,7 +55,7 @@ REGISTRY: tuple[AdapterSpec, ...] = (
     AdapterSpec("dnp3", "inverter_agent.adapters.dnp3",
                 "inverter_agent.adapters.dnp3.adapter:load",
                 "inverter_agent.adapters.dnp3.keys", ("py1815",),
-                "inverter_agent.adapters.dnp3.maps"),
+                "inverter_agent.adapters.dnp3.maps", "inverter_agent.adapters.dnp3.commands"),
 )
 
 
