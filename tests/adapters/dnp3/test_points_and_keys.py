@@ -62,3 +62,26 @@ def test_dnp3_is_off_by_default_and_its_keys_are_validated():
                 {"dnp3.event_buffer": 1}):
         with pytest.raises(config.ConfigError):
             config.load(None, bad)
+
+
+def test_without_the_functions_no_output_is_served_and_supports_says_so(tmp_path):
+    from py1815.profile import Kind
+
+    from inverter_agent import app as app_mod
+    from tests.e2e.conftest import free_port
+
+    cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{free_port()}",
+                             "agent.state_dir": str(tmp_path), "mms.enabled": False,
+                             "functions.enabled": False, "dnp3.enabled": True,
+                             "dnp3.port": free_port()})
+    app = app_mod.App(cfg)
+    try:
+        outstation = app.adapters[0].outstation
+        assert outstation.served(Kind.AO) == [] and outstation.served(Kind.BO) == []
+        served_bi = {p.index for p in outstation.served(Kind.BI)}
+        assert {69, 80, 81, 29}.isdisjoint(served_bi)  # no readback of an unserved output
+        assert {36, 47, 48} <= served_bi
+        assert all(outstation._reading(p).value is False
+                   for p in outstation.served(Kind.BI) if p.index in (36, 47, 48))
+    finally:
+        app.stop(1.0)
