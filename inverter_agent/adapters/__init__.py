@@ -52,6 +52,10 @@ REGISTRY: tuple[AdapterSpec, ...] = (
                 "inverter_agent.adapters.ieee2030_5.keys", ("py20305",),
                 "inverter_agent.adapters.ieee2030_5.maps",
                 "inverter_agent.adapters.ieee2030_5.commands"),
+    AdapterSpec("dnp3", "inverter_agent.adapters.dnp3",
+                "inverter_agent.adapters.dnp3.adapter:load",
+                "inverter_agent.adapters.dnp3.keys", ("py1815",),
+                "inverter_agent.adapters.dnp3.maps", "inverter_agent.adapters.dnp3.commands"),
 )
 
 

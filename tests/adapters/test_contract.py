@@ -48,6 +48,8 @@ def _config(name: str, tmp_path, pki) -> config.Config:
         overrides |= {"ieee2030_5.server": f"https://127.0.0.1:{free_port()}",
                       "ieee2030_5.cert": pki["cert"], "ieee2030_5.key": pki["key"],
                       "ieee2030_5.ca": pki["ca"]}
+    if name == "dnp3":  # off by default: the contract turns it on, on a free loopback port
+        overrides |= {"dnp3.enabled": True, "dnp3.port": free_port()}
     return config.load(None, overrides)
 
 

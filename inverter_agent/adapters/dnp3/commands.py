@@ -1,0 +1,72 @@
+"""The DNP3 adapter's CLI subcommands: ``dnp3-points`` (the served point map) and
+``dnp3-profile`` (the DNP3 Device Profile XML of the outstation ``run`` would serve)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from inverter_agent import config as config_mod
+
+
+def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
+    points = sub.add_parser("dnp3-points", help="list the DNP3 points the outstation serves")
+    points.add_argument("--config", metavar="FILE")
+    profile = sub.add_parser("dnp3-profile",
+                             help="write the DNP3 Device Profile (XML) of the outstation")
+    profile.add_argument("--config", metavar="FILE")
+    profile.add_argument("--xml", required=True, metavar="FILE")
+    return {"dnp3-points": cmd_points, "dnp3-profile": cmd_profile}
+
+
+def _outstation(args: argparse.Namespace) -> Any:
+    """The adapter ``run`` would build (not started: nothing listens, nothing is polled)."""
+    from inverter_agent import app as app_mod
+
+    path = args.config or config_mod.default_config_path()
+    with tempfile.TemporaryDirectory() as state:
+        overrides: dict[str, Any] = {"dnp3.enabled": True, "agent.state_dir": state}
+        cfg = config_mod.load(path, overrides)
+        if not (cfg["inverter.modbus_tcp"] or cfg["inverter.modbus_rtu"]):
+            # the map does not depend on the inverter: a link that is never opened
+            cfg = config_mod.load(path, overrides | {"inverter.modbus_tcp": "127.0.0.1:1"})
+        app = app_mod.App(cfg, only=("dnp3",))
+        try:
+            return app.adapters[0]
+        finally:
+            app.stop(1.0)
+
+
+def served_rows(adapter: Any) -> list[tuple[str, int, str, str, str]]:
+    """(kind, index, name, scale, event class) of every point served, in index order."""
+    from py1815.profile import Kind
+
+    out = []
+    for kind in (Kind.AI, Kind.BI, Kind.AO, Kind.BO):
+        for p in adapter.outstation.served(kind):
+            scale = "" if p.multiplier is None else f"x{p.multiplier:g}"
+            cls = "" if kind.is_output else str(adapter.outstation.event_class(kind, p.index))
+            out.append((kind.value, p.index, p.name, scale, cls))
+    return out
+
+
+def cmd_points(args: argparse.Namespace) -> int:
+    for kind, index, name, scale, cls in served_rows(_outstation(args)):
+        print(f"{kind}{index:<5} {scale:<8} {cls:<2} {name}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from py1815.profile import device_profile
+
+    from .maps import REFUSALS
+
+    adapter = _outstation(args)
+    root = device_profile.build(adapter.outstation, adapter.session,
+                                statuses=sorted(set(REFUSALS.values())))
+    with open(args.xml, "w", encoding="utf-8") as f:
+        f.write(device_profile.render(root))
+    print(f"wrote {args.xml}")
+    return 0

@@ -1,0 +1,185 @@
+"""The DNP3 point map as data: which point carries which value of the core.
+
+Indices, names, ranges and default event classes are those of the DNP Users
+Group's DER profile, Application Note AN2018-001, as EPRI published it in
+``epri-dev/der-dnp3-an2018`` (``der-an-2018/DERAppNoteDefinition.h``), which
+carries this notice:
+
+    Copyright (c) 2019 Electric Power Research Institute, Inc. All rights reserved.
+
+    Redistribution and use in source and binary forms, with or without
+    modification, are permitted provided that the following conditions are met:
+    - Redistributions of source code must retain the above copyright notice, this
+      list of conditions and the following disclaimer.
+    - Redistributions in binary form must reproduce the above copyright notice,
+      this list of conditions and the following disclaimer in the documentation
+      and/or other materials provided with the distribution.
+    - Neither the name of the EPRI nor the names of its contributors may be used
+      to endorse or promote products derived from this software without specific
+      prior written permission.
+
+IEEE 1815.2-2025 keeps AN2018-001's indices for configuration, functions,
+curves and the system meter (the rows below); it moved the schedules to the
+2000 / 3000 blocks (none served here). Its companion workbook may not be
+redistributed: it is never part of this project. A utility that wants its own
+copy's map serves a JSON file of rows like these (``[dnp3] point_map``).
+
+Event classes are AN2018-001's defaults; the meter's deadbands (engineering units)
+are this project's defaults, a utility sets its own in its map file.
+
+Multipliers follow AN2018-001's integer encoding: the engineering value is the
+transmitted integer times ``scale`` (V x0.1, Hz x0.001, PF x0.01, % x0.1, W /
+var / VA x1). ``source`` says where the value comes from:
+
+- ``reading:<name>``: the inverter's HAL reading (quality from the core's view);
+- ``state:<name>``: a state the adapter derives from the view (``link_lost``,
+  ``generating``);
+- ``setting:<dotted path>``: an output that writes the core's setting through
+  the command API; its paired input (``pairs``) reads the effective setting back;
+- ``supports``: a "supports" input, true when the output it names (``enables``)
+  is served.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+I32_MIN, I32_MAX = -2147483648, 2147483647
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str  # "AI", "BI", "AO", "BO"
+    index: int
+    name: str
+    source: str
+    scale: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    #: 1-3 reports events in that class, 0 static only.
+    cls: int = 0
+    #: The grid function the point belongs to (the settings key), if any.
+    function: str | None = None
+    #: The paired point ("AI149" for AO88, and back).
+    pairs: str | None = None
+    #: For a "supports" input: the enable output of its function.
+    enables: str | None = None
+    units: str | None = None
+    #: Event deadband of an analog input, engineering units (None: every change).
+    deadband: float | None = None
+
+
+def _r(kind: str, index: int, name: str, source: str, **kw: Any) -> Row:
+    return Row(kind, index, name, source, **kw)
+
+
+#: The built-in map (AN2018-001 indices).
+ROWS: tuple[Row, ...] = (
+    # -- nameplate and ratings (class 3)
+    _r("AI", 4, "Nameplate Active Generation Power Rating at Unity Power Factor",
+       "reading:WRtg", scale=1, lo=0, hi=I32_MAX, cls=3, units="W"),
+    _r("AI", 12, "Nameplate Reactive Supply (Injection) Power Rating", "reading:VArRtgQ1",
+       scale=1, lo=0, hi=I32_MAX, cls=3, units="var"),
+    _r("AI", 13, "Nameplate Reactive Absorption Power Rating", "reading:VArRtgQ4",
+       scale=1, lo=I32_MIN, hi=0, cls=3, units="var"),
+    _r("AI", 14, "Nameplate Apparent Generation Power Rating", "reading:VARtg",
+       scale=1, lo=0, hi=I32_MAX, cls=3, units="VA"),
+    _r("AI", 31, "Nominal Grid Frequency", "reading:ECPNomHz", scale=0.001, lo=0, hi=70000,
+       cls=2, units="Hz"),
+    # -- system meter
+    _r("AI", 536, "System Meter Frequency", "reading:Hz", scale=0.001, lo=0, hi=70000, cls=3,
+       deadband=0.01, units="Hz"),
+    _r("AI", 537, "System Meter Active Power", "reading:W", scale=1, lo=I32_MIN, hi=I32_MAX,
+       deadband=20, cls=3, units="W"),
+    _r("AI", 541, "System Meter Reactive Power", "reading:VAr", scale=1, lo=I32_MIN,
+       deadband=20, hi=I32_MAX, cls=3, units="var"),
+    _r("AI", 545, "System Meter Power Factor", "reading:PF", scale=0.01, lo=-100, hi=100,
+       deadband=0.01, cls=3),
+    _r("AI", 546, "System Meter Apparent Power", "reading:VA", scale=1, lo=I32_MIN, hi=I32_MAX,
+       deadband=20, cls=3, units="VA"),
+    _r("AI", 547, "System Meter Phase A Volts", "reading:PhVphA", scale=0.1, lo=0, hi=I32_MAX,
+       deadband=0.5, cls=3, units="V"),
+    _r("AI", 549, "System Meter Phase B Volts", "reading:PhVphB", scale=0.1, lo=0, hi=I32_MAX,
+       deadband=0.5, cls=3, units="V"),
+    _r("AI", 551, "System Meter Phase C Volts", "reading:PhVphC", scale=0.1, lo=0, hi=I32_MAX,
+       deadband=0.5, cls=3, units="V"),
+    _r("AI", 554, "System Meter Current A", "reading:AphA", scale=0.1, lo=I32_MIN, hi=I32_MAX,
+       deadband=0.1, cls=1, units="A"),
+    _r("AI", 555, "System Meter Current B", "reading:AphB", scale=0.1, lo=I32_MIN, hi=I32_MAX,
+       deadband=0.1, cls=1, units="A"),
+    _r("AI", 556, "System Meter Current C", "reading:AphC", scale=0.1, lo=I32_MIN, hi=I32_MAX,
+       deadband=0.1, cls=1, units="A"),
+    # -- operating and connection states
+    _r("BI", 0, "System Communication Error", "state:link_lost", cls=1),
+    _r("BI", 19, "DER is Connected and Generating", "state:generating", cls=2),
+    _r("BI", 23, "DER Connect/Disconnect Switch Closed Status", "reading:Conn", cls=2),
+    # -- limit maximum active power
+    _r("BO", 17, "Enable Active Power Limit Mode", "setting:active_power_limit.enabled",
+       cls=2, function="active_power_limit", pairs="BI69"),
+    _r("BI", 69, "Operating Mode - Active Power Limit Enabled", "mirror", cls=2,
+       function="active_power_limit", pairs="BO17"),
+    _r("BI", 36, "Supports Active Power Limit Mode", "supports", enables="BO17"),
+    _r("AO", 88, "Active Power Limit Discharge (Generation) Setpoint",
+       "setting:active_power_limit.p_limit_pct", scale=0.1, lo=0, hi=1000,
+       function="active_power_limit", pairs="AI149", units="%"),
+    _r("AI", 149, "Active Power Limit Discharge (Generation) Setpoint", "mirror", scale=0.1,
+       lo=0, hi=1000, cls=2, function="active_power_limit", pairs="AO88", units="%"),
+    # -- constant power factor (BO10: 0 over-excited / injecting, 1 under-excited / absorbing)
+    _r("BO", 28, "Enable Fixed Power Factor Mode", "setting:fixed_pf.enabled", cls=2,
+       function="fixed_pf", pairs="BI80"),
+    _r("BI", 80, "Operating Mode - Fixed Power Factor Enabled", "mirror", cls=2,
+       function="fixed_pf", pairs="BO28"),
+    _r("BI", 47, "Supports Fixed Power Factor Mode", "supports", enables="BO28"),
+    _r("AO", 210, "Fixed Power Factor Setpoint When Generating / Discharging",
+       "setting:fixed_pf.pf", scale=0.01, lo=0, hi=100, function="fixed_pf", pairs="AI288"),
+    _r("AI", 288, "Fixed Power Factor Setpoint When Generating / Discharging", "mirror",
+       scale=0.01, lo=0, hi=100, cls=2, function="fixed_pf", pairs="AO210"),
+    _r("BO", 10, "Power Factor Excitation When Discharging / Generating",
+       "setting:fixed_pf.absorbing", cls=2, function="fixed_pf", pairs="BI29"),
+    _r("BI", 29, "Power Factor Excitation When Discharging / Generating", "mirror", cls=2,
+       function="fixed_pf", pairs="BO10"),
+    # -- volt-var (enable only in this slice; the curve edit buffer is not served yet)
+    _r("BO", 29, "Enable Volt-VAR Control Mode", "setting:volt_var.enabled", cls=2,
+       function="volt_var", pairs="BI81"),
+    _r("BI", 81, "Operating Mode - Volt-VAR Control Enabled", "mirror", cls=2,
+       function="volt_var", pairs="BO29"),
+    _r("BI", 48, "Supports Volt-VAr Control Mode", "supports", enables="BO29"),
+)
+
+_FIELDS = tuple(Row.__dataclass_fields__)
+
+
+def load(path: str | None) -> tuple[Row, ...]:
+    """The built-in rows, or those of a JSON file (a list of objects with Row's fields)."""
+    if path is None:
+        return ROWS
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: a point map is a JSON list of rows")
+    rows = []
+    for i, item in enumerate(data):
+        unknown = set(item) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"{path}: row {i}: unknown field(s) {sorted(unknown)}")
+        rows.append(Row(**item))
+    return check(tuple(rows))
+
+
+def check(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    """Refuse a map with a duplicate address, an unknown kind or a dangling pair."""
+    seen: set[str] = set()
+    for row in rows:
+        if row.kind not in ("AI", "BI", "AO", "BO"):
+            raise ValueError(f"{row.kind}{row.index}: unknown kind {row.kind!r}")
+        addr = f"{row.kind}{row.index}"
+        if addr in seen:
+            raise ValueError(f"{addr} appears twice")
+        seen.add(addr)
+    for row in rows:
+        for other in (row.pairs, row.enables):
+            if other is not None and other not in seen:
+                raise ValueError(f"{row.kind}{row.index} names {other}, which the map lacks")
+    return rows

@@ -1,0 +1,211 @@
+"""The gateway with its DNP3 outstation on loopback, in front of the simulated
+inverter (another process), and a DNP3 master the project did not write:
+dnp3py's pure-Python ``MasterTcpRunner`` (MIT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from inverter_agent import app as app_mod
+from inverter_agent import config
+from simulator import SimProcess, wait_until
+from tests.e2e.conftest import free_port
+
+OUTSTATION, MASTER = 1024, 1
+
+#: Flag bits of a static analog / binary input (IEEE 1815 object flags).
+ONLINE, RESTART, COMM_LOST = 0x01, 0x02, 0x04
+
+#: IEEE 1815 command status codes.
+SUCCESS, NOT_SUPPORTED, NOT_AUTHORIZED, OUT_OF_RANGE, BLOCKED = 0, 4, 9, 12, 15
+
+
+@dataclass
+class Points:
+    """What the master was told, by index: (value, flags)."""
+
+    ai: dict[int, tuple[float, int]] = field(default_factory=dict)
+    bi: dict[int, tuple[bool, int]] = field(default_factory=dict)
+    ao: dict[int, tuple[float, int]] = field(default_factory=dict)
+    bo: dict[int, tuple[bool, int]] = field(default_factory=dict)
+
+    def on_binary_input(self, values: Any, info: Any) -> None:
+        self.bi.update({v.index: (v.value, v.quality) for v in values})
+
+    def on_binary_output(self, values: Any, info: Any) -> None:
+        self.bo.update({v.index: (v.value, v.quality) for v in values})
+
+    def on_analog_input(self, values: Any, info: Any) -> None:
+        self.ai.update({v.index: (v.value, v.quality) for v in values})
+
+    def on_analog_output(self, values: Any, info: Any) -> None:
+        self.ao.update({v.index: (v.value, v.quality) for v in values})
+
+    def on_counter(self, values: Any, info: Any) -> None:
+        pass
+
+    def on_frozen_counter(self, values: Any, info: Any) -> None:
+        pass
+
+
+def tls_channel(port: int, context: ssl.SSLContext) -> Any:
+    """dnp3py's TCP client channel, connecting over TLS (dnp3py itself has no TLS)."""
+    from dnp3.transport_io.channel import ChannelState, TcpConfig
+    from dnp3.transport_io.tcp_client import TcpClientChannel
+
+    class TlsClientChannel(TcpClientChannel):
+        async def open(self) -> None:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                        server_hostname="127.0.0.1"), 10)
+            self._state = ChannelState.OPEN
+
+    return TlsClientChannel(config=TcpConfig(host="127.0.0.1", port=port))
+
+
+class ForeignMaster:
+    """dnp3py's master: one short TCP association per call (its own event loop)."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.port = port
+        self.tls = tls
+
+    async def _run(self, work: Any) -> Any:
+        from dnp3.master.config import MasterConfig
+        from dnp3.master.master import Master
+        from dnp3.master.tcp_runner import MasterTcpRunner
+
+        points = Points()
+        master = Master(config=MasterConfig(address=MASTER, outstation_address=OUTSTATION,
+                                            response_timeout=5.0), handler=points)
+        raw: list[bytes] = []
+        process = master.process_response
+
+        def capture(data: bytes) -> Any:  # the echo's status octet is not handed up
+            raw.append(bytes(data))
+            return process(data)
+
+        master.process_response = capture  # type: ignore[method-assign]
+        channel = None if self.tls is None else tls_channel(self.port, self.tls)
+        runner = MasterTcpRunner(master=master, host="127.0.0.1", port=self.port,
+                                 response_timeout=5.0, channel=channel)
+        try:
+            await runner.open()
+            return await work(runner, master, points, raw)
+        finally:
+            await runner.close()
+            if channel is not None:
+                await channel.close()
+
+    def integrity_poll(self) -> Points:
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> Points:
+            await runner.integrity_poll()
+            return points
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
+    def class_poll(self) -> Points:
+        """Events of classes 1-3 (what changed since the last confirmed read)."""
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> Points:
+            await runner.class_poll()
+            return points
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
+    def select_operate_analog(self, index: int, value: int) -> tuple[int, int]:
+        """Select, then operate, one analog output: (select status, operate status)."""
+        async def work(runner: Any, master: Any, points: Points,
+                       raw: list[bytes]) -> tuple[int, int]:
+            builder = master.command_builder().add_analog(index, value)
+            await runner.request(master.build_select(builder.build_select()))
+            selected = echo_status(raw[-1])
+            await runner.request(master.build_operate(builder.build_operate()))
+            return selected, echo_status(raw[-1])
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
+    def direct_operate_analog(self, index: int, value: int) -> int:
+        return self._operate(lambda b: b.add_analog(index, value))
+
+    def direct_operate_binary(self, index: int, on: bool) -> int:
+        return self._operate(lambda b: b.latch_on(index) if on else b.latch_off(index))
+
+    def _operate(self, add: Any) -> int:
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> int:
+            builder = master.command_builder()
+            add(builder)
+            await runner.request(master.build_direct_operate(builder.build_direct_operate()))
+            return echo_status(raw[-1])
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
+
+def echo_status(response: bytes) -> int:
+    """The status octet of the one control echoed in a response (group 12 or 41, one
+    object, 1-octet count and index: what the master sent for indices below 256)."""
+    from dnp3.application.parser import parse_response
+
+    fragment = parse_response(response)
+    (block,) = [b for b in fragment.objects if b.header.group in (12, 41)]
+    assert block.header.qualifier == 0x17, block.header
+    data = block.data
+    if data[0] != 1:  # the range (count) is part of the block's data here
+        raise AssertionError(f"expected one echoed control, got {data!r}")
+    size = {12: 11, 41: {1: 5, 2: 3}[block.header.variation]}[block.header.group]
+    return data[2 + size - 1]
+
+
+@dataclass
+class Gateway:
+    sim: SimProcess
+    app: app_mod.App
+    port: int
+    thread: threading.Thread
+
+    @property
+    def commands(self) -> Any:
+        return self.app.core.commands(self.app.core.inverters[0])
+
+    def view(self) -> Any:
+        view = self.app.core.view()
+        return None if view is None else view.inverters[0]
+
+
+@contextlib.contextmanager
+def running_gateway(tmp: Any, **dnp3: Any) -> Iterator[Gateway]:
+    """The simulator, and the gateway polling it with [dnp3] enabled (``dnp3`` keys)."""
+    with SimProcess("--seed", "3", "--tau", "0.2") as sim:
+        port = free_port()
+        cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
+                                 "agent.poll_period": 0.25, "agent.state_dir": str(tmp),
+                                 "mms.enabled": False, "dnp3.enabled": True,
+                                 "dnp3.port": port,
+                                 **{f"dnp3.{k}": v for k, v in dnp3.items()}})
+        app = app_mod.App(cfg)
+        app.start()
+        thread = threading.Thread(target=app.runner.run, name="agent-loop", daemon=True)
+        thread.start()
+        gw = Gateway(sim, app, port, thread)
+        try:
+            wait_until(lambda: (v := gw.view()) is not None and v.link_up
+                       and v.good("W") is not None, timeout=20)
+            yield gw
+        finally:
+            app.runner.stop()
+            thread.join(5)
+            app.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("dnp3")) as gw:
+        yield gw
+
+
+@pytest.fixture
+def master(gateway: Gateway) -> ForeignMaster:
+    return ForeignMaster(gateway.port)
