@@ -25,6 +25,7 @@ from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.settings_service import CONTROLS, SettingsService
 from inverter_agent.core.view import CycleView
 from inverter_agent.functions import Settings, SettingsError
+from inverter_agent.functions.settings import SettingsConflict
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class Commands:
         try:
             self.service.check(changes)
         except BAD_VALUE as exc:
-            raise CommandRefused(RefusalCause.INVALID_VALUE, str(exc)) from None
+            raise CommandRefused(RefusalCause.CONFLICT if isinstance(exc, SettingsConflict)
+                                 else RefusalCause.INVALID_VALUE, str(exc)) from None
 
     def write(self, changes: Mapping[str, Any], who: str) -> Settings:
         """Validate, persist, apply ``changes`` (dotted setting paths); all or nothing."""
@@ -91,7 +93,8 @@ class Commands:
                 effective = self.service.write(changes, who=who)
             except BAD_VALUE as exc:
                 self.refused("setting.write", who, ",".join(changes), dict(changes), str(exc))
-                refused = CommandRefused(RefusalCause.INVALID_VALUE, str(exc))
+                refused = CommandRefused(RefusalCause.CONFLICT if isinstance(exc, SettingsConflict)
+                                         else RefusalCause.INVALID_VALUE, str(exc))
                 refused.audited = True
                 raise refused from None
             for path, value in changes.items():

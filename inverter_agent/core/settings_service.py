@@ -39,6 +39,7 @@ from inverter_agent.functions import (
     settings_from_dict,
     settings_to_dict,
 )
+from inverter_agent.functions.settings import SettingsConflict
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class SettingsService:
             try:
                 effective = self._compose(self._persisted, temporary)
             except SettingsError as exc:
-                raise ControlRefused(RefusalCause.CONFLICT if "mutually exclusive" in str(exc)
+                raise ControlRefused(RefusalCause.CONFLICT if isinstance(exc, SettingsConflict)
                                      else RefusalCause.INVALID_VALUE,
                                      str(exc)) from None
             self._temporary = temporary

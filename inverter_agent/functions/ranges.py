@@ -31,6 +31,10 @@ class SettingsError(ValueError):
     """An invalid setting; the message names its path, value and allowed range."""
 
 
+class SettingsConflict(SettingsError):
+    """Valid alone, but not together with what is enabled (two reactive modes at once)."""
+
+
 @dataclass(frozen=True)
 class Range:
     """Allowed values of one numeric setting: [lo, hi], either end open if asked."""

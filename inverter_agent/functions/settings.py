@@ -30,6 +30,7 @@ from .fixed_pf import FixedPfSettings
 from .freq_watt import FreqWattSettings
 from .power_limit import PowerLimitSettings
 from .ramp import RampSettings
+from .ranges import SettingsConflict as SettingsConflict
 from .ranges import SettingsError as SettingsError  # re-exported: its home until now
 from .ranges import check_fields, rng
 from .ranges import check_range as _range
@@ -206,8 +207,8 @@ def validate(s: Settings) -> None:
     # 1547-2018 5.3.1: the reactive power modes are mutually exclusive.
     on = [n for n in REACTIVE if getattr(s, n).enabled]
     if len(on) > 1:
-        _fail(f"{on[1]}.enabled", True,
-              f"reactive modes are mutually exclusive (1547-2018 5.3.1); {on[0]} is enabled")
+        raise SettingsConflict(f"{on[1]}.enabled = True: reactive modes are mutually "
+                               f"exclusive (1547-2018 5.3.1); {on[0]} is enabled")
 
 
 # ---------------------------------------------------------------- dict form

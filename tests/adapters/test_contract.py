@@ -39,17 +39,12 @@ def pki(tmp_path_factory):
     return {"ca": f"{ca}/ca.pem", "cert": cert, "key": key}
 
 
-def _config(name: str, tmp_path, pki) -> config.Config:
+def _config(spec, tmp_path, pki) -> config.Config:
+    """Only ``spec``'s adapter on, on a free loopback port (its keys module says how)."""
     overrides = {"inverter.modbus_tcp": f"127.0.0.1:{free_port()}",  # nobody listens
                  "inverter.timeout": 0.2, "agent.poll_period": 1.0,
-                 "agent.state_dir": str(tmp_path), "mms.enabled": name == "mms",
-                 "mms.port": free_port()}
-    if name == "ieee2030_5":
-        overrides |= {"ieee2030_5.server": f"https://127.0.0.1:{free_port()}",
-                      "ieee2030_5.cert": pki["cert"], "ieee2030_5.key": pki["key"],
-                      "ieee2030_5.ca": pki["ca"]}
-    if name == "dnp3":  # off by default: the contract turns it on, on a free loopback port
-        overrides |= {"dnp3.enabled": True, "dnp3.port": free_port()}
+                 "agent.state_dir": str(tmp_path), "mms.enabled": False}
+    overrides |= spec.module("keys").loopback_config(free_port(), pki)
     return config.load(None, overrides)
 
 
@@ -68,7 +63,7 @@ def test_a_map_that_forgets_a_cause_is_caught():
 
 @pytest.mark.parametrize("spec", REGISTRY, ids=lambda s: s.name)
 def test_the_adapter_keeps_the_contract_with_no_inverter_reachable(spec, tmp_path, pki):
-    app = app_mod.App(_config(spec.name, tmp_path, pki), only=(spec.name,))
+    app = app_mod.App(_config(spec, tmp_path, pki), only=(spec.name,))
     try:
         assert [a.name for a in app.adapters] == [spec.name]
         adapter = app.adapters[0]

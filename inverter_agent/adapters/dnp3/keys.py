@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from inverter_agent.config import Key, _str_list
@@ -42,3 +43,8 @@ KEYS: dict[str, Key] = {
 
 def enabled(cfg: Any) -> bool:
     return bool(cfg["dnp3.enabled"])
+
+
+def loopback_config(port: int, tls: Mapping[str, str]) -> dict[str, Any]:
+    """The keys that enable this adapter on loopback ``port`` (the contract test's)."""
+    return {"dnp3.enabled": True, "dnp3.host": "127.0.0.1", "dnp3.port": port}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -56,3 +57,10 @@ KEYS: dict[str, Key] = {
 def enabled(cfg: Any) -> bool:
     """The client runs when a server is configured."""
     return bool(cfg["ieee2030_5.server"])
+
+
+def loopback_config(port: int, tls: Mapping[str, str]) -> dict[str, Any]:
+    """The keys that enable this adapter against a server on loopback ``port``, with the
+    device certificate, key and CA in ``tls`` (the contract test's)."""
+    return {"ieee2030_5.server": f"https://127.0.0.1:{port}", "ieee2030_5.cert": tls["cert"],
+            "ieee2030_5.key": tls["key"], "ieee2030_5.ca": tls["ca"]}

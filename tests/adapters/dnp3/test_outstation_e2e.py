@@ -15,6 +15,8 @@ import pytest
 
 from inverter_agent import app as app_mod
 from inverter_agent import config
+from inverter_agent.adapters.dnp3.maps import REFUSALS
+from inverter_agent.core.commands import RefusalCause
 from inverter_agent.security.errors import InsecureBindError
 from simulator import wait_until
 
@@ -101,9 +103,10 @@ def test_volt_var_enable_and_a_second_reactive_mode_refused(gateway, master):
     assert master.integrity_poll().bi[81] == (False, ONLINE)
     assert master.direct_operate_binary(29, True) == SUCCESS
     assert master.integrity_poll().bi[81] == (True, ONLINE)
-    # constant power factor beside volt-var: two reactive modes at once, refused whole
+    # constant power factor beside volt-var: two reactive modes at once, refused whole,
+    # with the status the adapter maps a conflict to (blocked), not "out of range"
     before = commands.persisted_dict()
-    assert master.direct_operate_binary(28, True) == OUT_OF_RANGE
+    assert master.direct_operate_binary(28, True) == REFUSALS[RefusalCause.CONFLICT]
     assert commands.persisted_dict() == before
     assert master.integrity_poll().bi[80] == (False, ONLINE)
 
