@@ -115,9 +115,9 @@ fi
 # Which compiled dependencies came as wheels from PyPI and which pip built here:
 # a wheel built on the spot is tagged plain linux_armv7l, not manylinux.
 built=$(grep -l '^Tag: .*-linux_armv7l$' "$run$venv"/lib/python3*/site-packages/*.dist-info/WHEEL \
-        2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ')
+        2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ' | sed 's/ $//')
 wheels=$(grep -l '^Tag: .*-manylinux.*armv7l$' "$run$venv"/lib/python3*/site-packages/*.dist-info/WHEEL \
-         2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ')
+         2>/dev/null | sed 's|.*/\([^/]*\)-[^-/]*\.dist-info/WHEEL|\1|' | sort | tr '\n' ' ' | sed 's/ $//')
 log "armv7l wheels from PyPI: ${wheels:-none}"
 log "compiled from source in the root: ${built:-none}"
 # shellcheck disable=SC2046  # one path per word
