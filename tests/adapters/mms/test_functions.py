@@ -120,6 +120,10 @@ def test_apc_set_point_is_a_persisted_setting(functions_server, con):
 
 def test_pf_out_of_range_is_refused_with_the_add_cause(functions_server, con):
     con.operate(f"{LD}/DFPF1.PFGnTgtSpt", 0.95)  # a file exists: it must not change either
+    # the model shows an accepted value once the refresh thread has run: wait for it, so
+    # "unchanged" below compares against the settled value, not one mid-refresh
+    assert wait_until(lambda: same(con.read_value(f"{LD}/DFPF1.PFGnTgtSpt.mxVal.f", "MX"),
+                                   0.95))
     refused = _refused(functions_server, con,
                        lambda: con.operate(f"{LD}/DFPF1.PFGnTgtSpt", 0.5),
                        "DFPF1.PFGnTgtSpt", "MX", mms_client.MmsControlError)
