@@ -71,6 +71,11 @@ def read_volt_var(device: SunSpecDevice) -> VoltVarCurve:
                         enabled=m.raw.get("Ena") == 1)
 
 
+def enable_volt_var(device: SunSpecDevice, on: bool) -> None:
+    """Switch the device's volt-var function on or off with the curve it holds (705 Ena)."""
+    device.write_points(VOLT_VAR_MODEL, {"Ena": int(on)})
+
+
 def write_volt_var(device: SunSpecDevice, curve: VoltVarCurve,
                    adopt_timeout_s: float = 5.0) -> None:
     """Program ``curve``, adopt it, and switch the function on or off."""

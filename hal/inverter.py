@@ -501,6 +501,13 @@ class Inverter:
         finally:
             self.refresh()  # a curve write may change modes and settings elsewhere
 
+    def enable_volt_var(self, on: bool) -> None:
+        """The device's volt-var on or off, its curve as it is."""
+        try:
+            curves.enable_volt_var(self._require(), on)
+        finally:
+            self.refresh()
+
     def read_volt_var_curve(self) -> curves.VoltVarCurve:
         return curves.read_volt_var(self._require())
 

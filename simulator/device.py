@@ -81,6 +81,14 @@ class Inverter:
         self.forced_fault = False
         #: Profile quirk: phases the device lacks read 0 instead of the sentinel.
         self.unused_phases_zero = False
+        #: Profile quirk: one reactive mode at a time (a selector-style device): enabling
+        #: a 704 PF or var setpoint switches 705 volt-var off, and 705 Ena on switches
+        #: them off.
+        self.exclusive_reactive_modes = False
+        #: Profile quirk: every 705 AdptCrvReq ends in AdptCrvRslt FAILED.
+        self.refuse_adoption = False
+        #: Master writes per point ("704/VarSetPct" -> count), for the control channel.
+        self.writes: dict[str, int] = {}
         # Local mode: the inverter's own panel has taken control. Writes still
         # land in the registers (as on real devices) but the output keeps
         # following the commands frozen when local mode began.
@@ -97,10 +105,15 @@ class Inverter:
 
     # --- writes from the master --------------------------------------------
 
-    def on_write(self, now: float, changed: list[tuple[int, str]]) -> None:
-        """React to a Modbus write that landed in the image."""
+    def on_write(self, now: float, changed: list[tuple[int, str]], remote: bool = True) -> None:
+        """React to a Modbus write that landed in the image (``remote`` False: a change
+        the device made itself, from its panel)."""
         for mid, path in changed:
             log.info("unit %d: %d/%s <- %s", self.unit_id, mid, path, self.image.get(mid, path))
+            if remote:
+                self.writes[f"{mid}/{path}"] = self.writes.get(f"{mid}/{path}", 0) + 1
+        if self.exclusive_reactive_modes:
+            self._select_reactive_mode(changed)
         paths123 = {p for m, p in changed if m == 123}
         for g in self._g123.values():
             if paths123 & set(g.points):
@@ -121,11 +134,31 @@ class Inverter:
 
     # --- model 705: curve adoption and the volt-var function itself ----------
 
+    def _select_reactive_mode(self, changed: list[tuple[int, str]]) -> None:
+        """A selector-style device runs one reactive mode: the last one switched on."""
+        img = self.image
+        if img.find(705) is None or img.find(704) is None:
+            return
+        enables_704 = ("VarSetEna", "PFWInjEna", "PFWAbsEna")
+        if any(m == 704 and p in enables_704 and img.get(704, p) == 1 for m, p in changed):
+            if img.get(705, "Ena") == 1:
+                img.set(705, "Ena", 0)
+                log.info("unit %d: a 704 reactive setpoint switched 705 volt-var off",
+                         self.unit_id)
+        elif (705, "Ena") in changed and img.get(705, "Ena") == 1:
+            for p in enables_704:
+                img.set(704, p, 0)
+
     def _adopt_705(self) -> None:
         """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve."""
         img = self.image
         k = int(img.get(705, "AdptCrvReq") or 0)
         n_crv = int(img.get(705, "NCrv") or 0)
+        if self.refuse_adoption:
+            img.set(705, "AdptCrvReq", 0)
+            img.set(705, "AdptCrvRslt", 2)  # FAILED
+            log.info("unit %d: 705 adoption of curve %d refused", self.unit_id, k)
+            return
         if not 1 <= k <= n_crv:
             img.set(705, "AdptCrvRslt", 2)  # FAILED
             return
@@ -389,6 +422,7 @@ class Inverter:
             "effective": {"connect": c.connect, "w_limit": c.w_limit, "pf": c.pf,
                           "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
             "controls": controls,
+            "writes": dict(self.writes),
         }
 
 

@@ -265,7 +265,9 @@ class Controller:
         # Nothing can be written over a dead link; the inverter's own protection
         # (and revert timers, where set) govern until it comes back.
         if _good(snapshot, "link") and snapshot["link"].value:
-            self.steer.program(self.settings, t)
+            self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
+            self.status.steering = self.steer.steering_map()
+            self.status.alarms = tuple(self.steer.alarms.values())
             self._write(setpoints, snapshot, t)
         if meas.valid:
             self._check_follow(snapshot, meas, t)

@@ -28,7 +28,7 @@ alarm naming it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hal.curves import CurveError, VoltVarCurve
@@ -142,7 +142,8 @@ class Steering:
         return n is not None and n.programmed and n.curve.enabled
 
     def steering_map(self) -> dict[str, dict[str, str]]:
-        """Per function: {"by": "native" | "gateway", "why": ...} (plain data for status)."""
+        """Per function: {"by": "native" | "gateway" | "device", "why": ...} (plain data for
+        status; "device": neither programmed nor steered, the device's own settings)."""
         return {f: c.as_dict() for f, c in sorted(self.choices.items())}
 
     def _choose(self, function: str, by: str, why: str) -> None:
@@ -151,10 +152,12 @@ class Steering:
             self.choices[function] = new
             self.events.record("steering", f"{function}: {by} ({why})")
 
-    def program(self, settings: Settings, t: float) -> None:
+    def program(self, settings: Settings, t: float, reactive_ok: bool = True) -> None:
         """Choose, per function, native or gateway; program and read back the native ones.
 
         Called every cycle with the link up, before any immediate control is written.
+        ``reactive_ok`` False (the device's var maximum is unknown): its volt-var is left
+        as it is, neither programmed nor steered (no value in an assumed base).
         """
         if not self.inverter.connected:
             return
@@ -168,6 +171,11 @@ class Steering:
             if f not in natives:
                 self._native.pop(f, None)
                 self._choose(f, "gateway", f"the inverter has no model {model}")
+                continue
+            if f == "volt_var" and not reactive_ok:
+                self._native.pop(f, None)
+                self._choose(f, "device", "var maximum unknown: the inverter's own volt-var "
+                             "settings are left as they are")
                 continue
             if f == "volt_var" and settings.volt_var.vref_auto:
                 self._native.pop(f, None)
@@ -191,7 +199,8 @@ class Steering:
                 return
             if n is not None and n.programmed and n.curve == want:
                 self.status.not_followed["native_mismatch"] = f"device curve {have.points}"
-                self.alarms[f] = f"the inverter's volt-var changed at the device: {have.points}"
+                self.alarms[f] = (f"volt_var: changed at the device to {have.points}; "
+                                  "programmed again")
                 self.events.record("native_curve_mismatch", f"volt_var: the inverter's curve "
                                    f"changed to {have.points} (enabled {have.enabled}); "
                                    "programming it again")
@@ -249,7 +258,13 @@ class Steering:
                 n = self._native.get("volt_var")
                 own = n.curve if n is not None and n.programmed else self._own_vv
                 assert own is not None
-                self.inverter.write_volt_var_curve(own)
+                if replace(have, enabled=True).close_to(own):
+                    self.inverter.enable_volt_var(True)  # the curve is there: switch it on
+                else:
+                    try:
+                        self.inverter.write_volt_var_curve(own)
+                    except CurveError:  # not taken again: its curve as it holds it, on
+                        self.inverter.enable_volt_var(True)
                 self.events.record("native_restored", "volt_var: the inverter's own curve "
                                    f"switched on again {own.points} (standing aside)")
             self._restored = True
