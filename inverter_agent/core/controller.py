@@ -441,7 +441,11 @@ class Controller:
         """The gateway stops cleanly: every control with a revert timer stays in force
         until its timer runs out (a restart within it re-asserts without a gap); a cease
         to energize that has no timer is lifted now (permit service), so the inverter
-        returns by its own enter-service settings instead of staying ceased for good."""
+        returns by its own enter-service settings instead of staying ceased for good.
+        A device whose own volt-var our var setpoint switched off (selector-style) gets it
+        back now: its revert timer would end our setpoint but not switch its function on."""
+        if self.inverter.connected:
+            self.steer.stand_aside()
         supported = self._supported_controls() if self.inverter.connected else set()
         timer = REVERT_TIMERS["Conn"]
         ceased = False in (self.status.written.get("Conn"), self.steer.conn_sent)

@@ -266,7 +266,8 @@ class Steering:
                     except CurveError:  # not taken again: its curve as it holds it, on
                         self.inverter.enable_volt_var(True)
                 self.events.record("native_restored", "volt_var: the inverter's own curve "
-                                   f"switched on again {own.points} (standing aside)")
+                                   f"switched on again {own.points} (standing aside or "
+                                   "stopping)")
             self._restored = True
         except Exception as exc:  # the next cycle tries again
             self.status.write_errors += 1

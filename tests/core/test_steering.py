@@ -114,6 +114,15 @@ def test_immediate_opt_out_steers_volt_var_and_standing_aside_gives_the_device_i
     assert "native_restored" in kinds(events)
 
 
+def test_a_clean_stop_gives_a_selector_device_its_own_volt_var_back(rig):
+    sim, inv, ctl, events = rig(SELECTOR, steering="immediate")
+    run(inv, ctl, 5)
+    assert point(sim, 705, "Ena") == 0  # switched off by our var enable
+    ctl.on_stop()
+    assert point(sim, 705, "Ena") == 1
+    assert "native_restored" in kinds(events)
+
+
 def test_a_refused_adoption_falls_back_for_volt_var_alone_with_an_alarm(rig):
     sim, inv, ctl, events = rig(REFUSES)
     run(inv, ctl, 8)
