@@ -12,6 +12,8 @@ Run with ``-s`` to see the figures.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from simulator import SimProcess
 from simulator.profile import PROFILE_DIR
@@ -46,12 +48,19 @@ def _step(sim: SimProcess) -> tuple[float, dict[str, int]]:
     return err, during
 
 
-def test_a_705_device_runs_volt_var_itself_with_no_reactive_writes(agent_factory, tmp_path):
+@contextmanager
+def _gateway(profile: str, agent_factory, tmp_path) -> Iterator[tuple[SimProcess, str]]:
+    """The simulator from ``profile`` and the agent on it with its default steering."""
     state = _state_dir(str(tmp_path))
-    with SimProcess("--profile", str(PROFILE_DIR / "1547-native-volt-var-selector.json"),
-                    "--tau", "0.2", "--seed", "7") as sim:
+    with SimProcess("--profile", str(PROFILE_DIR / f"{profile}.json"), "--tau", "0.2",
+                    "--seed", "7") as sim:
         agent_factory("--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--state-dir", state,
                       poll_period=POLL)
+        yield sim, state
+
+
+def test_a_705_device_runs_volt_var_itself_with_no_reactive_writes(agent_factory, tmp_path):
+    with _gateway("1547-native-volt-var-selector", agent_factory, tmp_path) as (sim, state):
         wait_for(lambda: sim.control.get_point(705, "Crv[1].Pt[4].V") == 108.0, timeout=15,
                  what="the gateway's curve adopted into 705")
         w0 = sim.control.unit_state(1)["plant"]["w"]
@@ -76,11 +85,7 @@ def test_a_705_device_runs_volt_var_itself_with_no_reactive_writes(agent_factory
 
 
 def test_a_device_refusing_adoption_gets_gateway_volt_var_alone(agent_factory, tmp_path):
-    state = _state_dir(str(tmp_path))
-    with SimProcess("--profile", str(PROFILE_DIR / "1547-refuses-adoption.json"),
-                    "--tau", "0.2", "--seed", "7") as sim:
-        agent_factory("--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--state-dir", state,
-                      poll_period=POLL)
+    with _gateway("1547-refuses-adoption", agent_factory, tmp_path) as (sim, state):
         fallback = wait_for(lambda: [e for e in _events(state)
                                      if e["kind"] == "native_fallback"], timeout=15,
                             what="native_fallback event")
