@@ -128,8 +128,9 @@ class Inverter:
                     self._rvrt704[grp] = now + tms
                 else:
                     self._rvrt704.pop(grp, None)
-        if (705, "AdptCrvReq") in changed:
-            self._adopt_705()
+        for mid in (705, 706):
+            if (mid, "AdptCrvReq") in changed:
+                self._adopt(mid)
         self._update_123(now)
 
     # --- model 705: curve adoption and the volt-var function itself ----------
@@ -149,29 +150,50 @@ class Inverter:
             for p in enables_704:
                 img.set(704, p, 0)
 
-    def _adopt_705(self) -> None:
-        """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve."""
+    def _adopt(self, mid: int) -> None:
+        """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve
+        (705 volt-var, 706 volt-watt)."""
         img = self.image
-        k = int(img.get(705, "AdptCrvReq") or 0)
-        n_crv = int(img.get(705, "NCrv") or 0)
+        k = int(img.get(mid, "AdptCrvReq") or 0)
+        n_crv = int(img.get(mid, "NCrv") or 0)
         if self.refuse_adoption:
-            img.set(705, "AdptCrvReq", 0)
-            img.set(705, "AdptCrvRslt", 2)  # FAILED
-            log.info("unit %d: 705 adoption of curve %d refused", self.unit_id, k)
+            img.set(mid, "AdptCrvReq", 0)
+            img.set(mid, "AdptCrvRslt", 2)  # FAILED
+            log.info("unit %d: %d adoption of curve %d refused", self.unit_id, mid, k)
             return
         if not 1 <= k <= n_crv:
-            img.set(705, "AdptCrvRslt", 2)  # FAILED
+            img.set(mid, "AdptCrvRslt", 2)  # FAILED
             return
         if k != 1:
-            n_pt = int(img.get(705, "NPt") or 0)
-            names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
-                     "VRefAutoTms", "RspTms"]
-            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", "Var")]
+            n_pt = int(img.get(mid, "NPt") or 0)
+            if mid == 705:
+                names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
+                         "VRefAutoTms", "RspTms"]
+                y = "Var"
+            else:
+                names, y = ["ActPt", "DeptRef", "RspTms"], "W"
+            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
             for name in names:
-                img.set(705, f"Crv[1].{name}", img.get(705, f"Crv[{k}].{name}"))
-        img.set(705, "AdptCrvReq", 0)
-        img.set(705, "AdptCrvRslt", 1)  # COMPLETED
-        log.info("unit %d: 705 adopted curve %d", self.unit_id, k)
+                img.set(mid, f"Crv[1].{name}", img.get(mid, f"Crv[{k}].{name}"))
+        img.set(mid, "AdptCrvReq", 0)
+        img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
+        log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
+
+    def _volt_watt_706(self, cmd: Commands, grid: Grid) -> Commands:
+        """Run the adopted volt-watt curve when 706 is enabled: the lower limit wins."""
+        img, r = self.image, self.params.ratings
+        if img.find(706) is None or img.get(706, "Ena") != 1:
+            return cmd
+        n = int(img.get(706, "Crv[1].ActPt") or 0)
+        pts = [(img.get(706, f"Crv[1].Pt[{i}].V"), img.get(706, f"Crv[1].Pt[{i}].W"))
+               for i in range(1, n + 1)]
+        pts = [(v, w) for v, w in pts if v is not None and w is not None]
+        if not pts:
+            return cmd
+        v_pct = max(grid.v) / r.v_nom * 100.0  # the highest phase governs
+        w_max = cmd.w_max if cmd.w_max is not None else r.w_max
+        lim = _interp(pts, v_pct) / 100.0 * w_max
+        return replace(cmd, w_limit=lim if cmd.w_limit is None else min(cmd.w_limit, lim))
 
     def _volt_var_705(self, cmd: Commands, grid: Grid) -> Commands:
         """Run the adopted volt-var curve when 705 is enabled and no other reactive
@@ -318,7 +340,8 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self.local_commands or self._volt_var_705(self._commands(now), grid)
+        self.commands = self.local_commands or self._volt_watt_706(
+            self._volt_var_705(self._commands(now), grid), grid)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)

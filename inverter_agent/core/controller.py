@@ -249,7 +249,7 @@ class Controller:
             self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
-        setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
+        setpoints, self.state, events = step(self._engine_now(), meas, self.state, t)
         setpoints = plant_cap(setpoints, self.plant_cap_pct)  # the last arbitration layer
         if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
             # The device's var maximum is unknown: no var command in an assumed base.
@@ -272,6 +272,15 @@ class Controller:
         if meas.valid:
             self._check_follow(snapshot, meas, t)
         return setpoints
+
+    def _engine_now(self) -> Settings:
+        """The engine's settings this cycle: a power function the device runs itself
+        (706 volt-watt) is not also run here, so its limit is not written over it."""
+        s = self.engine_settings
+        if self.steer.native("volt_watt") and s.volt_watt.enabled:
+            s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
+                                                                     enabled=False))
+        return s
 
     # -- measurements
     def assess(self, s: Mapping[str, Reading]) -> Assessment:

@@ -4,7 +4,7 @@ The controller decides *what* the inverter should do each cycle; this module
 decides *how* it gets there, per grid function and per device:
 
 - **native**: the device has the function's IEEE 1547-2018 model (705 for
-  volt-var) and accepted the program (points written, curve adopted with
+  volt-var, 706 for volt-watt) and accepted the program (points written, curve adopted with
   ``AdptCrvReq`` and ``AdptCrvRslt`` completed). The device runs the function
   itself; the gateway reads the program back every ``verify_every`` seconds
   and programs it again, with an alarm, when it changed (a change at the panel,
@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hal.curves import CurveError, VoltVarCurve
+from hal.curves import CurveError, VoltVarCurve, VoltWattCurve
 from hal.inverter import REVERT_TIMERS
 from hal.transport import DeviceException
 from inverter_agent.core.events import EventLog
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "native", "immediate")
 #: Functions the HAL can program into the device, and the SunSpec model that carries each.
-NATIVE_MODELS = {"volt_var": 705}
+NATIVE_MODELS = {"volt_var": 705, "volt_watt": 706}
 #: Seconds before a refused program is tried again (at most ``verify_every``).
 RETRY_S = 10.0
 
@@ -57,11 +57,14 @@ class Choice:
         return {"by": self.by, "why": self.why}
 
 
+Curve = VoltVarCurve | VoltWattCurve
+
+
 @dataclass(slots=True)
 class _Native:
     """One natively programmed function: what was asked, whether the device holds it."""
 
-    curve: VoltVarCurve
+    curve: Curve
     programmed: bool
     verify_at: float
 
@@ -181,51 +184,54 @@ class Steering:
                 self._native.pop(f, None)
                 self._choose(f, "gateway", "autonomous VRef is run by the gateway")
                 continue
-            self._program_volt_var(desired_volt_var_curve(settings), t)
+            want: Curve = desired_volt_var_curve(settings) if f == "volt_var" else \
+                desired_volt_watt_curve(settings)
+            self._program(f, model, want, t)
 
-    def _program_volt_var(self, want: VoltVarCurve, t: float) -> None:
-        f = "volt_var"
+    def _program(self, f: str, model: int, want: Curve, t: float) -> None:
         n = self._native.get(f)
         if n is not None and n.curve == want and t < n.verify_at:
             return
+        mismatch = "native_mismatch" if f == "volt_var" else f"native_mismatch_{f}"
         try:
-            have = self.inverter.read_volt_var_curve()
+            have = getattr(self.inverter, f"read_{f}_curve")()
             if have.close_to(want):
                 if n is not None and n.programmed and n.curve == want:
-                    self.status.not_followed.pop("native_mismatch", None)
+                    self.status.not_followed.pop(mismatch, None)
                     self.alarms.pop(f, None)
                 self._native[f] = _Native(want, True, t + self.verify_every_s)
-                self._choose(f, "native", "the inverter's own curve (705) holds the settings")
+                self._choose(f, "native", f"the inverter's own curve ({model}) holds the "
+                             "settings")
                 return
             if n is not None and n.programmed and n.curve == want:
-                self.status.not_followed["native_mismatch"] = f"device curve {have.points}"
-                self.alarms[f] = (f"volt_var: changed at the device to {have.points}; "
+                self.status.not_followed[mismatch] = f"device curve {have.points}"
+                self.alarms[f] = (f"{f}: changed at the device to {have.points}; "
                                   "programmed again")
-                self.events.record("native_curve_mismatch", f"volt_var: the inverter's curve "
+                self.events.record("native_curve_mismatch", f"{f}: the inverter's curve "
                                    f"changed to {have.points} (enabled {have.enabled}); "
                                    "programming it again")
-            self.inverter.write_volt_var_curve(want)
-            self.events.record("native_curve_programmed", f"volt_var: {want.points} "
+            getattr(self.inverter, f"write_{f}_curve")(want)
+            self.events.record("native_curve_programmed", f"{f}: {want.points} "
                                f"{'enabled' if want.enabled else 'disabled'}")
             self._native[f] = _Native(want, True, t + self.verify_every_s)
             if f in self._refused:
                 self._refused.discard(f)
                 self.alarms.pop(f, None)
-            self._choose(f, "native", "programmed and adopted into the inverter's 705")
+            self._choose(f, "native", f"programmed and adopted into the inverter's {model}")
         except Exception as exc:  # the function falls back to the gateway, alone
             self.status.write_errors += 1
             # The device said no: ask again at the next read-back; a link failure sooner.
             refused = isinstance(exc, DeviceException | CurveError)
             retry = self.verify_every_s if refused else min(RETRY_S, self.verify_every_s)
             self._native[f] = _Native(want, False, t + retry)
-            log.warning("programming the native volt-var curve failed: %s", exc)
+            log.warning("programming the native %s curve failed: %s", f, exc)
             why = f"the inverter refused the program: {exc}" if refused else \
                 f"programming failed: {exc}"
             if f not in self._refused:
                 self._refused.add(f)
-                self.events.record("native_fallback", f"volt_var: {why}; steered by the "
+                self.events.record("native_fallback", f"{f}: {why}; steered by the "
                                    "gateway with immediate controls")
-            self.alarms[f] = f"volt_var: native program not taken ({exc}); gateway-steered"
+            self.alarms[f] = f"{f}: native program not taken ({exc}); gateway-steered"
             self._choose(f, "gateway", why)
 
     # -- the device's own functions
@@ -256,7 +262,8 @@ class Steering:
             have = self.inverter.read_volt_var_curve()
             if not have.enabled:
                 n = self._native.get("volt_var")
-                own = n.curve if n is not None and n.programmed else self._own_vv
+                own = n.curve if n is not None and n.programmed and \
+                    isinstance(n.curve, VoltVarCurve) else self._own_vv
                 assert own is not None
                 if replace(have, enabled=True).close_to(own):
                     self.inverter.enable_volt_var(True)  # the curve is there: switch it on
@@ -285,3 +292,11 @@ def desired_volt_var_curve(settings: Settings) -> VoltVarCurve:
         points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
         q_ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
         response_time_s=vv.response_time_s, enabled=vv.enabled)
+
+
+def desired_volt_watt_curve(settings: Settings) -> VoltWattCurve:
+    """The volt-watt settings as a device curve (V in % of nominal, W in % of WMax)."""
+    vw = settings.volt_watt
+    return VoltWattCurve(points=tuple((round(p.v_pu * 100.0, 2), round(p.p_pct, 2))
+                                      for p in vw.curve),
+                         w_ref="w_max", response_time_s=vw.response_time_s, enabled=vw.enabled)

@@ -35,8 +35,10 @@ CAT_B_LAST = (108.0, -44.0)
 def rig(tmp_path) -> Iterator:
     made: list = []
 
-    def make(profile: str, steering: str = "auto", verify_every_s: float = 60.0):
-        sim = SimProcess("--profile", profile, "--tau", "0.2", "--seed", "5")
+    def make(profile: str | None, steering: str = "auto", verify_every_s: float = 60.0,
+             models: str = ""):
+        args = ("--profile", profile) if profile else ("--models", models)
+        sim = SimProcess(*args, "--tau", "0.2", "--seed", "5")
         sim.__enter__()
         made.append(sim)
         t = TcpTransport("127.0.0.1", sim.tcp_port, FAST)
@@ -149,4 +151,19 @@ def test_a_change_at_the_panel_is_programmed_again_with_an_alarm(rig):
     assert point(sim, 705, "Crv[1].Pt[4].Var") == pytest.approx(-44.0)
     run(inv, ctl, 1, t0=t + 3.0)  # read back equal: the alarm clears
     assert not ctl.status.alarms
+    assert writes(sim, "704/VarSetPct") == 0
+
+
+def test_a_706_device_runs_volt_watt_itself_and_the_gateway_writes_no_limit_for_it(rig):
+    sim, inv, ctl, events = rig(None, models="1,701,702,703,704,705,706")
+    t = run(inv, ctl, 5)
+    assert ctl.status.steering["volt_watt"]["by"] == "native"
+    assert point(sim, 706, "Ena") == 1
+    assert (point(sim, 706, "Crv[1].Pt[1].V"), point(sim, 706, "Crv[1].Pt[2].V")) == \
+        pytest.approx((106.0, 110.0))
+    sim.control.set_grid(v_pu=1.08)  # the rule21 curve: 50 % of WMax
+    run(inv, ctl, 20, t0=t)
+    st = sim.control.unit_state(1)
+    assert st["effective"]["w_limit"] == pytest.approx(0.5 * st["effective"]["w_max"], rel=0.03)
+    assert point(sim, 704, "WMaxLimPct") >= 99.9  # the gateway does not also limit it
     assert writes(sim, "704/VarSetPct") == 0
