@@ -161,9 +161,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "steering": Key(str, "auto", choices=("auto", "native", "immediate"),
                         doc="auto: per function, program the inverter's own function where "
                             "it has the IEEE 1547-2018 model and takes the program (volt-var "
-                            "705), steer the rest with immediate controls; native: the same "
-                            "(older name); immediate: steer every function with immediate "
-                            "controls, an explicit opt-out"),
+                            "705, volt-watt 706), the rest with immediate controls; native: "
+                            "the same (older name); immediate: steer every function with "
+                            "immediate controls, an explicit opt-out"),
         "verify_every": Key(float, 60.0, min=1.0, max=86400.0,
                             doc="seconds between read-backs of programmed native curves"),
         "revert_after": Key(float, 300.0, min=0.0, max=86400.0,
