@@ -34,51 +34,45 @@ class CurveError(Exception):
     """The device cannot hold or adopt the curve."""
 
 
-@dataclass(frozen=True, slots=True)
-class VoltVarCurve:
-    """A volt-var curve in device terms.
-
-    ``points`` are (V in percent of nominal, Q in percent of ``q_ref``),
-    injecting positive.
-    """
-
-    points: tuple[tuple[float, float], ...]
-    q_ref: str = "va_max"
-    response_time_s: float = 5.0
-    enabled: bool = True
-
-    def close_to(self, other: VoltVarCurve, v_tol: float = 0.11, q_tol: float = 0.11,
-                 t_tol: float = 0.6) -> bool:
-        """Equal within register resolution (the device rounds to its scale factors)."""
-        return (self.enabled == other.enabled and self.q_ref == other.q_ref
-                and len(self.points) == len(other.points)
-                and abs(self.response_time_s - other.response_time_s) <= t_tol
-                and all(abs(a[0] - b[0]) <= v_tol and abs(a[1] - b[1]) <= q_tol
-                        for a, b in zip(self.points, other.points, strict=True)))
-
-
 def _close(a: tuple[tuple[float, float], ...], b: tuple[tuple[float, float], ...],
            v_tol: float, y_tol: float) -> bool:
+    """Same points within the tolerances."""
     return len(a) == len(b) and all(abs(p[0] - q[0]) <= v_tol and abs(p[1] - q[1]) <= y_tol
                                     for p, q in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
-class VoltWattCurve:
-    """A volt-watt curve in device terms: (V in percent of nominal, W in percent of
-    ``w_ref``)."""
+class Curve:
+    """A curve function in device terms: ``points`` are (V in percent of nominal, the
+    output in percent of ``ref``), ``ref`` named as the model's DeptRef symbols say."""
 
     points: tuple[tuple[float, float], ...]
-    w_ref: str = "w_max"
-    response_time_s: float = 10.0
+    ref: str = ""
+    response_time_s: float = 5.0
     enabled: bool = True
 
-    def close_to(self, other: VoltWattCurve, v_tol: float = 0.11, w_tol: float = 0.11,
+    def close_to(self, other: Curve, v_tol: float = 0.11, y_tol: float = 0.11,
                  t_tol: float = 0.6) -> bool:
         """Equal within register resolution (the device rounds to its scale factors)."""
-        return (self.enabled == other.enabled and self.w_ref == other.w_ref
+        return (type(self) is type(other) and self.enabled == other.enabled
+                and self.ref == other.ref
                 and abs(self.response_time_s - other.response_time_s) <= t_tol
-                and _close(self.points, other.points, v_tol, w_tol))
+                and _close(self.points, other.points, v_tol, y_tol))
+
+
+@dataclass(frozen=True, slots=True)
+class VoltVarCurve(Curve):
+    """Volt-var (705): Q in percent of ``ref`` (``Q_REFS``), injecting positive."""
+
+    ref: str = "va_max"
+
+
+@dataclass(frozen=True, slots=True)
+class VoltWattCurve(Curve):
+    """Volt-watt (706): W in percent of ``ref`` (``W_REFS``)."""
+
+    ref: str = "w_max"
+    response_time_s: float = 10.0
 
 
 def supports_volt_var(device: SunSpecDevice) -> bool:
@@ -99,10 +93,12 @@ def _read_curve(device: SunSpecDevice, model: int, y: str, refs: dict[int, str]
             float(v.get("Crv[1].RspTms") or 0.0), m.raw.get("Ena") == 1)
 
 
-def _write_curve(device: SunSpecDevice, model: int, what: str, y: str,
-                 points_: tuple[tuple[float, float], ...], ref: int, response_time_s: float,
-                 enabled: bool, adopt_timeout_s: float) -> None:
+def _write_curve(device: SunSpecDevice, model: int, what: str, y: str, curve: Curve,
+                 refs: dict[str, int], adopt_timeout_s: float) -> None:
     """Program a curve into a writable curve k, adopt it, switch the function on or off."""
+    if curve.ref not in refs:
+        raise CurveError(f"unknown {what} reference {curve.ref!r}")
+    points_, enabled = curve.points, curve.enabled
     m = device.read_models([model])[model]
     n_pt = int(m.raw.get("NPt") or 0)
     n_crv = int(m.raw.get("NCrv") or 0)
@@ -112,8 +108,8 @@ def _write_curve(device: SunSpecDevice, model: int, what: str, y: str,
     if k > n_crv:
         raise CurveError(f"the device's only {what} curve is read-only")
     c = f"Crv[{k}]."
-    points: dict[str, object] = {c + "ActPt": len(points_), c + "DeptRef": ref,
-                                 c + "RspTms": response_time_s}
+    points: dict[str, object] = {c + "ActPt": len(points_), c + "DeptRef": refs[curve.ref],
+                                 c + "RspTms": curve.response_time_s}
     for i, (x, y_val) in enumerate(points_, start=1):
         points[f"{c}Pt[{i}].V"] = x
         points[f"{c}Pt[{i}].{y}"] = y_val
@@ -138,7 +134,7 @@ def _write_curve(device: SunSpecDevice, model: int, what: str, y: str,
 def read_volt_var(device: SunSpecDevice) -> VoltVarCurve:
     """The curve the device uses now (curve 1) and whether the function is on."""
     pts, ref, rsp, ena = _read_curve(device, VOLT_VAR_MODEL, "Var", _Q_REF_NAMES)
-    return VoltVarCurve(points=pts, q_ref=ref, response_time_s=rsp, enabled=ena)
+    return VoltVarCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
 
 
 def enable_volt_var(device: SunSpecDevice, on: bool) -> None:
@@ -149,10 +145,7 @@ def enable_volt_var(device: SunSpecDevice, on: bool) -> None:
 def write_volt_var(device: SunSpecDevice, curve: VoltVarCurve,
                    adopt_timeout_s: float = 5.0) -> None:
     """Program ``curve``, adopt it, and switch the function on or off."""
-    if curve.q_ref not in Q_REFS:
-        raise CurveError(f"unknown var reference {curve.q_ref!r}")
-    _write_curve(device, VOLT_VAR_MODEL, "volt-var", "Var", curve.points, Q_REFS[curve.q_ref],
-                 curve.response_time_s, curve.enabled, adopt_timeout_s)
+    _write_curve(device, VOLT_VAR_MODEL, "volt-var", "Var", curve, Q_REFS, adopt_timeout_s)
 
 
 def supports_volt_watt(device: SunSpecDevice) -> bool:
@@ -162,13 +155,10 @@ def supports_volt_watt(device: SunSpecDevice) -> bool:
 def read_volt_watt(device: SunSpecDevice) -> VoltWattCurve:
     """The volt-watt curve the device uses now (706 curve 1) and whether it is on."""
     pts, ref, rsp, ena = _read_curve(device, VOLT_WATT_MODEL, "W", _W_REF_NAMES)
-    return VoltWattCurve(points=pts, w_ref=ref, response_time_s=rsp, enabled=ena)
+    return VoltWattCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
 
 
 def write_volt_watt(device: SunSpecDevice, curve: VoltWattCurve,
                     adopt_timeout_s: float = 5.0) -> None:
     """Program a volt-watt curve into 706, adopt it, and switch the function on or off."""
-    if curve.w_ref not in W_REFS:
-        raise CurveError(f"unknown power reference {curve.w_ref!r}")
-    _write_curve(device, VOLT_WATT_MODEL, "volt-watt", "W", curve.points, W_REFS[curve.w_ref],
-                 curve.response_time_s, curve.enabled, adopt_timeout_s)
+    _write_curve(device, VOLT_WATT_MODEL, "volt-watt", "W", curve, W_REFS, adopt_timeout_s)

@@ -179,15 +179,20 @@ class Inverter:
         img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
         log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
 
+    def _active_curve(self, mid: int, y: str) -> list[tuple[float, float]]:
+        """Curve 1 of 705 / 706 as (V %, ``y``) points while the function is on, else []."""
+        img = self.image
+        if img.find(mid) is None or img.get(mid, "Ena") != 1:
+            return []
+        n = int(img.get(mid, "Crv[1].ActPt") or 0)
+        pts = [(img.get(mid, f"Crv[1].Pt[{i}].V"), img.get(mid, f"Crv[1].Pt[{i}].{y}"))
+               for i in range(1, n + 1)]
+        return [(v, q) for v, q in pts if v is not None and q is not None]
+
     def _volt_watt_706(self, cmd: Commands, grid: Grid) -> Commands:
         """Run the adopted volt-watt curve when 706 is enabled: the lower limit wins."""
-        img, r = self.image, self.params.ratings
-        if img.find(706) is None or img.get(706, "Ena") != 1:
-            return cmd
-        n = int(img.get(706, "Crv[1].ActPt") or 0)
-        pts = [(img.get(706, f"Crv[1].Pt[{i}].V"), img.get(706, f"Crv[1].Pt[{i}].W"))
-               for i in range(1, n + 1)]
-        pts = [(v, w) for v, w in pts if v is not None and w is not None]
+        r = self.params.ratings
+        pts = self._active_curve(706, "W")
         if not pts:
             return cmd
         v_pct = max(grid.v) / r.v_nom * 100.0  # the highest phase governs
@@ -199,13 +204,9 @@ class Inverter:
         """Run the adopted volt-var curve when 705 is enabled and no other reactive
         command holds (a var or PF setpoint wins, as on most devices)."""
         img, r = self.image, self.params.ratings
-        if img.find(705) is None or img.get(705, "Ena") != 1 or \
-                cmd.pf is not None or cmd.var is not None or cmd.var_aval_pct is not None:
+        if cmd.pf is not None or cmd.var is not None or cmd.var_aval_pct is not None:
             return cmd
-        n = int(img.get(705, "Crv[1].ActPt") or 0)
-        pts = [(img.get(705, f"Crv[1].Pt[{i}].V"), img.get(705, f"Crv[1].Pt[{i}].Var"))
-               for i in range(1, n + 1)]
-        pts = [(v, q) for v, q in pts if v is not None and q is not None]
+        pts = self._active_curve(705, "Var")
         if not pts:
             return cmd
         v_pct = sum(grid.v) / len(grid.v) / r.v_nom * 100.0

@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hal.curves import CurveError, VoltVarCurve, VoltWattCurve
+from hal.curves import Curve, CurveError, VoltVarCurve, VoltWattCurve
 from hal.inverter import REVERT_TIMERS
 from hal.transport import DeviceException
 from inverter_agent.core.events import EventLog
@@ -55,9 +55,6 @@ class Choice:
 
     def as_dict(self) -> dict[str, str]:
         return {"by": self.by, "why": self.why}
-
-
-Curve = VoltVarCurve | VoltWattCurve
 
 
 @dataclass(slots=True)
@@ -290,7 +287,7 @@ def desired_volt_var_curve(settings: Settings) -> VoltVarCurve:
     vv = settings.volt_var
     return VoltVarCurve(
         points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
-        q_ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
+        ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
         response_time_s=vv.response_time_s, enabled=vv.enabled)
 
 
@@ -299,4 +296,4 @@ def desired_volt_watt_curve(settings: Settings) -> VoltWattCurve:
     vw = settings.volt_watt
     return VoltWattCurve(points=tuple((round(p.v_pu * 100.0, 2), round(p.p_pct, 2))
                                       for p in vw.curve),
-                         w_ref="w_max", response_time_s=vw.response_time_s, enabled=vw.enabled)
+                         ref="w_max", response_time_s=vw.response_time_s, enabled=vw.enabled)
