@@ -4,8 +4,9 @@ The controller decides *what* the inverter should do each cycle; this module
 decides *how* it gets there, per grid function and per device:
 
 - **native**: the device has the function's IEEE 1547-2018 model (705 for
-  volt-var, 706 for volt-watt) and accepted the program (points written, curve adopted with
-  ``AdptCrvReq`` and ``AdptCrvRslt`` completed). The device runs the function
+  volt-var, 706 for volt-watt) and accepted the program (points written,
+  curve adopted with ``AdptCrvReq`` and ``AdptCrvRslt`` completed). The
+  device runs the function
   itself; the gateway reads the program back every ``verify_every`` seconds
   and programs it again, with an alarm, when it changed (a change at the panel,
   a factory reset). It does not also steer that function with immediate
@@ -48,7 +49,8 @@ RETRY_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """How one function reaches the inverter: "native" or "gateway", and why."""
+    """How one function reaches the inverter: "native", "gateway" or "device" (left
+    as the device has it), and why."""
 
     by: str
     why: str
