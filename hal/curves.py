@@ -24,86 +24,141 @@ log = logging.getLogger(__name__)
 Q_REFS = {"w_max": 0, "var_max": 1, "var_aval": 2, "va_max": 3}
 _Q_REF_NAMES = {v: k for k, v in Q_REFS.items()}
 VOLT_VAR_MODEL = 705
+#: Reference of the power axis, named as the 706 DeptRef symbols say.
+W_REFS = {"w_max": 0, "w_aval": 1}
+_W_REF_NAMES = {v: k for k, v in W_REFS.items()}
+VOLT_WATT_MODEL = 706
 
 
 class CurveError(Exception):
     """The device cannot hold or adopt the curve."""
 
 
-@dataclass(frozen=True, slots=True)
-class VoltVarCurve:
-    """A volt-var curve in device terms.
+def _close(a: tuple[tuple[float, float], ...], b: tuple[tuple[float, float], ...],
+           v_tol: float, y_tol: float) -> bool:
+    """Same points within the tolerances."""
+    return len(a) == len(b) and all(abs(p[0] - q[0]) <= v_tol and abs(p[1] - q[1]) <= y_tol
+                                    for p, q in zip(a, b, strict=True))
 
-    ``points`` are (V in percent of nominal, Q in percent of ``q_ref``),
-    injecting positive.
-    """
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """A curve function in device terms: ``points`` are (V in percent of nominal, the
+    output in percent of ``ref``), ``ref`` named as the model's DeptRef symbols say."""
 
     points: tuple[tuple[float, float], ...]
-    q_ref: str = "va_max"
+    ref: str = ""
     response_time_s: float = 5.0
     enabled: bool = True
 
-    def close_to(self, other: VoltVarCurve, v_tol: float = 0.11, q_tol: float = 0.11,
+    def close_to(self, other: Curve, v_tol: float = 0.11, y_tol: float = 0.11,
                  t_tol: float = 0.6) -> bool:
         """Equal within register resolution (the device rounds to its scale factors)."""
-        return (self.enabled == other.enabled and self.q_ref == other.q_ref
-                and len(self.points) == len(other.points)
+        return (type(self) is type(other) and self.enabled == other.enabled
+                and self.ref == other.ref
                 and abs(self.response_time_s - other.response_time_s) <= t_tol
-                and all(abs(a[0] - b[0]) <= v_tol and abs(a[1] - b[1]) <= q_tol
-                        for a, b in zip(self.points, other.points, strict=True)))
+                and _close(self.points, other.points, v_tol, y_tol))
+
+
+@dataclass(frozen=True, slots=True)
+class VoltVarCurve(Curve):
+    """Volt-var (705): Q in percent of ``ref`` (``Q_REFS``), injecting positive."""
+
+    ref: str = "va_max"
+
+
+@dataclass(frozen=True, slots=True)
+class VoltWattCurve(Curve):
+    """Volt-watt (706): W in percent of ``ref`` (``W_REFS``)."""
+
+    ref: str = "w_max"
+    response_time_s: float = 10.0
 
 
 def supports_volt_var(device: SunSpecDevice) -> bool:
     return device.has(VOLT_VAR_MODEL)
 
 
-def read_volt_var(device: SunSpecDevice) -> VoltVarCurve:
-    """The curve the device uses now (curve 1) and whether the function is on."""
-    m = device.read_models([VOLT_VAR_MODEL])[VOLT_VAR_MODEL]
+def _read_curve(device: SunSpecDevice, model: int, y: str, refs: dict[int, str]
+                ) -> tuple[tuple[tuple[float, float], ...], str, float, bool]:
+    """Curve 1 of a 705 / 706 model: its points (V, ``y``), reference, response time, Ena."""
+    m = device.read_models([model])[model]
     v = m.values
     n = int(v.get("Crv[1].ActPt") or 0)
-    pts = tuple((float(v[f"Crv[1].Pt[{i}].V"]), float(v[f"Crv[1].Pt[{i}].Var"]))
+    pts = tuple((float(v[f"Crv[1].Pt[{i}].V"]), float(v[f"Crv[1].Pt[{i}].{y}"]))
                 for i in range(1, n + 1)
                 if v.get(f"Crv[1].Pt[{i}].V") is not None
-                and v.get(f"Crv[1].Pt[{i}].Var") is not None)
-    return VoltVarCurve(points=pts, q_ref=_Q_REF_NAMES.get(m.raw.get("Crv[1].DeptRef"), "?"),
-                        response_time_s=float(v.get("Crv[1].RspTms") or 0.0),
-                        enabled=m.raw.get("Ena") == 1)
+                and v.get(f"Crv[1].Pt[{i}].{y}") is not None)
+    return (pts, refs.get(m.raw.get("Crv[1].DeptRef"), "?"),
+            float(v.get("Crv[1].RspTms") or 0.0), m.raw.get("Ena") == 1)
+
+
+def _write_curve(device: SunSpecDevice, model: int, what: str, y: str, curve: Curve,
+                 refs: dict[str, int], adopt_timeout_s: float) -> None:
+    """Program a curve into a writable curve k, adopt it, switch the function on or off."""
+    if curve.ref not in refs:
+        raise CurveError(f"unknown {what} reference {curve.ref!r}")
+    points_, enabled = curve.points, curve.enabled
+    m = device.read_models([model])[model]
+    n_pt = int(m.raw.get("NPt") or 0)
+    n_crv = int(m.raw.get("NCrv") or 0)
+    if len(points_) > n_pt:
+        raise CurveError(f"the device holds {n_pt} points a curve, not {len(points_)}")
+    k = 1 if m.raw.get("Crv[1].ReadOnly") != 1 else 2
+    if k > n_crv:
+        raise CurveError(f"the device's only {what} curve is read-only")
+    c = f"Crv[{k}]."
+    points: dict[str, object] = {c + "ActPt": len(points_), c + "DeptRef": refs[curve.ref],
+                                 c + "RspTms": curve.response_time_s}
+    for i, (x, y_val) in enumerate(points_, start=1):
+        points[f"{c}Pt[{i}].V"] = x
+        points[f"{c}Pt[{i}].{y}"] = y_val
+    if enabled:
+        device.write_points(model, points)
+        device.write_points(model, {"AdptCrvReq": k})
+        deadline = time.monotonic() + adopt_timeout_s
+        while True:
+            rslt = device.read_models([model])[model].raw.get("AdptCrvRslt")
+            if rslt == 1:
+                break
+            if rslt == 2:
+                raise CurveError(f"the device refused to adopt {what} curve {k}")
+            if time.monotonic() > deadline:
+                raise CurveError(f"{what} curve {k} not adopted within {adopt_timeout_s} s")
+            time.sleep(0.05)
+    device.write_points(model, {"Ena": int(enabled)})
+    log.info("unit %d: %s curve %s %s", device.unit, what,
+             "programmed and enabled:" if enabled else "disabled", points_)
+
+
+def read_volt_var(device: SunSpecDevice) -> VoltVarCurve:
+    """The curve the device uses now (curve 1) and whether the function is on."""
+    pts, ref, rsp, ena = _read_curve(device, VOLT_VAR_MODEL, "Var", _Q_REF_NAMES)
+    return VoltVarCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
+
+
+def enable_volt_var(device: SunSpecDevice, on: bool) -> None:
+    """Switch the device's volt-var function on or off with the curve it holds (705 Ena)."""
+    device.write_points(VOLT_VAR_MODEL, {"Ena": int(on)})
 
 
 def write_volt_var(device: SunSpecDevice, curve: VoltVarCurve,
                    adopt_timeout_s: float = 5.0) -> None:
     """Program ``curve``, adopt it, and switch the function on or off."""
-    m = device.read_models([VOLT_VAR_MODEL])[VOLT_VAR_MODEL]
-    n_pt = int(m.raw.get("NPt") or 0)
-    n_crv = int(m.raw.get("NCrv") or 0)
-    if len(curve.points) > n_pt:
-        raise CurveError(f"the device holds {n_pt} points a curve, not {len(curve.points)}")
-    if curve.q_ref not in Q_REFS:
-        raise CurveError(f"unknown var reference {curve.q_ref!r}")
-    k = 1 if m.raw.get("Crv[1].ReadOnly") != 1 else 2
-    if k > n_crv:
-        raise CurveError("the device's only volt-var curve is read-only")
-    c = f"Crv[{k}]."
-    points: dict[str, object] = {c + "ActPt": len(curve.points),
-                                 c + "DeptRef": Q_REFS[curve.q_ref],
-                                 c + "RspTms": curve.response_time_s}
-    for i, (v_pct, q_pct) in enumerate(curve.points, start=1):
-        points[f"{c}Pt[{i}].V"] = v_pct
-        points[f"{c}Pt[{i}].Var"] = q_pct
-    if curve.enabled:
-        device.write_points(VOLT_VAR_MODEL, points)
-        device.write_points(VOLT_VAR_MODEL, {"AdptCrvReq": k})
-        deadline = time.monotonic() + adopt_timeout_s
-        while True:
-            rslt = device.read_models([VOLT_VAR_MODEL])[VOLT_VAR_MODEL].raw.get("AdptCrvRslt")
-            if rslt == 1:
-                break
-            if rslt == 2:
-                raise CurveError(f"the device refused to adopt curve {k}")
-            if time.monotonic() > deadline:
-                raise CurveError(f"curve {k} not adopted within {adopt_timeout_s} s")
-            time.sleep(0.05)
-    device.write_points(VOLT_VAR_MODEL, {"Ena": int(curve.enabled)})
-    log.info("unit %d: volt-var curve %s %s", device.unit,
-             "programmed and enabled:" if curve.enabled else "disabled", curve.points)
+    _write_curve(device, VOLT_VAR_MODEL, "volt-var", "Var", curve, Q_REFS, adopt_timeout_s)
+
+
+def supports_volt_watt(device: SunSpecDevice) -> bool:
+    return device.has(VOLT_WATT_MODEL)
+
+
+def read_volt_watt(device: SunSpecDevice) -> VoltWattCurve:
+    """The volt-watt curve the device uses now (706 curve 1) and whether it is on."""
+    pts, ref, rsp, ena = _read_curve(device, VOLT_WATT_MODEL, "W", _W_REF_NAMES)
+    return VoltWattCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
+
+
+def write_volt_watt(device: SunSpecDevice, curve: VoltWattCurve,
+                    adopt_timeout_s: float = 5.0) -> None:
+    """Program a volt-watt curve into 706, adopt it, and switch the function on or off."""
+    _write_curve(device, VOLT_WATT_MODEL, "volt-watt", "W", curve, W_REFS, adopt_timeout_s)

@@ -493,7 +493,10 @@ class Inverter:
     def native_functions(self) -> tuple[str, ...]:
         """Grid functions the device can run itself from a programmed curve."""
         dev = self.device
-        return ("volt_var",) if dev is not None and curves.supports_volt_var(dev) else ()
+        if dev is None:
+            return ()
+        return tuple(f for f, has in (("volt_var", curves.supports_volt_var(dev)),
+                                      ("volt_watt", curves.supports_volt_watt(dev))) if has)
 
     def write_volt_var_curve(self, curve: curves.VoltVarCurve) -> None:
         try:
@@ -501,8 +504,24 @@ class Inverter:
         finally:
             self.refresh()  # a curve write may change modes and settings elsewhere
 
+    def enable_volt_var(self, on: bool) -> None:
+        """The device's volt-var on or off, its curve as it is."""
+        try:
+            curves.enable_volt_var(self._require(), on)
+        finally:
+            self.refresh()
+
     def read_volt_var_curve(self) -> curves.VoltVarCurve:
         return curves.read_volt_var(self._require())
+
+    def write_volt_watt_curve(self, curve: curves.VoltWattCurve) -> None:
+        try:
+            curves.write_volt_watt(self._require(), curve)
+        finally:
+            self.refresh()
+
+    def read_volt_watt_curve(self) -> curves.VoltWattCurve:
+        return curves.read_volt_watt(self._require())
 
     def close(self) -> None:
         self.transport.close()

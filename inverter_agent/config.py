@@ -158,9 +158,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "follow_timeout": Key(float, 10.0, min=1.0, max=600.0,
                               doc="seconds the inverter has to follow a setpoint"),
         "event_log_bytes": Key(int, 1 << 20, min=4096, max=1 << 28),
-        "steering": Key(str, "immediate", choices=("immediate", "native"),
-                        doc="immediate: steer the output every cycle (works everywhere); "
-                            "native: program the inverter's own curves where it has them"),
+        "steering": Key(str, "auto", choices=("auto", "native", "immediate"),
+                        doc="auto: per function, program the inverter's own function where "
+                            "it has the IEEE 1547-2018 model and takes the program (volt-var "
+                            "705, volt-watt 706), the rest with immediate controls; native: "
+                            "the same (older name); immediate: steer every function with "
+                            "immediate controls, an explicit opt-out"),
         "verify_every": Key(float, 60.0, min=1.0, max=86400.0,
                             doc="seconds between read-backs of programmed native curves"),
         "revert_after": Key(float, 300.0, min=0.0, max=86400.0,

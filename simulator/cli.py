@@ -203,6 +203,8 @@ def build(args: argparse.Namespace) -> Simulation:
                 from .profile import apply
 
                 units[u].unused_phases_zero = prof.quirks.unused_phases_zero
+                units[u].exclusive_reactive_modes = prof.quirks.exclusive_reactive_modes
+                units[u].refuse_adoption = prof.quirks.refuse_adoption
                 apply(prof, image)
         return units
 

@@ -81,6 +81,14 @@ class Inverter:
         self.forced_fault = False
         #: Profile quirk: phases the device lacks read 0 instead of the sentinel.
         self.unused_phases_zero = False
+        #: Profile quirk: one reactive mode at a time (a selector-style device): enabling
+        #: a 704 PF or var setpoint switches 705 volt-var off, and 705 Ena on switches
+        #: them off.
+        self.exclusive_reactive_modes = False
+        #: Profile quirk: every 705 AdptCrvReq ends in AdptCrvRslt FAILED.
+        self.refuse_adoption = False
+        #: Master writes per point ("704/VarSetPct" -> count), for the control channel.
+        self.writes: dict[str, int] = {}
         # Local mode: the inverter's own panel has taken control. Writes still
         # land in the registers (as on real devices) but the output keeps
         # following the commands frozen when local mode began.
@@ -97,10 +105,15 @@ class Inverter:
 
     # --- writes from the master --------------------------------------------
 
-    def on_write(self, now: float, changed: list[tuple[int, str]]) -> None:
-        """React to a Modbus write that landed in the image."""
+    def on_write(self, now: float, changed: list[tuple[int, str]], remote: bool = True) -> None:
+        """React to a Modbus write that landed in the image (``remote`` False: a change
+        the device made itself, from its panel)."""
         for mid, path in changed:
             log.info("unit %d: %d/%s <- %s", self.unit_id, mid, path, self.image.get(mid, path))
+            if remote:
+                self.writes[f"{mid}/{path}"] = self.writes.get(f"{mid}/{path}", 0) + 1
+        if self.exclusive_reactive_modes:
+            self._select_reactive_mode(changed)
         paths123 = {p for m, p in changed if m == 123}
         for g in self._g123.values():
             if paths123 & set(g.points):
@@ -115,42 +128,85 @@ class Inverter:
                     self._rvrt704[grp] = now + tms
                 else:
                     self._rvrt704.pop(grp, None)
-        if (705, "AdptCrvReq") in changed:
-            self._adopt_705()
+        for mid in (705, 706):
+            if (mid, "AdptCrvReq") in changed:
+                self._adopt(mid)
         self._update_123(now)
 
     # --- model 705: curve adoption and the volt-var function itself ----------
 
-    def _adopt_705(self) -> None:
-        """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve."""
+    def _select_reactive_mode(self, changed: list[tuple[int, str]]) -> None:
+        """A selector-style device runs one reactive mode: the last one switched on."""
         img = self.image
-        k = int(img.get(705, "AdptCrvReq") or 0)
-        n_crv = int(img.get(705, "NCrv") or 0)
+        if img.find(705) is None or img.find(704) is None:
+            return
+        enables_704 = ("VarSetEna", "PFWInjEna", "PFWAbsEna")
+        if any(m == 704 and p in enables_704 and img.get(704, p) == 1 for m, p in changed):
+            if img.get(705, "Ena") == 1:
+                img.set(705, "Ena", 0)
+                log.info("unit %d: a 704 reactive setpoint switched 705 volt-var off",
+                         self.unit_id)
+        elif (705, "Ena") in changed and img.get(705, "Ena") == 1:
+            for p in enables_704:
+                img.set(704, p, 0)
+
+    def _adopt(self, mid: int) -> None:
+        """AdptCrvReq = k copies curve k into curve 1, the active (read-only) curve
+        (705 volt-var, 706 volt-watt)."""
+        img = self.image
+        k = int(img.get(mid, "AdptCrvReq") or 0)
+        n_crv = int(img.get(mid, "NCrv") or 0)
+        if self.refuse_adoption:
+            img.set(mid, "AdptCrvReq", 0)
+            img.set(mid, "AdptCrvRslt", 2)  # FAILED
+            log.info("unit %d: %d adoption of curve %d refused", self.unit_id, mid, k)
+            return
         if not 1 <= k <= n_crv:
-            img.set(705, "AdptCrvRslt", 2)  # FAILED
+            img.set(mid, "AdptCrvRslt", 2)  # FAILED
             return
         if k != 1:
-            n_pt = int(img.get(705, "NPt") or 0)
-            names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
-                     "VRefAutoTms", "RspTms"]
-            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", "Var")]
+            n_pt = int(img.get(mid, "NPt") or 0)
+            if mid == 705:
+                names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
+                         "VRefAutoTms", "RspTms"]
+                y = "Var"
+            else:
+                names, y = ["ActPt", "DeptRef", "RspTms"], "W"
+            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
             for name in names:
-                img.set(705, f"Crv[1].{name}", img.get(705, f"Crv[{k}].{name}"))
-        img.set(705, "AdptCrvReq", 0)
-        img.set(705, "AdptCrvRslt", 1)  # COMPLETED
-        log.info("unit %d: 705 adopted curve %d", self.unit_id, k)
+                img.set(mid, f"Crv[1].{name}", img.get(mid, f"Crv[{k}].{name}"))
+        img.set(mid, "AdptCrvReq", 0)
+        img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
+        log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
+
+    def _active_curve(self, mid: int, y: str) -> list[tuple[float, float]]:
+        """Curve 1 of 705 / 706 as (V %, ``y``) points while the function is on, else []."""
+        img = self.image
+        if img.find(mid) is None or img.get(mid, "Ena") != 1:
+            return []
+        n = int(img.get(mid, "Crv[1].ActPt") or 0)
+        pts = [(img.get(mid, f"Crv[1].Pt[{i}].V"), img.get(mid, f"Crv[1].Pt[{i}].{y}"))
+               for i in range(1, n + 1)]
+        return [(v, q) for v, q in pts if v is not None and q is not None]
+
+    def _volt_watt_706(self, cmd: Commands, grid: Grid) -> Commands:
+        """Run the adopted volt-watt curve when 706 is enabled: the lower limit wins."""
+        r = self.params.ratings
+        pts = self._active_curve(706, "W")
+        if not pts:
+            return cmd
+        v_pct = max(grid.v) / r.v_nom * 100.0  # the highest phase governs
+        w_max = cmd.w_max if cmd.w_max is not None else r.w_max
+        lim = _interp(pts, v_pct) / 100.0 * w_max
+        return replace(cmd, w_limit=lim if cmd.w_limit is None else min(cmd.w_limit, lim))
 
     def _volt_var_705(self, cmd: Commands, grid: Grid) -> Commands:
         """Run the adopted volt-var curve when 705 is enabled and no other reactive
         command holds (a var or PF setpoint wins, as on most devices)."""
         img, r = self.image, self.params.ratings
-        if img.find(705) is None or img.get(705, "Ena") != 1 or \
-                cmd.pf is not None or cmd.var is not None or cmd.var_aval_pct is not None:
+        if cmd.pf is not None or cmd.var is not None or cmd.var_aval_pct is not None:
             return cmd
-        n = int(img.get(705, "Crv[1].ActPt") or 0)
-        pts = [(img.get(705, f"Crv[1].Pt[{i}].V"), img.get(705, f"Crv[1].Pt[{i}].Var"))
-               for i in range(1, n + 1)]
-        pts = [(v, q) for v, q in pts if v is not None and q is not None]
+        pts = self._active_curve(705, "Var")
         if not pts:
             return cmd
         v_pct = sum(grid.v) / len(grid.v) / r.v_nom * 100.0
@@ -285,7 +341,8 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self.local_commands or self._volt_var_705(self._commands(now), grid)
+        self.commands = self.local_commands or self._volt_watt_706(
+            self._volt_var_705(self._commands(now), grid), grid)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
@@ -389,6 +446,7 @@ class Inverter:
             "effective": {"connect": c.connect, "w_limit": c.w_limit, "pf": c.pf,
                           "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
             "controls": controls,
+            "writes": dict(self.writes),
         }
 
 

@@ -18,7 +18,9 @@ A profile is a JSON file (``simulator/profiles/*.json``)::
         "max_read": 125, "max_read_code": 3,   # fewer registers per read
         "end_marker": true,                    # false: no 0xFFFF model at the end
         "pf_units": "pct",                     # or "cos": 1xx PF as cos phi
-        "point_boundary_reads": false          # refuse reads that split a point
+        "point_boundary_reads": false,         # refuse reads that split a point
+        "exclusive_reactive_modes": false,     # one reactive mode at a time (selector style)
+        "refuse_adoption": false               # 705 AdptCrvRslt always FAILED
       },
       "expect": {...}                          # what a correct gateway does (tests, corpus)
     }
@@ -42,7 +44,7 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 _TOP = {"name", "source", "description", "base", "unit", "models", "vendor_models", "ratings",
         "points", "quirks", "expect"}
 _QUIRKS = {"unused_phases_zero", "refuse_points", "max_read", "max_read_code", "end_marker",
-           "pf_units", "point_boundary_reads"}
+           "pf_units", "point_boundary_reads", "exclusive_reactive_modes", "refuse_adoption"}
 _RATINGS = {"w_max", "va_max", "var_max_inj", "var_max_abs", "v_nom", "f_nom", "phases",
             "pf_min"}
 
@@ -60,6 +62,8 @@ class Quirks:
     end_marker: bool = True
     pf_units: str = "pct"
     point_boundary_reads: bool = False
+    exclusive_reactive_modes: bool = False
+    refuse_adoption: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,9 @@ def load_profile(path: str | Path) -> Profile:
         refuse_points={int(m): tuple(v) for m, v in q.get("refuse_points", {}).items()},
         max_read=int(q.get("max_read", 125)), max_read_code=int(q.get("max_read_code", 3)),
         end_marker=bool(q.get("end_marker", True)), pf_units=str(q.get("pf_units", "pct")),
-        point_boundary_reads=bool(q.get("point_boundary_reads", False)))
+        point_boundary_reads=bool(q.get("point_boundary_reads", False)),
+        exclusive_reactive_modes=bool(q.get("exclusive_reactive_modes", False)),
+        refuse_adoption=bool(q.get("refuse_adoption", False)))
     if not 2 <= quirks.max_read <= 125 or quirks.max_read_code not in (2, 3, 4):
         raise _fail(p, "quirks.max_read", "2..125, with max_read_code 2, 3 or 4")
     if quirks.pf_units not in ("pct", "cos"):

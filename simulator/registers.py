@@ -88,6 +88,7 @@ DEFAULT_SF: dict[int, dict[str, int]] = {
     704: {"PF_SF": -3, "WMaxLimPct_SF": -1, "WSet_SF": 0, "WSetPct_SF": -1, "VarSet_SF": 0,
           "VarSetPct_SF": -1},
     705: {"V_SF": -1, "DeptRef_SF": -1, "RspTms_SF": 0},
+    706: {"V_SF": -1, "DeptRef_SF": -1, "RspTms_SF": 0},
 }
 for _m in (101, 102, 103):
     DEFAULT_SF[_m] = {"A_SF": -2, "V_SF": -1, "W_SF": 0, "Hz_SF": -2, "VA_SF": 0, "VAr_SF": 0,
@@ -207,6 +208,21 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
                 vp, q = curve[min(i, len(curve)) - 1]
                 v.update({f"{p}Pt[{i}].V": vp * 100.0, f"{p}Pt[{i}].Var": q})
         return v
+    if model_id == 706:
+        n_crv, n_pt = counts.get("NCrv", 1), counts.get("NPt", 4)
+        v = {"Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 0, "NPt": n_pt, "NCrv": n_crv,
+             "RvrtTms": 0, "RvrtRem": 0, "RvrtCrv": 0}
+        # IEEE 1547-2018 Table 10 default (DOMAIN.md): 1.06 pu -> 100 %, 1.10 pu -> 0 %
+        # of WMax (DeptRef 0), every curve alike; curve 1 read-only.
+        curve = [(106.0, 100.0), (110.0, 0.0)]
+        for c in range(1, n_crv + 1):
+            p = f"Crv[{c}]."
+            v.update({p + "ActPt": min(n_pt, len(curve)), p + "DeptRef": 0, p + "RspTms": 10,
+                      p + "ReadOnly": 1 if c == 1 else 0})
+            for i in range(1, n_pt + 1):
+                vp, w = curve[min(i, len(curve)) - 1]
+                v.update({f"{p}Pt[{i}].V": vp, f"{p}Pt[{i}].W": w})
+        return v
     return {}
 
 
@@ -254,7 +270,7 @@ class RegisterImage:
                 self.raw_blocks.append((mid, base + len(regs), raw_models[mid]))
                 regs += [mid, raw_models[mid]] + [0] * raw_models[mid]
                 continue
-            layout = sm.lay_out(mid, counts=counts if mid == 705 else None)
+            layout = sm.lay_out(mid, counts=counts if mid in (705, 706) else None)
             placed = PlacedModel(mid, base + len(regs), layout, write_validators(mid, ratings))
             values = default_values(mid, ratings, unit_id, counts)
             sfs = DEFAULT_SF.get(mid, {})

@@ -212,7 +212,7 @@ class Simulation:
         with self.lock:
             for inv in self._units(unit):
                 inv.image.set(model, point, value)
-                inv.on_write(self._clock(), [(model, point)])
+                inv.on_write(self._clock(), [(model, point)], remote=False)
 
     def get_point(self, model: int, point: str, unit: int | None = None) -> dict[int, Any]:
         with self.lock:

@@ -8,8 +8,10 @@ checks, after a response deadline, that the inverter actually does what it was
 told, and marks the function "not followed" when it does not.
 
 It needs no client and no network: it starts at boot from persisted or
-default settings. Immediate controls (SunSpec 123 or 704) are the default way
-of steering because every inverter that can be steered at all offers them.
+default settings. How each function reaches the inverter is chosen per
+function by :mod:`.steering`: the device's own function where it has the
+IEEE 1547-2018 model and takes the program (volt-var, 705), immediate
+controls (SunSpec 123 or 704) otherwise.
 
 What the controller cannot do (see docs/functions.md): detect an island (the
 inverter does that in under a cycle), or trip faster than one poll period
@@ -26,16 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hal.curves import VoltVarCurve
 from hal.inverter import REVERT_TIMERS
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
-from hal.transport import DeviceException
 from inverter_agent.core.arbitration import plant_cap
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
 from inverter_agent.core.status import health as status_health
+from inverter_agent.core.steering import Steering
 from inverter_agent.functions import (
     EngineState,
     Measurements,
@@ -135,13 +136,6 @@ def revert_time(setting: float | str, period_s: float) -> int:
 
 
 @dataclass(slots=True)
-class NativeCurveState:
-    curve: VoltVarCurve | None
-    programmed: bool
-    verify_at: float
-
-
-@dataclass(slots=True)
 class ControllerStatus:
     """What the controller did last cycle (for MMS status, health view, tests)."""
 
@@ -158,6 +152,10 @@ class ControllerStatus:
     standing_aside: str | None = None
     #: Caveats the gateway runs with (monitor only, reactive power not steered ...).
     notes: tuple[str, ...] = ()
+    #: Per function: native (the device runs it) or gateway (immediate controls), and why.
+    steering: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Alarms of the device's own functions (a refused program, a change at the panel).
+    alarms: tuple[str, ...] = ()
 
 
 class Controller:
@@ -165,7 +163,7 @@ class Controller:
 
     def __init__(self, inverter: Any, settings: Settings, events: EventLog,
                  nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
-                 rng: random.Random | None = None, steering: str = "immediate",
+                 rng: random.Random | None = None, steering: str = "auto",
                  verify_every_s: float = 60.0, control_period_s: float = 0.1,
                  revert_timeout: float | str = "auto") -> None:
         self.inverter = inverter
@@ -174,10 +172,6 @@ class Controller:
         self.revert_timeout = revert_timeout
         self.revert_s = revert_time(revert_timeout, control_period_s)
         self._refresh_at = -math.inf
-        #: Revert timers the device refused to take (the controls go out without them).
-        self._timers_refused: set[str] = set()
-        #: The last Conn this run tried to write (written or not).
-        self._conn_sent: bool | None = None
         self.settings = settings
         self.engine_settings = for_platform(settings, control_period_s)
         self.events = events
@@ -189,11 +183,8 @@ class Controller:
         self._checks: dict[str, FollowCheck] = {}
         self._mismatch: dict[str, int] = {}
         self._warned: set[str] = set()
-        if steering not in ("immediate", "native"):
-            raise ValueError(f"steering {steering!r}: immediate or native")
-        self.steering = steering
-        self.verify_every_s = verify_every_s
-        self._native_vv: NativeCurveState | None = None
+        #: How each function reaches the inverter (immediate writes, native programs).
+        self.steer = Steering(inverter, events, self.status, steering, verify_every_s)
         #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
         self.plant_cap_pct: float | None = None
         self._controls_for: object = None
@@ -223,7 +214,8 @@ class Controller:
     @property
     def health(self) -> int:
         """HealthKind of the functions: alarm while standing aside, warning with caveats."""
-        return status_health(self.status.standing_aside, self.status.notes)
+        return status_health(self.status.standing_aside, self.status.notes,
+                             self.status.alarms)
 
     # -- the cycle
     def cycle(self, snapshot: Mapping[str, Reading], t: float) -> Setpoints | None:
@@ -235,12 +227,15 @@ class Controller:
         elif self.inverter.connected:
             notes.extend(self._no_revert_notes())
         self.status.notes = tuple(notes)
+        self.status.steering = self.steer.steering_map()
+        self.status.alarms = tuple(self.steer.alarms.values())
         policy = self.settings.safety.on_invalid_measurements
         if a.problems and policy is InvalidPolicy.STAND_ASIDE:
             self._stand_aside(a, snapshot, t)
             return None
         if self.status.standing_aside is not None:
             self.status.standing_aside = None
+            self.steer.resume()
             self.events.record("understood", "measurements understood again: the functions "
                                "resume")
             self.state = None  # a warm start: timers from before the gap mean nothing now
@@ -254,7 +249,7 @@ class Controller:
             self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
-        setpoints, self.state, events = step(self.engine_settings, meas, self.state, t)
+        setpoints, self.state, events = step(self._engine_now(), meas, self.state, t)
         setpoints = plant_cap(setpoints, self.plant_cap_pct)  # the last arbitration layer
         if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
             # The device's var maximum is unknown: no var command in an assumed base.
@@ -270,11 +265,22 @@ class Controller:
         # Nothing can be written over a dead link; the inverter's own protection
         # (and revert timers, where set) govern until it comes back.
         if _good(snapshot, "link") and snapshot["link"].value:
-            self._native(t)
+            self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
+            self.status.steering = self.steer.steering_map()
+            self.status.alarms = tuple(self.steer.alarms.values())
             self._write(setpoints, snapshot, t)
         if meas.valid:
             self._check_follow(snapshot, meas, t)
         return setpoints
+
+    def _engine_now(self) -> Settings:
+        """The engine's settings this cycle: a power function the device runs itself
+        (706 volt-watt) is not also run here, so its limit is not written over it."""
+        s = self.engine_settings
+        if self.steer.native("volt_watt") and s.volt_watt.enabled:
+            s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
+                                                                     enabled=False))
+        return s
 
     # -- measurements
     def assess(self, s: Mapping[str, Reading]) -> Assessment:
@@ -335,17 +341,18 @@ class Controller:
             on_device = rb.value if rb is not None and rb.quality.good else None
             if self.status.written[k] != v or (on_device is not None and bool(on_device) != v):
                 changes[k] = v
-        if not changes:
-            return
-        try:
-            self.inverter.write_controls(changes)
-        except Exception as exc:  # try again next cycle
-            self.status.write_errors += 1
-            log.warning("releasing %s failed: %s", sorted(changes), exc)
-            return
-        self.status.writes += 1
-        self.status.written.update(changes)
-        log.info("setpoints %s (cause: standing aside)", _fmt(changes))
+        if changes:
+            try:
+                self.inverter.write_controls(changes)
+            except Exception as exc:  # try again next cycle
+                self.status.write_errors += 1
+                log.warning("releasing %s failed: %s", sorted(changes), exc)
+                return
+            self.status.writes += 1
+            self.status.written.update(changes)
+            log.info("setpoints %s (cause: standing aside)", _fmt(changes))
+        # Not merely released: the device's own volt-var is on again where it was.
+        self.steer.stand_aside()
 
     # -- writing
     def controls_for(self, sp: Setpoints) -> dict[str, Any]:
@@ -355,7 +362,7 @@ class Controller:
         if sp.reactive_mode is ReactiveMode.CONSTANT_PF:
             c.update(OutPFSet=round(-sp.pf if sp.pf_absorbing else sp.pf, 4),
                      OutPFSet_Ena=True, VArPct_Ena=False)
-        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q and self._native_volt_var_on():
+        elif sp.reactive_mode is ReactiveMode.CONSTANT_Q and self.steer.native("volt_var"):
             # The inverter runs the programmed curve itself: no var setpoint over it.
             c.update(OutPFSet_Ena=False, VArPct_Ena=False)
         elif sp.reactive_mode is ReactiveMode.CONSTANT_Q:
@@ -384,8 +391,9 @@ class Controller:
                     self._warned.add(name)
                     self.events.record("unsupported_control", f"inverter offers no {name}")
                 del wanted[name]
+        refused = self.steer.timers_refused
         timers = {tm: self.revert_s for k in wanted
-                  if (tm := REVERT_TIMERS.get(k)) in supported and tm not in self._timers_refused}
+                  if (tm := REVERT_TIMERS.get(k)) in supported and tm not in refused}
         wanted.update(timers)
         changes = {k: v for k, v in wanted.items() if self._differs(k, v, self.status.written)}
         # Read-back: the inverter lost a control we set (restart, another master).
@@ -407,7 +415,7 @@ class Controller:
         changes.update(refreshed)
         if not changes:
             return
-        if not self._write_changes(changes):
+        if not self.steer.write(changes):
             return
         if refreshed:
             self._refresh_at = t + self.revert_s / REFRESHES_PER_REVERT
@@ -428,50 +436,11 @@ class Controller:
         out.update({tm: timers[tm] for tm in armed})
         return out
 
-    def _write_changes(self, changes: dict[str, Any]) -> bool:
-        """Write ``changes``; a device that refuses a revert timer still gets the controls
-        (without that timer from then on, and status says so). False: nothing written."""
-        if "Conn" in changes:  # a cease half written (one model of two) counts at stop
-            self._conn_sent = changes["Conn"]
-        try:
-            self.inverter.write_controls(changes)
-        except Exception as exc:  # the link or the device refused: try again next cycle
-            timers = {k for k in changes if k in REVERT_TIMERS.values()}
-            self.status.write_errors += 1
-            log.warning("writing %s failed: %s", sorted(changes), exc)
-            if not timers or not isinstance(exc, DeviceException):
-                return False  # not the device saying no (a link failure): next cycle
-            rest = {k: v for k, v in changes.items() if k not in timers}
-            try:
-                if rest:
-                    self.inverter.write_controls(rest)
-            except Exception:
-                return False
-            refused = set()
-            for tm in sorted(timers):  # which timer the device said no to
-                try:
-                    self.inverter.write_controls({tm: changes[tm]})
-                except DeviceException:
-                    refused.add(tm)
-                except Exception:  # the link: try the timers again later
-                    refused = set()
-                    break
-                else:
-                    rest[tm] = changes[tm]
-            if refused:
-                self._timers_refused |= refused
-                self.events.record("revert_timer_refused", f"the inverter refused "
-                                   f"{', '.join(sorted(refused))}: {exc}")
-            changes = rest
-        self.status.writes += 1
-        self.status.written.update(changes)
-        return True
-
     def _no_revert_notes(self) -> list[str]:
         """Controls this device takes without a revert timer: what they leave behind."""
         supported = self._supported_controls()
         missing = [what for k, what in _NO_TIMER.items() if k in supported and (
-            REVERT_TIMERS[k] not in supported or REVERT_TIMERS[k] in self._timers_refused)]
+            REVERT_TIMERS[k] not in supported or REVERT_TIMERS[k] in self.steer.timers_refused)]
         if not missing:
             return []
         return [f"no revert timer on this inverter for {', '.join(missing)}: if the gateway "
@@ -481,81 +450,26 @@ class Controller:
         """The gateway stops cleanly: every control with a revert timer stays in force
         until its timer runs out (a restart within it re-asserts without a gap); a cease
         to energize that has no timer is lifted now (permit service), so the inverter
-        returns by its own enter-service settings instead of staying ceased for good."""
+        returns by its own enter-service settings instead of staying ceased for good.
+        A device whose own volt-var our var setpoint switched off (selector-style) gets it
+        back now: its revert timer would end our setpoint but not switch its function on."""
+        if self.inverter.connected:
+            self.steer.stand_aside()
         supported = self._supported_controls() if self.inverter.connected else set()
         timer = REVERT_TIMERS["Conn"]
-        ceased = False in (self.status.written.get("Conn"), self._conn_sent)
+        ceased = False in (self.status.written.get("Conn"), self.steer.conn_sent)
         if not ceased or "Conn" not in supported or (
-                timer in supported and timer not in self._timers_refused):
+                timer in supported and timer not in self.steer.timers_refused):
             return
         try:
             self.inverter.write_controls({"Conn": True})
         except Exception as exc:
             log.warning("stopping: lifting the cease to energize failed: %s", exc)
             return
-        self.status.written["Conn"] = self._conn_sent = True
+        self.status.written["Conn"] = self.steer.conn_sent = True
         self.events.record("stop_release", "gateway stopping: cease to energize lifted "
                            "(no revert timer for it); the inverter's enter-service settings "
                            "govern its return")
-
-    # -- native curves
-    def desired_volt_var_curve(self) -> VoltVarCurve:
-        vv = self.settings.volt_var
-        return VoltVarCurve(
-            points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
-            q_ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
-            response_time_s=vv.response_time_s, enabled=vv.enabled)
-
-    def _native_volt_var_on(self) -> bool:
-        n = self._native_vv
-        return n is not None and n.programmed and n.curve is not None and n.curve.enabled
-
-    def _native(self, t: float) -> None:
-        """Program the inverter's own volt-var curve, and read it back now and then.
-
-        Only with steering "native" and a device that has one; otherwise (and
-        whenever programming fails) the function is steered by immediate controls.
-        """
-        if self.steering != "native" or not self.inverter.connected:
-            return
-        if "volt_var" not in self.inverter.native_functions():
-            if "native_volt_var" not in self._warned:
-                self._warned.add("native_volt_var")
-                self.events.record("native_unavailable", "the inverter has no native volt-var "
-                                   "curve; steering it with immediate controls")
-            return
-        vv = self.settings.volt_var
-        if vv.vref_auto:
-            if "native_vref" not in self._warned:
-                self._warned.add("native_vref")
-                self.events.record("native_unavailable", "autonomous VRef is run by the "
-                                   "gateway; volt-var steered with immediate controls")
-            return
-        want = self.desired_volt_var_curve()
-        n = self._native_vv
-        due = n is None or n.curve != want or t >= n.verify_at
-        if not due:
-            return
-        try:
-            have = self.inverter.read_volt_var_curve()
-            if have.close_to(want):
-                if n is not None and n.programmed and n.curve == want and \
-                        "native_mismatch" in self.status.not_followed:
-                    self.status.not_followed.pop("native_mismatch", None)
-                self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
-                return
-            if n is not None and n.programmed and n.curve == want:
-                self.status.not_followed["native_mismatch"] = f"device curve {have.points}"
-                self.events.record("native_curve_mismatch", f"the inverter's volt-var curve "
-                                   f"changed to {have.points}; programming it again")
-            self.inverter.write_volt_var_curve(want)
-            self.events.record("native_curve_programmed", f"volt-var {want.points} "
-                               f"{'enabled' if want.enabled else 'disabled'}")
-            self._native_vv = NativeCurveState(want, True, t + self.verify_every_s)
-        except Exception as exc:  # fall back to immediate controls until the next try
-            self.status.write_errors += 1
-            self._native_vv = NativeCurveState(want, False, t + min(10.0, self.verify_every_s))
-            log.warning("programming the native volt-var curve failed: %s", exc)
 
     def _supported_controls(self) -> set[str]:
         """The device's controls, worked out again only when it is (re)discovered."""

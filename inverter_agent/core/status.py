@@ -21,9 +21,12 @@ from inverter_agent.core.view import (
 from inverter_agent.functions.registry import FUNCTIONS
 
 
-def health(standing_aside: str | None, notes: tuple[str, ...]) -> int:
-    """HealthKind of the functions: alarm while standing aside, warning with caveats."""
-    if standing_aside is not None:
+def health(standing_aside: str | None, notes: tuple[str, ...],
+           alarms: tuple[str, ...] = ()) -> int:
+    """HealthKind of the functions: alarm while standing aside or while a function the
+    device should run itself does not (a refused program, a change at the panel),
+    warning with caveats."""
+    if standing_aside is not None or alarms:
         return HEALTH_ALARM
     return HEALTH_WARNING if notes else HEALTH_OK
 
@@ -61,6 +64,8 @@ def functions_status(controller: Any, utility: Mapping[str, Any] | None = None
         plant_cap_pct=controller.plant_cap_pct,
         standing_aside=st.standing_aside,
         notes=tuple(st.notes),
-        health=health(st.standing_aside, tuple(st.notes)),
+        health=health(st.standing_aside, tuple(st.notes), tuple(st.alarms)),
+        steering={f: dict(c) for f, c in st.steering.items()},
+        alarms=tuple(st.alarms),
         utility=utility,
     )

@@ -72,6 +72,10 @@ class FunctionsStatus:
     health: int
     #: Each utility source's link (source name -> plain data), if any is attached.
     utility: Mapping[str, Any] | None = None
+    #: Per function the device could run itself: {"by": "native" | "gateway", "why": ...}.
+    steering: Mapping[str, Mapping[str, str]] | None = None
+    #: Alarms of the device's own functions (a refused program, a change at the panel).
+    alarms: tuple[str, ...] = ()
 
     @property
     def tripped(self) -> bool:
@@ -101,6 +105,9 @@ class FunctionsStatus:
             "standing_aside": self.standing_aside, "notes": list(self.notes),
             "health": self.health,
             **({"utility": self.utility} if self.utility is not None else {}),
+            **({"steering": {f: dict(c) for f, c in self.steering.items()}}
+               if self.steering is not None else {}),
+            **({"alarms": list(self.alarms)} if self.alarms else {}),
         }
 
 

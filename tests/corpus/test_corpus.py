@@ -44,6 +44,10 @@ def test_the_corpus_covers_the_issue():
     assert any(any(64000 <= x < 65535 for x in m) for m in models.values())
     assert any(not q[n].end_marker for n in names)
     assert any(not p.expect.get("understood", True) for p in PROFILES)
+    # issue 18: a device running its own volt-var (705) with exclusive reactive modes, and
+    # one that refuses to adopt a programmed curve
+    assert any(q[n].exclusive_reactive_modes and 705 in models[n] for n in names)
+    assert any(q[n].refuse_adoption and 705 in models[n] for n in names)
     assert sum(1 for _, t in RUNS if t == "rtu") >= 3
 
 

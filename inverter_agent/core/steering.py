@@ -1,0 +1,301 @@
+"""Steering through the HAL: immediate control writes and the device's own functions.
+
+The controller decides *what* the inverter should do each cycle; this module
+decides *how* it gets there, per grid function and per device:
+
+- **native**: the device has the function's IEEE 1547-2018 model (705 for
+  volt-var, 706 for volt-watt) and accepted the program (points written,
+  curve adopted with ``AdptCrvReq`` and ``AdptCrvRslt`` completed). The
+  device runs the function
+  itself; the gateway reads the program back every ``verify_every`` seconds
+  and programs it again, with an alarm, when it changed (a change at the panel,
+  a factory reset). It does not also steer that function with immediate
+  controls.
+- **gateway**: the device lacks the model, refused the program, or the
+  function needs what only the gateway has (autonomous VRef); the gateway
+  steers it with immediate controls (123 / 704), as it always has.
+
+``[functions] steering``: "auto" (the default) makes that choice per function;
+"native" is the older name for the same; "immediate" steers every function
+with immediate controls (an explicit opt-out).
+
+First, do no harm: a device that ran its own volt-var when the gateway first
+saw it gets it back when the gateway stands aside (the gateway's enables
+released *and* 705 ``Ena`` on again), not merely the enables released. A
+refused program falls back for that function only, with an event and an
+alarm naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hal.curves import Curve, CurveError, VoltVarCurve, VoltWattCurve
+from hal.inverter import REVERT_TIMERS
+from hal.transport import DeviceException
+from inverter_agent.core.events import EventLog
+from inverter_agent.functions import Settings
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "native", "immediate")
+#: Functions the HAL can program into the device, and the SunSpec model that carries each.
+NATIVE_MODELS = {"volt_var": 705, "volt_watt": 706}
+#: Seconds before a refused program is tried again (at most ``verify_every``).
+RETRY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """How one function reaches the inverter: "native", "gateway" or "device" (left
+    as the device has it), and why."""
+
+    by: str
+    why: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"by": self.by, "why": self.why}
+
+
+@dataclass(slots=True)
+class _Native:
+    """One natively programmed function: what was asked, whether the device holds it."""
+
+    curve: Curve
+    programmed: bool
+    verify_at: float
+
+
+class Steering:
+    """The HAL side of one inverter's controller (see the module doc)."""
+
+    def __init__(self, inverter: Any, events: EventLog, status: Any, mode: str = "auto",
+                 verify_every_s: float = 60.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"steering {mode!r}: one of {', '.join(MODES)}")
+        self.inverter = inverter
+        self.events = events
+        #: The controller's :class:`~inverter_agent.core.controller.ControllerStatus`.
+        self.status = status
+        self.mode = mode
+        self.verify_every_s = verify_every_s
+        #: Revert timers the device refused to take (the controls go out without them).
+        self.timers_refused: set[str] = set()
+        #: The last Conn this run tried to write (written or not).
+        self.conn_sent: bool | None = None
+        self.choices: dict[str, Choice] = {}
+        #: Alarms of the native functions (function -> what is wrong), shown in status.
+        self.alarms: dict[str, str] = {}
+        self._native: dict[str, _Native] = {}
+        #: Functions whose program the device did not take (an alarm stands for each).
+        self._refused: set[str] = set()
+        #: The device's own volt-var as first seen (per discovery), before any write of ours.
+        self._own_vv: VoltVarCurve | None = None
+        self._own_for: object = None
+        self._restored = False
+
+    # -- immediate controls
+    def write(self, changes: dict[str, Any]) -> bool:
+        """Write immediate controls; a device that refuses a revert timer still gets the
+        controls (without that timer from then on, and status says so). False: nothing
+        written."""
+        if "Conn" in changes:  # a cease half written (one model of two) counts at stop
+            self.conn_sent = changes["Conn"]
+        try:
+            self.inverter.write_controls(changes)
+        except Exception as exc:  # the link or the device refused: try again next cycle
+            timers = {k for k in changes if k in REVERT_TIMERS.values()}
+            self.status.write_errors += 1
+            log.warning("writing %s failed: %s", sorted(changes), exc)
+            if not timers or not isinstance(exc, DeviceException):
+                return False  # not the device saying no (a link failure): next cycle
+            rest = {k: v for k, v in changes.items() if k not in timers}
+            try:
+                if rest:
+                    self.inverter.write_controls(rest)
+            except Exception:
+                return False
+            refused = set()
+            for tm in sorted(timers):  # which timer the device said no to
+                try:
+                    self.inverter.write_controls({tm: changes[tm]})
+                except DeviceException:
+                    refused.add(tm)
+                except Exception:  # the link: try the timers again later
+                    refused = set()
+                    break
+                else:
+                    rest[tm] = changes[tm]
+            if refused:
+                self.timers_refused |= refused
+                self.events.record("revert_timer_refused", f"the inverter refused "
+                                   f"{', '.join(sorted(refused))}: {exc}")
+            changes = rest
+        self.status.writes += 1
+        self.status.written.update(changes)
+        return True
+
+    # -- the per-function choice
+    def native(self, function: str) -> bool:
+        """Whether the device runs ``function`` itself from what the gateway programmed."""
+        n = self._native.get(function)
+        return n is not None and n.programmed and n.curve.enabled
+
+    def steering_map(self) -> dict[str, dict[str, str]]:
+        """Per function: {"by": "native" | "gateway" | "device", "why": ...} (plain data for
+        status; "device": neither programmed nor steered, the device's own settings)."""
+        return {f: c.as_dict() for f, c in sorted(self.choices.items())}
+
+    def _choose(self, function: str, by: str, why: str) -> None:
+        new = Choice(by, why)
+        if self.choices.get(function) != new:
+            self.choices[function] = new
+            self.events.record("steering", f"{function}: {by} ({why})")
+
+    def program(self, settings: Settings, t: float, reactive_ok: bool = True) -> None:
+        """Choose, per function, native or gateway; program and read back the native ones.
+
+        Called every cycle with the link up, before any immediate control is written.
+        ``reactive_ok`` False (the device's var maximum is unknown): its volt-var is left
+        as it is, neither programmed nor steered (no value in an assumed base).
+        """
+        if not self.inverter.connected:
+            return
+        self._observe()
+        if self.mode == "immediate":
+            for f in NATIVE_MODELS:
+                self._choose(f, "gateway", "steering = \"immediate\" (configured)")
+            return
+        natives = self.inverter.native_functions()
+        for f, model in NATIVE_MODELS.items():
+            if f not in natives:
+                self._native.pop(f, None)
+                self._choose(f, "gateway", f"the inverter has no model {model}")
+                continue
+            if f == "volt_var" and not reactive_ok:
+                self._native.pop(f, None)
+                self._choose(f, "device", "var maximum unknown: the inverter's own volt-var "
+                             "settings are left as they are")
+                continue
+            if f == "volt_var" and settings.volt_var.vref_auto:
+                self._native.pop(f, None)
+                self._choose(f, "gateway", "autonomous VRef is run by the gateway")
+                continue
+            want: Curve = desired_volt_var_curve(settings) if f == "volt_var" else \
+                desired_volt_watt_curve(settings)
+            self._program(f, model, want, t)
+
+    def _program(self, f: str, model: int, want: Curve, t: float) -> None:
+        n = self._native.get(f)
+        if n is not None and n.curve == want and t < n.verify_at:
+            return
+        mismatch = "native_mismatch" if f == "volt_var" else f"native_mismatch_{f}"
+        try:
+            have = getattr(self.inverter, f"read_{f}_curve")()
+            if have.close_to(want):
+                if n is not None and n.programmed and n.curve == want:
+                    self.status.not_followed.pop(mismatch, None)
+                    self.alarms.pop(f, None)
+                self._native[f] = _Native(want, True, t + self.verify_every_s)
+                self._choose(f, "native", f"the inverter's own curve ({model}) holds the "
+                             "settings")
+                return
+            if n is not None and n.programmed and n.curve == want:
+                self.status.not_followed[mismatch] = f"device curve {have.points}"
+                self.alarms[f] = (f"{f}: changed at the device to {have.points}; "
+                                  "programmed again")
+                self.events.record("native_curve_mismatch", f"{f}: the inverter's curve "
+                                   f"changed to {have.points} (enabled {have.enabled}); "
+                                   "programming it again")
+            getattr(self.inverter, f"write_{f}_curve")(want)
+            self.events.record("native_curve_programmed", f"{f}: {want.points} "
+                               f"{'enabled' if want.enabled else 'disabled'}")
+            self._native[f] = _Native(want, True, t + self.verify_every_s)
+            if f in self._refused:
+                self._refused.discard(f)
+                self.alarms.pop(f, None)
+            self._choose(f, "native", f"programmed and adopted into the inverter's {model}")
+        except Exception as exc:  # the function falls back to the gateway, alone
+            self.status.write_errors += 1
+            # The device said no: ask again at the next read-back; a link failure sooner.
+            refused = isinstance(exc, DeviceException | CurveError)
+            retry = self.verify_every_s if refused else min(RETRY_S, self.verify_every_s)
+            self._native[f] = _Native(want, False, t + retry)
+            log.warning("programming the native %s curve failed: %s", f, exc)
+            why = f"the inverter refused the program: {exc}" if refused else \
+                f"programming failed: {exc}"
+            if f not in self._refused:
+                self._refused.add(f)
+                self.events.record("native_fallback", f"{f}: {why}; steered by the "
+                                   "gateway with immediate controls")
+            self.alarms[f] = f"{f}: native program not taken ({exc}); gateway-steered"
+            self._choose(f, "gateway", why)
+
+    # -- the device's own functions
+    def _observe(self) -> None:
+        """Read the device's own volt-var once per discovery, before anything is written."""
+        device = getattr(self.inverter, "device", None)
+        if device is self._own_for:
+            return
+        self._own_for, self._own_vv, self._native = device, None, {}
+        if "volt_var" not in self.inverter.native_functions():
+            return
+        try:
+            self._own_vv = self.inverter.read_volt_var_curve()
+        except Exception as exc:
+            self._own_for = None  # try again next cycle
+            log.warning("reading the inverter's own volt-var failed: %s", exc)
+
+    def device_volt_var_on(self) -> bool:
+        """The device ran its own volt-var when first seen (or runs ours now)."""
+        return self.native("volt_var") or (self._own_vv is not None and self._own_vv.enabled)
+
+    def stand_aside(self) -> None:
+        """Leave the device its own functions: a volt-var that was on is on again (a
+        selector-style device switched it off when our var enable went on)."""
+        if self._restored or not self.inverter.connected or not self.device_volt_var_on():
+            return
+        try:
+            have = self.inverter.read_volt_var_curve()
+            if not have.enabled:
+                n = self._native.get("volt_var")
+                own = n.curve if n is not None and n.programmed and \
+                    isinstance(n.curve, VoltVarCurve) else self._own_vv
+                assert own is not None
+                if replace(have, enabled=True).close_to(own):
+                    self.inverter.enable_volt_var(True)  # the curve is there: switch it on
+                else:
+                    try:
+                        self.inverter.write_volt_var_curve(own)
+                    except CurveError:  # not taken again: its curve as it holds it, on
+                        self.inverter.enable_volt_var(True)
+                self.events.record("native_restored", "volt_var: the inverter's own curve "
+                                   f"switched on again {own.points} (standing aside or "
+                                   "stopping)")
+            self._restored = True
+        except Exception as exc:  # the next cycle tries again
+            self.status.write_errors += 1
+            log.warning("restoring the inverter's own volt-var failed: %s", exc)
+
+    def resume(self) -> None:
+        """The gateway steers again after standing aside."""
+        self._restored = False
+
+
+def desired_volt_var_curve(settings: Settings) -> VoltVarCurve:
+    """The volt-var settings as a device curve (V in % of nominal, Q in % of the base)."""
+    vv = settings.volt_var
+    return VoltVarCurve(
+        points=tuple((round(p.v_pu * 100.0, 2), round(p.q_pct, 2)) for p in vv.curve),
+        ref="va_max" if vv.q_base.value == "rated_va" else "var_max",
+        response_time_s=vv.response_time_s, enabled=vv.enabled)
+
+
+def desired_volt_watt_curve(settings: Settings) -> VoltWattCurve:
+    """The volt-watt settings as a device curve (V in % of nominal, W in % of WMax)."""
+    vw = settings.volt_watt
+    return VoltWattCurve(points=tuple((round(p.v_pu * 100.0, 2), round(p.p_pct, 2))
+                                      for p in vw.curve),
+                         ref="w_max", response_time_s=vw.response_time_s, enabled=vw.enabled)
