@@ -33,6 +33,48 @@ def _add_link_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds per Modbus transaction")
 
 
+#: The state directory the reading commands (status, events, audit) look in, and
+#: ``run`` writes to when neither --state-dir nor the config names one.
+ENV_STATE_DIR = "INVERTER_AGENT_STATE_DIR"
+#: Where ``make run`` keeps its state (Makefile ``STATE_DIR``), relative to the checkout.
+BENCH_STATE_DIR = "state"
+
+
+def _add_state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", metavar="DIR",
+                   help=f"the agent's state directory (default ${ENV_STATE_DIR}, else [agent] "
+                        f"state_dir of the system config, else {config_mod.DEFAULT_STATE_DIR}; "
+                        f"if that has no status.json, ./{BENCH_STATE_DIR} where `make run` "
+                        "keeps it)")
+
+
+def _state_dir(given: str | None) -> str:
+    """The state directory a reading command looks in.
+
+    ``--state-dir``, else ``$INVERTER_AGENT_STATE_DIR``, else the one the installed
+    service uses (``[agent] state_dir`` of the system config, default
+    ``/var/lib/inverter-agent``): an installer finds the service's state without a
+    flag. Only when that holds no status file and ``./state`` (``make run``'s, from
+    a checkout) does, ``./state`` is used, and stderr says so.
+    """
+    if given:
+        return given
+    if os.environ.get(ENV_STATE_DIR):
+        return os.environ[ENV_STATE_DIR]
+    system = config_mod.DEFAULT_STATE_DIR
+    try:
+        system = config_mod.load(config_mod.default_config_path())["agent.state_dir"]
+    except config_mod.ConfigError:
+        pass  # a broken config is `run`'s and check-config's to report
+    bench = os.path.abspath(BENCH_STATE_DIR)
+    if not os.path.exists(os.path.join(system, "status.json")) and \
+            os.path.exists(os.path.join(bench, "status.json")):
+        print(f"(no agent state in {system}; using {bench}, where `make run` keeps it)",
+              file=sys.stderr)
+        return bench
+    return system
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -64,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-insecure-bind", action="store_true",
                      help="allow plain MMS on a non-loopback address (logged loudly)")
     run.add_argument("--state-dir", metavar="DIR",
-                     help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
+                     help=f"state directory (default ${ENV_STATE_DIR}, else [agent] "
+                          f"state_dir, else {config_mod.DEFAULT_STATE_DIR})")
     run.add_argument("--poll-period", type=_period,
                      help="seconds between polls, or auto (default): the fastest the link "
                           "sustains")
@@ -93,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("password-hash", help="read a password (twice) and print its salted "
                                          "hash for [security.users.NAME] hash")
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
-    audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    _add_state_dir(audit)
     audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
     audit.add_argument("--ack", action="store_true",
                        help="after printing and verifying, record that the log was read: "
@@ -103,11 +146,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="also print the aggregated refusals of unauthenticated peers")
 
     status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
-    status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    _add_state_dir(status)
     status.add_argument("--json", action="store_true", help="print the raw status")
 
     events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)")
-    events.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    _add_state_dir(events)
     events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
     events.add_argument("--inverter", metavar="LD",
                         help="with several inverters: only this one's (default: all, merged)")
@@ -253,7 +296,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as fh:
             st = json.load(fh)
     except (OSError, ValueError) as exc:
-        print(f"status: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"status: cannot read {path}: {exc}\n(has the agent run with this state "
+              f"directory? give --state-dir DIR or set ${ENV_STATE_DIR})", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(st, indent=1))
@@ -402,6 +446,11 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(f"events: no inverter {args.inverter!r} in {args.state_dir}", file=sys.stderr)
             return 1
         folders = {args.inverter: folders[args.inverter]}
+    logs = [os.path.join(f, "events.jsonl") for f in folders.values()]
+    if not any(os.path.exists(p) for p in logs):
+        print(f"events: no event log in {args.state_dir} (has the agent run there with the "
+              f"functions on? give --state-dir DIR or set ${ENV_STATE_DIR})", file=sys.stderr)
+        return 1
     entries = sorted(({**e, "ld": ld} for ld, folder in folders.items()
                       for e in EventLog(folder).read()), key=lambda e: e["time"])
     for e in entries[-args.last:] if args.last else entries:
@@ -454,7 +503,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "inverter.baud": args.baud, "inverter.parity": args.parity,
         "inverter.timeout": args.timeout, "inverter.unit": args.unit,
         "mms.host": args.mms_host, "mms.port": args.mms_port,
-        "agent.state_dir": args.state_dir, "agent.poll_period": args.poll_period,
+        "agent.state_dir": args.state_dir or os.environ.get(ENV_STATE_DIR) or None,
+        "agent.poll_period": args.poll_period,
         "agent.log_level": args.log_level, "functions.profile": args.profile,
         "functions.enabled": False if args.no_functions else None,
         "security.tls_cert": args.tls_cert, "security.tls_key": args.tls_key,
@@ -534,6 +584,8 @@ def _main(argv: list[str]) -> int:
         from simulator.cli import main as sim_main
         return sim_main(argv[1:], prog="inverter-agent sim") or 0
     args = _parser().parse_args(argv)
+    if args.command in ("status", "events", "audit"):
+        args.state_dir = _state_dir(args.state_dir)
     try:
         if args.command == "scan":
             _setup_logging("warning")
