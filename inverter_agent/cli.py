@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", action="store_true",
                      help="start the simulated inverter and use it (the demo / bench default)")
 
+    check = sub.add_parser(
+        "check-config", help="check a config (and board file) without starting: every "
+                             "error at once, with file, key and what is allowed",
+        epilog="example: inverter-agent check-config --config /etc/inverter-agent/agent.toml "
+               "--board raspberry-pi-rs485-hat. Exit 0 when clean, 1 with errors.")
+    check.add_argument("--config", metavar="FILE",
+                       help=f"TOML config to check (default {config_mod.DEFAULT_CONFIG_DIR}/"
+                            "agent.toml if present, else the defaults alone)")
+    check.add_argument("--board", metavar="NAME",
+                       help="board file to check with it (a name from board-configs/ or "
+                            "/etc/inverter-agent/boards, or a path ending in .toml)")
+
     sub.add_parser("conformance", add_help=False,
                    help="run IEEE 1547.1-style procedures against an inverter; writes a "
                         "report with plots (see inverter-agent conformance --help)")
@@ -284,6 +296,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         ack = log_.acknowledge(f"local user {getpass.getuser()}")
         print(f"acknowledged up to entry {ack['seq']}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.config or config_mod.default_config_path()
+    errors = config_mod.check(path, board=args.board)
+    what = " with board " + args.board if args.board else ""
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"check-config: {len(errors)} error(s) in {path or 'the defaults'}{what}",
+              file=sys.stderr)
+        return 1
+    print(f"{path or 'no config file: the defaults'}{what}: OK")
     return 0
 
 
@@ -596,6 +622,8 @@ def _main(argv: list[str]) -> int:
             return cmd_certs(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "check-config":
+            return cmd_check_config(args)
         if args.command == "password-hash":
             return cmd_password_hash(args)
         if args.command == "audit":
