@@ -29,7 +29,8 @@ def _add_link_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modbus-tcp", metavar="HOST:PORT", help="inverter over Modbus TCP")
     p.add_argument("--modbus-rtu", metavar="DEVICE", help="inverter over Modbus RTU (RS-485)")
     p.add_argument("--baud", type=int, help="RTU baud rate (default 9600)")
-    p.add_argument("--parity", choices=("N", "E", "O"))
+    p.add_argument("--parity", choices=("N", "E", "O"),
+                   help="RTU parity: N none (default), E even, O odd")
     p.add_argument("--timeout", type=float, help="seconds per Modbus transaction")
 
 
@@ -76,10 +77,17 @@ def _state_dir(given: str | None) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__)
+    ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__,
+                                 epilog="Each command has its own --help, with an example.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                    help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the gateway: poll the inverter, serve IEC 61850 MMS")
+    run = sub.add_parser("run", help="run the gateway: poll the inverter, serve IEC 61850 MMS",
+                         epilog="examples: inverter-agent run --simulate (the demo); "
+                                "inverter-agent run --modbus-rtu /dev/ttyUSB0 --baud 9600 "
+                                "--unit 1; inverter-agent run --config /etc/inverter-agent/"
+                                "agent.toml --board raspberry-pi-rs485-hat")
     run.add_argument("--config", metavar="FILE",
                      help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml "
                           "if present); flags override it")
@@ -111,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--poll-period", type=_period,
                      help="seconds between polls, or auto (default): the fastest the link "
                           "sustains")
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                     help="log detail (default info)")
     run.add_argument("--profile", help="grid-function settings profile: rule21 (default), "
                                        "ieee1547-2018-cat-a, ieee1547-2018-cat-b")
     run.add_argument("--no-functions", action="store_true",
@@ -135,9 +144,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="run IEEE 1547.1-style procedures against an inverter; writes a "
                         "report with plots (see inverter-agent conformance --help)")
     sim = sub.add_parser("sim", help="run the simulated SunSpec inverter", add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER,
+                     help="the simulator's own options (see inverter-agent sim --help)")
 
-    scan = sub.add_parser("scan", help="list SunSpec devices and models on a bus or address")
+    scan = sub.add_parser("scan", help="list SunSpec devices and models on a bus or address",
+                          epilog="example: inverter-agent scan --modbus-rtu /dev/ttyUSB0 "
+                                 "--baud 9600 --units 1-10")
     _add_link_args(scan)
     scan.add_argument("--units", default="1", metavar="A-B",
                       help="unit ids to try: 1, 1-10 or 1,3,5 (default 1)")
@@ -157,42 +169,52 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--refusals", action="store_true",
                        help="also print the aggregated refusals of unauthenticated peers")
 
-    status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
+    status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip",
+                            epilog="example: inverter-agent status (after make run: make "
+                                   "status)")
     _add_state_dir(status)
     status.add_argument("--json", action="store_true", help="print the raw status")
 
-    events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)")
+    events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)",
+                            epilog="example: inverter-agent events --last 20 --inverter INV2")
     _add_state_dir(events)
     events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
     events.add_argument("--inverter", metavar="LD",
                         help="with several inverters: only this one's (default: all, merged)")
 
     certs = sub.add_parser("certs", help="device key, signing request, certificate install, "
-                                         "expiry; a bench CA for tests")
+                                         "expiry; a bench CA for tests",
+                           epilog="example: inverter-agent certs request --dir /etc/inverter-"
+                                  "agent/tls --cn gw-0042, then certs install --dir ... --cert "
+                                  "signed.pem --ca utility-ca.pem")
     csub = certs.add_subparsers(dest="certs_command", required=True)
+    key_dir = "folder of the device key and certificates (e.g. /etc/inverter-agent/tls)"
     c = csub.add_parser("request", help="create the device key (0600) if missing and a CSR")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
-    c.add_argument("--org")
+    c.add_argument("--org", help="organisation for the certificate subject (O)")
     c.add_argument("--san", action="append", default=[],
                    help="host name or IP address the gateway is reached by (repeatable; "
                         "default: the CN if a host name, this host's name, localhost, "
                         "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
-    c.add_argument("--dir", required=True)
-    c.add_argument("--cert", required=True)
-    c.add_argument("--ca", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
+    c.add_argument("--cert", required=True, metavar="FILE",
+                   help="the signed device certificate (PEM), for the key in --dir")
+    c.add_argument("--ca", required=True, metavar="FILE",
+                   help="the CA bundle (PEM) that signs the clients' certificates")
     c = csub.add_parser("show", help="subjects and expiry of the installed certificates")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
     c = csub.add_parser("ca", help="create a bench CA (tests and benches only)")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help="folder for the bench CA's key and certificate")
     c = csub.add_parser("issue", help="issue a certificate from the bench CA")
-    c.add_argument("--ca-dir", required=True)
-    c.add_argument("--cn", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
+    c.add_argument("--ca-dir", required=True, help="the bench CA's folder (certs ca --dir)")
+    c.add_argument("--cn", required=True, help="subject common name")
+    c.add_argument("--out", required=True, help="folder to write the key and certificate to")
+    c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"),
+                   help="role carried in the certificate's OU (a client certificate)")
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
-    c.add_argument("--days", type=int, default=365)
+    c.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     c.add_argument("--san", action="append", default=[],
                    help="subjectAltName: host name or IP address (repeatable; a --server "
                         "certificate without any gets the CN if a host name, this host's "
@@ -202,6 +224,17 @@ def _parser() -> argparse.ArgumentParser:
         if spec.cli is not None:
             COMMANDS.update(spec.module("cli").add_commands(sub))
     return ap
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("inverter-agent")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _period(text: str) -> float | str:

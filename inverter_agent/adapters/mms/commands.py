@@ -11,15 +11,22 @@ from inverter_agent import config as config_mod
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
-    model = sub.add_parser("model", help="describe the served IEC 61850 model (SCL / ICD)")
+    model = sub.add_parser("model", help="describe the served IEC 61850 model (SCL / ICD)",
+                           epilog="example: inverter-agent model --icd gw.icd --config "
+                                  "/etc/inverter-agent/agent.toml")
     model.add_argument("--icd", required=True, metavar="FILE", help="write an ICD file")
-    model.add_argument("--config", metavar="FILE")
+    model.add_argument("--config", metavar="FILE",
+                       help="the TOML config whose model to describe (default "
+                            f"{config_mod.DEFAULT_CONFIG_DIR}/agent.toml if present)")
     model.add_argument("--no-functions", action="store_true",
                        help="the monitoring-only model (as run --no-functions serves)")
-    read = sub.add_parser("read", help="connect to an MMS server and print its model with values")
-    read.add_argument("--host", default="127.0.0.1")
-    read.add_argument("--port", type=int, default=102)
-    read.add_argument("--timeout", type=float, default=5.0)
+    read = sub.add_parser("read", help="connect to an MMS server and print its model with values",
+                          epilog="example: inverter-agent read --port 10102 (after make run)")
+    read.add_argument("--host", default="127.0.0.1",
+                      help="the MMS server's address (default 127.0.0.1)")
+    read.add_argument("--port", type=int, default=102, help="its MMS port (default 102)")
+    read.add_argument("--timeout", type=float, default=5.0,
+                      help="seconds to wait for the connection and each answer (default 5)")
     return {"model": cmd_model, "read": cmd_read}
 
 
