@@ -219,6 +219,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                      "this long unless acknowledged (inverter-agent audit "
                                      "--ack); 0 = rotate by size only"),
     },
+    "metrics": {
+        "enabled": Key(bool, False, doc="serve metrics in the Prometheus text format at "
+                                        "http://HOST:PORT/metrics (read-only)"),
+        "host": Key(str, "127.0.0.1", doc="address the metrics endpoint binds; anything but "
+                                          "loopback lets whoever reaches it read the state"),
+        "port": Key(int, 9469, min=1, max=65535, doc="port of the metrics endpoint"),
+        "timeout": Key(float, 5.0, min=0.5, max=60.0,
+                       doc="seconds a scrape connection may take before it is dropped"),
+    },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,
                        doc="logical device of the plant view (served with several inverters)"),
