@@ -76,6 +76,16 @@ def _state_dir(given: str | None) -> str:
     return system
 
 
+def _add_config_args(p: argparse.ArgumentParser, config_note: str) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml if "
+                        f"present); {config_note}")
+    p.add_argument("--board", metavar="NAME",
+                   help="board file (board-configs/NAME.toml or /etc/inverter-agent/boards, "
+                        "or a path ending in .toml): serial and pin settings; the config file "
+                        "and flags override it")
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__,
                                  epilog="Each command has its own --help, with an example.")
@@ -88,12 +98,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "inverter-agent run --modbus-rtu /dev/ttyUSB0 --baud 9600 "
                                 "--unit 1; inverter-agent run --config /etc/inverter-agent/"
                                 "agent.toml --board raspberry-pi-rs485-hat")
-    run.add_argument("--config", metavar="FILE",
-                     help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml "
-                          "if present); flags override it")
-    run.add_argument("--board", metavar="NAME",
-                     help="board file (board-configs/NAME.toml or /etc/inverter-agent/boards): "
-                          "serial and pin settings; the config file and flags override it")
+    _add_config_args(run, "flags override it")
     _add_link_args(run)
     run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     run.add_argument("--units", metavar="1,2,3",
@@ -133,12 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                              "error at once, with file, key and what is allowed",
         epilog="example: inverter-agent check-config --config /etc/inverter-agent/agent.toml "
                "--board raspberry-pi-rs485-hat. Exit 0 when clean, 1 with errors.")
-    check.add_argument("--config", metavar="FILE",
-                       help=f"TOML config to check (default {config_mod.DEFAULT_CONFIG_DIR}/"
-                            "agent.toml if present, else the defaults alone)")
-    check.add_argument("--board", metavar="NAME",
-                       help="board file to check with it (a name from board-configs/ or "
-                            "/etc/inverter-agent/boards, or a path ending in .toml)")
+    _add_config_args(check, "checked with the board file")
 
     sub.add_parser("conformance", add_help=False,
                    help="run IEEE 1547.1-style procedures against an inverter; writes a "
