@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from inverter_agent import cli
 from inverter_agent import config as config_mod
 from inverter_agent.core.agent import Agent, LinkDiagnosis
 from simulator import SimProcess
+from tests.e2e.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -99,11 +99,6 @@ def _cli(cwd, *args: str, env: dict[str, str] | None = None) -> subprocess.Compl
                           timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_status_after_make_run_finds_its_state_dir(tmp_path):
     """`make run` writes to $(CURDIR)/state; `inverter-agent status` from that directory,
@@ -116,7 +111,7 @@ def test_status_after_make_run_finds_its_state_dir(tmp_path):
     state = tmp_path / cli.BENCH_STATE_DIR
     agent = subprocess.Popen(
         [sys.executable, "-m", "inverter_agent.cli", "run", "--simulate", "--mms-host",
-         "127.0.0.1", "--mms-port", str(_free_port()), "--state-dir", str(state)], cwd=tmp_path,
+         "127.0.0.1", "--mms-port", str(free_port()), "--state-dir", str(state)], cwd=tmp_path,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

@@ -30,29 +30,36 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argpars
                                  "inverter-agent read --host gw.example --tls-ca ca.pem "
                                  "--tls-cert me.crt --tls-key me.key")
     _server_args(read)
-    write = sub.add_parser("write", help="write one setting (a data attribute) on an MMS server",
-                           epilog="example: inverter-agent write GWINV1/DGEN1.OvPFRtg.setMag.f "
-                                  "0.95 --port 10102. Over TLS the client certificate's role "
-                                  "must allow it (engineer).")
-    write.add_argument("reference", help="the attribute, e.g. GWINV1/DGEN1.WMax.setMag.f")
-    write.add_argument("value", help="the value: a number, or true / false")
+    write = _change_command(
+        sub, "write", "write one setting (a data attribute) on an MMS server",
+        "inverter-agent write GWINV1/DGEN1.OvPFRtg.setMag.f 0.95 --port 10102", "engineer",
+        reference="the attribute, e.g. GWINV1/DGEN1.WMax.setMag.f",
+        value="the value: a number, or true / false",
+        kind="the attribute's type (default: from the reference, .f float, .i / setVal int, "
+             "else from the value)")
     write.add_argument("--fc", default="SP", choices=("SP", "CF", "DC", "ST", "MX"),
                        help="its functional constraint (default SP, settings)")
-    write.add_argument("--type", choices=("float", "int", "bool"),
-                       help="the attribute's type (default: from the reference, .f float, "
-                            ".i / setVal int, else from the value)")
-    _server_args(write)
-    operate = sub.add_parser("operate", help="operate one control on an MMS server",
-                             epilog="example: inverter-agent operate GWINV1/DGEN1.RlsCmd true "
-                                    "--port 10102. Over TLS the client certificate's role "
-                                    "must allow it (operator or engineer).")
-    operate.add_argument("reference", help="the control object, e.g. GWINV1/DGEN1.RlsCmd")
-    operate.add_argument("value", help="ctlVal: true / false (SPC), an integer (ENC) or a "
-                                       "number with a point (APC)")
-    operate.add_argument("--type", choices=("float", "int", "bool"),
-                         help="ctlVal's type (default: from the value)")
-    _server_args(operate)
+    _change_command(
+        sub, "operate", "operate one control on an MMS server",
+        "inverter-agent operate GWINV1/DGEN1.RlsCmd true --port 10102", "operator or engineer",
+        reference="the control object, e.g. GWINV1/DGEN1.RlsCmd",
+        value="ctlVal: true / false (SPC), an integer (ENC) or a number with a point (APC)",
+        kind="ctlVal's type (default: from the value)")
     return {"model": cmd_model, "read": cmd_read, "write": cmd_write, "operate": cmd_operate}
+
+
+def _change_command(sub: argparse._SubParsersAction, name: str, help_text: str, example: str,
+                    role: str, *, reference: str, value: str,
+                    kind: str) -> argparse.ArgumentParser:
+    """``write`` or ``operate``: a reference, a value, its type and the server to ask."""
+    p = sub.add_parser(name, help=help_text,
+                       epilog=f"example: {example}. Over TLS the client certificate's role "
+                              f"must allow it ({role}).")
+    p.add_argument("reference", help=reference)
+    p.add_argument("value", help=value)
+    p.add_argument("--type", choices=("float", "int", "bool"), help=kind)
+    _server_args(p)
+    return p
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:

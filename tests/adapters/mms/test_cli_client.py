@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from inverter_agent.security import certs
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,11 +22,6 @@ LD = "GWINV1"
 SETTING = f"{LD}/DGEN1.OvPFRtg.setMag.f"  # fixed_pf.pf_min_injecting: accepts 0.95
 CONTROL = f"{LD}/DGEN1.RlsCmd"  # release temporary commands: a direct-operate SPC
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Gateway:
@@ -35,7 +31,7 @@ class Gateway:
                                                         server=True, sans=["127.0.0.1"])
         self.clients = {role: certs.issue(f"{root}/ca", f"{role}1", f"{root}/cli", role=role)
                         for role in ("viewer", "operator", "engineer")}
-        self.port = _free_port()
+        self.port = free_port()
         self.log = open(f"{root}/agent.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "inverter_agent.cli", "run", "--simulate", "--mms-host",
@@ -93,7 +89,7 @@ def test_a_plain_read_of_a_tls_server_says_what_to_check(gateway):
 
 
 def test_nothing_listening_and_a_bad_ca_file_are_named(gateway, tmp_path):
-    done = cli("read", "--port", str(_free_port()), "--timeout", "2")
+    done = cli("read", "--port", str(free_port()), "--timeout", "2")
     assert done.returncode == 1 and "nothing answers there" in done.stderr, done.stderr
     done = cli("read", "--port", str(gateway.port), "--tls-ca", str(tmp_path / "none.pem"))
     assert done.returncode == 1
@@ -120,7 +116,7 @@ def test_operate_needs_a_role_that_may_operate(gateway):
 
 def test_write_and_operate_on_a_plain_gateway(tmp_path):
     """Without TLS (loopback only) the same commands work with no certificate."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "agent.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "inverter_agent.cli", "run", "--simulate", "--mms-port",
