@@ -80,3 +80,30 @@ def test_scraped_metrics_parse_and_follow_the_gateway(fresh_sim, agent_factory, 
     fresh_sim.control.set_grid(v_pu=1.0)
     rc, took = agent.terminate()
     assert rc == 0 and took < 5.0
+
+
+def test_a_silent_client_is_dropped_after_the_timeout_and_the_loop_runs_on(
+        fresh_sim, agent_factory, tmp_path):
+    import socket
+    import time
+
+    port = free_port()
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f"[metrics]\nenabled = true\nport = {port}\ntimeout = 1.0\n")
+    agent = agent_factory("--config", str(cfg), "--modbus-tcp",
+                          f"127.0.0.1:{fresh_sim.tcp_port}")
+    wait_for(lambda: agent.read("MMXU1.TotW")[1].good, what="running")
+    before = _value(_scrape(port), "inverter_agent_cycles", inverter="INV1")
+    silent = socket.create_connection(("127.0.0.1", port))  # connects, never asks
+    try:
+        t0 = time.monotonic()
+        fam = _scrape(port)  # served once the silent one is dropped (1 s), not never
+        took = time.monotonic() - t0
+        silent.settimeout(5)
+        assert silent.recv(100) == b""  # the server closed it
+    finally:
+        silent.close()
+    assert 0.5 < took < 4.0, took
+    # the control loop kept polling meanwhile (0.25 s period at most): several cycles
+    assert _value(fam, "inverter_agent_cycles", inverter="INV1") >= before + 3
+    assert _value(fam, "inverter_agent_link_up", inverter="INV1") == 1
