@@ -394,7 +394,8 @@ def write_status_file(state_dir: str, status: dict[str, Any],
         except Exception as exc:  # a status source must not stop the status file
             status[name] = {"error": str(exc)}
     try:
+        # Rewritten every 5 s and rebuilt after a restart: never fsynced onto the SD card.
         write_atomic(os.path.join(state_dir, "status.json"),
-                     json.dumps(status, indent=1, default=str).encode())
+                     json.dumps(status, indent=1, default=str).encode(), durable=False)
     except OSError as exc:
         log.warning("cannot write status to %s: %s", state_dir, exc)
