@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MMS_PORT ?= 10102
 STATE_DIR ?= $(CURDIR)/state
 
-.PHONY: install run test bench corpus lint clean system-deps
+.PHONY: install run status events test bench corpus lint clean system-deps
 
 # System packages the tests need (socat makes pty pairs for the bench
 # serial-port tests). Installed only when missing, and only as root.
@@ -31,17 +31,34 @@ system-deps:
 	  fi; \
 	done
 
-$(STAMP): pyproject.toml
+# `make run` needs the gateway's dependencies only; the test tools (pytest, mypy,
+# the interop clients, ...) come with `make install` / `make test`.
+RUN_STAMP := $(VENV)/.installed-run
+
+$(RUN_STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
 install: $(STAMP) system-deps
 
-run: install
+run: $(RUN_STAMP)
 	$(VENV)/bin/inverter-agent run --simulate --mms-host 127.0.0.1 --mms-port $(MMS_PORT) \
 	  --state-dir $(STATE_DIR)
+
+# `make run`'s state lives in $(STATE_DIR), not in the installed service's
+# /var/lib/inverter-agent: these read it (so does `inverter-agent status` run from
+# this directory, or anywhere with INVERTER_AGENT_STATE_DIR=$(STATE_DIR)).
+status: $(RUN_STAMP)
+	$(VENV)/bin/inverter-agent status --state-dir $(STATE_DIR)
+
+events: $(RUN_STAMP)
+	$(VENV)/bin/inverter-agent events --state-dir $(STATE_DIR)
 
 test: install
 	$(PY) -m pytest -q

@@ -264,7 +264,9 @@ class Inverter:
                 self._fast_read(dev, mono)
         except Exception as exc:  # one error family upward: the link failed
             if not isinstance(exc, (TransportError, OSError)):
-                log.warning("unit %d: poll failed: %s", self.unit, exc)
+                # Once per cause: a wrong unit id fails every poll with the same text.
+                (log.debug if str(exc) == self.last_error else log.warning)(
+                    "unit %d: poll failed: %s", self.unit, exc)
             self.last_error = str(exc)
             return self._invalidate(now)
         self._polls += 1

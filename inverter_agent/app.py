@@ -165,6 +165,8 @@ class App:
             adapter = spec.function("load")(self.context)
             if adapter is not None:
                 self.adapters.append(adapter)
+        from inverter_agent import metrics  # [metrics]: off unless enabled; started with them
+        self.adapters.extend(metrics.load(cfg, self.core, self.runner))
         self.runner.status_extra["adapters"] = self.adapter_status
         self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
         self.runner.after_cycle.append(self.publish)

@@ -29,21 +29,76 @@ def _add_link_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modbus-tcp", metavar="HOST:PORT", help="inverter over Modbus TCP")
     p.add_argument("--modbus-rtu", metavar="DEVICE", help="inverter over Modbus RTU (RS-485)")
     p.add_argument("--baud", type=int, help="RTU baud rate (default 9600)")
-    p.add_argument("--parity", choices=("N", "E", "O"))
+    p.add_argument("--parity", choices=("N", "E", "O"),
+                   help="RTU parity: N none (default), E even, O odd")
     p.add_argument("--timeout", type=float, help="seconds per Modbus transaction")
 
 
+#: The state directory the reading commands (status, events, audit) look in, and
+#: ``run`` writes to when neither --state-dir nor the config names one.
+ENV_STATE_DIR = "INVERTER_AGENT_STATE_DIR"
+#: Where ``make run`` keeps its state (Makefile ``STATE_DIR``), relative to the checkout.
+BENCH_STATE_DIR = "state"
+
+
+def _add_state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", metavar="DIR",
+                   help=f"the agent's state directory (default ${ENV_STATE_DIR}, else [agent] "
+                        f"state_dir of the system config, else {config_mod.DEFAULT_STATE_DIR}; "
+                        f"if that has no status.json, ./{BENCH_STATE_DIR} where `make run` "
+                        "keeps it)")
+
+
+def _state_dir(given: str | None) -> str:
+    """The state directory a reading command looks in.
+
+    ``--state-dir``, else ``$INVERTER_AGENT_STATE_DIR``, else the one the installed
+    service uses (``[agent] state_dir`` of the system config, default
+    ``/var/lib/inverter-agent``): an installer finds the service's state without a
+    flag. Only when that holds no status file and ``./state`` (``make run``'s, from
+    a checkout) does, ``./state`` is used, and stderr says so.
+    """
+    if given:
+        return given
+    if os.environ.get(ENV_STATE_DIR):
+        return os.environ[ENV_STATE_DIR]
+    system = config_mod.DEFAULT_STATE_DIR
+    try:
+        system = config_mod.load(config_mod.default_config_path())["agent.state_dir"]
+    except config_mod.ConfigError:
+        pass  # a broken config is `run`'s and check-config's to report
+    bench = os.path.abspath(BENCH_STATE_DIR)
+    if not os.path.exists(os.path.join(system, "status.json")) and \
+            os.path.exists(os.path.join(bench, "status.json")):
+        print(f"(no agent state in {system}; using {bench}, where `make run` keeps it)",
+              file=sys.stderr)
+        return bench
+    return system
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_note: str) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml if "
+                        f"present); {config_note}")
+    p.add_argument("--board", metavar="NAME",
+                   help="board file (board-configs/NAME.toml or /etc/inverter-agent/boards, "
+                        "or a path ending in .toml): serial and pin settings; the config file "
+                        "and flags override it")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__)
+    ap = argparse.ArgumentParser(prog="inverter-agent", description=__doc__,
+                                 epilog="Each command has its own --help, with an example.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                    help="print the version and exit")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the gateway: poll the inverter, serve IEC 61850 MMS")
-    run.add_argument("--config", metavar="FILE",
-                     help=f"TOML config (default {config_mod.DEFAULT_CONFIG_DIR}/agent.toml "
-                          "if present); flags override it")
-    run.add_argument("--board", metavar="NAME",
-                     help="board file (board-configs/NAME.toml or /etc/inverter-agent/boards): "
-                          "serial and pin settings; the config file and flags override it")
+    run = sub.add_parser("run", help="run the gateway: poll the inverter, serve IEC 61850 MMS",
+                         epilog="examples: inverter-agent run --simulate (the demo); "
+                                "inverter-agent run --modbus-rtu /dev/ttyUSB0 --baud 9600 "
+                                "--unit 1; inverter-agent run --config /etc/inverter-agent/"
+                                "agent.toml --board raspberry-pi-rs485-hat")
+    _add_config_args(run, "flags override it")
     _add_link_args(run)
     run.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     run.add_argument("--units", metavar="1,2,3",
@@ -64,11 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-insecure-bind", action="store_true",
                      help="allow plain MMS on a non-loopback address (logged loudly)")
     run.add_argument("--state-dir", metavar="DIR",
-                     help=f"state directory (default {config_mod.DEFAULT_STATE_DIR})")
+                     help=f"state directory (default ${ENV_STATE_DIR}, else [agent] "
+                          f"state_dir, else {config_mod.DEFAULT_STATE_DIR})")
     run.add_argument("--poll-period", type=_period,
                      help="seconds between polls, or auto (default): the fastest the link "
                           "sustains")
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                     help="log detail (default info)")
     run.add_argument("--profile", help="grid-function settings profile: rule21 (default), "
                                        "ieee1547-2018-cat-a, ieee1547-2018-cat-b")
     run.add_argument("--no-functions", action="store_true",
@@ -76,13 +133,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", action="store_true",
                      help="start the simulated inverter and use it (the demo / bench default)")
 
+    check = sub.add_parser(
+        "check-config", help="check a config (and board file) without starting: every "
+                             "error at once, with file, key and what is allowed",
+        epilog="example: inverter-agent check-config --config /etc/inverter-agent/agent.toml "
+               "--board raspberry-pi-rs485-hat. Exit 0 when clean, 1 with errors.")
+    _add_config_args(check, "checked with the board file")
+
     sub.add_parser("conformance", add_help=False,
                    help="run IEEE 1547.1-style procedures against an inverter; writes a "
                         "report with plots (see inverter-agent conformance --help)")
     sim = sub.add_parser("sim", help="run the simulated SunSpec inverter", add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER,
+                     help="the simulator's own options (see inverter-agent sim --help)")
 
-    scan = sub.add_parser("scan", help="list SunSpec devices and models on a bus or address")
+    scan = sub.add_parser("scan", help="list SunSpec devices and models on a bus or address",
+                          epilog="example: inverter-agent scan --modbus-rtu /dev/ttyUSB0 "
+                                 "--baud 9600 --units 1-10")
     _add_link_args(scan)
     scan.add_argument("--units", default="1", metavar="A-B",
                       help="unit ids to try: 1, 1-10 or 1,3,5 (default 1)")
@@ -93,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("password-hash", help="read a password (twice) and print its salted "
                                          "hash for [security.users.NAME] hash")
     audit = sub.add_parser("audit", help="print the audit log and verify its hash chain")
-    audit.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    _add_state_dir(audit)
     audit.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
     audit.add_argument("--ack", action="store_true",
                        help="after printing and verifying, record that the log was read: "
@@ -102,42 +169,52 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--refusals", action="store_true",
                        help="also print the aggregated refusals of unauthenticated peers")
 
-    status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip")
-    status.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    status = sub.add_parser("status", help="health view: link, poll timing, functions, last trip",
+                            epilog="example: inverter-agent status (after make run: make "
+                                   "status)")
+    _add_state_dir(status)
     status.add_argument("--json", action="store_true", help="print the raw status")
 
-    events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)")
-    events.add_argument("--state-dir", default=config_mod.DEFAULT_STATE_DIR)
+    events = sub.add_parser("events", help="print the event log (trips, reconnects, settings)",
+                            epilog="example: inverter-agent events --last 20 --inverter INV2")
+    _add_state_dir(events)
     events.add_argument("--last", type=int, default=50, help="how many (default 50; 0 = all)")
     events.add_argument("--inverter", metavar="LD",
                         help="with several inverters: only this one's (default: all, merged)")
 
     certs = sub.add_parser("certs", help="device key, signing request, certificate install, "
-                                         "expiry; a bench CA for tests")
+                                         "expiry; a bench CA for tests",
+                           epilog="example: inverter-agent certs request --dir /etc/inverter-"
+                                  "agent/tls --cn gw-0042, then certs install --dir ... --cert "
+                                  "signed.pem --ca utility-ca.pem")
     csub = certs.add_subparsers(dest="certs_command", required=True)
+    key_dir = "folder of the device key and certificates (e.g. /etc/inverter-agent/tls)"
     c = csub.add_parser("request", help="create the device key (0600) if missing and a CSR")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
     c.add_argument("--cn", required=True, help="device name for the certificate subject")
-    c.add_argument("--org")
+    c.add_argument("--org", help="organisation for the certificate subject (O)")
     c.add_argument("--san", action="append", default=[],
                    help="host name or IP address the gateway is reached by (repeatable; "
                         "default: the CN if a host name, this host's name, localhost, "
                         "127.0.0.1, ::1)")
     c = csub.add_parser("install", help="install a signed certificate and the CA bundle")
-    c.add_argument("--dir", required=True)
-    c.add_argument("--cert", required=True)
-    c.add_argument("--ca", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
+    c.add_argument("--cert", required=True, metavar="FILE",
+                   help="the signed device certificate (PEM), for the key in --dir")
+    c.add_argument("--ca", required=True, metavar="FILE",
+                   help="the CA bundle (PEM) that signs the clients' certificates")
     c = csub.add_parser("show", help="subjects and expiry of the installed certificates")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help=key_dir)
     c = csub.add_parser("ca", help="create a bench CA (tests and benches only)")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--dir", required=True, help="folder for the bench CA's key and certificate")
     c = csub.add_parser("issue", help="issue a certificate from the bench CA")
-    c.add_argument("--ca-dir", required=True)
-    c.add_argument("--cn", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"))
+    c.add_argument("--ca-dir", required=True, help="the bench CA's folder (certs ca --dir)")
+    c.add_argument("--cn", required=True, help="subject common name")
+    c.add_argument("--out", required=True, help="folder to write the key and certificate to")
+    c.add_argument("--role", choices=("viewer", "operator", "engineer", "secadmin"),
+                   help="role carried in the certificate's OU (a client certificate)")
     c.add_argument("--server", action="store_true", help="a server (device) certificate")
-    c.add_argument("--days", type=int, default=365)
+    c.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     c.add_argument("--san", action="append", default=[],
                    help="subjectAltName: host name or IP address (repeatable; a --server "
                         "certificate without any gets the CN if a host name, this host's "
@@ -147,6 +224,17 @@ def _parser() -> argparse.ArgumentParser:
         if spec.cli is not None:
             COMMANDS.update(spec.module("cli").add_commands(sub))
     return ap
+
+
+def version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("inverter-agent")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _period(text: str) -> float | str:
@@ -244,6 +332,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.config or config_mod.default_config_path()
+    errors = config_mod.check(path, board=args.board)
+    what = " with board " + args.board if args.board else ""
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors:
+        print(f"check-config: {len(errors)} error(s) in {path or 'the defaults'}{what}",
+              file=sys.stderr)
+        return 1
+    print(f"{path or 'no config file: the defaults'}{what}: OK")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
@@ -253,7 +355,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as fh:
             st = json.load(fh)
     except (OSError, ValueError) as exc:
-        print(f"status: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"status: cannot read {path}: {exc}\n(has the agent run with this state "
+              f"directory? give --state-dir DIR or set ${ENV_STATE_DIR})", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(st, indent=1))
@@ -402,6 +505,11 @@ def cmd_events(args: argparse.Namespace) -> int:
             print(f"events: no inverter {args.inverter!r} in {args.state_dir}", file=sys.stderr)
             return 1
         folders = {args.inverter: folders[args.inverter]}
+    logs = [os.path.join(f, "events.jsonl") for f in folders.values()]
+    if not any(os.path.exists(p) for p in logs):
+        print(f"events: no event log in {args.state_dir} (has the agent run there with the "
+              f"functions on? give --state-dir DIR or set ${ENV_STATE_DIR})", file=sys.stderr)
+        return 1
     entries = sorted(({**e, "ld": ld} for ld, folder in folders.items()
                       for e in EventLog(folder).read()), key=lambda e: e["time"])
     for e in entries[-args.last:] if args.last else entries:
@@ -454,7 +562,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "inverter.baud": args.baud, "inverter.parity": args.parity,
         "inverter.timeout": args.timeout, "inverter.unit": args.unit,
         "mms.host": args.mms_host, "mms.port": args.mms_port,
-        "agent.state_dir": args.state_dir, "agent.poll_period": args.poll_period,
+        "agent.state_dir": args.state_dir or os.environ.get(ENV_STATE_DIR) or None,
+        "agent.poll_period": args.poll_period,
         "agent.log_level": args.log_level, "functions.profile": args.profile,
         "functions.enabled": False if args.no_functions else None,
         "security.tls_cert": args.tls_cert, "security.tls_key": args.tls_key,
@@ -534,6 +643,8 @@ def _main(argv: list[str]) -> int:
         from simulator.cli import main as sim_main
         return sim_main(argv[1:], prog="inverter-agent sim") or 0
     args = _parser().parse_args(argv)
+    if args.command in ("status", "events", "audit"):
+        args.state_dir = _state_dir(args.state_dir)
     try:
         if args.command == "scan":
             _setup_logging("warning")
@@ -544,6 +655,8 @@ def _main(argv: list[str]) -> int:
             return cmd_certs(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "check-config":
+            return cmd_check_config(args)
         if args.command == "password-hash":
             return cmd_password_hash(args)
         if args.command == "audit":

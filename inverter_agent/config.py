@@ -5,12 +5,15 @@ range; an unknown key (probably a typo) or a value out of range stops the start
 with the file, the key and what is allowed. Command-line flags override the
 file through the same checks, so a bad flag fails the same way.
 
-Board files (later) and the main config go through this one loader.
+Board files and the main config go through this one loader. Every error is
+collected before the start stops, so one run (or ``inverter-agent check-config``)
+shows them all; an unknown key names the closest known one.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -28,7 +31,25 @@ REVERT_MIN_S, REVERT_MAX_S = 2.0, 3600.0
 
 
 class ConfigError(ValueError):
-    """A config value is missing, unknown or out of range; the message says where."""
+    """A config value is missing, unknown or out of range; the message says where.
+
+    ``errors`` holds each error (one line each) when several were found at once."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = list(errors) if errors else [message]
+        super().__init__(message)
+
+
+def config_errors(errors: list[str]) -> ConfigError:
+    """One :class:`ConfigError` for one or several errors (each on its own line)."""
+    if len(errors) == 1:
+        return ConfigError(errors[0])
+    return ConfigError(f"{len(errors)} errors:\n  " + "\n  ".join(errors), errors)
+
+
+def _did_you_mean(word: str, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +63,8 @@ class Key:
     doc: str = ""
     #: Words allowed instead of a value of ``type`` (``poll_period = "auto"``).
     words: tuple[str, ...] = ()
+    #: The value names files (a path, or a list of paths) that must exist when set.
+    path: bool = False
 
     def allowed(self) -> str:
         if self.words:
@@ -179,11 +202,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                   "never less than three poll periods"),
     },
     "security": {
-        "tls_cert": Key(str, None, doc="device certificate (PEM)"),
-        "tls_key": Key(str, None, doc="device private key (PEM, mode 0600)"),
-        "tls_ca": Key(list, [], check=_str_list, doc="CA bundles that sign client certificates"),
-        "tls_crl": Key(list, [], check=_str_list, doc="certificate revocation lists"),
-        "tls_allow": Key(list, [], check=_str_list,
+        "tls_cert": Key(str, None, doc="device certificate (PEM)", path=True),
+        "tls_key": Key(str, None, doc="device private key (PEM, mode 0600)", path=True),
+        "tls_ca": Key(list, [], check=_str_list, doc="CA bundles that sign client certificates",
+                      path=True),
+        "tls_crl": Key(list, [], check=_str_list, doc="certificate revocation lists", path=True),
+        "tls_allow": Key(list, [], check=_str_list, path=True,
                          doc="if given, only these client certificates are accepted"),
         "tls_min_version": Key(str, "1.2", choices=("1.2", "1.3")),
         "role_from_ou": Key(bool, True, doc="a client certificate's OU names its role"),
@@ -201,6 +225,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  doc="entries about authenticated actions are kept at least "
                                      "this long unless acknowledged (inverter-agent audit "
                                      "--ack); 0 = rotate by size only"),
+    },
+    "metrics": {
+        "enabled": Key(bool, False, doc="serve metrics in the Prometheus text format at "
+                                        "http://HOST:PORT/metrics (read-only)"),
+        "host": Key(str, "127.0.0.1", doc="address the metrics endpoint binds; anything but "
+                                          "loopback lets whoever reaches it read the state"),
+        "port": Key(int, 9469, min=1, max=65535, doc="port of the metrics endpoint"),
+        "timeout": Key(float, 5.0, min=0.5, max=60.0,
+                       doc="seconds a scrape connection may take before it is dropped"),
     },
     "plant": {
         "ld_inst": Key(str, "PLANT", check=_ident,
@@ -363,35 +396,59 @@ def load(path: str | None = None, overrides: Mapping[str, Any] | None = None,
                                              for k, key in keys.items()}
                                          for s, keys in SCHEMA.items()}
     sources: dict[str, str] = {}
+    errors: list[str] = []  # every error of every layer, reported together
     if board is not None:
-        bpath = board if board.endswith(".toml") else board_path(board)
-        _apply(bpath, _read_toml(bpath), values, sources)
+        try:
+            bpath = board if board.endswith(".toml") else board_path(board)
+            _apply(bpath, _read_toml(bpath), values, sources, errors)
+        except ConfigError as exc:
+            errors.append(str(exc))
     origin = "defaults"
     if path is not None:
         origin = path
-        _apply(path, _read_toml(path), values, sources)
-    _overrides(overrides, values, sources)
-    return _finish(origin, values, sources)
+        try:
+            _apply(path, _read_toml(path), values, sources, errors)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    _overrides(overrides, values, sources, errors)
+    if not errors:  # the checks across keys need every key valid
+        try:
+            return _finish(origin, values, sources)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise config_errors(errors)
 
 
 def _apply(origin: str, raw: Mapping[str, Any], values: dict[str, dict[str, Any]],
-           sources: dict[str, str]) -> None:
+           sources: dict[str, str], errors: list[str]) -> None:
     for section, body in raw.items():
         if section == "inverters":
-            values["inverters"] = _entries(origin, body)
-            sources["inverters"] = origin
+            try:
+                values["inverters"] = _entries(origin, body, errors)
+                sources["inverters"] = origin
+            except ConfigError as exc:
+                errors.append(str(exc))
             continue
         if section not in SCHEMA:
-            raise ConfigError(f"{origin}: unknown section [{section}] (probably a typo); "
-                              f"known: {', '.join(SCHEMA)}, [[inverters]]")
+            errors.append(f"{origin}: unknown section [{section}] (probably a typo); "
+                          f"{_did_you_mean(section, [*SCHEMA, 'inverters'])}"
+                          f"known: {', '.join(SCHEMA)}, [[inverters]]")
+            continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table")
+            errors.append(f"{origin}: [{section}] must be a table")
+            continue
         for k, v in body.items():
             if k not in SCHEMA[section]:
-                raise ConfigError(f"{origin}: [{section}] unknown key {k!r} (probably a typo); "
-                                  f"known: {', '.join(SCHEMA[section])}")
-            values[section][k] = _coerce(f"{origin}: [{section}] {k}", SCHEMA[section][k], v)
-            sources[f"{section}.{k}"] = origin
+                errors.append(f"{origin}: [{section}] unknown key {k!r} (probably a typo); "
+                              f"{_did_you_mean(k, list(SCHEMA[section]))}"
+                              f"known: {', '.join(SCHEMA[section])}")
+                continue
+            try:
+                values[section][k] = _coerce(f"{origin}: [{section}] {k}", SCHEMA[section][k],
+                                             v)
+                sources[f"{section}.{k}"] = origin
+            except ConfigError as exc:
+                errors.append(str(exc))
         if section == "inverter":
             _one_link(body.keys(), values)
 
@@ -399,7 +456,7 @@ def _apply(origin: str, raw: Mapping[str, Any], values: dict[str, dict[str, Any]
 _LINKS = ("modbus_tcp", "modbus_rtu")
 
 
-def _entries(origin: str, body: Any) -> list[dict[str, Any]]:
+def _entries(origin: str, body: Any, errors: list[str]) -> list[dict[str, Any]]:
     """Validate ``[[inverters]]``: a list of tables of :data:`INVERTER_ENTRY` keys."""
     if not isinstance(body, list) or not body or not all(isinstance(e, dict) for e in body):
         raise ConfigError(f"{origin}: inverters must be one or more [[inverters]] tables")
@@ -409,11 +466,16 @@ def _entries(origin: str, body: Any) -> list[dict[str, Any]]:
         checked = {}
         for k, v in entry.items():
             if k not in INVERTER_ENTRY:
-                raise ConfigError(f"{where} unknown key {k!r} (probably a typo); "
-                                  f"known: {', '.join(INVERTER_ENTRY)}")
-            checked[k] = _coerce(f"{where} {k}", INVERTER_ENTRY[k], v)
+                errors.append(f"{where} unknown key {k!r} (probably a typo); "
+                              f"{_did_you_mean(k, list(INVERTER_ENTRY))}"
+                              f"known: {', '.join(INVERTER_ENTRY)}")
+                continue
+            try:
+                checked[k] = _coerce(f"{where} {k}", INVERTER_ENTRY[k], v)
+            except ConfigError as exc:
+                errors.append(str(exc))
         if all(k in checked for k in _LINKS):
-            raise ConfigError(f"{where}: give modbus_tcp or modbus_rtu, not both")
+            errors.append(f"{where}: give modbus_tcp or modbus_rtu, not both")
         out.append(checked)
     return out
 
@@ -427,14 +489,17 @@ def _one_link(set_here, values: dict[str, dict[str, Any]]) -> None:
 
 
 def _overrides(overrides: Mapping[str, Any] | None, values: dict[str, dict[str, Any]],
-               sources: dict[str, str]) -> None:
+               sources: dict[str, str], errors: list[str]) -> None:
     for dotted, v in (overrides or {}).items():
         if v is None:
             continue
         section, k = dotted.split(".", 1)
         flag = FLAGS.get(dotted, "--" + k.replace("_", "-"))
-        values[section][k] = _coerce(f"command line {flag}", SCHEMA[section][k], v)
-        sources[dotted] = "command line"
+        try:
+            values[section][k] = _coerce(f"command line {flag}", SCHEMA[section][k], v)
+            sources[dotted] = "command line"
+        except ConfigError as exc:
+            errors.append(str(exc))
     _one_link([d.split(".", 1)[1] for d, v in (overrides or {}).items()
                if v is not None and d.startswith("inverter.")], values)
 
@@ -509,6 +574,36 @@ def _resolve_links(origin: str, values: Mapping[str, Any],
         raise ConfigError(f"{where}: every inverter needs a link: modbus_tcp or modbus_rtu "
                           "(in [inverter] or its [[inverters]] entry)")
     return links
+
+
+def file_errors(cfg: Config, sections: tuple[str, ...] | None = None) -> list[str]:
+    """Each set file key (``Key.path``) whose file is missing or unreadable: the file it
+    was configured in, the key and the path (``sections``: only these)."""
+    errors = []
+    for section, keys in SCHEMA.items():
+        if sections is not None and section not in sections:
+            continue
+        for k, key in keys.items():
+            value = cfg.values[section][k] if key.path else None
+            for p in [value] if isinstance(value, str) else value or ():
+                where = cfg.sources.get(f"{section}.{k}", "defaults")
+                if not os.path.isfile(p):
+                    errors.append(f"{where}: [{section}] {k}: {p}: no such file")
+                elif not os.access(p, os.R_OK):
+                    errors.append(f"{where}: [{section}] {k}: {p}: not readable by this user")
+    return errors
+
+
+def check(path: str | None = None, overrides: Mapping[str, Any] | None = None,
+          board: str | None = None) -> list[str]:
+    """Every error of a config, as ``inverter-agent check-config`` reports them: the
+    schema's (each key's range, unknown keys with the closest known one, the checks
+    across keys), then missing or unreadable files; empty when clean."""
+    try:
+        cfg = load(path, overrides, board)
+    except ConfigError as exc:
+        return exc.errors
+    return file_errors(cfg)
 
 
 def default_config_path() -> str | None:

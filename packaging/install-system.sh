@@ -3,7 +3,8 @@
 #
 #   [DESTDIR=/some/root] [SYSTEM_PYTHON=/usr/bin/python3] packaging/install-system.sh
 #
-# Installs the program (a self-contained venv) under /opt/inverter-agent, the
+# Installs the program (a self-contained venv) under /opt/inverter-agent with the
+# docs and device profiles, /usr/bin/inverter-agent (a link into the venv), the
 # systemd unit and the udev rule, the board files and, only when there is none
 # yet, the default /etc/inverter-agent/agent.toml. Run again to upgrade: the
 # program, unit, udev rule and board files are replaced; agent.toml, the keys
@@ -51,7 +52,12 @@ fi
 sh "$here/build-venv.sh" "$top" "$root$app/venv" "$app/venv" "$python"
 
 install -D -m 0644 "$top/README.md" "$root$app/README.md"
-install -D -m 0644 "$top/docs/install.md" "$root$app/docs/install.md"
+install -d -m 0755 "$root$app/docs" "$root$app/share/profiles" "$root/usr/bin"
+install -m 0644 "$top"/docs/*.md "$root$app/docs/"
+# The device profiles (`inverter-agent sim --profile FILE`): bench tests of a device kind.
+install -m 0644 "$top"/simulator/profiles/*.json "$root$app/share/profiles/"
+# On PATH: the command the docs use, without the venv's path.
+ln -sfn "$app/venv/bin/inverter-agent" "$root/usr/bin/inverter-agent"
 install -D -m 0755 "$here/setup-system.sh" "$root$app/share/setup-system.sh"
 install -D -m 0644 "$top/systemd/inverter-agent.service" "$root$unitdir/inverter-agent.service"
 install -D -m 0644 "$top/systemd/99-inverter-agent-rs485.rules" \

@@ -26,6 +26,10 @@ if [ -z "$root" ]; then
 fi
 
 rm -rf "$root/opt/inverter-agent"
+if [ "$(readlink "$root/usr/bin/inverter-agent" 2>/dev/null)" = \
+        /opt/inverter-agent/venv/bin/inverter-agent ]; then
+    rm -f "$root/usr/bin/inverter-agent"
+fi
 rm -f "$root/lib/systemd/system/inverter-agent.service" \
     "$root/lib/udev/rules.d/99-inverter-agent-rs485.rules"
 for f in "$top"/board-configs/*.toml; do

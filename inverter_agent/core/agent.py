@@ -43,6 +43,10 @@ STATUS_EVERY_S = 5.0
 HEALTH = "health"
 #: At most this many poll times per status window (about 5 s of cycles).
 RECENT_POLLS = 2000
+#: While a link stays down for the same cause, the cause is logged again at most this often.
+LINK_DOWN_REPEAT_S = 300.0
+#: A different cause while down is logged at once, unless one was logged this recently.
+LINK_CAUSE_CHANGE_S = 10.0
 
 
 def make_transport(cfg: Config, link: Mapping[str, Any] | None = None) -> Transport:
@@ -106,6 +110,64 @@ def run_every(period: float | Callable[[], float], stop_event: threading.Event,
             next_t = time.monotonic()
             delay = 0
         stop_event.wait(delay)
+
+
+class LinkDiagnosis:
+    """Says in the log why an inverter link is down, without flooding it.
+
+    The first failed poll logs its cause at WARNING, also when the link has never
+    come up (a missing serial device, a wrong unit id). While it stays down the same
+    cause is logged again at most every ``repeat_s`` with how long and how many polls;
+    a different cause at once, unless one was logged in the last ``change_s``.
+    The link coming up is logged at INFO.
+    """
+
+    def __init__(self, name: str, unit: int, repeat_s: float = LINK_DOWN_REPEAT_S,
+                 change_s: float = LINK_CAUSE_CHANGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.unit = name, unit
+        self.repeat_s, self.change_s, self.clock = repeat_s, change_s, clock
+        self.cause: str | None = None
+        self.down_since = 0.0
+        self.last_logged = 0.0
+        self.failures = 0
+        self.logged = 0
+
+    def failed(self, cause: str | None) -> None:
+        now = self.clock()
+        cause = cause or "no answer"
+        self.failures += 1
+        if self.cause is None:
+            self.down_since = now
+            self._log(now, cause, f"{self.name}: inverter link down (unit {self.unit}): "
+                                  f"{cause}{_hint(cause)}")
+        elif cause != self.cause and now - self.last_logged >= self.change_s or \
+                now - self.last_logged >= self.repeat_s:
+            self._log(now, cause, f"{self.name}: inverter link still down after "
+                                  f"{now - self.down_since:.0f} s ({self.failures} failed "
+                                  f"polls, unit {self.unit}): {cause}{_hint(cause)}")
+
+    def _log(self, now: float, cause: str, text: str) -> None:
+        self.cause, self.last_logged = cause, now
+        self.logged += 1
+        log.warning("%s", text)
+
+    def up(self) -> None:
+        if self.cause is not None or self.failures == 0:
+            log.info("%s: inverter link up (unit %d)", self.name, self.unit)
+        self.cause, self.failures = None, 0
+
+
+def _hint(cause: str) -> str:
+    """What an installer checks first for a cause the log names."""
+    low = cause.lower()
+    if "does not exist" in low or "no such file" in low or "could not open port" in low:
+        return " (is the RS-485 adapter plugged in, and the device path right? " \
+               "see docs/install.md)"
+    if any(w in low for w in ("no answer", "timed out", "timeout", "no sunspec", "not sunspec")):
+        return " (check the unit id, wiring and baud rate: inverter-agent scan lists what " \
+               "answers)"
+    return ""
 
 
 @dataclass(slots=True)
@@ -189,6 +251,7 @@ class Agent:
         self.after_cycle: list[Callable[[], None]] = []
         self.stop_event = threading.Event()
         self.state_dir = cfg["agent.state_dir"]
+        self.diagnosis = LinkDiagnosis(self.name, self.inverter.unit)
 
     def cycle(self, now: float | None = None, poll: bool = True) -> dict[str, Reading]:
         """One poll and publish; returns the snapshot published.
@@ -215,11 +278,10 @@ class Agent:
                     log_choice(self.name, choice)
             if up != self.stats.link_up:
                 self.stats.link_changes += 1
-                if up:
-                    log.info("%s: inverter link up (unit %d)", self.name, self.inverter.unit)
-                else:
-                    log.warning("%s: inverter link down (unit %d): %s", self.name,
-                                self.inverter.unit, self.inverter.last_error)
+            if up and not self.stats.link_up:
+                self.diagnosis.up()
+            elif not up:  # logged once, then rate-limited: never once a cycle
+                self.diagnosis.failed(self.inverter.last_error)
             self.stats.link_up = up
             self.stats.last_error = self.inverter.last_error
             self.stats.failed_polls += 0 if up else 1
@@ -332,7 +394,8 @@ def write_status_file(state_dir: str, status: dict[str, Any],
         except Exception as exc:  # a status source must not stop the status file
             status[name] = {"error": str(exc)}
     try:
+        # Rewritten every 5 s and rebuilt after a restart: never fsynced onto the SD card.
         write_atomic(os.path.join(state_dir, "status.json"),
-                     json.dumps(status, indent=1, default=str).encode())
+                     json.dumps(status, indent=1, default=str).encode(), durable=False)
     except OSError as exc:
         log.warning("cannot write status to %s: %s", state_dir, exc)

@@ -9,18 +9,26 @@ from __future__ import annotations
 import os
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o640) -> None:
-    """Write a temporary file, fsync it, rename it over ``path``, fsync the directory."""
+def write_atomic(path: str, data: bytes, mode: int = 0o640, durable: bool = True) -> None:
+    """Write a temporary file, fsync it, rename it over ``path``, fsync the directory.
+
+    ``durable=False`` skips both fsyncs: readers still never see a torn file, but a
+    power cut may lose the last version. For what is rewritten every few seconds and
+    worth nothing after a restart (``status.json``): no flash wear for it.
+    """
     folder = os.path.dirname(path) or "."
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # an existing temp file keeps its mode otherwise
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dfd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -27,12 +27,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: The opt-in, as a config key and a flag, named by the refusal.
+OPT_IN = "[security] allow_insecure_bind = true (or --allow-insecure-bind)"
+
+
 def check_bind(host: str, tls_enabled: bool, allow_insecure: bool, *, protocol: str,
-               tls_hint: str = "TLS", passwords: str = "passwords") -> None:
+               tls_hint: str = "TLS", passwords: str = "passwords",
+               opt_in: str = OPT_IN) -> None:
     """Refuse plain ``protocol`` on a non-loopback address unless ``allow_insecure``.
 
     ``tls_hint`` says how to configure TLS (the adapter's options); ``passwords``
-    names its password authentication, for the warning. Raises
+    names its password authentication, for the warning; ``opt_in`` the key (and flag)
+    that allows it. Raises
     :class:`~inverter_agent.security.errors.InsecureBindError`.
     """
     if tls_enabled or is_loopback(host):
@@ -40,7 +46,7 @@ def check_bind(host: str, tls_enabled: bool, allow_insecure: bool, *, protocol: 
     if not allow_insecure:
         raise InsecureBindError(
             f"refusing plain (unencrypted, unauthenticated) {protocol} on {host or '*'}: "
-            f"configure {tls_hint}, bind 127.0.0.1, or opt in explicitly with allow_insecure")
+            f"configure {tls_hint}, bind 127.0.0.1, or opt in explicitly with {opt_in}")
     log.warning("!!! INSECURE: plain %s listening on %s without TLS: anyone who can reach "
                 "this address can read and, without %s, change settings and operate the "
                 "inverter !!!", protocol, host or "*", passwords)

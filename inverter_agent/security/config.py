@@ -17,6 +17,9 @@ def security_from_config(cfg: config_mod.Config
         if not (cfg["security.tls_cert"] and cfg["security.tls_key"] and cfg["security.tls_ca"]):
             raise config_mod.ConfigError("[security] TLS needs tls_cert, tls_key and tls_ca "
                                          "(--tls-cert, --tls-key, --tls-ca) together")
+        missing = config_mod.file_errors(cfg, ("security",))
+        if missing:  # each with its file and key, before TlsSettings names only a path
+            raise config_mod.config_errors(missing)
         tls = TlsSettings(cert=cfg["security.tls_cert"], key=cfg["security.tls_key"],
                           ca=tuple(cfg["security.tls_ca"]), crl=tuple(cfg["security.tls_crl"]),
                           allow=tuple(cfg["security.tls_allow"]) or None,

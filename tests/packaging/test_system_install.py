@@ -268,6 +268,12 @@ def test_install_system_lays_out_program_unit_rule_boards_and_config(system_root
     boards = sorted(p.name for p in (root / "etc/inverter-agent/boards").iterdir())
     assert boards == sorted(p.name for p in (REPO / "board-configs").glob("*.toml"))
     assert (root / APP / "README.md").is_file()
+    # On PATH, with the docs and the device profiles (issue 23)
+    assert os.readlink(root / "usr/bin/inverter-agent") == AGENT
+    assert sorted(p.name for p in (root / APP / "docs").iterdir()) == \
+        sorted(p.name for p in (REPO / "docs").glob("*.md"))
+    assert sorted(p.name for p in (root / APP / "share/profiles").iterdir()) == \
+        sorted(p.name for p in (REPO / "simulator/profiles").glob("*.json"))
     # The venv is valid at its final path: no trace of where it was built.
     venv = root / APP / "venv"
     cfg = (venv / "pyvenv.cfg").read_text()
@@ -493,6 +499,11 @@ def test_deb_install_creates_user_state_dir_and_enables_unit(
         # The service user can load the whole stack.
         in_root(root, "/opt/inverter-agent/venv/bin/python", "-c",
                 "import inverter_agent.cli, pyiec61850", user=USER)
+        # inverter-agent is on PATH; docs and device profiles are shipped (issue 23)
+        assert in_root(root, "inverter-agent", "--version").stdout.startswith("inverter-agent ")
+        for rel in ("opt/inverter-agent/docs/install.md", "opt/inverter-agent/docs/embedding.md",
+                    "opt/inverter-agent/share/profiles/101-unused-phases-zero.json"):
+            assert (root / rel).is_file(), rel
 
 
 @slow

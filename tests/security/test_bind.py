@@ -26,7 +26,9 @@ def test_plain_beyond_loopback_is_refused_naming_the_protocol_and_the_way_out():
         check_bind("", False, False, protocol="DNP3", tls_hint="TLS ([dnp3] tls_cert)")
     text = str(err.value)
     assert text.startswith("refusing plain (unencrypted, unauthenticated) DNP3 on *: ")
-    assert "TLS ([dnp3] tls_cert)" in text and "allow_insecure" in text
+    assert "TLS ([dnp3] tls_cert)" in text and "[security] allow_insecure_bind" in text
+    from inverter_agent.config import SCHEMA
+    assert "allow_insecure_bind" in SCHEMA["security"]  # the key named is a real one
     assert isinstance(err.value, SecurityConfigError)
 
 

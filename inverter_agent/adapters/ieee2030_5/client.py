@@ -66,13 +66,30 @@ class ClientSettings:
         if missing:
             raise ConfigError(f"[ieee2030_5] server is set but {', '.join(missing)} is not: "
                               "IEEE 2030.5 is mutual TLS with the device certificate")
+        from inverter_agent.config import config_errors, file_errors
+
+        missing = file_errors(cfg, ("ieee2030_5",))
+        if missing:
+            raise config_errors(missing)
+
+        def where(*keys: str) -> str:
+            src = cfg.sources.get(f"ieee2030_5.{keys[0]}", "defaults")
+            return f"{src}: [ieee2030_5] " + " / ".join(f"{k} ({s[k]})" for k in keys)
+
         # Unusable TLS material stops the start here, not later in the client's thread.
         try:
             ctx = ssl.create_default_context(cafile=s["ca"])
-            ctx.load_cert_chain(s["cert"], s["key"])
-            lfdi_sfdi(Path(s["cert"]).read_bytes())
         except (OSError, ValueError, ssl.SSLError) as exc:
-            raise ConfigError(f"[ieee2030_5] cert / key / ca: {exc}") from None
+            raise ConfigError(f"{where('ca')}: not a usable CA bundle: {exc}") from None
+        try:
+            ctx.load_cert_chain(s["cert"], s["key"])
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise ConfigError(f"{where('cert', 'key')}: not a certificate and its private "
+                              f"key: {exc}") from None
+        try:
+            lfdi_sfdi(Path(s["cert"]).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{where('cert')}: {exc}") from None
         return cls(**s)
 
 

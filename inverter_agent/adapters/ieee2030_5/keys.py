@@ -28,9 +28,11 @@ def _nmi(v: str) -> str | None:
 KEYS: dict[str, Key] = {
     "server": Key(str, None, check=_https_url,
                   doc="the utility's IEEE 2030.5 server; leave out to disable the client"),
-    "cert": Key(str, None, doc="device certificate (PEM): the LFDI is derived from it"),
-    "key": Key(str, None, doc="device private key (PEM, mode 0600)"),
-    "ca": Key(str, None, doc="the utility's CA bundle that signs the server certificate"),
+    "cert": Key(str, None, path=True,
+                doc="device certificate (PEM): the LFDI is derived from it"),
+    "key": Key(str, None, path=True, doc="device private key (PEM, mode 0600)"),
+    "ca": Key(str, None, path=True,
+              doc="the utility's CA bundle that signs the server certificate"),
     "check_hostname": Key(bool, True, doc="the server certificate must name the host"),
     "server_2018_compat": Key(bool, True,
                               doc="the server is IEEE 2030.5-2018 (Rule 21 / CSIP): send "

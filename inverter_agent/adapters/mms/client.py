@@ -36,12 +36,86 @@ class MmsClientError(Exception):
     """Connection or service failure talking to an MMS server."""
 
 
+#: IEC 61850-7-2 AddCause values a refused control comes back with (the ones this
+#: gateway's server gives, and the common others).
+ADD_CAUSES = {0: "unknown", 1: "not-supported", 3: "select-failed",
+              6: "parameter-change-in-execution", 8: "blocked-by-mode",
+              9: "blocked-by-process", 12: "command-already-in-execution",
+              13: "blocked-by-health", 16: "time-limit-over", 18: "object-not-selected",
+              20: "no-access-authority: this client's role may not operate it",
+              26: "inconsistent-parameters: a value out of range or not allowed now"}
+
+#: What an installer checks for a libiec61850 IedClientError.
+_HINTS = {
+    1: "nothing answers there: is the gateway running, and the host and port right "
+       "(plain MMS 102 or the configured port, TLS 3782)?",
+    3: "the connection was lost",
+    5: "the server rejected the association: a TLS server needs --tls-ca and a client "
+       "certificate (--tls-cert, --tls-key) its CA signed; a plain server refuses TLS; "
+       "or every connection slot is taken",
+    20: "no answer in time: wrong address, a firewall, or TLS against a plain port (or "
+        "the reverse)",
+    21: "access denied: this client's role (its certificate's OU, or its password) may "
+        "not do this",
+    22: "no such object: check the reference (inverter-agent read lists them)",
+    24: "the object cannot be accessed that way (wrong functional constraint?)",
+    25: "the value's type does not match the attribute (--type)",
+    32: "the server refused the value (out of range?)",
+}
+
+
+def error_text(error: int) -> str:
+    """``IedClientError N (NAME): what to check``, for a person."""
+    try:
+        names = {getattr(_iec(), k): k[len("IED_ERROR_"):] for k in dir(_iec())
+                 if k.startswith("IED_ERROR_")}
+    except MmsClientError:
+        names = {}
+    hint = _HINTS.get(error)
+    return f"IedClientError {error} ({names.get(error, 'unknown')})" + (f": {hint}" if hint
+                                                                         else "")
+
+
 class MmsControlError(MmsClientError):
     """The server refused a control; ``add_cause`` is its IEC 61850-7-2 AddCause."""
 
     def __init__(self, reference: str, add_cause: int) -> None:
         self.add_cause = add_cause
-        super().__init__(f"operate {reference} refused, AddCause {add_cause}")
+        super().__init__(f"operate {reference} refused, AddCause {add_cause} "
+                         f"({ADD_CAUSES.get(add_cause, 'see IEC 61850-7-2')})")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """MMS over TLS (IEC 62351-3): the CA bundle that signs the server's certificate and,
+    for a server that checks clients (its roles come from the certificate), this
+    client's certificate and key."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+    def configuration(self) -> Any:
+        """A libiec61850 client TLSConfiguration; MmsClientError naming a file that fails."""
+        iec = _iec()
+        config = iec.TLSConfiguration_create()
+        iec.TLSConfiguration_setClientMode(config)
+        loads = [("CA bundle", self.ca, iec.TLSConfiguration_addCACertificateFromFile)]
+        if self.cert or self.key:
+            if not (self.cert and self.key):
+                iec.TLSConfiguration_destroy(config)
+                raise MmsClientError("a client certificate needs its key: give --tls-cert "
+                                     "and --tls-key together")
+            loads += [("client certificate", self.cert,
+                       iec.TLSConfiguration_setOwnCertificateFromFile),
+                      ("client key", self.key,
+                       lambda c, p: iec.TLSConfiguration_setOwnKeyFromFile(c, p, None))]
+        for what, path, load in loads:
+            if not load(config, path):
+                iec.TLSConfiguration_destroy(config)
+                raise MmsClientError(f"{what} {path} could not be loaded (missing, unreadable "
+                                     "or not PEM)")
+        return config
 
 
 def _iec() -> Any:
@@ -130,6 +204,8 @@ class MmsConnection:
     _con: Any
     host: str
     port: int
+    #: The TLSConfiguration of a TLS association (freed with it).
+    _tls_config: Any = None
 
     @property
     def handle(self) -> Any:
@@ -142,6 +218,9 @@ class MmsConnection:
             iec.IedConnection_close(self._con)
             iec.IedConnection_destroy(self._con)
             self._con = None
+        if self._tls_config is not None:
+            _iec().TLSConfiguration_destroy(self._tls_config)
+            self._tls_config = None
 
     def __enter__(self) -> MmsConnection:
         return self
@@ -154,7 +233,7 @@ class MmsConnection:
             raise MmsClientError("connection closed")
         value, error = _unpack(getattr(_iec(), fn)(self._con, *args))
         if error != 0:
-            raise MmsClientError(f"{fn}{args}: IedClientError {error}")
+            raise MmsClientError(f"{fn}{args}: {error_text(error)}")
         return value
 
     def logical_devices(self) -> list[str]:
@@ -219,7 +298,7 @@ class MmsConnection:
                                         getattr(iec, f"IEC61850_FC_{fc}"), value)
         error = result[1] if isinstance(result, (tuple, list)) else result
         if error:
-            raise MmsClientError(f"write {reference} [{fc}] = {value}: IedClientError {error}")
+            raise MmsClientError(f"write {reference} [{fc}] = {value}: {error_text(error)}")
 
     def operate(self, reference: str, value: bool | int | float) -> None:
         """Operate a controllable data object (SPC/DPC with a bool, ENC with an int,
@@ -288,11 +367,25 @@ def group_points(prefix: str, leaves: Mapping[str, Any]) -> dict[str, PointValue
     return points
 
 
-_IED_ERROR_CONNECTION_LOST = 3
+_IED_ERROR_NOT_CONNECTED, _IED_ERROR_CONNECTION_LOST, _IED_ERROR_CONNECTION_REJECTED = 1, 3, 5
 
 
-def connect(host: str, port: int = 102, timeout: float = 5.0, attempts: int = 3) -> MmsConnection:
-    """Open an MMS association and check it answers; raises MmsClientError if it fails.
+def _listening(host: str, port: int, timeout: float) -> bool:
+    """Whether anything accepts TCP on host:port (libiec61850 reports a refused TCP
+    connect and a refused association alike)."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=min(timeout, 2.0)).close()
+    except OSError:
+        return False
+    return True
+
+
+def connect(host: str, port: int = 102, timeout: float = 5.0, attempts: int = 3,
+            tls: ClientTls | None = None) -> MmsConnection:
+    """Open an MMS association (over TLS with ``tls``) and check it answers; raises
+    MmsClientError, with what to check, if it fails.
 
     Under CPU load the libiec61850 1.6.1 client sometimes reports a successful
     connect and then fails every request with CONNECTION_LOST, while the
@@ -300,31 +393,43 @@ def connect(host: str, port: int = 102, timeout: float = 5.0, attempts: int = 3)
     association is probed with one request and opened again if it is dead.
     """
     iec = _iec()
+    how = " over TLS" if tls else ""
     for attempt in range(1, attempts + 1):
-        con = iec.IedConnection_create()
+        config = tls.configuration() if tls else None
+        con = iec.IedConnection_createWithTlsSupport(config) if config else \
+            iec.IedConnection_create()
+
+        def drop(con: Any = con, config: Any = config) -> None:
+            iec.IedConnection_destroy(con)
+            if config is not None:
+                iec.TLSConfiguration_destroy(config)
+
         iec.IedConnection_setConnectTimeout(con, int(timeout * 1000))
         iec.IedConnection_setRequestTimeout(con, int(timeout * 1000))
         _, error = _unpack(iec.IedConnection_connect(con, host, port))
         if error != 0:
-            iec.IedConnection_destroy(con)
-            raise MmsClientError(f"cannot connect to {host}:{port}: IedClientError {error}")
+            drop()
+            if error == _IED_ERROR_CONNECTION_REJECTED and not _listening(host, port, timeout):
+                error = _IED_ERROR_NOT_CONNECTED  # refused by TCP, not by the server
+            raise MmsClientError(f"cannot connect to {host}:{port}{how}: {error_text(error)}")
         devices, error = _unpack(iec.IedConnection_getLogicalDeviceList(con))
         if error == 0:
             _strings(devices)  # frees the list
-            return MmsConnection(con, host, port)
+            return MmsConnection(con, host, port, config)
         iec.IedConnection_close(con)
-        iec.IedConnection_destroy(con)
+        drop()
         if error != _IED_ERROR_CONNECTION_LOST:
-            raise MmsClientError(f"{host}:{port} does not answer: IedClientError {error}")
+            raise MmsClientError(f"{host}:{port}{how} does not answer: {error_text(error)}")
         log.warning("association to %s:%d lost right after connect (attempt %d/%d)",
                     host, port, attempt, attempts)
     raise MmsClientError(f"association to {host}:{port} lost right after connect, "
                          f"{attempts} times")
 
 
-def read_all(host: str, port: int = 102, timeout: float = 5.0) -> dict[str, PointValue]:
+def read_all(host: str, port: int = 102, timeout: float = 5.0,
+             tls: ClientTls | None = None) -> dict[str, PointValue]:
     """Every data point of every LD/LN the server lists: {reference: (value, q, t)}."""
-    with connect(host, port, timeout) as con:
+    with connect(host, port, timeout, tls=tls) as con:
         out: dict[str, PointValue] = {}
         for ld in con.logical_devices():
             for ln in con.logical_nodes(ld):

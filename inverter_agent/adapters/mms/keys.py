@@ -19,7 +19,7 @@ KEYS: dict[str, Key] = {
                            doc="concurrent MMS associations; the bundled libiec61850 is "
                                "built to accept at most 5 (CONFIG_MAXIMUM_TCP_CLIENT_"
                                "CONNECTIONS), whatever is asked"),
-    "libiec61850": Key(str, None,
+    "libiec61850": Key(str, None, path=True,
                        doc="path of a libiec61850 shared object to serve MMS with (a "
                            "build of the official release, e.g. /usr/local/lib/"
                            "libiec61850.so on armhf); default $INVERTER_AGENT_LIBIEC61850, "
