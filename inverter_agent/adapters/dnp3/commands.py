@@ -13,11 +13,15 @@ from inverter_agent import config as config_mod
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     points = sub.add_parser("dnp3-points", help="list the DNP3 points the outstation serves")
-    points.add_argument("--config", metavar="FILE")
+    points.add_argument("--config", metavar="FILE",
+                        help="TOML config whose [dnp3] point_map to list (default: the "
+                             "built-in AN2018-001 map)")
     profile = sub.add_parser("dnp3-profile",
                              help="write the DNP3 Device Profile (XML) of the outstation")
-    profile.add_argument("--config", metavar="FILE")
-    profile.add_argument("--xml", required=True, metavar="FILE")
+    profile.add_argument("--config", metavar="FILE",
+                         help="TOML config whose [dnp3] section and point map to describe")
+    profile.add_argument("--xml", required=True, metavar="FILE",
+                         help="where to write the DNP3 Device Profile (XML)")
     return {"dnp3-points": cmd_points, "dnp3-profile": cmd_profile}
 
 

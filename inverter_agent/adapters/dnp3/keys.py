@@ -26,9 +26,10 @@ KEYS: dict[str, Key] = {
     "event_buffer": Key(int, 2000, min=16, max=100000,
                         doc="events held per class before the oldest is lost (overflow "
                             "reported in IIN2.3)"),
-    "tls_cert": Key(str, None, doc="outstation certificate (PEM); default security.tls_cert"),
-    "tls_key": Key(str, None, doc="its private key (PEM); default security.tls_key"),
-    "tls_ca": Key(str, None, doc="CA bundle that signs master certificates; default "
+    "tls_cert": Key(str, None, path=True,
+                    doc="outstation certificate (PEM); default security.tls_cert"),
+    "tls_key": Key(str, None, path=True, doc="its private key (PEM); default security.tls_key"),
+    "tls_ca": Key(str, None, path=True, doc="CA bundle that signs master certificates; default "
                                  "security.tls_ca"),
     "tls_allow": Key(list, [], check=_str_list,
                      doc="master certificates allowed: subject names or sha256:<hex> "
