@@ -409,10 +409,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"wire            not counted: {wire['error']}")
     for level, t in (wire.get("levels") or {}).items():
         if t["connections"]:
-            per_day = t.get("bytes_per_day_per_client")
             print(f"wire {level:<11}{t['connections']} connection(s), "
                   f"{t['wire_in'] + t['wire_out']:,} B on the wire"
-                  + (f", {per_day / 1e6:.2f} MB/day per client" if per_day else ""))
+                  + _per_day_text(t.get("bytes_per_day_per_client"), t.get("connected_s")))
     for c in wire.get("clients") or []:
         print(f"  client {c['peer']:<21} {c['level']:<10} {c['wire_in']:,} B in, "
               f"{c['wire_out']:,} B out over {c['connected_s']:.0f} s")
@@ -485,6 +484,20 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
              f"  {last['detail']}")
     else:
         line("last trip", "none recorded")
+
+
+#: Connection time below which a per-day figure is not extrapolated: a one-second
+#: association that reads the whole model once says nothing about a day of polling.
+PER_DAY_MIN_S = 600.0
+
+
+def _per_day_text(per_day: float | None, connected_s: float | None) -> str:
+    if not per_day:
+        return ""
+    if (connected_s or 0.0) < PER_DAY_MIN_S:
+        return (f" (per day: not extrapolated from {connected_s or 0:.0f} s of connection; "
+                f"needs {PER_DAY_MIN_S:.0f} s)")
+    return f", {per_day / 1e6:.2f} MB/day per client"
 
 
 def cmd_events(args: argparse.Namespace) -> int:

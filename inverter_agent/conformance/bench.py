@@ -127,7 +127,7 @@ class Bench:
     """
 
     def __init__(self, link: Link, settings: Settings, state_dir: str,
-                 poll_period: float = 0.1, nominal_voltage: float | None = None,
+                 poll_period: float | str = 0.1, nominal_voltage: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.link = link
         self.settings = settings
@@ -139,6 +139,8 @@ class Bench:
         self.wall0 = time.time()  # wall clock at t0: poll start times come as wall time
         self.samples: list[Sample] = []
         self.ratings: Ratings | None = None
+        #: The device under test as its model 1 names it (Mn, Md, SN, Vr).
+        self.identity: dict[str, str] = {}
         self._lock = threading.Lock()
         self._new = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
@@ -179,6 +181,12 @@ class Bench:
                 log.warning("agent loop still inside a transaction; leaving it")
         self.app.stop()
 
+    @property
+    def period(self) -> float:
+        """The poll period in use: the configured one, or the one the gateway chose for
+        this link (``auto``, as ``run`` chooses it)."""
+        return float(self.agent.period)
+
     # -- time and samples
     def now(self) -> float:
         """Seconds on the bench clock."""
@@ -205,6 +213,10 @@ class Bench:
         w_rtg = _val(s, "WRtg") or _val(s, "WMax")
         va_rtg = _val(s, "VARtg") or w_rtg
         v_nom = self.nominal_voltage or _val(s, "VNom")
+        if not self.identity:
+            ident = {k: str(v) for k in ("Mn", "Md", "SN", "Vr") if (v := _val(s, k))}
+            if ident:
+                self.identity = ident
         if w_rtg and va_rtg and v_nom:
             self.ratings = Ratings(float(w_rtg), float(va_rtg), float(v_nom),
                                    _val(s, "VArRtgQ1"))

@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting under test, e.g. enter_service.delay_s=300 "
                           "(VALUE is JSON; repeatable; applied after the procedure's own)")
-    run.add_argument("--poll-period", type=float, default=0.1,
-                     help="gateway poll period, s (default 0.1 = 10 Hz sampling)")
+    run.add_argument("--poll-period", type=_period, default=None,
+                     help="gateway poll period, s (0.05..1.0), or auto: the period the "
+                          "gateway itself chooses for the link (measured round trips and "
+                          "baud rate, as `run` does); default auto over RTU, 0.1 over TCP")
     run.add_argument("--vv-response-time", type=float, default=Options.vv_response_s,
                      help="volt-var open-loop response time under test, s (default %(default)s)")
     run.add_argument("--vv-voltages", metavar="V,V,...",
@@ -118,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         user = parse_sets(args.sets)
         base = get_profile(args.profile)
         build_settings(base, user)  # a bad --set fails here, before anything starts
-        if not 0.05 <= args.poll_period <= 1.0:
-            raise ValueError("--poll-period must be within 0.05..1.0 s")
+        if args.poll_period is None:  # the gateway's own link timing over serial
+            args.poll_period = "auto" if args.modbus_rtu else 0.1
+        if args.poll_period != "auto" and not 0.05 <= args.poll_period <= 1.0:
+            raise ValueError("--poll-period must be within 0.05..1.0 s, or auto")
         if args.simulate and (args.modbus_tcp or args.modbus_rtu or args.sim_control):
             raise ValueError("--simulate starts its own inverter: drop --modbus-* and "
                              "--sim-control")
@@ -153,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, names, base, user, options, link, grid, {})
 
 
+def _period(text: str) -> float | str:
+    return "auto" if text == "auto" else float(text)
+
+
 def _run(args: argparse.Namespace, names: list[str], base: Any, user: dict[str, Any],
          options: Options, link: Link, grid: GridSource | None,
          extra: dict[str, Any]) -> int:
@@ -166,9 +174,13 @@ def _run(args: argparse.Namespace, names: list[str], base: Any, user: dict[str, 
         if grid is not None:
             grid.close()
     ratings = next((r.ratings for r in results if r.ratings), None)
+    device = next((r.device for r in results if r.device), None)
+    period = next((r.poll_period_s for r in results if r.poll_period_s), None)
     meta = {
         "link": link.describe(), "grid_source": grid.describe() if grid else None,
-        "profile": args.profile, "poll_period_s": args.poll_period,
+        "profile": args.profile, "device": device,
+        "poll_period_s": period if args.poll_period == "auto" else args.poll_period,
+        "poll_period_auto": args.poll_period == "auto",
         "options": dataclasses.asdict(options), "operator_overrides": user,
         "procedures_requested": names, "duration_s": round(time.monotonic() - t0, 2),
         "inverter": ratings, **extra}

@@ -74,7 +74,7 @@ class RunContext:
     profile: str
     base: Settings
     out_dir: str
-    poll_period: float = 0.1
+    poll_period: float | str = 0.1
     options: Options = Options()
     user_overrides: dict[str, Any] = field(default_factory=dict)
     nominal_voltage: float | None = None
@@ -110,6 +110,9 @@ class ProcedureResult:
     curve: list[tuple[float, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     ratings: dict[str, Any] | None = None
+    #: The device under test (model 1 Mn, Md, SN, Vr) and the poll period it ran at.
+    device: dict[str, str] | None = None
+    poll_period_s: float | None = None
     error: str | None = None
     link_down: bool = False
     duration_s: float = 0.0
@@ -184,7 +187,7 @@ class Session:
 
     @property
     def poll(self) -> float:
-        return self.ctx.poll_period
+        return self.bench.period
 
     def grid(self) -> GridSource:
         if self.ctx.grid is None:
@@ -225,6 +228,8 @@ class Session:
         self.result.samples = list(self.bench.samples)
         r = self.bench.ratings
         self.result.ratings = dataclasses.asdict(r) if r is not None else None
+        self.result.device = dict(self.bench.identity) or None
+        self.result.poll_period_s = self.bench.period
         self.result.events = [
             {"t_s": round(self.bench_time(e["time"]), 4), "kind": e.get("kind"),
              "detail": e.get("detail", "")} for e in self.bench.event_log()]

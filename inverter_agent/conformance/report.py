@@ -237,15 +237,39 @@ def _section(res: ProcedureResult) -> str:
     return "\n".join(out)
 
 
+def _device(d: dict[str, Any] | None) -> str:
+    """The device as its SunSpec model 1 names it."""
+    if not d:
+        return "not identified (no SunSpec model 1 read)"
+    name = " ".join(v for v in (d.get("Mn"), d.get("Md")) if v) or "unnamed"
+    extra = [f"serial {d['SN']}" if d.get("SN") else "", f"firmware {d['Vr']}" if d.get("Vr")
+             else ""]
+    return ", ".join([name, *(e for e in extra if e)])
+
+
+def _pairs(value: Any) -> str:
+    """A mapping as ``key value, ...`` (no raw JSON in the header)."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_num(v) if isinstance(v, float) else v}"
+                         for k, v in value.items() if v is not None)
+    return str(value)
+
+
 def render_html(results: Sequence[ProcedureResult], doc: dict[str, Any]) -> str:
     """The self-contained HTML report."""
     sw = doc["software"]
+    period = f"{_num(doc.get('poll_period_s'))} s"
+    if doc.get("poll_period_auto"):
+        period += " (chosen by the gateway for this link)"
     head = [("Result", _badge(doc["passed"])),
+            ("Device under test", escape(_device(doc.get("device")))),
             ("Inverter link", escape(str(doc.get("link", "")))),
-            ("Grid source", escape(json.dumps(doc.get("grid_source")))),
-            ("Inverter ratings", escape(json.dumps(doc.get("inverter")))),
+            ("Grid source", escape(_pairs(doc.get("grid_source")))),
+            ("Inverter ratings", escape(_pairs(doc.get("inverter")))),
             ("Profile", escape(str(doc.get("profile", "")))),
-            ("Poll period", f"{_num(doc.get('poll_period_s'))} s"),
+            ("Poll period", escape(period)),
             ("Software", escape(f"{sw['package']} {sw['version']} ({sw['git'] or 'no git'})")),
             ("Generated", escape(doc["generated"]))]
     summary = ["<table><tr><th>procedure</th><th>clause</th><th>result</th><th>steps</th>"

@@ -85,6 +85,8 @@ def _check_common(doc: dict, rc: int, names: list[str]) -> None:
     assert doc["software"]["package"] == "inverter-agent" and doc["software"]["version"]
     assert doc["profile"] == "rule21" and doc["poll_period_s"] == 0.1
     assert doc["inverter"]["w_rtg"] == 5000.0 and doc["inverter"]["v_nom"] == 240.0
+    # the device under test as its model 1 names it (the simulator's)
+    assert doc["device"]["Mn"] == "SunSim" and doc["device"]["Md"] == "SIM-5000"
     assert [p["name"] for p in doc["procedures"]] == names
     for p in doc["procedures"]:
         assert p["error"] is None
@@ -158,11 +160,25 @@ def test_constant_pf_5_14_3_runs_without_a_grid_source(fresh, tmp_path):
     out = tmp_path / "pf"
     rc = main(["--modbus-tcp", f"127.0.0.1:{fresh.tcp_port}", "--procedures", "constant-pf",
                "--log-level", "warning", "--out", str(out)])
-    doc, _, _ = _report(out)
+    doc, html, _ = _report(out)
     _check_common(doc, rc, ["constant-pf"])
     assert doc["grid_source"] is None
+    header = html.split("<table", 2)[1]  # the header table: names, not raw JSON
+    assert "SunSim SIM-5000" in header and "{" not in header
     (pf,) = doc["procedures"]
     assert len(pf["steps"]) == 8 and rc == 0, [s for s in pf["steps"] if not s["passed"]]
+
+
+def test_auto_poll_period_uses_the_gateways_link_timing(fresh, tmp_path):
+    """--poll-period auto (the default over RTU) runs at the period the gateway chooses
+    for the link, as `run` does, and the report says which."""
+    out = tmp_path / "auto"
+    rc = main(["--modbus-tcp", f"127.0.0.1:{fresh.tcp_port}", "--procedures", "constant-pf",
+               "--poll-period", "auto", "--log-level", "warning", "--out", str(out)])
+    doc, html, _ = _report(out)
+    assert rc == 0 and doc["poll_period_auto"] is True
+    assert 0.05 <= doc["poll_period_s"] <= 1.0
+    assert "chosen by the gateway for this link" in html
 
 
 def test_grid_stepping_procedures_are_refused_without_a_grid_source(tmp_path, capsys):
