@@ -16,6 +16,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argpars
     points.add_argument("--config", metavar="FILE",
                         help="TOML config whose [dnp3] point_map to list (default: the "
                              "built-in AN2018-001 map)")
+    points.add_argument("--markdown", action="store_true",
+                        help="print the list as the Markdown table of docs/dnp3.md")
     profile = sub.add_parser("dnp3-profile",
                              help="write the DNP3 Device Profile (XML) of the outstation")
     profile.add_argument("--config", metavar="FILE",
@@ -56,8 +58,20 @@ def served_rows(adapter: Any) -> list[tuple[str, int, str, str, str]]:
     return out
 
 
+def markdown(rows: list[tuple[str, int, str, str, str]]) -> str:
+    """The served points as the table docs/dnp3.md carries (a test keeps them equal)."""
+    out = ["| point | name | scale | event class |", "|---|---|---|---|"]
+    out += [f"| {kind}{index} | {name} | {scale or '-'} | {cls or '-'} |"
+            for kind, index, name, scale, cls in rows]
+    return "\n".join(out) + "\n"
+
+
 def cmd_points(args: argparse.Namespace) -> int:
-    for kind, index, name, scale, cls in served_rows(_outstation(args)):
+    rows = served_rows(_outstation(args))
+    if getattr(args, "markdown", False):
+        print(markdown(rows), end="")
+        return 0
+    for kind, index, name, scale, cls in rows:
         print(f"{kind}{index:<5} {scale:<8} {cls:<2} {name}")
     return 0
 
