@@ -476,6 +476,22 @@ def test_A30_the_plant_cap_is_the_last_layer_and_never_lifts_a_limit(tmp_path):
     assert plant_cap(lower, None) == lower
 
 
+def test_A31_dnp3_and_mms_writes_are_one_persisted_layer_under_a_utility_event(tmp_path):
+    from inverter_agent.core.api import Commands
+
+    w = World(tmp_path)
+    port = Commands("INV1", w.svc)  # what every adapter writes through
+    w.event("e1", limit(40.0))
+    port.write({"active_power_limit.p_limit_pct": 60.0, "active_power_limit.enabled": True},
+               who="dnp3 master 1")
+    assert w.setpoints().p_limit_pct == pytest.approx(40.0)  # the event, during its window
+    port.write({"active_power_limit.p_limit_pct": 50.0}, who="mms CN=eng1")
+    w.at(700)  # the event has ended
+    w.svc.tick()
+    assert w.setpoints().p_limit_pct == pytest.approx(50.0)  # the last persisted write
+    assert port.persisted_dict()["active_power_limit"]["p_limit_pct"] == 50.0
+
+
 # -- several utility sources at once (rows S) ----------------------------------------------
 
 @pytest.mark.parametrize("row, ieee, dnp3, expected", [
