@@ -684,7 +684,8 @@ def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
 
 
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle", "view",
-           "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5")
+           "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5",
+           "dnp3")
 
 
 def main() -> int:
@@ -739,6 +740,9 @@ def main() -> int:
             bench_security.run(4.0 if q else 10.0, report)
         if "ieee2030_5" in only:
             bench_ieee2030_5(tmp, 30.0 if q else 60.0, 3 if q else 5)
+        if "dnp3" in only:  # bench/dnp3_bench.py
+            import dnp3_bench  # not "dnp3": that is dnp3py's package
+            dnp3_bench.run(tmp, 3 if q else 9, 5 if q else 20, report)
     return 0
 
 
