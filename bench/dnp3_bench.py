@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from procstat import AGENT_IMPORT_PROBE, mb, proc_status  # bench/ is sys.path[0]
 
@@ -61,44 +62,29 @@ def _free_port() -> int:
 
 
 class Agent:
-    """``inverter-agent run`` with a config file; [dnp3] on or off."""
+    """``inverter-agent run`` with a config file; [dnp3] on or off. ``proc`` and
+    ``wait_port``: bench/run.py's process wrapper and port wait."""
 
-    def __init__(self, sim: SimProcess, tmp: str, dnp3: bool) -> None:
+    def __init__(self, sim: SimProcess, tmp: str, dnp3: bool, proc: Any,
+                 wait_port: Callable[[int], None]) -> None:
         self.dnp3_port, self.mms_port = _free_port(), _free_port()
         state = os.path.join(tmp, f"state-dnp3-{self.mms_port}")
         conf = os.path.join(tmp, f"agent-{self.mms_port}.toml")
         with open(conf, "w") as fh:
             fh.write(f"[dnp3]\nenabled = {'true' if dnp3 else 'false'}\n"
                      f"port = {self.dnp3_port}\n")
-        self.log = open(os.path.join(tmp, f"agent-{self.mms_port}.log"), "w")
-        self.p = subprocess.Popen(
+        self.proc = proc(
             [sys.executable, "-m", "inverter_agent.cli", "run", "--config", conf,
              "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(self.mms_port),
              "--state-dir", state, "--poll-period", "1", "--log-level", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-        wait_until(lambda: self._listening(self.dnp3_port if dnp3 else self.mms_port),
-                   timeout=30)
-
-    @staticmethod
-    def _listening(port: int) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+            os.path.join(tmp, f"agent-{self.mms_port}.log"))
+        wait_port(self.dnp3_port if dnp3 else self.mms_port)
 
     def rss_mb(self) -> float:
-        return mb(proc_status(self.p.pid), "VmRSS")
+        return mb(proc_status(self.proc.p.pid), "VmRSS")
 
     def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(8)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
+        self.proc.stop()
 
 
 def _wire(port: int, peer_port: int) -> int:
@@ -180,11 +166,12 @@ def _import_cost() -> float:
     return float(out.stdout.split()[-1])
 
 
-def run(tmp: str, class_polls: int, samples: int, report: Report) -> None:
+def run(tmp: str, class_polls: int, samples: int, report: Report, proc: Any,
+        wait_port: Callable[[int], None]) -> None:
     print(f"DNP3 outstation (dnp3py's master on one held TCP connection; agent at 1 s, "
           f"functions on): {class_polls} class 1 polls at {CLASS1_S:g} s in real time")
     with SimProcess("--seed", "3") as sim:
-        agent = Agent(sim, tmp, dnp3=True)
+        agent = Agent(sim, tmp, True, proc, wait_port)
         try:
             wait_until(lambda: sim.control.state()["units"]["1"]["plant"]["w"] > 0, timeout=20)
             time.sleep(SETTLE_S)
@@ -195,7 +182,7 @@ def run(tmp: str, class_polls: int, samples: int, report: Report) -> None:
             rss_after = agent.rss_mb()
         finally:
             agent.stop()
-        plain = Agent(sim, tmp, dnp3=False)
+        plain = Agent(sim, tmp, False, proc, wait_port)
         try:
             time.sleep(SETTLE_S)
             rss_off = plain.rss_mb()

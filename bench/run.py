@@ -742,7 +742,7 @@ def main() -> int:
             bench_ieee2030_5(tmp, 30.0 if q else 60.0, 3 if q else 5)
         if "dnp3" in only:  # bench/dnp3_bench.py
             import dnp3_bench  # not "dnp3": that is dnp3py's package
-            dnp3_bench.run(tmp, 3 if q else 9, 5 if q else 20, report)
+            dnp3_bench.run(tmp, 3 if q else 9, 5 if q else 20, report, Proc, wait_port)
     return 0
 
 

@@ -56,6 +56,33 @@ class Points:
         pass
 
 
+def close_to(measured: float, truth: float, tol: float = 0.02, floor: float = 0.0) -> bool:
+    return abs(measured - truth) <= max(tol * abs(truth), floor)
+
+
+def assert_meter_matches_the_inverter(ai: dict[int, tuple[float, int]], state: Any) -> None:
+    """A master's analog inputs against the simulator's ``state()``: the system meter
+    within 2 % and ONLINE, var within 2 % of the rated VA, the nameplate exact."""
+    plant, grid = state["units"]["1"]["plant"], state["grid"]
+    measured = {  # index: (engineering value, truth from the simulator)
+        537: (ai[537][0], plant["w"]),
+        546: (ai[546][0], plant["va"]),
+        545: (ai[545][0] * 0.01, plant["pf"]),
+        536: (ai[536][0] * 0.001, grid["f_hz"]),
+        547: (ai[547][0] * 0.1, grid["v"][0]),
+        549: (ai[549][0] * 0.1, grid["v"][1]),
+        551: (ai[551][0] * 0.1, grid["v"][2]),
+    }
+    for index, (value, truth) in measured.items():
+        assert close_to(value, truth), (index, value, truth)
+        assert ai[index][1] & ONLINE, (index, ai[index])
+    # reactive power near zero: 2 % of the rated VA
+    assert close_to(ai[541][0], plant["var"], floor=0.02 * ai[14][0])
+    # nameplate (model 120 of the simulated 5 kW inverter)
+    assert ai[4] == (5000.0, ONLINE) and ai[14] == (5000.0, ONLINE)
+    assert ai[12][0] == 2200.0 and ai[13][0] == -2200.0
+
+
 def tls_channel(port: int, context: ssl.SSLContext) -> Any:
     """dnp3py's TCP client channel, connecting over TLS (dnp3py itself has no TLS)."""
     from dnp3.transport_io.channel import ChannelState, TcpConfig

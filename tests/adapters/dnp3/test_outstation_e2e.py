@@ -26,36 +26,14 @@ from .conftest import (
     ONLINE,
     OUT_OF_RANGE,
     SUCCESS,
+    assert_meter_matches_the_inverter,
     free_port,
 )
 
 
-def _close(measured: float, truth: float, tol: float = 0.02, floor: float = 0.0) -> bool:
-    return abs(measured - truth) <= max(tol * abs(truth), floor)
-
-
 def test_integrity_poll_reports_the_inverters_values_within_2_percent(gateway, master):
     points = master.integrity_poll()
-    plant = gateway.sim.control.state()["units"]["1"]["plant"]
-    grid = gateway.sim.control.state()["grid"]
-    ai = points.ai
-    measured = {  # index: (engineering value, truth from the simulator)
-        537: (ai[537][0], plant["w"]),
-        546: (ai[546][0], plant["va"]),
-        545: (ai[545][0] * 0.01, plant["pf"]),
-        536: (ai[536][0] * 0.001, grid["f_hz"]),
-        547: (ai[547][0] * 0.1, grid["v"][0]),
-        549: (ai[549][0] * 0.1, grid["v"][1]),
-        551: (ai[551][0] * 0.1, grid["v"][2]),
-    }
-    for index, (value, truth) in measured.items():
-        assert _close(value, truth), (index, value, truth)
-        assert ai[index][1] & ONLINE, (index, ai[index])
-    # reactive power near zero: 2 % of the rated VA
-    assert _close(ai[541][0], plant["var"], floor=0.02 * ai[14][0])
-    # nameplate (model 120 of the simulated 5 kW inverter)
-    assert ai[4] == (5000.0, ONLINE) and ai[14] == (5000.0, ONLINE)
-    assert ai[12][0] == 2200.0 and ai[13][0] == -2200.0
+    assert_meter_matches_the_inverter(points.ai, gateway.sim.control.state())
     # states: link good, connected and generating; the served functions say "supported"
     assert points.bi[0] == (False, ONLINE)
     assert points.bi[19] == (True, ONLINE) and points.bi[23] == (True, ONLINE)
