@@ -131,22 +131,26 @@ class Commands:
 
     def _record(self, action: str, who: str, outcome: str, obj: str | None, old: Any,
                 new: Any, **extra: Any) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.record(action, who, outcome, obj, old, new, **extra)
-        except Exception:  # auditing must never break a protocol thread
-            log.exception("audit record failed")
+        _audit(self.audit, action, who, outcome, obj, old, new, **extra)
+
+
+def _audit(audit: Auditor | None, action: str, who: str, outcome: str, obj: str | None,
+           old: Any, new: Any, **extra: Any) -> None:
+    """One audit entry; auditing must never break a protocol thread."""
+    if audit is None:
+        return
+    try:
+        audit.record(action, who, outcome, obj, old, new, **extra)
+    except Exception:
+        log.exception("audit record failed")
 
 
 def _get(d: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = d
-    for part in dotted.split("."):
-        try:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        except (KeyError, IndexError, ValueError, TypeError):
-            return None
-    return node
+    """The value at ``dotted``, or None where the settings have none (an audit's "old")."""
+    try:
+        return arbitration.get_path(d, dotted)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return None
 
 
 class Core:
@@ -241,9 +245,4 @@ class Core:
     def audit_command(self, action: str, who: str, outcome: str, obj: str | None,
                       old: Any = None, new: Any = None, **extra: Any) -> None:
         """Audit a command that is not an inverter's setting (e.g. the plant limit)."""
-        if self.audit is None:
-            return
-        try:
-            self.audit.record(action, who, outcome, obj, old, new, **extra)
-        except Exception:
-            log.exception("audit record failed")
+        _audit(self.audit, action, who, outcome, obj, old, new, **extra)

@@ -346,13 +346,6 @@ class FunctionBinding:
         return f"{self.ld}/{target}"
 
 
-def _get_or_none(settings: Mapping[str, Any], path: str) -> Any:
-    try:
-        return get_path(settings, path)
-    except (KeyError, TypeError, IndexError):
-        return None
-
-
 def attach_functions(server: MmsServer, service: Commands,
                      status_source: StatusSource | None = None,
                      ld_inst: str = DEFAULT_LD_INST) -> FunctionBinding:
