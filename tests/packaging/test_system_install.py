@@ -429,8 +429,10 @@ def debs(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     for version, proc in builds.items():
         output, _ = proc.communicate(timeout=400)
         if proc.returncode:
-            failed[version] = output
-    assert not failed, failed
+            # pip's "Location ... ignored" warnings would hide the cause: keep the rest.
+            kept = [ln for ln in output.splitlines() if not ln.startswith("WARNING: Location")]
+            failed[version] = "\n".join(kept[-40:])
+    assert not failed, "\n\n".join(f"{v}:\n{o}" for v, o in failed.items())
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
                           check=True).stdout.strip()
     found = {v: out / v / f"inverter-agent_{v}_{arch}.deb" for v in builds}

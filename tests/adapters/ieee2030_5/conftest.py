@@ -9,6 +9,7 @@ a utility's head end would.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -23,6 +24,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT.parent / "shared" / "tools" / "gridappsd_server.sh"
+#: The server's own virtual environment, built once (about a minute) and shared by
+#: every module and pytest worker that starts a server; each server keeps its own
+#: work directory (certificates, database, port). Git-ignored.
+SERVER_VENV = ROOT / ".cache" / "gridappsd-venv"
 NS = "urn:ieee:std:2030.5:ns"
 
 
@@ -39,7 +44,7 @@ class GridappsdServer:
         self.work = work
         self.port = free_port()
         self.env = {**os.environ, "GRIDAPPSD_WORK": str(work), "GRIDAPPSD_PORT": str(self.port),
-                    "GRIDAPPSD_NO_EVENT": "1"}
+                    "GRIDAPPSD_VENV": str(SERVER_VENV), "GRIDAPPSD_NO_EVENT": "1"}
         self.vars: dict[str, str] = {}
         self.start_s = 0.0
 
@@ -52,7 +57,11 @@ class GridappsdServer:
 
     def start(self) -> GridappsdServer:
         t0 = time.monotonic()
-        self._script("start")
+        SERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
+        # The first start installs the shared venv: one installer at a time.
+        with open(SERVER_VENV.parent / "gridappsd-venv.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._script("start")
         self.start_s = time.monotonic() - t0
         for line in (self.work / "env").read_text().splitlines():
             if line.startswith("export "):
