@@ -45,10 +45,13 @@ mkdir "$work/src"
 
 # Make the tree valid at FINAL_DIR.
 new_re=$(printf '%s' "$new" | sed 's/[].[*^$\\]/\\&/g')
+# A build path longer than a kernel shebang allows (127 bytes: a deep DESTDIR) makes
+# pip write "#!/bin/sh" and an exec line naming the interpreter on line 2 or 3, so
+# the first three lines are rewritten, not only the first.
 for f in "$new"/bin/*; do
     if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
-    if head -c 2 "$f" | grep -q '^#!' && head -n 1 "$f" | grep -qF "$new/"; then
-        sed -i "1s|$new_re/|$final/|" "$f"
+    if head -c 2 "$f" | grep -q '^#!' && head -n 3 "$f" | grep -qF "$new/"; then
+        sed -i "1,3s|$new_re/|$final/|g" "$f"
     fi
 done
 sed -i "s|$new_re|$final|g" "$new"/bin/activate* "$new/pyvenv.cfg"

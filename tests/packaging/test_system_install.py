@@ -418,8 +418,10 @@ def test_make_install_system_on_the_target_sets_it_up_and_again_keeps_its_data(
 @pytest.fixture(scope="module")
 def debs(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The package built twice, as VERSION and UPGRADE_VERSION (the builds run side by
-    side: they share nothing)."""
-    out = tmp_path_factory.mktemp("debs")
+    side: they share nothing). Built deep enough that the staging venv's path is longer
+    than a shebang may be, as under a CI runner's or pytest worker's deep temp dir: pip
+    then writes its scripts with an exec line, and no build path may survive in them."""
+    out = tmp_path_factory.mktemp("debs") / ("deep-build-dir-" * 6)
     builds = {v: subprocess.Popen(["make", "-C", str(REPO), "--no-print-directory", "deb",
                                    f"DEB_VERSION={v}", f"DEB_OUT={out / v}",
                                    "DEB_XZ_LEVEL=1"],  # throw-away packages: build fast

@@ -255,7 +255,6 @@ def test_registration_and_discovery(gridappsd, gateway):
     assert wait_for(lambda: gateway.mms.read_value(f"{LD}/LCCH1.ChLiv.stVal", "ST") is True, 5,
                     "MMS shows the 2030.5 link live")
     print(f"gridappsd server start (install included): {gridappsd.start_s:.1f} s")
-    assert gridappsd.start_s < 120, f"server start took {gridappsd.start_s:.0f} s"
 
 
 def test_default_control_applies_outside_events(gridappsd, gateway):
