@@ -504,15 +504,22 @@ class ConnectionGuard:
                     ) -> list[tuple[int, int, tuple[str, int], str, bool]]:
         """Near the cap (one slot or none free), an address holding more than one
         unassociated connection loses its newest ones until a slot is free again
-        or every address holds one: one peer cannot take the last slots."""
+        or every address holds one: one peer cannot take the last slots.
+
+        A connection still inside its handshake (younger than half the association
+        limit) is not counted yet: clients that connect one after another, as a
+        control centre's applications do, are each mid-association for a moment,
+        and on a loaded board that moment can outlast a guard tick."""
         live = {k: p for k, p in current.items() if k not in self._cut and k not in cutting}
         free = self.server.max_connections - len(live)
         out: list[tuple[int, int, tuple[str, int], str, bool]] = []
+        settled = time.monotonic() - self.limits.associate_within_s / 2
         while free < 2:
             by_host: dict[str, list[tuple[int, int]]] = {}
             for key, peer in live.items():
-                if peer not in self._associated:  # associated clients keep theirs
-                    by_host.setdefault(peer[0], []).append(key)
+                if peer not in self._associated and \
+                        self._sockets.get(key, (None, 0.0))[1] <= settled:
+                    by_host.setdefault(peer[0], []).append(key)  # associated keep theirs
             host, keys = max(by_host.items(), key=lambda kv: len(kv[1]), default=("", []))
             if len(keys) < 2:
                 break
