@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from inverter_agent.core.commands import CommandRefused
 from inverter_agent.security.bind import check_bind
 
+from . import curves as curves_mod
 from . import points as points_mod
 from .maps import REFUSALS
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 STALE_VIEW_S = 10.0
 #: How long start() waits for the listener to bind.
 START_TIMEOUT_S = 5.0
+#: Map sources that are outputs (points.py): a setting, a curve buffer cell, a curve index.
+OUTPUT_SOURCES = ("setting", "curve", "curve_ref")
 
 
 def load(ctx: AdapterContext) -> Dnp3Adapter | None:
@@ -92,6 +95,9 @@ class Dnp3Adapter:
         self.rows = points_mod.load(cfg["dnp3.point_map"])
         self.inverter = ctx.inverters[0]
         self.commands = ctx.core.commands(self.inverter) if ctx.functions else None
+        commands = self.commands
+        self.curves = curves_mod.CurveEdit(
+            lambda: commands.effective_dict() if commands is not None else {})
         self._view: CycleView | None = None
         self._peer: str | None = None
         self._connected = False
@@ -161,13 +167,12 @@ class Dnp3Adapter:
                           enabled_by=None if enables is None else (Kind(enables[0]),
                                                                    enables[1]))
             source, _, arg = row.source.partition(":")
-            if source == "setting":
+            if source in OUTPUT_SOURCES:
                 if self.commands is None:
                     continue  # monitoring only: no output is served, "supports" says so
                 pts[point.address] = point
-                binding.output(kind, row.index, self._control(arg, row, execute=True),
-                               check=self._control(arg, row, execute=False),
-                               status=self._setting(arg))
+                apply, check, status = self._output(source, arg, row)
+                binding.output(kind, row.index, apply, check=check, status=status)
                 continue
             if source == "reading":
                 pts[point.address] = point
@@ -275,26 +280,93 @@ class Dnp3Adapter:
         digits = _decimals(row.scale)
         return float(value) if digits is None else round(float(value), digits)
 
-    def _control(self, path: str, row: points_mod.Row,
-                 execute: bool) -> Callable[[float], Any]:
-        """The engine's callback for one output: ``check`` on select (and before an
-        operate), ``apply`` (a persisted write) on operate. None answers SUCCESS."""
+    def _output(self, source: str, arg: str, row: points_mod.Row) -> tuple[Any, Any, Any]:
+        """(apply, check, status) of one output: ``check`` runs on select and before an
+        operate, ``apply`` on operate; each answers None (SUCCESS) or a command status."""
+        if source == "setting":
+            return (self._control(arg, row, self._setting_work(arg, row, execute=True), True),
+                    self._control(arg, row, self._setting_work(arg, row, execute=False)),
+                    self._setting(arg))
+        if source == "curve_ref":
+            fn = curves_mod.FUNCTIONS[arg]
+            return (self._control(fn.path, row, self._curve_ref_work(fn, execute=True), True),
+                    self._control(fn.path, row, self._curve_ref_work(fn, execute=False)),
+                    lambda: self.curves.refs[fn.name])
+        if arg == "select":
+            def select(v: float | bool) -> None:
+                self.curves.selected = round(float(v))
+            return (self._control("curve", row, select, True),
+                    self._control("curve", row, lambda v: None),
+                    lambda: self.curves.selected)
+
+        def edit(v: float | bool) -> None:
+            self.curves.check_edit()
+            self.curves.edit(arg, float(v))
+
+        def shown() -> Any:
+            from py1815.profile import Quality, Reading
+
+            value = self.curves.shown(self.curves.selected).get(arg)
+            return Reading(0, Quality.NEVER_READ) if value is None else Reading(value)
+        return (self._control(f"curve.{arg}", row, edit, True),
+                self._control(f"curve.{arg}", row, lambda v: self.curves.check_edit()),
+                shown)
+
+    def _setting_work(self, path: str, row: points_mod.Row,
+                      execute: bool) -> Callable[[float | bool], None]:
+        """A setting's write (validated, persisted, audited by the core), or its check.
+        Enabling a curve function whose curve has a draft applies the draft with it."""
+        def work(v: float | bool) -> None:
+            assert self.commands is not None
+            changes: dict[str, Any] = {path: v}
+            fn_name, _, leaf = path.partition(".")
+            fn = curves_mod.FUNCTIONS.get(fn_name)
+            number = self.curves.refs.get(fn_name)
+            drafted = fn is not None and leaf == "enabled" and v is True \
+                and number in self.curves.drafts
+            if drafted:
+                assert fn is not None and number is not None
+                changes.update(self.curves.changes(fn, number))
+            if not execute:
+                self.commands.check(changes)
+                return
+            self.commands.write(changes, who=self._who())
+            if drafted:
+                assert fn is not None and number is not None
+                self.curves.applied(fn, number)
+        return work
+
+    def _curve_ref_work(self, fn: curves_mod.CurveFunction,
+                        execute: bool) -> Callable[[float | bool], None]:
+        """Point ``fn`` at a curve: the whole curve as one settings write."""
+        def work(v: float | bool) -> None:
+            assert self.commands is not None
+            number = round(float(v))
+            changes = self.curves.changes(fn, number)
+            if not execute:
+                self.commands.check(changes)
+                return
+            self.commands.write(changes, who=self._who())
+            self.curves.applied(fn, number)
+        return work
+
+    def _control(self, what: str, row: points_mod.Row, work: Callable[[float | bool], None],
+                 execute: bool = False) -> Callable[[float], Any]:
+        """The engine's callback for one output: ``work`` on the value, its refusal
+        answered with the status its cause maps to. None answers SUCCESS."""
         from py1815.control import CommandStatus
 
         def control(value: float) -> Any:
             assert self.commands is not None
             v = self._value(row, value)
             if not self._may_command:
-                return self._not_authorized(row, path, v)
+                return self._not_authorized(row, what, v)
             try:
-                if execute:
-                    self.commands.write({path: v}, who=self._who())
-                else:
-                    self.commands.check({path: v})
+                work(v)
             except CommandRefused as exc:
                 self._note_refusal(f"{row.kind}{row.index}={v}: {exc.detail}")
                 if not exc.audited:  # a check is not audited by the core; a write is
-                    self.commands.refused("setting.write", self._who(), path, v,
+                    self.commands.refused("setting.write", self._who(), what, v,
                                           f"{exc.detail} ({exc.cause})")
                 return CommandStatus(REFUSALS[exc.cause])
             except Exception:

@@ -37,7 +37,11 @@ var / VA x1). ``source`` says where the value comes from:
 - ``setting:<dotted path>``: an output that writes the core's setting through
   the command API; its paired input (``pairs``) reads the effective setting back;
 - ``supports``: a "supports" input, true when the output it names (``enables``)
-  is served.
+  is served;
+- ``curve:<cell>``: a cell of the curve edit buffer (``select``, ``type``,
+  ``count``, ``x_units``, ``y_units``, ``x1``, ``y1``, ...; :mod:`.curves`);
+- ``curve_ref:<function>``: the number of the curve a function follows; writing it
+  applies that curve through the command API.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from . import curves
 
 I32_MIN, I32_MAX = -2147483648, 2147483647
 
@@ -73,6 +79,31 @@ class Row:
 
 def _r(kind: str, index: int, name: str, source: str, **kw: Any) -> Row:
     return Row(kind, index, name, source, **kw)
+
+
+def _curve_window() -> tuple[Row, ...]:
+    """The curve edit buffer (AO244 on) and its readback (AI328 on): the selector, the
+    mode type, the number of points, the units, then X / Y of each point."""
+    names = {"type": ("Curve Mode Type", 0, 20, None),
+             "count": ("Curve Number of Points", 0, curves.POINTS, None),
+             "x_units": ("Independent (X-Value) Units for Curve", 0, 255, None),
+             "y_units": ("Dependent (Y-Value) Units for Curve", 0, 255, None)}
+    rows = [_r("AO", curves.SELECTOR_AO, "Curve Edit Selection", "curve:select", lo=1,
+               hi=curves.CURVES, pairs=f"AI{curves.SELECTOR_AI}"),
+            _r("AI", curves.SELECTOR_AI, "Curve Edit Selector", "mirror", lo=1,
+               hi=curves.CURVES, cls=2, pairs=f"AO{curves.SELECTOR_AO}")]
+    for offset, cell in enumerate(curves.field_names(), start=1):
+        if cell in names:
+            name, lo, hi, scale = names[cell]
+        else:
+            name = f"Curve Point {cell[1:]} {cell[0].upper()}-Value"
+            lo, hi, scale = I32_MIN, I32_MAX, curves.SCALE
+        ao, ai = curves.SELECTOR_AO + offset, curves.SELECTOR_AI + offset
+        rows += [_r("AO", ao, name, f"curve:{cell}", scale=scale, lo=lo, hi=hi,
+                    pairs=f"AI{ai}", units=None if scale is None else "%"),
+                 _r("AI", ai, name, "mirror", scale=scale, lo=lo, hi=hi, cls=2,
+                    pairs=f"AO{ao}", units=None if scale is None else "%")]
+    return tuple(rows)
 
 
 #: The built-in map (AN2018-001 indices).
@@ -140,12 +171,27 @@ ROWS: tuple[Row, ...] = (
        "setting:fixed_pf.absorbing", cls=2, function="fixed_pf", pairs="BI29"),
     _r("BI", 29, "Power Factor Excitation When Discharging / Generating", "mirror", cls=2,
        function="fixed_pf", pairs="BO10"),
-    # -- volt-var (enable only in this slice; the curve edit buffer is not served yet)
+    # -- volt-var (its curve through the edit buffer below)
     _r("BO", 29, "Enable Volt-VAR Control Mode", "setting:volt_var.enabled", cls=2,
        function="volt_var", pairs="BI81"),
     _r("BI", 81, "Operating Mode - Volt-VAR Control Enabled", "mirror", cls=2,
        function="volt_var", pairs="BO29"),
     _r("BI", 48, "Supports Volt-VAr Control Mode", "supports", enables="BO29"),
+    _r("AO", 217, "Volt-VAr Curve Index", "curve_ref:volt_var", lo=1, hi=curves.CURVES,
+       function="volt_var", pairs="AI297"),
+    _r("AI", 297, "Volt-VAr Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,
+       function="volt_var", pairs="AO217"),
+    # -- volt-watt (its curve through the edit buffer below)
+    _r("BO", 25, "Enable Volt-Watt Mode", "setting:volt_watt.enabled", cls=2,
+       function="volt_watt", pairs="BI77"),
+    _r("BI", 77, "Operating Mode - Volt-Watt Enabled", "mirror", cls=2,
+       function="volt_watt", pairs="BO25"),
+    _r("BI", 44, "Supports Volt-Watt Mode", "supports", enables="BO25"),
+    _r("AO", 173, "Volt-Watt Curve Index", "curve_ref:volt_watt", lo=1, hi=curves.CURVES,
+       function="volt_watt", pairs="AI248"),
+    _r("AI", 248, "Volt-Watt Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,
+       function="volt_watt", pairs="AO173"),
+    *_curve_window(),
 )
 
 _FIELDS = tuple(Row.__dataclass_fields__)
