@@ -30,6 +30,7 @@ from inverter_agent.security.bind import check_bind
 
 from . import curves as curves_mod
 from . import points as points_mod
+from . import reversion as reversion_mod
 from .maps import REFUSALS
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ STALE_VIEW_S = 10.0
 #: How long start() waits for the listener to bind.
 START_TIMEOUT_S = 5.0
 #: Map sources that are outputs (points.py): a setting, a curve buffer cell, a curve index.
-OUTPUT_SOURCES = ("setting", "curve", "curve_ref")
+OUTPUT_SOURCES = ("setting", "curve", "curve_ref", "timeout")
 
 
 def load(ctx: AdapterContext) -> Dnp3Adapter | None:
@@ -98,6 +99,10 @@ class Dnp3Adapter:
         commands = self.commands
         self.curves = curves_mod.CurveEdit(
             lambda: commands.effective_dict() if commands is not None else {})
+        self.reversion = (None if commands is None else
+                          reversion_mod.Reversion(ctx.core, commands.persisted_dict))
+        if self.reversion is not None:
+            self.reversion.schedule.comms.update(state="waiting")
         self._view: CycleView | None = None
         self._peer: str | None = None
         self._connected = False
@@ -292,6 +297,15 @@ class Dnp3Adapter:
             return (self._control(fn.path, row, self._curve_ref_work(fn, execute=True), True),
                     self._control(fn.path, row, self._curve_ref_work(fn, execute=False)),
                     lambda: self.curves.refs[fn.name])
+        if source == "timeout":
+            rev = self.reversion
+            assert rev is not None
+
+            def set_timeout(v: float | bool) -> None:
+                rev.timeout_s[arg] = float(v)
+            return (self._control(f"{arg}.reversion_timeout", row, set_timeout, True),
+                    self._control(f"{arg}.reversion_timeout", row, lambda v: None),
+                    lambda: rev.timeout_s[arg])
         if arg == "select":
             def select(v: float | bool) -> None:
                 self.curves.selected = round(float(v))
@@ -327,6 +341,8 @@ class Dnp3Adapter:
             if drafted:
                 assert fn is not None and number is not None
                 changes.update(self.curves.changes(fn, number))
+            if self._temporary(fn_name, changes, execute):
+                return
             if not execute:
                 self.commands.check(changes)
                 return
@@ -336,6 +352,14 @@ class Dnp3Adapter:
                 self.curves.applied(fn, number)
         return work
 
+    def _temporary(self, function: str, changes: dict[str, Any], execute: bool) -> bool:
+        """A command of a function with a reversion timeout: handled as a timed command
+        (True), or not one after all (False: write it as a setting)."""
+        rev = self.reversion
+        if rev is None or not rev.governs(function):
+            return False
+        return rev.command(function, changes, self._who(), execute)
+
     def _curve_ref_work(self, fn: curves_mod.CurveFunction,
                         execute: bool) -> Callable[[float | bool], None]:
         """Point ``fn`` at a curve: the whole curve as one settings write."""
@@ -343,6 +367,8 @@ class Dnp3Adapter:
             assert self.commands is not None
             number = round(float(v))
             changes = self.curves.changes(fn, number)
+            if self._temporary(fn.name, changes, execute):
+                return  # held or timed: the curve keeps its draft, the function its number
             if not execute:
                 self.commands.check(changes)
                 return
@@ -387,6 +413,11 @@ class Dnp3Adapter:
         outcome = str(event.outcome)
         key = (event.remote.host, event.remote.port) if event.remote else None
         der = self._peer_certs.pop(key, None) if key is not None else None
+        comms = self.reversion.schedule.comms if self.reversion is not None else {}
+        if outcome == "accepted":
+            comms.update(state="connected", last_contact=time.time())
+        elif outcome in ("ended", "displaced"):
+            comms.update(state="lost", last_contact=time.time())
         if outcome == "accepted":
             self._connected = True
             peer = f"{event.remote.host}:{event.remote.port}" if event.remote else "?"

@@ -41,7 +41,8 @@ var / VA x1). ``source`` says where the value comes from:
 - ``curve:<cell>``: a cell of the curve edit buffer (``select``, ``type``,
   ``count``, ``x_units``, ``y_units``, ``x1``, ``y1``, ...; :mod:`.curves`);
 - ``curve_ref:<function>``: the number of the curve a function follows; writing it
-  applies that curve through the command API.
+  applies that curve through the command API;
+- ``timeout:<function>``: the function's reversion timeout, seconds (:mod:`.reversion`).
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ ROWS: tuple[Row, ...] = (
        function="active_power_limit", pairs="AI149", units="%"),
     _r("AI", 149, "Active Power Limit Discharge (Generation) Setpoint", "mirror", scale=0.1,
        lo=0, hi=1000, cls=2, function="active_power_limit", pairs="AO88", units="%"),
+    _r("AO", 85, "Active Power Limit Reversion Timeout Period",
+       "timeout:active_power_limit", scale=1, lo=0, hi=I32_MAX, function="active_power_limit",
+       pairs="AI145", units="s"),
+    _r("AI", 145, "Active Power Limit Reversion Timeout Period", "mirror", scale=1, lo=0,
+       hi=I32_MAX, cls=2, function="active_power_limit", pairs="AO85", units="s"),
     # -- constant power factor (BO10: 0 over-excited / injecting, 1 under-excited / absorbing)
     _r("BO", 28, "Enable Fixed Power Factor Mode", "setting:fixed_pf.enabled", cls=2,
        function="fixed_pf", pairs="BI80"),
@@ -171,12 +177,20 @@ ROWS: tuple[Row, ...] = (
        "setting:fixed_pf.absorbing", cls=2, function="fixed_pf", pairs="BI29"),
     _r("BI", 29, "Power Factor Excitation When Discharging / Generating", "mirror", cls=2,
        function="fixed_pf", pairs="BO10"),
+    _r("AO", 209, "Fixed Power Factor Reversion Timeout Period", "timeout:fixed_pf", scale=1,
+       lo=0, hi=I32_MAX, function="fixed_pf", pairs="AI287", units="s"),
+    _r("AI", 287, "Fixed Power Factor Reversion Timeout Period", "mirror", scale=1, lo=0,
+       hi=I32_MAX, cls=2, function="fixed_pf", pairs="AO209", units="s"),
     # -- volt-var (its curve through the edit buffer below)
     _r("BO", 29, "Enable Volt-VAR Control Mode", "setting:volt_var.enabled", cls=2,
        function="volt_var", pairs="BI81"),
     _r("BI", 81, "Operating Mode - Volt-VAR Control Enabled", "mirror", cls=2,
        function="volt_var", pairs="BO29"),
     _r("BI", 48, "Supports Volt-VAr Control Mode", "supports", enables="BO29"),
+    _r("AO", 215, "Volt-VAr Control Reversion Timeout Period", "timeout:volt_var", scale=1,
+       lo=0, hi=I32_MAX, function="volt_var", pairs="AI293", units="s"),
+    _r("AI", 293, "Volt-VAr Control Reversion Timeout Period", "mirror", scale=1, lo=0,
+       hi=I32_MAX, cls=2, function="volt_var", pairs="AO215", units="s"),
     _r("AO", 217, "Volt-VAr Curve Index", "curve_ref:volt_var", lo=1, hi=curves.CURVES,
        function="volt_var", pairs="AI297"),
     _r("AI", 297, "Volt-VAr Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,

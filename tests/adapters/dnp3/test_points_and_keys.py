@@ -16,7 +16,7 @@ def test_the_built_in_map_is_consistent_and_every_output_has_its_readback():
     by_addr = {f"{r.kind}{r.index}": r for r in rows}
     for row in rows:
         if row.kind in ("AO", "BO"):
-            assert row.source.split(":")[0] in ("setting", "curve", "curve_ref"), row
+            assert row.source.split(":")[0] in ("setting", "curve", "curve_ref", "timeout"), row
             back = by_addr[row.pairs]  # every output is read back by its paired input
             assert back.pairs == f"{row.kind}{row.index}" and back.source == "mirror"
             # a function's output names it; the curve buffer's cells belong to none

@@ -1,0 +1,101 @@
+"""Reversion timeouts (AN2018-001 AO85 / AO209 / AO215) through the core's utility
+schedule, end to end: the simulated inverter -> the gateway -> a foreign master.
+
+Shown: with a function's reversion timeout set, its setpoints are held (the persisted
+settings untouched), enabling it puts them in force for that many seconds, and when
+the time is up what was in force before applies again: also after the master's link
+is gone (each dnp3py exchange is its own association; the yadnp3 master is shut down
+while the command is in force). A held setpoint the core refuses changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from simulator import wait_until
+
+from .conftest import ONLINE, OUT_OF_RANGE, SUCCESS, curve_writes
+
+
+def _limit(commands) -> tuple[bool, float]:
+    lim = commands.effective_dict()["active_power_limit"]
+    return lim["enabled"], lim["p_limit_pct"]
+
+
+def test_a_timed_limit_reverts_when_its_timeout_expires(gateway, master):
+    commands = gateway.commands
+    assert master.direct_operate_binary(17, False) == SUCCESS
+    persisted, before = commands.persisted_dict(), _limit(commands)
+    assert before[0] is False
+    assert master.operate_in_turn([("AO", 85, 3), ("AO", 88, 300)]) == [SUCCESS, SUCCESS]
+    assert commands.persisted_dict() == persisted  # held, not written
+    assert _limit(commands) == before
+    t0 = time.monotonic()
+    assert master.direct_operate_binary(17, True) == SUCCESS  # the master's link ends here
+    wait_until(lambda: _limit(commands) == (True, 30.0), timeout=5)  # within a cycle or two
+    assert commands.persisted_dict() == persisted
+    points = master.integrity_poll()
+    assert points.ai[145] == (3.0, ONLINE) and points.ai[149] == (300.0, ONLINE)
+    wait_until(lambda: _limit(commands) == before, timeout=15)
+    took = time.monotonic() - t0
+    assert 2.5 <= took <= 6.0, took  # 3 s, and a control cycle or two
+    assert commands.persisted_dict() == persisted
+    assert master.direct_operate_analog(85, 0) == SUCCESS
+
+
+def test_a_held_setpoint_the_core_refuses_changes_nothing(gateway, master):
+    commands = gateway.commands
+    persisted, effective = commands.persisted_dict(), commands.effective_dict()
+    statuses = master.operate_in_turn([("AO", 209, 5), ("AO", 210, 50), ("AO", 209, 0)])
+    assert statuses == [SUCCESS, OUT_OF_RANGE, SUCCESS]  # PF 0.50: below the minimum
+    assert commands.persisted_dict() == persisted
+    assert commands.effective_dict() == effective
+
+
+def test_a_timed_volt_var_curve_reverts_to_the_persisted_one(gateway, master):
+    commands = gateway.commands
+    persisted = commands.persisted_dict()
+    assert persisted["volt_var"]["enabled"] is True
+    flat = [(90.0, 15.0), (110.0, 15.0)]
+    writes = [("AO", 215, 3), *curve_writes(6, 2, 2, flat), ("AO", 217, 6), ("BO", 29, True)]
+    statuses = master.operate_in_turn(writes)
+    assert statuses == [SUCCESS] * len(statuses)
+    wait_until(lambda: commands.effective_dict()["volt_var"]["q_base"] == "rated_var",
+               timeout=5)
+    shown = commands.effective_dict()["volt_var"]
+    assert shown["enabled"] is True and shown["q_base"] == "rated_var"
+    assert shown["curve"] == [{"v_pu": 0.9, "q_pct": 15.0}, {"v_pu": 1.1, "q_pct": 15.0}]
+    assert commands.persisted_dict() == persisted
+    wait_until(lambda: commands.effective_dict()["volt_var"] == persisted["volt_var"],
+               timeout=15)
+    assert master.direct_operate_analog(215, 0) == SUCCESS
+
+
+def test_a_timed_power_factor_reverts_after_the_yadnp3_master_is_gone(gateway):
+    pytest.importorskip("opendnp3", reason="yadnp3 has wheels for x86_64 and Windows only")
+    from .test_yadnp3 import YadMaster
+
+    commands = gateway.commands
+    persisted = commands.persisted_dict()
+    assert persisted["fixed_pf"]["enabled"] is False and persisted["volt_var"]["enabled"]
+    master = YadMaster(gateway.port)
+    try:
+        assert master.analog(209, 3) == SUCCESS  # 3 s
+        assert master.analog(210, 95) == SUCCESS  # PF 0.95 (x0.01)
+        t0 = time.monotonic()
+        assert master.latch(28, True) == SUCCESS
+        wait_until(lambda: commands.effective_dict()["fixed_pf"]["enabled"], timeout=5)
+        shown = commands.effective_dict()
+        assert shown["fixed_pf"]["enabled"] is True and shown["fixed_pf"]["pf"] == 0.95
+        assert shown["volt_var"]["enabled"] is False  # one reactive mode at a time
+    finally:
+        master.close()  # the link is lost while the command is in force
+    wait_until(lambda: commands.effective_dict()["fixed_pf"]["enabled"] is False, timeout=15)
+    took = time.monotonic() - t0
+    assert 2.5 <= took <= 6.0, took
+    assert commands.effective_dict()["volt_var"]["enabled"] is True
+    assert commands.persisted_dict() == persisted
+    state = gateway.app.adapters[0].reversion.schedule.comms
+    assert state["state"] == "lost"
