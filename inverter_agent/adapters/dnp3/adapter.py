@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inverter_agent.core.commands import CommandRefused
+from inverter_agent.core.view import HEALTH_ALARM, HEALTH_WARNING
 from inverter_agent.security.bind import check_bind
 
 from . import curves as curves_mod
@@ -117,6 +118,7 @@ class Dnp3Adapter:
         self._identity: Any = None
         self._may_command = self.tls is None  # plain: loopback only (check_bind), as MMS
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._frozen_once = False
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self.outstation, self.session = self._build()
@@ -170,7 +172,9 @@ class Dnp3Adapter:
                           maximum=row.hi, units=row.units,
                           associated=None if assoc is None else (Kind(assoc[0]), assoc[1]),
                           enabled_by=None if enables is None else (Kind(enables[0]),
-                                                                   enables[1]))
+                                                                   enables[1]),
+                          frozen=kind is Kind.CTR,
+                          frozen_event_class=row.cls if kind is Kind.CTR else None)
             source, _, arg = row.source.partition(":")
             if source in OUTPUT_SOURCES:
                 if self.commands is None:
@@ -187,6 +191,10 @@ class Dnp3Adapter:
             elif source == "state":
                 pts[point.address] = point
                 binding.read(kind, row.index, self._state(arg))
+            elif source == "curve_state":
+                pts[point.address] = point
+                binding.read(kind, row.index,
+                             lambda: self.curves.referenced_by(self.curves.selected) is not None)
             elif source in ("mirror", "supports"):
                 pts[point.address] = point  # the engine derives them from the outputs
             else:
@@ -246,6 +254,17 @@ class Dnp3Adapter:
                 w, conn = inv.good("W"), inv.good("Conn")
                 state = bool(conn) and w is not None and w > 0
                 return Reading(state, Quality.GOOD if up else Quality.COMM_LOST)
+            fs = inv.functions
+            if fs is None:  # the functions do not run: nothing to say
+                return Reading(False, Quality.OFFLINE)
+            quality = Quality.GOOD if fresh else Quality.COMM_LOST
+            if name == "tripped":  # the gateway's own decision, known with the link down
+                kind = fs.out_of_service_kind
+                return Reading(kind is not None and kind.is_trip, quality)
+            if name == "health_alarm":
+                return Reading(fs.health == HEALTH_ALARM, quality)
+            if name == "health_warning":
+                return Reading(fs.health == HEALTH_WARNING, quality)
             raise ValueError(f"unknown state {name!r}")
         return read
 
@@ -512,8 +531,14 @@ class Dnp3Adapter:
                 pass
 
     def _scan(self) -> None:
-        """On the engine's loop: buffer what changed as events; report them unasked."""
+        """On the engine's loop: buffer what changed as events; report them unasked.
+        The first scan (the first view) freezes the counters, so the frozen counters
+        have a value from the first integrity poll on (AN2018-001: "beginning at
+        startup"); a master freezes them again with an immediate freeze."""
         try:
+            if not self._frozen_once:
+                self._frozen_once = True
+                self.outstation.freeze_all()
             if self.outstation.poll() and self._server is not None:
                 self._server.notify()
         except Exception:

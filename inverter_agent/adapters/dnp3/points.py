@@ -33,7 +33,9 @@ var / VA x1). ``source`` says where the value comes from:
 
 - ``reading:<name>``: the inverter's HAL reading (quality from the core's view);
 - ``state:<name>``: a state the adapter derives from the view (``link_lost``,
-  ``generating``);
+  ``generating``, ``tripped``: a protection trip holds the DER out of service,
+  ``health_alarm`` / ``health_warning``: the core's health of the functions);
+- ``curve_state:referenced``: whether a function follows the selected curve;
 - ``setting:<dotted path>``: an output that writes the core's setting through
   the command API; its paired input (``pairs``) reads the effective setting back;
 - ``supports``: a "supports" input, true when the output it names (``enables``)
@@ -58,7 +60,7 @@ I32_MIN, I32_MAX = -2147483648, 2147483647
 
 @dataclass(frozen=True)
 class Row:
-    kind: str  # "AI", "BI", "AO", "BO"
+    kind: str  # "AI", "BI", "AO", "BO", "CTR" (a counter, with its frozen counter)
     index: int
     name: str
     source: str
@@ -147,6 +149,13 @@ ROWS: tuple[Row, ...] = (
     _r("BI", 0, "System Communication Error", "state:link_lost", cls=1),
     _r("BI", 19, "DER is Connected and Generating", "state:generating", cls=2),
     _r("BI", 23, "DER Connect/Disconnect Switch Closed Status", "reading:Conn", cls=2),
+    # -- alarms: the core's own knowledge (a trip, its health), not the inverter's codes
+    _r("BI", 1, "System Has Priority 1 Alarms", "state:tripped", cls=1),
+    _r("BI", 2, "System Has Priority 2 Alarms", "state:health_alarm", cls=1),
+    _r("BI", 3, "System Has Priority 3 Alarms", "state:health_warning", cls=1),
+    # -- energy (a counter with its frozen counter; AN2018-001's header lists none: the
+    # index is the one py1815's IEEE 1815.2 reference DER gives "Wh delivered")
+    _r("CTR", 0, "Total Active Energy Delivered", "reading:WH", cls=3, units="Wh"),
     # -- limit maximum active power
     _r("BO", 17, "Enable Active Power Limit Mode", "setting:active_power_limit.enabled",
        cls=2, function="active_power_limit", pairs="BI69"),
@@ -206,6 +215,7 @@ ROWS: tuple[Row, ...] = (
     _r("AI", 248, "Volt-Watt Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,
        function="volt_watt", pairs="AO173"),
     *_curve_window(),
+    _r("BI", 107, "Selected Curve is Referenced by a Mode", "curve_state:referenced", cls=1),
 )
 
 _FIELDS = tuple(Row.__dataclass_fields__)
@@ -232,7 +242,7 @@ def check(rows: tuple[Row, ...]) -> tuple[Row, ...]:
     """Refuse a map with a duplicate address, an unknown kind or a dangling pair."""
     seen: set[str] = set()
     for row in rows:
-        if row.kind not in ("AI", "BI", "AO", "BO"):
+        if row.kind not in ("AI", "BI", "AO", "BO", "CTR"):
             raise ValueError(f"{row.kind}{row.index}: unknown kind {row.kind!r}")
         addr = f"{row.kind}{row.index}"
         if addr in seen:
