@@ -98,8 +98,8 @@ class Dnp3Adapter:
         self.inverter = ctx.inverters[0]
         self.commands = ctx.core.commands(self.inverter) if ctx.functions else None
         commands = self.commands
-        self.curves = curves_mod.CurveEdit(
-            lambda: commands.effective_dict() if commands is not None else {})
+        self._effective_cache: tuple[int, dict[str, Any]] = (-1, {})
+        self.curves = curves_mod.CurveEdit(self._effective)
         self.reversion = (None if commands is None else
                           reversion_mod.Reversion(ctx.core, commands.persisted_dict))
         if self.reversion is not None:
@@ -273,11 +273,23 @@ class Dnp3Adapter:
 
         def read() -> Any:
             assert self.commands is not None
-            value = _get(self.commands.effective_dict(), path)
+            value = _get(self._effective(), path)
             if value is None:
                 return Reading(0, Quality.NEVER_READ)
             return Reading(value)
         return read
+
+    def _effective(self) -> dict[str, Any]:
+        """The effective settings as plain data, rebuilt only when they changed: an
+        event scan reads every readback each cycle, and one conversion costs ~1 ms."""
+        if self.commands is None:
+            return {}
+        version = self.commands.version  # first: a change after it only costs a rebuild
+        cached_version, cached = self._effective_cache
+        if cached_version != version:
+            cached = self.commands.effective_dict()
+            self._effective_cache = (version, cached)
+        return cached
 
     def _who(self) -> str:
         who = f"dnp3 master={self.master_address} peer={self._peer or '?'}"
