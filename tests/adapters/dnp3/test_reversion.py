@@ -99,3 +99,32 @@ def test_a_timed_power_factor_reverts_after_the_yadnp3_master_is_gone(gateway):
     assert commands.persisted_dict() == persisted
     state = gateway.app.adapters[0].reversion.schedule.comms
     assert state["state"] == "lost"
+
+
+def test_two_timed_functions_each_revert_at_their_own_time(gateway, master):
+    """A timed limit (2 s) and a timed volt-watt curve (5 s): consecutive events of the
+    DNP3 schedule, the limit ends first, the curve later, each to the persisted value."""
+    commands = gateway.commands
+    assert master.direct_operate_binary(17, False) == SUCCESS
+    persisted = commands.persisted_dict()
+    assert persisted["volt_watt"]["enabled"] is True  # the profile's default: locked curve
+    number = int(master.integrity_poll().ai[248][0]) % 8 + 1  # another curve than its own
+    writes = [("AO", 85, 2), ("AO", 88, 450), ("AO", 171, 5),
+              *curve_writes(number, 5, 5, [(103.0, 100.0), (109.0, 20.0)]),
+              ("AO", 173, number), ("BO", 17, True), ("BO", 25, True)]
+    t0 = time.monotonic()
+    statuses = master.operate_in_turn(writes)
+    assert statuses == [SUCCESS] * len(statuses)
+    timed_curve = [{"v_pu": 1.03, "p_pct": 100.0}, {"v_pu": 1.09, "p_pct": 20.0}]
+    wait_until(lambda: _limit(commands) == (True, 45.0)
+               and commands.effective_dict()["volt_watt"]["curve"] == timed_curve, timeout=5)
+    wait_until(lambda: _limit(commands) == (False, persisted["active_power_limit"][
+        "p_limit_pct"]), timeout=10)
+    limit_ended = time.monotonic() - t0
+    assert commands.effective_dict()["volt_watt"]["curve"] == timed_curve  # still timed
+    wait_until(lambda: commands.effective_dict()["volt_watt"] == persisted["volt_watt"],
+               timeout=15)
+    curve_ended = time.monotonic() - t0
+    assert limit_ended < 4.5 <= curve_ended + 0.5, (limit_ended, curve_ended)
+    assert commands.persisted_dict() == persisted
+    assert master.operate_in_turn([("AO", 85, 0), ("AO", 171, 0)]) == [SUCCESS, SUCCESS]
