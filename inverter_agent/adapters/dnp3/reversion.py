@@ -9,8 +9,8 @@ or volt-watt is pointed at), and when the time is up what was in force before
 applies again: the persisted settings, which these commands never touch.
 Disabling it ends it early. A setpoint written while the timeout is set and the
 function is not in force is held for the next enable (checked now, by the core's
-validator); one written while it is
-in force applies at once, without restarting the time.
+validator); one written while it is in force applies at once, without
+restarting the time.
 
 The timed commands are the DNP3 source's events in the core's utility schedule
 (``Core.schedule("dnp3")``, arbitrated by docs/arbitration.md with every other
