@@ -44,11 +44,13 @@ OFFERED: dict[str, str] = _carriers()
 
 #: Function -> why the outstation does not offer it (yet).
 NOT_OFFERED: dict[str, str] = {
-    "voltage_ride_through": "its must-trip / momentary-cessation curve indices (AO23-26) "
-                            "are not mapped to the curve edit buffer yet; the gateway's "
-                            "ride-through settings stay as configured",
-    "frequency_ride_through": "its must-trip curve indices (AO28-29) are not mapped to the "
-                              "curve edit buffer yet",
+    "voltage_ride_through": "a must-trip / momentary-cessation curve (AO23-26) is the "
+                            "envelope of the regions' clearing times and says nothing of "
+                            "each region's mode or ride-through time: no curve is turned "
+                            "into protection settings (first, do no harm); they stay as "
+                            "configured (MMS carries them whole, DHVT1 / DLVT1 RtCrv)",
+    "frequency_ride_through": "as voltage ride-through: the must-trip curves (AO28-29) are "
+                              "not turned into protection settings (MMS DHFT1 / DLFT1 RtCrv)",
     "anti_islanding": "AN2018-001 has no point for it: supervision stays local",
     "enter_service": "the enter-service window (AO6-12) is not mapped yet",
     "constant_var": "AO203 / BO27 not mapped yet",

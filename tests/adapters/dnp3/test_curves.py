@@ -24,6 +24,22 @@ PCT_VARS, PCT_WATTS = 2, 5  # Y units: % of max VArs, % of max Watts
 CURVE = [(90.0, 30.0), (95.0, 20.0), (105.0, 20.0), (110.0, -30.0)]  # V %, Q % of max VArs
 
 
+def test_the_window_shows_the_curve_a_function_follows_in_the_buffers_units(
+        gateway, master):
+    # the profile's volt-var curve: Q in % of rated VA (44 % of VA is the max VArs)
+    settings = gateway.commands.effective_dict()
+    assert settings["volt_var"]["q_base"] == "rated_va"
+    assert settings["nameplate"]["var_max_pct"] == 44.0
+    number = int(master.integrity_poll().ai[297][0])
+    assert master.direct_operate_analog(244, number) == SUCCESS
+    ai = master.integrity_poll().ai
+    assert ai[329][0] == VOLT_VAR and ai[331][0] == 129 and ai[332][0] == PCT_VARS
+    shown = [(ai[333 + 2 * i][0] / 10, ai[334 + 2 * i][0] / 10) for i in range(int(ai[330][0]))]
+    assert shown == pytest.approx([(p["v_pu"] * 100, p["q_pct"] * 100 / 44.0)
+                                   for p in settings["volt_var"]["curve"]])
+    assert master.integrity_poll().bi[107] == (True, ONLINE)  # followed by a function
+
+
 def test_a_volt_var_curve_written_through_the_edit_buffer_is_persisted_and_read_back(
         gateway, master):
     commands = gateway.commands
