@@ -34,9 +34,10 @@ def test_the_window_shows_the_curve_a_function_follows_in_the_buffers_units(
     assert master.direct_operate_analog(244, number) == SUCCESS
     ai = master.integrity_poll().ai
     assert ai[329][0] == VOLT_VAR and ai[331][0] == 129 and ai[332][0] == PCT_VARS
-    shown = [(ai[333 + 2 * i][0] / 10, ai[334 + 2 * i][0] / 10) for i in range(int(ai[330][0]))]
-    assert shown == pytest.approx([(p["v_pu"] * 100, p["q_pct"] * 100 / 44.0)
-                                   for p in settings["volt_var"]["curve"]])
+    shown = [v for i in range(int(ai[330][0])) for v in (ai[333 + 2 * i][0] / 10,
+                                                          ai[334 + 2 * i][0] / 10)]
+    assert shown == pytest.approx([v for p in settings["volt_var"]["curve"]
+                                   for v in (p["v_pu"] * 100, p["q_pct"] * 100 / 44.0)])
     assert master.integrity_poll().bi[107] == (True, ONLINE)  # followed by a function
 
 
