@@ -53,7 +53,5 @@ NOT_OFFERED: dict[str, str] = {
                               "not turned into protection settings (MMS DHFT1 / DLFT1 RtCrv)",
     "anti_islanding": "AN2018-001 has no point for it: supervision stays local",
     "enter_service": "the enter-service window (AO6-12) is not mapped yet",
-    "constant_var": "AO203 / BO27 not mapped yet",
-    "freq_watt": "the frequency-watt parameters (BO16, AO62-73) are not mapped yet",
     "ramp": "AN2018-001 ramp rates are per mode (e.g. AO175/176), not mapped yet",
 }

@@ -1,16 +1,16 @@
 """Reversion timeouts (AN2018-001 "Reversion Timeout Period") through the core.
 
 A master that sets a function's reversion timeout (active power limit AO85,
-fixed power factor AO209, volt-var AO215, volt-watt AO171; seconds, read back at
-AI145, AI287, AI293, AI245) makes its commands of that function temporary:
-enabling the function (BO17, BO28, BO29, BO25) puts it in force for that many
-seconds, with the setpoints written for it (AO88; AO210, BO10; the curve volt-var
-or volt-watt is pointed at), and when the time is up what was in force before
-applies again: the persisted settings, which these commands never touch.
-Disabling it ends it early. A setpoint written while the timeout is set and the
-function is not in force is held for the next enable (checked now, by the core's
-validator); one written while it is in force applies at once, without
-restarting the time.
+fixed power factor AO209, volt-var AO215, volt-watt AO171, constant var AO202;
+seconds, read back at AI145, AI287, AI293, AI245, AI280) makes its commands of
+that function temporary: enabling the function (BO17, BO28, BO29, BO25, BO27) puts
+it in force for that many seconds, with the setpoints written for it (AO88; AO210,
+BO10; the curve volt-var or volt-watt is pointed at; AO203), and when the time is
+up what was in force before applies again: the persisted settings, which these
+commands never touch. Disabling it ends it early. A setpoint written while the
+timeout is set and the function is not in force is held for the next enable
+(checked now, by the core's validator); one written while it is in force applies
+at once, without restarting the time.
 
 The timed commands are the DNP3 source's events in the core's utility schedule
 (``Core.schedule("dnp3")``, arbitrated by docs/arbitration.md with every other
@@ -40,6 +40,7 @@ TIMEOUTS: dict[str, tuple[int, int]] = {
     "fixed_pf": (209, 287),
     "volt_var": (215, 293),
     "volt_watt": (171, 245),
+    "constant_var": (202, 280),
 }
 
 
@@ -123,6 +124,8 @@ class Reversion:
             return {"p_limit_pct": float(value("active_power_limit.p_limit_pct"))}
         if function == "fixed_pf":
             return {"fixed_pf": (float(value("fixed_pf.pf")), bool(value("fixed_pf.absorbing")))}
+        if function == "constant_var":
+            return {"fixed_var_pct": float(value("constant_var.q_pct"))}
         if function == "volt_watt":
             return {"volt_watt_curve": tuple((float(p["v_pu"]), float(p["p_pct"]))
                                              for p in value("volt_watt.curve"))}
