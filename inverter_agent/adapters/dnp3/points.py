@@ -50,7 +50,7 @@ var / VA x1). ``source`` says where the value comes from:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import curves
@@ -84,6 +84,30 @@ def _r(kind: str, index: int, name: str, source: str, **kw: Any) -> Row:
     return Row(kind, index, name, source, **kw)
 
 
+def _paired(kind: str, index: int, back_kind: str, back: int, name: str, source: str,
+            function: str | None, out_cls: int = 0, **kw: Any) -> tuple[Row, Row]:
+    """An output and the input that reads it back (class 2), of one name and scaling."""
+    return (_r(kind, index, name, source, cls=out_cls, function=function,
+               pairs=f"{back_kind}{back}", **kw),
+            _r(back_kind, back, name, "mirror", cls=2, function=function,
+               pairs=f"{kind}{index}", **kw))
+
+
+def _enable(function: str, bo: int, name: str, bi: int, mode: str, supports: int,
+            supports_name: str) -> tuple[Row, ...]:
+    """A function's enable, its "operating mode" readback and its "supports" input."""
+    enable, back = _paired("BO", bo, "BI", bi, name, f"setting:{function}.enabled", function,
+                           out_cls=2)
+    return (enable, replace(back, name=mode),
+            _r("BI", supports, supports_name, "supports", enables=f"BO{bo}"))
+
+
+def _timeout(function: str, ao: int, ai: int, name: str) -> tuple[Row, Row]:
+    """A function's reversion timeout (seconds) and its readback."""
+    return _paired("AO", ao, "AI", ai, name, f"timeout:{function}", function, scale=1, lo=0,
+                   hi=I32_MAX, units="s")
+
+
 def _curve_window() -> tuple[Row, ...]:
     """The curve edit buffer (AO244 on) and its readback (AI328 on): the selector, the
     mode type, the number of points, the units, then X / Y of each point."""
@@ -91,10 +115,9 @@ def _curve_window() -> tuple[Row, ...]:
              "count": ("Curve Number of Points", 0, curves.POINTS, None),
              "x_units": ("Independent (X-Value) Units for Curve", 0, 255, None),
              "y_units": ("Dependent (Y-Value) Units for Curve", 0, 255, None)}
-    rows = [_r("AO", curves.SELECTOR_AO, "Curve Edit Selection", "curve:select", lo=1,
-               hi=curves.CURVES, pairs=f"AI{curves.SELECTOR_AI}"),
-            _r("AI", curves.SELECTOR_AI, "Curve Edit Selector", "mirror", lo=1,
-               hi=curves.CURVES, cls=2, pairs=f"AO{curves.SELECTOR_AO}")]
+    select, back = _paired("AO", curves.SELECTOR_AO, "AI", curves.SELECTOR_AI,
+                           "Curve Edit Selection", "curve:select", None, lo=1, hi=curves.CURVES)
+    rows = [select, replace(back, name="Curve Edit Selector")]
     for offset, cell in enumerate(curves.field_names(), start=1):
         if cell in names:
             name, lo, hi, scale = names[cell]
@@ -102,10 +125,8 @@ def _curve_window() -> tuple[Row, ...]:
             name = f"Curve Point {cell[1:]} {cell[0].upper()}-Value"
             lo, hi, scale = I32_MIN, I32_MAX, curves.SCALE
         ao, ai = curves.SELECTOR_AO + offset, curves.SELECTOR_AI + offset
-        rows += [_r("AO", ao, name, f"curve:{cell}", scale=scale, lo=lo, hi=hi,
-                    pairs=f"AI{ai}", units=None if scale is None else "%"),
-                 _r("AI", ai, name, "mirror", scale=scale, lo=lo, hi=hi, cls=2,
-                    pairs=f"AO{ao}", units=None if scale is None else "%")]
+        rows += _paired("AO", ao, "AI", ai, name, f"curve:{cell}", None, scale=scale, lo=lo,
+                        hi=hi, units=None if scale is None else "%")
     return tuple(rows)
 
 
@@ -157,87 +178,45 @@ ROWS: tuple[Row, ...] = (
     # index is the one py1815's IEEE 1815.2 reference DER gives "Wh delivered")
     _r("CTR", 0, "Total Active Energy Delivered", "reading:WH", cls=3, units="Wh"),
     # -- limit maximum active power
-    _r("BO", 17, "Enable Active Power Limit Mode", "setting:active_power_limit.enabled",
-       cls=2, function="active_power_limit", pairs="BI69"),
-    _r("BI", 69, "Operating Mode - Active Power Limit Enabled", "mirror", cls=2,
-       function="active_power_limit", pairs="BO17"),
-    _r("BI", 36, "Supports Active Power Limit Mode", "supports", enables="BO17"),
-    _r("AO", 88, "Active Power Limit Discharge (Generation) Setpoint",
-       "setting:active_power_limit.p_limit_pct", scale=0.1, lo=0, hi=1000,
-       function="active_power_limit", pairs="AI149", units="%"),
-    _r("AI", 149, "Active Power Limit Discharge (Generation) Setpoint", "mirror", scale=0.1,
-       lo=0, hi=1000, cls=2, function="active_power_limit", pairs="AO88", units="%"),
-    _r("AO", 85, "Active Power Limit Reversion Timeout Period",
-       "timeout:active_power_limit", scale=1, lo=0, hi=I32_MAX, function="active_power_limit",
-       pairs="AI145", units="s"),
-    _r("AI", 145, "Active Power Limit Reversion Timeout Period", "mirror", scale=1, lo=0,
-       hi=I32_MAX, cls=2, function="active_power_limit", pairs="AO85", units="s"),
+    *_enable("active_power_limit", 17, "Enable Active Power Limit Mode",
+             69, "Operating Mode - Active Power Limit Enabled",
+             36, "Supports Active Power Limit Mode"),
+    *_paired("AO", 88, "AI", 149, "Active Power Limit Discharge (Generation) Setpoint",
+             "setting:active_power_limit.p_limit_pct", "active_power_limit", scale=0.1, lo=0,
+             hi=1000, units="%"),
+    *_timeout("active_power_limit", 85, 145, "Active Power Limit Reversion Timeout Period"),
     # -- constant power factor (BO10: 0 over-excited / injecting, 1 under-excited / absorbing)
-    _r("BO", 28, "Enable Fixed Power Factor Mode", "setting:fixed_pf.enabled", cls=2,
-       function="fixed_pf", pairs="BI80"),
-    _r("BI", 80, "Operating Mode - Fixed Power Factor Enabled", "mirror", cls=2,
-       function="fixed_pf", pairs="BO28"),
-    _r("BI", 47, "Supports Fixed Power Factor Mode", "supports", enables="BO28"),
-    _r("AO", 210, "Fixed Power Factor Setpoint When Generating / Discharging",
-       "setting:fixed_pf.pf", scale=0.01, lo=0, hi=100, function="fixed_pf", pairs="AI288"),
-    _r("AI", 288, "Fixed Power Factor Setpoint When Generating / Discharging", "mirror",
-       scale=0.01, lo=0, hi=100, cls=2, function="fixed_pf", pairs="AO210"),
-    _r("BO", 10, "Power Factor Excitation When Discharging / Generating",
-       "setting:fixed_pf.absorbing", cls=2, function="fixed_pf", pairs="BI29"),
-    _r("BI", 29, "Power Factor Excitation When Discharging / Generating", "mirror", cls=2,
-       function="fixed_pf", pairs="BO10"),
-    _r("AO", 209, "Fixed Power Factor Reversion Timeout Period", "timeout:fixed_pf", scale=1,
-       lo=0, hi=I32_MAX, function="fixed_pf", pairs="AI287", units="s"),
-    _r("AI", 287, "Fixed Power Factor Reversion Timeout Period", "mirror", scale=1, lo=0,
-       hi=I32_MAX, cls=2, function="fixed_pf", pairs="AO209", units="s"),
+    *_enable("fixed_pf", 28, "Enable Fixed Power Factor Mode",
+             80, "Operating Mode - Fixed Power Factor Enabled",
+             47, "Supports Fixed Power Factor Mode"),
+    *_paired("AO", 210, "AI", 288, "Fixed Power Factor Setpoint When Generating / Discharging",
+             "setting:fixed_pf.pf", "fixed_pf", scale=0.01, lo=0, hi=100),
+    *_paired("BO", 10, "BI", 29, "Power Factor Excitation When Discharging / Generating",
+             "setting:fixed_pf.absorbing", "fixed_pf", out_cls=2),
+    *_timeout("fixed_pf", 209, 287, "Fixed Power Factor Reversion Timeout Period"),
     # -- constant reactive power (AO203: % of max VArs, + injecting, as AI12 / AI13)
-    _r("BO", 27, "Enable Constant VArs Mode", "setting:constant_var.enabled", cls=2,
-       function="constant_var", pairs="BI79"),
-    _r("BI", 79, "Operating Mode - Constant VArs Enabled", "mirror", cls=2,
-       function="constant_var", pairs="BO27"),
-    _r("BI", 46, "Supports Constant VArs Mode", "supports", enables="BO27"),
-    _r("AO", 203, "Constant VArs Reactive Power Target", "setting:constant_var.q_pct",
-       scale=0.1, lo=-1000, hi=1000, function="constant_var", pairs="AI281", units="%"),
-    _r("AI", 281, "Constant VArs Reactive Power Target", "mirror", scale=0.1, lo=-1000,
-       hi=1000, cls=2, function="constant_var", pairs="AO203", units="%"),
-    _r("AO", 202, "Constant VArs Reversion Timeout Period", "timeout:constant_var", scale=1,
-       lo=0, hi=I32_MAX, function="constant_var", pairs="AI280", units="s"),
-    _r("AI", 280, "Constant VArs Reversion Timeout Period", "mirror", scale=1, lo=0,
-       hi=I32_MAX, cls=2, function="constant_var", pairs="AO202", units="s"),
+    *_enable("constant_var", 27, "Enable Constant VArs Mode",
+             79, "Operating Mode - Constant VArs Enabled", 46, "Supports Constant VArs Mode"),
+    *_paired("AO", 203, "AI", 281, "Constant VArs Reactive Power Target",
+             "setting:constant_var.q_pct", "constant_var", scale=0.1, lo=-1000, hi=1000,
+             units="%"),
+    *_timeout("constant_var", 202, 280, "Constant VArs Reversion Timeout Period"),
     # -- frequency-watt: the enable only (the droop parameters stay as configured)
-    _r("BO", 16, "Enable Frequency-Watt Mode", "setting:freq_watt.enabled", cls=2,
-       function="freq_watt", pairs="BI68"),
-    _r("BI", 68, "Operating Mode - Frequency-Watt Enabled", "mirror", cls=2,
-       function="freq_watt", pairs="BO16"),
-    _r("BI", 35, "Supports Frequency-Watt Mode", "supports", enables="BO16"),
+    *_enable("freq_watt", 16, "Enable Frequency-Watt Mode",
+             68, "Operating Mode - Frequency-Watt Enabled", 35, "Supports Frequency-Watt Mode"),
     # -- volt-var (its curve through the edit buffer below)
-    _r("BO", 29, "Enable Volt-VAR Control Mode", "setting:volt_var.enabled", cls=2,
-       function="volt_var", pairs="BI81"),
-    _r("BI", 81, "Operating Mode - Volt-VAR Control Enabled", "mirror", cls=2,
-       function="volt_var", pairs="BO29"),
-    _r("BI", 48, "Supports Volt-VAr Control Mode", "supports", enables="BO29"),
-    _r("AO", 215, "Volt-VAr Control Reversion Timeout Period", "timeout:volt_var", scale=1,
-       lo=0, hi=I32_MAX, function="volt_var", pairs="AI293", units="s"),
-    _r("AI", 293, "Volt-VAr Control Reversion Timeout Period", "mirror", scale=1, lo=0,
-       hi=I32_MAX, cls=2, function="volt_var", pairs="AO215", units="s"),
-    _r("AO", 217, "Volt-VAr Curve Index", "curve_ref:volt_var", lo=1, hi=curves.CURVES,
-       function="volt_var", pairs="AI297"),
-    _r("AI", 297, "Volt-VAr Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,
-       function="volt_var", pairs="AO217"),
+    *_enable("volt_var", 29, "Enable Volt-VAR Control Mode",
+             81, "Operating Mode - Volt-VAR Control Enabled",
+             48, "Supports Volt-VAr Control Mode"),
+    *_timeout("volt_var", 215, 293, "Volt-VAr Control Reversion Timeout Period"),
+    *_paired("AO", 217, "AI", 297, "Volt-VAr Curve Index", "curve_ref:volt_var", "volt_var",
+             lo=1, hi=curves.CURVES),
     # -- volt-watt (its curve through the edit buffer below)
-    _r("BO", 25, "Enable Volt-Watt Mode", "setting:volt_watt.enabled", cls=2,
-       function="volt_watt", pairs="BI77"),
-    _r("BI", 77, "Operating Mode - Volt-Watt Enabled", "mirror", cls=2,
-       function="volt_watt", pairs="BO25"),
-    _r("BI", 44, "Supports Volt-Watt Mode", "supports", enables="BO25"),
-    _r("AO", 171, "Volt-Watt Reversion Timeout Period", "timeout:volt_watt", scale=1, lo=0,
-       hi=I32_MAX, function="volt_watt", pairs="AI245", units="s"),
-    _r("AI", 245, "Volt-Watt Reversion Timeout Period", "mirror", scale=1, lo=0, hi=I32_MAX,
-       cls=2, function="volt_watt", pairs="AO171", units="s"),
-    _r("AO", 173, "Volt-Watt Curve Index", "curve_ref:volt_watt", lo=1, hi=curves.CURVES,
-       function="volt_watt", pairs="AI248"),
-    _r("AI", 248, "Volt-Watt Curve Index", "mirror", lo=1, hi=curves.CURVES, cls=2,
-       function="volt_watt", pairs="AO173"),
+    *_enable("volt_watt", 25, "Enable Volt-Watt Mode",
+             77, "Operating Mode - Volt-Watt Enabled", 44, "Supports Volt-Watt Mode"),
+    *_timeout("volt_watt", 171, 245, "Volt-Watt Reversion Timeout Period"),
+    *_paired("AO", 173, "AI", 248, "Volt-Watt Curve Index", "curve_ref:volt_watt", "volt_watt",
+             lo=1, hi=curves.CURVES),
     *_curve_window(),
     _r("BI", 107, "Selected Curve is Referenced by a Mode", "curve_state:referenced", cls=1),
 )
