@@ -579,6 +579,9 @@ class Dnp3Adapter:
             "events_overflowed": events.overflowed(),
             "commands": {"accepted": self._accepted, "refused": self._refused,
                          "last_refusal": self._last_refusal},
+            "curves": {"selected": self.curves.selected, "followed": dict(self.curves.refs),
+                       "drafts": sorted(self.curves.drafts)},
+            "timed": {} if self.reversion is None else self.reversion.status(),
         }
 
     def stop(self, timeout_s: float) -> None:

@@ -71,6 +71,14 @@ class Reversion:
         with self._lock:
             return self.timeout_s.get(function, 0.0) > 0 or function in self._live()
 
+    def status(self) -> dict[str, Any]:
+        """Per function with a timeout or a timed command: the timeout and the seconds left."""
+        with self._lock:
+            now = self._clock()
+            live = self._live()
+            return {f: {"timeout_s": t, "left_s": round(live[f] - now, 1) if f in live else None}
+                    for f, t in self.timeout_s.items() if t > 0 or f in live}
+
     def command(self, function: str, changes: Mapping[str, Any], who: str,
                 execute: bool) -> bool:
         """A command of a governed function: held, put in force for its timeout, updated

@@ -36,6 +36,8 @@ def test_a_timed_limit_reverts_when_its_timeout_expires(gateway, master):
     assert master.direct_operate_binary(17, True) == SUCCESS  # the master's link ends here
     wait_until(lambda: _limit(commands) == (True, 30.0), timeout=5)  # within a cycle or two
     assert commands.persisted_dict() == persisted
+    timed = gateway.app.adapters[0].status()["timed"]["active_power_limit"]
+    assert timed["timeout_s"] == 3.0 and 0 < timed["left_s"] <= 3.0
     points = master.integrity_poll()
     assert points.ai[145] == (3.0, ONLINE) and points.ai[149] == (300.0, ONLINE)
     wait_until(lambda: _limit(commands) == before, timeout=15)
