@@ -26,9 +26,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inverter_agent.core.commands import CommandRefused
+from inverter_agent.core.view import HEALTH_ALARM, HEALTH_WARNING
 from inverter_agent.security.bind import check_bind
 
+from . import curves as curves_mod
 from . import points as points_mod
+from . import reversion as reversion_mod
 from .maps import REFUSALS
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 STALE_VIEW_S = 10.0
 #: How long start() waits for the listener to bind.
 START_TIMEOUT_S = 5.0
+#: Map sources that are outputs (points.py): a setting, a curve buffer cell, a curve index.
+OUTPUT_SOURCES = ("setting", "curve", "curve_ref", "timeout")
 
 
 def load(ctx: AdapterContext) -> Dnp3Adapter | None:
@@ -92,6 +97,13 @@ class Dnp3Adapter:
         self.rows = points_mod.load(cfg["dnp3.point_map"])
         self.inverter = ctx.inverters[0]
         self.commands = ctx.core.commands(self.inverter) if ctx.functions else None
+        commands = self.commands
+        self._effective_cache: tuple[int, dict[str, Any]] = (-1, {})
+        self.curves = curves_mod.CurveEdit(self._effective)
+        self.reversion = (None if commands is None else
+                          reversion_mod.Reversion(ctx.core, commands.persisted_dict))
+        if self.reversion is not None:
+            self.reversion.schedule.comms.update(state="waiting")
         self._view: CycleView | None = None
         self._peer: str | None = None
         self._connected = False
@@ -106,6 +118,7 @@ class Dnp3Adapter:
         self._identity: Any = None
         self._may_command = self.tls is None  # plain: loopback only (check_bind), as MMS
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._frozen_once = False
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self.outstation, self.session = self._build()
@@ -159,15 +172,16 @@ class Dnp3Adapter:
                           maximum=row.hi, units=row.units,
                           associated=None if assoc is None else (Kind(assoc[0]), assoc[1]),
                           enabled_by=None if enables is None else (Kind(enables[0]),
-                                                                   enables[1]))
+                                                                   enables[1]),
+                          frozen=kind is Kind.CTR,
+                          frozen_event_class=row.cls if kind is Kind.CTR else None)
             source, _, arg = row.source.partition(":")
-            if source == "setting":
+            if source in OUTPUT_SOURCES:
                 if self.commands is None:
                     continue  # monitoring only: no output is served, "supports" says so
                 pts[point.address] = point
-                binding.output(kind, row.index, self._control(arg, row, execute=True),
-                               check=self._control(arg, row, execute=False),
-                               status=self._setting(arg))
+                apply, check, status = self._output(source, arg, row)
+                binding.output(kind, row.index, apply, check=check, status=status)
                 continue
             if source == "reading":
                 pts[point.address] = point
@@ -177,6 +191,10 @@ class Dnp3Adapter:
             elif source == "state":
                 pts[point.address] = point
                 binding.read(kind, row.index, self._state(arg))
+            elif source == "curve_state":
+                pts[point.address] = point
+                binding.read(kind, row.index,
+                             lambda: self.curves.referenced_by(self.curves.selected) is not None)
             elif source in ("mirror", "supports"):
                 pts[point.address] = point  # the engine derives them from the outputs
             else:
@@ -236,6 +254,17 @@ class Dnp3Adapter:
                 w, conn = inv.good("W"), inv.good("Conn")
                 state = bool(conn) and w is not None and w > 0
                 return Reading(state, Quality.GOOD if up else Quality.COMM_LOST)
+            fs = inv.functions
+            if fs is None:  # the functions do not run: nothing to say
+                return Reading(False, Quality.OFFLINE)
+            quality = Quality.GOOD if fresh else Quality.COMM_LOST
+            if name == "tripped":  # the gateway's own decision, known with the link down
+                kind = fs.out_of_service_kind
+                return Reading(kind is not None and kind.is_trip, quality)
+            if name == "health_alarm":
+                return Reading(fs.health == HEALTH_ALARM, quality)
+            if name == "health_warning":
+                return Reading(fs.health == HEALTH_WARNING, quality)
             raise ValueError(f"unknown state {name!r}")
         return read
 
@@ -244,11 +273,23 @@ class Dnp3Adapter:
 
         def read() -> Any:
             assert self.commands is not None
-            value = _get(self.commands.effective_dict(), path)
+            value = _get(self._effective(), path)
             if value is None:
                 return Reading(0, Quality.NEVER_READ)
             return Reading(value)
         return read
+
+    def _effective(self) -> dict[str, Any]:
+        """The effective settings as plain data, rebuilt only when they changed: an
+        event scan reads every readback each cycle, and one conversion costs ~1 ms."""
+        if self.commands is None:
+            return {}
+        version = self.commands.version  # first: a change after it only costs a rebuild
+        cached_version, cached = self._effective_cache
+        if cached_version != version:
+            cached = self.commands.effective_dict()
+            self._effective_cache = (version, cached)
+        return cached
 
     def _who(self) -> str:
         who = f"dnp3 master={self.master_address} peer={self._peer or '?'}"
@@ -275,26 +316,114 @@ class Dnp3Adapter:
         digits = _decimals(row.scale)
         return float(value) if digits is None else round(float(value), digits)
 
-    def _control(self, path: str, row: points_mod.Row,
-                 execute: bool) -> Callable[[float], Any]:
-        """The engine's callback for one output: ``check`` on select (and before an
-        operate), ``apply`` (a persisted write) on operate. None answers SUCCESS."""
+    def _output(self, source: str, arg: str, row: points_mod.Row) -> tuple[Any, Any, Any]:
+        """(apply, check, status) of one output: ``check`` runs on select and before an
+        operate, ``apply`` on operate; each answers None (SUCCESS) or a command status."""
+        if source == "setting":
+            return (self._control(arg, row, self._setting_work(arg, row, execute=True), True),
+                    self._control(arg, row, self._setting_work(arg, row, execute=False)),
+                    self._setting(arg))
+        if source == "curve_ref":
+            fn = curves_mod.FUNCTIONS[arg]
+            return (self._control(fn.path, row, self._curve_ref_work(fn, execute=True), True),
+                    self._control(fn.path, row, self._curve_ref_work(fn, execute=False)),
+                    lambda: self.curves.refs[fn.name])
+        if source == "timeout":
+            rev = self.reversion
+            assert rev is not None
+
+            def set_timeout(v: float | bool) -> None:
+                rev.timeout_s[arg] = float(v)
+            return (self._control(f"{arg}.reversion_timeout", row, set_timeout, True),
+                    self._control(f"{arg}.reversion_timeout", row, lambda v: None),
+                    lambda: rev.timeout_s[arg])
+        if arg == "select":
+            def select(v: float | bool) -> None:
+                self.curves.selected = round(float(v))
+            return (self._control("curve", row, select, True),
+                    self._control("curve", row, lambda v: None),
+                    lambda: self.curves.selected)
+
+        def edit(v: float | bool) -> None:
+            self.curves.check_edit()
+            self.curves.edit(arg, float(v))
+
+        def shown() -> Any:
+            from py1815.profile import Quality, Reading
+
+            value = self.curves.shown(self.curves.selected).get(arg)
+            return Reading(0, Quality.NEVER_READ) if value is None else Reading(value)
+        return (self._control(f"curve.{arg}", row, edit, True),
+                self._control(f"curve.{arg}", row, lambda v: self.curves.check_edit()),
+                shown)
+
+    def _setting_work(self, path: str, row: points_mod.Row,
+                      execute: bool) -> Callable[[float | bool], None]:
+        """A setting's write (validated, persisted, audited by the core), or its check.
+        Enabling a curve function whose curve has a draft applies the draft with it."""
+        def work(v: float | bool) -> None:
+            assert self.commands is not None
+            changes: dict[str, Any] = {path: v}
+            fn_name, _, leaf = path.partition(".")
+            fn = curves_mod.FUNCTIONS.get(fn_name)
+            number = self.curves.refs.get(fn_name)
+            drafted = fn is not None and leaf == "enabled" and v is True \
+                and number in self.curves.drafts
+            if drafted:
+                assert fn is not None and number is not None
+                changes.update(self.curves.changes(fn, number))
+            if self._temporary(fn_name, changes, execute):
+                return
+            if not execute:
+                self.commands.check(changes)
+                return
+            self.commands.write(changes, who=self._who())
+            if drafted:
+                assert fn is not None and number is not None
+                self.curves.applied(fn, number)
+        return work
+
+    def _temporary(self, function: str, changes: dict[str, Any], execute: bool) -> bool:
+        """A command of a function with a reversion timeout: handled as a timed command
+        (True), or not one after all (False: write it as a setting)."""
+        rev = self.reversion
+        if rev is None or not rev.governs(function):
+            return False
+        return rev.command(function, changes, self._who(), execute)
+
+    def _curve_ref_work(self, fn: curves_mod.CurveFunction,
+                        execute: bool) -> Callable[[float | bool], None]:
+        """Point ``fn`` at a curve: the whole curve as one settings write."""
+        def work(v: float | bool) -> None:
+            assert self.commands is not None
+            number = round(float(v))
+            changes = self.curves.changes(fn, number)
+            if self._temporary(fn.name, changes, execute):
+                return  # held or timed: the curve keeps its draft, the function its number
+            if not execute:
+                self.commands.check(changes)
+                return
+            self.commands.write(changes, who=self._who())
+            self.curves.applied(fn, number)
+        return work
+
+    def _control(self, what: str, row: points_mod.Row, work: Callable[[float | bool], None],
+                 execute: bool = False) -> Callable[[float], Any]:
+        """The engine's callback for one output: ``work`` on the value, its refusal
+        answered with the status its cause maps to. None answers SUCCESS."""
         from py1815.control import CommandStatus
 
         def control(value: float) -> Any:
             assert self.commands is not None
             v = self._value(row, value)
             if not self._may_command:
-                return self._not_authorized(row, path, v)
+                return self._not_authorized(row, what, v)
             try:
-                if execute:
-                    self.commands.write({path: v}, who=self._who())
-                else:
-                    self.commands.check({path: v})
+                work(v)
             except CommandRefused as exc:
                 self._note_refusal(f"{row.kind}{row.index}={v}: {exc.detail}")
                 if not exc.audited:  # a check is not audited by the core; a write is
-                    self.commands.refused("setting.write", self._who(), path, v,
+                    self.commands.refused("setting.write", self._who(), what, v,
                                           f"{exc.detail} ({exc.cause})")
                 return CommandStatus(REFUSALS[exc.cause])
             except Exception:
@@ -315,6 +444,11 @@ class Dnp3Adapter:
         outcome = str(event.outcome)
         key = (event.remote.host, event.remote.port) if event.remote else None
         der = self._peer_certs.pop(key, None) if key is not None else None
+        comms = self.reversion.schedule.comms if self.reversion is not None else {}
+        if outcome == "accepted":
+            comms.update(state="connected", last_contact=time.time())
+        elif outcome in ("ended", "displaced"):
+            comms.update(state="lost", last_contact=time.time())
         if outcome == "accepted":
             self._connected = True
             peer = f"{event.remote.host}:{event.remote.port}" if event.remote else "?"
@@ -409,8 +543,14 @@ class Dnp3Adapter:
                 pass
 
     def _scan(self) -> None:
-        """On the engine's loop: buffer what changed as events; report them unasked."""
+        """On the engine's loop: buffer what changed as events; report them unasked.
+        The first scan (the first view) freezes the counters, so the frozen counters
+        have a value from the first integrity poll on (AN2018-001: "beginning at
+        startup"); a master freezes them again with an immediate freeze."""
         try:
+            if not self._frozen_once:
+                self._frozen_once = True
+                self.outstation.freeze_all()
             if self.outstation.poll() and self._server is not None:
                 self._server.notify()
         except Exception:
@@ -439,6 +579,9 @@ class Dnp3Adapter:
             "events_overflowed": events.overflowed(),
             "commands": {"accepted": self._accepted, "refused": self._refused,
                          "last_refusal": self._last_refusal},
+            "curves": {"selected": self.curves.selected, "followed": dict(self.curves.refs),
+                       "drafts": sorted(self.curves.drafts)},
+            "timed": {} if self.reversion is None else self.reversion.status(),
         }
 
     def stop(self, timeout_s: float) -> None:

@@ -50,7 +50,7 @@ def served_rows(adapter: Any) -> list[tuple[str, int, str, str, str]]:
     from py1815.profile import Kind
 
     out = []
-    for kind in (Kind.AI, Kind.BI, Kind.AO, Kind.BO):
+    for kind in (Kind.AI, Kind.BI, Kind.AO, Kind.BO, Kind.CTR):
         for p in adapter.outstation.served(kind):
             scale = "" if p.multiplier is None else f"x{p.multiplier:g}"
             cls = "" if kind.is_output else str(adapter.outstation.event_class(kind, p.index))

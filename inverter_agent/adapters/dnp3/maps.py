@@ -42,18 +42,16 @@ def _carriers() -> dict[str, str]:
 #: Function -> the outputs that command it (from the point map).
 OFFERED: dict[str, str] = _carriers()
 
-_CURVES = "its curve needs the 1815.2 curve edit buffer (AO244-448), not served yet"
 #: Function -> why the outstation does not offer it (yet).
 NOT_OFFERED: dict[str, str] = {
-    "voltage_ride_through": "must-trip / momentary-cessation curves need the curve edit "
-                            "buffer (AO23-26, AO244-448), not served yet; the gateway's "
-                            "ride-through settings stay as configured",
-    "frequency_ride_through": "must-trip curves need the curve edit buffer (AO28-29, "
-                              "AO244-448), not served yet",
+    "voltage_ride_through": "a must-trip / momentary-cessation curve (AO23-26) is the "
+                            "envelope of the regions' clearing times and says nothing of "
+                            "each region's mode or ride-through time: no curve is turned "
+                            "into protection settings (first, do no harm); they stay as "
+                            "configured (MMS carries them whole, DHVT1 / DLVT1 RtCrv)",
+    "frequency_ride_through": "as voltage ride-through: the must-trip curves (AO28-29) are "
+                              "not turned into protection settings (MMS DHFT1 / DLFT1 RtCrv)",
     "anti_islanding": "AN2018-001 has no point for it: supervision stays local",
     "enter_service": "the enter-service window (AO6-12) is not mapped yet",
-    "constant_var": "AO203 / BO27 not mapped yet",
-    "volt_watt": _CURVES,
-    "freq_watt": "the frequency-watt parameters (BO16, AO62-73) are not mapped yet",
     "ramp": "AN2018-001 ramp rates are per mode (e.g. AO175/176), not mapped yet",
 }

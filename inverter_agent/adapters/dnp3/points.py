@@ -33,25 +33,34 @@ var / VA x1). ``source`` says where the value comes from:
 
 - ``reading:<name>``: the inverter's HAL reading (quality from the core's view);
 - ``state:<name>``: a state the adapter derives from the view (``link_lost``,
-  ``generating``);
+  ``generating``, ``tripped``: a protection trip holds the DER out of service,
+  ``health_alarm`` / ``health_warning``: the core's health of the functions);
+- ``curve_state:referenced``: whether a function follows the selected curve;
 - ``setting:<dotted path>``: an output that writes the core's setting through
   the command API; its paired input (``pairs``) reads the effective setting back;
 - ``supports``: a "supports" input, true when the output it names (``enables``)
-  is served.
+  is served;
+- ``curve:<cell>``: a cell of the curve edit buffer (``select``, ``type``,
+  ``count``, ``x_units``, ``y_units``, ``x1``, ``y1``, ...; :mod:`.curves`);
+- ``curve_ref:<function>``: the number of the curve a function follows; writing it
+  applies that curve through the command API;
+- ``timeout:<function>``: the function's reversion timeout, seconds (:mod:`.reversion`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from . import curves
 
 I32_MIN, I32_MAX = -2147483648, 2147483647
 
 
 @dataclass(frozen=True)
 class Row:
-    kind: str  # "AI", "BI", "AO", "BO"
+    kind: str  # "AI", "BI", "AO", "BO", "CTR" (a counter, with its frozen counter)
     index: int
     name: str
     source: str
@@ -73,6 +82,52 @@ class Row:
 
 def _r(kind: str, index: int, name: str, source: str, **kw: Any) -> Row:
     return Row(kind, index, name, source, **kw)
+
+
+def _paired(kind: str, index: int, back_kind: str, back: int, name: str, source: str,
+            function: str | None, out_cls: int = 0, **kw: Any) -> tuple[Row, Row]:
+    """An output and the input that reads it back (class 2), of one name and scaling."""
+    return (_r(kind, index, name, source, cls=out_cls, function=function,
+               pairs=f"{back_kind}{back}", **kw),
+            _r(back_kind, back, name, "mirror", cls=2, function=function,
+               pairs=f"{kind}{index}", **kw))
+
+
+def _enable(function: str, bo: int, name: str, bi: int, mode: str, supports: int,
+            supports_name: str) -> tuple[Row, ...]:
+    """A function's enable, its "operating mode" readback and its "supports" input."""
+    enable, back = _paired("BO", bo, "BI", bi, name, f"setting:{function}.enabled", function,
+                           out_cls=2)
+    return (enable, replace(back, name=mode),
+            _r("BI", supports, supports_name, "supports", enables=f"BO{bo}"))
+
+
+def _timeout(function: str, ao: int, ai: int, name: str) -> tuple[Row, Row]:
+    """A function's reversion timeout (seconds) and its readback."""
+    return _paired("AO", ao, "AI", ai, name, f"timeout:{function}", function, scale=1, lo=0,
+                   hi=I32_MAX, units="s")
+
+
+def _curve_window() -> tuple[Row, ...]:
+    """The curve edit buffer (AO244 on) and its readback (AI328 on): the selector, the
+    mode type, the number of points, the units, then X / Y of each point."""
+    names = {"type": ("Curve Mode Type", 0, 20, None),
+             "count": ("Curve Number of Points", 0, curves.POINTS, None),
+             "x_units": ("Independent (X-Value) Units for Curve", 0, 255, None),
+             "y_units": ("Dependent (Y-Value) Units for Curve", 0, 255, None)}
+    select, back = _paired("AO", curves.SELECTOR_AO, "AI", curves.SELECTOR_AI,
+                           "Curve Edit Selection", "curve:select", None, lo=1, hi=curves.CURVES)
+    rows = [select, replace(back, name="Curve Edit Selector")]
+    for offset, cell in enumerate(curves.field_names(), start=1):
+        if cell in names:
+            name, lo, hi, scale = names[cell]
+        else:
+            name = f"Curve Point {cell[1:]} {cell[0].upper()}-Value"
+            lo, hi, scale = I32_MIN, I32_MAX, curves.SCALE
+        ao, ai = curves.SELECTOR_AO + offset, curves.SELECTOR_AI + offset
+        rows += _paired("AO", ao, "AI", ai, name, f"curve:{cell}", None, scale=scale, lo=lo,
+                        hi=hi, units=None if scale is None else "%")
+    return tuple(rows)
 
 
 #: The built-in map (AN2018-001 indices).
@@ -115,37 +170,55 @@ ROWS: tuple[Row, ...] = (
     _r("BI", 0, "System Communication Error", "state:link_lost", cls=1),
     _r("BI", 19, "DER is Connected and Generating", "state:generating", cls=2),
     _r("BI", 23, "DER Connect/Disconnect Switch Closed Status", "reading:Conn", cls=2),
+    # -- alarms: the core's own knowledge (a trip, its health), not the inverter's codes
+    _r("BI", 1, "System Has Priority 1 Alarms", "state:tripped", cls=1),
+    _r("BI", 2, "System Has Priority 2 Alarms", "state:health_alarm", cls=1),
+    _r("BI", 3, "System Has Priority 3 Alarms", "state:health_warning", cls=1),
+    # -- energy (a counter with its frozen counter; AN2018-001's header lists none: the
+    # index is the one py1815's IEEE 1815.2 reference DER gives "Wh delivered")
+    _r("CTR", 0, "Total Active Energy Delivered", "reading:WH", cls=3, units="Wh"),
     # -- limit maximum active power
-    _r("BO", 17, "Enable Active Power Limit Mode", "setting:active_power_limit.enabled",
-       cls=2, function="active_power_limit", pairs="BI69"),
-    _r("BI", 69, "Operating Mode - Active Power Limit Enabled", "mirror", cls=2,
-       function="active_power_limit", pairs="BO17"),
-    _r("BI", 36, "Supports Active Power Limit Mode", "supports", enables="BO17"),
-    _r("AO", 88, "Active Power Limit Discharge (Generation) Setpoint",
-       "setting:active_power_limit.p_limit_pct", scale=0.1, lo=0, hi=1000,
-       function="active_power_limit", pairs="AI149", units="%"),
-    _r("AI", 149, "Active Power Limit Discharge (Generation) Setpoint", "mirror", scale=0.1,
-       lo=0, hi=1000, cls=2, function="active_power_limit", pairs="AO88", units="%"),
+    *_enable("active_power_limit", 17, "Enable Active Power Limit Mode",
+             69, "Operating Mode - Active Power Limit Enabled",
+             36, "Supports Active Power Limit Mode"),
+    *_paired("AO", 88, "AI", 149, "Active Power Limit Discharge (Generation) Setpoint",
+             "setting:active_power_limit.p_limit_pct", "active_power_limit", scale=0.1, lo=0,
+             hi=1000, units="%"),
+    *_timeout("active_power_limit", 85, 145, "Active Power Limit Reversion Timeout Period"),
     # -- constant power factor (BO10: 0 over-excited / injecting, 1 under-excited / absorbing)
-    _r("BO", 28, "Enable Fixed Power Factor Mode", "setting:fixed_pf.enabled", cls=2,
-       function="fixed_pf", pairs="BI80"),
-    _r("BI", 80, "Operating Mode - Fixed Power Factor Enabled", "mirror", cls=2,
-       function="fixed_pf", pairs="BO28"),
-    _r("BI", 47, "Supports Fixed Power Factor Mode", "supports", enables="BO28"),
-    _r("AO", 210, "Fixed Power Factor Setpoint When Generating / Discharging",
-       "setting:fixed_pf.pf", scale=0.01, lo=0, hi=100, function="fixed_pf", pairs="AI288"),
-    _r("AI", 288, "Fixed Power Factor Setpoint When Generating / Discharging", "mirror",
-       scale=0.01, lo=0, hi=100, cls=2, function="fixed_pf", pairs="AO210"),
-    _r("BO", 10, "Power Factor Excitation When Discharging / Generating",
-       "setting:fixed_pf.absorbing", cls=2, function="fixed_pf", pairs="BI29"),
-    _r("BI", 29, "Power Factor Excitation When Discharging / Generating", "mirror", cls=2,
-       function="fixed_pf", pairs="BO10"),
-    # -- volt-var (enable only in this slice; the curve edit buffer is not served yet)
-    _r("BO", 29, "Enable Volt-VAR Control Mode", "setting:volt_var.enabled", cls=2,
-       function="volt_var", pairs="BI81"),
-    _r("BI", 81, "Operating Mode - Volt-VAR Control Enabled", "mirror", cls=2,
-       function="volt_var", pairs="BO29"),
-    _r("BI", 48, "Supports Volt-VAr Control Mode", "supports", enables="BO29"),
+    *_enable("fixed_pf", 28, "Enable Fixed Power Factor Mode",
+             80, "Operating Mode - Fixed Power Factor Enabled",
+             47, "Supports Fixed Power Factor Mode"),
+    *_paired("AO", 210, "AI", 288, "Fixed Power Factor Setpoint When Generating / Discharging",
+             "setting:fixed_pf.pf", "fixed_pf", scale=0.01, lo=0, hi=100),
+    *_paired("BO", 10, "BI", 29, "Power Factor Excitation When Discharging / Generating",
+             "setting:fixed_pf.absorbing", "fixed_pf", out_cls=2),
+    *_timeout("fixed_pf", 209, 287, "Fixed Power Factor Reversion Timeout Period"),
+    # -- constant reactive power (AO203: % of max VArs, + injecting, as AI12 / AI13)
+    *_enable("constant_var", 27, "Enable Constant VArs Mode",
+             79, "Operating Mode - Constant VArs Enabled", 46, "Supports Constant VArs Mode"),
+    *_paired("AO", 203, "AI", 281, "Constant VArs Reactive Power Target",
+             "setting:constant_var.q_pct", "constant_var", scale=0.1, lo=-1000, hi=1000,
+             units="%"),
+    *_timeout("constant_var", 202, 280, "Constant VArs Reversion Timeout Period"),
+    # -- frequency-watt: the enable only (the droop parameters stay as configured)
+    *_enable("freq_watt", 16, "Enable Frequency-Watt Mode",
+             68, "Operating Mode - Frequency-Watt Enabled", 35, "Supports Frequency-Watt Mode"),
+    # -- volt-var (its curve through the edit buffer below)
+    *_enable("volt_var", 29, "Enable Volt-VAR Control Mode",
+             81, "Operating Mode - Volt-VAR Control Enabled",
+             48, "Supports Volt-VAr Control Mode"),
+    *_timeout("volt_var", 215, 293, "Volt-VAr Control Reversion Timeout Period"),
+    *_paired("AO", 217, "AI", 297, "Volt-VAr Curve Index", "curve_ref:volt_var", "volt_var",
+             lo=1, hi=curves.CURVES),
+    # -- volt-watt (its curve through the edit buffer below)
+    *_enable("volt_watt", 25, "Enable Volt-Watt Mode",
+             77, "Operating Mode - Volt-Watt Enabled", 44, "Supports Volt-Watt Mode"),
+    *_timeout("volt_watt", 171, 245, "Volt-Watt Reversion Timeout Period"),
+    *_paired("AO", 173, "AI", 248, "Volt-Watt Curve Index", "curve_ref:volt_watt", "volt_watt",
+             lo=1, hi=curves.CURVES),
+    *_curve_window(),
+    _r("BI", 107, "Selected Curve is Referenced by a Mode", "curve_state:referenced", cls=1),
 )
 
 _FIELDS = tuple(Row.__dataclass_fields__)
@@ -172,7 +245,7 @@ def check(rows: tuple[Row, ...]) -> tuple[Row, ...]:
     """Refuse a map with a duplicate address, an unknown kind or a dangling pair."""
     seen: set[str] = set()
     for row in rows:
-        if row.kind not in ("AI", "BI", "AO", "BO"):
+        if row.kind not in ("AI", "BI", "AO", "BO", "CTR"):
             raise ValueError(f"{row.kind}{row.index}: unknown kind {row.kind!r}")
         addr = f"{row.kind}{row.index}"
         if addr in seen:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ class Points:
     bi: dict[int, tuple[bool, int]] = field(default_factory=dict)
     ao: dict[int, tuple[float, int]] = field(default_factory=dict)
     bo: dict[int, tuple[bool, int]] = field(default_factory=dict)
+    ctr: dict[int, tuple[int, int]] = field(default_factory=dict)
+    frozen: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def on_binary_input(self, values: Any, info: Any) -> None:
         self.bi.update({v.index: (v.value, v.quality) for v in values})
@@ -50,10 +53,10 @@ class Points:
         self.ao.update({v.index: (v.value, v.quality) for v in values})
 
     def on_counter(self, values: Any, info: Any) -> None:
-        pass
+        self.ctr.update({v.index: (v.value, v.quality) for v in values})
 
     def on_frozen_counter(self, values: Any, info: Any) -> None:
-        pass
+        self.frozen.update({v.index: (v.value, v.quality) for v in values})
 
 
 def close_to(measured: float, truth: float, tol: float = 0.02, floor: float = 0.0) -> bool:
@@ -145,6 +148,26 @@ class ForeignMaster:
             return points
         return asyncio.run(asyncio.wait_for(self._run(work), 20))
 
+    def freeze_counters(self) -> bytes:
+        """An immediate freeze of every counter (function 7, group 20 variation 0, all
+        objects; dnp3py has no builder for it): the outstation's response."""
+        from dnp3.application.builder import build_read_request
+        from dnp3.application.fragment import ObjectBlock
+        from dnp3.application.header import RequestHeader
+        from dnp3.application.qualifiers import ObjectHeader, PrefixCode, RangeCode
+        from dnp3.core.enums import FunctionCode
+
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> bytes:
+            read = build_read_request(objects=(ObjectBlock(header=ObjectHeader.build(
+                group=20, variation=0, prefix=PrefixCode.NONE,
+                range_code=RangeCode.ALL_OBJECTS)),), seq=master.build_integrity_poll()
+                .header.control.seq)
+            freeze = dataclasses.replace(read, header=RequestHeader.build(
+                function=FunctionCode.IMMEDIATE_FREEZE, seq=read.header.control.seq))
+            await runner.request(freeze)
+            return raw[-1]
+        return asyncio.run(asyncio.wait_for(self._run(work), 20))
+
     def select_operate_analog(self, index: int, value: int) -> tuple[int, int]:
         """Select, then operate, one analog output: (select status, operate status)."""
         async def work(runner: Any, master: Any, points: Points,
@@ -162,6 +185,26 @@ class ForeignMaster:
     def direct_operate_binary(self, index: int, on: bool) -> int:
         return self._operate(lambda b: b.latch_on(index) if on else b.latch_off(index))
 
+    def operate_in_turn(self, controls: list[tuple[str, int, float]]) -> list[int]:
+        """Direct-operate each (``"AO"`` / ``"BO"``, index, value) in turn over one
+        association: the status echoed for each."""
+        async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> list[int]:
+            statuses = []
+            for kind, index, value in controls:
+                builder = master.command_builder()
+                if kind == "AO":
+                    builder.add_analog(index, int(value))
+                elif value:
+                    builder.latch_on(index)
+                else:
+                    builder.latch_off(index)
+                request = _two_octet_count(master.build_direct_operate(
+                    builder.build_direct_operate()))
+                await runner.request(request)
+                statuses.append(echo_status(raw[-1]))
+            return statuses
+        return asyncio.run(asyncio.wait_for(self._run(work), 60))
+
     def _operate(self, add: Any) -> int:
         async def work(runner: Any, master: Any, points: Points, raw: list[bytes]) -> int:
             builder = master.command_builder()
@@ -171,19 +214,48 @@ class ForeignMaster:
         return asyncio.run(asyncio.wait_for(self._run(work), 20))
 
 
+def _two_octet_count(request: Any) -> Any:
+    """dnp3py (0.x) encodes a control at an index above 255 with qualifier 0x28 and a
+    one-octet count, which 0x28 defines as two octets (IEEE 1815 A.2): the outstation
+    rightly refuses it as short. The same request, its count widened to two octets."""
+    blocks = []
+    for block in request.objects:
+        if block.header.qualifier == 0x28 and block.data[0] == 1:
+            block = dataclasses.replace(block, data=b"\x01\x00" + block.data[1:])
+        blocks.append(block)
+    return dataclasses.replace(request, objects=tuple(blocks))
+
+
+#: Statuses besides those above (IEEE 1815 command status codes).
+FORMAT_ERROR = 3
+
+
+def curve_writes(number: int, mode_type: int, y_units: int,
+                 points: list[tuple[float, float]]) -> list[tuple[str, int, float]]:
+    """The edit-buffer writes of one curve (AN2018-001: selector AO244, mode type,
+    number of points, X / Y units, then X / Y pairs from AO249), X and Y in percent
+    sent as tenths of a percent; X units 129 (percent voltage)."""
+    out = [("AO", 244, number), ("AO", 245, mode_type), ("AO", 246, len(points)),
+           ("AO", 247, 129), ("AO", 248, y_units)]
+    for i, (x, y) in enumerate(points):
+        out += [("AO", 249 + 2 * i, round(x * 10)), ("AO", 250 + 2 * i, round(y * 10))]
+    return out
+
+
 def echo_status(response: bytes) -> int:
     """The status octet of the one control echoed in a response (group 12 or 41, one
-    object, 1-octet count and index: what the master sent for indices below 256)."""
+    object; 1-octet count and index below index 256, 2-octet ones from 256 on: what
+    the master sent)."""
     from dnp3.application.parser import parse_response
 
     fragment = parse_response(response)
     (block,) = [b for b in fragment.objects if b.header.group in (12, 41)]
-    assert block.header.qualifier == 0x17, block.header
+    width = {0x17: 1, 0x28: 2}[block.header.qualifier]
     data = block.data
-    if data[0] != 1:  # the range (count) is part of the block's data here
+    if int.from_bytes(data[:width], "little") != 1:  # the count is part of the block's data
         raise AssertionError(f"expected one echoed control, got {data!r}")
     size = {12: 11, 41: {1: 5, 2: 3}[block.header.variation]}[block.header.group]
-    return data[2 + size - 1]
+    return data[2 * width + size - 1]
 
 
 @dataclass

@@ -3,7 +3,10 @@
 The whole agent as a child process (``inverter-agent run``, MMS and DNP3 both
 serving), the simulated inverter in another, dnp3py's master and the project's
 MMS client in the test: an active power limit direct-operated over DNP3 is read
-back over MMS and reaches the inverter within a few control cycles.
+back over MMS and reaches the inverter within a few control cycles; a volt-var
+curve written through the curve edit buffer by either foreign master (dnp3py,
+yadnp3) is read back over MMS (DVVR1.VVArCrv) and followed by the inverter's
+reactive power, and a curve with a gap is refused with nothing changed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pytest
 from simulator import SimProcess
 from tests.e2e.conftest import LD, AgentProcess, free_port, wait_for
 
-from .conftest import SUCCESS, ForeignMaster
+from .conftest import OUT_OF_RANGE, SUCCESS, ForeignMaster, curve_writes
 
 POLL_S = 0.1
 
@@ -61,3 +64,47 @@ def test_a_limit_operated_over_dnp3_shows_over_mms_and_reaches_the_inverter(agen
     assert took < 1.0, took  # a few 100 ms control cycles, generous for a shared machine
     leaves = agent.mms.read(f"{LD}/DWMX1.WMaxSptPct", "MX")
     assert leaves["mxVal.f"] == pytest.approx(42.0)
+
+
+def _mms_curve(agent) -> list[tuple[float, float]]:
+    leaves = agent.mms.read(f"{LD}/DVVR1.VVArCrv", "SP")
+    return [(round(leaves[f"crvPts.{i}.xVal"], 3), round(leaves[f"crvPts.{i}.yVal"], 3))
+            for i in range(leaves["numPts"])]
+
+
+def _curve_shown_over_mms_and_applied(agent, write_curve, number: int, q_pct: float) -> None:
+    """A flat volt-var curve (``q_pct`` of max VArs at any voltage) written through the
+    edit buffer as curve ``number`` and applied: read back over MMS, and the inverter's
+    reactive power follows it; then a curve with a gap is refused and nothing changes."""
+    flat = [(90.0, q_pct), (110.0, q_pct)]
+    statuses = write_curve([*curve_writes(number, 2, 2, flat), ("AO", 217, number)])
+    assert statuses == [SUCCESS] * len(statuses), statuses
+    wait_for(lambda: _mms_curve(agent) == flat, timeout=5, what="the curve over MMS")
+    rated_var = 2200.0  # the simulated inverter's (AI12)
+    control = agent.sim.control
+    wait_for(lambda: abs(control.state()["units"]["1"]["plant"]["var"]
+                         - q_pct / 100 * rated_var) < 0.05 * rated_var,
+             timeout=30, what=f"{q_pct} % of max VArs at the inverter")
+    # a curve with a gap (3 points declared, 2 written): refused, nothing changes
+    gap = curve_writes(number + 1, 2, 2, [(90.0, 10.0), (110.0, 10.0)])
+    gap[2] = ("AO", 246, 3)
+    statuses = write_curve([*gap, ("AO", 217, number + 1)])
+    assert statuses[-1] == OUT_OF_RANGE and statuses[:-1] == [SUCCESS] * (len(statuses) - 1)
+    assert _mms_curve(agent) == flat
+    assert agent.mms.read(f"{LD}/DVVR1.VVArCrv", "SP")["numPts"] == 2
+
+
+def test_a_volt_var_curve_written_by_dnp3py_is_applied_and_read_back_over_mms(agent):
+    master = ForeignMaster(agent.dnp3_port)
+    _curve_shown_over_mms_and_applied(agent, master.operate_in_turn, 3, 30.0)
+
+
+def test_a_volt_var_curve_written_by_yadnp3_is_applied_and_read_back_over_mms(agent):
+    pytest.importorskip("opendnp3", reason="yadnp3 has wheels for x86_64 and Windows only")
+    from .test_yadnp3 import yad_master
+
+    with yad_master(agent.dnp3_port) as master:
+        def write(controls):
+            return [master.analog(i, int(v)) if k == "AO" else master.latch(i, bool(v))
+                    for k, i, v in controls]
+        _curve_shown_over_mms_and_applied(agent, write, 5, -20.0)
