@@ -141,6 +141,47 @@ class SiteView:
     def _first_rating(self, name: str) -> Any:
         return next((k[name] for k in self._ratings() if name in k), None)
 
+    def site_meter(self) -> dict[str, Any]:
+        """The site meter's readings for its MirrorUsagePoint (py20305's monitoring keys),
+        W and var positive when the site imports (IEEE 2030.5 flow "forward", as py20305's
+        SITE_METER role takes them); only good values, so a lost meter posts nothing."""
+        v = self.view()
+        site = v.site if v is not None else None
+        if site is None:
+            return {}
+        volts = [x for n in ("PhVphA", "PhVphB", "PhVphC") if (x := site.good(n)) is not None]
+        out = {"W": site.good("W"), "Var": site.good("VAr"), "VA": site.good("VA"),
+               "A": site.good("A"), "PF": site.good("PF"), "Hz": site.good("Hz"),
+               "V": sum(volts) / len(volts) if volts else site.good("PPV")}
+        return {k: x for k, x in out.items() if x is not None}
+
+
+def meter_lfdi(gateway_lfdi: str) -> str:
+    """An LFDI for the site meter's readings (their mRIDs derive from it): the gateway's
+    own with its last hex digit changed, stable across restarts."""
+    last = gateway_lfdi[-1].lower()
+    return gateway_lfdi[:-1].lower() + ("e" if last != "e" else "f")
+
+
+class MeterConnector:
+    """The site meter as py20305 sees a device: readings only, no controls."""
+
+    connector_name = "inverter-agent-site-meter"
+    telemetry_protocol = "generic"
+
+    def __init__(self, site: SiteView) -> None:
+        self.site = site
+
+    async def fetch_monitoring(self) -> dict[str, Any]:
+        return self.site.site_meter()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith(("fetch_", "update_")):
+            async def nothing(*_a: Any, **_k: Any) -> dict[str, Any]:
+                return {}
+            return nothing
+        raise AttributeError(name)
+
 
 def alarm_bits(view: dict[str, Any]) -> int:
     """DERStatus alarmStatus bits for a controller status view (trips, cessation)."""
