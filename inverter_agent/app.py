@@ -159,8 +159,8 @@ class App:
             cfg, self.agents, {link.link: a.inverter.transport
                                for link, a in zip(links, self.agents, strict=True)},
             lambda kind, detail: record(kind, detail, "site meter"))
-        if self.site_meter is not None:
-            self.runner.after_cycle.insert(0, self.site_meter.cycle)
+        self.runner.after_cycle.insert(0, self.site_meter.cycle)
+        if self.site_meter.meter is not None:
             self.runner.status_extra["site_meter"] = self.site_meter.status_view
         self.core = Core(commands, audit=audit, plant=self.plant, record=record,
                          state_dir=cfg["agent.state_dir"])
@@ -186,7 +186,7 @@ class App:
     def publish(self) -> None:
         """After each cycle: one view for the core and every adapter."""
         view = cycle_view(self.agents, self.plant, settings_cache=self._settings_cache,
-                          site=None if self.site_meter is None else self.site_meter.view())
+                          site=self.site_meter.view())
         self.core.publish(view)
         for adapter in self.adapters:
             try:
@@ -215,9 +215,10 @@ class App:
             except Exception:
                 log.exception("adapter %s: stop failed", adapter.name)
         self.runner.close()
-        if self.site_meter is not None and all(
-                self.site_meter.meter.transport is not a.inverter.transport for a in self.agents):
-            self.site_meter.meter.close()  # its own link (a shared wire closed above)
+        meter = self.site_meter.meter
+        if meter is not None and all(meter.transport is not a.inverter.transport
+                                     for a in self.agents):
+            meter.close()  # its own link (a shared wire closed above)
 
     def run(self, on_ready: Callable[[str], object] | None = None,
             on_cycle: Callable[[], object] | None = None,

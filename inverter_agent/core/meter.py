@@ -70,7 +70,7 @@ def judge(readings: Mapping[str, Reading], now: float, stale_after: float,
 class SiteMeterService:
     """Polls the meter after every cycle and holds an export limit at the PCC."""
 
-    def __init__(self, meter: Meter, name: str, agents: list[Any], stale_after: float = 5.0,
+    def __init__(self, meter: Meter | None, name: str, agents: list[Any], stale_after: float = 5.0,
                  max_w: float = 1e6, dead_retry: float = 5.0,
                  record: Callable[[str, str], None] | None = None) -> None:
         self.meter = meter
@@ -93,6 +93,10 @@ class SiteMeterService:
     def cycle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         mono = time.monotonic()
+        if self.meter is None:  # no meter: an export limit can only be a generation limit
+            self.why_invalid = "no site meter"
+            self._hold_export_limit()
+            return
         if self.fail_streak >= 2 and mono < self.next_try:
             raw = self.meter.unreachable(now)
         else:
@@ -146,7 +150,7 @@ class SiteMeterService:
         alarm = self.cap.reason if self.cap.mode == FALLBACK else None
         if alarm != self._alarm:
             if alarm is not None:
-                log.warning("site meter %s: %s", self.name, alarm)
+                log.warning("site %s: %s", self.name, alarm)
                 self.record("export_limit", alarm)
             elif self._alarm is not None:
                 self.record("export_limit", self.cap.reason or "no export limit in force")
@@ -164,11 +168,16 @@ class SiteMeterService:
                 "load_w": None if c.load_w is None else round(c.load_w, 1),
                 "reason": c.reason}
 
-    def view(self) -> SiteMeterView:
+    def view(self) -> SiteMeterView | None:
+        if self.meter is None:
+            return None
         return SiteMeterView(self.name, _frozen(self.readings), self.link_up,
                              _frozen(self.export_view()), self.health, self._alarm)
 
     def status_view(self) -> dict[str, Any]:
+        if self.meter is None:
+            return {"name": self.name, "meter": None, "export_limit": self.export_view(),
+                    "alarm": self._alarm}
         info = self.meter.info
         return {"name": self.name, "unit": self.meter.unit, "link_up": self.link_up,
                 "model": None if info is None else info.model_id,
@@ -190,11 +199,12 @@ def _good(s: Mapping[str, Reading], name: str) -> float | None:
 
 
 def make_service(cfg: Any, agents: list[Any], transports: Mapping[tuple[str, str], Any],
-                 record: Callable[[str, str], None] | None = None) -> SiteMeterService | None:
-    """The site meter ``[meter]`` asks for, on the first inverter's wire or its own."""
-    if not cfg["meter.enabled"]:
-        return None
+                 record: Callable[[str, str], None] | None = None) -> SiteMeterService:
+    """The site meter ``[meter]`` asks for, on the first inverter's wire or its own; without
+    one, a service that holds an export limit in force as a generation limit."""
     m = cfg.values["meter"]
+    if not m["enabled"]:
+        return SiteMeterService(None, m["name"], agents, record=record)
     links = cfg.inverter_links()
     if m["link"] == "inverter" and links and links[0].link in transports:
         transport = transports[links[0].link]

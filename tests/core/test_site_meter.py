@@ -1,0 +1,168 @@
+"""The site meter at the connection point and an export limit held with it.
+
+The gateway is built by the composition root (``App``) against the simulator in
+its own process (Modbus TCP on loopback): an inverter at unit 1 and a SunSpec
+meter at the point of common coupling (``--meter``: the site load minus the
+inverter's output). The loop's cycle is driven here, as ``supervise`` does it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hal.reading import Reading
+from inverter_agent import app as app_mod
+from inverter_agent import config
+from inverter_agent.core.arbitration import UtilityControl
+from inverter_agent.core.meter import judge
+from inverter_agent.functions.export_limit import CLOSED_LOOP, FALLBACK, export_cap
+from simulator import SimProcess
+
+LIMIT_W = 1000.0
+#: How close the export is held to the limit once settled (W): the simulated
+#: inverter's output follows a new limit with a 0.5 s time constant.
+TOLERANCE_W = 100.0
+
+
+# -- the pure parts ----------------------------------------------------------------------
+def test_the_cap_is_the_limit_plus_the_site_load():
+    # Meter: 500 W imported, inverter 2000 W: load 2500 W; export 1000 W -> cap 3500 W.
+    cap = export_cap(1000.0, 500.0, 2000.0, 5000.0)
+    assert cap.mode == CLOSED_LOOP and cap.load_w == 2500.0 and cap.cap_w == 3500.0
+    # Exporting 1500 W (meter -1500) with 2000 W made: load 500 W -> cap 1500 W.
+    assert export_cap(1000.0, -1500.0, 2000.0, 5000.0).cap_w == 1500.0
+    # Never above the ratings, never below zero.
+    assert export_cap(1000.0, 9000.0, 0.0, 5000.0).cap_w == 5000.0
+    assert export_cap(0.0, -3000.0, 2000.0, 5000.0).cap_w == 0.0
+    assert export_cap(None, 1.0, 1.0).cap_w is None
+
+
+@pytest.mark.parametrize("site_w, gen_w, why", [
+    (None, 2000.0, None), (100.0, None, None), (100.0, 2000.0, "meter link down")])
+def test_without_usable_data_the_limit_is_a_generation_limit(site_w, gen_w, why):
+    cap = export_cap(LIMIT_W, site_w, gen_w, 5000.0, why_invalid=why)
+    assert cap.mode == FALLBACK and cap.cap_w == LIMIT_W
+    assert "applied as a generation limit" in cap.reason
+
+
+def test_stale_and_implausible_meter_readings_are_invalid():
+    now = 1000.0
+    good = {"W": Reading.good(-800.0, now), "VA": Reading.good(820.0, now),
+            "Hz": Reading.good(50.0, now)}
+    out, why = judge(good, now, 5.0, 1e5)
+    assert why is None and all(r.quality.good for r in out.values())
+    out, why = judge(good, now + 6.0, 5.0, 1e5)
+    assert why is not None and not out["W"].quality.good  # old data
+    out, why = judge({**good, "W": Reading.good(2e5, now)}, now, 5.0, 1e5)
+    assert why is not None and "out_of_range" in str(out["W"].quality)
+    out, why = judge({**good, "VA": Reading.good(100.0, now)}, now, 5.0, 1e5)
+    assert why is not None and "inconsistent" in str(out["W"].quality)
+    out, _ = judge({**good, "Hz": Reading.good(0.0, now)}, now, 5.0, 1e5)
+    assert not out["Hz"].quality.good
+
+
+# -- the whole gateway against the simulator ---------------------------------------------
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimProcess]:
+    with SimProcess("--meter", "2:203", "--dc", "4500", "--tau", "0.3") as s:
+        yield s
+
+
+def _app(sim: SimProcess, tmp_path, meter: bool) -> app_mod.App:
+    cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
+                             "agent.state_dir": str(tmp_path / "state"),
+                             "agent.poll_period": 0.1, "inverter.timeout": 0.1,
+                             "agent.dead_retry": 0.5,
+                             "meter.enabled": meter, "meter.unit": 2 if meter else None,
+                             "meter.model": 203 if meter else None})
+    return app_mod.App(cfg, only=())
+
+
+def _cycle(app: app_mod.App) -> None:
+    app.runner.cycle()
+    for hook in app.runner.after_cycle:
+        hook()
+
+
+def _settle(app: app_mod.App, sim: SimProcess, ok, timeout: float = 15.0) -> dict:
+    """Cycle until ``ok(meter state)`` holds for 1 s running (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    held_since = None
+    state = {}
+    while time.monotonic() < deadline:
+        _cycle(app)
+        state = sim.control.state()["units"]["2"]["meter"]
+        if ok(state):
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= 1.0:
+                return state
+        else:
+            held_since = None
+        time.sleep(0.1)
+    raise AssertionError(f"not settled within {timeout} s: meter {state}, "
+                         f"site {app.site_meter.status_view()}")
+
+
+def _export(state: dict) -> float:
+    return -state["w"]
+
+
+def test_with_a_site_meter_the_export_is_held_at_the_limit_as_the_load_varies(sim, tmp_path):
+    sim.control.reset()
+    app = _app(sim, tmp_path, meter=True)
+    try:
+        schedule = app.core.schedule("test")
+        for load in (1000.0, 2500.0, 300.0):
+            sim.control.set_load(load)
+            if schedule.default() is None:
+                _settle(app, sim, lambda st: _export(st) > LIMIT_W + 1000)  # unlimited first
+                schedule.set_default(UtilityControl(export_limit_w=LIMIT_W))
+            st = _settle(app, sim, lambda st: abs(_export(st) - LIMIT_W) <= TOLERANCE_W)
+            view = app.site_meter.view()
+            assert view is not None and view.export_limit["mode"] == CLOSED_LOOP
+            assert view.health == 1 and view.alarm is None
+            # The inverter makes the load plus the limit (not the limit alone).
+            inverter_w = sim.control.state()["units"]["1"]["plant"]["w"]
+            assert inverter_w == pytest.approx(load + LIMIT_W, abs=TOLERANCE_W + 50)
+            assert st["load_w"] == load
+        # The meter's readings in the cycle's view, import positive (export negative).
+        site = app.site_meter.view()
+        assert site.good("W") == pytest.approx(-LIMIT_W, abs=TOLERANCE_W + 50)
+        assert site.good("Hz") == pytest.approx(60.0) and site.good("PhVphA") == 240.0
+        # A meter link lost: its data turns invalid, the limit falls back to a
+        # generation limit (export at most the limit less the load), with an alarm.
+        sim.control.fault("silent", unit=2)
+        st = _settle(app, sim, lambda st: app.site_meter.cap.mode == FALLBACK
+                     and sim.control.state()["units"]["1"]["plant"]["w"] <= LIMIT_W + 20)
+        view = app.site_meter.view()
+        assert not view.link_up and not view.readings["W"].quality.good
+        assert view.health == 3 and "applied as a generation limit" in view.alarm
+        assert _export(st) <= LIMIT_W - 300.0 + 20  # the 300 W load is not credited
+        events = (tmp_path / "state" / "events.jsonl").read_text()
+        assert "applied as a generation limit" in events
+        # Back: the loop closes again.
+        sim.control.fault("none")
+        _settle(app, sim, lambda st: abs(_export(st) - LIMIT_W) <= TOLERANCE_W
+                and app.site_meter.cap.mode == CLOSED_LOOP)
+    finally:
+        sim.control.fault("none")
+        app.stop()
+
+
+def test_without_a_site_meter_an_export_limit_is_a_generation_limit(sim, tmp_path):
+    sim.control.reset()
+    sim.control.set_load(800.0)
+    app = _app(sim, tmp_path, meter=False)
+    try:
+        assert app.site_meter.view() is None
+        app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+        st = _settle(app, sim, lambda st: sim.control.state()["units"]["1"]["plant"]["w"]
+                     <= LIMIT_W + 20)
+        # Export = generation - load <= limit - load: below the limit, never above.
+        assert _export(st) <= LIMIT_W - 800.0 + 20
+        assert app.site_meter.cap.mode == FALLBACK
+    finally:
+        app.stop()
