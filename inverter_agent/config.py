@@ -570,6 +570,11 @@ def _check_meter(origin: str, values: Mapping[str, Any], sources: Mapping[str, s
     if m["unit"] is None:
         raise ConfigError(f"{where('unit')}: [meter] unit: required when the meter is "
                           "enabled; allowed: 1 <= value <= 247")
+    taken = {values["plant"]["ld_inst"]: "the plant view",
+             **{lk.ld_inst: f"inverter {lk.ld_inst}" for lk in links}}
+    if m["name"] in taken:
+        raise ConfigError(f"{where('name')}: [meter] name {m['name']!r} is already "
+                          f"{taken[m['name']]}'s logical device; give the meter its own")
     own = [k for k in ("modbus_tcp", "modbus_rtu") if m[k]]
     if m["link"] == "own" and len(own) != 1:
         raise ConfigError(f"{where('link')}: [meter] link = 'own': give modbus_tcp or "
