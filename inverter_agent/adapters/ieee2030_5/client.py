@@ -382,12 +382,24 @@ class Ieee2030Client:
         if self.site_meter:
             # The site meter as a device of its own: its MUP (roleFlags 0x03, premises
             # aggregation point) posted under this gateway's EndDevice (site_view.py).
+            from py20305.connectors.base import BaseConnector
             from py20305.telemetry.coordinator import DeviceRoleConfig
             from py20305.telemetry.mup import DeviceRole
 
-            from .site_view import MeterConnector, meter_lfdi
+            from .site_view import meter_lfdi
 
-            meter = MeterConnector(self.connector.site)
+            site = self.connector.site
+
+            class MeterConnector(BaseConnector):  # type: ignore[misc]
+                """The site meter as py20305 sees a device: readings only."""
+
+                connector_name = "inverter-agent-site-meter"
+                telemetry_protocol = "generic"
+
+                async def fetch_monitoring(self) -> dict[str, Any]:
+                    return site.site_meter()
+
+            meter = MeterConnector()
             m_lfdi = meter_lfdi(self.lfdi)
             lfdis.append(m_lfdi)
             roles = {m_lfdi: DeviceRoleConfig(DeviceRole.SITE_METER)}

@@ -157,30 +157,12 @@ class SiteView:
 
 
 def meter_lfdi(gateway_lfdi: str) -> str:
-    """An LFDI for the site meter's readings (their mRIDs derive from it): the gateway's
-    own with its last hex digit changed, stable across restarts."""
-    last = gateway_lfdi[-1].lower()
-    return gateway_lfdi[:-1].lower() + ("e" if last != "e" else "f")
+    """An LFDI for the site meter's readings (py20305 derives their mRIDs from its leading
+    digits, so it must differ there from the gateway's own): a hash of the gateway's,
+    stable across restarts. The MUP is still posted under the gateway's EndDevice."""
+    import hashlib
 
-
-class MeterConnector:
-    """The site meter as py20305 sees a device: readings only, no controls."""
-
-    connector_name = "inverter-agent-site-meter"
-    telemetry_protocol = "generic"
-
-    def __init__(self, site: SiteView) -> None:
-        self.site = site
-
-    async def fetch_monitoring(self) -> dict[str, Any]:
-        return self.site.site_meter()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith(("fetch_", "update_")):
-            async def nothing(*_a: Any, **_k: Any) -> dict[str, Any]:
-                return {}
-            return nothing
-        raise AttributeError(name)
+    return hashlib.sha256(f"{gateway_lfdi.lower()}/site-meter".encode()).hexdigest()[:40]
 
 
 def alarm_bits(view: dict[str, Any]) -> int:
