@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hal.inverter import _slot_addresses as _addresses
 from hal.poll_plan import RTU_MAX_GAP, TCP_MAX_GAP, fast_paths, overlay, point_spans
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
 from hal.sunspec.device import ReadSpan, SunSpecDevice
@@ -237,12 +238,6 @@ class Meter:
 
     def close(self) -> None:
         self.transport.close()
-
-
-def _addresses(model: DecodedModel, path: str) -> range:
-    slot = model.layout.slots[path]
-    start = model.address + slot.offset
-    return range(start, start + slot.point.size)
 
 
 def as_values(readings: Mapping[str, Reading]) -> dict[str, Any]:

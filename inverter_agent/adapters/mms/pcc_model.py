@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .der_model import _OPT_DPL, _asg, _beh, _mv, fixed, lln0
+from .der_model import _asg, _beh, _mv, fixed, lln0, lphd_spec
 from .model import (
     Binding,
     Cdc,
@@ -66,11 +66,7 @@ POINT_TABLE: tuple[tuple[str, str], ...] = (
 
 def pcc_ld_spec(ld_inst: str = DEFAULT_PCC_LD) -> LogicalDeviceSpec:
     """The point-of-common-coupling LD (the table in the module docstring)."""
-    lphd = LogicalNodeSpec("LPHD", "1", (
-        DataObjectSpec("PhyNam", Cdc.DPL, options=_OPT_DPL),
-        DataObjectSpec("PhyHealth", Cdc.ENS, enum="HealthKind"),
-        DataObjectSpec("Proxy", Cdc.SPS, init={"stVal": True}),
-    ))
+    lphd = lphd_spec()
     mmxu = LogicalNodeSpec("MMXU", "1", (
         _beh(),
         _mv("TotW", "active power at the PCC, W: positive = import from the area EPS"),
