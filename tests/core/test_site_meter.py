@@ -67,12 +67,13 @@ def test_stale_and_implausible_meter_readings_are_invalid():
 # -- the whole gateway against the simulator ---------------------------------------------
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
-    with SimProcess("--meter", "2:203", "--dc", "4500", "--tau", "0.3") as s:
+    with SimProcess("--meter", "2:203", "--dc", "4500", "--tau", "0.3",
+                    "--meter-tcp", "127.0.0.1:0") as s:
         yield s
 
 
-def _app(sim: SimProcess, tmp_path, meter: bool) -> app_mod.App:
-    cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
+def _app(sim: SimProcess, tmp_path, meter: bool, **extra: object) -> app_mod.App:
+    cfg = config.load(None, {**extra,"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
                              "agent.state_dir": str(tmp_path / "state"),
                              "agent.poll_period": 0.1, "inverter.timeout": 0.1,
                              "agent.dead_retry": 0.5,
@@ -166,3 +167,40 @@ def test_without_a_site_meter_an_export_limit_is_a_generation_limit(sim, tmp_pat
         assert app.site_meter.cap.mode == FALLBACK
     finally:
         app.stop()
+
+
+def test_a_meter_on_a_link_of_its_own(sim, tmp_path):
+    sim.control.reset()
+    app = _app(sim, tmp_path, meter=True, **{
+        "meter.link": "own", "meter.modbus_tcp": "{}:{}".format(*sim.meter_tcp)})
+    try:
+        assert app.site_meter.meter.transport is not app.agents[0].inverter.transport
+        for _ in range(20):  # bounded: a few cycles at most
+            _cycle(app)
+            if app.site_meter.link_up:
+                break
+            time.sleep(0.05)
+        view = app.site_meter.view()
+        truth = sim.control.state()["units"]["2"]["meter"]["w"]
+        assert view.link_up and view.good("W") == pytest.approx(truth, abs=30.0)
+    finally:
+        app.stop()
+
+
+@pytest.mark.parametrize("body, says", [
+    ("[meter]\nenabled = true\n", "[meter] unit: required"),
+    ("[meter]\nenabled = true\nunit = 300\n", "[meter] unit"),
+    ("[meter]\nenabled = true\nunit = 2\nmodel = 103\n", "one of 201, 202"),
+    ("[meter]\nenabled = true\nunit = 1\n", "is inverter INV1's unit"),
+    ("[meter]\nenabled = true\nunit = 2\nlink = \"own\"\n", "give modbus_tcp or modbus_rtu"),
+    ("[meter]\nenabled = true\nunit = 2\nmodbus_tcp = \"127.0.0.1:1502\"\n",
+     "set link = 'own'"),
+    ("[meter]\nenabled = true\nunit = 2\nname = \"INV1\"\n", "already inverter INV1"),
+    ("[meter]\nenabled = true\nunit = 2\nw_positive = \"up\"\n", "'import', 'export'"),
+])
+def test_a_bad_meter_section_stops_the_gateway_with_file_key_and_range(tmp_path, body, says):
+    path = tmp_path / "agent.toml"
+    path.write_text('[inverter]\nmodbus_tcp = "127.0.0.1:502"\n' + body)
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(str(path))
+    assert str(path) in str(exc.value) and says in str(exc.value), str(exc.value)
