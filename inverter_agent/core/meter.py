@@ -67,6 +67,49 @@ def judge(readings: Mapping[str, Reading], now: float, stale_after: float,
     return out, None
 
 
+class SignCheck:
+    """Whether the meter's W agrees in sign with its own energy counters.
+
+    A meter configured with the wrong ``w_positive`` reads an export as an import,
+    and an export limit closed on it would credit the export as load and raise the
+    generation cap with it: the limit would run away. The counters (``TotWhImp`` /
+    ``TotWhExp``) say which way the energy went whatever the sign of W, so W
+    integrated between two changes of the counters must have the sign of
+    imported - exported energy; when it does not (both at least ``min_wh``), W is
+    inconsistent until they agree again.
+    """
+
+    def __init__(self, min_wh: float = 2.0) -> None:
+        self.min_wh = min_wh
+        self.base: tuple[float, float] | None = None
+        self.w_wh = 0.0
+        self.last_t: float | None = None
+        self.problem: str | None = None
+
+    def update(self, readings: Mapping[str, Reading], now: float) -> str | None:
+        w = _good(readings, "W")
+        imp, exp = _good(readings, "TotWhImp"), _good(readings, "TotWhExp")
+        if w is not None and self.last_t is not None:
+            self.w_wh += w * max(0.0, now - self.last_t) / 3600.0
+        self.last_t = now if w is not None else None
+        if imp is None or exp is None:
+            return self.problem
+        if self.base is None:
+            self.base, self.w_wh = (imp, exp), 0.0
+        elif imp < self.base[0] or exp < self.base[1]:  # counters reset or replaced
+            self.base, self.w_wh = (imp, exp), 0.0
+        else:
+            net = (imp - self.base[0]) - (exp - self.base[1])
+            if abs(net) >= self.min_wh:  # enough energy counted to tell the direction
+                if abs(self.w_wh) >= self.min_wh:
+                    self.problem = None if (net > 0) == (self.w_wh > 0) else (
+                        f"meter W ({self.w_wh:+.1f} Wh integrated) disagrees in sign with "
+                        f"its energy counters ({net:+.1f} Wh imported - exported): check "
+                        "[meter] w_positive")
+                self.base, self.w_wh = (imp, exp), 0.0
+        return self.problem
+
+
 class SiteMeterService:
     """Polls the meter after every cycle and holds an export limit at the PCC."""
 
@@ -88,6 +131,7 @@ class SiteMeterService:
         self.why_invalid: str | None = "not read yet"
         self._alarm: str | None = None
         self._shares: dict[str, float] = {}
+        self.sign = SignCheck()
 
     # -- the cycle
     def cycle(self, now: float | None = None) -> None:
@@ -111,6 +155,11 @@ class SiteMeterService:
             if not up and self.fail_streak >= 2:
                 self.next_try = mono + self.dead_retry
         self.readings, self.why_invalid = judge(raw, now, self.stale_after, self.max_w)
+        wrong_sign = self.sign.update(self.readings, now)
+        if wrong_sign is not None and self.why_invalid is None:
+            w = self.readings["W"]
+            self.readings["W"] = Reading(w.value, INCONSISTENT, w.timestamp)
+            self.why_invalid = wrong_sign
         if not self.link_up:
             self.why_invalid = f"meter link down ({self.meter.last_error})"
         self._hold_export_limit()

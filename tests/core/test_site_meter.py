@@ -204,3 +204,31 @@ def test_a_bad_meter_section_stops_the_gateway_with_file_key_and_range(tmp_path,
     with pytest.raises(config.ConfigError) as exc:
         config.load(str(path))
     assert str(path) in str(exc.value) and says in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize("w_positive, mode", [("import", FALLBACK), ("export", CLOSED_LOOP)])
+def test_a_meter_signed_the_other_way_is_caught_by_its_energy_counters(tmp_path, w_positive,
+                                                                       mode):
+    """A SolarEdge-style meter (export positive) configured as import positive would make
+    an export look like load and lift the cap to full output; its own energy counters
+    say which way the energy goes, so W is inconsistent and the limit falls back."""
+    with SimProcess("--meter-profile", "solaredge-203", "--dc", "4500", "--tau", "0.3") as s:
+        app = _app(s, tmp_path, meter=True, **{"meter.w_positive": w_positive})
+        app.site_meter.meter.full_every_s = 0.5  # counters read often: a short test
+        try:
+            app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and app.site_meter.cap.mode != mode:
+                _cycle(app)
+                time.sleep(0.1)
+            if mode == FALLBACK:
+                _settle(app, s, lambda st: s.control.state()["units"]["1"]["plant"]["w"]
+                        <= LIMIT_W + 20 and app.site_meter.cap.mode == FALLBACK)
+                assert "w_positive" in app.site_meter.view().alarm
+                assert "inconsistent" in str(app.site_meter.view().readings["W"].quality)
+            else:
+                _settle(app, s, lambda st: abs(_export(st) - LIMIT_W) <= TOLERANCE_W
+                        and app.site_meter.cap.mode == CLOSED_LOOP)
+                assert app.site_meter.view().alarm is None
+        finally:
+            app.stop()
