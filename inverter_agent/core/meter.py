@@ -132,6 +132,10 @@ class SiteMeterService:
         self._alarm: str | None = None
         self._shares: dict[str, float] = {}
         self.sign = SignCheck()
+        #: How long the last poll of the meter took, and the longest (ms): time the
+        #: loop's cycle spends on the meter (on a shared bus, beside the inverters').
+        self.poll_ms = 0.0
+        self.poll_ms_max = 0.0
 
     # -- the cycle
     def cycle(self, now: float | None = None) -> None:
@@ -144,7 +148,10 @@ class SiteMeterService:
         if self.fail_streak >= 2 and mono < self.next_try:
             raw = self.meter.unreachable(now)
         else:
+            t0 = time.monotonic()
             raw = self.meter.poll(now)
+            self.poll_ms = (time.monotonic() - t0) * 1e3
+            self.poll_ms_max = max(self.poll_ms_max, self.poll_ms)
             up = self.meter.last_error is None
             if up != self.link_up:
                 (log.info if up else log.warning)(
@@ -232,6 +239,8 @@ class SiteMeterService:
                 "model": None if info is None else info.model_id,
                 "ac_type": None if info is None else info.ac_type.value,
                 "last_error": self.meter.last_error, "why_invalid": self.why_invalid,
+                "poll_ms": round(self.poll_ms, 1), "poll_ms_max": round(self.poll_ms_max, 1),
+                "last_poll_kind": self.meter.last_poll_kind,
                 "readings": {n: {"value": r.value, "quality": str(r.quality)}
                              for n, r in self.readings.items()
                              if n in ("W", "VAr", "VA", "PF", "Hz", "PhV", "PPV", "A",
