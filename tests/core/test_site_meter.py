@@ -72,14 +72,15 @@ def sim() -> Iterator[SimProcess]:
         yield s
 
 
-def _app(sim: SimProcess, tmp_path, meter: bool, **extra: object) -> app_mod.App:
+def _app(sim: SimProcess, tmp_path, meter: bool, only: tuple[str, ...] = (),
+         **extra: object) -> app_mod.App:
     cfg = config.load(None, {**extra,"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
                              "agent.state_dir": str(tmp_path / "state"),
                              "agent.poll_period": 0.1, "inverter.timeout": 0.1,
                              "agent.dead_retry": 0.5,
                              "meter.enabled": meter, "meter.unit": 2 if meter else None,
                              "meter.model": 203 if meter else None})
-    return app_mod.App(cfg, only=())
+    return app_mod.App(cfg, only=only)
 
 
 def _cycle(app: app_mod.App) -> None:
@@ -232,3 +233,35 @@ def test_a_meter_signed_the_other_way_is_caught_by_its_energy_counters(tmp_path,
                 assert app.site_meter.view().alarm is None
         finally:
             app.stop()
+
+
+def test_the_export_limit_in_force_is_served_at_the_pcc_over_mms(sim, tmp_path):
+    """DPCC1.AreaEpsWMax shows the export limit held at the PCC, MMXU1.TotW the export
+    held at it (import positive: -limit), read over loopback by py61850 (a pure-Python
+    MMS client, so it may share the gateway's process)."""
+    py61850 = pytest.importorskip("py61850")
+    from tests.e2e.conftest import free_port
+
+    sim.control.reset()
+    sim.control.set_load(1200.0)
+    port = free_port()
+    app = _app(sim, tmp_path, meter=True, only=("mms",),
+               **{"mms.enabled": True, "mms.host": "127.0.0.1", "mms.port": port})
+    app.start()
+    try:
+        app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+        _settle(app, sim, lambda st: abs(_export(st) - LIMIT_W) <= TOLERANCE_W)
+        _cycle(app)  # publishes the view
+
+        def first(v):
+            return first(v[0]) if isinstance(v, list) else v
+
+        with py61850.MmsClient("127.0.0.1", port, timeout=10) as c:
+            wmax = first(c.read_value("GWSITE", "DPCC1$SP$AreaEpsWMax$setMag"))
+            tot = first(c.read_value("GWSITE", "MMXU1$MX$TotW$mag"))
+            health = first(c.read_value("GWSITE", "LLN0$ST$Health$stVal"))
+        assert wmax == pytest.approx(LIMIT_W)
+        assert tot == pytest.approx(-LIMIT_W, abs=TOLERANCE_W + 50)
+        assert health == 1
+    finally:
+        app.stop()
