@@ -67,6 +67,30 @@ def judge(readings: Mapping[str, Reading], now: float, stale_after: float,
     return out, None
 
 
+#: Phases of each wiring (hal's ACType readings).
+_PHASES = {"single": 1, "split": 2, "three": 3}
+#: The meter and an inverter on one grid see the same frequency within this (Hz).
+HZ_AGREE = 0.5
+
+
+def topology_problem(meter: Mapping[str, Reading],
+                     inverters: list[Mapping[str, Reading]]) -> str | None:
+    """Why the meter cannot be measuring what the inverters feed, or None: a meter with
+    fewer phases than an inverter behind it sees only part of its output; a meter whose
+    frequency is not the inverters' is not on their grid."""
+    m_type, m_hz = _good_value(meter, "ACType"), _good(meter, "Hz")
+    for snap in inverters:
+        i_type = _good_value(snap, "ACType")
+        if m_type in _PHASES and i_type in _PHASES and _PHASES[i_type] > _PHASES[m_type]:
+            return (f"a {m_type}-phase meter cannot measure a {i_type}-phase inverter's "
+                    "output: check the meter's wiring and model")
+        i_hz = _good(snap, "Hz")
+        if m_hz is not None and i_hz is not None and abs(m_hz - i_hz) > HZ_AGREE:
+            return (f"the meter reads {m_hz:.2f} Hz, an inverter {i_hz:.2f} Hz: not the "
+                    "same grid (check the meter's unit id and link)")
+    return None
+
+
 class SignCheck:
     """Whether the meter's W agrees in sign with its own energy counters.
 
@@ -162,7 +186,8 @@ class SiteMeterService:
             if not up and self.fail_streak >= 2:
                 self.next_try = mono + self.dead_retry
         self.readings, self.why_invalid = judge(raw, now, self.stale_after, self.max_w)
-        wrong_sign = self.sign.update(self.readings, now)
+        wrong_sign = self.sign.update(self.readings, now) or topology_problem(
+            self.readings, [a.last_snapshot for a in self.agents if a.stats.link_up])
         if wrong_sign is not None and self.why_invalid is None:
             w = self.readings["W"]
             self.readings["W"] = Reading(w.value, INCONSISTENT, w.timestamp)
@@ -247,6 +272,11 @@ class SiteMeterService:
                                       "TotWhImp", "TotWhExp")},
                 "export_limit": self.export_view(), "alarm": self._alarm,
                 "closed_loop": self.cap.mode == CLOSED_LOOP}
+
+
+def _good_value(s: Mapping[str, Reading], name: str) -> Any:
+    r = s.get(name)
+    return r.value if r is not None and r.quality.good else None
 
 
 def _good(s: Mapping[str, Reading], name: str) -> float | None:

@@ -74,12 +74,12 @@ def sim() -> Iterator[SimProcess]:
 
 def _app(sim: SimProcess, tmp_path, meter: bool, only: tuple[str, ...] = (),
          **extra: object) -> app_mod.App:
-    cfg = config.load(None, {**extra,"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
+    cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
                              "agent.state_dir": str(tmp_path / "state"),
                              "agent.poll_period": 0.1, "inverter.timeout": 0.1,
                              "agent.dead_retry": 0.5,
                              "meter.enabled": meter, "meter.unit": 2 if meter else None,
-                             "meter.model": 203 if meter else None})
+                             "meter.model": 203 if meter else None, **extra})
     return app_mod.App(cfg, only=only)
 
 
@@ -265,3 +265,29 @@ def test_the_export_limit_in_force_is_served_at_the_pcc_over_mms(sim, tmp_path):
         assert health == 1
     finally:
         app.stop()
+
+
+def test_a_meter_that_cannot_be_measuring_the_inverters_is_not_used():
+    from inverter_agent.core.meter import topology_problem
+
+    now = 1.0
+    three = {"ACType": Reading.good("three", now), "Hz": Reading.good(60.0, now)}
+    assert topology_problem(three, [three]) is None
+    single = {"ACType": Reading.good("single", now), "Hz": Reading.good(60.0, now)}
+    assert "single-phase meter cannot measure a three-phase" in topology_problem(single,
+                                                                                 [three])
+    assert topology_problem(three, [single]) is None  # a 1-phase inverter on a 3-phase site
+    other_grid = {"ACType": Reading.good("three", now), "Hz": Reading.good(50.0, now)}
+    assert "not the same grid" in topology_problem(other_grid, [three])
+
+
+def test_a_single_phase_meter_on_a_three_phase_site_falls_back(tmp_path):
+    with SimProcess("--meter", "2:201", "--dc", "4500") as s:
+        app = _app(s, tmp_path, meter=True, **{"meter.model": 201})
+        try:
+            app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+            _settle(app, s, lambda st: app.site_meter.cap.mode == FALLBACK
+                    and s.control.state()["units"]["1"]["plant"]["w"] <= LIMIT_W + 20)
+            assert "single-phase meter" in app.site_meter.view().alarm
+        finally:
+            app.stop()
