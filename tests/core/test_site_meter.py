@@ -291,3 +291,25 @@ def test_a_single_phase_meter_on_a_three_phase_site_falls_back(tmp_path):
             assert "single-phase meter" in app.site_meter.view().alarm
         finally:
             app.stop()
+
+
+def test_status_says_what_the_site_meter_reads_and_how_the_export_limit_is_held(sim,
+                                                                                tmp_path):
+    from inverter_agent.cli import _site_meter_text
+
+    sim.control.reset()
+    app = _app(sim, tmp_path, meter=True)
+    try:
+        app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+        for _ in range(5):
+            _cycle(app)
+        text = _site_meter_text(app.site_meter.status_view())
+        assert text.startswith("site meter      SITE unit 2 model 203, link up: -")
+        assert "W (export, good)" in text and "export limit 1000 W, closed_loop" in text
+        sim.control.fault("silent", unit=2)
+        _cycle(app)
+        down = _site_meter_text(app.site_meter.status_view())
+        assert "LINK DOWN" in down and "generation_limit" in down and "ALARM:" in down
+    finally:
+        sim.control.fault("none")
+        app.stop()
