@@ -38,6 +38,9 @@ INCONSISTENT = Quality(Validity.INVALID, Detail.INCONSISTENT)
 OLD = Quality(Validity.INVALID, Detail.OLD_DATA)
 #: Frequencies a meter on a live grid can show (outside: a misread register).
 HZ_RANGE = (40.0, 70.0)
+#: The generation cap moves in steps of this share of the inverters' ratings (rounded
+#: down): 0.5 % (25 W of 5 kW) keeps a wandering load from rewriting the limit every cycle.
+CAP_STEP = 0.005
 #: VA may read below |W| by this much (rounding, separate sampling) before it is implausible.
 VA_TOLERANCE = 0.05
 
@@ -222,7 +225,8 @@ class SiteMeterService:
         site_w = self.readings.get("W")
         self.cap = export_cap(self._limit_w(),
                               site_w.value if site_w is not None and site_w.quality.good
-                              else None, gen, gen_max, why_invalid=self.why_invalid)
+                              else None, gen, gen_max, why_invalid=self.why_invalid,
+                              step_w=CAP_STEP * (gen_max or 0.0))
         alloc = allocate(self.cap.cap_w, views, self._shares)
         self._shares = alloc.shares_w
         for a in self.agents:

@@ -23,6 +23,7 @@ own load), and the caller raises an alarm saying so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: How an export limit is being held.
@@ -42,14 +43,17 @@ class ExportCap:
 
 def export_cap(limit_w: float | None, site_w: float | None, gen_w: float | None,
                gen_max_w: float | None = None, margin_w: float = 0.0,
-               why_invalid: str | None = None) -> ExportCap:
+               why_invalid: str | None = None, step_w: float = 0.0) -> ExportCap:
     """The generation cap for an export limit ``limit_w`` (W; None: no export limit).
 
     ``site_w``: the meter's W this cycle (import positive), None if not good;
     ``gen_w``: the inverters' W together, None if any is not known;
     ``gen_max_w``: their ratings together (the cap's upper bound), None if unknown;
     ``margin_w``: held below the limit (measurement and response lag);
-    ``why_invalid``: why the meter's data is not usable, if the caller knows.
+    ``why_invalid``: why the meter's data is not usable, if the caller knows;
+    ``step_w``: the cap is rounded down to a multiple of it, so a load that wanders a
+    little does not rewrite the inverters' limit every cycle (rounded down: the export
+    stays at or below the limit, by less than one step).
     """
     if limit_w is None:
         return ExportCap(None, None, NONE)
@@ -63,6 +67,8 @@ def export_cap(limit_w: float | None, site_w: float | None, gen_w: float | None,
     cap = max(0.0, limit_w + load - margin_w)
     if gen_max_w is not None and gen_max_w > 0:
         cap = min(cap, gen_max_w)
+    if step_w > 0:
+        cap = math.floor(cap / step_w) * step_w
     return ExportCap(limit_w, cap, CLOSED_LOOP, load,
                      f"export limit {limit_w:g} W held at the connection point: load "
                      f"{load:.0f} W, generation cap {cap:.0f} W")

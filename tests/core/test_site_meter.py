@@ -313,3 +313,14 @@ def test_status_says_what_the_site_meter_reads_and_how_the_export_limit_is_held(
     finally:
         sim.control.fault("none")
         app.stop()
+
+
+def test_the_cap_moves_in_steps_rounded_down():
+    # 5 kW of inverters, 25 W steps: a load wandering by a few W keeps the same cap,
+    # and the cap is never above limit + load.
+    caps = {export_cap(1000.0, -2000.0 + d, 3000.0, 5000.0, step_w=25.0).cap_w
+            for d in (0.0, 3.0, 7.0, 11.0)}
+    assert caps == {2000.0}
+    assert export_cap(1000.0, -1990.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2000.0
+    assert export_cap(1000.0, -1980.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2000.0
+    assert export_cap(1000.0, -1970.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2025.0
