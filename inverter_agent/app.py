@@ -86,8 +86,8 @@ def make_controller(cfg: config_mod.Config, inverter: Any,
 
 
 def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None,
-               settings_cache: dict[str, tuple[int, dict[str, Any]]] | None = None
-               ) -> CycleView:
+               settings_cache: dict[str, tuple[int, dict[str, Any]]] | None = None,
+               site: Any = None) -> CycleView:
     """The immutable view of the cycle that just ended (built on the loop's thread).
 
     The effective settings are rebuilt only when their version changes (``settings_cache``
@@ -113,7 +113,8 @@ def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None,
     if plant is not None:
         st = plant.status_view()
         plant_view = PlantView(plant.ld, st.get("limit") or {}, st.get("totals") or {})
-    return CycleView(time.time() if now is None else now, tuple(inverters), plant_view)
+    return CycleView(time.time() if now is None else now, tuple(inverters), plant_view,
+                     site=site)
 
 
 class App:
@@ -150,6 +151,17 @@ class App:
             if first_events is not None:
                 first_events.record(kind, detail, who=who)
 
+        # The site meter at the connection point ([meter]): read after each cycle of the
+        # inverters, before the view is published; on the first inverter's wire or its own.
+        from inverter_agent.core.meter import make_service
+
+        self.site_meter = make_service(
+            cfg, self.agents, {link.link: a.inverter.transport
+                               for link, a in zip(links, self.agents, strict=True)},
+            lambda kind, detail: record(kind, detail, "site meter"))
+        self.runner.after_cycle.insert(0, self.site_meter.cycle)
+        if self.site_meter.meter is not None:
+            self.runner.status_extra["site_meter"] = self.site_meter.status_view
         self.core = Core(commands, audit=audit, plant=self.plant, record=record,
                          state_dir=cfg["agent.state_dir"])
         self.context = AdapterContext(cfg, self.core, tuple(a.name for a in self.agents),
@@ -173,7 +185,8 @@ class App:
 
     def publish(self) -> None:
         """After each cycle: one view for the core and every adapter."""
-        view = cycle_view(self.agents, self.plant, settings_cache=self._settings_cache)
+        view = cycle_view(self.agents, self.plant, settings_cache=self._settings_cache,
+                          site=self.site_meter.view())
         self.core.publish(view)
         for adapter in self.adapters:
             try:
@@ -202,6 +215,10 @@ class App:
             except Exception:
                 log.exception("adapter %s: stop failed", adapter.name)
         self.runner.close()
+        meter = self.site_meter.meter
+        if meter is not None and all(meter.transport is not a.inverter.transport
+                                     for a in self.agents):
+            meter.close()  # its own link (a shared wire closed above)
 
     def run(self, on_ready: Callable[[str], object] | None = None,
             on_cycle: Callable[[], object] | None = None,

@@ -346,6 +346,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site_meter_text(m: dict) -> str:
+    """One line for the site meter at the connection point (core/meter.py status)."""
+    w = (m.get("readings") or {}).get("W") or {}
+    ex = m.get("export_limit") or {}
+    value = w.get("value")
+    text = (f"site meter      {m.get('name')} unit {m.get('unit')} model {m.get('model')}, "
+            f"{'link up' if m.get('link_up') else 'LINK DOWN'}: "
+            + (f"{value:.0f} W ({'import' if value >= 0 else 'export'}, {w.get('quality')})"
+               if value is not None else "no W")
+            + "; " + (f"export limit {ex['limit_w']:g} W, {ex.get('mode')}"
+                      if ex.get("limit_w") is not None else "no export limit"))
+    return text + (f"\n  ALARM: {m['alarm']}" if m.get("alarm") else "")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
@@ -384,6 +398,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for inv in (st["inverters"].values() if several else [st]):
         folder = os.path.join(args.state_dir, inv["ld"]) if several else args.state_dir
         _print_inverter_status(inv, folder, indent="  " if several else "")
+    if st.get("site_meter"):
+        print(_site_meter_text(st["site_meter"]))
     sec = st.get("security")
     if sec:
         _print_mms_security(sec)

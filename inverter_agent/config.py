@@ -242,6 +242,32 @@ SCHEMA: dict[str, dict[str, Key]] = {
                      doc="plant active-power limit in W, shared among the inverters by "
                          "rating, until a client sets one (persisted); none: no plant limit"),
     },
+    "meter": {
+        "enabled": Key(bool, False, doc="read a SunSpec meter (201-204, 211-214) at the "
+                                        "site's connection point (docs/site-meter.md)"),
+        "link": Key(str, "inverter", choices=("inverter", "own"),
+                    doc="inverter: on the first inverter's link (another unit id on its "
+                        "bus or Modbus TCP gateway); own: modbus_tcp or modbus_rtu below"),
+        "modbus_tcp": Key(str, None, check=_host_port, doc="the meter's own Modbus TCP address"),
+        "modbus_rtu": Key(str, None, doc="the meter's own serial device"),
+        "baud": Key(int, 9600, choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)),
+        "parity": Key(str, "N", choices=("N", "E", "O")),
+        "unit": Key(int, None, min=1, max=247, doc="the meter's Modbus unit id (required)"),
+        "model": Key(int, None, choices=(201, 202, 203, 204, 211, 212, 213, 214),
+                     doc="the meter model expected; none: the first meter model listed"),
+        "bases": Key(list, list(DEFAULT_BASES), check=_bases,
+                     doc="SunSpec base addresses to try, in order"),
+        "w_positive": Key(str, "import", choices=("import", "export"),
+                          doc="which way the meter counts W positive: import (the metering "
+                              "convention, default) or export (e.g. SolarEdge meters)"),
+        "name": Key(str, "SITE", check=_ident,
+                    doc="the connection point's name (its MMS logical device)"),
+        "stale_after": Key(float, 5.0, min=0.5, max=600.0,
+                           doc="seconds after which a meter reading not renewed is invalid"),
+        "max_w": Key(float, 1e6, min=1.0, max=1e9,
+                     doc="largest |W| the meter can plausibly show at this site; above it "
+                         "the reading is invalid"),
+    },
 }
 
 
@@ -527,7 +553,42 @@ def _finish(origin: str, values: dict[str, dict[str, Any]], sources: dict[str, s
             f"{where}: [functions] revert_timeout = {revert} s is less than three poll periods "
             f"({period} s): the gateway could not refresh the timers in time; allowed: "
             f"{max(REVERT_MIN_S, 3 * period)} <= value <= {REVERT_MAX_S} or 'auto'")
+    _check_meter(origin, values, sources, links)
     return Config(values, sources, tuple(links))
+
+
+def _check_meter(origin: str, values: Mapping[str, Any], sources: Mapping[str, str],
+                 links: list[InverterLink]) -> None:
+    """``[meter]``: a unit id, one link, and not an inverter's unit on the same wire."""
+    m = values.get("meter") or {}
+    if not m.get("enabled"):
+        return
+
+    def where(key: str) -> str:
+        return sources.get(f"meter.{key}", sources.get("meter.enabled", origin))
+
+    if m["unit"] is None:
+        raise ConfigError(f"{where('unit')}: [meter] unit: required when the meter is "
+                          "enabled; allowed: 1 <= value <= 247")
+    taken = {values["plant"]["ld_inst"]: "the plant view",
+             **{lk.ld_inst: f"inverter {lk.ld_inst}" for lk in links}}
+    if m["name"] in taken:
+        raise ConfigError(f"{where('name')}: [meter] name {m['name']!r} is already "
+                          f"{taken[m['name']]}'s logical device; give the meter its own")
+    own = [k for k in ("modbus_tcp", "modbus_rtu") if m[k]]
+    if m["link"] == "own" and len(own) != 1:
+        raise ConfigError(f"{where('link')}: [meter] link = 'own': give modbus_tcp or "
+                          "modbus_rtu (one of them)")
+    if m["link"] == "inverter":
+        if own:
+            raise ConfigError(f"{where(own[0])}: [meter] {own[0]} is set but link = "
+                              "'inverter'; set link = 'own' to use it")
+        if links and links[0].link[1]:
+            clash = [lk for lk in links if lk.link == links[0].link and lk.unit == m["unit"]]
+            if clash:
+                raise ConfigError(f"{where('unit')}: [meter] unit {m['unit']} is inverter "
+                                  f"{clash[0].ld_inst}'s unit on {clash[0].link[1]}; allowed: "
+                                  "another unit id, 1 <= value <= 247")
 
 
 def _resolve_links(origin: str, values: Mapping[str, Any],

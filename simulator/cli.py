@@ -20,7 +20,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import registers
 from .device import Inverter
@@ -131,6 +132,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--grid-script", metavar="FILE",
                    help="grid time series, CSV t,v_pu,f_hz or JSON, held stepwise")
     r.add_argument("--seed", type=int, help="random seed (WinTms, garbage bytes)")
+    m = p.add_argument_group("site meter (simulator/meter.py)")
+    m.add_argument("--meter", metavar="UNIT:MODEL",
+                   help="a SunSpec meter (201-204, 211-214) at the PCC on this unit id: "
+                        "site load minus the inverters' output")
+    m.add_argument("--meter-profile", metavar="NAME",
+                   help="a vendor meter profile (simulator.meter.PROFILES: fronius-213, "
+                        "solaredge-203); implies --meter")
+    m.add_argument("--meter-load", type=float, default=1000.0, metavar="W",
+                   help="site load behind the meter, W (default 1000)")
+    m.add_argument("--meter-tcp", type=host_port, metavar="HOST:PORT",
+                   help="also serve the meter alone on this Modbus TCP port (its own link)")
     t = p.add_argument_group("transports")
     t.add_argument("--tcp", type=host_port, metavar="HOST:PORT",
                    help="Modbus TCP listen address (port 0: any free port)")
@@ -206,6 +218,10 @@ def build(args: argparse.Namespace) -> Simulation:
                 units[u].exclusive_reactive_modes = prof.quirks.exclusive_reactive_modes
                 units[u].refuse_adoption = prof.quirks.refuse_adoption
                 apply(prof, image)
+        meter = _meter(args, params, lambda: [u for u in units.values()
+                                               if isinstance(u, Inverter)])
+        if meter is not None:  # last: the simulation steps it after the inverters
+            units[meter.unit_id] = meter
         return units
 
     if not 1.0 <= args.rate <= 1000.0:
@@ -215,6 +231,31 @@ def build(args: argparse.Namespace) -> Simulation:
     if args.grid_script:
         sim.run_script(load_grid_script(args.grid_script))
     return sim
+
+
+def _meter(args: argparse.Namespace, params: PlantParams,
+           sources: Callable[[], list[Any]]) -> Any:
+    """The site meter the options ask for (simulator/meter.py), or None."""
+    if not (getattr(args, "meter", None) or getattr(args, "meter_profile", None)):
+        return None
+    from .meter import PROFILES, make_meter, parse_meter
+
+    w_positive = "import"
+    if args.meter_profile:
+        if args.meter_profile not in PROFILES:
+            raise ValueError(f"meter profile {args.meter_profile!r}: one of "
+                             f"{', '.join(sorted(PROFILES))}")
+        prof = PROFILES[args.meter_profile]
+        unit, model, w_positive = prof.unit, prof.model, prof.w_positive
+        if args.meter:
+            unit = parse_meter(args.meter)[0]
+    else:
+        unit, model = parse_meter(args.meter)
+    if unit in args.units:
+        raise ValueError(f"meter unit {unit} is an inverter's unit id")
+    meter = make_meter(args.base, model, unit, params, sources, w_positive)
+    meter.load_w = args.meter_load
+    return meter
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -255,6 +296,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             tcp.start()
             started.append(tcp)
             announce("TCP {}:{}".format(*tcp.address))
+        if getattr(args, "meter_tcp", None):
+            from .meter import Meter, MeterOnly
+
+            meter_unit = next(u for u, d in sim.units.items() if isinstance(d, Meter))
+            mtcp = ModbusTcpServer(*args.meter_tcp, MeterOnly(sim, meter_unit))
+            mtcp.start()
+            started.append(mtcp)
+            announce("METER-TCP {}:{}".format(*mtcp.address))
         if args.pty_link or args.serial:
             def on_port(device: str, link: str | None) -> None:
                 announce(f"PTY {device} -> {link}" if link else f"SERIAL {device} {args.baud}")

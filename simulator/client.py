@@ -147,6 +147,10 @@ class SimControl:
     def native_trip(self, on: bool = True) -> dict[str, Any]:
         return self.request("native_trip", on=on)
 
+    def set_load(self, w: float, var: float | None = None) -> dict[str, Any]:
+        """The site load behind the simulated meter (``--meter``)."""
+        return self.request("set_load", w=w, **({} if var is None else {"var": var}))
+
     def local_mode(self, on: bool = True, unit: int | None = None) -> dict[str, Any]:
         """The inverter ignores remote setpoints (a panel switched to local control)."""
         return self.request("local_mode", on=on, **({} if unit is None else {"unit": unit}))
@@ -204,6 +208,8 @@ class SimProcess:
         self.pty_device: str | None = None  # the /dev/pts/N behind the link, latest
         self.pty_path: str | None = None  # the symlink: what a client opens
         self.control_address: tuple[str, int] | None = None
+        #: The meter's own Modbus TCP port (``--meter-tcp``), once announced.
+        self.meter_tcp: tuple[str, int] | None = None
         self._control: SimControl | None = None
         self._ready = threading.Event()
         self.stdout_lines: collections.deque[str] = collections.deque(maxlen=500)
@@ -276,6 +282,9 @@ class SimProcess:
         elif word == "CONTROL":
             host, _, port = rest.rpartition(":")
             self.control_address = (host, int(port))
+        elif word == "METER-TCP":
+            host, _, port = rest.rpartition(":")
+            self.meter_tcp = (host, int(port))
         elif word == "READY":
             self._ready.set()
 

@@ -26,6 +26,8 @@ One JSON object a line in, one JSON object a line out. Every answer has
 * ``{"cmd": "native_trip", "on": true}``: the inverter's own protection window.
 * ``{"cmd": "local_mode", "on": true [, "unit": 1]}``: the inverter ignores remote
   setpoints (they still land in its registers) and keeps its present output.
+* ``{"cmd": "set_load", "w": 2500 [, "var": 300]}``: the site load behind the
+  simulated meter (``--meter``; simulator/meter.py).
 """
 
 from __future__ import annotations
@@ -109,6 +111,21 @@ COMMANDS: dict[str, Callable[[Simulation, dict[str, Any]], dict[str, Any]]] = {
     "local_mode": lambda sim, req: sim.set_local_mode(
         bool(req.get("on", True)), _unit(req)) or {},
 }
+
+
+def _cmd_set_load(sim: Simulation, req: dict[str, Any]) -> dict[str, Any]:
+    from .meter import Meter
+
+    meters = [u for u in sim.units.values() if isinstance(u, Meter)]
+    if not meters:
+        raise ValueError("no meter (start with --meter UNIT:MODEL)")
+    with sim.lock:
+        for m in meters:
+            m.set_load(float(req["w"]), None if req.get("var") is None else float(req["var"]))
+    return {"load_w": meters[0].load_w, "load_var": meters[0].load_var}
+
+
+COMMANDS["set_load"] = _cmd_set_load
 
 
 def execute(sim: Simulation, line: str) -> dict[str, Any]:

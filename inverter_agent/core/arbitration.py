@@ -85,6 +85,9 @@ class UtilityControl:
     #: freq_watt units (Hz, per-unit droop, seconds; None keeps the persisted response
     #: time), and it enables frequency-watt (1547-2018 droop on pre-disturbance power)
     freq_droop: tuple[float, float, float, float, float | None] | None = None
+    #: An export limit at the connection point, W (CSIP-AUS opModExpLimW with a site
+    #: meter): held by the site meter service (core/meter.py), not a settings value
+    export_limit_w: float | None = None
 
     def __post_init__(self) -> None:
         # 1547-2018 5.3.1: one reactive mode at a time. A command asking two (fixed PF and
@@ -323,6 +326,22 @@ def plant_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
     return setpoints
 
 
+def export_limit_w(in_force: Iterable[InForce]) -> float | None:
+    """The export limit at the connection point in force (W): the lowest any source's
+    command in force asks (limits combine, as the active-power limit does); None."""
+    limits = [f.control.export_limit_w for f in in_force
+              if f.control is not None and f.control.export_limit_w is not None]
+    return min(limits) if limits else None
+
+
+def pcc_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
+    """The setpoints capped at this inverter's share of the generation an export limit at
+    the connection point allows (% of its rating; None: none); never lifts a lower limit."""
+    if cap_pct is not None and cap_pct < setpoints.p_limit_pct:
+        return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause="export limit")
+    return setpoints
+
+
 def finite(*values: float | None) -> bool:
     """True when every given number is a finite float (None is skipped)."""
     return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
@@ -463,6 +482,10 @@ def _control_from(d: Mapping[str, Any]) -> UtilityControl:
             if not isinstance(v, bool):
                 raise ValueError(f"{k}: a boolean")
             out[k] = v
+        elif k == "export_limit_w":
+            if not finite(v) or not 0.0 <= v <= 1e9:
+                raise ValueError(f"{k} = {v!r}")
+            out[k] = float(v)
         elif k in ("p_limit_pct", "fixed_var_pct"):
             lo = 0.0 if k == "p_limit_pct" else -100.0
             if not finite(v) or not lo <= v <= 100.0:

@@ -31,7 +31,7 @@ from typing import Any
 from hal.inverter import REVERT_TIMERS
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
-from inverter_agent.core.arbitration import plant_cap
+from inverter_agent.core.arbitration import pcc_cap, plant_cap
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
@@ -187,6 +187,9 @@ class Controller:
         self.steer = Steering(inverter, events, self.status, steering, verify_every_s)
         #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
         self.plant_cap_pct: float | None = None
+        #: Share of the generation an export limit at the connection point allows (% of
+        #: this inverter's rating), set by the site meter service (core/meter.py), or None.
+        self.pcc_cap_pct: float | None = None
         self._controls_for: object = None
         self._controls: set[str] = set()
         #: The reading of the device's VNom (L-N 1, L-L 2 / sqrt 3), fixed per discovery.
@@ -251,6 +254,7 @@ class Controller:
                                if warm else "inverter not energizing: enter service governs")
         setpoints, self.state, events = step(self._engine_now(), meas, self.state, t)
         setpoints = plant_cap(setpoints, self.plant_cap_pct)  # the last arbitration layer
+        setpoints = pcc_cap(setpoints, self.pcc_cap_pct)  # and the export limit at the PCC
         if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
             # The device's var maximum is unknown: no var command in an assumed base.
             setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)

@@ -141,6 +141,30 @@ class PlantView:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteMeterView:
+    """The site meter at the point of common coupling (``[meter]``), as of this cycle.
+
+    ``readings`` are the HAL's meter names (``hal.meter``: W and VAr positive when the
+    site imports) with their quality after the core's checks (stale or implausible
+    values invalid). ``export_limit`` says how an export limit in force is held:
+    ``limit_w``, ``mode`` ("none", "closed_loop", "generation_limit"), ``cap_w``,
+    ``load_w``, ``reason``.
+    """
+
+    name: str
+    readings: Mapping[str, Reading]
+    link_up: bool
+    export_limit: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    #: HealthKind: alarm while the link is down or the export limit falls back.
+    health: int = HEALTH_OK
+    alarm: str | None = None
+
+    def good(self, name: str) -> Any:
+        r = self.readings.get(name)
+        return r.value if r is not None and r.value is not None and r.quality.good else None
+
+
+@dataclass(frozen=True, slots=True)
 class CycleView:
     """Everything an adapter may serve, as of time ``t`` (seconds since the epoch)."""
 
@@ -148,6 +172,8 @@ class CycleView:
     inverters: tuple[InverterView, ...]
     plant: PlantView | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    #: The site meter at the connection point, where one is configured.
+    site: SiteMeterView | None = None
 
     def inverter(self, name: str) -> InverterView:
         for inv in self.inverters:

@@ -492,6 +492,42 @@ def test_A31_dnp3_and_mms_writes_are_one_persisted_layer_under_a_utility_event(t
     assert port.persisted_dict()["active_power_limit"]["p_limit_pct"] == 50.0
 
 
+def test_A32_an_export_limit_at_the_pcc_caps_generation_at_limit_plus_load(tmp_path):
+    from inverter_agent.core.arbitration import pcc_cap
+    from inverter_agent.core.plant import InverterView, allocate
+    from inverter_agent.functions.export_limit import CLOSED_LOOP, export_cap
+
+    w = World(tmp_path)
+    # Meter: the site exports 1500 W while the inverter makes 3000 W: load 1500 W.
+    cap = export_cap(1000.0, -1500.0, 3000.0, 5000.0)
+    assert (cap.mode, cap.cap_w) == (CLOSED_LOOP, 2500.0)
+    share = allocate(cap.cap_w, [InverterView("INV1", True, 3000.0, w_rtg=5000.0)], {})
+    capped = pcc_cap(w.setpoints(), share.caps_pct["INV1"])
+    assert (capped.p_limit_pct, capped.cause) == (pytest.approx(50.0), "export limit")
+    w.event("e1", limit(30.0))  # a lower limit from anyone stays
+    lower = w.setpoints()
+    assert pcc_cap(lower, share.caps_pct["INV1"]) == lower
+
+
+def test_A33_without_usable_meter_data_the_export_limit_is_a_generation_limit():
+    from inverter_agent.functions.export_limit import FALLBACK, export_cap
+
+    for site_w, why in ((None, None), (-1500.0, "meter link down"), (None, "no site meter")):
+        cap = export_cap(1000.0, site_w, 3000.0, 5000.0, why_invalid=why)
+        assert (cap.mode, cap.cap_w) == (FALLBACK, 1000.0)
+
+
+def test_A34_export_limits_from_several_sources_combine_the_lowest_wins():
+    from inverter_agent.core.arbitration import InForce, export_limit_w
+
+    ev = ScheduledControl("e", 0.0, 100.0, UtilityControl(export_limit_w=1000.0))
+    in_force = [InForce(ev, None, "ieee2030_5"),
+                InForce(None, UtilityControl(export_limit_w=800.0), "dnp3"),
+                InForce(None, UtilityControl(p_limit_pct=50.0), "other")]
+    assert export_limit_w(in_force) == 800.0
+    assert export_limit_w(in_force[2:]) is None
+
+
 # -- several utility sources at once (rows S) ----------------------------------------------
 
 @pytest.mark.parametrize("row, ieee, dnp3, expected", [

@@ -41,6 +41,10 @@ class Ieee2030Adapter:
 
         self.client = Ieee2030Client(self.settings, schedule, SiteView(lambda: self._view),
                                      record, core.check_utility)
+        # A site meter ([meter]): opModExpLimW held at the connection point, and the
+        # meter's readings posted as the site's MirrorUsagePoint (roleFlags 0x03).
+        self.client.connector.site_meter = bool(ctx.cfg["meter.enabled"])
+        self.client.site_meter = self.client.connector.site_meter
         ctx.status_extra[SOURCE] = self.client.status
 
     def start(self) -> None:

@@ -165,6 +165,8 @@ class Ieee2030Client:
         self.registrar: Registrar | None = None
         #: Test and bench hook: a py20305 TrafficRecorder to attach before connecting.
         self.traffic_recorder: Any = None
+        #: A site meter is configured: its readings are mirrored as the site's.
+        self.site_meter = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -376,9 +378,39 @@ class Ieee2030Client:
             def _telemetry_hrefs(self, lfdi: str) -> tuple[str | None, str | None]:
                 return super()._telemetry_hrefs(lfdi)[0], None  # DERAvailability: ours
 
+        lfdis, roles, resolve = [self.lfdi], {}, (lambda _lfdi: self.connector)
+        if self.site_meter:
+            # The site meter as a device of its own: its MUP (roleFlags 0x03, premises
+            # aggregation point) posted under this gateway's EndDevice (site_view.py).
+            from py20305.connectors.base import BaseConnector
+            from py20305.telemetry.coordinator import DeviceRoleConfig
+            from py20305.telemetry.mup import DeviceRole
+
+            from .site_view import meter_lfdi
+
+            site = self.connector.site
+
+            class MeterConnector(BaseConnector):  # type: ignore[misc]
+                """The site meter as py20305 sees a device: readings only."""
+
+                connector_name = "inverter-agent-site-meter"
+                telemetry_protocol = "generic"
+
+                async def fetch_monitoring(self) -> dict[str, Any]:
+                    return site.site_meter()
+
+            meter = MeterConnector()
+            m_lfdi = meter_lfdi(self.lfdi)
+            lfdis.append(m_lfdi)
+            roles = {m_lfdi: DeviceRoleConfig(DeviceRole.SITE_METER)}
+
+            def resolve(lfdi: str) -> Any:
+                return meter if lfdi.lower() == m_lfdi else self.connector
+
         coordinator = ReadingsOnly(
-            client, lfdis=[self.lfdi], connector_resolver=lambda _lfdi: self.connector,
-            post_rate_seconds=int(self.settings.post_rate))
+            client, lfdis=lfdis, connector_resolver=resolve,
+            post_rate_seconds=int(self.settings.post_rate),
+            **({"roles": roles, "site_lfdi": self.lfdi} if roles else {}))
         coordinator.setup()
         coordinator.start_device_telemetry()
         registrar = self.registrar

@@ -68,6 +68,9 @@ class GatewayConnector(BaseConnector):
         self._defaults: dict[str, tuple[int, UtilityControl]] = {}
         #: The CSIP-AUS profile (the client sets it at discovery): DOE limits are taken.
         self.csip_aus = False
+        #: A site meter at the connection point ([meter] enabled): opModExpLimW is held
+        #: there by the core, not applied as a generation limit.
+        self.site_meter = False
         #: What has been said about DOE limits applied (said once each; bounded).
         self._doe_said: set[str] = set()
         #: mRID -> why it was refused (the last few).
@@ -117,7 +120,8 @@ class GatewayConnector(BaseConnector):
         ``curves``, py20305's DERCurve models), checked against IEEE 2030.5's ranges and
         the settings' own (a curve: the validator of a persisted curve); raises
         ControlRejected."""
-        doe = Doe(self.site.configuration().get("WMax")) if self.csip_aus else None
+        doe = Doe(self.site.configuration().get("WMax"), site_meter=self.site_meter) \
+            if self.csip_aus else None
         control = control_from_base(base, curve_forms(curves), doe)
         why = self._validate(control)
         if why is not None:

@@ -141,6 +141,29 @@ class SiteView:
     def _first_rating(self, name: str) -> Any:
         return next((k[name] for k in self._ratings() if name in k), None)
 
+    def site_meter(self) -> dict[str, Any]:
+        """The site meter's readings for its MirrorUsagePoint (py20305's monitoring keys),
+        W and var positive when the site imports (IEEE 2030.5 flow "forward", as py20305's
+        SITE_METER role takes them); only good values, so a lost meter posts nothing."""
+        v = self.view()
+        site = v.site if v is not None else None
+        if site is None:
+            return {}
+        volts = [x for n in ("PhVphA", "PhVphB", "PhVphC") if (x := site.good(n)) is not None]
+        out = {"W": site.good("W"), "Var": site.good("VAr"), "VA": site.good("VA"),
+               "A": site.good("A"), "PF": site.good("PF"), "Hz": site.good("Hz"),
+               "V": sum(volts) / len(volts) if volts else site.good("PPV")}
+        return {k: x for k, x in out.items() if x is not None}
+
+
+def meter_lfdi(gateway_lfdi: str) -> str:
+    """An LFDI for the site meter's readings (py20305 derives their mRIDs from its leading
+    digits, so it must differ there from the gateway's own): a hash of the gateway's,
+    stable across restarts. The MUP is still posted under the gateway's EndDevice."""
+    import hashlib
+
+    return hashlib.sha256(f"{gateway_lfdi.lower()}/site-meter".encode()).hexdigest()[:40]
+
 
 def alarm_bits(view: dict[str, Any]) -> int:
     """DERStatus alarmStatus bits for a controller status view (trips, cessation)."""

@@ -87,6 +87,9 @@ class Doe:
 
     set_max_w: float | None
     notes: list[str] = field(default_factory=list)
+    #: A site meter at the connection point is configured ([meter]): opModExpLimW is
+    #: held there (the core's export_limit_w), not applied as a generation limit.
+    site_meter: bool = False
 
 
 class ControlRejected(ValueError):
@@ -219,6 +222,8 @@ def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
     limits = {name: _watts(name, base[key]) for key, name in (
         ("op_mod_gen_lim_w", "opModGenLimW"), ("op_mod_exp_lim_w", "opModExpLimW"))
         if _enabled(base.get(key))}
+    if doe.site_meter:
+        limits.pop("opModExpLimW", None)  # held at the connection point (control_from_base)
     if not limits:
         return None
     if not doe.set_max_w or doe.set_max_w <= 0:
@@ -257,6 +262,12 @@ def control_from_base(base: Mapping[str, Any] | None,
     supported = SUPPORTED + (DOE_SUPPORTED if doe is not None else ())
     unsupported = sorted(k for k, v in base.items()
                          if k.startswith("op_mod_") and k not in supported and _enabled(v))
+    if "op_mod_imp_lim_w" in unsupported:
+        raise ControlRejected(
+            f"not supported by this gateway: {', '.join(unsupported)} (an import limit at "
+            "the connection point cannot be held by a PV inverter, with or without a site "
+            "meter: it can only raise its output, which it already runs at the available "
+            "power; holding import needs storage or a controllable load)", _NOT_SUPPORTED)
     if "op_mod_freq_watt" in unsupported:
         raise ControlRejected(FREQ_WATT_CURVE_REFUSED, _NOT_SUPPORTED)
     if unsupported:
@@ -273,6 +284,10 @@ def control_from_base(base: Mapping[str, Any] | None,
         fields["p_limit_pct"] = _int("opModMaxLimW", value, 0, 10000) / 100.0
     if doe is not None and (pct := _doe_limit(base, doe)) is not None:
         fields["p_limit_pct"] = min(fields.get("p_limit_pct", 100.0), pct)
+    if doe is not None and doe.site_meter and _enabled(base.get("op_mod_exp_lim_w")):
+        fields["export_limit_w"] = _watts("opModExpLimW", base["op_mod_exp_lim_w"])
+        doe.notes.append(f"opModExpLimW {fields['export_limit_w']:g} W held at the "
+                         "connection point with the site meter")
     inject, absorb = base.get("op_mod_fixed_pfinject_w"), base.get("op_mod_fixed_pfabsorb_w")
     if _enabled(inject):
         if not isinstance(inject, Mapping):

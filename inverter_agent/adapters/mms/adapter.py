@@ -43,6 +43,12 @@ class MmsAdapter:
         self.spec = site_model_spec(list(ctx.inverters),
                                     cfg["plant.ld_inst"] if self.multi else None,
                                     functions=ctx.functions)
+        #: The site meter's logical device (pcc_model.py: DPCC1, MMXU1, MMTR1), if any.
+        self.pcc_ld: str | None = cfg["meter.name"] if cfg["meter.enabled"] else None
+        if self.pcc_ld is not None:
+            from .pcc_model import with_pcc
+
+            self.spec = with_pcc(self.spec, self.pcc_ld)
         tls, access, audit = ctx.tls, ctx.access, ctx.audit
         self.tls = tls
         self.port = cfg["mms.port"] or (TLS_PORT if tls else 102)
@@ -86,6 +92,13 @@ class MmsAdapter:
             binding = self.bindings.get(inv.name)
             if binding is not None:
                 binding.publish_status(inv.functions.as_dict() if inv.functions else None)
+        if self.pcc_ld is not None and view.site is not None:
+            from .pcc_model import pcc_values
+
+            self.server.publish(view.site.readings, self.pcc_ld)
+            v_nom = next((v for inv in view.inverters
+                          if (v := inv.good("VNom")) is not None), None)
+            self.server.update(pcc_values(self.pcc_ld, view.site, v_nom), view.t)
 
     def status(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "tls": self.tls is not None,

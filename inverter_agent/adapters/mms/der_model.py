@@ -198,13 +198,18 @@ def decp(*extra: DataObjectSpec) -> LogicalNodeSpec:
     ))
 
 
-def der_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
-    """The served model for one inverter in logical device ``ld_inst``."""
-    lphd = LogicalNodeSpec("LPHD", "1", (
+def lphd_spec() -> LogicalNodeSpec:
+    """The physical device behind a logical device, through this gateway (a proxy)."""
+    return LogicalNodeSpec("LPHD", "1", (
         DataObjectSpec("PhyNam", Cdc.DPL, options=_OPT_DPL),
         DataObjectSpec("PhyHealth", Cdc.ENS, enum="HealthKind"),
         DataObjectSpec("Proxy", Cdc.SPS, init={"stVal": True}),
     ))
+
+
+def der_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
+    """The served model for one inverter in logical device ``ld_inst``."""
+    lphd = lphd_spec()
     mmxu = LogicalNodeSpec("MMXU", "1", (
         _beh(), _mv("TotW"), _mv("TotVAr"), _mv("TotVA"), _mv("TotPF"), _mv("Hz"),
         DataObjectSpec("PhV", Cdc.WYE), DataObjectSpec("A", Cdc.WYE),

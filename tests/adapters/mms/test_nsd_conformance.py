@@ -16,6 +16,7 @@ from inverter_agent.adapters.mms import client as mms_client
 from inverter_agent.adapters.mms.der_model import der_model_spec
 from inverter_agent.adapters.mms.functions_model import functions_model_spec
 from inverter_agent.adapters.mms.icd import write_icd
+from inverter_agent.adapters.mms.pcc_model import with_pcc
 from inverter_agent.adapters.mms.plant_model import site_model_spec
 
 from .nsd import check_icd, load_icd, load_nsd
@@ -36,6 +37,8 @@ CONFIGURATIONS = {
     "three inverters and the plant": lambda: site_model_spec(["INV1", "INV2", "INV3"]),
     "functions off": lambda: der_model_spec(),
     "several, functions off": lambda: site_model_spec(["INV1", "INV2"], functions=False),
+    "one inverter and a site meter (DPCC)": lambda: with_pcc(functions_model_spec()),
+    "several and a site meter": lambda: with_pcc(site_model_spec(["INV1", "INV2"]), "PCC"),
 }
 
 
