@@ -116,7 +116,8 @@ class _Plan:
                     continue
                 line, src = self.classes[n]
                 tree = trees[n] = self._parse(line, src)
-                if [type(s) for s in tree.body] != [ast.ClassDef] or tree.body[0].name != n:
+                body = tree.body
+                if len(body) != 1 or not isinstance(body[0], ast.ClassDef) or body[0].name != n:
                     raise ImportError(f"{self.filename}:{line}: not one class {n}")
                 todo.extend(_names_in(tree) - {n})
             for n in sorted(trees, key=self.order.__getitem__):
@@ -190,7 +191,7 @@ class _Finder(importlib.abc.MetaPathFinder):
                 spec = importlib.util.find_spec(fullname)
             finally:
                 self._busy.discard(fullname)
-            if spec is None or not hasattr(spec.loader, "exec_module"):
+            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
                 return spec
             spec.loader = importlib.util.LazyLoader(spec.loader)
             return spec
