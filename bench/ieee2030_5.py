@@ -1,5 +1,6 @@
 """``make bench`` part: IEEE 2030.5 bytes per day, event-start-to-setpoint latency, and
-the agent's memory and CPU with the client registered at a live server.
+the agent's memory and CPU with the client registered at a live server, beside the same
+agent without it (:func:`side_by_side`), and where the client's memory goes by layer.
 
 Against GridAPPS-D's server (``../shared/tools/gridappsd_server.sh``) on loopback.
 
@@ -23,6 +24,7 @@ to the limit at the simulated inverter.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -228,18 +230,96 @@ def bytes_per_day(v: dict[str, str], tmp: str, seconds: float, report) -> None:
            f"{span:.0f} s at 10 s rates; Responses (per event) not included")
 
 
+def _toml(v: dict[str, str], tmp: str, name: str, rates: str) -> Path:
+    toml = Path(tmp) / f"agent-2030-{name}.toml"
+    toml.write_text(
+        "[ieee2030_5]\n" + "".join(f'{k} = "{v[e]}"\n' for k, e in (
+            ("server", "IEEE2030_5_URL"), ("cert", "IEEE2030_5_CLIENT_CERT"),
+            ("key", "IEEE2030_5_CLIENT_KEY"), ("ca", "IEEE2030_5_CA"))) + rates)
+    return toml
+
+
+def _agent(sim, tmp: str, name: str, toml: Path | None) -> tuple[subprocess.Popen, Path]:
+    """``inverter-agent run`` against ``sim`` (default poll, grid functions on, MMS served),
+    with the 2030.5 client when ``toml`` configures it."""
+    state = Path(tmp) / f"state-2030-{name}"
+    args = [sys.executable, "-m", "inverter_agent.cli", "run", "--modbus-tcp",
+            f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(_free_port()), "--state-dir",
+            str(state), "--log-level", "warning"]
+    if toml is not None:
+        args[4:4] = ["--config", str(toml)]
+    agent = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    return agent, state
+
+
+def _status(state: Path) -> dict:
+    try:
+        return json.loads((state / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _registered(st: dict) -> bool:
+    """The client's four DER resources PUT and accepted, and its programs read."""
+    c = st.get("ieee2030_5") or {}
+    res = c.get("resources") or {}
+    return bool(c.get("programs")) and len(res) >= 4 and all(
+        str((r or {}).get("result", "")).startswith("ok") for r in res.values())
+
+
+def side_by_side(v: dict[str, str], tmp: str, seconds: float, report) -> None:
+    """The agent's resident memory and CPU with the client registered, beside the same agent
+    without it: same simulator, default poll, grid functions on, MMS served; the client at
+    the rates a gateway runs (the server's poll rate, readings every 300 s). Measured once
+    the agent chose its poll period (and the client has its programs and its four DER
+    resources accepted), over ``seconds``."""
+    from simulator import SimProcess
+
+    figures = {}
+    for name, toml in (("MMS only", None),
+                       ("MMS + 2030.5 client registered", _toml(v, tmp, "default", ""))):
+        with SimProcess() as sim:
+            agent, state = _agent(sim, tmp, "side" if toml else "mms", toml)
+            try:
+                deadline = time.time() + 60
+                while time.time() < deadline:
+                    st = _status(state)
+                    if (st.get("poll_period_auto") or {}).get("chosen_s") and (
+                            toml is None or _registered(st)):
+                        break
+                    time.sleep(0.2)
+                else:
+                    report(f"{name}: agent resident memory", "not measured",
+                           "not ready in 60 s" + (" (client not registered)" if toml else ""))
+                    continue
+                time.sleep(2.0)
+                c0, m0 = proc_cpu_s(agent.pid), time.monotonic()
+                time.sleep(seconds)
+                c1, m1 = proc_cpu_s(agent.pid), time.monotonic()
+                status = proc_status(agent.pid)
+            finally:
+                agent.terminate()
+                agent.wait(10)
+        figures[name] = (mb(status, "VmRSS"), mb(status, "VmHWM"), (c1 - c0) / (m1 - m0) * 100,
+                         status["Threads"].strip())
+    for name, (rss, hwm, _cpu, threads) in figures.items():
+        report(f"{name}: agent resident memory", f"{rss:.1f} MB",
+               f"peak {hwm:.1f} MB, {threads} threads"
+               + ("; target < 60 MB with the client" if "client" in name else ""))
+    for name, (_rss, _hwm, cpu, _t) in figures.items():
+        report(f"{name}: agent CPU", f"{cpu:.2f} %", f"of one core over {seconds:.0f} s")
+    if len(figures) == 2:
+        (a, *_), (b, *_) = figures.values()
+        report("2030.5 client registered: memory it adds", f"{b - a:.1f} MB",
+               "resident, same agent and conditions")
+
+
 def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, report) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from simulator import SimProcess
 
-    toml = Path(tmp) / "agent-2030.toml"
-    toml.write_text(
-        "[ieee2030_5]\n" + "".join(f'{k} = "{v[e]}"\n' for k, e in (
-            ("server", "IEEE2030_5_URL"), ("cert", "IEEE2030_5_CLIENT_CERT"),
-            ("key", "IEEE2030_5_CLIENT_KEY"), ("ca", "IEEE2030_5_CA")))
-        + "max_poll_interval = 10\npost_rate = 60\n")
-    state = Path(tmp) / "state-2030"
-    import json
+    toml = _toml(v, tmp, "latency", "max_poll_interval = 10\npost_rate = 60\n")
     import ssl
     import urllib.request
 
@@ -261,11 +341,7 @@ def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, repo
         urllib.request.urlopen(req, context=ctx, timeout=10).close()
 
     with SimProcess() as sim:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "inverter_agent.cli", "run", "--config", str(toml),
-             "--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--mms-port", str(_free_port()),
-             "--state-dir", str(state), "--log-level", "warning"], cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        agent, state = _agent(sim, tmp, "latency", toml)
         try:
             deadline = time.time() + 40
             while time.time() < deadline:
@@ -316,14 +392,15 @@ def latency(v: dict[str, str], env: dict[str, str], tmp: str, samples: int, repo
 
 #: What the registered client loads, layer by layer (each on top of the ones before it and
 #: of the agent's own modules): the import cost of each, to show where its memory goes.
+#: py20305's schema classes load on use (adapters/ieee2030_5/lazy_imports.py): the engine's
+#: layer holds those its modules name at import; the client defines more as it runs.
 LAYERS = (
     ("asyncio", "asyncio"),
-    ("aiohttp (py20305's HTTP client; its server half comes along)", "aiohttp"),
+    ("cryptography (py20305's TLS checks)", "cryptography.x509"),
+    ("aiohttp (py20305's HTTP client)", "aiohttp"),
     ("pydantic", "pydantic"),
-    ("xsdata (XML bindings for pydantic)", "xsdata_pydantic.bindings"),
-    ("IEEE 2030.5 schema models (py20305.models.sep: 493 classes)", "py20305.models.sep.sep"),
-    ("lxml", "lxml.etree"),
-    ("py20305 engine (client, events, telemetry, connectors)",
+    ("xsdata and lxml (XML bindings for pydantic)", "xsdata_pydantic.bindings, lxml.etree"),
+    ("py20305 engine (client, events, telemetry, connectors) and the schema classes it names",
      "py20305.client.csip_client, py20305.telemetry, py20305.connectors.dispatcher"),
     ("the adapter (inverter_agent.adapters.ieee2030_5)",
      "inverter_agent.adapters.ieee2030_5.client, inverter_agent.adapters.ieee2030_5.site_view"),
@@ -334,24 +411,33 @@ def memory_breakdown(report) -> None:
     """Import cost of each layer the client loads, in one fresh process holding the agent's
     modules first (as the resources bench): where the client's memory goes."""
     probe = (AGENT_IMPORT_PROBE
-             + "last = rss()\n"
+             + "from inverter_agent.adapters.ieee2030_5 import lazy_imports\n"
+             "lazy_imports.install()  # as the adapter does before py20305\n"
+             "last = rss()\n"
              "for mods in sys.argv[1:]:\n"
              "    for m in mods.split(', '):\n"
              "        __import__(m)\n"
              "    now = rss()\n"
              "    print(round(now - last, 1))\n"
-             "    last = now\n")
+             "    last = now\n"
+             "sep = sys.modules['py20305.models.sep.sep']\n"
+             "n = sum(1 for v in vars(sep).values() if isinstance(v, type)\n"
+             "        and v.__module__ == sep.__name__)\n"
+             "print(n, 'of', len(sep._plan.classes) if hasattr(sep, '_plan') else n)\n")
     out = subprocess.run([sys.executable, "-c", probe, *(m for _n, m in LAYERS)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    sizes = out.stdout.split()
-    if out.returncode != 0 or len(sizes) != len(LAYERS):
+    lines = out.stdout.splitlines()
+    if out.returncode != 0 or len(lines) != len(LAYERS) + 1:
         report("2030.5 client: import cost by layer", "not measured",
                (out.stderr.strip().splitlines() or ["?"])[-1][:80])
         return
+    sizes = [float(x) for x in lines[:-1]]
     for (name, _m), size in zip(LAYERS, sizes, strict=True):
-        report(f"2030.5 client memory: {name}", f"{float(size):.1f} MB", "import, RSS added")
-    report("2030.5 client memory: all its modules", f"{sum(map(float, sizes)):.1f} MB",
+        report(f"2030.5 client memory: {name}", f"{size:.1f} MB", "import, RSS added")
+    report("2030.5 client memory: all its modules", f"{sum(sizes):.1f} MB",
            "the rest of a registered client is its run-time state (below)")
+    report("2030.5 schema classes defined by the engine's imports", lines[-1],
+           "py20305.models.sep.sep; the others are defined on first use")
 
 
 def run(tmp: str, seconds: float, samples: int, report) -> None:
@@ -363,6 +449,7 @@ def run(tmp: str, seconds: float, samples: int, report) -> None:
     work = Path(tmp) / "gridappsd"
     env, v = _server(work)
     try:
+        side_by_side(v, tmp, seconds / 3, report)
         bytes_per_day(v, tmp, seconds, report)
         latency(v, env, tmp, samples, report)
     finally:

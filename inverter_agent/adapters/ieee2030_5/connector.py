@@ -26,14 +26,17 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from py20305.connectors.base import BaseConnector, ScheduleNotification
-
 from inverter_agent.core.arbitration import ScheduledControl, UtilityControl, UtilitySchedule
 from inverter_agent.core.commands import RefusalCause
 
+from . import lazy_imports
 from .responses import refusal, response_code
 from .site_view import SiteView
 from .translate import ControlRejected, Doe, control_from_base
+
+lazy_imports.install()  # before the first import of py20305: its schema classes load on use
+
+from py20305.connectors.base import BaseConnector, ScheduleNotification  # noqa: E402
 
 log = logging.getLogger(__name__)
 
