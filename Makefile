@@ -69,8 +69,13 @@ status: $(RUN_STAMP)
 events: $(RUN_STAMP)
 	$(VENV)/bin/inverter-agent events --state-dir $(STATE_DIR)
 
+# Whole modules on parallel workers (a module's fixtures are built once); most tests
+# wait on sockets and child processes, so two workers fit a 2-core machine.
+# TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) bench/run.py

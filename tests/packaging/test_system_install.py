@@ -19,14 +19,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -35,189 +33,26 @@ import pytest
 
 from inverter_agent import config
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "packaging"
-INCLUDE = ("python3", "python3-venv", "make", "systemd")
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-UPGRADE_VERSION = VERSION + "+upgrade1"
-# The interpreter the venv links to and the package depends on: the host's own,
-# python3.11 on bookworm (the tests build for the host's Debian release).
-PYTHON = os.path.basename(os.path.realpath("/usr/bin/python3"))
-
-APP = "opt/inverter-agent"
-AGENT = "/opt/inverter-agent/venv/bin/inverter-agent"
-UNIT = "lib/systemd/system/inverter-agent.service"
-RULE = "lib/udev/rules.d/99-inverter-agent-rs485.rules"
-CONF = "etc/inverter-agent/agent.toml"
-KEY = "etc/inverter-agent/tls/device.key"
-SETTINGS = "var/lib/inverter-agent/settings.json"
-WANTS = "etc/systemd/system/multi-user.target.wants/inverter-agent.service"
-USER = "inverter-agent"
-# A clean environment inside the root: nothing of the host's venv or pyenv.
-ROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
-            "DEBIAN_FRONTEND": "noninteractive"}
-
-slow = pytest.mark.timeout(600)
-
-
-# --- the Debian root ------------------------------------------------------------------
-
-
-def _host_suite() -> str:
-    fields = {}
-    for line in Path("/etc/os-release").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key] = value.strip('"')
-    suite = fields.get("VERSION_CODENAME", "")
-    if fields.get("ID") != "debian" or not suite:
-        pytest.skip(f"the package is built for the host's Debian release; host is "
-                    f"{fields.get('PRETTY_NAME', 'unknown')}")
-    return suite
-
-
-def _mirror(suite: str) -> str:
-    """The Debian mirror this machine's apt uses for ``suite``."""
-    if os.environ.get("INVERTER_AGENT_DEBIAN_MIRROR"):
-        return os.environ["INVERTER_AGENT_DEBIAN_MIRROR"]
-    lists = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in lists:
-        if not path.is_file():
-            continue
-        text = path.read_text()
-        if path.suffix == ".sources":  # deb822 stanzas
-            for stanza in text.split("\n\n"):
-                kv = {}
-                for line in stanza.splitlines():
-                    key, sep, value = line.partition(":")
-                    if sep and not line.startswith(("#", " ", "\t")):
-                        kv[key.strip().lower()] = value.split()
-                if ("deb" in kv.get("types", []) and suite in kv.get("suites", [])
-                        and kv.get("enabled", ["yes"]) != ["no"] and kv.get("uris")):
-                    return kv["uris"][0]
-        elif path.name == "sources.list" or path.suffix == ".list":
-            for line in text.splitlines():
-                words = re.sub(r"\[[^]]*\]", " ", line).split()
-                if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
-                    return words[1]
-    return "http://deb.debian.org/debian"
-
-
-def _debootstrap() -> str:
-    found = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("debootstrap is not installed and there is no apt-get to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "debootstrap"]
-    r = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
-    if r.returncode:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=300)
-        r = subprocess.run(install, capture_output=True, text=True, env=env, timeout=300)
-    found = shutil.which("debootstrap", path="/usr/sbin:/sbin:/usr/bin")
-    if r.returncode or not found:
-        pytest.skip(f"debootstrap cannot be installed: {r.stderr.strip()[-300:]}")
-    return found
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a root tree; first unmount anything a failed tool left mounted in it."""
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True):
-        subprocess.run(["umount", "--lazy", mount], check=False)
-    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def base_root() -> Path:
-    """The tarball of a minimal root of the host's Debian release (built once, cached)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: chroot, dpkg and user accounts in a throw-away Debian root")
-    suite = _host_suite()
-    tarball = CACHE / f"{suite}-minbase-{'-'.join(INCLUDE)}.tar"
-    if tarball.exists():  # only a finished root is ever given this name
-        return tarball
-    debootstrap = _debootstrap()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE))
-    try:
-        argv = [debootstrap, "--variant=minbase", f"--include={','.join(INCLUDE)}", suite,
-                str(work / "root"), _mirror(suite)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=540)
-        if r.returncode:
-            pytest.skip(f"{' '.join(argv)} failed ({r.returncode}): {r.stdout[-400:]}"
-                        f"{r.stderr[-400:]}")
-        part = work / "root.tar"
-        subprocess.run(["tar", "-C", str(work / "root"), "--numeric-owner", "-cf", str(part),
-                        "."], check=True)
-        part.rename(tarball)
-    finally:
-        _remove_tree(work)
-    return tarball
-
-
-@contextlib.contextmanager
-def fresh_root(tarball: Path) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="inverter-agent-root-"))
-    try:
-        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xpf", str(tarball)],
-                       check=True)
-        yield root
-    finally:
-        _remove_tree(root)
-
-
-def in_root(root: Path, *argv: str, user: str | None = None, check: bool = True,
-            timeout: float = 120, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` chrooted into ``root`` (as ``user``), with /proc mounted privately."""
-    r = subprocess.run(_chroot_argv(root, argv, user), capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL, env={**ROOT_ENV, **(env or {})},
-                       timeout=timeout)
-    if check and r.returncode:
-        raise AssertionError(f"{' '.join(argv)} in {root} exited {r.returncode}:\n"
-                             f"{r.stdout}\n{r.stderr}")
-    return r
-
-
-def _chroot_argv(root: Path, argv: tuple[str, ...] | list[str], user: str | None) -> list[str]:
-    userspec = [f"--userspec={user}:{user}"] if user else []
-    return ["unshare", "--mount", f"--mount-proc={root}/proc", "chroot", *userspec, str(root),
-            *argv]
-
-
-def make(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["make", "-C", str(REPO), "--no-print-directory", *args],
-                       capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"make {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
-    return r
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mode_owner(root: Path, rel: str) -> tuple[str, str, str]:
-    """(octal mode, user, group) of ``rel``, names as the root itself knows them."""
-    out = in_root(root, "stat", "-c", "%a %U %G", "/" + rel).stdout.split()
-    return out[0], out[1], out[2]
-
-
-def put_installer_data(root: Path) -> dict[str, bytes]:
-    """What an installer adds after installing: a settings file in the state dir, a
-    device key (made by the installed agent itself) and an edit of agent.toml."""
-    in_root(root, AGENT, "certs", "request", "--dir", "/etc/inverter-agent/tls",
-            "--cn", "GW-TEST")
-    (root / SETTINGS).parent.mkdir(parents=True, exist_ok=True)
-    (root / SETTINGS).write_text('{"profile": "rule21", "settings": {}}\n')
-    conf = (root / CONF).read_text()
-    assert "baud = 9600\n" in conf
-    (root / CONF).write_text(conf.replace("baud = 9600\n", "baud = 19200\n"))
-    return {rel: (root / rel).read_bytes() for rel in (SETTINGS, KEY, CONF)}
-
+from .debian_root import (
+    AGENT,
+    APP,
+    CONF,
+    PYTHON,
+    REPO,
+    ROOT_ENV,
+    RULE,
+    UNIT,
+    USER,
+    WANTS,
+    _chroot_argv,
+    free_port,
+    fresh_root,
+    in_root,
+    make,
+    mode_owner,
+    put_installer_data,
+    slow,
+)
 
 # --- the default config ---------------------------------------------------------------
 
@@ -410,155 +245,3 @@ def test_make_install_system_on_the_target_sets_it_up_and_again_keeps_its_data(
         assert mode_owner(root, CONF) == ("640", "root", USER)
         assert not list((root / APP).glob("venv.*"))  # no .new / .old left
         in_root(root, AGENT, "--help", user=USER)
-
-
-# --- make deb -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def debs(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The package built twice, as VERSION and UPGRADE_VERSION (the builds run side by
-    side: they share nothing). Built deep enough that the staging venv's path is longer
-    than a shebang may be, as under a CI runner's or pytest worker's deep temp dir: pip
-    then writes its scripts with an exec line, and no build path may survive in them."""
-    out = tmp_path_factory.mktemp("debs") / ("deep-build-dir-" * 6)
-    builds = {v: subprocess.Popen(["make", "-C", str(REPO), "--no-print-directory", "deb",
-                                   f"DEB_VERSION={v}", f"DEB_OUT={out / v}",
-                                   "DEB_XZ_LEVEL=1"],  # throw-away packages: build fast
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for v in (VERSION, UPGRADE_VERSION)}
-    failed = {}
-    for version, proc in builds.items():
-        output, _ = proc.communicate(timeout=400)
-        if proc.returncode:
-            # pip's "Location ... ignored" warnings would hide the cause: keep the rest.
-            kept = [ln for ln in output.splitlines() if not ln.startswith("WARNING: Location")]
-            failed[version] = "\n".join(kept[-40:])
-    assert not failed, "\n\n".join(f"{v}:\n{o}" for v, o in failed.items())
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    found = {v: out / v / f"inverter-agent_{v}_{arch}.deb" for v in builds}
-    assert all(p.is_file() for p in found.values()), found
-    return found
-
-
-def dpkg_install(root: Path, deb: Path) -> subprocess.CompletedProcess[str]:
-    inside = root / "tmp" / deb.name
-    shutil.copyfile(deb, inside)
-    try:
-        return in_root(root, "dpkg", "-i", f"/tmp/{deb.name}")
-    finally:
-        inside.unlink()
-
-
-def package_status(root: Path) -> str:
-    r = in_root(root, "dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Version}",
-                "inverter-agent", check=False)
-    return r.stdout.strip() if r.returncode == 0 else "not known"
-
-
-@slow
-def test_deb_control_declares_dependencies_and_conffiles(debs: dict[str, Path]):
-    deb = debs[VERSION]
-    field = subprocess.run(["dpkg-deb", "-f", str(deb), "Version", "Depends"],
-                           capture_output=True, text=True, check=True).stdout
-    assert f"Version: {VERSION}" in field
-    depends = [d.strip() for d in field.split("Depends:", 1)[1].split(",")]
-    assert PYTHON in depends  # the interpreter the venv links to
-    assert any(d.startswith("libc6 (>= 2.") for d in depends), depends
-    assert "passwd" in depends  # useradd / groupadd / userdel
-    with tempfile.TemporaryDirectory() as ctl:
-        subprocess.run(["dpkg-deb", "-e", str(deb), ctl], check=True)
-        conffiles = Path(ctl, "conffiles").read_text().split()
-        assert "/etc/inverter-agent/agent.toml" in conffiles
-        assert all(c.startswith("/etc/") for c in conffiles)
-        assert {"postinst", "prerm", "postrm", "md5sums"} <= set(os.listdir(ctl))
-    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
-                             check=True).stdout
-    assert "root/root" in listing and " ./lib/systemd/system/inverter-agent.service" in listing
-
-
-@slow
-def test_deb_install_creates_user_state_dir_and_enables_unit(
-        base_root: Path, debs: dict[str, Path]):
-    with fresh_root(base_root) as root:
-        dpkg_install(root, debs[VERSION])
-        assert package_status(root) == f"ii {VERSION}"
-        for rel in (AGENT.lstrip("/"), UNIT, RULE, CONF, "usr/share/doc/inverter-agent/copyright"):
-            assert (root / rel).exists(), rel
-        groups = in_root(root, "id", "-nG", USER).stdout.split()
-        assert groups[0] == USER and "dialout" in groups
-        assert in_root(root, "getent", "passwd", USER).stdout.split(":")[6].strip() == \
-            "/usr/sbin/nologin"
-        assert mode_owner(root, "var/lib/inverter-agent") == ("750", USER, USER)
-        assert mode_owner(root, "etc/inverter-agent/tls") == ("750", "root", USER)
-        assert mode_owner(root, CONF) == ("640", "root", USER)
-        # Enabled for the next boot although systemd is not running in a chroot.
-        assert os.readlink(root / WANTS) == "/" + UNIT
-        conffiles = in_root(root, "dpkg-query", "-W", "-f", "${Conffiles}",
-                            "inverter-agent").stdout
-        assert "/etc/inverter-agent/agent.toml" in conffiles
-        # Every shipped file is as shipped (nothing rewritten at install, e.g. byte code).
-        assert in_root(root, "dpkg", "--verify", "inverter-agent").stdout == ""
-        # The service user can load the whole stack.
-        in_root(root, "/opt/inverter-agent/venv/bin/python", "-c",
-                "import inverter_agent.cli, pyiec61850", user=USER)
-        # inverter-agent is on PATH; docs and device profiles are shipped (issue 23)
-        assert in_root(root, "inverter-agent", "--version").stdout.startswith("inverter-agent ")
-        for rel in ("opt/inverter-agent/docs/install.md", "opt/inverter-agent/docs/embedding.md",
-                    "opt/inverter-agent/share/profiles/101-unused-phases-zero.json"):
-            assert (root / rel).is_file(), rel
-
-
-@slow
-def test_deb_upgrade_keeps_settings_key_and_edited_config(
-        base_root: Path, debs: dict[str, Path]):
-    with fresh_root(base_root) as root:
-        dpkg_install(root, debs[VERSION])
-        kept = put_installer_data(root)
-        dpkg_install(root, debs[UPGRADE_VERSION])  # stdin is /dev/null: a prompt fails it
-        assert package_status(root) == f"ii {UPGRADE_VERSION}"
-        assert {rel: (root / rel).read_bytes() for rel in kept} == kept
-        assert mode_owner(root, CONF) == ("640", "root", USER)
-        assert mode_owner(root, "var/lib/inverter-agent") == ("750", USER, USER)
-        assert mode_owner(root, KEY)[0] == "600"
-        assert os.readlink(root / WANTS) == "/" + UNIT
-        in_root(root, AGENT, "--help")
-
-
-@slow
-def test_deb_remove_keeps_config_keys_state_and_user(base_root: Path, debs: dict[str, Path]):
-    with fresh_root(base_root) as root:
-        dpkg_install(root, debs[VERSION])
-        kept = put_installer_data(root)
-        in_root(root, "dpkg", "-r", "inverter-agent")
-        assert package_status(root) == f"rc {VERSION}"  # removed, config files remain
-        for rel in (APP, UNIT, RULE, "usr/share/doc/inverter-agent"):
-            assert not (root / rel).exists(), rel
-        assert {rel: (root / rel).read_bytes() for rel in kept} == kept
-        assert in_root(root, "getent", "passwd", USER, check=False).returncode == 0
-
-
-@slow
-def test_deb_purge_leaves_the_root_as_it_was(base_root: Path, debs: dict[str, Path]):
-    with fresh_root(base_root) as root:
-        def tree() -> set[str]:
-            return {os.path.relpath(os.path.join(d, n), root)
-                    for d, dirs, files in os.walk(root) for n in dirs + files}
-
-        accounts = ("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
-        before = tree()
-        before_accounts = {rel: (root / rel).read_text() for rel in accounts}
-        opt_was_empty = not any((root / "opt").iterdir())
-        dpkg_install(root, debs[VERSION])
-        put_installer_data(root)
-        in_root(root, "dpkg", "--purge", "inverter-agent")
-        r = in_root(root, "dpkg", "-l", "inverter-agent", check=False)
-        assert r.returncode != 0 or not re.search(r"^[a-z]i ", r.stdout, re.M), r.stdout
-        assert package_status(root) == "not known"
-        assert {rel: (root / rel).read_text() for rel in accounts} == before_accounts
-        after = tree()
-        assert after - before == set(), "left behind"
-        # dpkg removes a directory that no installed package lists once it is
-        # empty: /opt, which no Debian package ships, goes with ours when it was empty.
-        assert before - after <= ({"opt"} if opt_was_empty else set()), before - after
