@@ -23,7 +23,8 @@ from inverter_agent.adapters import REGISTRY
 from inverter_agent.adapters.base import STOP_BOUND_S, Adapter, AdapterContext
 from inverter_agent.core.api import Commands, Core
 from inverter_agent.core.status import functions_status
-from inverter_agent.core.view import CycleView, PlantView, inverter_view
+from inverter_agent.core.storage import storage_view
+from inverter_agent.core.view import CycleView, PlantView, StorageView, inverter_view
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +109,26 @@ def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None,
                     hit = cache[a.name] = (service.version, service.effective_dict())
                 settings = hit[1]
         inverters.append(inverter_view(a.name, a.last_snapshot, bool(a.stats.link_up),
-                                       functions, settings))
+                                       functions, settings, _storage(a)))
     plant_view = None
     if plant is not None:
         st = plant.status_view()
         plant_view = PlantView(plant.ld, st.get("limit") or {}, st.get("totals") or {})
     return CycleView(time.time() if now is None else now, tuple(inverters), plant_view)
+
+
+def _storage(agent: Any) -> StorageView | None:
+    """The inverter's battery for the view: the snapshot's, with what the controller
+    commands (None without a storage model)."""
+    c = agent.controller
+    if c is None:
+        return storage_view(agent.last_snapshot)
+    sp = c.status.setpoints
+    a = c.assessment
+    return storage_view(agent.last_snapshot, a.w_base if a is not None else None,
+                        sp.storage_w if sp is not None else None,
+                        sp.storage_cause if sp is not None else "", c.status.storage_problem,
+                        c.settings.set_active_power.reserve_pct)
 
 
 class App:

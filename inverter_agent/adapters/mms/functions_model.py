@@ -494,6 +494,7 @@ FUNCTION_STATUS: dict[str, tuple[tuple[str, str], ...]] = {
     "freq_watt": (("DHFW1", ""),),
     "active_power_limit": (("DWMX1", ""),),
     "ramp": (),
+    "set_active_power": (),
 }
 
 
@@ -512,7 +513,9 @@ def _carriers() -> dict[str, str]:
 #: Every registered grid function this model serves -> the LNs that carry it.
 OFFERED: dict[str, str] = _carriers()
 #: Registered functions the model does not serve -> why (none: 7-420 has an LN for each).
-NOT_OFFERED: dict[str, str] = {}
+NOT_OFFERED: dict[str, str] = {
+    "set_active_power": "DWGC (set active power) and the storage LNs are being added",
+}
 
 _HEALTH_OK, _HEALTH_WARNING = 1, 2
 
