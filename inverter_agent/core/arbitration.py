@@ -215,10 +215,13 @@ def operator_layer(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -
             for other in REACTIVE:
                 if f"{other}.enabled" != path and f"{other}.enabled" not in temporary:
                     d[other]["enabled"] = False
-    # An operator's battery setpoint is one to follow: it enables set active power.
+    # An operator's battery setpoint is one to follow: it enables set active power, and
+    # one in W replaces a persisted one in % (the same setpoint's other form).
     if {"set_active_power.w", "set_active_power.w_pct"} & set(temporary) \
             and "set_active_power.enabled" not in temporary:
         d["set_active_power"]["enabled"] = True
+    if "set_active_power.w" in temporary and "set_active_power.w_pct" not in temporary:
+        d["set_active_power"]["w_pct"] = None
     return d
 
 
@@ -291,7 +294,7 @@ def utility_layer(settings: Mapping[str, Any], in_force: Iterable[InForce],
     sto = next(((ev, c) for ev, c in ranked if c.storage_w_pct is not None), None)
     if sto is not None and (sto[0] or not operator_storage):
         d["set_active_power"] = {**d["set_active_power"], "enabled": True,
-                                 "w_pct": sto[1].storage_w_pct, "w": None}
+                                 "w_pct": sto[1].storage_w_pct}
     return d
 
 

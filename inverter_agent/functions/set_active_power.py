@@ -2,8 +2,9 @@
 power"; IEC 61850-7-420 DWGC): a charge or discharge setpoint for the battery.
 
 Sign convention (SunSpec's, kept end to end): positive discharges (the DER
-exports), negative charges (from PV or the grid). The setpoint is ``w`` in W
-when set, else ``w_pct`` in % of the inverter's rated W.
+exports), negative charges (from PV or the grid). The setpoint is ``w`` in W,
+or ``w_pct`` in % of the inverter's rated W when that is set (a utility's
+command in % of setMaxW; writing ``w`` over MMS clears it).
 
 :func:`step` is pure (time is an argument) and never drives the battery past
 what it can do: no discharge at or below the reserve (the higher of the
@@ -30,10 +31,11 @@ class SetActivePowerSettings:
     """Charge (-) or discharge (+) setpoint of the storage."""
 
     enabled: bool = False
-    #: % of the inverter's rated W; + discharge, - charge (used when ``w`` is None).
-    w_pct: float = field(default=0.0, metadata=rng(-100.0, 100.0, "sanity"))
-    #: Absolute setpoint, W (+ discharge, - charge); None: ``w_pct`` applies.
-    w: float | None = field(default=None, metadata=rng(-W_SANITY, W_SANITY, "sanity"))
+    #: Setpoint, W (+ discharge, - charge; 0 holds the battery).
+    w: float = field(default=0.0, metadata=rng(-W_SANITY, W_SANITY, "sanity"))
+    #: Setpoint in % of the inverter's rated W (+ discharge, - charge); when set it
+    #: applies instead of ``w``.
+    w_pct: float | None = field(default=None, metadata=rng(-100.0, 100.0, "sanity"))
     #: Reserve the site keeps on top of the device's own, % SoC: no discharge below it.
     reserve_pct: float = field(default=0.0, metadata=rng(0.0, 100.0, "sanity"))
 
@@ -63,7 +65,7 @@ class StorageCommand:
 
 def requested(s: SetActivePowerSettings, w_rtg: float) -> float:
     """The setpoint as asked, W."""
-    return float(s.w) if s.w is not None else s.w_pct / 100.0 * w_rtg
+    return float(s.w) if s.w_pct is None else s.w_pct / 100.0 * w_rtg
 
 
 def step(s: SetActivePowerSettings, st: StorageState | None, t: float) -> StorageCommand | None:
