@@ -18,7 +18,8 @@ negative charging; the inverter's AC W is the PV power plus ``w``):
   SoCRsvMin), no charge at or above the highest SoC, the ramp gradients
   WChaGra / WDisChaGra (% of WChaMax per second), charging from PV only when
   ``ChaGriSet`` is 0 (PV), a discharge never beyond the AC power limit's
-  headroom (a limit never forces a discharge), nothing while ceased or tripped;
+  headroom, nor beyond the AC rating with the PV power (a limit never forces a
+  discharge), nothing while ceased or tripped;
 * ``InOutWRte_RvrtTms`` > 0: the window is released (``StorCtl_Mod`` 0) when it
   has not been rewritten for that long;
 * the SoC integrates the battery power over the capacity ``WHRtg``.
@@ -159,7 +160,8 @@ class Battery:
             hi = float(self._get(124, "OutWRte", 100.0) or 0.0) / 100.0 * base
         return lo, hi
 
-    def target(self, pv_w: float, w_limit: float | None, energize: bool) -> float:
+    def target(self, pv_w: float, w_limit: float | None, energize: bool,
+               ac_max: float | None = None) -> float:
         """The battery power the device heads for now (its own limits applied)."""
         p = self.params
         if not energize:
@@ -173,17 +175,18 @@ class Battery:
             w = 0.0
         if w < 0 and self._get(124, "ChaGriSet", 1) == 0:
             w = max(w, -max(0.0, pv_w))  # charge from PV only
-        if w > 0 and w_limit is not None:
-            w = min(w, max(0.0, w_limit - max(0.0, pv_w)))
+        caps = [c for c in (w_limit, ac_max) if c is not None]
+        if w > 0 and caps:  # the AC output (PV + battery) stays within limit and rating
+            w = min(w, max(0.0, min(caps) - max(0.0, pv_w)))
         return w
 
     def step(self, now: float, dt: float, pv_w: float, w_limit: float | None,
-             energize: bool) -> float:
+             energize: bool, ac_max: float | None = None) -> float:
         """Advance by ``dt``: reversion, ramp, first-order response, SoC; the battery W."""
         if self._revert_at is not None and now >= self._revert_at and self._has(124):
             self.image.set(124, "StorCtl_Mod", 0)
             self._revert_at = None
-        t = self.target(pv_w, w_limit, energize)
+        t = self.target(pv_w, w_limit, energize, ac_max)
         p = self.params
         k = 1.0 - math.exp(-dt / p.tau_s) if dt > 0 else 0.0
         step = (t - self.w) * k

@@ -356,7 +356,8 @@ class Inverter:
         # A hybrid: the AC output is the PV power plus the battery's (+ discharge).
         energize = (self.commands.connect and not self.state.tripped
                     and self.state.st not in (OpState.OFF, OpState.FAULT, OpState.STANDBY))
-        bat = self.battery.step(now, dt, self.state.w, self.commands.w_limit, energize)
+        bat = self.battery.step(now, dt, self.state.w, self.commands.w_limit, energize,
+                                self.commands.w_max or self.params.ratings.w_max)
         ac = replace(self.state, w=self.state.w + bat)
         if abs(bat) > 1.0 and ac.st == OpState.SLEEPING:
             ac = replace(ac, st=OpState.MPPT)  # no PV, but the battery runs the bridge
