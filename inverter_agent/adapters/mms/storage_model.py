@@ -35,9 +35,9 @@ from typing import Any
 from hal.reading import GOOD, NOT_IMPLEMENTED, Reading
 from inverter_agent.core.view import StorageView
 
-from .model import LD_PLACEHOLDER, SI_UNIT, Binding, Cdc, DataObjectSpec, LogicalNodeSpec
-
-_OPT_UNIT = 1 << 6
+from .der_model import _asg, _beh, _mv, ecp_ref, fixed
+from .functions_model import _sps
+from .model import LD_PLACEHOLDER, Binding, Cdc, DataObjectSpec, LogicalNodeSpec
 
 #: ChaSt (SunSpec 124 / 802: 1 off, 2 empty, 3 discharging, 4 charging, 5 full,
 #: 6 holding, 7 testing) -> DERStateKind (6 running, 3 disconnected and available).
@@ -46,34 +46,16 @@ CHAST_TO_DEROPST = {1: 3, 2: 6, 3: 6, 4: 6, 5: 6, 6: 6, 7: 2}
 STATE_TO_DEROPST = {99: 11, 1: 3}
 
 
-def _mv(name: str, desc: str) -> DataObjectSpec:
-    return DataObjectSpec(name, Cdc.MV, desc=desc)
-
-
-def _sps(name: str, desc: str) -> DataObjectSpec:
-    return DataObjectSpec(name, Cdc.SPS, desc=desc)
-
-
-def _asg(name: str, unit: str, desc: str) -> DataObjectSpec:
-    return DataObjectSpec(name, Cdc.ASG, options=_OPT_UNIT,
-                          init={"units.SIUnit": SI_UNIT[unit]}, desc=desc)
-
-
 def storage_lns() -> tuple[LogicalNodeSpec, ...]:
     """DSTO1 and DBAT1 (served whether or not the functions run)."""
-    ecp = f"{LD_PLACEHOLDER}/DECP1"
     dsto = LogicalNodeSpec("DSTO", "1", (
-        DataObjectSpec("Beh", Cdc.ENS, init={"stVal": 1}, enum="BehaviourModeKind"),
+        _beh(),
         DataObjectSpec("Health", Cdc.ENS, enum="HealthKind",
                        desc="3 Alarm: storage alarms, or not understood (no storage command)"),
-        DataObjectSpec("EqSto", Cdc.ORG, init={"setSrcRef": f"{LD_PLACEHOLDER}/DBAT1"},
-                       desc="the storage equipment: DBAT1"),
-        DataObjectSpec("OutEcpRef", Cdc.ORG, init={"setSrcRef": ecp},
-                       desc="electrical connection point: DECP1"),
-        DataObjectSpec("PhsConnTyp", Cdc.ENG, init={"setVal": 98}, enum="PhaseKind",
-                       desc="phase connection: 98 not known"),
-        DataObjectSpec("DERTyp", Cdc.ENG, init={"setVal": 98}, enum="DERUnitKind",
-                       desc="DER type: 98 not known"),
+        fixed("EqSto", Cdc.ORG, f"{LD_PLACEHOLDER}/DBAT1", "the storage equipment: DBAT1"),
+        ecp_ref("OutEcpRef"),
+        fixed("PhsConnTyp", Cdc.ENG, 98, "phase connection: 98 not known", "PhaseKind"),
+        fixed("DERTyp", Cdc.ENG, 98, "DER type: 98 not known", "DERUnitKind"),
         DataObjectSpec("DEROpSt", Cdc.ENS, enum="DERStateKind",
                        desc="from ChaSt / 802 State: 6 running, 3 off, 11 failed"),
         _sps("SocLoAlm", "state of charge at or below the reserve"),
@@ -92,14 +74,13 @@ def storage_lns() -> tuple[LogicalNodeSpec, ...]:
         _asg("UseWhMinPct", "dimensionless", "reserve: lowest state of charge used, %"),
     ))
     dbat = LogicalNodeSpec("DBAT", "1", (
-        DataObjectSpec("Beh", Cdc.ENS, init={"stVal": 1}, enum="BehaviourModeKind"),
+        _beh(),
         _sps("SocPro", "state-of-charge protection (802 State 5)"),
         _sps("ChaSt", "charging"),
         _sps("DschSt", "discharging"),
         _sps("BatSt", "battery on (not off, not disconnected, not failed)"),
         _mv("Watt", "battery power, W (+ discharge, - charge; 802 W / 714 ESS port)"),
-        DataObjectSpec("BatTyp", Cdc.ENG, init={"setVal": 98}, enum="BatteryTypeKind",
-                       desc="battery type: 98 not known"),
+        fixed("BatTyp", Cdc.ENG, 98, "battery type: 98 not known", "BatteryTypeKind"),
     ))
     return dsto, dbat
 
