@@ -66,7 +66,8 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
 #: StorWhAvail      usable energy above the reserve, Wh: 713 WHAvail, else from SoC
 #: StorWChaMax      most charging power, W: 124 WChaMax, 802 WChaRteMax, 120 MaxChaRte
 #: StorWDisChaMax   most discharging power, W: 802 WDisChaRteMax, 120 MaxDisChaRte,
-#:                  124 WChaMax (the base 124 states OutWRte in)
+#:                  124 WChaMax; never above 124 WChaMax (OutWRte's base: no more
+#:                  can be commanded)
 #: StorRsvPct       reserve, % SoC: the highest of 124 MinRsvPct, 802 SoCRsvMin, SoCMin
 #: StorSoCMax       highest SoC the device charges to, %: 802 SocRsvMax, SoCMax, else 100
 #: StorChaSt        charge status 1 off .. 7 testing: 124 ChaSt, 802 ChaSt
@@ -137,8 +138,12 @@ def derive(models: Mapping[int, DecodedModel], now: float) -> dict[str, Reading]
                              positive=True))
     put("StorWChaMax", *_first(models, ((124, "WChaMax"), (802, "WChaRteMax"),
                                         (120, "MaxChaRte")), positive=True))
-    put("StorWDisChaMax", *_first(models, ((802, "WDisChaRteMax"), (120, "MaxDisChaRte"),
-                                           (124, "WChaMax")), positive=True))
+    dis, dis_src = _first(models, ((802, "WDisChaRteMax"), (120, "MaxDisChaRte"),
+                                   (124, "WChaMax")), positive=True)
+    base = _num(models.get(124), "WChaMax")
+    if dis is not None and base is not None and base > 0 and dis > base:
+        dis, dis_src = base, "124 WChaMax (the most 124's OutWRte can command)"
+    put("StorWDisChaMax", dis, dis_src)
     reserves = [(v, f"{mid} {p}") for mid, p in ((124, "MinRsvPct"), (802, "SoCRsvMin"),
                                                  (802, "SoCMin"))
                 if (v := _num(models.get(mid), p)) is not None]

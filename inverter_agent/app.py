@@ -183,6 +183,7 @@ class App:
         from inverter_agent import metrics  # [metrics]: off unless enabled; started with them
         self.adapters.extend(metrics.load(cfg, self.core, self.runner))
         self.runner.status_extra["adapters"] = self.adapter_status
+        self.runner.status_extra["storage"] = self.storage_status
         self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
         self.runner.after_cycle.append(self.publish)
 
@@ -195,6 +196,10 @@ class App:
                 adapter.publish(view)
             except Exception:  # one adapter's bug must not stop the loop or the others
                 log.exception("adapter %s: publish failed", adapter.name)
+
+    def storage_status(self) -> dict[str, Any]:
+        """Each inverter's battery for status.json (SoC, rates, setpoint, why not)."""
+        return {a.name: v.as_dict() for a in self.agents if (v := _storage(a)) is not None}
 
     def adapter_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

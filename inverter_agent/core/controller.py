@@ -199,6 +199,8 @@ class Controller:
         self._v_ratio_for: object = None
         self.assessment: Assessment | None = None
         self._storage_refresh_at = -math.inf
+        #: The battery as set_active_power needs it this cycle (None: not understood).
+        self._storage_state: Any = None
 
     # -- settings
     def set_control_period(self, period_s: float) -> None:
@@ -380,8 +382,6 @@ class Controller:
                 self.events.record("storage_understood", "storage understood again")
             self.status.storage_problem = why
         self._storage_state = state
-
-    _storage_state: Any = None
 
     def _alarms(self) -> tuple[str, ...]:
         alarms = tuple(self.steer.alarms.values())

@@ -10,6 +10,8 @@ setpoint beyond the battery's rate is limited, never passed through.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import pytest
@@ -93,6 +95,17 @@ def test_storage_over_mms_equals_the_device(rig):
     assert near(sp_value(agent, "DSTO1.ChaWMax"), ratings["WChaMax"])
     assert agent.read("DSTO1.AvlChaW")[0] > 0 and agent.read("DSTO1.AvlDschW")[0] > 0
     assert agent.read("DBAT1.BatSt", "ST")[0] is True
+
+    def status_storage():
+        try:
+            with open(os.path.join(agent.state_dir, "status.json"), encoding="utf-8") as fh:
+                return (json.load(fh).get("storage") or {}).get("INV1")
+        except (OSError, ValueError):
+            return None
+
+    shown = wait_for(status_storage, timeout=8, what="storage in status.json")
+    assert near(shown["soc_pct"], bat["soc"]) and shown["wh_rtg"] == bat["wh_rtg"]
+    assert shown["controllable"] is True and shown["problem"] is None
 
 
 @pytest.mark.parametrize("w", [-3000.0, 2500.0], ids=["charge", "discharge"])

@@ -52,14 +52,22 @@ def test_soc_capacity_reserve_and_rates_come_from_the_first_model_that_states_th
 
 def test_124_alone_takes_capacity_and_rates_from_the_nameplate():
     models = {124: model(124, **M124),
-              120: model(120, WHRtg=10240, WHRtg_SF=0, MaxChaRte=6000, MaxDisChaRte=5500,
+              120: model(120, WHRtg=10240, WHRtg_SF=0, MaxChaRte=6000, MaxDisChaRte=4500,
                          MaxChaRte_SF=0, MaxDisChaRte_SF=0)}
     r = storage.derive(models, 0.0)
     assert r["StorSoC"].value == 42.5
     assert r["StorWhRtg"].value == 10240
-    assert r["StorWDisChaMax"].value == 5500
+    assert r["StorWDisChaMax"].value == 4500
     assert r["StorWhAvail"].value == pytest.approx((42.5 - 15) / 100 * 10240)
     assert r["StorW"].quality.good is False  # no battery power stated: not assumed
+
+
+def test_no_discharge_rate_above_what_124_can_command():
+    models = {124: model(124, **{**M124, "WChaMax": 3000}),
+              802: model(802, WDisChaRteMax=4000, WChaDisChaMax_SF=0)}
+    r = storage.derive(models, 0.0)
+    assert r["StorWDisChaMax"].value == 3000
+    assert "124 WChaMax" in r["StorSources"].value["StorWDisChaMax"]
 
 
 def test_no_storage_model_no_storage_readings():
