@@ -201,6 +201,8 @@ class Controller:
         self._storage_refresh_at = -math.inf
         #: The battery as set_active_power needs it this cycle (None: not understood).
         self._storage_state: Any = None
+        #: The device's 124 has a revert timer (InOutWRte_RvrtTms implemented).
+        self._storage_timer = False
 
     # -- settings
     def set_control_period(self, period_s: float) -> None:
@@ -397,6 +399,8 @@ class Controller:
         inv = self.inverter
         if not inv.connected or not storage_core.controllable(snapshot):
             return
+        timer = snapshot.get("InOutWRte_RvrtTms")
+        self._storage_timer = timer is not None and timer.value is not None
         written = self.status.storage_written
         if w is None:
             if written.get("w", None) is None:
@@ -530,6 +534,13 @@ class Controller:
         back now: its revert timer would end our setpoint but not switch its function on."""
         if self.inverter.connected:
             self.steer.stand_aside()
+            if not self._storage_timer and self.status.storage_written.get("w") is not None:
+                # a battery window with no revert timer would outlive the gateway
+                try:
+                    self.inverter.write_storage(None)
+                    self.status.storage_written["w"] = None
+                except Exception as exc:
+                    log.warning("stopping: releasing the battery window failed: %s", exc)
         supported = self._supported_controls() if self.inverter.connected else set()
         timer = REVERT_TIMERS["Conn"]
         ceased = False in (self.status.written.get("Conn"), self.steer.conn_sent)

@@ -159,3 +159,17 @@ def test_reactive_setpoints_unchanged_while_charging(tmp_path):
     assert a.reactive_mode is ReactiveMode.CONSTANT_Q and a.q_pct != 0.0  # volt-var acting
     assert (a.reactive_mode, a.q_pct, a.pf) == (b.reactive_mode, b.q_pct, b.pf)
     assert b.storage_w == -3000.0 and a.storage_w is None
+
+
+@pytest.mark.parametrize("timer", [True, False])
+def test_a_clean_stop_releases_a_window_only_without_a_revert_timer(tmp_path, timer):
+    c, inv = hybrid(tmp_path, enabled=True, w=-2000.0)
+    s = hybrid_snapshot(w=-2000.0)
+    s["InOutWRte_RvrtTms"] = g(30) if timer else Reading(None, NOT_IMPLEMENTED, 0.0)
+    run(c, s, seconds=0.4)
+    n = len(inv.storage)
+    c.on_stop()
+    if timer:  # the device reverts by itself; a restart within it re-asserts without a gap
+        assert len(inv.storage) == n
+    else:
+        assert inv.storage[-1] == (None, None)
