@@ -5,7 +5,10 @@ whole-gateway run each (tests/corpus/runner.py): discovered, read error (worst
 of TotW, Hz, PhV over MMS against the simulator, % of rating / nominal),
 volt-var error at 1.06 pu (% of rated VA), false trips (trip, cease or
 curtailment events and writes on a normal grid), seconds from agent start to
-the first good value over MMS, and the checks that failed.
+the first good value over MMS, on hybrids the storage columns (SoC error over
+MMS in percentage points, seconds a charge setpoint took to be followed, the
+reserve held: most discharge W with the reserve above the SoC), and the
+checks that failed.
 
 fuzz: mutated and random Modbus answers over TCP and RTU (tests/hal/fuzz_modbus.py),
 100,000 frames by default, half on each transport, in two processes.
@@ -43,7 +46,8 @@ def corpus(report=None, workers: int = 4) -> list[dict]:
     res = run_all([p.path for p in profiles],
                   rtu_for={p.name for p in profiles if p.expect.get("rtu")}, workers=workers)
     print(f"{'profile':<40} {'link':<4} {'found':>5} {'read err %':>10} {'vv err %VA':>10} "
-          f"{'false trips':>11} {'1st good s':>10}  failed checks")
+          f"{'false trips':>11} {'1st good s':>10} {'SoC err':>7} {'follow s':>8} "
+          f"{'rsv W':>5}  failed checks")
     rows = []
     for key in sorted(res):
         r = res[key]
@@ -53,7 +57,9 @@ def corpus(report=None, workers: int = 4) -> list[dict]:
         found = "yes" if r["checks"].get("discovered") else "NO"
         print(f"{r['profile']:<40} {r['transport']:<4} {found:>5} "
               f"{_fmt(r.get('read_error_pct'), '.3f'):>10} {_fmt(r.get('volt_var_error_pct')):>10} "
-              f"{_fmt(r.get('false_trips'), 'd'):>11} {_fmt(r.get('first_good_s')):>10}  "
+              f"{_fmt(r.get('false_trips'), 'd'):>11} {_fmt(r.get('first_good_s')):>10} "
+              f"{_fmt(r.get('soc_error_pct')):>7} {_fmt(r.get('setpoint_follow_s')):>8} "
+              f"{_fmt(r.get('reserve_max_discharge_w'), '.0f'):>5}  "
               f"{', '.join(failed) or '-'}", flush=True)
         rows.append(r)
     ok = sum(1 for r in rows if all(r["checks"].values()) and not r.get("error"))
@@ -67,6 +73,12 @@ def corpus(report=None, workers: int = 4) -> list[dict]:
                "IEEE 1547-2018 Table 3: 5 %")
         report("device corpus: false trips on a normal grid",
                str(sum(r.get("false_trips") or 0 for r in rows)), "")
+        hybrids = [r for r in rows if "setpoint_followed" in r["checks"]]
+        if hybrids:
+            report("device corpus: hybrids following a storage setpoint within 10 s",
+                   f"{sum(1 for r in hybrids if r['checks']['setpoint_followed'])} / "
+                   f"{len(hybrids)}", "reserve held on "
+                   f"{sum(1 for r in hybrids if r['checks'].get('reserve_held'))}")
     return rows
 
 

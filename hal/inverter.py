@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves, ratings
+from hal import curves, ratings, storage
 from hal.poll_plan import (
     FAST_NAMES,
     RTU_MAX_GAP,
@@ -130,9 +130,11 @@ READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
     "OutPFSet_RvrtTms": [((123,), "OutPFSet_RvrtTms", _ident), ((704,), "PFWInjRvrtTms", _ident)],
     "VArPct_RvrtTms": [((123,), "VArPct_RvrtTms", _ident), ((704,), "VarSetRvrtTms", _ident)],
 }
+READ_POINTS.update(storage.READ_POINTS)  # model 124's controls read back (hal/storage.py)
 
 #: Readings the HAL derives from several models (see :meth:`Inverter._derive`).
-DERIVED_POINTS = (*ratings.PRECEDENCE, "RatingSources", "ACType", "HalNotes")
+DERIVED_POINTS = (*ratings.PRECEDENCE, "RatingSources", "ACType", "HalNotes",
+                  *storage.DERIVED)
 #: Per-phase points: reported unimplemented for a phase the device does not have.
 PHASE_POINTS = {ph: (f"PhVph{ph}", f"Aph{ph}") for ph in "ABC"}
 
@@ -160,6 +162,8 @@ class Capabilities:
     immediate_controls: bool  # 123 or 704
     controls: tuple[str, ...]
     model_ids: tuple[int, ...]
+    #: Storage (model 124 basic storage controls): a battery power can be commanded.
+    storage: bool = False
 
 
 class Inverter:
@@ -231,7 +235,8 @@ class Inverter:
             measurements=any(m in ids for m in MEASUREMENT_MODELS),
             nameplate=any(m in ids for m in NAMEPLATE_MODELS),
             immediate_controls=123 in ids or 704 in ids,
-            controls=controls, model_ids=ids)
+            controls=controls, model_ids=ids,
+            storage=124 in ids and 124 not in dev.decode_errors)
 
     def _require(self) -> SunSpecDevice:
         if self.device is None:
@@ -286,6 +291,8 @@ class Inverter:
                 kinds[m] = "common"
             elif m in NAMEPLATE_MODELS:
                 kinds[m] = "nameplate"
+            elif m in storage.STORAGE_MODELS:
+                kinds[m] = "storage"
         return kinds
 
     def _full_read(self, dev: SunSpecDevice, mono: float) -> None:
@@ -394,6 +401,7 @@ class Inverter:
                 if mid in MEASUREMENT_MODELS or mid in NAMEPLATE_MODELS:
                     notes.append(f"model {mid} not understood: {err}")
         out["HalNotes"] = Reading(tuple(notes), GOOD, now)
+        out.update(storage.derive(models, now))
 
     def _pf_704(self, models: Mapping[int, DecodedModel], now: float) -> Reading | None:
         m = models.get(704)
@@ -490,6 +498,21 @@ class Inverter:
                 dev.write_points(mid, points)
         finally:
             self.refresh({mid for _, mid in by_model})  # read back at the next cycle
+
+    def write_storage(self, w: float | None, revert_s: int | None = None) -> None:
+        """Hold the battery at ``w`` W (+ discharge, - charge, 0 hold) through model
+        124, or release it to the device's own management (``w`` None); see
+        :func:`hal.storage.storage_points`. Raises UnsupportedControl without 124."""
+        dev = self._require()
+        if not dev.has(124) or 124 in dev.decode_errors:
+            raise UnsupportedControl(f"unit {self.unit}: no model 124 (basic storage controls)")
+        models = dict(self._models)
+        if 124 not in models:
+            models.update(dev.read_models([124]))
+        try:
+            dev.write_points(124, storage.storage_points(w, models, revert_s))
+        finally:
+            self.refresh({124})
 
     # -- native curves
     def native_functions(self) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ SLOW_PERIODS: dict[str, float] = {
     "status": 5.0,        # 122/123/703/704: controls read back, settings the device changes
     "nameplate": 60.0,    # 120/121/702: ratings and basic settings
     "common": 600.0,      # model 1: manufacturer, serial number (static)
+    "storage": 2.0,       # 124/713/802/714: state of charge, battery power, 124 read back
 }
 
 #: Registers of gap worth reading through rather than paying another transaction.

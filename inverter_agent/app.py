@@ -23,7 +23,8 @@ from inverter_agent.adapters import REGISTRY
 from inverter_agent.adapters.base import STOP_BOUND_S, Adapter, AdapterContext
 from inverter_agent.core.api import Commands, Core
 from inverter_agent.core.status import functions_status
-from inverter_agent.core.view import CycleView, PlantView, inverter_view
+from inverter_agent.core.storage import storage_view
+from inverter_agent.core.view import CycleView, PlantView, StorageView, inverter_view
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,27 @@ def cycle_view(agents: list[Any], plant: Any = None, now: float | None = None,
                     hit = cache[a.name] = (service.version, service.effective_dict())
                 settings = hit[1]
         inverters.append(inverter_view(a.name, a.last_snapshot, bool(a.stats.link_up),
-                                       functions, settings))
+                                       functions, settings, _storage(a)))
     plant_view = None
     if plant is not None:
         st = plant.status_view()
         plant_view = PlantView(plant.ld, st.get("limit") or {}, st.get("totals") or {})
     return CycleView(time.time() if now is None else now, tuple(inverters), plant_view,
                      site=site)
+
+
+def _storage(agent: Any) -> StorageView | None:
+    """The inverter's battery for the view: the snapshot's, with what the controller
+    commands (None without a storage model)."""
+    c = agent.controller
+    if c is None:
+        return storage_view(agent.last_snapshot)
+    sp = c.status.setpoints
+    a = c.assessment
+    return storage_view(agent.last_snapshot, a.w_base if a is not None else None,
+                        sp.storage_w if sp is not None else None,
+                        sp.storage_cause if sp is not None else "", c.status.storage_problem,
+                        c.settings.set_active_power.reserve_pct)
 
 
 class App:
@@ -180,6 +195,7 @@ class App:
         from inverter_agent import metrics  # [metrics]: off unless enabled; started with them
         self.adapters.extend(metrics.load(cfg, self.core, self.runner))
         self.runner.status_extra["adapters"] = self.adapter_status
+        self.runner.status_extra["storage"] = self.storage_status
         self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
         self.runner.after_cycle.append(self.publish)
 
@@ -193,6 +209,10 @@ class App:
                 adapter.publish(view)
             except Exception:  # one adapter's bug must not stop the loop or the others
                 log.exception("adapter %s: publish failed", adapter.name)
+
+    def storage_status(self) -> dict[str, Any]:
+        """Each inverter's battery for status.json (SoC, rates, setpoint, why not)."""
+        return {a.name: v.as_dict() for a in self.agents if (v := _storage(a)) is not None}
 
     def adapter_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

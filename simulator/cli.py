@@ -211,6 +211,11 @@ def build(args: argparse.Namespace) -> Simulation:
             seed = None if args.seed is None else args.seed + u
             units[u] = Inverter(image, params, dc_w=args.dc,
                                 pf_percent=args.pf_units == "pct", seed=seed)
+            if 124 in ids:  # a hybrid: its battery (simulator/battery.py)
+                from .battery import Battery, BatteryParams
+
+                bp = BatteryParams.from_dict(dict(prof.battery or {}) if prof else {})
+                units[u].battery = Battery(image, bp)
             if prof is not None:
                 from .profile import apply
 

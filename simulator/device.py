@@ -97,6 +97,8 @@ class Inverter:
         self._g123 = {name: _Timed123(name, pts, win, rv, rmp)
                       for name, pts, win, rv, rmp in _GROUPS_123}
         self._rvrt704: dict[str, float] = {}  # group -> revert time
+        #: The battery of a hybrid (simulator/battery.py), attached by the builder.
+        self.battery: Any = None
         # a device may offer both the legacy and the 1547 measurement model: fill each
         self.inverter_models = [m for m in image.model_ids() if m in plant_models()]
         if image.find(123) is not None:
@@ -128,6 +130,8 @@ class Inverter:
                     self._rvrt704[grp] = now + tms
                 else:
                     self._rvrt704.pop(grp, None)
+        if self.battery is not None:
+            self.battery.on_write(now, changed)
         for mid in (705, 706):
             if (mid, "AdptCrvReq") in changed:
                 self._adopt(mid)
@@ -346,7 +350,20 @@ class Inverter:
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
-        self._render(plant.measure(self.params, self.state, grid))
+        if self.battery is None:
+            self._render(plant.measure(self.params, self.state, grid))
+            return
+        # A hybrid: the AC output is the PV power plus the battery's (+ discharge).
+        energize = (self.commands.connect and not self.state.tripped
+                    and self.state.st not in (OpState.OFF, OpState.FAULT, OpState.STANDBY))
+        bat = self.battery.step(now, dt, self.state.w, self.commands.w_limit, energize,
+                                self.commands.w_max or self.params.ratings.w_max)
+        ac = replace(self.state, w=self.state.w + bat)
+        if abs(bat) > 1.0 and ac.st == OpState.SLEEPING:
+            ac = replace(ac, st=OpState.MPPT)  # no PV, but the battery runs the bridge
+        pv, self.state = self.state, ac
+        self._render(plant.measure(self.params, ac, grid))
+        self.state = pv
 
     def _render(self, m: plant.Measurements) -> None:
         for mid in self.inverter_models:
@@ -432,7 +449,7 @@ class Inverter:
         """Plant state, effective commands and the control registers, as plain JSON data."""
         img, s, c = self.image, self.state, self.commands
         controls: dict[str, Any] = {}
-        for mid in (121, 123, 703, 704, 702):
+        for mid in (121, 123, 124, 703, 704, 702):
             pm = img.find(mid)
             if pm is not None:
                 controls[str(mid)] = {p: img.get(mid, p) for p, sl in pm.layout.slots.items()
@@ -447,6 +464,7 @@ class Inverter:
                           "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
             "controls": controls,
             "writes": dict(self.writes),
+            **({"battery": self.battery.snapshot()} if self.battery is not None else {}),
         }
 
 

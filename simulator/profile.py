@@ -42,7 +42,7 @@ from .plant import Ratings
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 _TOP = {"name", "source", "description", "base", "unit", "models", "vendor_models", "ratings",
-        "points", "quirks", "expect"}
+        "points", "quirks", "expect", "battery"}
 _QUIRKS = {"unused_phases_zero", "refuse_points", "max_read", "max_read_code", "end_marker",
            "pf_units", "point_boundary_reads", "exclusive_reactive_modes", "refuse_adoption"}
 _RATINGS = {"w_max", "va_max", "var_max_inj", "var_max_abs", "v_nom", "f_nom", "phases",
@@ -80,6 +80,8 @@ class Profile:
     quirks: Quirks
     expect: dict[str, Any]
     path: str = ""
+    #: The battery of a hybrid (simulator/battery.py BatteryParams keys), or None.
+    battery: dict[str, float] | None = None
 
 
 def _fail(path: str, key: str, why: str) -> ProfileError:
@@ -148,8 +150,19 @@ def load_profile(path: str | Path) -> Profile:
     unit = int(d.get("unit", 1))
     if base not in (0, 40000, 50000) or not 1 <= unit <= 247:
         raise _fail(p, "base/unit", "base 0, 40000 or 50000; unit 1..247")
+    battery = d.get("battery")
+    if battery is not None:
+        from .battery import BatteryParams
+
+        try:
+            BatteryParams.from_dict(dict(battery))
+        except (TypeError, ValueError) as exc:
+            raise _fail(p, "battery", str(exc)) from None
+        if 124 not in models:
+            raise _fail(p, "battery", "a battery needs model 124 in the chain")
     return Profile(str(d["name"]), str(d["source"]), str(d.get("description", "")), base, unit,
-                   models, vendor, ratings, points, quirks, dict(d.get("expect", {})), p)
+                   models, vendor, ratings, points, quirks, dict(d.get("expect", {})), p,
+                   None if battery is None else dict(battery))
 
 
 def all_profiles() -> list[Profile]:

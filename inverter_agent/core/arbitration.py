@@ -88,6 +88,9 @@ class UtilityControl:
     #: An export limit at the connection point, W (CSIP-AUS opModExpLimW with a site
     #: meter): held by the site meter service (core/meter.py), not a settings value
     export_limit_w: float | None = None
+    #: set active power (storage): % of rated W, + discharge, - charge; it enables
+    #: set_active_power for as long as the command is in force
+    storage_w_pct: float | None = None
 
     def __post_init__(self) -> None:
         # 1547-2018 5.3.1: one reactive mode at a time. A command asking two (fixed PF and
@@ -215,6 +218,13 @@ def operator_layer(persisted: Mapping[str, Any], temporary: Mapping[str, Any]) -
             for other in REACTIVE:
                 if f"{other}.enabled" != path and f"{other}.enabled" not in temporary:
                     d[other]["enabled"] = False
+    # An operator's battery setpoint is one to follow: it enables set active power, and
+    # one in W replaces a persisted one in % (the same setpoint's other form).
+    if {"set_active_power.w", "set_active_power.w_pct"} & set(temporary) \
+            and "set_active_power.enabled" not in temporary:
+        d["set_active_power"]["enabled"] = True
+    if "set_active_power.w" in temporary and "set_active_power.w_pct" not in temporary:
+        d["set_active_power"]["w_pct"] = None
     return d
 
 
@@ -279,6 +289,15 @@ def utility_layer(settings: Mapping[str, Any], in_force: Iterable[InForce],
                           "db_uf_hz": db_uf, "k_of": k_of, "k_uf": k_uf}
         if tr is not None:
             d["freq_watt"]["response_time_s"] = tr
+
+    # Storage: a battery setpoint is not a limit and does not combine: the highest-ranked
+    # command that sets one, an operator's ranking below every event and above every
+    # default control (as a reactive mode does).
+    operator_storage = any(k.startswith("set_active_power.") for k in operator)
+    sto = next(((ev, c) for ev, c in ranked if c.storage_w_pct is not None), None)
+    if sto is not None and (sto[0] or not operator_storage):
+        d["set_active_power"] = {**d["set_active_power"], "enabled": True,
+                                 "w_pct": sto[1].storage_w_pct}
     return d
 
 
@@ -339,6 +358,37 @@ def pcc_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
     the connection point allows (% of its rating; None: none); never lifts a lower limit."""
     if cap_pct is not None and cap_pct < setpoints.p_limit_pct:
         return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause="export limit")
+    return setpoints
+
+
+def storage_setpoint(setpoints: Setpoints, w_rtg: float | None) -> Setpoints:
+    """The battery power of ``setpoints`` (set_active_power, already within the battery's
+    reserve, SoC limits and rates) combined with every other function's output, after
+    the plant cap:
+
+    - protection first: while ceasing to energize (a trip, momentary cessation, permit
+      service off) the battery holds 0 W, neither discharging nor charging;
+    - the active-power limit in force (lowest of every source, volt-watt, droop, the
+      plant cap) bounds a discharge and never forces one: a discharge above it is
+      lowered to it, nothing is ever raised, and no storage command is made up when
+      set_active_power is off (``storage_w`` None stays None);
+    - a charge is not output: no limit bounds it, and the reactive setpoints (volt-var,
+      constant PF, constant var) are left exactly as the engine made them.
+
+    ``w_rtg`` is the inverter's rated W (the limit's base); unknown: no discharge.
+    """
+    w = setpoints.storage_w
+    if w is None:
+        return setpoints
+    if not setpoints.connect:
+        return dataclasses.replace(setpoints, storage_w=0.0,
+                                   storage_cause=f"cease to energize ({setpoints.cause})")
+    if w > 0:
+        cap = 0.0 if w_rtg is None else setpoints.p_limit_pct / 100.0 * w_rtg
+        if w > cap:
+            return dataclasses.replace(
+                setpoints, storage_w=cap, storage_cause=f"active power limit "
+                f"{setpoints.p_limit_pct:g} % ({setpoints.cause or 'limit'})")
     return setpoints
 
 
@@ -486,7 +536,7 @@ def _control_from(d: Mapping[str, Any]) -> UtilityControl:
             if not finite(v) or not 0.0 <= v <= 1e9:
                 raise ValueError(f"{k} = {v!r}")
             out[k] = float(v)
-        elif k in ("p_limit_pct", "fixed_var_pct"):
+        elif k in ("p_limit_pct", "fixed_var_pct", "storage_w_pct"):
             lo = 0.0 if k == "p_limit_pct" else -100.0
             if not finite(v) or not lo <= v <= 100.0:
                 raise ValueError(f"{k} = {v!r}")

@@ -31,7 +31,8 @@ from typing import Any
 from hal.inverter import REVERT_TIMERS
 from hal.inverter import OperatingState as InvSt
 from hal.reading import Reading
-from inverter_agent.core.arbitration import pcc_cap, plant_cap
+from inverter_agent.core import storage as storage_core
+from inverter_agent.core.arbitration import pcc_cap, plant_cap, storage_setpoint
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
@@ -156,6 +157,10 @@ class ControllerStatus:
     steering: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Alarms of the device's own functions (a refused program, a change at the panel).
     alarms: tuple[str, ...] = ()
+    #: Why no storage command is made (the battery is not understood), or None.
+    storage_problem: str | None = None
+    #: The battery power last written through 124 (None: released; absent: never).
+    storage_written: dict[str, float | None] = field(default_factory=dict)
 
 
 class Controller:
@@ -196,6 +201,11 @@ class Controller:
         self._v_ratio: float | None = None
         self._v_ratio_for: object = None
         self.assessment: Assessment | None = None
+        self._storage_refresh_at = -math.inf
+        #: The battery as set_active_power needs it this cycle (None: not understood).
+        self._storage_state: Any = None
+        #: The device's 124 has a revert timer (InOutWRte_RvrtTms implemented).
+        self._storage_timer = False
 
     # -- settings
     def set_control_period(self, period_s: float) -> None:
@@ -231,7 +241,8 @@ class Controller:
             notes.extend(self._no_revert_notes())
         self.status.notes = tuple(notes)
         self.status.steering = self.steer.steering_map()
-        self.status.alarms = tuple(self.steer.alarms.values())
+        self._assess_storage(snapshot, a)
+        self.status.alarms = self._alarms()
         policy = self.settings.safety.on_invalid_measurements
         if a.problems and policy is InvalidPolicy.STAND_ASIDE:
             self._stand_aside(a, snapshot, t)
@@ -252,9 +263,11 @@ class Controller:
             self.state = EngineState.initial(t, in_service=warm, random_u=self.rng.random())
             self.events.record("controller_start", "inverter energizing: stays in service"
                                if warm else "inverter not energizing: enter service governs")
+        meas = dataclasses.replace(meas, storage=self._storage_state)
         setpoints, self.state, events = step(self._engine_now(), meas, self.state, t)
         setpoints = plant_cap(setpoints, self.plant_cap_pct)  # the last arbitration layer
         setpoints = pcc_cap(setpoints, self.pcc_cap_pct)  # and the export limit at the PCC
+        setpoints = storage_setpoint(setpoints, a.w_base)  # the battery within all of it
         if meas.valid and not a.reactive_ok and setpoints.reactive_mode is not ReactiveMode.NONE:
             # The device's var maximum is unknown: no var command in an assumed base.
             setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)
@@ -271,8 +284,9 @@ class Controller:
         if _good(snapshot, "link") and snapshot["link"].value:
             self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
             self.status.steering = self.steer.steering_map()
-            self.status.alarms = tuple(self.steer.alarms.values())
+            self.status.alarms = self._alarms()
             self._write(setpoints, snapshot, t)
+            self._write_storage(setpoints.storage_w, snapshot, t)
         if meas.valid:
             self._check_follow(snapshot, meas, t)
         return setpoints
@@ -357,6 +371,71 @@ class Controller:
             log.info("setpoints %s (cause: standing aside)", _fmt(changes))
         # Not merely released: the device's own volt-var is on again where it was.
         self.steer.stand_aside()
+        self._write_storage(None, snapshot, t)
+
+    # -- storage
+    def _assess_storage(self, snapshot: Mapping[str, Reading], a: Assessment) -> None:
+        """Is the battery understood? Not: no storage command, an alarm naming why (the
+        grid functions run on: the gateway stands aside for storage only)."""
+        state, why = storage_core.assess(snapshot, a.w_base)
+        if a.link_down:
+            state, why = None, self.status.storage_problem  # nothing new to judge
+        if why != self.status.storage_problem:
+            if why is not None:
+                self.events.record("storage_stand_aside", f"no storage command: {why}")
+                log.warning("no storage command: %s", why)
+            else:
+                self.events.record("storage_understood", "storage understood again")
+            self.status.storage_problem = why
+        self._storage_state = state
+
+    def _alarms(self) -> tuple[str, ...]:
+        alarms = tuple(self.steer.alarms.values())
+        return alarms + ((self.status.storage_problem,) if self.status.storage_problem else ())
+
+    def _write_storage(self, w: float | None, snapshot: Mapping[str, Reading],
+                       t: float) -> None:
+        """Hold the battery at ``w`` W through 124 (None: release what this run set).
+
+        Written when it changes beyond a deadband, when the device's read-back shows it
+        lost the window twice in a row, and a few times per revert time (the window
+        carries InOutWRte_RvrtTms, so a gateway that stops leaves no command behind)."""
+        inv = self.inverter
+        if not inv.connected or not storage_core.controllable(snapshot):
+            return
+        timer = snapshot.get("InOutWRte_RvrtTms")
+        self._storage_timer = timer is not None and timer.value is not None
+        written = self.status.storage_written
+        if w is None:
+            if written.get("w", None) is None:
+                return  # never set by this run, or already released
+        else:
+            rb = snapshot.get("StorCtlW")
+            held = rb.value if rb is not None and rb.quality.good else None
+            cha = snapshot.get("StorWChaMax")
+            tol = max(20.0, 0.002 * (cha.value if cha is not None and cha.value else 0.0))
+            lost = "w" in written and written["w"] is not None and (
+                held is None or abs(held - w) > tol)
+            self._mismatch["storage"] = self._mismatch.get("storage", 0) + 1 if lost else 0
+            changed = "w" not in written or written["w"] is None or abs(written["w"] - w) > tol
+            if not changed and self._mismatch["storage"] < 2 and t < self._storage_refresh_at:
+                return
+        try:
+            inv.write_storage(w, self.revert_s)
+        except Exception as exc:  # try again next cycle
+            self.status.write_errors += 1
+            log.warning("storage %s failed: %s", "release" if w is None else f"{w:g} W", exc)
+            return
+        self.status.writes += 1
+        self._mismatch.pop("storage", None)
+        written["w"] = w
+        self._storage_refresh_at = t + self.revert_s / REFRESHES_PER_REVERT
+        log.info("storage %s", "released" if w is None else f"{w:g} W")
+        if w is not None:
+            self._checks["storage"] = FollowCheck("storage", t + self.follow_timeout_s)
+        else:
+            self._checks.pop("storage", None)
+            self.status.not_followed.pop("storage", None)
 
     # -- writing
     def controls_for(self, sp: Setpoints) -> dict[str, Any]:
@@ -459,6 +538,13 @@ class Controller:
         back now: its revert timer would end our setpoint but not switch its function on."""
         if self.inverter.connected:
             self.steer.stand_aside()
+            if not self._storage_timer and self.status.storage_written.get("w") is not None:
+                # a battery window with no revert timer would outlive the gateway
+                try:
+                    self.inverter.write_storage(None)
+                    self.status.storage_written["w"] = None
+                except Exception as exc:
+                    log.warning("stopping: releasing the battery window failed: %s", exc)
         supported = self._supported_controls() if self.inverter.connected else set()
         timer = REVERT_TIMERS["Conn"]
         ceased = False in (self.status.written.get("Conn"), self.steer.conn_sent)
@@ -554,6 +640,12 @@ class Controller:
                 return True, ""
             return (abs(q_pct_va - target) <= FOLLOW_TOL_PCT,
                     f"reactive {q_pct_va:.1f} % of rated VA, target {target:.1f} %")
+        if key == "storage":
+            bat = _val(s, "StorW")
+            if sp.storage_w is None or bat is None or not w_rtg:
+                return None, ""  # no battery power stated: not checked
+            return (abs(bat - sp.storage_w) <= FOLLOW_TOL_PCT / 100.0 * w_rtg,
+                    f"battery {bat:.0f} W, setpoint {sp.storage_w:.0f} W")
         return True, ""
 
 

@@ -53,6 +53,10 @@ CONTROLS: dict[str, str] = {
     "volt_watt_enabled": "volt_watt.enabled",
     "freq_watt_enabled": "freq_watt.enabled",
     "constant_var_enabled": "constant_var.enabled",
+    # storage (set active power): + discharge, - charge
+    "storage_enabled": "set_active_power.enabled",
+    "storage_w_pct": "set_active_power.w_pct",
+    "storage_w": "set_active_power.w",
 }
 
 

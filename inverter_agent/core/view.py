@@ -112,6 +112,64 @@ class FunctionsStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageView:
+    """The battery of a hybrid at the end of a cycle (built by ``core/storage.py``).
+
+    Sign convention (SunSpec's, every protocol's): battery power positive while
+    discharging, negative while charging. Quantities keep their HAL reading
+    (value, quality, time); a value the device does not state is invalid, never
+    assumed.
+    """
+
+    #: State of charge, % of capacity (713 SoC, 802 SoC or 124 ChaState).
+    soc_pct: Reading
+    #: Energy capacity, Wh (713 / 802 / 120 WHRtg).
+    wh_rtg: Reading
+    #: Usable energy above the reserve, Wh.
+    wh_avail: Reading
+    #: Battery power, W (+ discharge, - charge); invalid where the device states none.
+    w: Reading
+    #: The device's most charging / discharging power, W (positive).
+    w_cha_max: Reading
+    w_dis_max: Reading
+    #: The device's reserve and highest SoC, %.
+    reserve_pct: Reading
+    soc_max_pct: Reading
+    #: Power the battery can take / give now, W (0 when full / at its reserve; None unknown).
+    avail_cha_w: float | None
+    avail_dis_w: float | None
+    #: SunSpec ChaSt (1 off, 2 empty, 3 discharging, 4 charging, 5 full, 6 holding,
+    #: 7 testing) and 802 State (1 disconnected .. 99 fault); None not stated.
+    cha_st: int | None
+    state: int | None
+    #: The device's storage alarms (802 Evt1, 713 Sta, 714 DCAlrm) by name.
+    alarms: tuple[str, ...]
+    #: The device takes a battery power command (model 124).
+    controllable: bool
+    #: The battery power the core commands now, W (None: not commanding; the device
+    #: manages its battery itself) and what bounded it ("" when as asked).
+    setpoint_w: float | None = None
+    setpoint_cause: str = ""
+    #: Why the core makes no storage command (storage not understood: it stands aside
+    #: for storage only, with this alarm); None when it understands the battery.
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``status.json`` and table-driven protocol maps."""
+        def v(r: Reading) -> Any:
+            return r.value if r.quality.good else None
+
+        return {"soc_pct": v(self.soc_pct), "wh_rtg": v(self.wh_rtg),
+                "wh_avail": v(self.wh_avail), "w": v(self.w), "w_cha_max": v(self.w_cha_max),
+                "w_dis_max": v(self.w_dis_max), "reserve_pct": v(self.reserve_pct),
+                "soc_max_pct": v(self.soc_max_pct), "avail_cha_w": self.avail_cha_w,
+                "avail_dis_w": self.avail_dis_w, "cha_st": self.cha_st, "state": self.state,
+                "alarms": list(self.alarms), "controllable": self.controllable,
+                "setpoint_w": self.setpoint_w, "setpoint_cause": self.setpoint_cause,
+                "problem": self.problem}
+
+
+@dataclass(frozen=True, slots=True)
 class InverterView:
     """One inverter at the end of a cycle."""
 
@@ -124,6 +182,8 @@ class InverterView:
     functions: FunctionsStatus | None = None
     #: The effective settings (after arbitration) as plain data; None without functions.
     settings: Mapping[str, Any] | None = None
+    #: The battery of a hybrid (SoC, capacity, rates, setpoint); None: no storage model.
+    storage: StorageView | None = None
 
     def good(self, name: str) -> Any:
         """The value of ``name`` if present and of good quality, else None."""
@@ -184,7 +244,8 @@ class CycleView:
 
 def inverter_view(name: str, snapshot: Mapping[str, Reading], link_up: bool,
                   functions: FunctionsStatus | None = None,
-                  settings: Mapping[str, Any] | None = None) -> InverterView:
+                  settings: Mapping[str, Any] | None = None,
+                  storage: StorageView | None = None) -> InverterView:
     """An :class:`InverterView` whose mappings cannot be changed through the view."""
     return InverterView(name, _frozen(snapshot), link_up, functions,
-                        None if settings is None else _frozen(settings))
+                        None if settings is None else _frozen(settings), storage)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from . import anti_islanding, enter_service, freq_watt, ramp, ride_through, volt_var, volt_watt
 from . import constant_var as constant_var_fn
 from . import fixed_pf as fixed_pf_fn
+from . import set_active_power as set_active_power_fn
 from .anti_islanding import AntiIslandingState, AntiIslandingStatus
 from .enter_service import EnterServicePhase, EnterServiceState
 from .freq_watt import FreqWattState
@@ -142,6 +143,8 @@ class EngineStatus:
     volt_watt_p_pct: float | None = None
     freq_watt_p_pct: float | None = None
     p_limit_cause: str = ""
+    #: set_active_power's battery power, W (None: not commanding storage).
+    storage_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,11 @@ def step(
         sp = Setpoints(True, p_limit, mode, pf, absorbing, q_pct, p_cause)
         op = (OperatingState.RAMPING if es_new.phase is EnterServicePhase.RAMPING
               else OperatingState.CONTINUOUS)
+    # --- storage (set active power): the battery's own limits here; with the others
+    # (protection first, a limit bounds a discharge) in core/arbitration.storage_setpoint
+    storage = set_active_power_fn.step(settings.set_active_power, meas.storage, t)
+    if storage is not None:
+        sp = dataclasses.replace(sp, storage_w=storage.w, storage_cause=storage.limited_by)
     status = EngineStatus(
         state=op,
         out_of_service_cause=cause,
@@ -346,6 +354,7 @@ def step(
         volt_watt_p_pct=p_vw,
         freq_watt_p_pct=p_fw,
         p_limit_cause=p_cause,
+        storage_w=None if storage is None else storage.w,
     )
     new = EngineState(
         t=t, out_of_service_cause=cause, es=es_new, vrt=vrt, frt=frt, ai=ai, vv=vv_state,

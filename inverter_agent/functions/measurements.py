@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .set_active_power import StorageState
+
 
 class AntiIslandingReport(enum.Enum):
     """Anti-islanding state as the inverter reports it (where it reports it at all)."""
@@ -57,6 +59,9 @@ class Measurements:
     p_avail_pu: float | None = None
     connected: bool = False
     anti_islanding: AntiIslandingReport | None = None
+    #: The battery of a hybrid, when the device offers storage control and the core
+    #: understands it (SoC, capacity and rates plausible); None otherwise.
+    storage: StorageState | None = None
 
     @property
     def v_max(self) -> float:
@@ -96,6 +101,12 @@ class Setpoints:
     pf_absorbing: bool = False
     q_pct: float = 0.0
     cause: str = ""
+    #: Battery power to hold, W (+ discharge, - charge); None: storage not commanded
+    #: (the device manages its battery itself). Set by set_active_power, then
+    #: arbitrated with the rest (core/arbitration.py storage_setpoint).
+    storage_w: float | None = None
+    #: What bounded ``storage_w`` ("" when it went through as asked).
+    storage_cause: str = ""
 
 
 #: Commands that cease to energize: connection off, no power, no reactive setpoint.

@@ -29,6 +29,7 @@ from .freq_watt import FreqWattSettings
 from .power_limit import PowerLimitSettings
 from .ramp import RampSettings
 from .ride_through import RideThroughSettings
+from .set_active_power import SetActivePowerSettings
 from .volt_var import VoltVarSettings
 from .volt_watt import VoltWattSettings
 
@@ -43,7 +44,7 @@ class Family(enum.Enum):
 
 
 #: The setpoint part the controller checks the inverter follows (``not_followed`` keys).
-Follow = Literal["connect", "p_limit", "reactive"]
+Follow = Literal["connect", "p_limit", "reactive", "storage"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec("active_power_limit", PowerLimitSettings, "limit maximum active power",
                  Family.ACTIVE, "p_limit"),
     FunctionSpec("ramp", RampSettings, "normal ramp rate", Family.ACTIVE),
+    # Storage: a charge / discharge setpoint; no limit of the others' (never lifts or
+    # forces one), so it combines by core/arbitration.py storage_setpoint.
+    FunctionSpec("set_active_power", SetActivePowerSettings,
+                 "set active power (storage charge / discharge)", Family.ACTIVE, "storage",
+                 "storage_w"),
 )
 
 #: Name -> spec.

@@ -37,6 +37,7 @@ from .ranges import check_range as _range
 from .ranges import fail as _fail
 from .registry import REACTIVE
 from .ride_through import RegionMode, RideThroughSettings
+from .set_active_power import SetActivePowerSettings
 from .volt_var import VoltVarSettings
 from .volt_watt import VoltWattSettings
 
@@ -95,6 +96,8 @@ class Settings:
     constant_var: ConstantVarSettings
     volt_watt: VoltWattSettings
     freq_watt: FreqWattSettings
+    #: Storage charge / discharge setpoint (off by default; a file without it keeps it off).
+    set_active_power: SetActivePowerSettings = SetActivePowerSettings()
 
 
 # ---------------------------------------------------------------- validation

@@ -8,6 +8,7 @@ property test at the end drives the pure layers of ``core/arbitration.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from inverter_agent.core.arbitration import (
     plant_cap,
     schedule_path,
     select,
+    storage_setpoint,
 )
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.settings_service import SettingsService
@@ -36,6 +38,7 @@ from inverter_agent.functions import (
     settings_to_dict,
     step,
 )
+from inverter_agent.functions.set_active_power import StorageState
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0  # wall-clock (epoch) time of the scenario
@@ -710,8 +713,170 @@ def test_select_is_pure_and_ignores_events_out_of_their_window():
     assert select([e], None, 200.0).event is None
 
 
+# -- storage: set active power (rows B) ----------------------------------------------------
+
+BAT = StorageState(soc_pct=50.0, wh_rtg=10000.0, w_cha_max=5000.0, w_dis_max=4000.0,
+                   reserve_pct=20.0, soc_max_pct=95.0, w_rtg=5000.0)
+
+
+def storage_sp(w: World, v_pu: float = 1.0, seconds: float = 60.0, bat=BAT,
+               cap: float | None = None):
+    """The engine on the effective settings with a battery, then the plant cap and the
+    storage arbitration, as the controller runs them."""
+    settings = w.svc.effective()
+    state = EngineState.initial(0.0, in_service=True)
+    sp, t = None, 0.0
+    while t <= seconds:
+        meas = Measurements(valid=True, v_pu=(v_pu,), f_hz=60.0, p_pu=0.5, q_pu=0.0,
+                            connected=True, storage=bat)
+        sp, state, _ = step(settings, meas, state, t)
+        t += 0.5
+    return storage_setpoint(plant_cap(sp, cap), BAT.w_rtg)
+
+
+def battery(w: World, pct: float | None = None, watts: float | None = None, **kw) -> None:
+    d = {"set_active_power.enabled": True}
+    if pct is not None:
+        d["set_active_power.w_pct"] = pct
+    if watts is not None:
+        d["set_active_power.w"] = watts
+    d.update({f"set_active_power.{k}": v for k, v in kw.items()})
+    w.svc.write(d, who="test")
+
+
+def test_B1_a_limit_never_makes_up_a_storage_command(tmp_path):
+    from tests.core.test_storage import hybrid, hybrid_snapshot, run
+
+    w = World(tmp_path)
+    w.event("e1", limit(20.0))
+    sp = storage_sp(w)
+    assert sp.p_limit_pct == pytest.approx(20.0) and sp.storage_w is None
+    # the controller: the limit goes to WMaxLimPct, nothing to 124
+    c, inv = hybrid(tmp_path / "c")
+    c.apply_settings(w.svc.effective())
+    run(c, hybrid_snapshot(w=1000.0), seconds=60.0)
+    assert any(x.get("WMaxLimPct") == pytest.approx(20.0) for x in inv.writes)
+    assert inv.storage == []
+
+
+def test_B2_a_limit_bounds_a_discharge(tmp_path):
+    w = World(tmp_path)
+    battery(w, pct=80.0)
+    w.event("e1", limit(30.0))
+    sp = storage_sp(w, bat=dataclasses.replace(BAT, w_dis_max=5000.0))
+    assert sp.storage_w == pytest.approx(0.30 * 5000.0)
+    assert "active power limit" in sp.storage_cause
+    # the plant cap too (the last layer)
+    w.event("e1", limit(100.0))
+    sp = storage_sp(w, bat=dataclasses.replace(BAT, w_dis_max=5000.0), cap=10.0)
+    assert sp.storage_w == pytest.approx(500.0)
+
+
+def test_B3_no_limit_bounds_a_charge(tmp_path):
+    w = World(tmp_path)
+    battery(w, pct=-50.0)
+    w.event("e1", limit(20.0))
+    sp = storage_sp(w)
+    assert sp.p_limit_pct == pytest.approx(20.0)
+    assert sp.storage_w == pytest.approx(-2500.0) and sp.storage_cause == ""
+
+
+@pytest.mark.parametrize("v_pu", [1.25, 0.40])  # must trip (HV2); momentary cessation (LV3)
+def test_B4_protection_first_the_battery_holds_zero(tmp_path, v_pu):
+    w = World(tmp_path)
+    battery(w, watts=3000.0)
+    sp = storage_sp(w, v_pu=v_pu, seconds=2.0)
+    assert sp.connect is False and sp.storage_w == 0.0
+    assert "cease to energize" in sp.storage_cause
+
+
+@pytest.mark.parametrize("mode", ["volt_var", "fixed_pf"])
+def test_B5_reactive_setpoints_unchanged_while_charging(tmp_path, mode):
+    w0, w1 = World(tmp_path / "a"), World(tmp_path / "b")
+    for w in (w0, w1):
+        if mode == "fixed_pf":
+            w.svc.write({"volt_var.enabled": False, "fixed_pf.enabled": True,
+                         "fixed_pf.pf": 0.9, "fixed_pf.absorbing": True}, who="test")
+    battery(w1, watts=-3000.0)
+    a, b = storage_sp(w0, v_pu=1.04), storage_sp(w1, v_pu=1.04)
+    assert b.storage_w == -3000.0 and a.storage_w is None
+    assert (a.reactive_mode, a.pf, a.pf_absorbing, a.q_pct) == \
+        (b.reactive_mode, b.pf, b.pf_absorbing, b.q_pct)
+    assert a.reactive_mode is not ReactiveMode.NONE
+
+
+def test_B6_no_discharge_at_the_reserve(tmp_path):
+    w = World(tmp_path)
+    battery(w, watts=3000.0)
+    assert storage_sp(w, bat=dataclasses.replace(BAT, soc_pct=20.0)).storage_w == 0.0
+    battery(w, watts=3000.0, reserve_pct=60.0)  # the site's reserve above the device's
+    sp = storage_sp(w)
+    assert sp.storage_w == 0.0 and "reserve 60" in sp.storage_cause
+    battery(w, watts=-3000.0)
+    assert storage_sp(w).storage_w == -3000.0  # a charge is still taken
+
+
+def test_B7_no_charge_at_the_highest_soc(tmp_path):
+    w = World(tmp_path)
+    full = dataclasses.replace(BAT, soc_pct=95.0)
+    battery(w, watts=-3000.0)
+    sp = storage_sp(w, bat=full)
+    assert sp.storage_w == 0.0 and "full" in sp.storage_cause
+    battery(w, watts=2000.0)
+    assert storage_sp(w, bat=full).storage_w == 2000.0
+
+
+def test_B8_beyond_the_rate_limited_never_passed_through(tmp_path):
+    from hal.storage import storage_points
+    from tests.hal.test_storage import M124, model
+
+    w = World(tmp_path)
+    battery(w, watts=9000.0)
+    sp = storage_sp(w)
+    assert sp.storage_w == 4000.0 and "discharge rate" in sp.storage_cause
+    battery(w, watts=-9000.0)
+    assert storage_sp(w).storage_w == -5000.0
+    with pytest.raises(ValueError, match="beyond"):
+        storage_points(9000.0, {124: model(124, **M124)})  # the HAL refuses, never clips
+
+
+def test_B9_storage_not_understood_no_command_functions_run_on(tmp_path):
+    from tests.core.test_storage import hybrid, hybrid_snapshot, run
+
+    w = World(tmp_path)
+    battery(w, watts=2000.0)
+    assert storage_sp(w, bat=None).storage_w is None  # nothing to command
+    c, inv = hybrid(tmp_path / "c", enabled=True, w=2000.0)
+    run(c, hybrid_snapshot(w=2000.0), seconds=0.4)
+    sp = run(c, hybrid_snapshot(w=2000.0, soc=None), seconds=0.4, t0=1.0)
+    assert inv.storage[-1][0] is None and sp is not None
+    assert c.status.standing_aside is None
+    assert any("state of charge missing" in a for a in c.status.alarms)
+
+
+def test_B10_event_then_operator_then_persisted_battery_setpoint(tmp_path):
+    w = World(tmp_path)
+    battery(w, watts=-1000.0)
+    w.svc.operate("storage_w", 1500.0, "mms op")
+    w.event("e1", UtilityControl(storage_w_pct=-40.0), end=100)
+    assert storage_sp(w).storage_w == pytest.approx(-2000.0)
+    w.at(200)  # the event is over
+    assert storage_sp(w).storage_w == pytest.approx(1500.0)
+    w.svc.operate("storage_w", None, "mms op")
+    assert storage_sp(w).storage_w == pytest.approx(-1000.0)
+
+
+def test_B11_an_operators_setpoint_ranks_above_the_default(tmp_path):
+    w = World(tmp_path)
+    w.default(UtilityControl(storage_w_pct=30.0))
+    assert storage_sp(w).storage_w == pytest.approx(1500.0)
+    w.svc.operate("storage_w", -500.0, "mms op")
+    assert storage_sp(w).storage_w == pytest.approx(-500.0)
+
+
 def test_every_row_of_the_docs_table_has_a_test():
-    rows = re.findall(r"^\| ([AS]\d+) \|", (ROOT / "docs" / "arbitration.md").read_text(), re.M)
+    rows = re.findall(r"^\| ([ABS]\d+) \|", (ROOT / "docs" / "arbitration.md").read_text(),
+                      re.M)
     assert rows, "no rows found in docs/arbitration.md"
     source = Path(__file__).read_text()
     tests = source.split("def test_every")[0]

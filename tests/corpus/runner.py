@@ -13,7 +13,11 @@ plain data (the tests assert on it; ``make corpus`` prints it):
 4. volt-var at 1.06 pu: reactive power within +-5 % of rated VA of the curve
    (IEEE 1547-2018 Table 3), where the profile says the device can be steered;
 5. the backup trip at a real 1.25 pu step (Conn 0 within 1 s), or, where the
-   gateway must stand aside or only monitor, no cease at all.
+   gateway must stand aside or only monitor, no cease at all;
+6. on hybrids (``expect.storage``): the SoC over MMS against the battery's
+   (percentage points), a charge setpoint on DWGC1 followed by the battery within
+   10 s (seconds it took), and the reserve held (a discharge setpoint with the
+   site's reserve above the SoC moves nothing).
 
 :func:`run_all` runs several profiles side by side (each is two subprocesses
 that mostly wait on each other).
@@ -140,6 +144,8 @@ def run_profile(profile: Profile | str, rtu: bool = False,
                 _volt_var(agent, sim, prof, out)
             else:
                 _stand_aside(agent, sim, prof, state, out)
+            if exp.get("storage"):
+                _storage(agent, sim, prof, out)
             _trip(sim, prof, state, out)
             functions = _status(state).get("functions") or {}
             out["status"] = {k: functions.get(k) for k in ("standing_aside", "notes", "health")}
@@ -277,6 +283,50 @@ def _stand_aside(agent: AgentProcess, sim: SimProcess, prof: Profile, state: str
                                              for e in _events(state))
     c = _controls(sim, prof.unit)
     out["checks"]["no_reduction"] = c["connected"] and not c["limited"] and not c["var_on"]
+
+
+STORAGE_FOLLOW_S = 10.0
+
+
+def _storage(agent: AgentProcess, sim: SimProcess, prof: Profile, out: dict[str, Any]) -> None:
+    """SoC error, a charge setpoint followed, the reserve held (issue 20)."""
+    from open61850.data import FloatData, IntData, StructureData
+    from open61850.mms import MmsClient, operate
+
+    ld = "GWINV1"
+
+    def bat() -> dict[str, Any]:
+        return sim.control.unit_state(prof.unit)["battery"]
+
+    soc, good = _mms(agent, "DSTO1.SocEffWhPct")
+    out["soc_error_pct"] = round(abs(soc - bat()["soc"]), 3) if good else None
+    out["checks"]["soc_within_1pct"] = good and out["soc_error_pct"] <= 1.0
+    client = MmsClient.connect("127.0.0.1", agent.port, timeout=5)
+    try:
+        operate(client, f"{ld}/DWGC1.Mod", IntData(1))
+        w = -0.3 * prof.ratings.w_max  # charge from the grid
+        t0 = time.monotonic()
+        operate(client, f"{ld}/DWGC1.WSpt", StructureData([FloatData(w)]))
+        done = _wait(lambda: abs(bat()["w"] - w) <= 0.02 * prof.ratings.w_max,
+                     timeout=STORAGE_FOLLOW_S, interval=0.1)
+        out["setpoint_follow_s"] = round(time.monotonic() - t0, 2) if done else None
+        out["checks"]["setpoint_followed"] = bool(done)
+        # the site's reserve above the SoC: a discharge setpoint must move nothing
+        client.write(f"{ld}/DWGC1.SocUseMinPct.setMag.f [SP]",
+                     FloatData(min(100.0, bat()["soc"] + 5.0)))
+        operate(client, f"{ld}/DWGC1.WSpt", StructureData([FloatData(0.2 * prof.ratings.w_max)]))
+        _wait(lambda: abs(bat()["w"]) <= 10.0, timeout=STORAGE_FOLLOW_S, interval=0.1)
+        end, worst = time.monotonic() + 3.0, 0.0
+        while time.monotonic() < end:
+            worst = max(worst, bat()["w"])
+            time.sleep(0.1)
+        out["reserve_max_discharge_w"] = round(worst, 1)
+        out["checks"]["reserve_held"] = worst <= 10.0
+        operate(client, f"{ld}/DWGC1.Mod", IntData(5))  # off: the device's own management
+        client.write(f"{ld}/DWGC1.SocUseMinPct.setMag.f [SP]", FloatData(0.0))
+        _wait(lambda: abs(bat()["w"]) <= 10.0, timeout=STORAGE_FOLLOW_S, interval=0.1)
+    finally:
+        client.close()
 
 
 def _trip(sim: SimProcess, prof: Profile, state: str, out: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from simulator.profile import PROFILE_DIR, ProfileError, all_profiles, load_prof
 from tests.corpus.runner import run_all
 
 PROFILES = all_profiles()
+PROFILES_BY_NAME = {p.name: p for p in PROFILES}
 RUNS = [(p.name, "tcp") for p in PROFILES] + \
     [(p.name, "rtu") for p in PROFILES if p.expect.get("rtu")]
 
@@ -49,6 +50,10 @@ def test_the_corpus_covers_the_issue():
     assert any(q[n].exclusive_reactive_modes and 705 in models[n] for n in names)
     assert any(q[n].refuse_adoption and 705 in models[n] for n in names)
     assert sum(1 for _, t in RUNS if t == "rtu") >= 3
+    # issue 20: hybrids, one with 124 as its only storage model, one with 713 and 802
+    hybrids = [n for n in names if PROFILES_BY_NAME[n].expect.get("storage")]
+    assert any(not models[n] & {713, 802} for n in hybrids if 124 in models[n])
+    assert any({124, 713, 802} <= models[n] for n in hybrids)
 
 
 @pytest.mark.parametrize(("name", "transport"), RUNS)

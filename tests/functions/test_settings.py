@@ -53,7 +53,7 @@ def test_dict_keys_are_stable():
     d = settings_to_dict(RULE21)
     assert list(d) == ["nameplate", "safety", "active_power_limit", "ramp", "voltage_ride_through",
                        "frequency_ride_through", "anti_islanding", "enter_service", "volt_var",
-                       "fixed_pf", "constant_var", "volt_watt", "freq_watt"]
+                       "fixed_pf", "constant_var", "volt_watt", "freq_watt", "set_active_power"]
     assert d["volt_var"]["curve"][0] == {"v_pu": 0.92, "q_pct": 44.0}
     assert d["voltage_ride_through"]["over"][0]["mode"] == "momentary_cessation"
 

@@ -61,6 +61,9 @@ NOT_OFFERED: dict[str, str] = {
                       "site's settings govern it",
     "ramp": "neither a DERControl's rampTms nor DERSettings setGradW is applied: the "
             "persisted ramp rates govern",
+    "set_active_power": "opModFixedW / opModTargetW and the storage fields are not "
+                        "translated yet (issue 20: the core's set_active_power is ready "
+                        "for them); they stay refused",
 }
 #: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
 REF_SET_MAX_W = 1

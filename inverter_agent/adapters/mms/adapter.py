@@ -30,6 +30,7 @@ class MmsAdapter:
         from .plant_model import site_model_spec
         from .security import TLS_PORT, check_bind
         from .server import MmsServer
+        from .storage_model import storage_readings
 
         cfg = ctx.cfg
         # Which libiec61850, checked (loadable, version) before anything is served.
@@ -63,6 +64,7 @@ class MmsAdapter:
         self.publishers = {name: (self.server.publisher(name) if self.multi
                                   else self.server.publish) for name in ctx.inverters}
         self.bindings: dict[str, Any] = {}
+        self._storage_readings = storage_readings
         if ctx.functions:
             for name in ctx.inverters:
                 # the core validates, persists and audits what the clients send
@@ -88,7 +90,9 @@ class MmsAdapter:
             publish = self.publishers.get(inv.name)
             if publish is None:
                 continue
-            publish(inv.readings)
+            # the storage LNs (DSTO, DBAT, DWGC.ReqW) from the core's StorageView
+            publish({**inv.readings, **self._storage_readings(inv.storage, view.t)}
+                    if inv.storage is not None else inv.readings)
             binding = self.bindings.get(inv.name)
             if binding is not None:
                 binding.publish_status(inv.functions.as_dict() if inv.functions else None)

@@ -300,7 +300,10 @@ class FunctionBinding:
             if value is None:
                 self._last_heard = time.monotonic()
                 return None  # select: nothing to validate yet
-            accepted = self._write({control.path: lambda: control.to_setting(value)}, peer)
+            build = {control.path: lambda: control.to_setting(value)}
+            if control.clears:  # the same setpoint's other form gives way
+                build[control.clears] = lambda: None
+            accepted = self._write(build, peer)
             return None if accepted else _INCONSISTENT
         return check
 

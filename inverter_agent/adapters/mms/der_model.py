@@ -228,9 +228,11 @@ def der_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
         _beh(), DataObjectSpec("TotWh", Cdc.BCR, desc="energy delivered, Wh (model 101-103 "
                                                       "WH)"),
     ))
+    from . import storage_model  # storage (DSTO, DBAT): storage_model.py
+
     ld = LogicalDeviceSpec(ld_inst, (lln0("SunSpec Modbus inverter gateway"), lphd, mmxu,
-                                     mmtr, decp(), dinv, dgen()))
-    return ModelSpec((ld,), bindings(ld_inst))
+                                     mmtr, decp(), dinv, dgen(), *storage_model.storage_lns()))
+    return ModelSpec((ld,), bindings(ld_inst) + storage_model.bindings(ld_inst))
 
 
 def dgen(*extra: DataObjectSpec) -> LogicalNodeSpec:

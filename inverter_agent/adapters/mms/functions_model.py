@@ -18,6 +18,10 @@ DVVR1   volt-var                          Mod, VVArCrv, RspTmms, VRefPct, VRefAd
 DVWC1   volt-watt                         Mod, VWCrv, RspTmms
 DHFW1   frequency-watt (droop)            Mod, WGra, ChaWGra, HzStr, DbUfHz*, WMinPct*,
                                           RspTmms
+DWGC1   set active power (storage)        Mod, WSpt (APC, W: + discharge, - charge),
+                                          SocUseMinPct (reserve), ReqW (commanded);
+                                          the battery itself: DSTO1, DBAT1
+                                          (``storage_model``)
 DCTE1   enter service, cease to energize  RtnSvcAuth (SPC), CeaEgzReqCtl (temporary),
                                           VLoLim, VHiLim, HzLoLim, HzHiLim, RtnDlTmms,
                                           WinTms, RtnRmpTmms
@@ -329,7 +333,7 @@ def _ext(do: DataObjectSpec) -> DataObjectSpec:
 
 # ---------------------------------------------------------------- the tables
 
-_RAMPED = ("DWMX1", "DFPF1", "DVAR1", "DVVR1", "DVWC1", "DHFW1")  # RampRatesLN: RmpRteUse
+_RAMPED = ("DWMX1", "DFPF1", "DVAR1", "DVVR1", "DVWC1", "DHFW1", "DWGC1")  # RampRatesLN: RmpRteUse
 _RIDE_THROUGH = (("DHVT1", "voltage_ride_through", "over"),
                  ("DLVT1", "voltage_ride_through", "under"),
                  ("DHFT1", "frequency_ride_through", "over"),
@@ -376,6 +380,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DHFT1.TrMgnTmms.setVal", "frequency_ride_through.trip_margin_s", "ms"),
     Setting("PFRC1.StrVal.setMag.f", "anti_islanding.rocof_hz_per_s"),
     Setting("PFRC1.OpDlTmms.setVal", "anti_islanding.rocof_time_s", "ms"),
+    Setting("DWGC1.SocUseMinPct.setMag.f", "set_active_power.reserve_pct"),
 )
 
 CURVES: tuple[Curve, ...] = (
@@ -398,6 +403,7 @@ class SettingControl:
 
     kind: ``mod`` (ENC ctlVal 1 on / 5 off <-> bool), ``float`` (APC ctlVal.f =
     value * scale), ``bool`` (SPC) or ``not`` (SPC showing the negation).
+    ``clears``: a settings path set to None with it (the same setpoint's other form).
     """
 
     target: str
@@ -405,6 +411,7 @@ class SettingControl:
     kind: str
     scale: float = 1.0
     ctl_model: int = _DIRECT
+    clears: str = ""
 
     def to_setting(self, value: Any) -> Any:
         if self.kind == "mod":
@@ -431,6 +438,7 @@ class SettingControl:
 _FUNCTION_PATHS = (("DWMX1", "active_power_limit"), ("DFPF1", "fixed_pf"),
                    ("DVAR1", "constant_var"), ("DVVR1", "volt_var"), ("DVWC1", "volt_watt"),
                    ("DHFW1", "freq_watt"), ("PFRC1", "anti_islanding.rocof"),
+                   ("DWGC1", "set_active_power"),
                    *((ln, group) for ln, group, _ in _RIDE_THROUGH))
 
 #: Settings operated as controls (direct-with-normal-security).
@@ -442,6 +450,9 @@ SETTING_CONTROLS: tuple[SettingControl, ...] = (
     SettingControl("DFPF1.PFGnExtQud", "fixed_pf.absorbing", "not"),
     SettingControl("DVAR1.VArTgtSptPct", "constant_var.q_pct", "float"),
     SettingControl("DCTE1.RtnSvcAuth", "enter_service.enabled", "bool"),
+    # set active power (storage): + discharge, - charge; W, or % of rated W
+    SettingControl("DWGC1.WSpt", "set_active_power.w", "float",
+                   clears="set_active_power.w_pct"),
 )
 
 
@@ -494,6 +505,7 @@ FUNCTION_STATUS: dict[str, tuple[tuple[str, str], ...]] = {
     "freq_watt": (("DHFW1", ""),),
     "active_power_limit": (("DWMX1", ""),),
     "ramp": (),
+    "set_active_power": (("DWGC1", ""),),
 }
 
 
@@ -642,6 +654,17 @@ def _function_lns() -> tuple[LogicalNodeSpec, ...]:
             _ing("RspTmms", "open-loop response time, ms"),
             _ext(_asg("DbUfHz", "Hz", "under-frequency deadband")),
             _ext(_asg("WMinPct", desc="lowest active power, %"))),
+        _function_ln(
+            "DWGC", "set active power (storage: + discharge, - charge)", ramp_use,
+            _mv("ReqW", "battery power commanded, W (+ discharge, - charge), after the "
+                        "battery's limits and the arbitration; invalid: none"),
+            # 7-420 serves one of WSpt / WSptPct (AllOnlyOneGroup): W, a battery's unit
+            DataObjectSpec("WSpt", Cdc.APC, ctl_model=_DIRECT,
+                           desc="setpoint, W (+ discharge, - charge; persisted setting; "
+                                "a % of rated W set elsewhere applies instead until this "
+                                "is written)"),
+            _asg("SocUseMinPct", desc="reserve the site keeps, % SoC (on top of the "
+                                      "device's)")),
         LogicalNodeSpec("DCTE", "1", (
             _beh(), _health(), ecp_ref(),
             DataObjectSpec("CeaEgzReqSt", Cdc.ENS, enum="CeasetoEnergizeStateKind",
@@ -778,7 +801,9 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
     new_ld = LogicalDeviceSpec(ld.inst, lns + _function_lns(),
                                (DataSetSpec("Meas", MEASUREMENTS),
                                 DataSetSpec("Events", EVENTS)), _reports())
-    return ModelSpec((new_ld,), base.bindings)
+    from . import storage_model
+
+    return ModelSpec((new_ld,), base.bindings + storage_model.function_bindings(ld_inst))
 
 
 def curve_paths(curve: Curve) -> list[str]:

@@ -67,6 +67,11 @@ ENUMS: dict[str, dict[int, str]] = {
     "MultiplierKind": {0: ""},
     # IEC 61850-7-420:2019A4 enumerations (literal values as its NSD gives them).
     "ACSystemKind": {1: "Single phase", 2: "Two phases", 3: "Three phases"},
+    "BatteryTypeKind": {0: "Not applicable or Unknown", 1: "Lead-acid",
+                        2: "Nickel-metal hydrate (NiMH)", 3: "Nickel-cadmium (NiCd)",
+                        4: "Lithium ion", 5: "Carbon zinc", 6: "Zinc chloride", 7: "Alkaline",
+                        8: "Rechargeable alkaline", 9: "Sodium sulphur (NaS)", 10: "Flow",
+                        98: "Not applicable or not known", 99: "Unknown"},
     "CeasetoEnergizeStateKind": {
         1: "CTE not authorized", 2: "CTE authorized but not requested",
         3: "CTE auth and requested but DER not in CTE mode",

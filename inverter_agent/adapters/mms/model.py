@@ -65,7 +65,8 @@ CURVE_ARRAY = "crvPts"
 CURVE_FIELDS: tuple[tuple[str, int], ...] = (("xVal", nat.DA_FLOAT32), ("yVal", nat.DA_FLOAT32))
 
 # 7-3 SIUnit codes used by the DER model (IEC 61850-7-3 Annex A).
-SI_UNIT = {"A": 5, "V": 29, "Hz": 33, "VA": 61, "W": 62, "VAr": 63, "dimensionless": 1, "s": 4}
+SI_UNIT = {"A": 5, "V": 29, "Hz": 33, "VA": 61, "W": 62, "VAr": 63, "dimensionless": 1, "s": 4,
+           "Wh": 72}
 
 FC_EX = 11  # extended definition: dataNs, ldNs, lnNs (IEC 61850-7-3)
 #: ObjRef (ORG.setSrcRef) is a VisString129 on the wire (IEC 61850-8-1).

@@ -159,7 +159,7 @@ def test_browse_lists_the_der_logical_nodes(server_process):
     with mms_client.connect("127.0.0.1", server_process.port) as con:
         assert con.logical_devices() == ["GWINV1"]
         assert set(con.logical_nodes("GWINV1")) == {"LLN0", "LPHD1", "MMXU1", "MMTR1", "DECP1",
-                                                    "DINV1", "DGEN1"}
+                                                    "DINV1", "DGEN1", "DSTO1", "DBAT1"}
         objects = {(ln, do) for _, ln, do in con.browse()}
     for _, target, _ in POINT_TABLE:
         ln, do = target.split(".")[:2]
