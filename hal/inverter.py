@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves, ratings
+from hal import curves, ratings, trip
 from hal.poll_plan import (
     FAST_NAMES,
     RTU_MAX_GAP,
@@ -524,6 +524,22 @@ class Inverter:
 
     def read_volt_watt_curve(self) -> curves.VoltWattCurve:
         return curves.read_volt_watt(self._require())
+
+    def trip_models(self) -> tuple[int, ...]:
+        """The must-trip / momentary-cessation models (707-710) the device has."""
+        dev = self.device
+        if dev is None:
+            return ()
+        return tuple(m for m in trip.TRIP_MODELS if dev.has(m) and m not in dev.decode_errors)
+
+    def read_trip_curve(self, model: int) -> trip.TripCurve:
+        return trip.read_trip(self._require(), model)
+
+    def write_trip_curve(self, model: int, curve: trip.TripCurve) -> None:
+        try:
+            trip.write_trip(self._require(), model, curve)
+        finally:
+            self.refresh()
 
     def close(self) -> None:
         self.transport.close()

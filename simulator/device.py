@@ -21,6 +21,7 @@ from typing import Any
 
 from . import plant
 from .plant import Commands, Grid, OpState, PlantParams, PlantState
+from .protection import TRIP_MODELS, Protection
 from .registers import PHASES, RegisterImage
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class Inverter:
         self.exclusive_reactive_modes = False
         #: Profile quirk: every 705 AdptCrvReq ends in AdptCrvRslt FAILED.
         self.refuse_adoption = False
+        #: Profile quirk: adoption refused by these models only (e.g. {708}).
+        self.refuse_adoption_models: set[int] = set()
+        #: The device's own must-trip / momentary cessation (707-710).
+        self.protection = Protection()
         #: Master writes per point ("704/VarSetPct" -> count), for the control channel.
         self.writes: dict[str, int] = {}
         # Local mode: the inverter's own panel has taken control. Writes still
@@ -128,7 +133,7 @@ class Inverter:
                     self._rvrt704[grp] = now + tms
                 else:
                     self._rvrt704.pop(grp, None)
-        for mid in (705, 706):
+        for mid in (705, 706, *TRIP_MODELS):
             if (mid, "AdptCrvReq") in changed:
                 self._adopt(mid)
         self._update_123(now)
@@ -155,8 +160,8 @@ class Inverter:
         (705 volt-var, 706 volt-watt)."""
         img = self.image
         k = int(img.get(mid, "AdptCrvReq") or 0)
-        n_crv = int(img.get(mid, "NCrv") or 0)
-        if self.refuse_adoption:
+        n_crv = int(img.get(mid, "NCrv" if mid in (705, 706) else "NCrvSet") or 0)
+        if self.refuse_adoption or mid in self.refuse_adoption_models:
             img.set(mid, "AdptCrvReq", 0)
             img.set(mid, "AdptCrvRslt", 2)  # FAILED
             log.info("unit %d: %d adoption of curve %d refused", self.unit_id, mid, k)
@@ -170,9 +175,15 @@ class Inverter:
                 names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
                          "VRefAutoTms", "RspTms"]
                 y = "Var"
-            else:
+            elif mid == 706:
                 names, y = ["ActPt", "DeptRef", "RspTms"], "W"
-            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
+            if mid in (705, 706):
+                names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
+            else:  # a trip curve set: its three curves
+                x = TRIP_MODELS[mid][0]
+                names = [f"{c}.{n}" for c in ("MustTrip", "MayTrip", "MomCess")
+                         for n in ("ActPt", *(f"Pt[{i}].{p}" for i in range(1, n_pt + 1)
+                                              for p in (x, "Tms")))]
             for name in names:
                 img.set(mid, f"Crv[1].{name}", img.get(mid, f"Crv[{k}].{name}"))
         img.set(mid, "AdptCrvReq", 0)
@@ -343,7 +354,16 @@ class Inverter:
         self._update_704(now)
         self.commands = self.local_commands or self._volt_watt_706(
             self._volt_var_705(self._commands(now), grid), grid)
+        v_nom = self.params.ratings.v_nom
+        if self.image.find(702) is not None:
+            v_nom = self.image.get(702, "VNom") or v_nom
+        self.protection.step(self.image, now, tuple(100.0 * v / v_nom for v in grid.v),
+                             grid.f_hz, self.params.reconnect_delay_s)
+        if self.protection.off:  # its own trip or momentary cessation: output stops
+            self.commands = replace(self.commands, connect=False)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
+        if self.protection.off:  # at once (the bridge stops), not along the plant's lag
+            self.state = replace(self.state, w=0.0, var=0.0)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
         self._render(plant.measure(self.params, self.state, grid))
@@ -447,6 +467,7 @@ class Inverter:
                           "var": c.var, "var_aval_pct": c.var_aval_pct, "w_max": c.w_max},
             "controls": controls,
             "writes": dict(self.writes),
+            "protection": self.protection.snapshot(),
         }
 
 

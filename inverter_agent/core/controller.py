@@ -36,7 +36,7 @@ from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
 from inverter_agent.core.status import health as status_health
-from inverter_agent.core.steering import Steering
+from inverter_agent.core.steering import Steering, backup_behind_device
 from inverter_agent.functions import (
     EngineState,
     Measurements,
@@ -280,7 +280,8 @@ class Controller:
         if self.steer.native("volt_watt") and s.volt_watt.enabled:
             s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
                                                                      enabled=False))
-        return s
+        # Must-trip the device carries (707-710): the gateway's trip only backs it up.
+        return backup_behind_device(s, self.steer.native)
 
     # -- measurements
     def assess(self, s: Mapping[str, Reading]) -> Assessment:

@@ -48,6 +48,9 @@ def test_the_corpus_covers_the_issue():
     # one that refuses to adopt a programmed curve
     assert any(q[n].exclusive_reactive_modes and 705 in models[n] for n in names)
     assert any(q[n].refuse_adoption and 705 in models[n] for n in names)
+    # ... and devices carrying their own protection in 707-710, one refusing a 708 program
+    assert any({707, 708, 709, 710} <= models[n] for n in names)
+    assert any(708 in q[n].refuse_adoption_models for n in names)
     assert sum(1 for _, t in RUNS if t == "rtu") >= 3
 
 
