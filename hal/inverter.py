@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves, ratings, trip
+from hal import curves, ratings, settings_native, trip
 from hal.poll_plan import (
     FAST_NAMES,
     RTU_MAX_GAP,
@@ -538,6 +538,29 @@ class Inverter:
     def write_trip_curve(self, model: int, curve: trip.TripCurve) -> None:
         try:
             trip.write_trip(self._require(), model, curve)
+        finally:
+            self.refresh()
+
+    def has_model(self, model_id: int) -> bool:
+        """The device has this model and it decodes (never write one not understood)."""
+        dev = self.device
+        return dev is not None and dev.has(model_id) and model_id not in dev.decode_errors
+
+    def read_enter_service(self) -> settings_native.EnterService:
+        return settings_native.read_enter_service(self._require())
+
+    def write_enter_service(self, es: settings_native.EnterService) -> None:
+        try:
+            settings_native.write_enter_service(self._require(), es)
+        finally:
+            self.refresh()
+
+    def read_freq_droop(self) -> settings_native.FreqDroop:
+        return settings_native.read_freq_droop(self._require())
+
+    def write_freq_droop(self, fd: settings_native.FreqDroop) -> None:
+        try:
+            settings_native.write_freq_droop(self._require(), fd)
         finally:
             self.refresh()
 

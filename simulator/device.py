@@ -136,6 +136,8 @@ class Inverter:
         for mid in (705, 706, *TRIP_MODELS):
             if (mid, "AdptCrvReq") in changed:
                 self._adopt(mid)
+        if (711, "AdptCtlReq") in changed:
+            self._adopt_711()
         self._update_123(now)
 
     # --- model 705: curve adoption and the volt-var function itself ----------
@@ -189,6 +191,39 @@ class Inverter:
         img.set(mid, "AdptCrvReq", 0)
         img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
         log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
+
+    def _adopt_711(self) -> None:
+        """AdptCtlReq = k copies control set k into set 1, the one in use (711)."""
+        img = self.image
+        k = int(img.get(711, "AdptCtlReq") or 0)
+        ok = 1 <= k <= int(img.get(711, "NCtl") or 0) and not self.refuse_adoption \
+            and 711 not in self.refuse_adoption_models
+        if ok and k != 1:
+            for name in ("DbOf", "DbUf", "KOf", "KUf", "RspTms", "PMin"):
+                img.set(711, f"Ctl[1].{name}", img.get(711, f"Ctl[{k}].{name}"))
+        img.set(711, "AdptCtlReq", 0)
+        img.set(711, "AdptCtlRslt", 1 if ok else 2)  # COMPLETED / FAILED
+        log.info("unit %d: 711 adoption of set %d %s", self.unit_id, k,
+                 "completed" if ok else "refused")
+
+    def _freq_droop_711(self, cmd: Commands, grid: Grid) -> Commands:
+        """Over-frequency droop from 711 set 1 while Ena (IEEE 1547-2018 6.5.2.7):
+        p = max(p_pre - (f - (f_nom + dbOF)) / (f_nom * kOF), p_min), per unit of
+        WMax, p_pre the power available before the excursion."""
+        img, r = self.image, self.params.ratings
+        if img.find(711) is None or img.get(711, "Ena") != 1:
+            return cmd
+        db, k = img.get(711, "Ctl[1].DbOf"), img.get(711, "Ctl[1].KOf")
+        if db is None or not k:
+            return cmd
+        over = grid.f_hz - (r.f_nom + db)
+        if over <= 0:
+            return cmd
+        w_max = cmd.w_max if cmd.w_max is not None else r.w_max
+        p_pre = min(self.dc_w * r.efficiency, w_max) / w_max
+        p_min = (img.get(711, "Ctl[1].PMin") or 0) / 100.0
+        lim = max(p_pre - over / (r.f_nom * k), p_min) * w_max
+        return replace(cmd, w_limit=lim if cmd.w_limit is None else min(cmd.w_limit, lim))
 
     def _active_curve(self, mid: int, y: str) -> list[tuple[float, float]]:
         """Curve 1 of 705 / 706 as (V %, ``y``) points while the function is on, else []."""
@@ -352,8 +387,8 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self.local_commands or self._volt_watt_706(
-            self._volt_var_705(self._commands(now), grid), grid)
+        self.commands = self.local_commands or self._freq_droop_711(self._volt_watt_706(
+            self._volt_var_705(self._commands(now), grid), grid), grid)
         v_nom = self.params.ratings.v_nom
         if self.image.find(702) is not None:
             v_nom = self.image.get(702, "VNom") or v_nom

@@ -91,6 +91,8 @@ DEFAULT_SF: dict[int, dict[str, int]] = {
     706: {"V_SF": -1, "DeptRef_SF": -1, "RspTms_SF": 0},
     707: {"V_SF": -2, "Tms_SF": -2}, 708: {"V_SF": -2, "Tms_SF": -2},
     709: {"Hz_SF": -2, "Tms_SF": -2}, 710: {"Hz_SF": -2, "Tms_SF": -2},
+    711: {"Db_SF": -3, "K_SF": -3, "RspTms_SF": -1},
+    712: {"W_SF": 0, "DeptRef_SF": 0},
 }
 #: Curve sets and points of the trip models 707-710 (set 1 read-only, as on 705).
 TRIP_COUNTS = {"NCrvSet": 2, "NPt": 5}
@@ -187,7 +189,8 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
                 "VMin": 0.5 * r.v_nom, "AMax": r.a_max, "PFOvrExt": r.pf_min,
                 "PFUndExt": r.pf_min}
     if model_id == 703:
-        return {"ES": 1, "ESVHi": 1.05 * r.v_nom, "ESVLo": 0.917 * r.v_nom,
+        # ESVHi / ESVLo in percent of nominal (703 units "Pct")
+        return {"ES": 1, "ESVHi": 105.0, "ESVLo": 91.7,
                 "ESHzHi": r.f_nom + 0.1, "ESHzLo": r.f_nom - 0.5, "ESDlyTms": 300,
                 "ESRndTms": 0, "ESRmpTms": 300, "ESDlyRemTms": 0}
     if model_id == 704:
@@ -234,6 +237,24 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
         return v
     if model_id in FACTORY_TRIP:
         return trip_defaults(model_id, counts)
+    if model_id == 711:
+        # IEEE 1547-2018 Table 24 defaults (DOMAIN.md): dbOF = dbUF = 0.036 Hz,
+        # kOF = kUF = 0.05, open-loop response time 5 s; on, set 1 read-only.
+        v = {"Ena": 1, "AdptCtlReq": 0, "AdptCtlRslt": 0, "NCtl": 2, "RvrtTms": 0,
+             "RvrtRem": 0, "RvrtCtl": 0}
+        for c in (1, 2):
+            p = f"Ctl[{c}]."
+            v.update({p + "DbOf": 0.036, p + "DbUf": 0.036, p + "KOf": 0.05, p + "KUf": 0.05,
+                      p + "RspTms": 5.0, p + "PMin": 0, p + "ReadOnly": 1 if c == 1 else 0})
+        return v
+    if model_id == 712:
+        # Watt-var present but off, with no curve set (the gateway has no watt-var).
+        v = {"Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 0, "NPt": 4, "NCrv": 2, "RvrtTms": 0,
+             "RvrtRem": 0, "RvrtCrv": 0}
+        for c in (1, 2):
+            v.update({f"Crv[{c}].ActPt": 0, f"Crv[{c}].DeptRef": 1, f"Crv[{c}].Pri": 1,
+                      f"Crv[{c}].ReadOnly": 1 if c == 1 else 0})
+        return v
     return {}
 
 
@@ -264,6 +285,10 @@ def layout_counts(model_id: int, counts: Mapping[str, int]) -> dict[str, int] | 
     if model_id in FACTORY_TRIP:
         return {"NCrvSet": counts.get("TripNCrvSet", TRIP_COUNTS["NCrvSet"]),
                 "NPt": counts.get("TripNPt", TRIP_COUNTS["NPt"])}
+    if model_id == 711:
+        return {"NCtl": 2}
+    if model_id == 712:
+        return {"NCrv": 2, "NPt": 4}
     return None
 
 

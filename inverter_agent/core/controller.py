@@ -280,6 +280,9 @@ class Controller:
         if self.steer.native("volt_watt") and s.volt_watt.enabled:
             s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
                                                                      enabled=False))
+        if self.steer.native("freq_watt") and s.freq_watt.enabled:  # the device's 711
+            s = dataclasses.replace(s, freq_watt=dataclasses.replace(s.freq_watt,
+                                                                     enabled=False))
         # Must-trip the device carries (707-710): the gateway's trip only backs it up.
         return backup_behind_device(s, self.steer.native)
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from hal.curves import Curve, CurveError, VoltVarCurve, VoltWattCurve
 from hal.inverter import REVERT_TIMERS
+from hal.settings_native import EnterService, FreqDroop
 from hal.transport import DeviceException
 from hal.trip import TripCurve
 from inverter_agent.core.events import EventLog
@@ -70,7 +71,7 @@ class Choice:
 class _Native:
     """One natively programmed function: what was asked, whether the device holds it."""
 
-    curve: Curve | TripCurve
+    curve: Curve | TripCurve | EnterService | FreqDroop
     programmed: bool
     verify_at: float
 
@@ -175,6 +176,7 @@ class Steering:
             for f in NATIVE_MODELS:
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
             self._program_trips(settings, t)
+            self._program_settings(settings, t)
             return
         natives = self.inverter.native_functions()
         for f, model in NATIVE_MODELS.items():
@@ -195,6 +197,37 @@ class Steering:
                 desired_volt_watt_curve(settings)
             self._program(f, model, want, t)
         self._program_trips(settings, t)
+        self._program_settings(settings, t)
+
+    def _program_settings(self, settings: Settings, t: float) -> None:
+        """Enter service (703) and frequency droop (711) into the device; watt-var (712)
+        is reported, never written: the gateway has no watt-var setting to give it."""
+        has = getattr(self.inverter, "has_model", lambda m: False)
+        es, fw = settings.enter_service, settings.freq_watt
+        for f, model, on, why_off in (
+                ("enter_service", 703, es.enabled, "permit service off: the gateway holds "
+                 "the cease itself"),
+                ("freq_watt", 711, fw.enabled, "frequency droop off in the settings: the "
+                 "inverter's own 711 is left as it is (never switched off)")):
+            if self.mode == "immediate":
+                self._choose(f, "gateway", "steering = \"immediate\" (configured)")
+                continue
+            if not has(model):
+                self._native.pop(f, None)
+                self._choose(f, "gateway", f"the inverter has no model {model}")
+                continue
+            if not on:
+                self._native.pop(f, None)
+                self._choose(f, "gateway" if f == "enter_service" else "device", why_off)
+                continue
+            want: EnterService | FreqDroop = desired_enter_service(settings) \
+                if f == "enter_service" else desired_freq_droop(settings)
+            hal_name = "enter_service" if f == "enter_service" else "freq_droop"
+            self._program(f, model, want, t, read=getattr(self.inverter, f"read_{hal_name}"),
+                          write=getattr(self.inverter, f"write_{hal_name}"))
+        if has(712):
+            self._choose("watt_var", "device", "the gateway has no watt-var setting: the "
+                         "inverter's own 712 is left as it is")
 
     def _program_trips(self, settings: Settings, t: float) -> None:
         """The must-trip and momentary-cessation settings into 707-710, the device's
@@ -395,3 +428,19 @@ def backup_behind_device(settings: Settings, native: Any) -> Settings:
         settings = replace(settings, voltage_ride_through=rt) \
             if table == "voltage_ride_through" else replace(settings, frequency_ride_through=rt)
     return settings
+
+
+def desired_enter_service(settings: Settings) -> EnterService:
+    """The enter-service settings as the device's 703 (V in % of nominal, Hz, s)."""
+    es = settings.enter_service
+    return EnterService(v_hi_pct=round(es.v_high_pu * 100.0, 2),
+                        v_lo_pct=round(es.v_low_pu * 100.0, 2), hz_hi=es.f_high_hz,
+                        hz_lo=es.f_low_hz, delay_s=es.delay_s, random_s=es.random_delay_s,
+                        ramp_s=es.ramp_time_s)
+
+
+def desired_freq_droop(settings: Settings) -> FreqDroop:
+    """The frequency droop settings as the device's 711 control set."""
+    fw = settings.freq_watt
+    return FreqDroop(db_of_hz=fw.db_of_hz, db_uf_hz=fw.db_uf_hz, k_of=fw.k_of, k_uf=fw.k_uf,
+                     response_time_s=fw.response_time_s, p_min_pct=fw.p_min_pct)

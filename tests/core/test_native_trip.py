@@ -10,6 +10,7 @@ model text, not from the gateway's functions).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -226,3 +227,41 @@ def _gateway_trip_time(table, x, period=0.1, horizon=400.0):
             return t
         t += period
     return None
+
+
+# -- enter service (703) and frequency droop (711)
+
+
+def test_enter_service_and_frequency_droop_are_programmed_and_the_device_droops_itself(rig):
+    sim, inv, ctl, events = rig(PROTECTION)
+    s = ctl.settings
+    ctl.apply_settings(replace(
+        s, enter_service=replace(s.enter_service, v_low_pu=0.90, delay_s=120.0),
+        freq_watt=replace(s.freq_watt, k_of=0.04)))
+    t = run(inv, ctl, 8)
+    assert (point(sim, 703, "ESVLo"), point(sim, 703, "ESDlyTms")) == (90.0, 120)
+    assert point(sim, 711, "Ctl[1].KOf") == pytest.approx(0.04)
+    assert point(sim, 711, "Ena") == 1
+    assert {f: ctl.status.steering[f]["by"] for f in ("enter_service", "freq_watt",
+                                                        "watt_var")} == {
+        "enter_service": "native", "freq_watt": "native", "watt_var": "device"}
+    assert point(sim, 712, "Ena") == 0  # never written
+    before = base.writes(sim, "704/WMaxLimPct")
+    sim.control.set_grid(f_hz=60.4)  # over-frequency, inside the continuous region
+    run(inv, ctl, 15, t0=t)
+    st = sim.control.unit_state(1)
+    w_max, dc = st["effective"]["w_max"], st["plant"]["dc_w"]
+    want = (min(dc * 0.97, w_max) / w_max - (60.4 - 60.036) / (60.0 * 0.04)) * w_max
+    assert st["effective"]["w_limit"] == pytest.approx(want, rel=0.02)  # the device's droop
+    # ... and the gateway does not also limit for it.
+    assert base.writes(sim, "704/WMaxLimPct") == before
+    assert point(sim, 704, "WMaxLimPctEna") == 0 or point(sim, 704, "WMaxLimPct") >= 99.9
+
+
+def test_a_panel_change_of_the_droop_is_programmed_again(rig):
+    sim, inv, ctl, events = rig(PROTECTION, verify_every_s=1.0)
+    t = run(inv, ctl, 6)
+    sim.control.set_point(711, "Ctl[1].KOf", 0.02)
+    run(inv, ctl, 1, t0=t + 1.5)
+    assert point(sim, 711, "Ctl[1].KOf") == pytest.approx(0.05)
+    assert any(a.startswith("freq_watt") for a in ctl.status.alarms)
