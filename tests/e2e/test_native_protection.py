@@ -55,3 +55,30 @@ def test_trip_settings_over_mms_reach_the_device_and_a_panel_change_is_corrected
         steering = _status(state)["functions"]["steering"]
         assert {f: steering[f]["by"] for f in ("lv_trip", "hv_trip", "lf_trip", "hf_trip")} \
             == dict.fromkeys(("lv_trip", "hv_trip", "lf_trip", "hf_trip"), "native")
+
+
+def test_a_device_refusing_its_hv_trip_program_falls_back_for_that_function_only(
+        agent_factory, tmp_path):
+    state = _state_dir(str(tmp_path))
+    with SimProcess("--profile", str(PROFILE_DIR / "1547-refuses-hv-trip.json"),
+                    "--tau", "0.2", "--seed", "3") as sim:
+        agent = agent_factory("--modbus-tcp", f"127.0.0.1:{sim.tcp_port}", "--state-dir",
+                              state, poll_period=POLL)
+        wait_for(lambda: [e for e in _events(state) if e["kind"] == "native_fallback"],
+                 timeout=15, what="native_fallback event")
+        wait_for(lambda: device_curve(sim, 707, "MustTrip") == RULE21[707]["must"],
+                 timeout=10, what="the LV must-trip in 707")
+        with mms.connect("127.0.0.1", agent.port) as con:
+            health = wait_for(lambda: con.read_value(f"{LD}/DHVT1.Health.stVal", "ST") == 3,
+                              timeout=5, what="DHVT1.Health Alarm over MMS")
+            assert health
+            assert con.read_value(f"{LD}/DLVT1.Health.stVal", "ST") != 3
+        steering = _status(state)["functions"]["steering"]
+        assert steering["hv_trip"]["by"] == "gateway"
+        assert [f for f in ("lv_trip", "lf_trip", "hf_trip", "volt_var", "enter_service",
+                            "freq_watt") if steering[f]["by"] != "native"] == []
+        # For that function only: nothing curtailed, nothing ceased.
+        assert sim.control.get_point(703, "ES") == 1
+        assert sim.control.get_point(708, "Ena") == 1
+        kinds = {e["kind"] for e in _events(state)}
+        assert not {"trip", "cease_to_energize", "momentary_cessation"} & kinds
