@@ -265,3 +265,30 @@ def test_a_panel_change_of_the_droop_is_programmed_again(rig):
     run(inv, ctl, 1, t0=t + 1.5)
     assert point(sim, 711, "Ctl[1].KOf") == pytest.approx(0.05)
     assert any(a.startswith("freq_watt") for a in ctl.status.alarms)
+
+
+# -- temporary settings (an operator command, a 2030.5 curve event)
+
+
+def test_a_temporary_curve_and_trip_setting_are_programmed_and_the_previous_restored(rig):
+    """The settings service hands the controller the effective settings: a temporary
+    command or event for its window, the persisted ones after it (or on link loss, by
+    the schedule rules). The device holds each in turn, with no alarm (not drift)."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    persisted = ctl.settings
+    t = run(inv, ctl, 6)
+    vv = persisted.volt_var
+    hv = persisted.voltage_ride_through
+    temp = replace(persisted, volt_var=replace(vv, curve=(
+        replace(vv.curve[0], q_pct=30.0), *vv.curve[1:3], replace(vv.curve[3], q_pct=-30.0))),
+        voltage_ride_through=replace(hv, over=(hv.over[0], replace(hv.over[1],
+                                                                   clearing_time_s=0.12))))
+    ctl.apply_settings(temp)  # the window opens
+    t = run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Crv[1].Pt[4].Var") == pytest.approx(-30.0)
+    assert (120.0, 0.12) in device_curve(sim, 708, "MustTrip")
+    ctl.apply_settings(persisted)  # the window ends
+    run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Crv[1].Pt[4].Var") == pytest.approx(-44.0)
+    assert device_curve(sim, 708, "MustTrip") == RULE21[708]["must"]
+    assert not ctl.status.alarms and "native_curve_mismatch" not in kinds(events)
