@@ -292,3 +292,13 @@ def test_a_temporary_curve_and_trip_setting_are_programmed_and_the_previous_rest
     assert point(sim, 705, "Crv[1].Pt[4].Var") == pytest.approx(-44.0)
     assert device_curve(sim, 708, "MustTrip") == RULE21[708]["must"]
     assert not ctl.status.alarms and "native_curve_mismatch" not in kinds(events)
+
+
+def test_status_text_says_which_functions_the_inverter_runs_itself():
+    from inverter_agent.cli import steering_lines
+
+    lines = steering_lines({"hv_trip": {"by": "gateway", "why": "refused"},
+                            "lv_trip": {"by": "native", "why": "adopted"},
+                            "volt_var": {"by": "native", "why": "adopted"},
+                            "watt_var": {"by": "device", "why": "no setting"}})
+    assert lines == ["device: watt_var", "gateway: hv_trip", "native: lv_trip, volt_var"]
