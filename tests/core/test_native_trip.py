@@ -302,3 +302,14 @@ def test_status_text_says_which_functions_the_inverter_runs_itself():
                             "volt_var": {"by": "native", "why": "adopted"},
                             "watt_var": {"by": "device", "why": "no setting"}})
     assert lines == ["device: watt_var", "gateway: hv_trip", "native: lv_trip, volt_var"]
+
+
+def test_with_the_devices_own_power_functions_no_limit_is_held_or_refreshed(rig):
+    sim, inv, ctl, events = rig(PROTECTION)
+    t = run(inv, ctl, 8)
+    assert ctl.status.steering["freq_watt"]["by"] == "native"
+    assert point(sim, 704, "WMaxLimPctEna") == 0
+    before = sim.control.unit_state(1)["writes"]
+    run(inv, ctl, 60, t0=t)  # about 15 s: longer than a third of the 30 s revert time
+    after = sim.control.unit_state(1)["writes"]
+    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {}
