@@ -329,8 +329,10 @@ class Steering:
             have = self.inverter.read_volt_var_curve()
             if not have.enabled:
                 n = self._native.get("volt_var")
+                # The gateway's program where it had volt-var on; the device's own
+                # curve where the settings had it off (a PF or var profile).
                 own = n.curve if n is not None and n.programmed and \
-                    isinstance(n.curve, VoltVarCurve) else self._own_vv
+                    isinstance(n.curve, VoltVarCurve) and n.curve.enabled else self._own_vv
                 assert own is not None
                 if replace(have, enabled=True).close_to(own):
                     self.inverter.enable_volt_var(True)  # the curve is there: switch it on

@@ -313,3 +313,20 @@ def test_with_the_devices_own_power_functions_no_limit_is_held_or_refreshed(rig)
     run(inv, ctl, 60, t0=t)  # about 15 s: longer than a third of the 30 s revert time
     after = sim.control.unit_state(1)["writes"]
     assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {}
+
+
+def test_standing_aside_after_a_pf_profile_gives_a_selector_device_its_volt_var_back(rig):
+    """IEEE 1547 Cat B settings: constant PF (volt-var off). On a selector device that
+    ran its own volt-var, the gateway programs 705 off and enables PF; standing aside
+    switches its own volt-var on again with its own curve, not the gateway's disabled
+    program."""
+    sim, inv, ctl, events = rig(str(PROFILE_DIR / "1547-native-volt-var-selector.json"))
+    ctl.apply_settings(get_profile("ieee1547-2018-cat-b"))
+    run(inv, ctl, 8)
+    assert point(sim, 705, "Ena") == 0 and point(sim, 704, "PFWInjEna") == 1
+    run(inv, ctl, 3, drop="Hz")  # stand aside
+    assert ctl.status.standing_aside is not None
+    assert point(sim, 704, "PFWInjEna") == 0
+    assert point(sim, 705, "Ena") == 1
+    assert (point(sim, 705, "Crv[1].Pt[4].V"), point(sim, 705, "Crv[1].Pt[4].Var")) == \
+        pytest.approx((107.0, -30.0))
