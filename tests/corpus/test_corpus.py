@@ -16,6 +16,11 @@ import pytest
 from simulator.profile import PROFILE_DIR, ProfileError, all_profiles, load_profile
 from tests.corpus.runner import run_all
 
+#: One module fixture runs every profile (27 agent runs, four side by side): about
+#: 120 s on the CI machine alone, more on a shared one; the suite's 120 s per test
+#: would cut it short as profiles are added.
+pytestmark = pytest.mark.timeout(360)
+
 PROFILES = all_profiles()
 RUNS = [(p.name, "tcp") for p in PROFILES] + \
     [(p.name, "rtu") for p in PROFILES if p.expect.get("rtu")]
