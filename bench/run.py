@@ -685,7 +685,7 @@ def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
 
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle", "view",
            "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5",
-           "dnp3")
+           "dnp3", "native")
 
 
 def main() -> int:
@@ -743,6 +743,9 @@ def main() -> int:
         if "dnp3" in only:  # bench/dnp3_bench.py
             import dnp3_bench  # not "dnp3": that is dnp3py's package
             dnp3_bench.run(tmp, 3 if q else 9, 5 if q else 20, report, Proc, wait_port)
+        if "native" in only:  # bench/native_bench.py: native against immediate steering
+            import native_bench
+            native_bench.run(30.0 if q else 120.0, report, Proc, wait_port, free_port)
     return 0
 
 

@@ -115,20 +115,27 @@ def _write_curve(device: SunSpecDevice, model: int, what: str, y: str, curve: Cu
         points[f"{c}Pt[{i}].{y}"] = y_val
     if enabled:
         device.write_points(model, points)
-        device.write_points(model, {"AdptCrvReq": k})
-        deadline = time.monotonic() + adopt_timeout_s
-        while True:
-            rslt = device.read_models([model])[model].raw.get("AdptCrvRslt")
-            if rslt == 1:
-                break
-            if rslt == 2:
-                raise CurveError(f"the device refused to adopt {what} curve {k}")
-            if time.monotonic() > deadline:
-                raise CurveError(f"{what} curve {k} not adopted within {adopt_timeout_s} s")
-            time.sleep(0.05)
+        adopt(device, model, k, f"{what} curve", adopt_timeout_s)
     device.write_points(model, {"Ena": int(enabled)})
     log.info("unit %d: %s curve %s %s", device.unit, what,
              "programmed and enabled:" if enabled else "disabled", points_)
+
+
+def adopt(device: SunSpecDevice, model: int, k: int, what: str, timeout_s: float,
+          req: str = "AdptCrvReq", rslt_point: str = "AdptCrvRslt") -> None:
+    """Ask the device to adopt curve (or control / curve set) ``k`` and wait for its
+    result: COMPLETED returns, FAILED or no answer within ``timeout_s`` raises."""
+    device.write_points(model, {req: k})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rslt = device.read_models([model])[model].raw.get(rslt_point)
+        if rslt == 1:
+            return
+        if rslt == 2:
+            raise CurveError(f"the device refused to adopt {what} {k}")
+        if time.monotonic() > deadline:
+            raise CurveError(f"{what} {k} not adopted within {timeout_s} s")
+        time.sleep(0.05)
 
 
 def read_volt_var(device: SunSpecDevice) -> VoltVarCurve:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal import curves, ratings, storage
+from hal import curves, ratings, settings_native, storage, trip
 from hal.poll_plan import (
     FAST_NAMES,
     RTU_MAX_GAP,
@@ -547,6 +547,40 @@ class Inverter:
 
     def read_volt_watt_curve(self) -> curves.VoltWattCurve:
         return curves.read_volt_watt(self._require())
+
+    def trip_models(self) -> tuple[int, ...]:
+        """The must-trip / momentary-cessation models (707-710) the device has."""
+        return tuple(m for m in trip.TRIP_MODELS if self.has_model(m))
+
+    def has_model(self, model_id: int) -> bool:
+        """The device has this model and it decodes (never write one not understood)."""
+        dev = self.device
+        return dev is not None and dev.has(model_id) and model_id not in dev.decode_errors
+
+    def _program(self, write: Callable[..., None], *args: Any) -> None:
+        """One native program written, the models re-read at the next poll."""
+        try:
+            write(self._require(), *args)
+        finally:
+            self.refresh()
+
+    def read_trip_curve(self, model: int) -> trip.TripCurve:
+        return trip.read_trip(self._require(), model)
+
+    def write_trip_curve(self, model: int, curve: trip.TripCurve) -> None:
+        self._program(trip.write_trip, model, curve)
+
+    def read_enter_service(self) -> settings_native.EnterService:
+        return settings_native.read_enter_service(self._require())
+
+    def write_enter_service(self, es: settings_native.EnterService) -> None:
+        self._program(settings_native.write_enter_service, es)
+
+    def read_freq_droop(self) -> settings_native.FreqDroop:
+        return settings_native.read_freq_droop(self._require())
+
+    def write_freq_droop(self, fd: settings_native.FreqDroop) -> None:
+        self._program(settings_native.write_freq_droop, fd)
 
     def close(self) -> None:
         self.transport.close()

@@ -491,6 +491,10 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
                  f"settings: {fn['standing_aside']}")
         for note in fn.get("notes") or ():
             line("note", note)
+        for text in steering_lines(fn.get("steering") or {}):
+            line("steering", text)
+        for alarm in fn.get("alarms") or ():
+            line("ALARM", alarm)
     else:
         line("functions", "off (monitoring only)")
     trips = [e for e in EventLog(state_dir).read() if e.get("kind") == "trip"]
@@ -500,6 +504,17 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
              f"  {last['detail']}")
     else:
         line("last trip", "none recorded")
+
+
+def steering_lines(steering: dict) -> list[str]:
+    """One line per way the functions reach the inverter (issue 18): native (the
+    inverter runs them from the gateway's program), gateway (immediate controls),
+    device (left as the inverter has them), with the functions; why is in status
+    JSON and the event log."""
+    by: dict[str, list[str]] = {}
+    for name, choice in sorted(steering.items()):
+        by.setdefault(choice["by"], []).append(name)
+    return [f"{way}: {', '.join(names)}" for way, names in sorted(by.items())]
 
 
 #: Connection time below which a per-day figure is not extrapolated: a one-second

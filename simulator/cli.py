@@ -222,6 +222,7 @@ def build(args: argparse.Namespace) -> Simulation:
                 units[u].unused_phases_zero = prof.quirks.unused_phases_zero
                 units[u].exclusive_reactive_modes = prof.quirks.exclusive_reactive_modes
                 units[u].refuse_adoption = prof.quirks.refuse_adoption
+                units[u].refuse_adoption_models = set(prof.quirks.refuse_adoption_models)
                 apply(prof, image)
         meter = _meter(args, params, lambda: [u for u in units.values()
                                                if isinstance(u, Inverter)])

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import plant
 from .plant import Commands, Grid, OpState, PlantParams, PlantState
+from .protection import TRIP_MODELS, Protection
 from .registers import PHASES, RegisterImage
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class Inverter:
         self.exclusive_reactive_modes = False
         #: Profile quirk: every 705 AdptCrvReq ends in AdptCrvRslt FAILED.
         self.refuse_adoption = False
+        #: Profile quirk: adoption refused by these models only (e.g. {708}).
+        self.refuse_adoption_models: set[int] = set()
+        #: The device's own must-trip / momentary cessation (707-710).
+        self.protection = Protection()
         #: Master writes per point ("704/VarSetPct" -> count), for the control channel.
         self.writes: dict[str, int] = {}
         # Local mode: the inverter's own panel has taken control. Writes still
@@ -132,9 +137,11 @@ class Inverter:
                     self._rvrt704.pop(grp, None)
         if self.battery is not None:
             self.battery.on_write(now, changed)
-        for mid in (705, 706):
+        for mid in (705, 706, *TRIP_MODELS):
             if (mid, "AdptCrvReq") in changed:
                 self._adopt(mid)
+        if (711, "AdptCtlReq") in changed:
+            self._adopt_711()
         self._update_123(now)
 
     # --- model 705: curve adoption and the volt-var function itself ----------
@@ -159,8 +166,8 @@ class Inverter:
         (705 volt-var, 706 volt-watt)."""
         img = self.image
         k = int(img.get(mid, "AdptCrvReq") or 0)
-        n_crv = int(img.get(mid, "NCrv") or 0)
-        if self.refuse_adoption:
+        n_crv = int(img.get(mid, "NCrv" if mid in (705, 706) else "NCrvSet") or 0)
+        if self.refuse_adoption or mid in self.refuse_adoption_models:
             img.set(mid, "AdptCrvReq", 0)
             img.set(mid, "AdptCrvRslt", 2)  # FAILED
             log.info("unit %d: %d adoption of curve %d refused", self.unit_id, mid, k)
@@ -174,14 +181,53 @@ class Inverter:
                 names = ["ActPt", "DeptRef", "Pri", "VRef", "VRefAuto", "VRefAutoEna",
                          "VRefAutoTms", "RspTms"]
                 y = "Var"
-            else:
+            elif mid == 706:
                 names, y = ["ActPt", "DeptRef", "RspTms"], "W"
-            names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
+            if mid in (705, 706):
+                names += [f"Pt[{i}].{x}" for i in range(1, n_pt + 1) for x in ("V", y)]
+            else:  # a trip curve set: its three curves
+                x = TRIP_MODELS[mid][0]
+                names = [f"{c}.{n}" for c in ("MustTrip", "MayTrip", "MomCess")
+                         for n in ("ActPt", *(f"Pt[{i}].{p}" for i in range(1, n_pt + 1)
+                                              for p in (x, "Tms")))]
             for name in names:
                 img.set(mid, f"Crv[1].{name}", img.get(mid, f"Crv[{k}].{name}"))
         img.set(mid, "AdptCrvReq", 0)
         img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
         log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
+
+    def _adopt_711(self) -> None:
+        """AdptCtlReq = k copies control set k into set 1, the one in use (711)."""
+        img = self.image
+        k = int(img.get(711, "AdptCtlReq") or 0)
+        ok = 1 <= k <= int(img.get(711, "NCtl") or 0) and not self.refuse_adoption \
+            and 711 not in self.refuse_adoption_models
+        if ok and k != 1:
+            for name in ("DbOf", "DbUf", "KOf", "KUf", "RspTms", "PMin"):
+                img.set(711, f"Ctl[1].{name}", img.get(711, f"Ctl[{k}].{name}"))
+        img.set(711, "AdptCtlReq", 0)
+        img.set(711, "AdptCtlRslt", 1 if ok else 2)  # COMPLETED / FAILED
+        log.info("unit %d: 711 adoption of set %d %s", self.unit_id, k,
+                 "completed" if ok else "refused")
+
+    def _freq_droop_711(self, cmd: Commands, grid: Grid) -> Commands:
+        """Over-frequency droop from 711 set 1 while Ena (IEEE 1547-2018 6.5.2.7):
+        p = max(p_pre - (f - (f_nom + dbOF)) / (f_nom * kOF), p_min), per unit of
+        WMax, p_pre the power available before the excursion."""
+        img, r = self.image, self.params.ratings
+        if img.find(711) is None or img.get(711, "Ena") != 1:
+            return cmd
+        db, k = img.get(711, "Ctl[1].DbOf"), img.get(711, "Ctl[1].KOf")
+        if db is None or not k:
+            return cmd
+        over = grid.f_hz - (r.f_nom + db)
+        if over <= 0:
+            return cmd
+        w_max = cmd.w_max if cmd.w_max is not None else r.w_max
+        p_pre = min(self.dc_w * r.efficiency, w_max) / w_max
+        p_min = (img.get(711, "Ctl[1].PMin") or 0) / 100.0
+        lim = max(p_pre - over / (r.f_nom * k), p_min) * w_max
+        return replace(cmd, w_limit=lim if cmd.w_limit is None else min(cmd.w_limit, lim))
 
     def _active_curve(self, mid: int, y: str) -> list[tuple[float, float]]:
         """Curve 1 of 705 / 706 as (V %, ``y``) points while the function is on, else []."""
@@ -345,9 +391,18 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
-        self.commands = self.local_commands or self._volt_watt_706(
-            self._volt_var_705(self._commands(now), grid), grid)
+        self.commands = self.local_commands or self._freq_droop_711(self._volt_watt_706(
+            self._volt_var_705(self._commands(now), grid), grid), grid)
+        v_nom = self.params.ratings.v_nom
+        if self.image.find(702) is not None:
+            v_nom = self.image.get(702, "VNom") or v_nom
+        self.protection.step(self.image, now, tuple(100.0 * v / v_nom for v in grid.v),
+                             grid.f_hz, self.params.reconnect_delay_s)
+        if self.protection.off:  # its own trip or momentary cessation: output stops
+            self.commands = replace(self.commands, connect=False)
         self.state = plant.step(self.params, self.state, grid, self.dc_w, self.commands, dt)
+        if self.protection.off:  # at once (the bridge stops), not along the plant's lag
+            self.state = replace(self.state, w=0.0, var=0.0)
         if self.forced_fault:
             self.state = replace(self.state, st=OpState.FAULT, w=0.0, var=0.0)
         if self.battery is None:
@@ -465,6 +520,7 @@ class Inverter:
             "controls": controls,
             "writes": dict(self.writes),
             **({"battery": self.battery.snapshot()} if self.battery is not None else {}),
+            "protection": self.protection.snapshot(),
         }
 
 

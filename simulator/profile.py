@@ -20,7 +20,8 @@ A profile is a JSON file (``simulator/profiles/*.json``)::
         "pf_units": "pct",                     # or "cos": 1xx PF as cos phi
         "point_boundary_reads": false,         # refuse reads that split a point
         "exclusive_reactive_modes": false,     # one reactive mode at a time (selector style)
-        "refuse_adoption": false               # 705 AdptCrvRslt always FAILED
+        "refuse_adoption": false,              # 705 AdptCrvRslt always FAILED
+        "refuse_adoption_models": [708]        # adoption FAILED by these models only
       },
       "expect": {...}                          # what a correct gateway does (tests, corpus)
     }
@@ -44,7 +45,8 @@ PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 _TOP = {"name", "source", "description", "base", "unit", "models", "vendor_models", "ratings",
         "points", "quirks", "expect", "battery"}
 _QUIRKS = {"unused_phases_zero", "refuse_points", "max_read", "max_read_code", "end_marker",
-           "pf_units", "point_boundary_reads", "exclusive_reactive_modes", "refuse_adoption"}
+           "pf_units", "point_boundary_reads", "exclusive_reactive_modes", "refuse_adoption",
+           "refuse_adoption_models"}
 _RATINGS = {"w_max", "va_max", "var_max_inj", "var_max_abs", "v_nom", "f_nom", "phases",
             "pf_min"}
 
@@ -64,6 +66,7 @@ class Quirks:
     point_boundary_reads: bool = False
     exclusive_reactive_modes: bool = False
     refuse_adoption: bool = False
+    refuse_adoption_models: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def load_profile(path: str | Path) -> Profile:
         end_marker=bool(q.get("end_marker", True)), pf_units=str(q.get("pf_units", "pct")),
         point_boundary_reads=bool(q.get("point_boundary_reads", False)),
         exclusive_reactive_modes=bool(q.get("exclusive_reactive_modes", False)),
-        refuse_adoption=bool(q.get("refuse_adoption", False)))
+        refuse_adoption=bool(q.get("refuse_adoption", False)),
+        refuse_adoption_models=tuple(int(m) for m in q.get("refuse_adoption_models", ())))
     if not 2 <= quirks.max_read <= 125 or quirks.max_read_code not in (2, 3, 4):
         raise _fail(p, "quirks.max_read", "2..125, with max_read_code 2, 3 or 4")
     if quirks.pf_units not in ("pct", "cos"):

@@ -89,7 +89,18 @@ DEFAULT_SF: dict[int, dict[str, int]] = {
           "VarSetPct_SF": -1},
     705: {"V_SF": -1, "DeptRef_SF": -1, "RspTms_SF": 0},
     706: {"V_SF": -1, "DeptRef_SF": -1, "RspTms_SF": 0},
+    707: {"V_SF": -2, "Tms_SF": -2}, 708: {"V_SF": -2, "Tms_SF": -2},
+    709: {"Hz_SF": -2, "Tms_SF": -2}, 710: {"Hz_SF": -2, "Tms_SF": -2},
+    711: {"Db_SF": -3, "K_SF": -3, "RspTms_SF": -1},
+    712: {"W_SF": 0, "DeptRef_SF": 0},
 }
+#: Curve sets and points of the trip models 707-710 (set 1 read-only, as on 705).
+TRIP_COUNTS = {"NCrvSet": 2, "NPt": 5}
+#: Factory trip settings: IEEE 1547-2018 Category II (Tables 12 and 19; DOMAIN.md),
+#: as (x, seconds): V in % of nominal (707 / 708), Hz (709 / 710). No momentary
+#: cessation (Category II). MayTrip equals MustTrip.
+FACTORY_TRIP = {707: ((45.0, 0.16), (70.0, 10.0)), 708: ((120.0, 0.16), (110.0, 2.0)),
+                709: ((56.5, 0.16), (58.5, 300.0)), 710: ((62.0, 0.16), (61.2, 300.0))}
 for _m in (101, 102, 103):
     DEFAULT_SF[_m] = {"A_SF": -2, "V_SF": -1, "W_SF": 0, "Hz_SF": -2, "VA_SF": 0, "VAr_SF": 0,
                       "PF_SF": -2, "WH_SF": 0, "DCA_SF": -2, "DCV_SF": -1, "DCW_SF": 0,
@@ -178,7 +189,8 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
                 "VMin": 0.5 * r.v_nom, "AMax": r.a_max, "PFOvrExt": r.pf_min,
                 "PFUndExt": r.pf_min}
     if model_id == 703:
-        return {"ES": 1, "ESVHi": 1.05 * r.v_nom, "ESVLo": 0.917 * r.v_nom,
+        # ESVHi / ESVLo in percent of nominal (703 units "Pct")
+        return {"ES": 1, "ESVHi": 105.0, "ESVLo": 91.7,
                 "ESHzHi": r.f_nom + 0.1, "ESHzLo": r.f_nom - 0.5, "ESDlyTms": 300,
                 "ESRndTms": 0, "ESRmpTms": 300, "ESDlyRemTms": 0}
     if model_id == 704:
@@ -223,7 +235,61 @@ def default_values(model_id: int, r: Ratings, unit_id: int,
                 vp, w = curve[min(i, len(curve)) - 1]
                 v.update({f"{p}Pt[{i}].V": vp, f"{p}Pt[{i}].W": w})
         return v
+    if model_id in FACTORY_TRIP:
+        return trip_defaults(model_id, counts)
+    if model_id == 711:
+        # IEEE 1547-2018 Table 24 defaults (DOMAIN.md): dbOF = dbUF = 0.036 Hz,
+        # kOF = kUF = 0.05, open-loop response time 5 s; on, set 1 read-only.
+        v = {"Ena": 1, "AdptCtlReq": 0, "AdptCtlRslt": 0, "NCtl": 2, "RvrtTms": 0,
+             "RvrtRem": 0, "RvrtCtl": 0}
+        for c in (1, 2):
+            p = f"Ctl[{c}]."
+            v.update({p + "DbOf": 0.036, p + "DbUf": 0.036, p + "KOf": 0.05, p + "KUf": 0.05,
+                      p + "RspTms": 5.0, p + "PMin": 0, p + "ReadOnly": 1 if c == 1 else 0})
+        return v
+    if model_id == 712:
+        # Watt-var present but off, with no curve set (the gateway has no watt-var).
+        v = {"Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 0, "NPt": 4, "NCrv": 2, "RvrtTms": 0,
+             "RvrtRem": 0, "RvrtCrv": 0}
+        for c in (1, 2):
+            v.update({f"Crv[{c}].ActPt": 0, f"Crv[{c}].DeptRef": 1, f"Crv[{c}].Pri": 1,
+                      f"Crv[{c}].ReadOnly": 1 if c == 1 else 0})
+        return v
     return {}
+
+
+def trip_defaults(model_id: int, counts: Mapping[str, int]) -> dict[str, Any]:
+    """Start-up values of a trip model (707-710): every curve set the factory curve."""
+    n_set = counts.get("TripNCrvSet", TRIP_COUNTS["NCrvSet"])
+    n_pt = counts.get("TripNPt", TRIP_COUNTS["NPt"])
+    x = "V" if model_id in (707, 708) else "Hz"
+    pts = FACTORY_TRIP[model_id]
+    v: dict[str, Any] = {"Ena": 1, "AdptCrvReq": 0, "AdptCrvRslt": 0, "NPt": n_pt,
+                         "NCrvSet": n_set}
+    for c in range(1, n_set + 1):
+        p = f"Crv[{c}]."
+        v[p + "ReadOnly"] = 1 if c == 1 else 0
+        for curve in ("MustTrip", "MayTrip", "MomCess"):
+            use = () if curve == "MomCess" else pts[:n_pt]
+            v[f"{p}{curve}.ActPt"] = len(use)
+            for i in range(1, n_pt + 1):
+                xv, tv = use[i - 1] if i <= len(use) else (0.0, 0.0)
+                v.update({f"{p}{curve}.Pt[{i}].{x}": xv, f"{p}{curve}.Pt[{i}].Tms": tv})
+    return v
+
+
+def layout_counts(model_id: int, counts: Mapping[str, int]) -> dict[str, int] | None:
+    """The repeating-group counts a model is laid out with in the image."""
+    if model_id in (705, 706):
+        return dict(counts)
+    if model_id in FACTORY_TRIP:
+        return {"NCrvSet": counts.get("TripNCrvSet", TRIP_COUNTS["NCrvSet"]),
+                "NPt": counts.get("TripNPt", TRIP_COUNTS["NPt"])}
+    if model_id == 711:
+        return {"NCtl": 2}
+    if model_id == 712:
+        return {"NCrv": 2, "NPt": 4}
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +336,7 @@ class RegisterImage:
                 self.raw_blocks.append((mid, base + len(regs), raw_models[mid]))
                 regs += [mid, raw_models[mid]] + [0] * raw_models[mid]
                 continue
-            layout = sm.lay_out(mid, counts=counts if mid in (705, 706) else None)
+            layout = sm.lay_out(mid, counts=layout_counts(mid, counts))
             placed = PlacedModel(mid, base + len(regs), layout, write_validators(mid, ratings))
             values = default_values(mid, ratings, unit_id, counts)
             sfs = DEFAULT_SF.get(mid, {})

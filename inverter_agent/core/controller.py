@@ -37,7 +37,7 @@ from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
 from inverter_agent.core.status import health as status_health
-from inverter_agent.core.steering import Steering
+from inverter_agent.core.steering import Steering, backup_behind_device
 from inverter_agent.functions import (
     EngineState,
     Measurements,
@@ -298,7 +298,11 @@ class Controller:
         if self.steer.native("volt_watt") and s.volt_watt.enabled:
             s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
                                                                      enabled=False))
-        return s
+        if self.steer.native("freq_watt") and s.freq_watt.enabled:  # the device's 711
+            s = dataclasses.replace(s, freq_watt=dataclasses.replace(s.freq_watt,
+                                                                     enabled=False))
+        # Must-trip the device carries (707-710): the gateway's trip only backs it up.
+        return backup_behind_device(s, self.steer.native)
 
     # -- measurements
     def assess(self, s: Mapping[str, Reading]) -> Assessment:
@@ -442,6 +446,8 @@ class Controller:
         """Named HAL controls for a set of setpoints (EEI sign: absorbing PF negative)."""
         c: dict[str, Any] = {"Conn": bool(sp.connect),
                              "WMaxLimPct": round(sp.p_limit_pct, 2), "WMaxLim_Ena": True}
+        if self._no_limit_needed(sp):  # the device runs its own power functions
+            c = {"Conn": bool(sp.connect), "WMaxLim_Ena": False}
         if sp.reactive_mode is ReactiveMode.CONSTANT_PF:
             c.update(OutPFSet=round(-sp.pf if sp.pf_absorbing else sp.pf, 4),
                      OutPFSet_Ena=True, VArPct_Ena=False)
@@ -454,6 +460,15 @@ class Controller:
         else:
             c.update(OutPFSet_Ena=False, VArPct_Ena=False)
         return c
+
+    def _no_limit_needed(self, sp: Setpoints) -> bool:
+        """No limit to hold: the device runs frequency droop itself (711) and volt-watt
+        is not run here either, and nothing else limits (100 %). The enable is then
+        left off instead of holding a 100 % limit that must be refreshed against its
+        revert timer; any limit the engine computes later enables it again."""
+        eng = self._engine_now()
+        return (self.steer.native("freq_watt") and not eng.volt_watt.enabled
+                and not eng.freq_watt.enabled and sp.p_limit_pct >= 100.0)
 
     def _device_var_pct(self, q_pct: float) -> float:
         """The engine's Q (% of the injecting var maximum) as % of the device's var

@@ -34,15 +34,23 @@ from typing import Any
 
 from hal.curves import Curve, CurveError, VoltVarCurve, VoltWattCurve
 from hal.inverter import REVERT_TIMERS
+from hal.settings_native import EnterService, FreqDroop
 from hal.transport import DeviceException
+from hal.trip import TripCurve
 from inverter_agent.core.events import EventLog
 from inverter_agent.functions import Settings
+from inverter_agent.functions.ride_through import RegionMode, RideThroughSettings
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "native", "immediate")
 #: Functions the HAL can program into the device, and the SunSpec model that carries each.
 NATIVE_MODELS = {"volt_var": 705, "volt_watt": 706}
+#: The must-trip / momentary-cessation functions: SunSpec model, settings table, side.
+TRIP_FUNCTIONS = {"lv_trip": (707, "voltage_ride_through", "under"),
+                  "hv_trip": (708, "voltage_ride_through", "over"),
+                  "lf_trip": (709, "frequency_ride_through", "under"),
+                  "hf_trip": (710, "frequency_ride_through", "over")}
 #: Seconds before a refused program is tried again (at most ``verify_every``).
 RETRY_S = 10.0
 
@@ -63,7 +71,7 @@ class Choice:
 class _Native:
     """One natively programmed function: what was asked, whether the device holds it."""
 
-    curve: Curve
+    curve: Curve | TripCurve | EnterService | FreqDroop
     programmed: bool
     verify_at: float
 
@@ -167,6 +175,8 @@ class Steering:
         if self.mode == "immediate":
             for f in NATIVE_MODELS:
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
+            self._program_trips(settings, t)
+            self._program_settings(settings, t)
             return
         natives = self.inverter.native_functions()
         for f, model in NATIVE_MODELS.items():
@@ -186,14 +196,72 @@ class Steering:
             want: Curve = desired_volt_var_curve(settings) if f == "volt_var" else \
                 desired_volt_watt_curve(settings)
             self._program(f, model, want, t)
+        self._program_trips(settings, t)
+        self._program_settings(settings, t)
 
-    def _program(self, f: str, model: int, want: Curve, t: float) -> None:
+    def _program_settings(self, settings: Settings, t: float) -> None:
+        """Enter service (703) and frequency droop (711) into the device; watt-var (712)
+        is reported, never written: the gateway has no watt-var setting to give it."""
+        has = getattr(self.inverter, "has_model", lambda m: False)
+        es, fw = settings.enter_service, settings.freq_watt
+        for f, model, on, why_off in (
+                ("enter_service", 703, es.enabled, "permit service off: the gateway holds "
+                 "the cease itself"),
+                ("freq_watt", 711, fw.enabled, "frequency droop off in the settings: the "
+                 "inverter's own 711 is left as it is (never switched off)")):
+            if self.mode == "immediate":
+                self._choose(f, "gateway", "steering = \"immediate\" (configured)")
+                continue
+            if not has(model):
+                self._native.pop(f, None)
+                self._choose(f, "gateway", f"the inverter has no model {model}")
+                continue
+            if not on:
+                self._native.pop(f, None)
+                self._choose(f, "gateway" if f == "enter_service" else "device", why_off)
+                continue
+            want: EnterService | FreqDroop = desired_enter_service(settings) \
+                if f == "enter_service" else desired_freq_droop(settings)
+            hal_name = "enter_service" if f == "enter_service" else "freq_droop"
+            self._program(f, model, want, t, read=getattr(self.inverter, f"read_{hal_name}"),
+                          write=getattr(self.inverter, f"write_{hal_name}"))
+        if has(712):
+            self._choose("watt_var", "device", "the gateway has no watt-var setting: the "
+                         "inverter's own 712 is left as it is")
+
+    def _program_trips(self, settings: Settings, t: float) -> None:
+        """The must-trip and momentary-cessation settings into 707-710, the device's
+        own (certified) protection: native wherever the device takes them."""
+        have = self.inverter.trip_models() if hasattr(self.inverter, "trip_models") else ()
+        for f, (model, _, side) in TRIP_FUNCTIONS.items():
+            if self.mode == "immediate":
+                self._choose(f, "gateway", "steering = \"immediate\" (configured)")
+                continue
+            if model not in have:
+                self._native.pop(f, None)
+                self._choose(f, "gateway", f"the inverter has no model {model}: the "
+                             "gateway's backup trip only")
+                continue
+            want = desired_trip_curve(settings, f)
+            if want is None:
+                self._native.pop(f, None)
+                self._choose(f, "device", f"no {side} must-trip setting enabled: the "
+                             f"inverter's own {model} settings are left as they are")
+                continue
+            self._program(f, model, want, t,
+                          read=lambda m=model: self.inverter.read_trip_curve(m),
+                          write=lambda c, m=model: self.inverter.write_trip_curve(m, c))
+
+    def _program(self, f: str, model: int, want: Any, t: float,
+                 read: Any = None, write: Any = None) -> None:
         n = self._native.get(f)
         if n is not None and n.curve == want and t < n.verify_at:
             return
         mismatch = "native_mismatch" if f == "volt_var" else f"native_mismatch_{f}"
+        read = read or getattr(self.inverter, f"read_{f}_curve")
+        write = write or getattr(self.inverter, f"write_{f}_curve")
         try:
-            have = getattr(self.inverter, f"read_{f}_curve")()
+            have = read()
             if have.close_to(want):
                 if n is not None and n.programmed and n.curve == want:
                     self.status.not_followed.pop(mismatch, None)
@@ -209,7 +277,7 @@ class Steering:
                 self.events.record("native_curve_mismatch", f"{f}: the inverter's curve "
                                    f"changed to {have.points} (enabled {have.enabled}); "
                                    "programming it again")
-            getattr(self.inverter, f"write_{f}_curve")(want)
+            write(want)
             self.events.record("native_curve_programmed", f"{f}: {want.points} "
                                f"{'enabled' if want.enabled else 'disabled'}")
             self._native[f] = _Native(want, True, t + self.verify_every_s)
@@ -220,7 +288,7 @@ class Steering:
         except Exception as exc:  # the function falls back to the gateway, alone
             self.status.write_errors += 1
             # The device said no: ask again at the next read-back; a link failure sooner.
-            refused = isinstance(exc, DeviceException | CurveError)
+            refused = isinstance(exc, DeviceException | CurveError | PermissionError)
             retry = self.verify_every_s if refused else min(RETRY_S, self.verify_every_s)
             self._native[f] = _Native(want, False, t + retry)
             log.warning("programming the native %s curve failed: %s", f, exc)
@@ -261,8 +329,10 @@ class Steering:
             have = self.inverter.read_volt_var_curve()
             if not have.enabled:
                 n = self._native.get("volt_var")
+                # The gateway's program where it had volt-var on; the device's own
+                # curve where the settings had it off (a PF or var profile).
                 own = n.curve if n is not None and n.programmed and \
-                    isinstance(n.curve, VoltVarCurve) else self._own_vv
+                    isinstance(n.curve, VoltVarCurve) and n.curve.enabled else self._own_vv
                 assert own is not None
                 if replace(have, enabled=True).close_to(own):
                     self.inverter.enable_volt_var(True)  # the curve is there: switch it on
@@ -299,3 +369,80 @@ def desired_volt_watt_curve(settings: Settings) -> VoltWattCurve:
     return VoltWattCurve(points=tuple((round(p.v_pu * 100.0, 2), round(p.p_pct, 2))
                                       for p in vw.curve),
                          ref="w_max", response_time_s=vw.response_time_s, enabled=vw.enabled)
+
+
+#: The gateway's backup trip behind a device that carries its own must-trip (707-710),
+#: so that it never trips ahead of the device inside a ride-through region. The device
+#: meets each clearing time within the time accuracy IEEE 1547-2018 Table 3 allows (1 %),
+#: and its trip reaches the gateway only in a poll after its output stopped; the backup
+#: waits the clearing time, that 1 %, and BACKUP_EXTRA_S more (on top of the platform's
+#: trip margin, which only ever fires earlier, so it is added back). A value counts as
+#: beyond a threshold for the backup only by more than the measurement accuracy of Table 3
+#: (V 1 % of nominal, f 10 mHz): a device measuring at the edge of its accuracy and
+#: staying in service is not tripped by the gateway reading the other edge.
+TIME_ACCURACY = 0.01
+BACKUP_EXTRA_S = 0.2
+ACCURACY = {"voltage_ride_through": 0.01, "frequency_ride_through": 0.01}
+
+
+def desired_trip_curve(settings: Settings, function: str) -> TripCurve | None:
+    """One side of a ride-through table as the device's 707-710 curves (V in % of
+    nominal or Hz, seconds): a must-trip point per region with a clearing time, a
+    momentary-cessation point per region in momentary cessation (its ride-through
+    time, else its clearing time). None: the table is off or has no clearing time on
+    this side (the device's own settings are then left alone, never switched off)."""
+    _, table, side = TRIP_FUNCTIONS[function]
+    rt: RideThroughSettings = getattr(settings, table)
+    if not rt.enabled:
+        return None
+    scale = 100.0 if table == "voltage_ride_through" else 1.0
+    regions = getattr(rt, side)
+    must = sorted(((round(r.threshold * scale, 2), round(r.clearing_time_s, 2))
+                   for r in regions if r.clearing_time_s is not None), key=lambda p: p[1])
+    if not must:
+        return None
+    cease = tuple((round(r.threshold * scale, 2),
+                   round(r.ride_through_s if r.ride_through_s is not None
+                         else r.clearing_time_s or 0.0, 2))
+                  for r in regions if r.mode is RegionMode.MOMENTARY_CESSATION)
+    return TripCurve(tuple(must), cease)
+
+
+def backup_behind_device(settings: Settings, native: Any) -> Settings:
+    """The engine's ride-through tables with each side the device carries natively
+    (``native(function)`` True) turned into a backup behind it: thresholds moved out by
+    the measurement accuracy, clearing times later by the device's time accuracy and
+    :data:`BACKUP_EXTRA_S`, and no momentary cessation of the gateway's own (the device
+    ceases itself). Sides the device does not carry are unchanged."""
+    for f, (_, table, side) in TRIP_FUNCTIONS.items():
+        if not native(f):
+            continue
+        rt: RideThroughSettings = getattr(settings, table)
+        sign = 1.0 if side == "over" else -1.0
+        regions = tuple(replace(
+            r, threshold=r.threshold + sign * ACCURACY[table],
+            mode=RegionMode.PERMISSIVE_OPERATION
+            if r.mode is RegionMode.MOMENTARY_CESSATION else r.mode,
+            clearing_time_s=None if r.clearing_time_s is None else
+            r.clearing_time_s * (1.0 + TIME_ACCURACY) + BACKUP_EXTRA_S + rt.trip_margin_s)
+            for r in getattr(rt, side))
+        rt = replace(rt, over=regions) if side == "over" else replace(rt, under=regions)
+        settings = replace(settings, voltage_ride_through=rt) \
+            if table == "voltage_ride_through" else replace(settings, frequency_ride_through=rt)
+    return settings
+
+
+def desired_enter_service(settings: Settings) -> EnterService:
+    """The enter-service settings as the device's 703 (V in % of nominal, Hz, s)."""
+    es = settings.enter_service
+    return EnterService(v_hi_pct=round(es.v_high_pu * 100.0, 2),
+                        v_lo_pct=round(es.v_low_pu * 100.0, 2), hz_hi=es.f_high_hz,
+                        hz_lo=es.f_low_hz, delay_s=es.delay_s, random_s=es.random_delay_s,
+                        ramp_s=es.ramp_time_s)
+
+
+def desired_freq_droop(settings: Settings) -> FreqDroop:
+    """The frequency droop settings as the device's 711 control set."""
+    fw = settings.freq_watt
+    return FreqDroop(db_of_hz=fw.db_of_hz, db_uf_hz=fw.db_uf_hz, k_of=fw.k_of, k_uf=fw.k_uf,
+                     response_time_s=fw.response_time_s, p_min_pct=fw.p_min_pct)

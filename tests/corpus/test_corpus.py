@@ -16,6 +16,11 @@ import pytest
 from simulator.profile import PROFILE_DIR, ProfileError, all_profiles, load_profile
 from tests.corpus.runner import run_all
 
+#: One module fixture runs every profile (27 agent runs, four side by side): about
+#: 120 s on the CI machine alone, more on a shared one; the suite's 120 s per test
+#: would cut it short as profiles are added.
+pytestmark = pytest.mark.timeout(360)
+
 PROFILES = all_profiles()
 PROFILES_BY_NAME = {p.name: p for p in PROFILES}
 RUNS = [(p.name, "tcp") for p in PROFILES] + \
@@ -49,6 +54,9 @@ def test_the_corpus_covers_the_issue():
     # one that refuses to adopt a programmed curve
     assert any(q[n].exclusive_reactive_modes and 705 in models[n] for n in names)
     assert any(q[n].refuse_adoption and 705 in models[n] for n in names)
+    # ... and devices carrying their own protection in 707-710, one refusing a 708 program
+    assert any({707, 708, 709, 710} <= models[n] for n in names)
+    assert any(708 in q[n].refuse_adoption_models for n in names)
     assert sum(1 for _, t in RUNS if t == "rtu") >= 3
     # issue 20: hybrids, one with 124 as its only storage model, one with 713 and 802
     hybrids = [n for n in names if PROFILES_BY_NAME[n].expect.get("storage")]

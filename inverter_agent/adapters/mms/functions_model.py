@@ -315,7 +315,9 @@ def _mod(desc: str) -> DataObjectSpec:
 def _health() -> DataObjectSpec:
     return DataObjectSpec("Health", Cdc.ENS, enum="HealthKind",
                           desc="1 Ok: the inverter follows the function; 2 Warning: it does "
-                               "not; invalid: not applicable")
+                               "not; 3 Alarm: the inverter's own function refused the "
+                               "gateway's program or was changed at its panel; invalid: "
+                               "not applicable")
 
 
 def _beh() -> DataObjectSpec:
@@ -526,7 +528,14 @@ OFFERED: dict[str, str] = _carriers()
 #: Registered functions the model does not serve -> why (none: 7-420 has an LN for each).
 NOT_OFFERED: dict[str, str] = {}
 
-_HEALTH_OK, _HEALTH_WARNING = 1, 2
+_HEALTH_OK, _HEALTH_WARNING, _HEALTH_ALARM = 1, 2, 3
+#: Function LN -> the functions the inverter may run itself from the gateway's program
+#: (status "steering" names): an alarm naming one (its program refused, changed at
+#: the panel) makes that LN's Health Alarm.
+STEERED_BY: dict[str, tuple[str, ...]] = {
+    "DVVR1": ("volt_var",), "DVWC1": ("volt_watt",), "DCTE1": ("enter_service",),
+    "DHFW1": ("freq_watt",), "DHVT1": ("hv_trip",), "DLVT1": ("lv_trip",),
+    "DHFT1": ("hf_trip",), "DLFT1": ("lf_trip",)}
 
 
 def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -563,6 +572,10 @@ def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
                 out[f"{ln}.{act}"] = bool(state.get("active"))
             out[f"{ln}.Health"] = (None if followed is None
                                    else _HEALTH_OK if followed else _HEALTH_WARNING)
+    alarms = tuple(view.get("alarms") or ())
+    for ln, names in STEERED_BY.items():
+        if any(a.startswith(f"{name}:") for a in alarms for name in names):
+            out[f"{ln}.Health"] = _HEALTH_ALARM
     return out
 
 

@@ -1,0 +1,142 @@
+"""The inverter's own enter service (SunSpec 703) and frequency droop (711) settings.
+
+IEEE 1547-2018 devices enter service by their own criteria (703: voltage and
+frequency window in percent of nominal and Hz, delay, randomized delay, soft-start
+ramp) and run frequency droop themselves (711: deadbands in Hz, droop gains as
+per-unit frequency change for a per-unit power change, open-loop response time,
+minimum power). The HAL reads them, programs them and reads them back:
+
+- 703 holds one set of settings, written in place. ``ES`` (permit service) is not
+  a setting here: it stays the gateway's cease-to-energize control.
+- 711 holds ``NCtl`` control sets; set 1 is the one in use and may be read-only:
+  a new set goes into a writable set k and is adopted with ``AdptCtlReq = k``
+  (``AdptCtlRslt`` completed / failed), as curves are in 705.
+
+``Ena`` of 711 is only ever written 1: frequency droop is always required (1547
+6.5.2.7), so a gateway never switches the device's own off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hal.curves import CurveError, adopt
+from hal.sunspec.device import SunSpecDevice
+
+log = logging.getLogger(__name__)
+
+ENTER_SERVICE_MODEL = 703
+FREQ_DROOP_MODEL = 711
+
+
+def _close(a: Any, b: Any, tol: dict[str, float]) -> bool:
+    return type(a) is type(b) and all(
+        abs(getattr(a, k) - getattr(b, k)) <= tol.get(k, 0.011)
+        for k in asdict(a) if k != "enabled") and \
+        getattr(a, "enabled", True) == getattr(b, "enabled", True)
+
+
+@dataclass(frozen=True, slots=True)
+class EnterService:
+    """703 settings: V in percent of nominal, Hz, seconds."""
+
+    v_hi_pct: float
+    v_lo_pct: float
+    hz_hi: float
+    hz_lo: float
+    delay_s: float
+    random_s: float
+    ramp_s: float
+    enabled: bool = True  # the settings are held (the function has no Ena of its own)
+
+    def close_to(self, other: object) -> bool:
+        """Equal within register resolution (V 0.1 %, 0.01 Hz, whole seconds)."""
+        return _close(self, other, {"v_hi_pct": 0.11, "v_lo_pct": 0.11, "delay_s": 0.6,
+                                    "random_s": 0.6, "ramp_s": 0.6})
+
+    @property
+    def points(self) -> dict[str, float]:
+        return asdict(self)
+
+
+_ES_POINTS = {"v_hi_pct": "ESVHi", "v_lo_pct": "ESVLo", "hz_hi": "ESHzHi",
+              "hz_lo": "ESHzLo", "delay_s": "ESDlyTms", "random_s": "ESRndTms",
+              "ramp_s": "ESRmpTms"}
+
+
+def read_enter_service(device: SunSpecDevice) -> EnterService:
+    v = device.read_models([ENTER_SERVICE_MODEL])[ENTER_SERVICE_MODEL].values
+    vals: dict[str, Any] = {k: float(v.get(p) or 0.0) for k, p in _ES_POINTS.items()}
+    return EnterService(**vals)
+
+
+def write_enter_service(device: SunSpecDevice, es: EnterService) -> None:
+    """Write the 703 settings in place and read them back (CurveError: not held)."""
+    points = {p: getattr(es, k) for k, p in _ES_POINTS.items()}
+    try:
+        device.write_points(ENTER_SERVICE_MODEL, points)
+    except ValueError as exc:
+        raise CurveError(f"enter service: {exc}") from None
+    held = read_enter_service(device)
+    if not held.close_to(es):
+        raise CurveError(f"enter service: the device holds {held.points} after {es.points}")
+    log.info("unit %d: enter service programmed: %s", device.unit, es.points)
+
+
+@dataclass(frozen=True, slots=True)
+class FreqDroop:
+    """711 settings: deadbands in Hz, gains per unit, response time s, PMin % of WMax."""
+
+    db_of_hz: float
+    db_uf_hz: float
+    k_of: float
+    k_uf: float
+    response_time_s: float
+    p_min_pct: float = 0.0
+    enabled: bool = True
+
+    def close_to(self, other: object) -> bool:
+        return _close(self, other, {"db_of_hz": 0.0011, "db_uf_hz": 0.0011, "k_of": 0.0011,
+                                    "k_uf": 0.0011, "response_time_s": 0.11,
+                                    "p_min_pct": 0.6})
+
+    @property
+    def points(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if k != "enabled"}
+
+
+_FD_POINTS = {"db_of_hz": "DbOf", "db_uf_hz": "DbUf", "k_of": "KOf", "k_uf": "KUf",
+              "response_time_s": "RspTms", "p_min_pct": "PMin"}
+
+
+def read_freq_droop(device: SunSpecDevice) -> FreqDroop:
+    """The control set in use (set 1) and whether the function is on."""
+    m = device.read_models([FREQ_DROOP_MODEL])[FREQ_DROOP_MODEL]
+    v = m.values
+    return FreqDroop(**{k: float(v.get(f"Ctl[1].{p}") or 0.0) for k, p in _FD_POINTS.items()},
+                     enabled=m.raw.get("Ena") == 1)
+
+
+def write_freq_droop(device: SunSpecDevice, fd: FreqDroop, adopt_timeout_s: float = 5.0) -> None:
+    """Program a control set, adopt it, keep the function on (never off), read back."""
+    if not fd.enabled:
+        raise CurveError("frequency droop: a gateway never switches the device's own off")
+    m = device.read_models([FREQ_DROOP_MODEL])[FREQ_DROOP_MODEL]
+    k = 1 if m.raw.get("Ctl[1].ReadOnly") != 1 else 2
+    if k > int(m.raw.get("NCtl") or 0):
+        raise CurveError("the device's only frequency droop control set is read-only")
+    points = {f"Ctl[{k}].{p}": getattr(fd, name) for name, p in _FD_POINTS.items()}
+    try:
+        device.write_points(FREQ_DROOP_MODEL, points)
+    except ValueError as exc:
+        raise CurveError(f"frequency droop: {exc}") from None
+    adopt(device, FREQ_DROOP_MODEL, k, "frequency droop control set", adopt_timeout_s,
+          req="AdptCtlReq", rslt_point="AdptCtlRslt")
+    if m.raw.get("Ena") != 1:
+        device.write_points(FREQ_DROOP_MODEL, {"Ena": 1})
+    held = read_freq_droop(device)
+    if not held.close_to(fd):
+        raise CurveError(f"frequency droop: the device holds {held.points} after {fd.points}")
+    log.info("unit %d: frequency droop programmed: %s", device.unit, fd.points)
