@@ -538,6 +538,31 @@ STEERED_BY: dict[str, tuple[str, ...]] = {
     "DHFT1": ("hf_trip",), "DLFT1": ("lf_trip",)}
 
 
+#: The private object each LN of :data:`STEERED_BY` carries: who runs the function.
+STEERING_DO = "FctExeBy"
+
+
+def _steering_do() -> DataObjectSpec:
+    return _ext(DataObjectSpec(
+        STEERING_DO, Cdc.VSS, desc="who carries the function: 'native: <why>' (the "
+        "inverter's own, programmed by the gateway), 'gateway: <why>' (steered by "
+        "immediate controls), 'device: <why>' (the inverter's own settings, untouched); "
+        "invalid while not known"))
+
+
+def with_steering(lns: tuple[LogicalNodeSpec, ...]) -> tuple[LogicalNodeSpec, ...]:
+    """Each function LN the inverter may run itself gains :data:`STEERING_DO`."""
+    return tuple(dataclasses.replace(ln, data_objects=(*ln.data_objects, _steering_do()))
+                 if ln.name in STEERED_BY else ln for ln in lns)
+
+
+def steering_text(choices: Mapping[str, Mapping[str, str]], names: tuple[str, ...]
+                  ) -> str | None:
+    """``'native: why'`` for the LN's functions (one line per function if several)."""
+    parts = [f"{c.get('by')}: {c.get('why')}" for n in names if (c := choices.get(n))]
+    return "; ".join(parts)[:255] if parts else None
+
+
 def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
     """Data point (below the LD) -> value for a ``Controller.status_view()`` dict.
 
@@ -573,9 +598,11 @@ def status_values(view: Mapping[str, Any]) -> dict[str, Any]:
             out[f"{ln}.Health"] = (None if followed is None
                                    else _HEALTH_OK if followed else _HEALTH_WARNING)
     alarms = tuple(view.get("alarms") or ())
+    choices = view.get("steering") or {}
     for ln, names in STEERED_BY.items():
         if any(a.startswith(f"{name}:") for a in alarms for name in names):
             out[f"{ln}.Health"] = _HEALTH_ALARM
+        out[f"{ln}.{STEERING_DO}"] = steering_text(choices, names)
     return out
 
 
@@ -811,7 +838,7 @@ def functions_model_spec(ld_inst: str = DEFAULT_LD_INST) -> ModelSpec:
     }
     lns = tuple(dataclasses.replace(ln, data_objects=ln.data_objects + extra[ln.ln_class])
                 if ln.ln_class in extra else ln for ln in ld.logical_nodes)
-    new_ld = LogicalDeviceSpec(ld.inst, lns + _function_lns(),
+    new_ld = LogicalDeviceSpec(ld.inst, lns + with_steering(_function_lns()),
                                (DataSetSpec("Meas", MEASUREMENTS),
                                 DataSetSpec("Events", EVENTS)), _reports())
     from . import storage_model

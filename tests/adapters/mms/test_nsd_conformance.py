@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = ROOT.parent / "shared" / "reference"
 NSD_DIR = REFERENCE / "nsd"
 XSD = REFERENCE / "scl-xsd" / "2007B4" / "SCL.xsd"
-MAX_PRIVATE_SHARE = 0.15
+#: Private objects (declared in the gateway's own dataNs) stay a small part of the model.
+#: 0.15 until issue 18 asked every function LN the inverter may run itself to say who
+#: runs it (FctExeBy on 8 LNs), which 7-420 Ed.2 has no object for.
+MAX_PRIVATE_SHARE = 0.2
 
 pytestmark = pytest.mark.skipif(
     not (NSD_DIR / "IEC_61850-7-420_2019A4.nsd").is_file() or not XSD.is_file(),
