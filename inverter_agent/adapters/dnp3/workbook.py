@@ -20,8 +20,13 @@ the system meter. Nothing is guessed:
 - the report lists every point whose name changed, so the operator sees what
   the workbook put at each address before serving it.
 
-Columns are found by their heading (case and spacing ignored), on the first
-sheet that has them: the point's address either in one column (``AO88``) or as
+The IEEE 1815.2 workbook itself (sheets ``Key``, ``BO``, ``BI``, ``AO``, ``AI``,
+``CTR``) is read by py1815's extractor, which checks its layout and resolves its
+block-relative indices (``Meter_AI+3``) for one meter, one DER unit, one inverter
+and no battery (``COMPOSITION``): the addresses this DER's points are served at.
+
+Any other table: columns are found by their heading (case and spacing ignored), on
+the first sheet that has them: the point's address either in one column (``AO88``) or as
 a type column (``AO``, ``Analog Output``, or the DNP3 object group: 30 analog
 input, 40 / 41 analog output, 1 binary input, 10 / 12 binary output, 20 counter)
 beside an index column; a name column; and optionally the event class,
@@ -73,6 +78,12 @@ class Point:
     lo: float | None = None
     hi: float | None = None
     units: str | None = None
+    #: Engineering value = transmitted x scale + offset; the map has no offset.
+    offset: float = 0.0
+
+
+#: What the gateway is, for the IEEE 1815.2 tables' repeating blocks.
+COMPOSITION = {"meters": 1, "der_units": 1, "inverters": 1, "batteries": 0}
 
 
 @dataclass
@@ -181,6 +192,8 @@ def read(path: str, sheet: str | None = None) -> list[Point]:
     from py1815.profile import xlsx
 
     book = xlsx.load_workbook(path)
+    if sheet is None and all(n in book.sheetnames for n in ("Key", *KINDS)):
+        return read_tables(path)
     names = [sheet] if sheet is not None else book.sheetnames
     points: list[Point] = []
     for name in names:
@@ -192,6 +205,22 @@ def read(path: str, sheet: str | None = None) -> list[Point]:
     if not points:
         raise ValueError(f"{path}: no sheet with point addresses and names")
     return points
+
+
+def read_tables(path: str) -> list[Point]:
+    """The points of the IEEE 1815.2 workbook, at the indices this DER serves them at."""
+    import pathlib
+
+    from py1815.profile import extract, load
+    from py1815.profile.model import Composition
+
+    try:
+        document = extract.extract(pathlib.Path(path))
+        resolved = load.resolve(document, Composition(**COMPOSITION))
+    except extract.ExtractionError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return [Point(p.kind.value, p.index, p.name, p.event_class, p.multiplier, p.minimum,
+                  p.maximum, p.units, p.offset) for p in resolved.points.values()]
 
 
 def build(points: Iterable[Point], base: tuple[Row, ...] = ROWS) -> tuple[tuple[Row, ...], Report]:
@@ -212,6 +241,9 @@ def build(points: Iterable[Point], base: tuple[Row, ...] = ROWS) -> tuple[tuple[
         got = book.get(addr)
         if got is None:
             report.not_in_workbook.append(addr)
+            continue
+        if got.offset:
+            report.dropped_with.append((addr, f"the workbook gives an offset ({got.offset:g})"))
             continue
         p = got
         if _norm(p.name) != _norm(row.name):

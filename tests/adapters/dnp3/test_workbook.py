@@ -151,3 +151,59 @@ def test_group_numbers_and_words_name_the_kind():
     for text, kind in (("Analog Outputs", "AO"), ("g41v2", "AO"), ("Group 30", "AI"),
                        ("BO", "BO"), ("Counter", "CTR"), ("12", "BO")):
         assert workbook._kind(text) == kind, text
+
+
+def _cdpt(meter_start: int = 536) -> dict[str, list[list[object]]]:
+    """A synthetic workbook in the IEEE 1815.2 tables' layout (py1815's extractor checks
+    it): two header rows per sheet, absolute indices, the system meter's analog inputs
+    block-relative (``Meter_AI+n``) from the Key sheet's meter block start."""
+    from py1815.profile.extract import _HEADERS
+
+    meter = [r for r in points.ROWS if r.kind == "AI" and 536 <= r.index <= 556]
+    pad: list[object] = [""] * 8  # the Key's table sits in columns I to P
+    key: list[list[object]] = [["Key"]]
+    for label in ("Configuration & Control", "Functions", "Curves", "System Meter",
+                  "Extensions beyond", "Gap #1", "Schedules (2 items)",
+                  "Schedule Status (2 items)", "Schedules (4 items)",
+                  "Schedule Status (4 items)"):
+        key.append([*pad, label, "", "", 0, 0, 0, 0, 0])
+    for label, start, ai in (("Meters", meter_start, 21), ("DER Units", 10000, 0),
+                             ("Inverters", 11000, 0), ("Batteries", 12000, 0)):
+        key += [[*pad, label, "", start], [*pad, "per unit", "", "", 0, 0, 0, ai, 0]]
+    for label, start in (("Experimental", 5000), ("Vendor Points", 6000),
+                         ("Start Index Points", 65000), ("Maximum Index", 65535)):
+        key.append([*pad, label, "", start])
+    sheets: dict[str, list[list[object]]] = {"Key": key}
+    for kind, headers in _HEADERS.items():
+        rows: list[list[object]] = [[text for _field, text in headers], [],
+                                    ["", "A section heading"]]
+        for r in points.ROWS:
+            if r.kind != kind:
+                continue
+            index = f"Meter_AI+{r.index - 536}" if r in meter else f"{kind}{r.index}"
+            values = {"index": index, "name": r.name, "event_class": r.cls,
+                      "minimum": "" if r.lo is None else r.lo,
+                      "maximum": "" if r.hi is None else r.hi,
+                      "multiplier": "" if r.scale is None else r.scale,
+                      "units": r.units or "", "frozen": "Yes"}
+            rows.append([values.get(field, "") for field, _text in headers])
+        if kind == "AI":
+            rows += [["", "Auto Discovery Index Points"], ["AI65000", "Reserved"]]
+        sheets[kind] = rows
+    return sheets
+
+
+def test_the_ieee_1815_2_layout_is_read_with_its_block_relative_meter(tmp_path, capsys):
+    book = tmp_path / "1815.2 tables.xlsx"
+    _xlsx(book, _cdpt())
+    rc, data = _build(tmp_path, book)
+    assert rc == 0, capsys.readouterr().out
+    rows = {f"{r.kind}{r.index}": r for r in points.load(str(tmp_path / "map.json"))}
+    assert set(rows) == {f"{r.kind}{r.index}" for r in points.ROWS}
+    assert rows["AI537"].source == "reading:W" and rows["AI537"].scale == 1.0
+    # the meter block elsewhere: its points resolve to other addresses, not served here
+    _xlsx(book, _cdpt(meter_start=700))
+    assert _build(tmp_path, book)[0] == 0
+    rows = {f"{r.kind}{r.index}" for r in points.load(str(tmp_path / "map.json"))}
+    assert "AI537" not in rows and "AO88" in rows
+    assert "AI537" in capsys.readouterr().out  # said: not in the workbook, not served
