@@ -18,6 +18,7 @@ import pytest
 from tests.adapters.ieee2030_5.conftest import config_toml, free_port
 from tests.adapters.ieee2030_5.conftest import gridappsd as gridappsd  # the fixture
 from tests.adapters.ieee2030_5.test_gridappsd_e2e import POLL, Gateway, mms_status, wait_for
+from tests.adapters.ieee2030_5.test_gridappsd_e2e import sim as sim  # the fixture
 from tests.e2e.conftest import LD
 
 from .conftest import SUCCESS, ForeignMaster
@@ -27,22 +28,14 @@ TIMEOUT_S = 4
 
 
 @pytest.fixture(scope="module")
-def sim():
-    from simulator import SimProcess
-
-    with SimProcess("--tau", "0.2", "--seed", "11") as proc:
-        yield proc
-
-
-@pytest.fixture(scope="module")
 def gateway(gridappsd, sim, tmp_path_factory):
     port = free_port()
     gw = Gateway(tmp_path_factory.mktemp("gw3"), sim,
                  config_toml(gridappsd) + f"[dnp3]\nenabled = true\nport = {port}\n")
     gw.dnp3_port = port
-    try:
-        wait_for(lambda: gw.utility().get("programs"), 30, "discovery")
-        wait_for(lambda: gw.utility().get("default_control"), POLL + 5, "default control")
+    try:  # the CSIP client has found its program and the default control
+        for key, within in (("programs", 30), ("default_control", POLL + 5)):
+            wait_for(lambda key=key: gw.utility().get(key), within, f"2030.5 {key}")
         yield gw
     finally:
         gw.stop()
