@@ -171,6 +171,20 @@ def test_D7_a_dnp3_timed_mode_over_a_2030_5_events_curve_then_back(tmp_path):
         persisted["volt_var"], persisted["fixed_pf"])
 
 
+def test_D8_an_untimed_dnp3_curve_and_an_mms_curve_are_one_persisted_layer(tmp_path):
+    from inverter_agent.adapters.dnp3.curves import FUNCTIONS
+
+    s = Site(tmp_path)
+    vv = FUNCTIONS["volt_var"]  # what the edit buffer writes when volt-var is pointed at it
+    dnp3 = {vv.path: vv.to_points([90.0, 110.0], [15.0, 15.0]), **vv.extra}
+    s.port.write(dnp3, who=MASTER)
+    assert _vv(s) == DNP3_VV and s.port.persisted_dict()["volt_var"]["curve"] == DNP3_VV
+    s.port.write({"volt_var.curve": MMS_VV}, who=MMS)  # the last write wins
+    assert _vv(s) == MMS_VV
+    s.port.write(dnp3, who=MASTER)
+    assert _vv(s) == DNP3_VV == s.port.persisted_dict()["volt_var"]["curve"]
+
+
 def test_every_d_row_of_the_docs_table_has_a_test():
     rows = re.findall(r"^\| (D\d+) \|", DOC.read_text(), re.M)
     assert rows, "no rows D in docs/arbitration.md"
