@@ -1,5 +1,6 @@
-"""The DNP3 adapter's CLI subcommands: ``dnp3-points`` (the served point map) and
-``dnp3-profile`` (the DNP3 Device Profile XML of the outstation ``run`` would serve)."""
+"""The DNP3 adapter's CLI subcommands: ``dnp3-points`` (the served point map),
+``dnp3-profile`` (the DNP3 Device Profile XML of the outstation ``run`` would serve) and
+``dnp3-map`` (the point map file built from a utility's own IEEE 1815.2 tables)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,17 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argpars
                          help="TOML config whose [dnp3] section and point map to describe")
     profile.add_argument("--xml", required=True, metavar="FILE",
                          help="where to write the DNP3 Device Profile (XML)")
-    return {"dnp3-points": cmd_points, "dnp3-profile": cmd_profile}
+    build = sub.add_parser("dnp3-map",
+                           help="build the [dnp3] point_map file from a utility's own IEEE "
+                                "1815.2 point tables (.xlsx, or .csv exported from them)")
+    build.add_argument("--workbook", required=True, metavar="FILE",
+                       help="the utility's copy of the point tables (.xlsx or .csv); it is "
+                            "read, never copied")
+    build.add_argument("--sheet", metavar="NAME",
+                       help="the sheet to read (default: every sheet with point addresses)")
+    build.add_argument("--out", required=True, metavar="FILE",
+                       help="the JSON point map to write (set [dnp3] point_map to it)")
+    return {"dnp3-points": cmd_points, "dnp3-profile": cmd_profile, "dnp3-map": cmd_map}
 
 
 def _outstation(args: argparse.Namespace) -> Any:
@@ -73,6 +84,29 @@ def cmd_points(args: argparse.Namespace) -> int:
         return 0
     for kind, index, name, scale, cls in rows:
         print(f"{kind}{index:<5} {scale:<8} {cls:<2} {name}")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from . import points, workbook
+
+    try:
+        rows, report = workbook.build(workbook.read(args.workbook, args.sheet))
+    except (OSError, ValueError) as exc:
+        print(f"dnp3-map: {exc}")
+        return 2
+    tmp = f"{args.out}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(workbook.to_json(rows), f, indent=1)
+        f.write("\n")
+    points.load(tmp)  # what the adapter will load, checked before it replaces anything
+    os.replace(tmp, args.out)
+    for line in report.lines():
+        print(line)
+    print(f"wrote {args.out}: {len(rows)} points")
     return 0
 
 

@@ -44,11 +44,15 @@ OFFERED: dict[str, str] = _carriers()
 
 #: Function -> why the outstation does not offer it (yet).
 NOT_OFFERED: dict[str, str] = {
-    "voltage_ride_through": "a must-trip / momentary-cessation curve (AO23-26) is the "
-                            "envelope of the regions' clearing times and says nothing of "
-                            "each region's mode or ride-through time: no curve is turned "
-                            "into protection settings (first, do no harm); they stay as "
-                            "configured (MMS carries them whole, DHVT1 / DLVT1 RtCrv)",
+    "voltage_ride_through": "a must-trip / momentary-cessation curve (AO23-26) gives "
+                            "thresholds and clearing times, not each region's mode or "
+                            "ride-through time, and the curve types' and time units' "
+                            "enumeration values are not in any redistributable source: "
+                            "a curve read in the wrong unit would change protection "
+                            "otherwise than the master wrote (first, do no harm); the "
+                            "core also bounds trip settings only for sanity, not by "
+                            "1547-2018's allowable ranges. They stay as configured "
+                            "(MMS carries them whole, DHVT1 / DLVT1 RtCrv)",
     "frequency_ride_through": "as voltage ride-through: the must-trip curves (AO28-29) are "
                               "not turned into protection settings (MMS DHFT1 / DLFT1 RtCrv)",
     "anti_islanding": "AN2018-001 has no point for it: supervision stays local",

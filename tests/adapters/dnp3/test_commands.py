@@ -33,3 +33,18 @@ def test_the_device_profile_lists_the_served_points_and_the_refusal_statuses(tmp
     codes = {e.tag.removeprefix(NS) for s in root.iter(f"{NS}controlStatusCodesSupported")
              for e in s.iter() if e.tag.startswith(f"{NS}code")}
     assert {f"code{c}" for c in maps.REFUSALS.values()} <= codes
+
+
+def test_the_device_profile_points_are_the_served_map_kind_by_kind(tmp_path):
+    xml = tmp_path / "profile.xml"
+    args = _args(tmp_path, xml=str(xml))
+    assert commands.cmd_profile(args) == 0
+    points_list = ET.parse(xml).getroot().find(f"{NS}referenceDevice/{NS}dataPointsList")
+    assert points_list is not None
+    tags = {"AI": "analogInput", "AO": "analogOutput", "BI": "binaryInput",
+            "BO": "binaryOutput", "CTR": "counter"}
+    in_xml = {(kind, int(p.findtext(f"{NS}index")), p.findtext(f"{NS}name"))
+              for kind, tag in tags.items() for p in points_list.iter(f"{NS}{tag}")}
+    served = {(kind, index, name) for kind, index, name, _scale, _cls
+              in commands.served_rows(commands._outstation(args))}
+    assert in_xml == served

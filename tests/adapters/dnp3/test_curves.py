@@ -126,3 +126,24 @@ def test_the_curve_an_enabled_function_follows_is_locked(gateway, master):
     statuses = master.operate_in_turn([("AO", 244, number), ("AO", 249, 920)])
     assert statuses == [SUCCESS, REFUSALS[RefusalCause.BLOCKED]]
     assert commands.persisted_dict() == before
+
+
+#: AN2018-001's ride-through curve indices: HV / LV must trip, HV / LV momentary
+#: cessation, HF / LF must trip (maps.NOT_OFFERED and docs/dnp3.md say why not served).
+RIDE_THROUGH_CURVE_INDICES = (23, 24, 25, 26, 28, 29)
+
+
+def test_a_must_trip_curve_is_not_taken_and_protection_is_unchanged(gateway, master):
+    """A stepwise HV must-trip shape (2 s at 110 %, 13 s at 105 %) written through the
+    buffer as a draft (under volt-var's mode type: the must-trip types' values are what
+    the project cannot confirm), then named as each ride-through curve: NOT_SUPPORTED
+    every time, the trip tables untouched."""
+    commands = gateway.commands
+    tables = {k: commands.effective_dict()[k]
+              for k in ("voltage_ride_through", "frequency_ride_through")}
+    writes = curve_writes(8, VOLT_VAR, PCT_VARS, [(2.0, 110.0), (13.0, 105.0)])
+    assert master.operate_in_turn(writes) == [SUCCESS] * len(writes)  # a draft only
+    for index in RIDE_THROUGH_CURVE_INDICES:
+        _refused(gateway, master, [], ("AO", index, 8), NOT_SUPPORTED)
+    assert {k: commands.effective_dict()[k] for k in tables} == tables
+    assert {k: commands.persisted_dict()[k] for k in tables} == tables
