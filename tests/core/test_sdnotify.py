@@ -88,7 +88,15 @@ def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path):
                     pass
             return times
 
+        def first_ping(limit_s):  # the agent is up (its start may be slow on a busy machine)
+            end = time.monotonic() + limit_s
+            while time.monotonic() < end:
+                if pings(0.5):
+                    return
+            raise AssertionError(f"no watchdog ping within {limit_s} s of the start")
+
         try:
+            first_ping(30.0)
             healthy = pings(5.0)
             sim.control.fault("delay:4.0")
             stalled = pings(5.0)
