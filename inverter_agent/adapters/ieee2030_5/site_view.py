@@ -193,7 +193,8 @@ class SiteView:
         return out
 
     def storage_status(self, now: int) -> dict[str, Any]:
-        """DERStatus stateOfChargeStatus (the batteries' SoC weighted by capacity, %) and
+        """DERStatus stateOfChargeStatus (the batteries' SoC weighted by capacity, a PerCent:
+        hundredths of %) and
         storageModeStatus (charging / discharging / holding by the batteries' power, else
         SunSpec ChaSt); empty without storage or where a value is not stated."""
         bats = self.batteries()
@@ -204,7 +205,7 @@ class SiteView:
                  if b.soc_pct.quality.good and b.wh_rtg.quality.good]
         if len(pairs) == len(bats) and sum(wh for _, wh in pairs) > 0:
             soc = sum(s * wh for s, wh in pairs) / sum(wh for _, wh in pairs)
-            out["stateOfChargeStatus"] = {"dateTime": now, "value": int(round(soc))}
+            out["stateOfChargeStatus"] = {"dateTime": now, "value": int(round(soc * 100))}
         ws = [b.w.value for b in bats if b.w.quality.good and b.w.value is not None]
         mode: int | None = None
         if len(ws) == len(bats):

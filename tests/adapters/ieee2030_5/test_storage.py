@@ -95,7 +95,7 @@ def test_storage_fields_equal_the_batterys_in_every_resource():
     modes = int(cap.findtext("s:modesSupported", namespaces=NS), 16)
     assert modes & CTRL_FIXED_W
     status = server.last("der_status_href")
-    assert number(status, "s:stateOfChargeStatus/s:value") == 47
+    assert number(status, "s:stateOfChargeStatus/s:value") == 4700  # PerCent: hundredths
     assert number(status, "s:storageModeStatus/s:value") == STORAGE_CHARGING
     av = server.last("der_availability_href")
     # PV available 6000 W (the fake's WAval) + the battery's 5000 W above its reserve
