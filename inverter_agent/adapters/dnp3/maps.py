@@ -56,6 +56,4 @@ NOT_OFFERED: dict[str, str] = {
     "volt_watt": _CURVES,
     "freq_watt": "the frequency-watt parameters (BO16, AO62-73) are not mapped yet",
     "ramp": "AN2018-001 ramp rates are per mode (e.g. AO175/176), not mapped yet",
-    "set_active_power": "the IEEE 1815.2 storage points are not mapped yet (issue 20: "
-                        "the core's set_active_power is ready for them)",
 }
