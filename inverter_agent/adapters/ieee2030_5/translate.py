@@ -30,8 +30,8 @@ from inverter_agent.functions import FUNCTIONS
 OPMOD_FUNCTION: dict[str, str] = {
     "op_mod_connect": "enter_service", "op_mod_energize": "enter_service",
     "op_mod_max_lim_w": "active_power_limit",
-    # opModFixedPFAbsorbW is recognised so that it gets its own refusal (a PV inverter
-    # does not absorb active power); only the injecting form is applied.
+    # opModFixedPFAbsorbW is recognised so that it gets its own refusal (a PF while
+    # charging is not applied); only the injecting form is applied.
     "op_mod_fixed_pfinject_w": "fixed_pf", "op_mod_fixed_pfabsorb_w": "fixed_pf",
     "op_mod_fixed_var": "constant_var", "op_mod_volt_var": "volt_var",
     "op_mod_volt_watt": "volt_watt", "op_mod_freq_droop": "freq_watt",
@@ -349,8 +349,10 @@ def control_from_base(base: Mapping[str, Any] | None,
             raise ControlRejected(f"opModFixedPFInjectW = {inject!r}: a PowerFactorWithExcitation")
         fields["fixed_pf"] = _pf("opModFixedPFInjectW", inject)
     elif _enabled(absorb):
-        # Storage charging PF; a PV inverter never absorbs active power: refuse it.
-        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power",
+        # A PF while absorbing active power (a battery charging): the core's fixed PF
+        # is one setpoint for both directions, so a charging PF alone is not applied.
+        raise ControlRejected("opModFixedPFAbsorbW: a power factor while absorbing active "
+                              "power (charging) is not applied; send opModFixedPFInjectW",
                               _NOT_SUPPORTED)
     var = base.get("op_mod_fixed_var")
     if _enabled(var):
