@@ -1,5 +1,6 @@
 """Storage over DNP3 (issue 20): the simulated 1547 hybrid with 713 / 802 / 124 (its own
-process) -> the gateway (App: HAL, core, DNP3 adapter) -> dnp3py's master.
+process) -> the gateway (App: HAL, core, DNP3 adapter) -> dnp3py's master, and
+yadnp3's (opendnp3) for the SoC and a discharge.
 
 Shown: the AN2018-001 storage points (capacity, charging rating, SoC, reserve, battery
 power, charging state) equal the device's within 1 %; the charge / discharge mode
@@ -124,3 +125,19 @@ def test_a_pv_only_inverter_refuses_the_mode_and_serves_no_storage(tmp_path):
         points = master.integrity_poll()
         for i in (16, 47, 961):
             assert not points.ai[i][1] & ONLINE_BIT, (i, points.ai[i])
+
+
+def test_yadnp3_reads_the_soc_and_discharges_the_battery(hybrid):
+    """The same over opendnp3's master (yadnp3; x86_64 wheels only, else skipped)."""
+    pytest.importorskip("opendnp3", reason="yadnp3 not installed (x86_64 wheels only)")
+    from .test_yadnp3 import yad_master
+
+    with yad_master(hybrid.port) as master:
+        points = master.integrity_poll()
+        assert near(points.ai[47][0] / 10, battery(hybrid)["soc"], floor=0.1)
+        assert points.ai[47][1] == ONLINE and points.bi[37] == (True, ONLINE)
+        assert master.analog(93, 400) == SUCCESS  # +40.0 % of 5000 W: 2000 W
+        assert master.latch(18, True) == SUCCESS
+        wait_until(lambda: near(battery(hybrid)["w"], 2000.0, floor=10), timeout=FOLLOW_S)
+        assert master.latch(18, False) == SUCCESS
+    wait_until(lambda: hybrid.sim.control.get_point(124, "StorCtl_Mod") == 0, timeout=FOLLOW_S)
