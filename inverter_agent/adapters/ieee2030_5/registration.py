@@ -15,9 +15,9 @@ This module replaces it for the gateway:
   does not hold the others back: the site is registered with the ratings it
   has, and again when the last one arrives (a change like any other);
 - each resource is PUT when its content changes (DERStatus: its states, not
-  its time stamps), DERStatus and DERAvailability also at the post rate, and
-  DERCapability / DERSettings every :data:`REFRESH_S` in case the server lost
-  them;
+  its time stamps nor a battery's state of charge), DERStatus and
+  DERAvailability also at the post rate, and DERCapability / DERSettings
+  every :data:`REFRESH_S` in case the server lost them;
 - a failed PUT (refused, or no answer) is tried again after a short bounded
   back-off (:data:`BACKOFF_FIRST_S` doubling to :data:`BACKOFF_MAX_S`), never
   after the next refresh;
@@ -57,6 +57,9 @@ PARTIAL_AFTER_S = 30.0
 MIN_GAP_S = 1.0
 #: Time stamps that change on every read: not a change of the resource.
 _STAMPS = ("readingTime", "dateTime")
+#: DERStatus values that move with every read while a battery works (the SoC, in
+#: hundredths of %): sent at the post rate, never a change that PUTs at once.
+_MOVING = ("stateOfChargeStatus",)
 
 
 class NotReady(Exception):
@@ -266,7 +269,8 @@ class Registrar:
             from py20305.telemetry.der_status import build_der_status
 
             st = self.site.status()
-            return _strip_stamps(st), lambda: to_xml(build_der_status(
+            key = _strip_stamps({k: v for k, v in st.items() if k not in _MOVING})
+            return key, lambda: to_xml(build_der_status(
                 st, server_2018_compat=compat,
                 always_send_alarm_status=http.always_send_alarm_status,
                 default_time=int(self._server_now())), server_2018_compat=compat)

@@ -236,3 +236,22 @@ def test_the_us_profile_refuses_a_storage_target_252():
     rejected = conn.check_derc(storage_derc(-3000), [])
     assert rejected is not None and "op_mod_storage_target_w" in str(rejected)
     assert "(Response 252)" in conn.refused[MRID]
+
+
+def test_a_moving_soc_is_sent_at_the_post_rate_a_mode_change_at_once():
+    agent = Hybrid()
+    agent.read(rtg=6000.0)
+    agent.battery(soc=50.0, w=-3000.0)
+    server, reg = make([agent])
+    run(reg, server, 1.0)
+    assert server.count("der_status_href") == 1
+    for i in range(20):  # charging: the SoC rises every read, for 10 s
+        agent.battery(soc=50.0 + 0.01 * i, w=-3000.0)
+        run(reg, server, server.now + 0.5)
+    assert server.count("der_status_href") == 1  # the post rate (300 s) not reached
+    agent.battery(soc=50.2, w=2000.0)  # now discharging: a change of state
+    run(reg, server, server.now + 1.0)
+    assert server.count("der_status_href") == 2
+    status = server.last("der_status_href")
+    assert number(status, "s:storageModeStatus/s:value") == STORAGE_DISCHARGING
+    assert number(status, "s:stateOfChargeStatus/s:value") == 5020
