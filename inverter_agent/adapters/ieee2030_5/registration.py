@@ -236,7 +236,7 @@ class Registrar:
         """(what the resource says, for change detection; how to build its XML)."""
         from py20305.xml.serialization import to_xml
 
-        from .profile import in_namespace
+        from .profile import in_namespace, with_vpp_modes
 
         http = self.client.http
         compat, aus = http.server_2018_compat, http.csip_aus_mode
@@ -253,18 +253,20 @@ class Registrar:
             plate = {**self.site.nameplate(), **self.extra_nameplate()}
             if plate.get("WMaxRtg") is None:
                 raise NotReady("WMaxRtg (no inverter reports WRtg)")
-            return plate, lambda: in_namespace(to_xml(build_der_capability(
+            return plate, lambda: in_namespace(with_vpp_modes(to_xml(build_der_capability(
                 plate, der_type=self.der_type, csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
+                server_2018_compat=compat, include_csipaus=aus), plate.get("VppModes"),
+                "vppModesSupported"), self.csipaus_ns)
         if name == "DERSettings":
             from py20305.telemetry.der_settings import build_der_settings
 
             conf = {**self.site.configuration(), **self.extra_settings()}
             if conf.get("WMax") is None:
                 raise NotReady("WMax (no inverter reports WMax or WRtg)")
-            return conf, lambda: in_namespace(to_xml(build_der_settings(
+            return conf, lambda: in_namespace(with_vpp_modes(to_xml(build_der_settings(
                 conf, updated_time=int(self._server_now()), csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
+                server_2018_compat=compat, include_csipaus=aus), conf.get("VppModes"),
+                "vppModesEnabled"), self.csipaus_ns)
         if name == "DERStatus":
             from py20305.telemetry.der_status import build_der_status
 

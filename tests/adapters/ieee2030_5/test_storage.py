@@ -255,3 +255,33 @@ def test_a_moving_soc_is_sent_at_the_post_rate_a_mode_change_at_once():
     status = server.last("der_status_href")
     assert number(status, "s:storageModeStatus/s:value") == STORAGE_DISCHARGING
     assert number(status, "s:stateOfChargeStatus/s:value") == 5020
+
+
+@pytest.mark.parametrize("has_battery", [True, False])
+def test_csip_aus_vpp_modes_say_the_storage_target_is_applied_where_it_is(has_battery):
+    """DERCapability / DERSettings as a CSIP-AUS 1.3 server reads them (Envoy's models):
+    vppModesSupported / vppModesEnabled bit 0 (opModStorageTargetW) where the core
+    commands a battery, absent on a PV-only site."""
+    from envoy_schema.server.schema.sep2.der import DERCapability, DERSettings, VPPControlType
+
+    from inverter_agent.adapters.ieee2030_5 import profile
+
+    agent = Hybrid()
+    agent.read(rtg=6000.0)
+    if has_battery:
+        agent.battery()
+    server, reg = make([agent])
+    server.csip_aus_mode, server.schema = True, None  # read back with Envoy's models
+    aus = Registrar(reg.client, LFDI, reg.site, der_type=4, post_rate=300.0,
+                    extra_nameplate=lambda: profile.aus_modes(reg.site),
+                    extra_settings=lambda: profile.aus_modes(reg.site),
+                    csipaus_ns=profile.NS_V1_3, clock=lambda: server.now)
+    run(aus, server, 0.0)
+    bodies = {p.rsplit("/", 1)[-1]: b for _t, p, b in server.puts}
+    cap, settings = DERCapability.from_xml(bodies["dercap"]), DERSettings.from_xml(bodies["derg"])
+    if has_battery:
+        assert int(cap.vppModesSupported, 16) == VPPControlType.OP_MOD_STORAGE_TARGET_W
+        assert int(settings.vppModesEnabled, 16) == VPPControlType.OP_MOD_STORAGE_TARGET_W
+    else:
+        assert cap.vppModesSupported is None and settings.vppModesEnabled is None
+    assert int(cap.doeModesSupported, 16) == profile.DOE_APPLIED
