@@ -23,15 +23,17 @@ from simulator import SimProcess
 from simulator.profile import PROFILE_DIR
 
 from .conftest import config_toml
-from .test_gridappsd_e2e import Gateway, wait_for
+from .test_gridappsd_e2e import POLL, Gateway, wait_for
 from .test_registration_e2e import MUST, NS, server_get, watts
 
 pytestmark = pytest.mark.timeout(300)
 FOLLOW_S = 10.0
 #: (start offset s, duration s, opModFixedW hundredths)
-CHARGE = (15, 12, -5000)  # 50 % of setMaxChargeRateW 6000 W: -3000 W
-DISCHARGE = (40, 40, 5000)  # 50 % of setMaxDischargeRateW 6000 W: +3000 W
-BEYOND = (5, 8, 12000)  # 120 %: beyond the rate, refused
+#: Each at least one poll (POLL) after it is posted, and none overlapping another (one
+#: program: an overlapping newer event would supersede an older one).
+CHARGE = (25, 12, -5000)  # 50 % of setMaxChargeRateW 6000 W: -3000 W
+DISCHARGE = (50, 40, 5000)  # 50 % of setMaxDischargeRateW 6000 W: +3000 W
+BEYOND = (2, 10, 12000)  # 120 %: beyond the rate, refused
 
 
 def near(a: float, b: float, rel: float = 0.01, floor: float = 0.0) -> bool:
@@ -104,13 +106,15 @@ def timeline(gridappsd, gateway):
 
 def test_a_setpoint_beyond_the_rate_is_refused_and_never_reaches_124(gateway, sim, timeline):
     mrid, start, dur = timeline["beyond"]
+    # seen at the next poll of the program (at most POLL s after it was posted)
     u = wait_for(lambda: mrid in gateway.utility().get("refused", {}) and gateway.utility(),
-                 start + 5 - time.time(), "refused")
+                 timeline["t0"] + POLL + 5 - time.time(), "refused")
     assert "opModFixedW" in u["refused"][mrid] and "(Response 253)" in u["refused"][mrid]
-    deadline = start + dur
-    while time.time() < deadline:  # in its window: nothing written to 124
+    assert not any(e["mrid"] == mrid for e in u["events"])  # never in the core's schedule
+    while time.time() < start + dur:  # in its window: nothing written to 124
         assert sim.control.get_point(124, "StorCtl_Mod") == 0
         time.sleep(0.5)
+    assert sim.control.get_point(124, "StorCtl_Mod") == 0
 
 
 def test_a_charge_event_charges_in_its_window_and_is_released_after(gateway, sim, timeline):
