@@ -74,6 +74,43 @@ def _get(d: Mapping[str, Any] | None, dotted: str) -> Any:
     return node
 
 
+def storage_value(inv: InverterView, name: str) -> float | None:
+    """A number of the inverter's battery (StorageView attribute ``name``: a Reading, a
+    float or a code), or None: no storage model, or not stated / not good."""
+    sto = inv.storage
+    if sto is None:
+        return None
+    v = getattr(sto, name)
+    if hasattr(v, "quality"):
+        v = v.value if v.quality.good else None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _charging(inv: InverterView) -> bool | None:
+    w = storage_value(inv, "w")
+    if w is None:  # 124 only states no battery power: its charge state (4 charging)
+        st = storage_value(inv, "cha_st")
+        return None if st is None else st == 4
+    return w < -1.0 and bool(inv.good("Conn"))
+
+
+def _at_max(inv: InverterView) -> bool | None:
+    soc, top = storage_value(inv, "soc_pct"), storage_value(inv, "soc_max_pct")
+    return None if soc is None or top is None else soc >= top
+
+
+def _at_reserve(inv: InverterView) -> bool | None:
+    dis = storage_value(inv, "avail_dis_w")
+    return None if dis is None else dis == 0.0
+
+
+#: Storage states (BI4, BI7, BI20) from the core's StorageView; None: not known.
+STORAGE_STATES: dict[str, Callable[[InverterView], bool | None]] = {
+    "charging": _charging, "soc_at_max": _at_max, "soc_at_reserve": _at_reserve}
+
+
 class Dnp3Adapter:
     """One outstation serving the first inverter of the core."""
 
@@ -195,6 +232,11 @@ class Dnp3Adapter:
                 pts[point.address] = point
                 binding.read(kind, row.index,
                              lambda: self.curves.referenced_by(self.curves.selected) is not None)
+            elif source == "storage":
+                pts[point.address] = point
+                binding.read(kind, row.index, self._storage(arg), deadband=(
+                    None if row.deadband is None
+                    else row.deadband / (row.scale or 1.0)))
             elif source in ("mirror", "supports"):
                 pts[point.address] = point  # the engine derives them from the outputs
             else:
@@ -254,6 +296,11 @@ class Dnp3Adapter:
                 w, conn = inv.good("W"), inv.good("Conn")
                 state = bool(conn) and w is not None and w > 0
                 return Reading(state, Quality.GOOD if up else Quality.COMM_LOST)
+            if name in STORAGE_STATES:
+                state = STORAGE_STATES[name](inv)
+                if state is None:  # no battery, or the value not stated
+                    return Reading(False, Quality.OFFLINE if up else Quality.COMM_LOST)
+                return Reading(state, Quality.GOOD if up else Quality.COMM_LOST)
             fs = inv.functions
             if fs is None:  # the functions do not run: nothing to say
                 return Reading(False, Quality.OFFLINE)
@@ -267,6 +314,41 @@ class Dnp3Adapter:
                 return Reading(fs.health == HEALTH_WARNING, quality)
             raise ValueError(f"unknown state {name!r}")
         return read
+
+    def _storage(self, attr: str) -> Callable[[], Any]:
+        """A value of the inverter's battery (the core's StorageView; ``-attr`` negated)."""
+        from py1815.profile import Quality, Reading
+
+        sign, name = (-1.0, attr[1:]) if attr.startswith("-") else (1.0, attr)
+
+        def read() -> Any:
+            inv, fresh = self._inverter_view()
+            if inv is None:
+                return Reading(0, Quality.NEVER_READ)
+            value = storage_value(inv, name)
+            if value is None:
+                return Reading(0, Quality.OFFLINE)
+            value = sign * value + 0.0  # no -0.0
+            if not (inv.link_up and fresh):
+                return Reading(value, Quality.COMM_LOST)
+            return Reading(value)
+        return read
+
+    def _storage_refusal(self, path: str, value: Any) -> str | None:
+        """Why a charge / discharge command is refused (no battery the core commands), or
+        None. Switching the mode off is always taken."""
+        if not path.startswith("set_active_power.") or (
+                path == "set_active_power.enabled" and not value):
+            return None
+        inv, _ = self._inverter_view()
+        sto = inv.storage if inv is not None else None
+        if sto is None:
+            return "this DER has no storage (no SunSpec 124 / 713 / 802)"
+        if sto.problem:
+            return sto.problem
+        if not sto.controllable:
+            return "the battery takes no power command (no SunSpec 124)"
+        return None
 
     def _setting(self, path: str) -> Callable[[], Any]:
         from py1815.profile import Quality, Reading
@@ -418,6 +500,14 @@ class Dnp3Adapter:
             v = self._value(row, value)
             if not self._may_command:
                 return self._not_authorized(row, what, v)
+            why = self._storage_refusal(what, v)
+            if why is not None:
+                from inverter_agent.core.commands import RefusalCause
+
+                self._note_refusal(f"{row.kind}{row.index}={v}: {why}")
+                self.commands.refused("setting.write", self._who(), what, v,
+                                      f"{why} ({RefusalCause.NOT_SUPPORTED})")
+                return CommandStatus(REFUSALS[RefusalCause.NOT_SUPPORTED])
             try:
                 work(v)
             except CommandRefused as exc:

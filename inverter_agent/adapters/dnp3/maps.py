@@ -58,6 +58,4 @@ NOT_OFFERED: dict[str, str] = {
     "anti_islanding": "AN2018-001 has no point for it: supervision stays local",
     "enter_service": "the enter-service window (AO6-12) is not mapped yet",
     "ramp": "AN2018-001 ramp rates are per mode (e.g. AO175/176), not mapped yet",
-    "set_active_power": "the IEEE 1815.2 storage points are not mapped yet (issue 20: "
-                        "the core's set_active_power is ready for them)",
 }

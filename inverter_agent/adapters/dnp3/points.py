@@ -45,6 +45,15 @@ var / VA x1). ``source`` says where the value comes from:
 - ``curve_ref:<function>``: the number of the curve a function follows; writing it
   applies that curve through the command API;
 - ``timeout:<function>``: the function's reversion timeout, seconds (:mod:`.reversion`).
+- ``storage:<attr>``: the battery of a hybrid, the core's StorageView attribute
+  (``-attr``: negated, for AN2018-001's charging points, negative while charging);
+  OFFLINE where the inverter has no storage model or does not state the value.
+
+Storage (issue 20): the charge / discharge mode (BO18 enable, AO93 active power
+target in % of the maximum active power, + discharge / - charge, AO100 minimum
+reserve) drives the core's set active power; its monitoring points are those of
+the system (AI5 / AI16 / AI33 / AI44 / AI47, BI4 / BI7 / BI20) and of battery bank #1
+(AI958, AI960, AI961, AI966).
 """
 
 from __future__ import annotations
@@ -219,6 +228,38 @@ ROWS: tuple[Row, ...] = (
              lo=1, hi=curves.CURVES),
     *_curve_window(),
     _r("BI", 107, "Selected Curve is Referenced by a Mode", "curve_state:referenced", cls=1),
+    # -- storage (a hybrid's battery; OFFLINE without one)
+    _r("AI", 5, "Nameplate Active Charging Power Rating at Unity Power Factor",
+       "storage:-w_cha_max", scale=1, lo=I32_MIN, hi=0, cls=3, units="W"),
+    _r("AI", 16, "Nameplate Storage Actual Energy Capacity", "storage:wh_rtg", scale=1,
+       lo=0, hi=I32_MAX, cls=3, units="Wh"),
+    _r("AI", 33, "Maximum Active Charging Power", "storage:-w_cha_max", scale=1,
+       lo=I32_MIN, hi=0, cls=2, units="W"),
+    _r("AI", 44, "System Available Active Charging Power", "storage:-avail_cha_w", scale=1,
+       lo=I32_MIN, hi=0, cls=2, deadband=20, units="W"),
+    _r("AI", 47, "System Available Actual State of Charge", "storage:soc_pct", scale=0.1,
+       lo=0, hi=1000, cls=2, deadband=0.1, units="%"),
+    _r("AI", 958, "Battery Bank #1 Minimum Reserve for Storage", "storage:reserve_pct",
+       scale=0.1, lo=0, hi=1000, cls=2, units="%"),
+    _r("AI", 960, "Battery Bank #1 Battery State", "storage:state", scale=1, lo=0, hi=99,
+       cls=2),
+    _r("AI", 961, "Battery Bank #1 Actual State of Charge", "storage:soc_pct", scale=0.1,
+       lo=0, hi=1000, cls=3, deadband=0.1, units="%"),
+    _r("AI", 966, "Battery Bank #1 Power", "storage:w", scale=1, lo=I32_MIN, hi=I32_MAX,
+       cls=1, deadband=20, units="W"),
+    _r("BI", 4, "Storage State of Charge at Maximum", "state:soc_at_max", cls=1),
+    _r("BI", 7, "Storage State of Charge is Depleted", "state:soc_at_reserve", cls=1),
+    _r("BI", 20, "DER is Connected and Charging", "state:charging", cls=2),
+    # -- charge / discharge mode: the core's set active power (+ discharge, - charge)
+    *_enable("set_active_power", 18, "Enable Charge/Discharge Mode",
+             70, "Operating Mode - Charge/Discharge Enabled",
+             37, "Supports Charge/Discharge Mode"),
+    *_paired("AO", 93, "AI", 154, "Charge/Discharge Active Power Target",
+             "setting:set_active_power.w_pct", "set_active_power", scale=0.1, lo=-1000,
+             hi=1000, units="%"),
+    *_paired("AO", 100, "AI", 161, "Charge/Discharge Minimum Reserve for Storage",
+             "setting:set_active_power.reserve_pct", "set_active_power", scale=0.1, lo=0,
+             hi=1000, units="%"),
 )
 
 _FIELDS = tuple(Row.__dataclass_fields__)

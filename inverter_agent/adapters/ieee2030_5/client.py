@@ -278,8 +278,8 @@ class Ieee2030Client:
                 return
             await self._register(client)
             ns = await self._choose_profile(client)
-            doe = (lambda: {"DoeModesSupported": profile.DOE_APPLIED,
-                            "DoeModesEnabled": profile.DOE_APPLIED}) if ns else dict
+            site = self.connector.site
+            doe = (lambda: profile.aus_modes(site)) if ns else dict
             self.registrar = Registrar(client, self.lfdi, self.connector.site,
                                        der_type=self.connector.der_type,
                                        post_rate=self.settings.post_rate,

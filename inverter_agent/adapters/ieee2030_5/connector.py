@@ -21,6 +21,7 @@ translated into the core's freq_watt droop settings (translate.freq_droop).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -32,7 +33,7 @@ from inverter_agent.core.commands import RefusalCause
 from . import lazy_imports
 from .responses import refusal, response_code
 from .site_view import SiteView
-from .translate import ControlRejected, Doe, control_from_base
+from .translate import STORAGE_TARGET, ControlRejected, Doe, Storage, control_from_base
 
 lazy_imports.install()  # before the first import of py20305: its schema classes load on use
 
@@ -123,9 +124,9 @@ class GatewayConnector(BaseConnector):
         ``curves``, py20305's DERCurve models), checked against IEEE 2030.5's ranges and
         the settings' own (a curve: the validator of a persisted curve); raises
         ControlRejected."""
-        doe = Doe(self.site.configuration().get("WMax"), site_meter=self.site_meter) \
-            if self.csip_aus else None
-        control = control_from_base(base, curve_forms(curves), doe)
+        conf = self.site.configuration()
+        doe = Doe(conf.get("WMax"), site_meter=self.site_meter) if self.csip_aus else None
+        control = control_from_base(base, curve_forms(curves), doe, self.storage())
         why = self._validate(control)
         if why is not None:
             # The core's check says why, and with the core's refusal causes, of what
@@ -142,17 +143,40 @@ class GatewayConnector(BaseConnector):
                 self._record("utility_doe", note)
         return control
 
+    def storage(self) -> Storage:
+        """The site's battery as a translation needs it (what opModFixedW commands)."""
+        ok, why = self.site.storage_understood()
+        r = self.site.storage_ratings()
+        return Storage(None if ok else why, self.site.configuration().get("WMax"),
+                       r["cha_w"], r["dis_w"])
+
     def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> ControlRejected | None:
         """Why a DERControl (py20305's model; ``curves`` the DERCurves the engine passes
-        with it) is refused (its ``cause`` chooses the Response), or None; at activation."""
+        with it) is refused (its ``cause`` chooses the Response), or None; at activation.
+
+        A CSIP-AUS opModStorageTargetW, which py20305's JSON form (the schedule's
+        relay) does not carry, is read from the model here, and the event in the core's
+        schedule is given it: it applies from its activation."""
         from py20305.json_form import serialize_der_control
 
         form = serialize_der_control(derc)
+        mrid = str(form.get("mrid") or "?")
+        base = dict(form.get("control_base") or {})
+        target = storage_target(getattr(derc, "dercontrol_base", None))
+        if target is not None:
+            base[STORAGE_TARGET] = target
         try:
-            self.translate(form.get("control_base"), curves)
+            control = self.translate(base, curves)
         except ControlRejected as exc:
-            self._refuse(str(form.get("mrid") or "?"), str(exc), exc.cause)
+            self._refuse(mrid, str(exc), exc.cause)
+            self.schedule.remove_event(mrid.lower())
             return exc
+        if target is not None:
+            known = {e.ident: e for e in self.schedule.events()}.get(mrid.lower())
+            if known is not None and known.control != control:
+                self.schedule.put_event(dataclasses.replace(known, control=control))
+                self._record("utility_event", f"2030.5 event {mrid[:8]}: "
+                             f"{control.describe()} (opModStorageTargetW)")
         return None
 
     def _default(self, n: ScheduleNotification) -> None:
@@ -233,7 +257,10 @@ class GatewayConnector(BaseConnector):
         await self._unsupported("opModFreqWatt")
 
     async def update_fixed_w(self, params: dict[str, Any]) -> None:
-        await self._unsupported("opModFixedW")
+        return None  # checked with the control in check_derc (storage); the core applies it
+
+    async def update_target_w(self, params: dict[str, Any]) -> None:
+        await self._unsupported("opModTargetW")
 
     # -- device state out --------------------------------------------------------------------
     async def fetch_monitoring(self) -> dict[str, Any]:
@@ -250,6 +277,19 @@ class GatewayConnector(BaseConnector):
 
     async def fetch_availability(self) -> dict[str, Any]:
         return self.site.availability()
+
+
+def storage_target(base: Any) -> dict[str, int] | None:
+    """CSIP-AUS opModStorageTargetW of a DERControlBase model ({value, multiplier}), or
+    None: it rides in the csipaus extension slot, which py20305's JSON form drops."""
+    from py20305.models.csipaus.elements import doe_element_name, doe_value_multiplier
+
+    for elem in getattr(base, "other_element", None) or ():
+        if doe_element_name(elem) == "opModStorageTargetW":
+            pair = doe_value_multiplier(elem)
+            if pair is not None:
+                return {"value": pair[0], "multiplier": pair[1]}
+    return None
 
 
 def curve_forms(curves: Iterable[Any]) -> dict[str, Mapping[str, Any]]:

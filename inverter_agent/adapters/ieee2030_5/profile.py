@@ -29,6 +29,7 @@ controls has nothing to hold them with) and are refused with Response 252.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: py20305's csipaus namespace (CSIP-AUS up to 1.2), and CSIP-AUS 1.3's.
 NS_PY20305 = "https://csipaus.org/ns"
@@ -36,6 +37,9 @@ NS_V1_3 = "https://csipaus.org/ns/v1.3"
 #: DOEControlType bits.
 DOE_EXPORT, DOE_IMPORT, DOE_GENERATION, DOE_LOAD = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 DOE_APPLIED = DOE_EXPORT | DOE_GENERATION
+#: VPPControlType bits (CSIP-AUS 1.3): 0 opModStorageTargetW, applied where the core
+#: commands a battery (translate.Storage), advertised in vppModesSupported / Enabled.
+VPP_STORAGE_TARGET = 1 << 0
 
 _NS_DECL = re.compile(rb'xmlns(?::\w+)?="(https?://csipaus\.org/ns[^"]*)"')
 
@@ -61,3 +65,26 @@ def in_namespace(body: bytes, ns: str | None) -> bytes:
     if not ns or ns == NS_PY20305:
         return body
     return body.replace(f'"{NS_PY20305}"'.encode(), f'"{ns}"'.encode())
+
+
+def aus_modes(site: Any) -> dict[str, int]:
+    """The CSIP-AUS modes registration states (DERCapability and DERSettings): the DOE
+    limits applied, and opModStorageTargetW where the core commands a battery (``site``:
+    the adapter's SiteView)."""
+    return {"DoeModesSupported": DOE_APPLIED, "DoeModesEnabled": DOE_APPLIED,
+            "VppModes": VPP_STORAGE_TARGET if site.storage_understood()[0] else 0}
+
+
+def with_vpp_modes(body: bytes, bits: int | None, element: str) -> bytes:
+    """``body`` (a DERCapability or DERSettings py20305 wrote with its doeModes element)
+    with ``csipaus:<element>`` (vppModesSupported / vppModesEnabled: VPPControlType, one
+    hex octet) after the doeModes one, where ``bits`` is set; py20305 writes no VPP modes.
+    """
+    if not bits:
+        return body
+    doe = b"doeModesSupported" if element == "vppModesSupported" else b"doeModesEnabled"
+    close = b"</csipaus:" + doe + b">"
+    if close not in body:
+        return body
+    vpp = f"<csipaus:{element}>{bits & 0xFF:02X}</csipaus:{element}>".encode()
+    return body.replace(close, close + vpp, 1)

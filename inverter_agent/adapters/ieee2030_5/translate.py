@@ -30,11 +30,14 @@ from inverter_agent.functions import FUNCTIONS
 OPMOD_FUNCTION: dict[str, str] = {
     "op_mod_connect": "enter_service", "op_mod_energize": "enter_service",
     "op_mod_max_lim_w": "active_power_limit",
-    # opModFixedPFAbsorbW is recognised so that it gets its own refusal (a PV inverter
-    # does not absorb active power); only the injecting form is applied.
+    # opModFixedPFAbsorbW is recognised so that it gets its own refusal (a PF while
+    # charging is not applied); only the injecting form is applied.
     "op_mod_fixed_pfinject_w": "fixed_pf", "op_mod_fixed_pfabsorb_w": "fixed_pf",
     "op_mod_fixed_var": "constant_var", "op_mod_volt_var": "volt_var",
     "op_mod_volt_watt": "volt_watt", "op_mod_freq_droop": "freq_watt",
+    # Storage (issue 20): a charge / discharge setpoint, where the DER has a battery the
+    # core commands (Storage below); refused 252 with the reason where it has not.
+    "op_mod_fixed_w": "set_active_power",
 }
 SUPPORTED = tuple(OPMOD_FUNCTION)
 #: Why opModFreqWatt (a frequency-watt DERCurve) stays refused: its y is an absolute
@@ -61,10 +64,17 @@ NOT_OFFERED: dict[str, str] = {
                       "site's settings govern it",
     "ramp": "neither a DERControl's rampTms nor DERSettings setGradW is applied: the "
             "persisted ramp rates govern",
-    "set_active_power": "opModFixedW / opModTargetW and the storage fields are not "
-                        "translated yet (issue 20: the core's set_active_power is ready "
-                        "for them); they stay refused",
 }
+#: Why opModTargetW stays refused: it is a target of the DER's whole output at its
+#: terminals (PV + battery), while the core's set active power commands the battery's
+#: power; holding a total would mean chasing the sun with the battery, which the core
+#: does not do. opModFixedW (and CSIP-AUS opModStorageTargetW) are the battery's.
+TARGET_W_REFUSED = (
+    "op_mod_target_w: a target of the DER's total output is not applied (the core sets "
+    "the battery's power); send opModFixedW")
+#: CSIP-AUS: the battery's target power (W, + discharge), the JSON key the connector
+#: gives it (py20305's JSON form does not carry it: connector.storage_target).
+STORAGE_TARGET = "op_mod_storage_target_w"
 #: DERUnitRefType (IEEE 2030.5-2018): 1 %setMaxW, 2 %setMaxVar, 8 %setMaxVA.
 REF_SET_MAX_W = 1
 REF_SET_MAX_VAR = 2
@@ -81,6 +91,33 @@ VOLT_VAR_Q_BASE = {REF_SET_MAX_VAR: "rated_var", REF_SET_MAX_VA: "rated_va"}
 #: CSIP-AUS dynamic-operating-envelope limits this gateway applies (profile.DOE_APPLIED):
 #: the generation limit, and the export limit as a generation limit (no site meter).
 DOE_SUPPORTED = ("op_mod_gen_lim_w", "op_mod_exp_lim_w")
+
+
+@dataclass
+class Storage:
+    """The site's battery for a translation: ``why_not`` None when the core commands it;
+    ``set_max_w`` the base of the core's % (setMaxW), ``cha_w`` / ``dis_w`` the
+    site's setMaxChargeRateW / setMaxDischargeRateW (W; None not stated)."""
+
+    why_not: str | None
+    set_max_w: float | None = None
+    cha_w: float | None = None
+    dis_w: float | None = None
+
+    def pct(self, name: str, w: float) -> float:
+        """Battery W (+ discharge) as the core's % of setMaxW; raises ControlRejected
+        where there is no battery to command, or beyond the DER's rating (253; within
+        it, the core limits a setpoint to the battery's rates and reserve)."""
+        if self.why_not is not None:
+            raise ControlRejected(f"{name}: {self.why_not}", _NOT_SUPPORTED)
+        if not self.set_max_w or self.set_max_w <= 0:
+            raise ControlRejected(f"{name}: the site's setMaxW is not known yet",
+                                  RefusalCause.BLOCKED)
+        pct = w / self.set_max_w * 100.0
+        if abs(pct) > 100.0 + 1e-9:
+            raise ControlRejected(f"{name} = {w:g} W: beyond the DER's rating "
+                                  f"(setMaxW {self.set_max_w:g} W)")
+        return round(pct, 6)
 
 
 @dataclass
@@ -219,6 +256,27 @@ def _watts(name: str, v: Any) -> float:
     return w
 
 
+def _fixed_w(v: Any, storage: Storage) -> float:
+    """opModFixedW (SignedPerCent, hundredths) as battery W: negative in % of
+    setMaxChargeRateW, positive in % of setMaxDischargeRateW (setMaxW where that is not
+    stated), IEEE 2030.5-2018's bases."""
+    raw = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
+    pct = _int("opModFixedW", raw, -10000, 10000) / 100.0
+    base = storage.cha_w if pct < 0 else (storage.dis_w or storage.set_max_w)
+    if storage.why_not is None and not base:
+        raise ControlRejected("opModFixedW: the battery's charge / discharge rate is not "
+                              "known yet", RefusalCause.BLOCKED)
+    return pct / 100.0 * (base or 0.0)
+
+
+def _storage_target(v: Any) -> float:
+    """CSIP-AUS opModStorageTargetW (ActivePower, W; + discharge, - charge)."""
+    value = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
+    mult = _unwrap(v.get("multiplier", 0)) if isinstance(v, Mapping) else 0
+    return _int("opModStorageTargetW.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
+        "opModStorageTargetW.multiplier", mult, -9, 9)
+
+
 def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
     """The CSIP-AUS generation / export limits as the core's % of setMaxW (the lower),
     rounded down (never above the limit); None if neither is set."""
@@ -242,7 +300,8 @@ def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
 
 def control_from_base(base: Mapping[str, Any] | None,
                       curves: Mapping[str, Mapping[str, Any]] | None = None,
-                      doe: Doe | None = None) -> UtilityControl:
+                      doe: Doe | None = None,
+                      storage: Storage | None = None) -> UtilityControl:
     """The core's control for a DERControlBase; raises ControlRejected.
 
     ``opModMaxLimW`` is a PerCent of setMaxW in hundredths (0..10000);
@@ -257,12 +316,18 @@ def control_from_base(base: Mapping[str, Any] | None,
 
     With ``doe`` (the CSIP-AUS profile), ``opModGenLimW`` and ``opModExpLimW``
     (ActivePower, W) become the core's limit in % of ``doe.set_max_w``, the lower of
-    them and of ``opModMaxLimW``; the import and load limits stay refused.
+    them and of ``opModMaxLimW``; the import and load limits stay refused, and
+    ``op_mod_storage_target_w`` (CSIP-AUS opModStorageTargetW, W) is the battery's
+    setpoint, as opModFixedW is.
+
+    ``opModFixedW`` (and the storage target) become the core's set active power
+    (``storage_w_pct``, % of setMaxW, + discharge) through ``storage``, the site's
+    battery; without one (None, or ``storage.why_not``) they are refused 252 with why.
     """
     if base is None:
         return UtilityControl()
     curves = curves or {}
-    supported = SUPPORTED + (DOE_SUPPORTED if doe is not None else ())
+    supported = SUPPORTED + ((*DOE_SUPPORTED, STORAGE_TARGET) if doe is not None else ())
     unsupported = sorted(k for k, v in base.items()
                          if k.startswith("op_mod_") and k not in supported and _enabled(v))
     if "op_mod_imp_lim_w" in unsupported:
@@ -273,6 +338,8 @@ def control_from_base(base: Mapping[str, Any] | None,
             "power; holding import needs storage or a controllable load)", _NOT_SUPPORTED)
     if "op_mod_freq_watt" in unsupported:
         raise ControlRejected(FREQ_WATT_CURVE_REFUSED, _NOT_SUPPORTED)
+    if "op_mod_target_w" in unsupported:
+        raise ControlRejected(TARGET_W_REFUSED, _NOT_SUPPORTED)
     if unsupported:
         raise ControlRejected(f"not supported by this gateway: {', '.join(unsupported)}",
                               _NOT_SUPPORTED)
@@ -297,8 +364,10 @@ def control_from_base(base: Mapping[str, Any] | None,
             raise ControlRejected(f"opModFixedPFInjectW = {inject!r}: a PowerFactorWithExcitation")
         fields["fixed_pf"] = _pf("opModFixedPFInjectW", inject)
     elif _enabled(absorb):
-        # Storage charging PF; a PV inverter never absorbs active power: refuse it.
-        raise ControlRejected("opModFixedPFAbsorbW: this DER does not absorb active power",
+        # A PF while absorbing active power (a battery charging): the core's fixed PF
+        # is one setpoint for both directions, so a charging PF alone is not applied.
+        raise ControlRejected("opModFixedPFAbsorbW: a power factor while absorbing active "
+                              "power (charging) is not applied; send opModFixedPFInjectW",
                               _NOT_SUPPORTED)
     var = base.get("op_mod_fixed_var")
     if _enabled(var):
@@ -331,6 +400,16 @@ def control_from_base(base: Mapping[str, Any] | None,
     fd = base.get("op_mod_freq_droop")
     if _enabled(fd):
         fields["freq_droop"] = freq_droop(fd)
+    sto = storage if storage is not None else Storage("no storage context (not a hybrid)")
+    for key, name in (("op_mod_fixed_w", "opModFixedW"),
+                      (STORAGE_TARGET, "opModStorageTargetW")):
+        if _enabled(base.get(key)):
+            w = (_fixed_w(base[key], sto) if key == "op_mod_fixed_w"
+                 else _storage_target(base[key]))
+            if "storage_w_pct" in fields:
+                raise ControlRejected("opModFixedW and opModStorageTargetW together: one "
+                                      "battery setpoint at a time", RefusalCause.CONFLICT)
+            fields["storage_w_pct"] = sto.pct(name, w)
     reactive = [k for k in ("fixed_pf", "fixed_var_pct", "volt_var_curve") if k in fields]
     if len(reactive) > 1:
         names = {"fixed_pf": "opModFixedPFInjectW", "fixed_var_pct": "opModFixedVar",

@@ -275,9 +275,10 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def running_gateway(tmp: Any, **dnp3: Any) -> Iterator[Gateway]:
-    """The simulator, and the gateway polling it with [dnp3] enabled (``dnp3`` keys)."""
-    with SimProcess("--seed", "3", "--tau", "0.2") as sim:
+def running_gateway(tmp: Any, sim_args: tuple[str, ...] = (), **dnp3: Any) -> Iterator[Gateway]:
+    """The simulator (``sim_args`` added to its command line), and the gateway polling it
+    with [dnp3] enabled (``dnp3`` keys)."""
+    with SimProcess("--seed", "3", "--tau", "0.2", *sim_args) as sim:
         port = free_port()
         cfg = config.load(None, {"inverter.modbus_tcp": f"127.0.0.1:{sim.tcp_port}",
                                  "agent.poll_period": 0.25, "agent.state_dir": str(tmp),

@@ -64,7 +64,8 @@ def test_controls_translate_into_core_units(base, expected):
     ({"op_mod_fixed_var": {"ref_type": 1, "value": {"value": 10}}}, "refType = 1"),
     ({"op_mod_fixed_var": {"ref_type": 2, "value": {"value": 30000}}}, "opModFixedVar.value"),
     ({"op_mod_fixed_pfabsorb_w": {"displacement": 9, "multiplier": -1}}, "absorb"),
-    ({"op_mod_fixed_w": {"value": 5000}}, "op_mod_fixed_w"),
+    ({"op_mod_fixed_w": {"value": 5000}}, "opModFixedW: no storage"),  # PV only
+    ({"op_mod_target_w": {"value": 5000}}, "op_mod_target_w"),
     ({"op_mod_hvrtmust_trip": {"href": "/dc_1"}}, "op_mod_hvrtmust_trip"),  # protection: ours
     ({"op_mod_fixed_pfinject_w": {"displacement": 95, "multiplier": -2},
       "op_mod_fixed_var": {"ref_type": 2, "value": {"value": 10}}}, "one reactive mode"),

@@ -117,12 +117,15 @@ def test_default_control_droop_applies_and_a_bad_update_keeps_the_last(svc):  # 
 
 
 def test_der_capability_advertises_exactly_the_modes_the_adapter_applies():
-    from inverter_agent.adapters.ieee2030_5.site_view import CTRL_MODES
+    from inverter_agent.adapters.ieee2030_5.site_view import CTRL_FIXED_W, CTRL_MODES
     from inverter_agent.adapters.ieee2030_5.translate import SUPPORTED
 
     # DERControlType bit positions (IEEE 2030.5-2018)
     bits = {"op_mod_connect": 2, "op_mod_energize": 3, "op_mod_fixed_pfabsorb_w": 4,
             "op_mod_fixed_pfinject_w": 5, "op_mod_fixed_var": 6, "op_mod_freq_droop": 8,
-            "op_mod_max_lim_w": 20, "op_mod_volt_var": 23, "op_mod_volt_watt": 24}
-    assert CTRL_MODES == sum(1 << bits[m] for m in SUPPORTED)
+            "op_mod_max_lim_w": 20, "op_mod_volt_var": 23, "op_mod_volt_watt": 24,
+            "op_mod_fixed_w": 7}
+    # opModFixedW only where the site has a battery the core commands (test_storage.py)
+    assert CTRL_MODES | CTRL_FIXED_W == sum(1 << bits[m] for m in SUPPORTED)
+    assert not CTRL_MODES & CTRL_FIXED_W
     assert not CTRL_MODES & (1 << 9)  # opModFreqWatt: refused

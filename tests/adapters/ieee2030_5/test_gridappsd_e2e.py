@@ -315,7 +315,7 @@ def test_absurd_and_past_events_are_refused_and_never_reach_the_inverter(gateway
     u = wait_for(lambda: {absurd, unsupported, low_pf} <= set(gateway.utility()["refused"])
                  and gateway.utility(), POLL + 5, "absurd / unsupported events refused")
     assert "opModMaxLimW = 20000" in u["refused"][absurd]
-    assert "op_mod_fixed_w" in u["refused"][unsupported]
+    assert "opModFixedW: this DER has no storage" in u["refused"][unsupported]
     assert "outside this DER's settings" in u["refused"][low_pf]
     assert not any(e["mrid"] in (absurd, unsupported, past, low_pf) for e in u["events"])
     events = [json.loads(line) for line in
