@@ -185,16 +185,19 @@ def _check_fixed_pf(s: Settings) -> None:
     _range("fixed_pf.pf", pf.pf, pf_min, 1.0)
 
 
+def _check_frequency_ride_through(s: Settings) -> None:
+    _check_ride_through("frequency_ride_through", s.frequency_ride_through,
+                        s.nameplate.f_nom_hz, 10.0)
+    # Both trip tables within the 1547-2018 ranges of the declared category.
+    _check_trip_ranges(s.nameplate.abnormal_category, s.nameplate.f_nom_hz,
+                       s.voltage_ride_through, s.frequency_ride_through)
+
+
 #: Checks beyond the declared ranges, by section: those relating several settings.
 _CROSS_CHECKS: dict[str, Callable[[Settings], None]] = {
     "voltage_ride_through": lambda s: _check_ride_through(
         "voltage_ride_through", s.voltage_ride_through, 1.0, 1.0),
-    "frequency_ride_through": lambda s: (
-        _check_ride_through("frequency_ride_through", s.frequency_ride_through,
-                            s.nameplate.f_nom_hz, 10.0),
-        # Both tables within the 1547-2018 ranges of the declared category.
-        _check_trip_ranges(s.nameplate.abnormal_category, s.nameplate.f_nom_hz,
-                           s.voltage_ride_through, s.frequency_ride_through)),
+    "frequency_ride_through": _check_frequency_ride_through,
     "enter_service": _check_enter_service,
     "volt_var": lambda s: _check_curve("volt_var.curve", s.volt_var.curve, "v_pu"),
     "fixed_pf": _check_fixed_pf,
