@@ -6,8 +6,8 @@ only keep a trip table sane. A DER that declares an abnormal performance categor
 range 1547-2018 allows for that category: the Area EPS operator may pick values
 inside it, nobody may pick one outside it. :func:`check` holds the voltage and
 frequency trip tables to these ranges; the validator calls it, so every path
-(profile, persisted file, operator, IEC 61850, IEEE 2030.5, DNP3, utility schedule)
-is refused the same way and nothing changes.
+(profile, persisted file, IEC 61850 write, core command, and any utility source
+that ever reaches a trip table) is refused the same way and nothing changes.
 
 Sources of every number (the standard's own text is not public; two independent
 public implementations agree on each value used here):
