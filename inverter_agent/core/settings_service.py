@@ -39,7 +39,7 @@ from inverter_agent.functions import (
     settings_from_dict,
     settings_to_dict,
 )
-from inverter_agent.functions.settings import SettingsConflict
+from inverter_agent.functions.settings import SettingsConflict, check_fixed
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class SettingsService:
         self._clock = clock
         self._lock = threading.RLock()
         persisted, self.origin = store.load()
+        #: What no write may change (the profile's abnormal category: check_fixed).
+        self._fixed = persisted
         self._persisted = settings_to_dict(persisted)
         self._temporary: dict[str, Any] = {}  # settings path -> value
         self._last_heard = clock()
@@ -128,6 +130,7 @@ class SettingsService:
             for path, value in changes.items():
                 arbitration.set_path(candidate, path, value)
             persisted = settings_from_dict(candidate)  # validates
+            check_fixed(persisted, self._fixed)
             return self._compose(settings_to_dict(persisted), self._temporary)
 
     def write(self, changes: Mapping[str, Any], who: str) -> Settings:
@@ -138,6 +141,7 @@ class SettingsService:
             for path, value in changes.items():
                 arbitration.set_path(candidate, path, value)
             persisted = settings_from_dict(candidate)
+            check_fixed(persisted, self._fixed)
             effective = self._compose(settings_to_dict(persisted), self._temporary)
             self.store.save(persisted)  # durable before acknowledged
             self._persisted = settings_to_dict(persisted)

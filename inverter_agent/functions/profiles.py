@@ -118,7 +118,9 @@ def _rule21() -> Settings:
 def _ieee1547(category: str) -> Settings:
     cat_a = category == "A"
     return Settings(
-        nameplate=NameplateSettings(f_nom_hz=60.0, var_max_pct=44.0),
+        # Its trip tables are held to the category's 1547-2018 ranges (trip_ranges).
+        nameplate=NameplateSettings(f_nom_hz=60.0, var_max_pct=44.0,
+                                    abnormal_category="I" if cat_a else "II"),
         safety=SAFETY,
         active_power_limit=PowerLimitSettings(enabled=False, p_limit_pct=100.0),
         ramp=RAMP,

@@ -38,6 +38,7 @@ from .ranges import fail as _fail
 from .registry import REACTIVE
 from .ride_through import RegionMode, RideThroughSettings
 from .set_active_power import SetActivePowerSettings
+from .trip_ranges import check as _check_trip_ranges
 from .volt_var import VoltVarSettings
 from .volt_watt import VoltWattSettings
 
@@ -67,6 +68,10 @@ class NameplateSettings:
     f_nom_hz: float = field(default=60.0, metadata=rng(45.0, 65.0, "sanity: 50 or 60 Hz"))
     # 1547-2018 Cat B minimum reactive capability: 44 % of rated VA
     var_max_pct: float = field(default=44.0, metadata=rng(0.0, 100.0, "sanity", lo_open=True))
+    #: IEEE 1547-2018 abnormal performance category the DER is certified to ("I", "II",
+    #: "III"), or "" for none: its trip tables are then held to that category's ranges
+    #: of allowable settings (:mod:`.trip_ranges`). Fixed by the profile.
+    abnormal_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,19 @@ def _check_fixed_pf(s: Settings) -> None:
     _range("fixed_pf.pf", pf.pf, pf_min, 1.0)
 
 
+def _check_frequency_ride_through(s: Settings) -> None:
+    _check_ride_through("frequency_ride_through", s.frequency_ride_through,
+                        s.nameplate.f_nom_hz, 10.0)
+    # Both trip tables within the 1547-2018 ranges of the declared category.
+    _check_trip_ranges(s.nameplate.abnormal_category, s.nameplate.f_nom_hz,
+                       s.voltage_ride_through, s.frequency_ride_through)
+
+
 #: Checks beyond the declared ranges, by section: those relating several settings.
 _CROSS_CHECKS: dict[str, Callable[[Settings], None]] = {
     "voltage_ride_through": lambda s: _check_ride_through(
         "voltage_ride_through", s.voltage_ride_through, 1.0, 1.0),
-    "frequency_ride_through": lambda s: _check_ride_through(
-        "frequency_ride_through", s.frequency_ride_through, s.nameplate.f_nom_hz, 10.0),
+    "frequency_ride_through": _check_frequency_ride_through,
     "enter_service": _check_enter_service,
     "volt_var": lambda s: _check_curve("volt_var.curve", s.volt_var.curve, "v_pu"),
     "fixed_pf": _check_fixed_pf,
@@ -287,12 +299,25 @@ def _from_plain(tp: Any, value: Any, path: str, base: Any) -> Any:
     raise TypeError(f"unsupported settings type {tp!r} at {path}")  # programming error
 
 
+def check_fixed(s: Settings, fixed: Settings) -> None:
+    """Raise :class:`SettingsError` if ``s`` changes what the profile fixes: the
+    abnormal performance category, which decides how far the trip settings may go
+    (changing it could loosen the protection past the certified ranges)."""
+    cat, want = s.nameplate.abnormal_category, fixed.nameplate.abnormal_category
+    if cat != want:
+        _fail("nameplate.abnormal_category", cat,
+              f"fixed by the settings profile to {want!r} (the DER's certified category)")
+
+
 def settings_from_dict(d: dict[str, Any], base: Settings | None = None) -> Settings:
     """Build and validate :class:`Settings` from a plain dict.
 
     Unknown keys are rejected by name. Missing keys take ``base``'s values when
-    a base is given (partial update), and are an error otherwise.
+    a base is given (partial update), and are an error otherwise; a base's
+    abnormal performance category may not be changed (:func:`check_fixed`).
     """
     s = _from_plain(Settings, d, "", base)
+    if base is not None:
+        check_fixed(s, base)
     validate(s)
     return s
