@@ -49,9 +49,8 @@ NOT_OFFERED: dict[str, str] = {
                             "ride-through time, and the curve types' and time units' "
                             "enumeration values are not in any redistributable source: "
                             "a curve read in the wrong unit would change protection "
-                            "otherwise than the master wrote (first, do no harm); the "
-                            "core also bounds trip settings only for sanity, not by "
-                            "1547-2018's allowable ranges. They stay as configured "
+                            "otherwise than the master wrote (first, do no harm). "
+                            "They stay as configured "
                             "(MMS carries them whole, DHVT1 / DLVT1 RtCrv)",
     "frequency_ride_through": "as voltage ride-through: the must-trip curves (AO28-29) are "
                               "not turned into protection settings (MMS DHFT1 / DLFT1 RtCrv)",
