@@ -40,6 +40,31 @@ ENERGIZING = {int(InvSt.STARTING), int(InvSt.MPPT), int(InvSt.THROTTLED)}
 CEASED_PCT = 2.0
 #: Seconds to wait for the first valid reading before giving up on the link.
 LINK_TIMEOUT_S = 10.0
+#: Reads of the wall/monotonic clock pair; the tightest bracket gives the offset.
+CLOCK_PAIR_TRIES = 8
+
+
+def wall_minus_clock(clock: Callable[[], float] = time.monotonic,
+                     wall: Callable[[], float] = time.time,
+                     tries: int = CLOCK_PAIR_TRIES) -> float:
+    """``wall() - clock()`` at one instant, from the most tightly bracketed of ``tries`` reads.
+
+    The event log and the link's poll start times are wall-clock times; the
+    bench clock is monotonic. One read of each, one after the other, is off by
+    whatever ran between them: on a loaded machine the process can be
+    preempted there for tens of milliseconds, and every wall time would then
+    look that much early on the bench clock (a trip logged 0.1 s after a grid
+    step looked like 5 ms). So the wall clock is read between two monotonic
+    reads and the pair with the smallest gap is used.
+    """
+    best_gap, best = float("inf"), 0.0
+    for _ in range(max(1, tries)):
+        a = clock()
+        w = wall()
+        b = clock()
+        if b - a < best_gap:
+            best_gap, best = b - a, w - (a + b) / 2.0
+    return best
 
 
 class InverterUnreachable(ConnectionError):
@@ -136,7 +161,8 @@ class Bench:
         self.nominal_voltage = nominal_voltage
         self.clock = clock
         self.t0 = clock()
-        self.wall0 = time.time()  # wall clock at t0: poll start times come as wall time
+        # Wall clock at t0 (event log and poll start times come as wall time).
+        self.wall0 = self.t0 + wall_minus_clock(clock)
         self.samples: list[Sample] = []
         self.ratings: Ratings | None = None
         #: The device under test as its model 1 names it (Mn, Md, SN, Vr).
@@ -196,12 +222,16 @@ class Bench:
         """A monotonic time (e.g. :attr:`GridStep.t_sent`) on the bench clock."""
         return t_monotonic - self.t0
 
+    def from_wall(self, wall: float) -> float:
+        """A wall-clock time (event log, poll start) on the bench clock."""
+        return wall - self.wall0
+
     def _record(self, snap: Mapping[str, Reading]) -> None:
         t = self.now()
         sample = self._sample(snap, t)
         link = snap.get(LINK)
         if link is not None and link.timestamp is not None:
-            sample = dataclasses.replace(sample, t_read=min(t, link.timestamp - self.wall0))
+            sample = dataclasses.replace(sample, t_read=min(t, self.from_wall(link.timestamp)))
         with self._new:
             self.samples.append(sample)
             self._new.notify_all()

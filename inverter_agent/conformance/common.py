@@ -183,7 +183,6 @@ class Session:
         state = os.path.join(ctx.out_dir, "state", result.name)
         self.bench = Bench(ctx.link, self.pre_settings, state, ctx.poll_period,
                            nominal_voltage=ctx.nominal_voltage)
-        self._wall0 = self.bench.wall0
 
     @property
     def poll(self) -> float:
@@ -217,7 +216,7 @@ class Session:
 
     def bench_time(self, wall: float) -> float:
         """A wall-clock time (event log) on the bench clock."""
-        return wall - self._wall0
+        return self.bench.from_wall(wall)
 
     def events_of(self, kind: str, after: float) -> list[float]:
         """Bench times of gateway events of ``kind`` after bench time ``after``."""
