@@ -175,6 +175,12 @@ class App:
                                for link, a in zip(links, self.agents, strict=True)},
             lambda kind, detail: record(kind, detail, "site meter"))
         self.runner.after_cycle.insert(0, self.site_meter.cycle)
+        # On an inverter's bus its read counts in the auto period, once (a site sums them).
+        meter = self.site_meter.meter
+        on_bus = [a for a in self.agents
+                  if meter is not None and meter.transport is a.inverter.transport]
+        if on_bus and on_bus[0].poll_rate is not None:
+            on_bus[0].poll_rate.sharers.append(("site meter", self.site_meter.read_s))
         if self.site_meter.meter is not None:
             self.runner.status_extra["site_meter"] = self.site_meter.status_view
         self.core = Core(commands, audit=audit, plant=self.plant, record=record,

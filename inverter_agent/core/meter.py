@@ -164,6 +164,11 @@ class SiteMeterService:
         self.poll_ms = 0.0
         self.poll_ms_max = 0.0
 
+    def read_s(self) -> float | None:
+        """Seconds the last read of the meter held its link (None before the first): on
+        the inverter's bus it counts in the automatic poll period (core.pollrate)."""
+        return self.poll_ms / 1e3 if self.poll_ms > 0.0 else None
+
     # -- the cycle
     def cycle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -11,7 +11,11 @@ slow loop (``hal.poll_plan``), and stated in the log and in ``status``:
 * the period leaves :data:`SHARE_FREE` of the line to other masters on average
   (``fast cycle / (1 - share)``), and is never shorter than the longest cycle
   seen (one that also carried a slow model), so cycles do not overrun;
-* never below :data:`MIN_PERIOD` (50 ms), never above :data:`MAX_PERIOD`.
+* never below :data:`MIN_PERIOD` (50 ms), never above :data:`MAX_PERIOD`;
+* another device read on the same line in the same loop (the site meter on the
+  inverter's RS-485 bus, :attr:`PollRate.sharers`) holds the line too: its
+  measured read time is added to every cycle's busy time, so the period leaves
+  the share free with the meter's read counted.
 
 Until it has chosen, the agent polls at :data:`PROVISIONAL_PERIOD`. The
 choice is made again after the device is rediscovered (a new device map may
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +89,8 @@ class Choice:
     #: Worst case from a grid step (as the inverter's registers show it) to the
     #: backup cease-to-energize command leaving: two periods, a cycle, the command.
     trip_latency_s: float = 0.0
+    #: Of ``fast_busy_s``: what other devices on the same line took (the site meter).
+    shared_busy_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen_s": self.period_s, "fast_cycle_busy_s": round(self.fast_busy_s, 4),
@@ -92,7 +99,8 @@ class Choice:
                 "transactions_per_cycle": round(self.transactions_per_cycle, 2),
                 "rtt_s": round(self.rtt_s, 4), "link": self.link,
                 "share_free": self.share_free,
-                "worst_trip_latency_s": round(self.trip_latency_s, 3), "reason": self.reason}
+                "worst_trip_latency_s": round(self.trip_latency_s, 3),
+                "shared_busy_s": round(self.shared_busy_s, 4), "reason": self.reason}
 
 
 @dataclass(slots=True)
@@ -101,6 +109,7 @@ class _Sample:
     nbytes: int
     transactions: int
     slow: bool
+    shared_s: float = 0.0
 
 
 class PollRate:
@@ -116,6 +125,9 @@ class PollRate:
         self.choice: Choice | None = None
         self._samples: list[_Sample] = []
         self._mark: tuple[int, int] | None = None
+        #: Other devices read on this same line each loop: (name, seconds their last
+        #: read held the line, None before the first). Counted as busy time.
+        self.sharers: list[tuple[str, Callable[[], float | None]]] = []
 
     # -- what the link says
     @property
@@ -146,18 +158,24 @@ class PollRate:
             return None
         if not ok or not kind or self.choice is not None:
             return None
-        self._samples.append(_Sample(wall_s, nbytes - b0, tx - t0, kind != "fast"))
+        self._samples.append(_Sample(wall_s, nbytes - b0, tx - t0, kind != "fast",
+                                     self._shared_s()))
         if len(self._samples) < self.warmup:
             return None
         self.choice = self._choose()
         return self.choice
 
+    def _shared_s(self) -> float:
+        return sum(max(0.0, t) for _, read in self.sharers if (t := read()) is not None)
+
     def busy_s(self, s: _Sample) -> float:
+        """The line's busy time of one cycle: the inverter's poll and the sharers' reads."""
         serial = self.serial
         if serial is None:
-            return s.wall_s
+            return s.wall_s + s.shared_s
         bits = round(serial.char_time * serial.baud)
-        return max(s.wall_s, rtu_wire_s(s.nbytes, 2 * s.transactions, serial.baud, bits))
+        return max(s.wall_s, rtu_wire_s(s.nbytes, 2 * s.transactions, serial.baud, bits)
+                   ) + s.shared_s
 
     def _choose(self) -> Choice:
         fast = [s for s in self._samples if not s.slow] or self._samples
@@ -166,6 +184,7 @@ class PollRate:
         nbytes = _median(s.nbytes for s in fast)
         tx = _median(s.transactions for s in fast)
         rtt = _median(s.wall_s / max(1, s.transactions) for s in fast)
+        shared = _median(s.shared_s for s in fast)
         by_share = fast_busy / (1.0 - self.share_free)
         period = ceil_ms(min(MAX_PERIOD, max(MIN_PERIOD, by_share, worst)))
         serial = self.serial
@@ -185,14 +204,18 @@ class PollRate:
         # A step is seen up to one period late; the must-trip timer wants a second
         # sample (a single reading never trips); then that poll, and the command (a
         # read of the control model for its scale factors, and the write).
-        per_tx = max(rtt, fast_busy / max(1.0, tx))
+        per_tx = max(rtt, (fast_busy - shared) / max(1.0, tx))
         trip = 2 * period + worst + 2 * per_tx
         reason = (f"{link}: fast cycle {fast_busy * 1e3:.1f} ms ({tx:.0f} transaction"
                   f"{'' if tx == 1 else 's'}, "
                   f"{nbytes:.0f} B, {rtt * 1e3:.1f} ms a round trip{wire}); longest cycle "
                   f"{worst * 1e3:.1f} ms; period set by {bound}")
+        if self.sharers:
+            names = " and ".join(n for n, _ in self.sharers)
+            reason += (f"; both include the {names} on the same line "
+                       f"({shared * 1e3:.1f} ms a cycle)")
         return Choice(period, fast_busy, worst, nbytes, tx, rtt, link, reason,
-                      self.share_free, trip)
+                      self.share_free, trip, shared)
 
 
 def log_choice(name: str, choice: Choice) -> None:

@@ -111,3 +111,25 @@ def test_auto_timeouts_fit_the_longest_read_on_the_wire():
     fast = {**rtu, "baud": 115200}
     assert auto_timeout(fast) < 0.2
     assert config.link_timeout({**rtu, "timeout": 0.3}, "auto") == 0.3
+
+
+def test_the_site_meter_on_the_same_bus_counts_in_the_busy_time():
+    """A meter read after every cycle on the inverter's RS-485 line holds that line too:
+    its measured read time is added to each cycle's busy time and the reason says so."""
+    alone_link, shared_link = FakeLink(9600), FakeLink(9600)
+    cycles = warm(fast=(200, 2, 0.002))  # the share governs (fast cycle / 0.75 > longest)
+    alone = feed(PollRate(alone_link), alone_link, cycles)
+    rate = PollRate(shared_link)
+    meter_reads = iter([None] + [0.030] * 20)  # not read before the first cycle
+    rate.sharers.append(("site meter", lambda: next(meter_reads)))
+    shared = feed(rate, shared_link, cycles)
+    assert alone is not None and shared is not None
+    assert shared.shared_busy_s == pytest.approx(0.030)
+    assert shared.fast_busy_s == pytest.approx(alone.fast_busy_s + 0.030)
+    assert shared.worst_busy_s == pytest.approx(alone.worst_busy_s + 0.030)
+    # The share left free is kept with the meter counted: a longer period.
+    assert shared.period_s == pytest.approx(shared.fast_busy_s / (1 - SHARE_FREE), abs=1e-3)
+    assert shared.period_s == pytest.approx(alone.period_s + 0.030 / (1 - SHARE_FREE), abs=2e-3)
+    assert "site meter" in shared.reason and "30.0 ms" in shared.reason
+    assert "site meter" not in alone.reason and alone.shared_busy_s == 0.0
+    assert shared.as_dict()["shared_busy_s"] == pytest.approx(0.030)

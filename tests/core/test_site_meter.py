@@ -188,6 +188,33 @@ def test_a_meter_on_a_link_of_its_own(sim, tmp_path):
         app.stop()
 
 
+def test_auto_poll_period_counts_the_meter_read_on_the_inverters_link(sim, tmp_path):
+    """The meter read on the inverter's link (the default) after every cycle counts in
+    the busy time the automatic poll period is chosen from; a meter of its own does not."""
+    sim.control.reset()
+    shared = _app(sim, tmp_path / "shared", meter=True, **{"agent.poll_period": "auto"})
+    own = _app(sim, tmp_path / "own", meter=True, **{
+        "agent.poll_period": "auto", "meter.link": "own",
+        "meter.modbus_tcp": "{}:{}".format(*sim.meter_tcp)})
+    try:
+        rate = shared.agents[0].poll_rate
+        assert rate is not None and [n for n, _ in rate.sharers] == ["site meter"]
+        assert own.agents[0].poll_rate is not None and not own.agents[0].poll_rate.sharers
+        for _ in range(40):  # bounded: the choice comes after a few cycles
+            _cycle(shared)
+            if rate.choice is not None:
+                break
+        choice = rate.choice
+        assert choice is not None, "no poll period chosen in 40 cycles"
+        # The meter's reads were measured and are in the busy time the period came from.
+        assert shared.site_meter.poll_ms_max > 0.0
+        assert 0.0 < choice.shared_busy_s <= shared.site_meter.poll_ms_max / 1e3
+        assert "site meter" in choice.reason
+    finally:
+        shared.stop()
+        own.stop()
+
+
 @pytest.mark.parametrize("body, says", [
     ("[meter]\nenabled = true\n", "[meter] unit: required"),
     ("[meter]\nenabled = true\nunit = 300\n", "[meter] unit"),
