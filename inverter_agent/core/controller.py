@@ -214,11 +214,15 @@ class Controller:
         self.engine_settings = for_platform(self.settings, period_s)
         self.revert_s = revert_time(self.revert_timeout, period_s)
 
-    def apply_settings(self, settings: Settings) -> None:
+    def apply_settings(self, settings: Settings,
+                       window: tuple[Settings, float] | None = None) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
-        so the change takes effect at the next cycle."""
+        so the change takes effect at the next cycle. ``window``: ``settings`` are
+        temporary, (the persisted settings, the window's end on the cycle clock): a
+        temporary curve goes into the device with its own reversion where it can."""
         self.engine_settings = for_platform(settings, self.control_period_s)
         self.settings = settings
+        self.steer.window = window
 
     def status_view(self) -> dict[str, Any]:
         """What the functions are doing, as plain data (rendered by :mod:`.status`)."""
