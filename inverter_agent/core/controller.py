@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +190,9 @@ class Controller:
         self._warned: set[str] = set()
         #: How each function reaches the inverter (immediate writes, native programs).
         self.steer = Steering(inverter, events, self.status, steering, verify_every_s)
+        #: Asked each cycle for the temporary settings window (the settings service's
+        #: ``window``: the settings without it and its end, monotonic), or None.
+        self.window_source: Callable[[], tuple[Settings, float] | None] | None = None
         #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
         self.plant_cap_pct: float | None = None
         #: Share of the generation an export limit at the connection point allows (% of
@@ -286,6 +289,8 @@ class Controller:
         # Nothing can be written over a dead link; the inverter's own protection
         # (and revert timers, where set) govern until it comes back.
         if _good(snapshot, "link") and snapshot["link"].value:
+            if self.window_source is not None:
+                self.steer.window = self.window_source()
             self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
             self.status.steering = self.steer.steering_map()
             self.status.alarms = self._alarms()

@@ -125,3 +125,56 @@ def test_with_the_gateway_alive_the_temporary_curve_holds_its_window(rig):
     assert point(sim, 705, "Crv[1].Pt[4].Var") == pytest.approx(PERSISTED_LAST)
     assert point(sim, 705, "RvrtTms") == 0  # no reversion left pending
     assert not ctl.status.alarms and "native_curve_mismatch" not in kinds(events)
+
+
+def test_a_device_with_no_free_curve_gets_the_temporary_curve_as_before_and_status_says_so(rig):
+    """706 with NCrv 2 and curve 1 read-only: one writable curve, no room for a revert
+    curve. The temporary volt-watt curve is programmed the plain way."""
+    sim, inv, ctl, events = rig(PROTECTION, extra=("--vv-curves", "2"))
+    persisted = ctl.settings
+    assert persisted.volt_watt.enabled and point(sim, 706, "NCrv") == 2
+    t = run(inv, ctl, 6)
+    vw = persisted.volt_watt
+    temp = replace(persisted, volt_watt=replace(vw, curve=(
+        vw.curve[0], replace(vw.curve[-1], p_pct=20.0))))
+    ctl.apply_settings(temp, window=(persisted, time.monotonic() + 30.0))
+    run(inv, ctl, 3, t0=t)
+    n = point(sim, 706, "Crv[1].ActPt")
+    assert point(sim, 706, f"Crv[1].Pt[{n}].W") == pytest.approx(20.0)
+    assert point(sim, 706, "RvrtTms") == 0
+    choice = ctl.status.steering["volt_watt"]
+    assert choice["by"] == "native" and "without its own reversion" in choice["why"]
+
+
+# -- where the window comes from: the settings service
+
+
+def test_the_service_gives_the_window_of_operator_commands_and_utility_events(tmp_path):
+    from inverter_agent.core.arbitration import UtilityControl
+    from inverter_agent.core.events import EventLog
+    from inverter_agent.core.settings_service import SettingsService
+    from inverter_agent.core.settings_store import SettingsStore
+    from tests.core.test_arbitration import T0, World
+
+    clock = [1000.0]
+    svc = SettingsService(SettingsStore(str(tmp_path / "a"), "rule21"),
+                          EventLog(str(tmp_path / "a")), revert_after_s=300.0,
+                          clock=lambda: clock[0])
+    assert svc.window() is None
+    persisted = svc.effective()
+    svc.operate("p_limit_pct", 50.0, who="test")
+    back, end = svc.window()
+    assert back == persisted and end == 1300.0  # the communication-loss revert
+    clock[0] = 1100.0
+    svc.heard_from_client()  # the operator is still there: the window moves on
+    assert svc.window()[1] == 1400.0
+
+    w = World(tmp_path / "b")
+    persisted = w.svc.effective()
+    w.default(UtilityControl(p_limit_pct=80.0))
+    assert w.svc.window() is None  # a default control has no end
+    with_default = w.svc.effective()
+    w.event("e1", UtilityControl(p_limit_pct=40.0), start=-10, end=60)
+    back, end = w.svc.window()
+    assert back == with_default != persisted  # after the event: the default control
+    assert end - time.monotonic() == pytest.approx(60.0 - (w.now - T0), abs=1.0)
