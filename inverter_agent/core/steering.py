@@ -212,8 +212,9 @@ class Steering:
             self._program(f, model, want, t)
             if back != want and self.choices.get(f, Choice("", "")).by == "native":
                 self._choose(f, "native", f"temporary curve programmed into the inverter's "
-                             f"{model} without its own reversion (no free curve, no RvrtTms "
-                             "or refused): if the gateway stops in the window, it keeps it")
+                             f"{model} without its own reversion (no free curve, no RvrtTms, "
+                             "the function off in or after the window, or refused): if the "
+                             "gateway stops in the window, it keeps it")
         self._program_trips(settings, t)
         self._program_settings(settings, t)
 
@@ -278,6 +279,8 @@ class Steering:
         the window leaves the device reverting by itself. False: the device cannot (no
         free curve, no RvrtTms, a refusal or a failure): the caller programs it as before."""
         assert self.window is not None
+        if not (want.enabled and back.enabled):
+            return False  # a reversion changes the curve in use, never the device's Ena
         n = self._native.get(f)
         left = self.window[1] - t + self.revert_margin_s
         if n is not None and n.curve == want and not n.reverts and t < n.verify_at:
