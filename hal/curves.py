@@ -75,6 +75,11 @@ class VoltWattCurve(Curve):
     response_time_s: float = 10.0
 
 
+#: Per curve function: its model, the name of its output point, its reference symbols.
+CURVE_MODELS = {"volt_var": (VOLT_VAR_MODEL, "Var", Q_REFS),
+                "volt_watt": (VOLT_WATT_MODEL, "W", W_REFS)}
+
+
 def supports_volt_var(device: SunSpecDevice) -> bool:
     return device.has(VOLT_VAR_MODEL)
 
@@ -107,18 +112,77 @@ def _write_curve(device: SunSpecDevice, model: int, what: str, y: str, curve: Cu
     k = 1 if m.raw.get("Crv[1].ReadOnly") != 1 else 2
     if k > n_crv:
         raise CurveError(f"the device's only {what} curve is read-only")
-    c = f"Crv[{k}]."
-    points: dict[str, object] = {c + "ActPt": len(points_), c + "DeptRef": refs[curve.ref],
-                                 c + "RspTms": curve.response_time_s}
-    for i, (x, y_val) in enumerate(points_, start=1):
-        points[f"{c}Pt[{i}].V"] = x
-        points[f"{c}Pt[{i}].{y}"] = y_val
+    points = _curve_points(k, y, curve, refs)
+    if m.raw.get("RvrtTms"):  # a reversion pending from a temporary curve: this one holds
+        points["RvrtTms"] = 0
     if enabled:
         device.write_points(model, points)
         adopt(device, model, k, f"{what} curve", adopt_timeout_s)
     device.write_points(model, {"Ena": int(enabled)})
     log.info("unit %d: %s curve %s %s", device.unit, what,
              "programmed and enabled:" if enabled else "disabled", points_)
+
+
+def _curve_points(k: int, y: str, curve: Curve, refs: dict[str, int]) -> dict[str, object]:
+    """The registers of curve ``k`` holding ``curve``."""
+    c = f"Crv[{k}]."
+    points: dict[str, object] = {c + "ActPt": len(curve.points), c + "DeptRef": refs[curve.ref],
+                                 c + "RspTms": curve.response_time_s}
+    for i, (x, y_val) in enumerate(curve.points, start=1):
+        points[f"{c}Pt[{i}].V"] = x
+        points[f"{c}Pt[{i}].{y}"] = y_val
+    return points
+
+
+#: The largest 705 / 706 RvrtTms (uint32 seconds; 0 means no reversion).
+RVRT_MAX_S = 0xFFFFFFFE
+
+
+def revert_slots(device: SunSpecDevice, model: int) -> tuple[int, int] | None:
+    """Two writable curves besides curve 1 (the one in use) for a temporary curve and the
+    curve the device reverts to (RvrtCrv), or None: too few, or no RvrtTms."""
+    m = device.read_models([model])[model]
+    if m.raw.get("RvrtTms") is None or m.raw.get("RvrtCrv") is None:
+        return None
+    free = [k for k in range(2, int(m.raw.get("NCrv") or 0) + 1)
+            if m.raw.get(f"Crv[{k}].ReadOnly") != 1]
+    return (free[0], free[1]) if len(free) >= 2 else None
+
+
+def write_with_revert(device: SunSpecDevice, model: int, y: str, temporary: Curve,
+                      persisted: Curve, refs: dict[str, int], revert_s: float,
+                      adopt_timeout_s: float = 5.0) -> bool:
+    """Program ``persisted`` as the curve the device reverts to (RvrtCrv) and adopt
+    ``temporary`` with RvrtTms = ``revert_s`` (bounded by the register's range), so the
+    device itself goes back when no one re-arms the timer (a gateway gone). False: the
+    device has no two free curves or no RvrtTms (nothing written)."""
+    slots = revert_slots(device, model)
+    if slots is None:
+        return False
+    if temporary.ref not in refs or persisted.ref not in refs:
+        raise CurveError(f"unknown reference {temporary.ref!r} / {persisted.ref!r}")
+    n_pt = int(device.read_models([model])[model].raw.get("NPt") or 0)
+    if max(len(temporary.points), len(persisted.points)) > n_pt:
+        raise CurveError(f"the device holds {n_pt} points a curve")
+    back, temp = slots
+    points = {**_curve_points(back, y, persisted, refs), **_curve_points(temp, y, temporary, refs),
+              "RvrtCrv": back, "RvrtTms": rearm_seconds(revert_s)}
+    device.write_points(model, points)
+    adopt(device, model, temp, "temporary curve", adopt_timeout_s)
+    device.write_points(model, {"Ena": int(temporary.enabled)})
+    log.info("unit %d: %d temporary curve adopted, reverting to curve %d in %d s",
+             device.unit, model, back, points["RvrtTms"])
+    return True
+
+
+def rearm_seconds(revert_s: float) -> int:
+    """``revert_s`` as a 705 / 706 RvrtTms: whole seconds, at least 1, at most the range."""
+    return int(min(max(1.0, revert_s), RVRT_MAX_S) + 0.999)
+
+
+def rearm_revert(device: SunSpecDevice, model: int, revert_s: float) -> None:
+    """Re-arm the reversion timer of an adopted temporary curve (705 / 706 RvrtTms)."""
+    device.write_points(model, {"RvrtTms": rearm_seconds(revert_s)})
 
 
 def adopt(device: SunSpecDevice, model: int, k: int, what: str, timeout_s: float,

@@ -548,6 +548,22 @@ class Inverter:
     def read_volt_watt_curve(self) -> curves.VoltWattCurve:
         return curves.read_volt_watt(self._require())
 
+    def write_curve_with_revert(self, function: str, temporary: curves.Curve,
+                                persisted: curves.Curve, revert_s: float) -> bool:
+        """A temporary ``function`` curve ("volt_var", "volt_watt") the device itself
+        reverts from to ``persisted`` after ``revert_s`` unless re-armed
+        (:func:`hal.curves.write_with_revert`). False: the device cannot (nothing written)."""
+        model, y, refs = curves.CURVE_MODELS[function]
+        try:
+            return curves.write_with_revert(self._require(), model, y, temporary, persisted,
+                                            refs, revert_s)
+        finally:
+            self.refresh()
+
+    def rearm_curve_revert(self, function: str, revert_s: float) -> None:
+        """Re-arm the device's reversion timer of a temporary ``function`` curve."""
+        curves.rearm_revert(self._require(), curves.CURVE_MODELS[function][0], revert_s)
+
     def trip_models(self) -> tuple[int, ...]:
         """The must-trip / momentary-cessation models (707-710) the device has."""
         return tuple(m for m in trip.TRIP_MODELS if self.has_model(m))

@@ -83,6 +83,7 @@ def make_controller(cfg: config_mod.Config, inverter: Any,
                             control_period_s=period,
                             revert_timeout=cfg["functions.revert_timeout"])
     service.bind(controller.apply_settings)
+    controller.window_source = service.window
     return controller, service
 
 

@@ -3,7 +3,8 @@
 The control logic reads what the Modbus master wrote (model 123 immediate
 controls, model 704 DER AC controls, 703 enter service, 121/702 settings),
 applies the time behaviour those models define (WinTms random window, RvrtTms
-reversion, RmpTms ramp of the power limit; 704 reversion to the *Rvrt values),
+reversion, RmpTms ramp of the power limit; 704 reversion to the *Rvrt values;
+705 / 706 reversion to curve RvrtCrv after RvrtTms),
 and hands :class:`plant.Commands` to the plant. Measurements go back into the
 inverter model present (101-103, 111-113 or 701) and into 122 status.
 
@@ -102,6 +103,9 @@ class Inverter:
         self._g123 = {name: _Timed123(name, pts, win, rv, rmp)
                       for name, pts, win, rv, rmp in _GROUPS_123}
         self._rvrt704: dict[str, float] = {}  # group -> revert time
+        #: 705 / 706: the curve last adopted, and when the device reverts to RvrtCrv.
+        self._adopted: dict[int, int] = {}
+        self._rvrt_crv: dict[int, float] = {}
         #: The battery of a hybrid (simulator/battery.py), attached by the builder.
         self.battery: Any = None
         # a device may offer both the legacy and the 1547 measurement model: fill each
@@ -140,6 +144,9 @@ class Inverter:
         for mid in (705, 706, *TRIP_MODELS):
             if (mid, "AdptCrvReq") in changed:
                 self._adopt(mid)
+        for mid in (705, 706):
+            if {(mid, "AdptCrvReq"), (mid, "RvrtTms")} & set(changed):
+                self._arm_curve_revert(now, mid)
         if (711, "AdptCtlReq") in changed:
             self._adopt_711()
         self._update_123(now)
@@ -194,7 +201,34 @@ class Inverter:
                 img.set(mid, f"Crv[1].{name}", img.get(mid, f"Crv[{k}].{name}"))
         img.set(mid, "AdptCrvReq", 0)
         img.set(mid, "AdptCrvRslt", 1)  # COMPLETED
+        self._adopted[mid] = k
         log.info("unit %d: %d adopted curve %d", self.unit_id, mid, k)
+
+    def _arm_curve_revert(self, now: float, mid: int) -> None:
+        """705 / 706 RvrtTms: a curve adopted (or the timer written) while RvrtTms > 0
+        and the curve in use is not RvrtCrv holds RvrtTms seconds, then the device adopts
+        RvrtCrv itself; 0 means no reversion."""
+        img = self.image
+        tms = int(img.get(mid, "RvrtTms", 0) or 0)
+        back = int(img.get(mid, "RvrtCrv", 0) or 0)
+        k = self._adopted.get(mid)
+        if tms > 0 and 1 <= back <= int(img.get(mid, "NCrv") or 0) and k not in (None, back):
+            self._rvrt_crv[mid] = now + tms
+        else:
+            self._rvrt_crv.pop(mid, None)
+            img.set(mid, "RvrtRem", 0)
+
+    def _update_curve_revert(self, now: float) -> None:
+        for mid, t_end in list(self._rvrt_crv.items()):
+            rem = t_end - now
+            if rem <= 0:
+                del self._rvrt_crv[mid]
+                self.image.set(mid, "AdptCrvReq", int(self.image.get(mid, "RvrtCrv")))
+                self._adopt(mid)
+                log.info("unit %d: %d reverted to curve %d", self.unit_id, mid,
+                         self._adopted.get(mid, 0))
+                rem = 0
+            self.image.set(mid, "RvrtRem", math.ceil(rem))
 
     def _adopt_711(self) -> None:
         """AdptCtlReq = k copies control set k into set 1, the one in use (711)."""
@@ -391,6 +425,7 @@ class Inverter:
         """Advance controls and plant by ``dt`` and render the measurements."""
         self._update_123(now)
         self._update_704(now)
+        self._update_curve_revert(now)
         self.commands = self.local_commands or self._freq_droop_711(self._volt_watt_706(
             self._volt_var_705(self._commands(now), grid), grid), grid)
         v_nom = self.params.ratings.v_nom

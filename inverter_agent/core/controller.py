@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +190,9 @@ class Controller:
         self._warned: set[str] = set()
         #: How each function reaches the inverter (immediate writes, native programs).
         self.steer = Steering(inverter, events, self.status, steering, verify_every_s)
+        #: Asked each cycle for the temporary settings window (the settings service's
+        #: ``window``: the settings without it and its end, monotonic), or None.
+        self.window_source: Callable[[], tuple[Settings, float] | None] | None = None
         #: Share of a plant limit (% of this inverter's rating) set by the site, or None.
         self.plant_cap_pct: float | None = None
         #: Share of the generation an export limit at the connection point allows (% of
@@ -214,11 +217,15 @@ class Controller:
         self.engine_settings = for_platform(self.settings, period_s)
         self.revert_s = revert_time(self.revert_timeout, period_s)
 
-    def apply_settings(self, settings: Settings) -> None:
+    def apply_settings(self, settings: Settings,
+                       window: tuple[Settings, float] | None = None) -> None:
         """Swap settings (validated by the caller); timers and filters keep running,
-        so the change takes effect at the next cycle."""
+        so the change takes effect at the next cycle. ``window``: ``settings`` are
+        temporary, (the persisted settings, the window's end on the cycle clock): a
+        temporary curve goes into the device with its own reversion where it can."""
         self.engine_settings = for_platform(settings, self.control_period_s)
         self.settings = settings
+        self.steer.window = window
 
     def status_view(self) -> dict[str, Any]:
         """What the functions are doing, as plain data (rendered by :mod:`.status`)."""
@@ -282,6 +289,8 @@ class Controller:
         # Nothing can be written over a dead link; the inverter's own protection
         # (and revert timers, where set) govern until it comes back.
         if _good(snapshot, "link") and snapshot["link"].value:
+            if self.window_source is not None:
+                self.steer.window = self.window_source()
             self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
             self.status.steering = self.steer.steering_map()
             self.status.alarms = self._alarms()

@@ -23,6 +23,7 @@ one control cycle.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -309,6 +310,23 @@ class SettingsService:
                 log.warning("utility control from %s refused, left out: %s", f.source, why)
                 self.events.record("utility_control_refused", why, who=f.source or "utility")
         return composed.settings
+
+    def window(self) -> tuple[Settings, float] | None:
+        """While temporary settings are in force until a known time (an operator command
+        until the communication-loss revert, a utility event until its end): the settings
+        without them (persisted, with any utility default control) and the earliest such
+        time on this service's clock; None otherwise (a device programmed with a temporary
+        curve reverts by itself to the first at the second: Steering)."""
+        with self._lock:
+            ends = []
+            if self._temporary and self.revert_after_s is not None:
+                ends.append(self._last_heard + self.revert_after_s)
+            offset = self._clock() - self.wall()
+            ends += [f.event.end + offset for f in self._in_force if f.event is not None]
+            if not ends:
+                return None
+            defaults = [dataclasses.replace(f, event=None) for f in self._in_force]
+            return arbitration.compose(self._persisted, {}, defaults).settings, min(ends)
 
     def bind(self, apply: Callable[[Settings], None]) -> None:
         """Send every future change of the effective settings to ``apply``."""

@@ -53,6 +53,11 @@ TRIP_FUNCTIONS = {"lv_trip": (707, "voltage_ride_through", "under"),
                   "hf_trip": (710, "frequency_ride_through", "over")}
 #: Seconds before a refused program is tried again (at most ``verify_every``).
 RETRY_S = 10.0
+#: Seconds past a temporary curve's window the device's own reversion (RvrtTms) waits,
+#: so that a living gateway restores the persisted curve first.
+REVERT_MARGIN_S = 10.0
+#: Seconds between re-arms of that timer (and read-backs of the temporary curve).
+REARM_EVERY_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,8 @@ class _Native:
     curve: Curve | TripCurve | EnterService | FreqDroop
     programmed: bool
     verify_at: float
+    #: A temporary curve the device reverts from by itself (705 / 706 RvrtTms, RvrtCrv).
+    reverts: bool = False
 
 
 class Steering:
@@ -103,6 +110,10 @@ class Steering:
         self._own_vv: VoltVarCurve | None = None
         self._own_for: object = None
         self._restored = False
+        #: A temporary settings window: (the persisted settings, its end on the cycle
+        #: clock), set by the controller; None: the settings in force are the persisted.
+        self.window: tuple[Settings, float] | None = None
+        self.revert_margin_s = REVERT_MARGIN_S
 
     # -- immediate controls
     def write(self, changes: dict[str, Any]) -> bool:
@@ -193,9 +204,17 @@ class Steering:
                 self._native.pop(f, None)
                 self._choose(f, "gateway", "autonomous VRef is run by the gateway")
                 continue
-            want: Curve = desired_volt_var_curve(settings) if f == "volt_var" else \
-                desired_volt_watt_curve(settings)
+            desired = desired_volt_var_curve if f == "volt_var" else desired_volt_watt_curve
+            want: Curve = desired(settings)
+            back = desired(self.window[0]) if self.window and t < self.window[1] else want
+            if back != want and self._program_temporary(f, model, want, back, t):
+                continue
             self._program(f, model, want, t)
+            if back != want and self.choices.get(f, Choice("", "")).by == "native":
+                self._choose(f, "native", f"temporary curve programmed into the inverter's "
+                             f"{model} without its own reversion (no free curve, no RvrtTms, "
+                             "the function off in or after the window, or refused): if the "
+                             "gateway stops in the window, it keeps it")
         self._program_trips(settings, t)
         self._program_settings(settings, t)
 
@@ -251,6 +270,43 @@ class Steering:
             self._program(f, model, want, t,
                           read=lambda m=model: self.inverter.read_trip_curve(m),
                           write=lambda c, m=model: self.inverter.write_trip_curve(m, c))
+
+    def _program_temporary(self, f: str, model: int, want: Curve, back: Curve,
+                           t: float) -> bool:
+        """A temporary curve (a window of the operator or the utility) adopted with the
+        persisted one as the device's revert curve (RvrtCrv) and RvrtTms the time left
+        plus :data:`REVERT_MARGIN_S`, re-armed while the gateway lives: a gateway gone in
+        the window leaves the device reverting by itself. False: the device cannot (no
+        free curve, no RvrtTms, a refusal or a failure): the caller programs it as before."""
+        assert self.window is not None
+        if not (want.enabled and back.enabled):
+            return False  # a reversion changes the curve in use, never the device's Ena
+        n = self._native.get(f)
+        left = self.window[1] - t + self.revert_margin_s
+        if n is not None and n.curve == want and not n.reverts and t < n.verify_at:
+            return False  # known not to revert by itself: programmed the plain way
+        try:
+            if n is not None and n.programmed and n.curve == want and n.reverts:
+                if t < n.verify_at:
+                    return True
+                if getattr(self.inverter, f"read_{f}_curve")().close_to(want):
+                    self.inverter.rearm_curve_revert(f, left)
+                    n.verify_at = t + min(self.verify_every_s, REARM_EVERY_S)
+                    return True
+                self.events.record("native_curve_mismatch", f"{f}: the inverter's temporary "
+                                   "curve changed; programming it again")
+            if not self.inverter.write_curve_with_revert(f, want, back, left):
+                return False
+        except Exception as exc:
+            log.warning("programming the temporary %s curve with reversion failed: %s", f, exc)
+            return False
+        self.events.record("native_curve_programmed", f"{f}: temporary {want.points}, the "
+                           f"inverter reverts to {back.points} in {left:.0f} s by itself")
+        self._native[f] = _Native(want, True, t + min(self.verify_every_s, REARM_EVERY_S),
+                                  reverts=True)
+        self._choose(f, "native", f"temporary curve adopted into the inverter's {model} "
+                     "with its own reversion (RvrtTms) to the persisted curve (RvrtCrv)")
+        return True
 
     def _program(self, f: str, model: int, want: Any, t: float,
                  read: Any = None, write: Any = None) -> None:

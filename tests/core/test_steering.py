@@ -36,9 +36,9 @@ def rig(tmp_path) -> Iterator:
     made: list = []
 
     def make(profile: str | None, steering: str = "auto", verify_every_s: float = 60.0,
-             models: str = ""):
+             models: str = "", extra: tuple[str, ...] = ()):
         args = ("--profile", profile) if profile else ("--models", models)
-        sim = SimProcess(*args, "--tau", "0.2", "--seed", "5")
+        sim = SimProcess(*args, *extra, "--tau", "0.2", "--seed", "5")
         sim.__enter__()
         made.append(sim)
         t = TcpTransport("127.0.0.1", sim.tcp_port, FAST)
