@@ -29,8 +29,12 @@ def _run(tmp_path, library: str, *extra: str, wait: bool = False):
             "--mms-port", str(port), "--state-dir", str(tmp_path / "state"), *extra]
     if not wait:
         return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT), port
+    # The log goes to a file: a pipe nobody reads while the agent runs can fill and
+    # block its logging (and so its stop) on a slow machine.
+    log = open(tmp_path / "agent.log", "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=ROOT)
+    log.close()  # the child keeps its own descriptor
+    return proc, port
 
 
 def _fake_library(tmp_path, body: str) -> str:
@@ -55,7 +59,7 @@ def test_a_copy_of_the_bundled_library_from_another_path_serves_mms(tmp_path):
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, (tmp_path / "agent.log").read_text()
             try:
                 with MmsClient.connect("127.0.0.1", port, timeout=2) as client:
                     value = client.read("GWINV1/LLN0.Beh.stVal [ST]").value
@@ -71,7 +75,12 @@ def test_a_copy_of_the_bundled_library_from_another_path_serves_mms(tmp_path):
         assert "_pyiec61850" not in maps  # nor the SWIG module: armhf has neither
     finally:
         proc.terminate()
-        proc.wait(15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the agent did not stop within 15 s of SIGTERM:\n"
+                                 + (tmp_path / "agent.log").read_text()[-4000:]) from None
 
 
 def test_the_environment_variable_names_the_library_too(tmp_path):
