@@ -160,7 +160,7 @@ def in_root(root: Path, *argv: str, user: str | None = None, check: bool = True,
             timeout: float = 120, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` chrooted into ``root`` (as ``user``), with /proc mounted privately."""
-    r = subprocess.run(_chroot_argv(root, argv, user), capture_output=True, text=True,
+    r = subprocess.run(chroot_argv(root, argv, user), capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, env={**ROOT_ENV, **(env or {})},
                        timeout=timeout)
     if check and r.returncode:
@@ -169,7 +169,7 @@ def in_root(root: Path, *argv: str, user: str | None = None, check: bool = True,
     return r
 
 
-def _chroot_argv(root: Path, argv: tuple[str, ...] | list[str], user: str | None) -> list[str]:
+def chroot_argv(root: Path, argv: tuple[str, ...] | list[str], user: str | None) -> list[str]:
     userspec = [f"--userspec={user}:{user}"] if user else []
     return ["unshare", "--mount", f"--mount-proc={root}/proc", "chroot", *userspec, str(root),
             *argv]

@@ -35,6 +35,15 @@ from .debian_root import (
 # --- make deb -------------------------------------------------------------------------
 
 
+def test_deb_build_refuses_a_bad_compression_level_before_building(tmp_path: Path):
+    r = subprocess.run(["make", "-C", str(REPO), "--no-print-directory", "deb",
+                        "DEB_VERSION=1.0", f"DEB_OUT={tmp_path}", "DEB_XZ_LEVEL=12"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "DEB_XZ_LEVEL must be 0-9: 12" in r.stderr
+    assert not list(tmp_path.iterdir())  # nothing built
+
+
 @pytest.fixture(scope="module")
 def debs(base_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The package built twice, as VERSION and UPGRADE_VERSION (the builds run side by

@@ -26,6 +26,7 @@ class MmsAdapter:
         from . import _native
         from .binding import attach_functions
         from .hardening import route_native_output
+        from .pcc_model import pcc_values, with_pcc
         from .plant_binding import attach_plant
         from .plant_model import site_model_spec
         from .security import TLS_PORT, check_bind
@@ -47,8 +48,6 @@ class MmsAdapter:
         #: The site meter's logical device (pcc_model.py: DPCC1, MMXU1, MMTR1), if any.
         self.pcc_ld: str | None = cfg["meter.name"] if cfg["meter.enabled"] else None
         if self.pcc_ld is not None:
-            from .pcc_model import with_pcc
-
             self.spec = with_pcc(self.spec, self.pcc_ld)
         tls, access, audit = ctx.tls, ctx.access, ctx.audit
         self.tls = tls
@@ -65,6 +64,7 @@ class MmsAdapter:
                                   else self.server.publish) for name in ctx.inverters}
         self.bindings: dict[str, Any] = {}
         self._storage_readings = storage_readings
+        self._pcc_values = pcc_values  # imported once here, not in each cycle's publish
         if ctx.functions:
             for name in ctx.inverters:
                 # the core validates, persists and audits what the clients send
@@ -97,12 +97,10 @@ class MmsAdapter:
             if binding is not None:
                 binding.publish_status(inv.functions.as_dict() if inv.functions else None)
         if self.pcc_ld is not None and view.site is not None:
-            from .pcc_model import pcc_values
-
             self.server.publish(view.site.readings, self.pcc_ld)
             v_nom = next((v for inv in view.inverters
                           if (v := inv.good("VNom")) is not None), None)
-            self.server.update(pcc_values(self.pcc_ld, view.site, v_nom), view.t)
+            self.server.update(self._pcc_values(self.pcc_ld, view.site, v_nom), view.t)
 
     def status(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "tls": self.tls is not None,

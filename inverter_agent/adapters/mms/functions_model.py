@@ -558,7 +558,8 @@ def with_steering(lns: tuple[LogicalNodeSpec, ...]) -> tuple[LogicalNodeSpec, ..
 
 def steering_text(choices: Mapping[str, Mapping[str, str]], names: tuple[str, ...]
                   ) -> str | None:
-    """``'native: why'`` for the LN's functions (one line per function if several)."""
+    """``'native: why'`` for the LN's functions (joined by ``'; '`` if several, at most
+    255 characters: a VSS)."""
     parts = [f"{c.get('by')}: {c.get('why')}" for n in names if (c := choices.get(n))]
     return "; ".join(parts)[:255] if parts else None
 

@@ -40,7 +40,8 @@ def attach_plant(plant: PlantService, server: MmsServer, write: PlantWrite | Non
 
 def _operator(write: PlantWrite, name: str, kind: str) -> Callable[[Any, str], int | None]:
     """A plant setting operated as a control: validated and persisted before the
-    positive response; refused with AddCause 26 (inconsistent parameters)."""
+    positive response; a refused one answers the cause's AddCause (:data:`ADD_CAUSE`:
+    26 inconsistent parameters for a bad value)."""
 
     def check(value: Any, peer: str) -> int | None:
         if value is None:

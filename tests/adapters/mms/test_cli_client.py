@@ -23,6 +23,17 @@ SETTING = f"{LD}/DGEN1.OvPFRtg.setMag.f"  # fixed_pf.pf_min_injecting: accepts 0
 CONTROL = f"{LD}/DGEN1.RlsCmd"  # release temporary commands: a direct-operate SPC
 
 
+def wait_listening(proc: subprocess.Popen, port: int) -> None:
+    """Until the agent ``proc`` accepts on ``port`` (it must not exit; 30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "no MMS port"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
 
 class Gateway:
     def __init__(self, root: str) -> None:
@@ -38,14 +49,7 @@ class Gateway:
              "127.0.0.1", "--mms-port", str(self.port), "--state-dir", f"{root}/state",
              "--tls-cert", self.server_cert, "--tls-key", self.server_key, "--tls-ca", self.ca],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None and time.monotonic() < deadline, "no MMS port"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_listening(self.proc, self.port)
 
     def tls(self, role: str | None) -> list[str]:
         args = ["--port", str(self.port), "--tls-ca", self.ca]
@@ -123,14 +127,7 @@ def test_write_and_operate_on_a_plain_gateway(tmp_path):
          str(port), "--state-dir", str(tmp_path / "state")],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_listening(proc, port)
         done = cli("write", SETTING, "0.95", "--port", str(port))
         assert done.returncode == 0, done.stderr
         done = cli("operate", CONTROL, "true", "--port", str(port))
