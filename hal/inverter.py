@@ -524,26 +524,17 @@ class Inverter:
                                       ("volt_watt", curves.supports_volt_watt(dev))) if has)
 
     def write_volt_var_curve(self, curve: curves.VoltVarCurve) -> None:
-        try:
-            curves.write_volt_var(self._require(), curve)
-        finally:
-            self.refresh()  # a curve write may change modes and settings elsewhere
+        self._program(curves.write_volt_var, curve)
 
     def enable_volt_var(self, on: bool) -> None:
         """The device's volt-var on or off, its curve as it is."""
-        try:
-            curves.enable_volt_var(self._require(), on)
-        finally:
-            self.refresh()
+        self._program(curves.enable_volt_var, on)
 
     def read_volt_var_curve(self) -> curves.VoltVarCurve:
         return curves.read_volt_var(self._require())
 
     def write_volt_watt_curve(self, curve: curves.VoltWattCurve) -> None:
-        try:
-            curves.write_volt_watt(self._require(), curve)
-        finally:
-            self.refresh()
+        self._program(curves.write_volt_watt, curve)
 
     def read_volt_watt_curve(self) -> curves.VoltWattCurve:
         return curves.read_volt_watt(self._require())
@@ -574,7 +565,8 @@ class Inverter:
         return dev is not None and dev.has(model_id) and model_id not in dev.decode_errors
 
     def _program(self, write: Callable[..., None], *args: Any) -> None:
-        """One native program written, the models re-read at the next poll."""
+        """One native program written, the models re-read at the next poll (a write
+        may change modes and settings elsewhere)."""
         try:
             write(self._require(), *args)
         finally:

@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hal.inverter import _ident
+from hal.inverter import _pct_to_fraction as _pct
 from hal.inverter import _slot_addresses as _addresses
 from hal.poll_plan import RTU_MAX_GAP, TCP_MAX_GAP, fast_paths, overlay, point_spans
 from hal.reading import GOOD, LINK_FAILURE, NOT_IMPLEMENTED, STALE, Reading
@@ -51,14 +53,6 @@ METER_MODELS: dict[int, AcType] = {
     211: AcType.SINGLE, 212: AcType.SPLIT, 213: AcType.THREE, 214: AcType.THREE}
 #: Delta-connected meters (no neutral: no line-to-neutral voltages).
 DELTA = (204, 214)
-
-
-def _ident(v: Any) -> Any:
-    return v
-
-
-def _pct(v: Any) -> Any:
-    return None if v is None else v / 100.0
 
 
 _INT, _FLOAT = (201, 202, 203, 204), (211, 212, 213, 214)

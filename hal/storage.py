@@ -46,16 +46,11 @@ def _ident(v: Any) -> Any:
     return v
 
 
-#: Plain read-backs of model 124's controls (HAL name -> model 124 point).
+#: Plain read-backs of model 124's controls (HAL name -> model 124 point, same name).
 READ_POINTS: dict[str, list[tuple[tuple[int, ...], str, Transform]]] = {
-    "StorCtl_Mod": [((124,), "StorCtl_Mod", _ident)],
-    "InWRte": [((124,), "InWRte", _ident)],
-    "OutWRte": [((124,), "OutWRte", _ident)],
-    "InOutWRte_RvrtTms": [((124,), "InOutWRte_RvrtTms", _ident)],
-    "WChaGra": [((124,), "WChaGra", _ident)],
-    "WDisChaGra": [((124,), "WDisChaGra", _ident)],
-    "MinRsvPct": [((124,), "MinRsvPct", _ident)],
-    "ChaGriSet": [((124,), "ChaGriSet", _ident)],
+    p: [((124,), p, _ident)]
+    for p in ("StorCtl_Mod", "InWRte", "OutWRte", "InOutWRte_RvrtTms", "WChaGra",
+              "WDisChaGra", "MinRsvPct", "ChaGriSet")
 }
 
 #: Derived storage readings (:func:`derive`), each from the first model that states it:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal.curves import CurveError, adopt
+from hal.curves import CurveError, _close, adopt
 from hal.sunspec.device import SunSpecDevice
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ class TripCurve:
         """Equal within register resolution, in any point order (the device may keep
         its points in another order; the curve is the same)."""
         def same(a: Points, b: Points) -> bool:
-            return len(a) == len(b) and all(
-                abs(p[0] - q[0]) <= x_tol and abs(p[1] - q[1]) <= t_tol
-                for p, q in zip(sorted(a), sorted(b), strict=True))
+            return _close(tuple(sorted(a)), tuple(sorted(b)), x_tol, t_tol)
         return (isinstance(other, TripCurve) and self.enabled == other.enabled
                 and same(self.must_trip, other.must_trip)
                 and same(self.mom_cess, other.mom_cess))

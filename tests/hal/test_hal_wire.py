@@ -148,7 +148,9 @@ def test_controls_land_scaled_even_after_the_device_changes_its_scale_factor(fre
 
 
 def test_a_revert_timer_goes_out_with_its_control_and_the_device_reverts(fresh, tcp):
-    """Issue 22: the HAL names each control's revert timer and writes it first."""
+    """Issue 22: the HAL names each control's revert timer, writes it with the control,
+    reads it back by name, and the device reverts when it runs out (the order of the
+    writes is not checked here)."""
     inv = Inverter(tcp)
     inv.connect()
     inv.poll()
