@@ -340,8 +340,13 @@ def plant_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
     """The setpoints capped at this inverter's share of the plant limit (% of its
     rating; None: no plant limit). Applied to the engine's output every cycle, so the
     share follows the site's allocation at once (no ramp) and never lifts a lower limit."""
+    return _capped(setpoints, cap_pct, "plant limit")
+
+
+def _capped(setpoints: Setpoints, cap_pct: float | None, cause: str) -> Setpoints:
+    """``setpoints`` with the active-power limit lowered to ``cap_pct`` (None: as they are)."""
     if cap_pct is not None and cap_pct < setpoints.p_limit_pct:
-        return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause="plant limit")
+        return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause=cause)
     return setpoints
 
 
@@ -356,9 +361,7 @@ def export_limit_w(in_force: Iterable[InForce]) -> float | None:
 def pcc_cap(setpoints: Setpoints, cap_pct: float | None) -> Setpoints:
     """The setpoints capped at this inverter's share of the generation an export limit at
     the connection point allows (% of its rating; None: none); never lifts a lower limit."""
-    if cap_pct is not None and cap_pct < setpoints.p_limit_pct:
-        return dataclasses.replace(setpoints, p_limit_pct=cap_pct, cause="export limit")
-    return setpoints
+    return _capped(setpoints, cap_pct, "export limit")
 
 
 def storage_setpoint(setpoints: Setpoints, w_rtg: float | None) -> Setpoints:

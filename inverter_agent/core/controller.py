@@ -474,10 +474,14 @@ class Controller:
         """No limit to hold: the device runs frequency droop itself (711) and volt-watt
         is not run here either, and nothing else limits (100 %). The enable is then
         left off instead of holding a 100 % limit that must be refreshed against its
-        revert timer; any limit the engine computes later enables it again."""
-        eng = self._engine_now()
-        return (self.steer.native("freq_watt") and not eng.volt_watt.enabled
-                and not eng.freq_watt.enabled and sp.p_limit_pct >= 100.0)
+        revert timer; any limit the engine computes later enables it again.
+
+        The same test as on :meth:`_engine_now`'s settings (with 711 native, the engine's
+        freq-watt is off; its volt-watt is off when off here or native), without building
+        them a second time each cycle."""
+        native = self.steer.native
+        return (native("freq_watt") and sp.p_limit_pct >= 100.0
+                and not (self.engine_settings.volt_watt.enabled and not native("volt_watt")))
 
     def _device_var_pct(self, q_pct: float) -> float:
         """The engine's Q (% of the injecting var maximum) as % of the device's var
