@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from inverter_agent.core.commands import CommandRefused
+from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.view import HEALTH_ALARM, HEALTH_WARNING
 from inverter_agent.security.bind import check_bind
 
@@ -141,7 +141,9 @@ class Dnp3Adapter:
                           reversion_mod.Reversion(ctx.core, commands.persisted_dict))
         if self.reversion is not None:
             self.reversion.schedule.comms.update(state="waiting")
-        self._view: CycleView | None = None
+        #: The last cycle's view and this inverter's part of it (resolved once per
+        #: publish, not by every point read of an event scan).
+        self._view: tuple[CycleView | None, InverterView | None] = (None, None)
         self._peer: str | None = None
         self._connected = False
         self._accepted = 0
@@ -255,12 +257,8 @@ class Dnp3Adapter:
 
     def _inverter_view(self) -> tuple[InverterView | None, bool]:
         """The inverter's view and whether it is fresh (None before the first cycle)."""
-        view = self._view
-        if view is None:
-            return None, False
-        try:
-            inv = view.inverter(self.inverter)
-        except KeyError:
+        view, inv = self._view  # one tuple: the engine thread reads it whole
+        if view is None or inv is None:
             return None, False
         return inv, time.time() - view.t <= STALE_VIEW_S
 
@@ -273,8 +271,8 @@ class Dnp3Adapter:
                 return Reading(0, Quality.NEVER_READ)
             r = inv.readings.get(name)
             value = r.value if r is not None else None
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                value = bool(value) if isinstance(value, bool) else None
+            if not isinstance(value, int | float):  # a bool is an int: kept as it is
+                value = None
             if not (inv.link_up and fresh):
                 return Reading(0 if value is None else value, Quality.COMM_LOST)
             if r is None or value is None or not r.quality.good:
@@ -382,8 +380,6 @@ class Dnp3Adapter:
     def _not_authorized(self, row: points_mod.Row, path: str, value: Any) -> Any:
         """A control from a master whose role may not command: refused and audited."""
         from py1815.control import CommandStatus
-
-        from inverter_agent.core.commands import RefusalCause
 
         assert self.commands is not None
         role = self._identity.role if self._identity is not None else "none"
@@ -502,8 +498,6 @@ class Dnp3Adapter:
                 return self._not_authorized(row, what, v)
             why = self._storage_refusal(what, v)
             if why is not None:
-                from inverter_agent.core.commands import RefusalCause
-
                 self._note_refusal(f"{row.kind}{row.index}={v}: {why}")
                 self.commands.refused("setting.write", self._who(), what, v,
                                       f"{why} ({RefusalCause.NOT_SUPPORTED})")
@@ -624,7 +618,11 @@ class Dnp3Adapter:
         log.info("%s", self.ready_text)
 
     def publish(self, view: CycleView) -> None:
-        self._view = view
+        try:
+            inv: InverterView | None = view.inverter(self.inverter)
+        except KeyError:
+            inv = None
+        self._view = (view, inv)
         loop = self._loop
         if loop is not None and loop.is_running():
             try:

