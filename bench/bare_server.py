@@ -6,8 +6,8 @@ The same model as ``inverter-agent run`` serves for one inverter with the grid
 functions on (``site_model_spec``, built by ``build_model``), served by
 libiec61850 alone: no handler of any kind, no agent loop, no Python thread.
 What the library can do on this machine, to compare the agent against in the
-same run. Prints ``READY <port>`` once listening; stops on SIGTERM, at end of
-stdin, or after ``--seconds``. Loopback only.
+same run. Prints ``READY <port>`` once listening; stops on SIGTERM or after
+``--seconds``. Loopback only.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import argparse
 import os
 import signal
 import sys
-import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from inverter_agent.adapters.mms import _native as nat  # noqa: E402
 from inverter_agent.adapters.mms.model import build_model  # noqa: E402
 from inverter_agent.adapters.mms.plant_model import site_model_spec  # noqa: E402
+from simulator.stopsignals import StopSignals  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot listen on {args.port}", file=sys.stderr)
         return 1
     print(f"READY {args.port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait(min(args.seconds, 3600.0))
+    # Not a threading.Event set from the handler: that can deadlock (stopsignals.py).
+    stop = StopSignals((signal.SIGTERM,))
+    end = time.monotonic() + min(args.seconds, 3600.0)
+    while not stop.wait(min(1.0, end - time.monotonic())) and time.monotonic() < end:
+        pass
     lib.IedServer_stop(server)
     lib.IedServer_destroy(server)
     model.destroy()

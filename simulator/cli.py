@@ -30,6 +30,7 @@ from .plant import PlantParams, Ratings, load_grid_script
 from .registers import RegisterImage, parse_models, shuffled
 from .server import ModbusRtuServer, ModbusTcpServer
 from .simulation import Simulation
+from .stopsignals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -282,16 +283,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         sim = build(args)
     except (ValueError, KeyError, OSError) as exc:
         parser.error(str(exc))
-    stop = threading.Event()
-
-    got: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        got.append(signum)  # no logging here: the handler may interrupt a log write
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Not a threading.Event set from a handler: that can deadlock (stopsignals.py).
+    stop = StopSignals((signal.SIGTERM, signal.SIGINT))
 
     started: list[object] = []
     try:
@@ -336,8 +329,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             if args.watch_parent and os.getppid() != parent:
                 log.warning("parent process %d is gone: stopping", parent)
                 break
-        if got:
-            log.info("signal %d: stopping", got[0])
+        if stop.got:
+            log.info("signal %d: stopping", stop.got[0])
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
