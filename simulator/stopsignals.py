@@ -22,6 +22,9 @@ import signal
 from collections.abc import Iterable
 from types import FrameType
 
+#: The byte :meth:`StopSignals.request` writes (no signal has the number 0).
+_REQUEST = 0
+
 
 class StopSignals:
     """Catch ``signals`` (SIGTERM and SIGINT by default) until :meth:`close`.
@@ -33,6 +36,8 @@ class StopSignals:
         self.signals = tuple(int(s) for s in signals)
         #: The stop signals received, in order.
         self.got: list[int] = []
+        #: A stop asked for by :meth:`request`.
+        self.requested = False
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
@@ -43,6 +48,13 @@ class StopSignals:
     def _ignore(_signum: int, _frame: FrameType | None) -> None:
         """The Python-level handler: nothing (the number is already in the pipe)."""
 
+    def request(self) -> None:
+        """Ask for a stop from any thread (no lock: one byte into the pipe)."""
+        try:
+            os.write(self._w, bytes([_REQUEST]))
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
     def _drain(self) -> None:
         while True:
             try:
@@ -52,14 +64,22 @@ class StopSignals:
             if not data:
                 return
             self.got.extend(b for b in data if b in self.signals)
+            self.requested = self.requested or _REQUEST in data
 
-    def wait(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` s for a stop signal; True once one has come."""
-        if not self.got:
-            ready, _, _ = select.select([self._r], [], [], max(0.0, timeout))
+    @property
+    def stopping(self) -> bool:
+        """A stop signal came or a stop was requested."""
+        return self.requested or bool(self.got)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait at most ``timeout`` s (None: for ever) for a stop signal or request;
+        True once one has come."""
+        if not self.stopping:
+            ready, _, _ = select.select([self._r], [], [],
+                                        None if timeout is None else max(0.0, timeout))
             if ready:
                 self._drain()
-        return bool(self.got)
+        return self.stopping
 
     def close(self) -> None:
         """Put back the handlers and the wakeup fd that were there before."""

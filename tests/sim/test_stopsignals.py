@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from simulator.stopsignals import StopSignals
@@ -67,3 +68,10 @@ def test_wait_times_out_false_without_a_signal():
     with StopSignals((signal.SIGUSR2,)) as stop:
         assert stop.wait(0.01) is False
         assert stop.got == []
+
+
+def test_a_request_from_another_thread_wakes_the_main_thread():
+    with StopSignals((signal.SIGUSR2,)) as stop:
+        threading.Thread(target=stop.request, daemon=True).start()
+        assert stop.wait(10.0) is True
+        assert stop.requested and stop.got == []

@@ -33,6 +33,7 @@ from typing import Any
 from hal.reading import Detail, Quality, Reading, Validity
 from inverter_agent.adapters.mms.der_model import DEFAULT_IED_NAME, DEFAULT_LD_INST, der_model_spec
 from inverter_agent.adapters.mms.server import MmsServer
+from simulator.stopsignals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -101,39 +102,40 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server = MmsServer(der_model_spec(args.ld), host=args.host, port=args.port,
                        ied_name=args.ied, max_connections=args.max_connections)
     server.start()
-    run_until_stopped(server, stop, animate_hz=10.0 if args.animate else 0.0,
+    run_until_stopped(server, animate_hz=10.0 if args.animate else 0.0,
                       commands=(lambda: serve_commands(server)) if args.commands else None,
                       seconds=args.seconds)
     server.stop()
     return 0
 
 
-def run_until_stopped(server: MmsServer, stop: threading.Event, animate_hz: float,
+def run_until_stopped(server: MmsServer, animate_hz: float,
                       commands: Callable[[], None] | None, seconds: float) -> None:
     """Announce readiness, optionally animate TotW and answer stdin commands, and
-    return on SIGTERM (``stop``), the "stop" command, ``seconds`` or Ctrl-C."""
-    if animate_hz > 0:
-        def animate() -> None:
-            while not stop.wait(1.0 / animate_hz):
-                server.publish(demo_snapshot(time.time()))
-        threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
-    if commands is not None:
-        def serve() -> None:
-            commands()  # returns on "stop" or end of stdin
-            stop.set()
-        threading.Thread(target=serve, name="demo-commands", daemon=True).start()
-    print(json.dumps({"ready": server.port}), flush=True)
-    try:
-        stop.wait(seconds or None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
+    return on SIGTERM / SIGINT, the "stop" command or ``seconds``."""
+    # Not an Event set from a signal handler: that can deadlock the main thread
+    # (simulator/stopsignals.py); the threads below ask through the same pipe.
+    with StopSignals((signal.SIGTERM, signal.SIGINT)) as stop:
+        done = threading.Event()  # set by this (main) thread only
+        if animate_hz > 0:
+            def animate() -> None:
+                while not done.wait(1.0 / animate_hz):
+                    server.publish(demo_snapshot(time.time()))
+            threading.Thread(target=animate, name="demo-publisher", daemon=True).start()
+        if commands is not None:
+            def serve() -> None:
+                commands()  # returns on "stop" or end of stdin
+                stop.request()
+            threading.Thread(target=serve, name="demo-commands", daemon=True).start()
+        print(json.dumps({"ready": server.port}), flush=True)
+        try:
+            stop.wait(seconds or None)
+        finally:
+            done.set()
+
 
 if __name__ == "__main__":
     sys.exit(main())

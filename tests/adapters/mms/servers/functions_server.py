@@ -32,9 +32,7 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from typing import Any
 
 from inverter_agent.adapters.mms.binding import FunctionBinding, attach_functions
@@ -115,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     route_native_output()  # the library's own prints: into the log, at DEBUG
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = SettingsService(SettingsStore(args.state_dir, args.profile),
                               EventLog(args.state_dir), revert_after_s=args.revert_after)
     tls = None
@@ -138,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                                ld_inst=args.ld)
     server.start()
     try:
-        run_until_stopped(server, stop, animate_hz=args.animate,
+        run_until_stopped(server, animate_hz=args.animate,
                           commands=(lambda: _serve(server, binding, service))
                           if args.commands else None, seconds=args.seconds)
     finally:
