@@ -270,6 +270,11 @@ def read_volt_watt(device: SunSpecDevice) -> VoltWattCurve:
     return VoltWattCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
 
 
+def enable_volt_watt(device: SunSpecDevice, on: bool) -> None:
+    """Switch the device's volt-watt function on or off with the curve it holds (706 Ena)."""
+    device.write_points(VOLT_WATT_MODEL, {"Ena": int(on)})
+
+
 def write_volt_watt(device: SunSpecDevice, curve: VoltWattCurve,
                     adopt_timeout_s: float = 5.0) -> None:
     """Program a volt-watt curve into 706, adopt it, and switch the function on or off."""
