@@ -97,7 +97,8 @@ def test_volt_watt_on_then_off_puts_the_devices_own_curve_back(rig):
     run(inv, ctl, 3, t0=t)
     assert point(sim, 706, "Ena") == 1
     assert flat(vw_curve(sim)) == pytest.approx(flat(OWN_VW))  # the device's own, as first seen
-    assert ctl.status.steering["volt_watt"]["by"] == "device"
+    choice = ctl.status.steering["volt_watt"]
+    assert choice["by"] == "device" and "put back" in choice["why"]
     assert "native_restored" in kinds(events)
     n = len(model_writes(sim, 706))
     run(inv, ctl, 3, t0=t + 1.0)  # put back once, then left alone
@@ -175,7 +176,8 @@ def test_constant_pf_switches_the_devices_volt_var_off_while_running_and_back_af
     t = run(inv, ctl, 4)
     run(inv, ctl, 4, t0=t + 1.0)  # read-backs due: the device's off curve is what it holds
     assert point(sim, 705, "Ena") == 0
-    assert ctl.status.steering["volt_var"]["by"] == "native"
+    choice = ctl.status.steering["volt_var"]
+    assert choice["by"] == "native" and "fixed_pf is on" in choice["why"]
     assert "native_curve_mismatch" not in kinds(events) and not ctl.status.alarms
     run(inv, ctl, 3, drop="Hz")
     assert point(sim, 705, "Ena") == 1
