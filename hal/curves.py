@@ -186,6 +186,10 @@ def rearm_revert(device: SunSpecDevice, model: int, revert_s: float) -> None:
     device.write_points(model, {"RvrtTms": rearm_seconds(revert_s)})
 
 
+#: Point prefixes of the set in use (705 / 706 / 707-710 curve 1, 711 control set 1).
+SET_IN_USE = ("Crv[1].", "Ctl[1].")
+
+
 def write_and_adopt(device: SunSpecDevice, model: int, k: int, points: Mapping[str, Any],
                     what: str, timeout_s: float, held: Mapping[str, Any],
                     req: str = "AdptCrvReq", rslt_point: str = "AdptCrvRslt") -> None:
@@ -207,10 +211,6 @@ def write_and_adopt(device: SunSpecDevice, model: int, k: int, points: Mapping[s
         if before:
             _write_back(device, model, before, what)
         raise
-
-
-#: Point prefixes of the set in use (705 / 706 / 707-710 curve 1, 711 control set 1).
-SET_IN_USE = ("Crv[1].", "Ctl[1].")
 
 
 def _write_back(device: SunSpecDevice, model: int, before: Mapping[str, Any],
