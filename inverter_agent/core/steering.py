@@ -497,6 +497,9 @@ class Steering:
                     isinstance(n.curve, Curve) and n.curve.enabled else own
                 assert mine is not None
                 self._switch_on(f, have, mine)
+                # Back from standing aside, the device is read afresh: a program that
+                # had it off (a PF or var mode) is written again at once, with no alarm.
+                self._native.pop(f, None)
                 self.events.record("native_restored", f"{f}: the inverter's own curve "
                                    f"switched on again {mine.points} (standing aside or "
                                    "stopping)")

@@ -184,6 +184,22 @@ def test_constant_pf_switches_the_devices_volt_var_off_while_running_and_back_af
     assert vv_last(sim) == pytest.approx(OWN_VV_LAST)
 
 
+def test_after_standing_aside_a_pf_profile_switches_the_devices_volt_var_off_again(rig):
+    """Not a selector: nothing but the gateway switches 705 off for the PF mode. Back
+    from standing aside (705 on again), it is off again at once, not at the next
+    read-back with a drift alarm."""
+    sim, inv, ctl, events = rig(None, models=VW_MODELS)
+    sim.control.set_point(705, "Ena", 1)  # the device's own volt-var on
+    ctl.apply_settings(get_profile("ieee1547-2018-cat-b"))
+    t = run(inv, ctl, 3)
+    assert point(sim, 705, "Ena") == 0
+    t = run(inv, ctl, 3, t0=t, drop="Hz")
+    assert point(sim, 705, "Ena") == 1
+    run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Ena") == 0
+    assert "native_curve_mismatch" not in kinds(events) and not ctl.status.alarms
+
+
 def test_unstated_703_and_711_points_are_unknown_and_programmed(rig, tmp_path):
     """The profile's enter service and droop equal the device's, except one point the
     device leaves unstated (not implemented): unknown, not 0, so it is programmed."""
