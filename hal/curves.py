@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hal.sunspec.device import SunSpecDevice
 
@@ -116,8 +118,7 @@ def _write_curve(device: SunSpecDevice, model: int, what: str, y: str, curve: Cu
     if m.raw.get("RvrtTms"):  # a reversion pending from a temporary curve: this one holds
         points["RvrtTms"] = 0
     if enabled:
-        device.write_points(model, points)
-        adopt(device, model, k, f"{what} curve", adopt_timeout_s)
+        write_and_adopt(device, model, k, points, f"{what} curve", adopt_timeout_s, m.values)
     device.write_points(model, {"Ena": int(enabled)})
     log.info("unit %d: %s curve %s %s", device.unit, what,
              "programmed and enabled:" if enabled else "disabled", points_)
@@ -185,6 +186,46 @@ def rearm_revert(device: SunSpecDevice, model: int, revert_s: float) -> None:
     device.write_points(model, {"RvrtTms": rearm_seconds(revert_s)})
 
 
+#: Point prefixes of the set in use (705 / 706 / 707-710 curve 1, 711 control set 1).
+SET_IN_USE = ("Crv[1].", "Ctl[1].")
+
+
+def write_and_adopt(device: SunSpecDevice, model: int, k: int, points: Mapping[str, Any],
+                    what: str, timeout_s: float, held: Mapping[str, Any],
+                    req: str = "AdptCrvReq", rslt_point: str = "AdptCrvRslt") -> None:
+    """Write ``points`` into curve (or control / curve set) ``k`` and adopt it.
+
+    ``k`` 1 is the set in use (a device whose set 1 is writable): when the write fails
+    part way or the adoption is refused, set 1's points as ``held`` (the model read
+    before) are written back, so the device is never left running a half-written set.
+    A ValueError (a value the registers cannot carry) is raised before anything is
+    written. The exception is raised again either way."""
+    before = {p: held[p] for p in points
+              if k == 1 and p.startswith(SET_IN_USE) and held.get(p) is not None}
+    try:
+        device.write_points(model, points)
+        adopt(device, model, k, what, timeout_s, req=req, rslt_point=rslt_point)
+    except ValueError:
+        raise  # refused before anything was written
+    except Exception:
+        if before:
+            _write_back(device, model, before, what)
+        raise
+
+
+def _write_back(device: SunSpecDevice, model: int, before: Mapping[str, Any],
+                what: str) -> None:
+    """One attempt to put set 1 back as it was; never raises (the caller's error stands)."""
+    try:
+        device.write_points(model, before)
+    except Exception as exc:
+        log.error("unit %d: %d %s not taken, and writing set 1 back failed (it may hold "
+                  "part of the program): %s", device.unit, model, what, exc)
+        return
+    log.warning("unit %d: %d %s not taken: set 1 written back as it was", device.unit,
+                model, what)
+
+
 def adopt(device: SunSpecDevice, model: int, k: int, what: str, timeout_s: float,
           req: str = "AdptCrvReq", rslt_point: str = "AdptCrvRslt") -> None:
     """Ask the device to adopt curve (or control / curve set) ``k`` and wait for its
@@ -227,6 +268,11 @@ def read_volt_watt(device: SunSpecDevice) -> VoltWattCurve:
     """The volt-watt curve the device uses now (706 curve 1) and whether it is on."""
     pts, ref, rsp, ena = _read_curve(device, VOLT_WATT_MODEL, "W", _W_REF_NAMES)
     return VoltWattCurve(points=pts, ref=ref, response_time_s=rsp, enabled=ena)
+
+
+def enable_volt_watt(device: SunSpecDevice, on: bool) -> None:
+    """Switch the device's volt-watt function on or off with the curve it holds (706 Ena)."""
+    device.write_points(VOLT_WATT_MODEL, {"Ena": int(on)})
 
 
 def write_volt_watt(device: SunSpecDevice, curve: VoltWattCurve,

@@ -539,6 +539,10 @@ class Inverter:
     def read_volt_watt_curve(self) -> curves.VoltWattCurve:
         return curves.read_volt_watt(self._require())
 
+    def enable_volt_watt(self, on: bool) -> None:
+        """The device's volt-watt on or off, its curve as it is."""
+        self._program(curves.enable_volt_watt, on)
+
     def write_curve_with_revert(self, function: str, temporary: curves.Curve,
                                 persisted: curves.Curve, revert_s: float) -> bool:
         """A temporary ``function`` curve ("volt_var", "volt_watt") the device itself

@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hal.curves import CurveError, adopt
+from hal.curves import CurveError, write_and_adopt
 from hal.sunspec.device import SunSpecDevice
 
 log = logging.getLogger(__name__)
@@ -32,23 +32,32 @@ FREQ_DROOP_MODEL = 711
 
 
 def _close(a: Any, b: Any, tol: dict[str, float]) -> bool:
+    """Equal within ``tol``; a value the device does not state (None) matches nothing."""
     return type(a) is type(b) and all(
-        abs(getattr(a, k) - getattr(b, k)) <= tol.get(k, 0.011)
+        getattr(a, k) is not None and getattr(b, k) is not None
+        and abs(getattr(a, k) - getattr(b, k)) <= tol.get(k, 0.011)
         for k in asdict(a) if k != "enabled") and \
         getattr(a, "enabled", True) == getattr(b, "enabled", True)
 
 
+def _stated(value: Any) -> float | None:
+    """A point's value; None where the device does not state it (not implemented):
+    unknown, never read as 0."""
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class EnterService:
-    """703 settings: V in percent of nominal, Hz, seconds."""
+    """703 settings: V in percent of nominal, Hz, seconds (None, as read: a point the
+    device does not state; it matches no setting, so the setting is programmed)."""
 
-    v_hi_pct: float
-    v_lo_pct: float
-    hz_hi: float
-    hz_lo: float
-    delay_s: float
-    random_s: float
-    ramp_s: float
+    v_hi_pct: float | None
+    v_lo_pct: float | None
+    hz_hi: float | None
+    hz_lo: float | None
+    delay_s: float | None
+    random_s: float | None
+    ramp_s: float | None
     enabled: bool = True  # the settings are held (the function has no Ena of its own)
 
     def close_to(self, other: object) -> bool:
@@ -68,7 +77,7 @@ _ES_POINTS = {"v_hi_pct": "ESVHi", "v_lo_pct": "ESVLo", "hz_hi": "ESHzHi",
 
 def read_enter_service(device: SunSpecDevice) -> EnterService:
     v = device.read_models([ENTER_SERVICE_MODEL])[ENTER_SERVICE_MODEL].values
-    vals: dict[str, Any] = {k: float(v.get(p) or 0.0) for k, p in _ES_POINTS.items()}
+    vals: dict[str, Any] = {k: _stated(v.get(p)) for k, p in _ES_POINTS.items()}
     return EnterService(**vals)
 
 
@@ -87,14 +96,15 @@ def write_enter_service(device: SunSpecDevice, es: EnterService) -> None:
 
 @dataclass(frozen=True, slots=True)
 class FreqDroop:
-    """711 settings: deadbands in Hz, gains per unit, response time s, PMin % of WMax."""
+    """711 settings: deadbands in Hz, gains per unit, response time s, PMin % of WMax
+    (None, as read: not stated by the device, as for :class:`EnterService`)."""
 
-    db_of_hz: float
-    db_uf_hz: float
-    k_of: float
-    k_uf: float
-    response_time_s: float
-    p_min_pct: float = 0.0
+    db_of_hz: float | None
+    db_uf_hz: float | None
+    k_of: float | None
+    k_uf: float | None
+    response_time_s: float | None
+    p_min_pct: float | None = 0.0
     enabled: bool = True
 
     def close_to(self, other: object) -> bool:
@@ -115,7 +125,7 @@ def read_freq_droop(device: SunSpecDevice) -> FreqDroop:
     """The control set in use (set 1) and whether the function is on."""
     m = device.read_models([FREQ_DROOP_MODEL])[FREQ_DROOP_MODEL]
     v = m.values
-    return FreqDroop(**{k: float(v.get(f"Ctl[1].{p}") or 0.0) for k, p in _FD_POINTS.items()},
+    return FreqDroop(**{k: _stated(v.get(f"Ctl[1].{p}")) for k, p in _FD_POINTS.items()},
                      enabled=m.raw.get("Ena") == 1)
 
 
@@ -128,12 +138,11 @@ def write_freq_droop(device: SunSpecDevice, fd: FreqDroop, adopt_timeout_s: floa
     if k > int(m.raw.get("NCtl") or 0):
         raise CurveError("the device's only frequency droop control set is read-only")
     points = {f"Ctl[{k}].{p}": getattr(fd, name) for name, p in _FD_POINTS.items()}
-    try:
-        device.write_points(FREQ_DROOP_MODEL, points)
+    try:  # set 1 (the set in use, when writable) is written back if not adopted
+        write_and_adopt(device, FREQ_DROOP_MODEL, k, points, "frequency droop control set",
+                        adopt_timeout_s, m.values, req="AdptCtlReq", rslt_point="AdptCtlRslt")
     except ValueError as exc:
         raise CurveError(f"frequency droop: {exc}") from None
-    adopt(device, FREQ_DROOP_MODEL, k, "frequency droop control set", adopt_timeout_s,
-          req="AdptCtlReq", rslt_point="AdptCtlRslt")
     if m.raw.get("Ena") != 1:
         device.write_points(FREQ_DROOP_MODEL, {"Ena": 1})
     held = read_freq_droop(device)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hal.curves import CurveError, _close, adopt
+from hal.curves import CurveError, _close, write_and_adopt
 from hal.sunspec.device import SunSpecDevice
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,11 @@ def write_trip(device: SunSpecDevice, model: int, curve: TripCurve,
         for i, (xv, tv) in enumerate(pts, start=1):
             points[f"{c}Pt[{i}].{x}"] = xv
             points[f"{c}Pt[{i}].Tms"] = tv
-    try:
-        device.write_points(model, points)
+    try:  # set 1 (the set in use, when writable) is written back if not adopted
+        write_and_adopt(device, model, k, points, f"{what} trip curve set", adopt_timeout_s,
+                        m.values)
     except ValueError as exc:  # a value outside what the device's registers carry
         raise CurveError(f"{what} trip: {exc}") from None
-    adopt(device, model, k, f"{what} trip curve set", adopt_timeout_s)
     if m.raw.get("Ena") != 1:
         device.write_points(model, {"Ena": 1})
     held = read_trip(device, model)

@@ -19,11 +19,25 @@ decides *how* it gets there, per grid function and per device:
 "native" is the older name for the same; "immediate" steers every function
 with immediate controls (an explicit opt-out).
 
-First, do no harm: a device that ran its own volt-var when the gateway first
-saw it gets it back when the gateway stands aside (the gateway's enables
-released *and* 705 ``Ena`` on again), not merely the enables released. A
-refused program falls back for that function only, with an event and an
-alarm naming it.
+- **device**: neither programmed nor steered, the device's own settings govern:
+  a function the effective settings have off (volt-watt 706, frequency droop 711,
+  must-trip 707-710 without a clearing time on a side), volt-var 705 when no
+  reactive mode is on at all, or volt-var when the device's var maximum is
+  unknown.
+
+First, do no harm: a function the settings have off is left to the device, never
+switched off by the gateway (nothing written). The one exception is volt-var when
+another reactive mode (constant PF, constant var) is on: reactive modes exclude
+each other (IEEE 1547-2018 5.3.1), so 705 ``Ena`` is written 0 while the gateway
+carries that mode. The device's own 705 / 706 are read once per discovery,
+before anything is written; when the settings turn a function off after the
+gateway had programmed it (a utility switching volt-watt off), the device's own
+is put back as first seen (its curve and ``Ena``; a device whose own was off is
+left off, its own state). A device that ran its own volt-var or volt-watt when
+the gateway first saw it gets it back when the gateway stands aside or stops
+(the gateway's enables released *and* 705 / 706 ``Ena`` on again), not merely the
+enables released. A refused program falls back for that function only, with an
+event and an alarm naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from hal.transport import DeviceException
 from hal.trip import TripCurve
 from inverter_agent.core.events import EventLog
 from inverter_agent.functions import Settings
+from inverter_agent.functions.registry import REACTIVE
 from inverter_agent.functions.ride_through import RegionMode, RideThroughSettings
 
 log = logging.getLogger(__name__)
@@ -106,9 +121,13 @@ class Steering:
         self._native: dict[str, _Native] = {}
         #: Functions whose program the device did not take (an alarm stands for each).
         self._refused: set[str] = set()
-        #: The device's own volt-var as first seen (per discovery), before any write of ours.
-        self._own_vv: VoltVarCurve | None = None
+        #: The device's own 705 / 706 as first seen (per discovery), before any write of ours.
+        self._own: dict[str, Curve] = {}
         self._own_for: object = None
+        #: Functions whose own settings were put back (settings off after a program).
+        self._put_back: set[str] = set()
+        #: A failed put-back: function -> when it is tried again.
+        self._put_back_at: dict[str, float] = {}
         self._restored = False
         #: A temporary settings window: (the persisted settings, its end on the cycle
         #: clock), set by the controller; None: the settings in force are the persisted.
@@ -206,10 +225,17 @@ class Steering:
                 continue
             desired = desired_volt_var_curve if f == "volt_var" else desired_volt_watt_curve
             want: Curve = desired(settings)
+            other = other_reactive_mode(settings) if f == "volt_var" else ""
+            if not want.enabled and not other:
+                self._leave_to_device(f, model, t)
+                continue
             back = desired(self.window[0]) if self.window and t < self.window[1] else want
             if back != want and self._program_temporary(f, model, want, back, t):
                 continue
-            self._program(f, model, want, t)
+            self._program(f, model, want, t, note="" if want.enabled else
+                          f" (switched off: {other} is on in the settings and reactive modes "
+                          "exclude each other; on again when the gateway stands aside or "
+                          "stops)")
             if back != want and self.choices.get(f, Choice("", "")).by == "native":
                 self._choose(f, "native", f"temporary curve programmed into the inverter's "
                              f"{model} without its own reversion (no free curve, no RvrtTms, "
@@ -309,8 +335,9 @@ class Steering:
         return True
 
     def _program(self, f: str, model: int, want: Any, t: float,
-                 read: Any = None, write: Any = None) -> None:
+                 read: Any = None, write: Any = None, note: str = "") -> None:
         n = self._native.get(f)
+        self._put_back.discard(f)
         if n is not None and n.curve == want and t < n.verify_at:
             return
         mismatch = "native_mismatch" if f == "volt_var" else f"native_mismatch_{f}"
@@ -318,13 +345,14 @@ class Steering:
         write = write or getattr(self.inverter, f"write_{f}_curve")
         try:
             have = read()
-            if have.close_to(want):
+            # A function switched off is off whatever curve the device keeps for it.
+            if have.close_to(want) or not (want.enabled or have.enabled):
                 if n is not None and n.programmed and n.curve == want:
                     self.status.not_followed.pop(mismatch, None)
                     self.alarms.pop(f, None)
                 self._native[f] = _Native(want, True, t + self.verify_every_s)
                 self._choose(f, "native", f"the inverter's own curve ({model}) holds the "
-                             "settings")
+                             f"settings{note}")
                 return
             if n is not None and n.programmed and n.curve == want:
                 self.status.not_followed[mismatch] = f"device curve {have.points}"
@@ -340,7 +368,8 @@ class Steering:
             if f in self._refused:
                 self._refused.discard(f)
                 self.alarms.pop(f, None)
-            self._choose(f, "native", f"programmed and adopted into the inverter's {model}")
+            self._choose(f, "native", f"programmed and adopted into the inverter's {model}"
+                         f"{note}")
         except Exception as exc:  # the function falls back to the gateway, alone
             self.status.write_errors += 1
             # The device said no: ask again at the next read-back; a link failure sooner.
@@ -359,55 +388,136 @@ class Steering:
 
     # -- the device's own functions
     def _observe(self) -> None:
-        """Read the device's own volt-var once per discovery, before anything is written."""
+        """Read the device's own 705 / 706 once per discovery, before anything is written."""
         device = getattr(self.inverter, "device", None)
         if device is self._own_for:
             return
-        self._own_for, self._own_vv, self._native = device, None, {}
-        if "volt_var" not in self.inverter.native_functions():
-            return
-        try:
-            self._own_vv = self.inverter.read_volt_var_curve()
-        except Exception as exc:
-            self._own_for = None  # try again next cycle
-            log.warning("reading the inverter's own volt-var failed: %s", exc)
+        self._own_for, self._own, self._native = device, {}, {}
+        self._put_back, self._put_back_at = set(), {}
+        for f in self.inverter.native_functions():
+            try:
+                self._own[f] = getattr(self.inverter, f"read_{f}_curve")()
+            except Exception as exc:
+                self._own_for = None  # try again next cycle
+                log.warning("reading the inverter's own %s failed: %s", f, exc)
+                return
 
     def device_volt_var_on(self) -> bool:
         """The device ran its own volt-var when first seen (or runs ours now)."""
-        return self.native("volt_var") or (self._own_vv is not None and self._own_vv.enabled)
+        own = self._own.get("volt_var")
+        return self.native("volt_var") or (own is not None and own.enabled)
 
-    def stand_aside(self) -> None:
-        """Leave the device its own functions: a volt-var that was on is on again (a
-        selector-style device switched it off when our var enable went on)."""
-        if self._restored or not self.inverter.connected or not self.device_volt_var_on():
+    def _leave_to_device(self, f: str, model: int, t: float) -> None:
+        """``f`` is off in the settings: the device's own settings govern, never switched
+        off. Where the gateway had programmed it this discovery, its own (as first seen)
+        is put back."""
+        why = (f"{f.replace('_', '-')} off in the settings"
+               + (" and no other reactive mode on" if f == "volt_var" else "")
+               + f": the inverter's own {model} is left as it is (never switched off)")
+        n = self._native.get(f)
+        if n is not None and n.programmed:
+            if t < self._put_back_at.get(f, t):
+                return
+            try:
+                if self._put_back_own(f):
+                    self._put_back.add(f)
+            except Exception as exc:  # tried again shortly; the choice says so
+                self.status.write_errors += 1
+                self._put_back_at[f] = t + min(RETRY_S, self.verify_every_s)
+                log.warning("putting the inverter's own %s back failed: %s", f, exc)
+                self._choose(f, "device", f"{why}; putting its own settings back failed "
+                             f"({exc}), tried again")
+                return
+            self._put_back_at.pop(f, None)
+        self._native.pop(f, None)
+        self._refused.discard(f)  # nothing to program: no fallback, no alarm
+        self.alarms.pop(f, None)
+        self.status.not_followed.pop("native_mismatch" if f == "volt_var"
+                                     else f"native_mismatch_{f}", None)
+        if f in self._put_back:
+            why += "; its own settings as first seen were put back"
+        self._choose(f, "device", why)
+
+    def _put_back_own(self, f: str) -> bool:
+        """The device's own ``f`` as first seen, in place of the gateway's program. False:
+        the device holds it already (nothing written)."""
+        own = self._own.get(f)
+        if own is None:
+            return False
+        have = getattr(self.inverter, f"read_{f}_curve")()
+        if not own.enabled:  # its own was off: off is its own state, not less than it had
+            if not have.enabled:
+                return False
+            getattr(self.inverter, f"enable_{f}")(False)
+        elif have.close_to(own):
+            return False
+        else:
+            self._switch_on(f, have, own)
+        self.events.record("native_restored", f"{f}: the inverter's own settings put back "
+                           f"{own.points} ({'enabled' if own.enabled else 'disabled'}, as "
+                           "first seen; off in the settings)")
+        return True
+
+    def _switch_on(self, f: str, have: Curve, curve: Curve) -> None:
+        """``curve`` on in the device: switched on where the device holds it, else
+        programmed; a program not taken again switches on the curve it holds."""
+        enable = getattr(self.inverter, f"enable_{f}")
+        if replace(have, enabled=True).close_to(curve):
+            enable(True)  # the curve is there: switch it on
             return
         try:
-            have = self.inverter.read_volt_var_curve()
+            getattr(self.inverter, f"write_{f}_curve")(curve)
+        except CurveError:  # not taken again: its curve as it holds it, on
+            enable(True)
+
+    def stand_aside(self) -> None:
+        """Leave the device its own functions: a volt-var or volt-watt that was on when
+        first seen is on again (a selector-style device switched its volt-var off when
+        our var enable went on)."""
+        if self._restored or not self.inverter.connected:
+            return
+        done = True
+        for f in NATIVE_MODELS:
+            done = self._switch_own_on_again(f) and done
+        self._restored = done
+
+    def _switch_own_on_again(self, f: str) -> bool:
+        """``f`` on again where the device ran it when first seen (or runs ours now) and
+        it is off. False: failed (the next cycle tries again)."""
+        own = self._own.get(f)
+        if not (self.native(f) or (own is not None and own.enabled)):
+            return True
+        try:
+            have = getattr(self.inverter, f"read_{f}_curve")()
             if not have.enabled:
-                n = self._native.get("volt_var")
-                # The gateway's program where it had volt-var on; the device's own
-                # curve where the settings had it off (a PF or var profile).
-                own = n.curve if n is not None and n.programmed and \
-                    isinstance(n.curve, VoltVarCurve) and n.curve.enabled else self._own_vv
-                assert own is not None
-                if replace(have, enabled=True).close_to(own):
-                    self.inverter.enable_volt_var(True)  # the curve is there: switch it on
-                else:
-                    try:
-                        self.inverter.write_volt_var_curve(own)
-                    except CurveError:  # not taken again: its curve as it holds it, on
-                        self.inverter.enable_volt_var(True)
-                self.events.record("native_restored", "volt_var: the inverter's own curve "
-                                   f"switched on again {own.points} (standing aside or "
+                n = self._native.get(f)
+                # The gateway's program where it had the function on; the device's own
+                # curve where the settings had it off (volt-var under a PF or var profile).
+                mine = n.curve if n is not None and n.programmed and \
+                    isinstance(n.curve, Curve) and n.curve.enabled else own
+                assert mine is not None
+                self._switch_on(f, have, mine)
+                # Back from standing aside, the device is read afresh: a program that
+                # had it off (a PF or var mode) is written again at once, with no alarm.
+                self._native.pop(f, None)
+                self.events.record("native_restored", f"{f}: the inverter's own curve "
+                                   f"switched on again {mine.points} (standing aside or "
                                    "stopping)")
-            self._restored = True
+            return True
         except Exception as exc:  # the next cycle tries again
             self.status.write_errors += 1
-            log.warning("restoring the inverter's own volt-var failed: %s", exc)
+            log.warning("restoring the inverter's own %s failed: %s", f, exc)
+            return False
 
     def resume(self) -> None:
         """The gateway steers again after standing aside."""
         self._restored = False
+
+
+def other_reactive_mode(settings: Settings) -> str:
+    """The reactive mode other than volt-var the settings have on ("" none): the modes
+    exclude each other (IEEE 1547-2018 5.3.1)."""
+    return next((n for n in REACTIVE if n != "volt_var" and getattr(settings, n).enabled), "")
 
 
 def desired_volt_var_curve(settings: Settings) -> VoltVarCurve:
