@@ -562,8 +562,9 @@ class Controller:
         until its timer runs out (a restart within it re-asserts without a gap); a cease
         to energize that has no timer is lifted now (permit service), so the inverter
         returns by its own enter-service settings instead of staying ceased for good.
-        A device whose own volt-var our var setpoint switched off (selector-style) gets it
-        back now: its revert timer would end our setpoint but not switch its function on."""
+        A device whose own volt-var or volt-watt was on when first seen and is off now
+        (a PF or var setting switched 705 off; selector-style) gets it back now: a revert
+        timer would end our setpoint but not switch its function on (Steering.stand_aside)."""
         if self.inverter.connected:
             self.steer.stand_aside()
             if not self._storage_timer and self.status.storage_written.get("w") is not None:
