@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from hal.curves import Q_REFS
 from inverter_agent.core.settings_store import SettingsStore
 from inverter_agent.core.steering import REVERT_MARGIN_S, desired_volt_var_curve
@@ -195,31 +197,49 @@ def test_a_gateway_killed_in_the_window_leaves_the_device_reverting_by_itself(tm
         assert _ena(sim) == 1 and int(sim.control.get_point(705, "RvrtRem")) == 0
 
 
-def test_a_link_lost_in_the_window_and_back_after_it_leaves_the_persisted_curve(tmp_path):
+@pytest.mark.parametrize("back_after", ["window", "device_reversion"])
+def test_a_link_lost_in_the_window_and_back_after_it_leaves_the_persisted_curve(
+        tmp_path, back_after):
+    """The device's Modbus link cut inside the window and back after it: just after the
+    window's end (the gateway, back on the link, restores the persisted curve before the
+    device's own timer would) or after the device reverted by itself (the gateway, back,
+    leaves it)."""
     with _gateway(tmp_path) as (sim, agent, master, persisted):
         end_lo, end_hi = _send_temporary(master)
         _temporary_in_use(sim, persisted, end_lo - WINDOW_S)
         assert time.monotonic() < end_lo
+        ups = agent.log().count("inverter link up")
         sim.control.fault("silent")  # the device answers no Modbus request
         cut = time.monotonic()
         try:
-            while time.monotonic() < end_hi + 0.5:  # the window ends with the link down
-                assert _ena(sim) == 1
-                time.sleep(0.1)
+            if back_after == "window":
+                while time.monotonic() < end_hi + 0.5:  # the window ends with the link down
+                    assert _ena(sim) == 1 and _curve(sim) == TEMP_CURVE
+                    time.sleep(0.1)
+            else:
+                _until(lambda: _curve(sim) == persisted, end_hi + REVERT_MARGIN_S + 3.0,
+                       "the device's own reversion with the link down")
+                assert time.monotonic() >= end_lo + REVERT_MARGIN_S - 1.5  # at its timer
         finally:
             sim.control.fault("none")
         back = time.monotonic()
         restored = _until(lambda: _curve(sim) == persisted, back + REVERT_MARGIN_S + 10.0,
                           "the persisted curve after the link came back")
-        by = "the gateway" if restored < end_lo + REVERT_MARGIN_S - 1 else "the device's timer"
+        _until(lambda: agent.log().count("inverter link up") > ups, back + 15.0,
+               "the gateway back on the link")
+        relinked = time.monotonic()
         print(f"\nlink cut {end_lo - cut:.2f} s before the window's end, back "
-              f"{back - end_hi:+.2f} s after it; persisted curve in use {restored - back:.2f} s "
-              f"later (by {by})")
+              f"{back - end_hi:+.2f} s after it; persisted curve in use "
+              f"{restored - back:+.2f} s from then; gateway back on the link "
+              f"{relinked - back:.2f} s after it")
+        if back_after == "window":  # by the gateway, ahead of the device's own timer
+            assert restored < end_lo + REVERT_MARGIN_S - 1
         assert _ena(sim) == 1
         # and it stays: the gateway, back on the link, does not put the temporary one back
         hold = time.monotonic() + 3.0
         while time.monotonic() < hold:
-            assert _curve(sim) == persisted
+            assert _curve(sim) == persisted and _ena(sim) == 1
             time.sleep(0.1)
         assert "0" not in _ena_writes(sim)
+        assert int(sim.control.get_point(705, "RvrtRem")) == 0
         assert agent.alive()
