@@ -17,6 +17,7 @@ LONGEST_FIRST = (
     "tests/corpus/test_corpus.py",  # ~120 s: every device profile end to end
     "tests/adapters/ieee2030_5/test_gridappsd_e2e.py",  # GridAPPS-D server
     "tests/e2e/test_revert.py",
+    "tests/e2e/test_native_temporary_curve.py",  # ~60 s: four gateways, 10 s reversions
     "tests/adapters/ieee2030_5/test_registration_e2e.py",
     "tests/security/test_fuzz_flood.py",
 )
