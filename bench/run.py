@@ -685,7 +685,7 @@ def bench_ieee2030_5(tmp: str, seconds: float, samples: int) -> None:
 
 BENCHES = ("hal", "trip", "mms", "resources", "alloc", "startup", "latency", "cycle", "view",
            "settings", "site", "clients", "cost", "corpus", "fuzz", "security", "ieee2030_5",
-           "dnp3", "native")
+           "dnp3", "native", "timing")
 
 
 def main() -> int:
@@ -746,6 +746,10 @@ def main() -> int:
         if "native" in only:  # bench/native_bench.py: native against immediate steering
             import native_bench
             native_bench.run(30.0 if q else 120.0, report, Proc, wait_port, free_port)
+        if "timing" in only:  # bench/timing_bench.py: targets that were timed test asserts
+            import timing_bench
+            timing_bench.run(tmp, 6 if q else 30, 2 if q else 5, report, Proc, wait_port,
+                             free_port)
     return 0
 
 

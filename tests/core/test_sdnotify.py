@@ -108,7 +108,7 @@ def test_a_stalled_control_loop_stops_the_watchdog_pings(tmp_path):
     sock.close()
     assert len(healthy) >= 2  # a ping every 2 s cycle
     gaps = [b - a for a, b in zip(healthy, healthy[1:], strict=False)]
-    assert max(gaps) < 2.5, gaps
+    assert max(gaps) < 3.5, gaps  # one each cycle (room for a loaded machine; a stall is 4 s)
     # While stalled: at most one ping (a cycle that began before the fault).
     assert len(stalled) <= 1, stalled
     assert len(recovered) >= 2  # pings come back with the link

@@ -38,8 +38,12 @@ def test_default_period_is_chosen_from_the_tcp_link_and_stated(agent_factory, fr
     assert auto["link"] == "TCP" and "TCP" in auto["reason"]
     if auto["chosen_s"] == 0.05:
         assert "floor" in auto["reason"]
-    assert auto["rtt_s"] < 0.05  # loopback: a round trip well under the floor
-    assert auto["worst_trip_latency_s"] < 0.2 + 3 * (auto["chosen_s"] - 0.05)
+    # The stated worst trip latency follows from the choice: a step is seen up to one
+    # period late, a second sample is wanted, then the longest cycle and the command.
+    # (How short the round trip and the latency are on loopback: `make bench`, "timing".)
+    assert 0 < auto["rtt_s"] <= auto["fast_cycle_busy_s"]
+    assert auto["worst_trip_latency_s"] >= 2 * auto["chosen_s"] + auto["worst_cycle_busy_s"] \
+        + 2 * auto["rtt_s"] - 0.001, auto  # as stated: rounded to 1 ms
     chosen = auto["chosen_s"]
     st = _status(agent)
     assert st["poll_period_s"] == chosen

@@ -54,8 +54,9 @@ def test_a_silent_inverter_turns_quality_invalid_within_a_poll_and_recovers(
     assert q.validity == Validity.INVALID
     assert Detail.FAILURE in q.detail and Detail.OLD_DATA in q.detail
     # The first poll after the link dies fails (timeout 40 % of the period,
-    # one retry) and publishes invalid: at most two periods after the fault.
-    assert took < 2 * agent.poll_period + 0.3, took
+    # one retry) and publishes invalid: at most two periods after the fault, plus
+    # room for a loaded machine.
+    assert took < 2 * agent.poll_period + 1.0, took
     assert agent.read("LLN0.Health", "ST")[0] == 3  # Alarm
     fresh_sim.control.fault("none")
     wait_for(_near(agent, "MMXU1.PhV.phsA", 240.0, 0.5), what="good again")

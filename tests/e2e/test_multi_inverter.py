@@ -108,7 +108,7 @@ def test_three_inverters_on_one_bus_one_disappears_the_others_keep_functions_and
         stamps.append(leaves["t"])
         time.sleep(0.6)
     assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), stamps
-    assert abs(stamps[-1] - time.time()) < 1.5
+    assert abs(stamps[-1] - time.time()) < 3.0  # fresh: room for a loaded machine
 
     # Unit 2 comes back: it is tried again within the dead-link retry (5 s).
     bus.control.set_grid(v_pu=1.0)

@@ -109,13 +109,15 @@ def test_a_dead_or_frozen_gateway_leaves_the_device_on_its_own_settings(tmp_path
             t0 = time.monotonic()
             os.kill(agent.proc.pid, getattr(signal, how))
             _, t_rev = _until(lambda: (d := device(sim))["limit"] is None and not d["var_on"],
-                              timeout=REVERT_S + 3)
+                              timeout=REVERT_S + 5)
             after = t_rev - t0
             print(f"{name} {how}: back on its own settings {after:.2f} s after the gateway "
                   f"stopped (revert time {REVERT_S} s)")
-            assert after <= REVERT_S + 0.5
-            # The last refresh was at most a third of the revert time before the stop.
-            assert after >= REVERT_S * 2 / 3 - 0.5
+            # The device's own timer, run out (2 s of room for a loaded machine) ...
+            assert after <= REVERT_S + 2.0, after
+            # ... from a refresh shortly before the stop (the gateway re-arms every third
+            # of the revert time; half of it allowed for a loaded machine).
+            assert after >= REVERT_S / 2 - 0.5, after
             # Producing what it has available, no var setpoint.
             d, _ = _until(lambda: (x := device(sim))["w"] >= 0.98 * x["w_avail"]
                           and abs(x["var"]) < 0.02 * w_max and x, 5)

@@ -122,10 +122,11 @@ def test_poll_tracks_the_grid_and_carries_quality_and_time(fresh, tcp):
     inv = Inverter(tcp)
     inv.connect()
     fresh.control.set_grid(v_pu=1.05, f_hz=60.2)
+    before = time.time()
     r = poll_until(inv, lambda x: abs(x["PhVphA"].value - 252.0) < 0.5, timeout=5)
     assert r["Hz"].value == pytest.approx(60.2, abs=0.01)
     assert r["PhVphA"].quality.good
-    assert abs(r["PhVphA"].timestamp - time.time()) < 2
+    assert before <= r["PhVphA"].timestamp <= time.time()  # stamped by this poll
     assert -1.0 <= r["PF"].value <= 1.0  # percent on the wire, a fraction here
     assert r["WRtg"].value == pytest.approx(5000)
     assert r["St"].value == OperatingState.MPPT
@@ -161,11 +162,15 @@ def test_a_revert_timer_goes_out_with_its_control_and_the_device_reverts(fresh, 
     inv.write_controls({"WMaxLimPct": 30.0, "WMaxLim_Ena": True, "WMaxLimPct_RvrtTms": 2})
     ctl = fresh.control.unit_state(1)["controls"]["123"]
     assert ctl["WMaxLimPct_RvrtTms"] == 2 and ctl["WMaxLim_Ena"] == 1
-    r = poll_until(inv, lambda x: x["WMaxLimPct_RvrtTms"].value is not None, timeout=2)
+    r = poll_until(inv, lambda x: x["WMaxLimPct_RvrtTms"].value is not None, timeout=5)
     assert r["WMaxLimPct_RvrtTms"].value == 2  # read back by name
     wait_until(lambda: fresh.control.unit_state(1)["controls"]["123"]["WMaxLim_Ena"] == 0,
-               timeout=5)
-    assert 1.5 < time.monotonic() - t0 < 2.6
+               timeout=10)
+    reverted = time.monotonic() - t0
+    # The 2 s timer is the behaviour: not before it ran out (t0 is before the write, so
+    # load can only make this later), and not long after (2.5 s of room for a loaded
+    # machine, still short of a second run of the timer).
+    assert 1.5 < reverted < 2 + 2.5, reverted
     poll_until(inv, lambda x: x["W"].value > 3500, timeout=5)  # all it has again
 
 
@@ -188,10 +193,16 @@ def test_dead_link_turns_readings_invalid_keeps_last_value_and_recovers(fresh, t
     good = inv.poll()
     assert good["W"].quality.good
     fresh.control.fault("silent")
+    tx, failures = tcp.stats.transactions, tcp.stats.failures
     t0 = time.monotonic()
     bad = inv.poll()
     elapsed = time.monotonic() - t0
-    assert elapsed < FAST.timeout * (FAST.retries + 1) + 0.5
+    # The poll gives up after one transaction's retries, not one timeout per model ...
+    assert tcp.stats.failures - failures == 1
+    assert tcp.stats.transactions - tx == FAST.retries + 1
+    # ... and each attempt ends at the policy's timeout (pymodbus's own default is 3 s);
+    # the room beyond the budget is for a loaded machine.
+    assert elapsed < FAST.timeout * (FAST.retries + 1) + 2.0, elapsed
     assert bad["W"].quality.validity == Validity.INVALID
     assert Detail.OLD_DATA in bad["W"].quality.detail
     assert bad["W"].value == good["W"].value

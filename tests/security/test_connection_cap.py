@@ -105,7 +105,9 @@ def test_a_half_open_connection_is_released_within_a_second(server):
         except ConnectionResetError:
             data = b""
         elapsed = time.monotonic() - t0
-        assert data == b"" and elapsed < 1.5, (data, elapsed)  # closed by the gateway
+        # closed by the gateway at its 1 s deadline (1 s of room for a loaded machine;
+        # a connection never released meets the 3 s socket timeout instead)
+        assert data == b"" and elapsed < 2.0, (data, elapsed)
     finally:
         half.close()
     assert wait_until(lambda: srv.command({"cmd": "clients"})["clients"] == 0, timeout=2)
@@ -120,7 +122,8 @@ def test_a_silent_tls_peer_no_longer_stalls_every_handshake(pki, tmp_path):
         try:
             time.sleep(0.1)  # the library's only thread is now in that handshake
             elapsed = associate_within(s.port, GOOD, _ctx(pki, "eng1"), LIMIT_S)
-            assert elapsed < 1.5, elapsed  # it waited for the 1 s deadline at most
+            # it waited for the 1 s handshake deadline at most: within issue 14's 2 s
+            assert elapsed < LIMIT_S, elapsed
         finally:
             silent.close()
     finally:

@@ -20,7 +20,7 @@ from open61850.mms import MmsClient
 
 from simulator import SimProcess
 
-from ..e2e.conftest import AgentProcess, free_port
+from ..e2e.conftest import AgentProcess, free_port, wait_for
 
 LD = "GWINV1"
 FUZZ_CASES = 300
@@ -38,6 +38,25 @@ def _rss_mb(pid: int) -> float:
 def _status(agent) -> dict:
     with open(os.path.join(agent.state_dir, "status.json")) as fh:
         return json.load(fh)
+
+
+def _status_after(agent, t: float) -> dict:
+    """The first status file the agent writes after wall-clock time ``t``."""
+    def written() -> dict | None:
+        try:
+            st = _status(agent)
+        except (OSError, ValueError):  # not there yet
+            return None
+        return st if st["time"] >= t else None
+    return wait_for(written, timeout=15, interval=0.1, what="a status file rewritten")
+
+
+def _kept_its_period(before: dict, after: dict) -> None:
+    """Few cycles over their period while under attack: at most 5 % of them (a loaded
+    machine delays a few; a loop the server blocked would overrun at every case)."""
+    cycles = after["cycles"] - before["cycles"]
+    overruns = after["overruns"] - before["overruns"]
+    assert cycles > 0 and overruns <= max(2, 0.05 * cycles), (before, after)
 
 
 class Recorder:
@@ -157,11 +176,8 @@ def test_fuzzed_frames_do_not_crash_or_stall_the_agent(target):
     assert sent >= 60  # fewer than FUZZ_CASES: once in penalty its connects time out
     assert target.alive(), target.log()
     assert _client_reads(target.port) > 0
-    time.sleep(5.5)  # let the status file be rewritten
-    after = _status(target)
-    assert after["cycles"] > before["cycles"]
-    # The loop kept its period: no overruns during the run, polls still fast.
-    assert after["overruns"] - before["overruns"] <= 2, (before, after)
+    after = _status_after(target, time.time())
+    _kept_its_period(before, after)
     assert _rss_mb(target.proc.pid) - rss0 < 15, (rss0, _rss_mb(target.proc.pid))
 
 
@@ -185,8 +201,7 @@ def test_a_connection_flood_is_bounded_and_service_resumes(target):
         s.close()
     time.sleep(1)
     assert _client_reads(target.port) > 0  # served again once the flood lets go
-    time.sleep(5.5)
-    after = _status(target)
-    assert after["overruns"] - before["overruns"] <= 2, (before, after)
+    after = _status_after(target, time.time())
+    _kept_its_period(before, after)
     assert _rss_mb(target.proc.pid) - rss0 < 15
     assert free_port()  # loopback still usable

@@ -93,8 +93,10 @@ def test_power_limit_settles_within_a_few_time_constants(fresh, dev, tau):
     assert dev.read(103, "W") > 3000  # not enabled yet
     t0 = time.monotonic()
     dev.write(123, "WMaxLim_Ena", 1)
-    wait_for(lambda: abs(dev.read(103, "W") - 2000) < 40, timeout=6 * tau + 1)
-    assert time.monotonic() - t0 < 6 * tau + 1
+    # First order: within 40 W of the new level after ~4 tau; 8 tau and 2 s of room for
+    # a loaded machine still fail a plant several times slower than its tau.
+    wait_for(lambda: abs(dev.read(103, "W") - 2000) < 40, timeout=8 * tau + 2)
+    assert time.monotonic() - t0 < 8 * tau + 2
     assert dev.read(103, "St") == 5  # THROTTLED
     st = fresh.control.unit_state(1)
     assert st["controls"]["123"]["WMaxLimPct"] == pytest.approx(40.0)

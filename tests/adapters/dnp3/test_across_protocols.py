@@ -3,16 +3,16 @@
 The whole agent as a child process (``inverter-agent run``, MMS and DNP3 both
 serving), the simulated inverter in another, dnp3py's master and the project's
 MMS client in the test: an active power limit direct-operated over DNP3 is read
-back over MMS and reaches the inverter within a few control cycles; a volt-var
-curve written through the curve edit buffer by either foreign master (dnp3py,
-yadnp3) is read back over MMS (DVVR1.VVArCrv) and followed by the inverter's
-reactive power, and a curve with a gap is refused with nothing changed.
+back over MMS and reaches the inverter (how fast: ``make bench``, section
+"timing"); a volt-var curve written through the curve edit buffer by either
+foreign master (dnp3py, yadnp3) is read back over MMS (DVVR1.VVArCrv) and followed
+by the inverter's reactive power, and a curve with a gap is refused with nothing
+changed.
 """
 
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -55,13 +55,10 @@ def test_a_limit_operated_over_dnp3_shows_over_mms_and_reaches_the_inverter(agen
     assert master.direct_operate_binary(17, True) == SUCCESS
     wait_for(lambda: control.get_point(123, "WMaxLim_Ena") == 1, timeout=10,
              what="limit enabled at the inverter")
-    t0 = time.monotonic()
     assert master.direct_operate_analog(88, 420) == SUCCESS  # 42.0 %
-    wait_for(lambda: abs(control.get_point(123, "WMaxLimPct") - 42.0) < 0.05, timeout=5,
+    # How fast: `make bench` section "timing" (target < 1 s at this 0.1 s poll).
+    wait_for(lambda: abs(control.get_point(123, "WMaxLimPct") - 42.0) < 0.05, timeout=10,
              interval=0.01, what="42 % at the inverter")
-    took = time.monotonic() - t0
-    print(f"DNP3 direct operate -> WMaxLimPct at the inverter: {took * 1000:.0f} ms")
-    assert took < 1.0, took  # a few 100 ms control cycles, generous for a shared machine
     leaves = agent.mms.read(f"{LD}/DWMX1.WMaxSptPct", "MX")
     assert leaves["mxVal.f"] == pytest.approx(42.0)
 

@@ -116,17 +116,21 @@ def test_two_timed_functions_each_revert_at_their_own_time(gateway, master):
               ("AO", 173, number), ("BO", 17, True), ("BO", 25, True)]
     t0 = time.monotonic()
     statuses = master.operate_in_turn(writes)
+    answered = time.monotonic()  # both timers run from operates answered by now
     assert statuses == [SUCCESS] * len(statuses)
     timed_curve = [{"v_pu": 1.03, "p_pct": 100.0}, {"v_pu": 1.09, "p_pct": 20.0}]
     wait_until(lambda: _limit(commands) == (True, 45.0)
                and commands.effective_dict()["volt_watt"]["curve"] == timed_curve, timeout=5)
     wait_until(lambda: _limit(commands) == (False, persisted["active_power_limit"][
         "p_limit_pct"]), timeout=10)
-    limit_ended = time.monotonic() - t0
+    limit_ended = time.monotonic() - answered
     assert commands.effective_dict()["volt_watt"]["curve"] == timed_curve  # still timed
     wait_until(lambda: commands.effective_dict()["volt_watt"] == persisted["volt_watt"],
                timeout=15)
     curve_ended = time.monotonic() - t0
-    assert limit_ended < 4.5 <= curve_ended + 0.5, (limit_ended, curve_ended)
+    # Each at its own time: the limit's 2 s (room for a loaded machine: 2.5 s), while
+    # the curve was still timed (above); the curve not before its 5 s (t0 is before
+    # any operate, so load only makes this later).
+    assert limit_ended < 2 + 2.5 and curve_ended >= 5 - 1.0, (limit_ended, curve_ended)
     assert commands.persisted_dict() == persisted
     assert master.operate_in_turn([("AO", 85, 0), ("AO", 171, 0)]) == [SUCCESS, SUCCESS]

