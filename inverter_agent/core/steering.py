@@ -67,6 +67,9 @@ TRIP_FUNCTIONS = {"lv_trip": (707, "voltage_ride_through", "under"),
                   "hv_trip": (708, "voltage_ride_through", "over"),
                   "lf_trip": (709, "frequency_ride_through", "under"),
                   "hf_trip": (710, "frequency_ride_through", "over")}
+#: The immediate reactive enables (var, PF): on a device whose reactive modes exclude
+#: each other (selector style) either switches its own volt-var off.
+REACTIVE_ENABLES = ("VArPct_Ena", "OutPFSet_Ena")
 #: Seconds before a refused program is tried again (at most ``verify_every``).
 RETRY_S = 10.0
 #: Seconds past a temporary curve's window the device's own reversion (RvrtTms) waits,
@@ -148,6 +151,12 @@ class Steering:
         written."""
         if "Conn" in changes:  # a cease half written (one model of two) counts at stop
             self.conn_sent = changes["Conn"]
+        own = self._own.get("volt_var")
+        if own is not None and own.enabled and any(changes.get(k) for k in REACTIVE_ENABLES):
+            # On a device whose reactive modes exclude each other, this switches its own
+            # volt-var off: written by the gateway as much as a 705 write (a restart
+            # that leaves volt-var to the device puts it back).
+            self._mark_written("volt_var")
         try:
             self.inverter.write_controls(changes)
         except Exception as exc:  # the link or the device refused: try again next cycle

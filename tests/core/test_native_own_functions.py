@@ -350,3 +350,21 @@ def test_another_device_identity_gets_its_own_record(rig, tmp_path):
     assert devices["SunSim/SIM-10000/SIM00001"]["functions"]["volt_var"]["written"] is True
     new = devices["SunSim/SIM-10000/SWAP00002"]["functions"]["volt_var"]
     assert new["enabled"] is False and new["written"] is False
+
+
+def test_a_restart_after_a_kill_gives_a_selector_its_volt_var_back_after_a_var_enable(
+        rig, tmp_path):
+    """The gateway carried volt-var itself (autonomous VRef: 705 never written) with the
+    var enable, which switched the selector's own volt-var off; killed, then started
+    with no reactive mode: the device's own volt-var is on again."""
+    sim, inv, ctl, events = rig(SELECTOR)
+    s = get_profile("rule21")
+    ctl.apply_settings(replace(s, volt_var=replace(s.volt_var, vref_auto=True)))
+    t = run(inv, ctl, 6)
+    assert point(sim, 704, "VarSetEna") == 1 and point(sim, 705, "Ena") == 0
+    assert model_writes(sim, 705) == {}
+    ctl2, events2 = restart(inv, NO_REACTIVE, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(OWN_VV_LAST)
+    assert "native_restored" in kinds(events2)
