@@ -29,11 +29,14 @@ First, do no harm: a function the settings have off is left to the device, never
 switched off by the gateway (nothing written). The one exception is volt-var when
 another reactive mode (constant PF, constant var) is on: reactive modes exclude
 each other (IEEE 1547-2018 5.3.1), so 705 ``Ena`` is written 0 while the gateway
-carries that mode. The device's own 705 / 706 are read once per discovery,
-before anything is written; when the settings turn a function off after the
-gateway had programmed it (a utility switching volt-watt off), the device's own
-is put back as first seen (its curve and ``Ena``; a device whose own was off is
-left off, its own state). A device that ran its own volt-var or volt-watt when
+carries that mode. The device's own 705 / 706 are read at the first discovery
+of a device, before anything is written, and kept in the state directory with a
+flag per function "the gateway has written it since" (:mod:`.own_record`): later
+discoveries and restarts use that record, never what a killed gateway left in the
+device. When the settings turn a function off after the gateway had programmed it
+(a utility switching volt-watt off, or the settings a restarted gateway finds), the
+device's own is put back as first seen (its curve and ``Ena``; a device whose own
+was off is left off, its own state). A device that ran its own volt-var or volt-watt when
 the gateway first saw it gets it back when the gateway stands aside or stops
 (the gateway's enables released *and* 705 / 706 ``Ena`` on again), not merely the
 enables released. A refused program falls back for that function only, with an
@@ -215,9 +218,8 @@ class Steering:
         ``reactive_ok`` False (the device's var maximum is unknown): its volt-var is left
         as it is, neither programmed nor steered (no value in an assumed base).
         """
-        if not self.inverter.connected:
-            return
-        self._observe()
+        if not self.inverter.connected or not self._observe():
+            return  # nothing programmed before the device's own settings are known
         if self.mode == "immediate":
             for f in NATIVE_MODELS:
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
@@ -405,12 +407,13 @@ class Steering:
             self._choose(f, "gateway", why)
 
     # -- the device's own functions
-    def _observe(self) -> None:
+    def _observe(self) -> bool:
         """The device's own 705 / 706 once per discovery, before anything is written:
-        from its record in the state directory, else read (and recorded)."""
+        from its record in the state directory, else read (and recorded). False: not
+        known (reading failed; tried again next cycle)."""
         device = getattr(self.inverter, "device", None)
         if device is self._own_for:
-            return
+            return True
         self._own_for, self._own, self._native = device, {}, {}
         self._put_back, self._put_back_at = set(), {}
         try:
@@ -423,18 +426,19 @@ class Steering:
         except Exception as exc:
             self._own_for, self.record = None, None  # try again next cycle
             log.warning("reading the inverter's own settings failed: %s", exc)
-            return
-        if record is not None and set(self._own) <= set(record.own):
-            return
-        self.record = OwnRecord(identity=record.identity, own=dict(self._own),
-                                written=record.written, first_seen=record.first_seen) \
-            if record is not None else self._new_record()
-        if self.record is not None:
-            self._records.save(self._record_key, self.record)  # type: ignore[union-attr]
+            return False
+        if self._records is None or not self._record_key or \
+                (record is not None and set(self._own) <= set(record.own)):
+            return True
+        # First seen now: the device, or a function new to its record (a firmware update).
+        self.record = record or OwnRecord(identity=self._identity)
+        self.record.own.update(self._own)
+        self._records.save(self._record_key, self.record)
+        return True
 
     def _load_record(self) -> OwnRecord | None:
         """This device's record (its identity read); None: none yet, or not kept."""
-        self.record = None
+        self.record, self._record_key = None, ""
         identity = getattr(self.inverter, "identity", None)
         if self._records is None or identity is None:
             return None
@@ -442,11 +446,6 @@ class Steering:
         self._record_key = identity_key(self._identity)
         self.record = self._records.load(self._record_key)
         return self.record
-
-    def _new_record(self) -> OwnRecord | None:
-        if self._records is None or not self._record_key:
-            return None
-        return OwnRecord(identity=self._identity, own=dict(self._own))
 
     def _written(self, f: str) -> bool:
         """The record says the gateway has written ``f`` since its own was first seen."""

@@ -368,3 +368,22 @@ def test_a_restart_after_a_kill_gives_a_selector_its_volt_var_back_after_a_var_e
     assert point(sim, 705, "Ena") == 1
     assert vv_last(sim) == pytest.approx(OWN_VV_LAST)
     assert "native_restored" in kinds(events2)
+
+
+def test_a_rediscovery_uses_the_record_not_what_the_gateway_left_in_the_device(
+        rig, tmp_path):
+    """The link lost and back (the device discovered again) in a PF mode, then no
+    reactive mode: the device's own volt-var as first seen, not the Ena 0 of the
+    gateway's PF mode, is put back."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    own_last = vv_last(sim)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0
+    inv.connect()  # rediscovered: a new device map, read afresh
+    t = run(inv, ctl, 2, t0=t)
+    ctl.apply_settings(NO_REACTIVE)
+    run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own_last)
+    assert ctl.status.steering["volt_var"]["by"] == "device"
