@@ -46,6 +46,7 @@ event and an alarm naming it.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -446,6 +447,13 @@ class Steering:
         self._record_key = identity_key(self._identity)
         self.record = self._records.load(self._record_key)
         return self.record
+
+    def recorded_at(self) -> str | None:
+        """When this device's own settings were first seen and recorded (UTC, ISO 8601);
+        None: no record."""
+        if self.record is None:
+            return None
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.record.first_seen))
 
     def _written(self, f: str) -> bool:
         """The record says the gateway has written ``f`` since its own was first seen."""

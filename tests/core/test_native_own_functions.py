@@ -311,6 +311,8 @@ def test_a_restart_with_no_gateway_write_since_leaves_the_device_untouched(rig, 
     assert "native_restored" not in kinds(events2)
     own = next(iter(record(tmp_path).values()))["functions"]["volt_var"]
     assert own["enabled"] is True and own["written"] is False  # as first seen
+    recorded = ctl2.status_view()["own_recorded"]  # shown in status: the first run's
+    assert recorded == ctl.status_view()["own_recorded"] and recorded.endswith("Z")
 
 
 def test_a_corrupt_record_is_logged_with_its_path_and_the_device_read_afresh(

@@ -19,6 +19,7 @@ window. The device's registers are read through the simulator's control channel.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -83,6 +84,8 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
             _until(lambda: _accepts(dnp3_port), 30, "the DNP3 outstation")
             master = ForeignMaster(dnp3_port)
             assert _point(sim, 705, "Ena") == 1  # left to the device: nothing written
+            _until(lambda: _own_recorded(state), 10, "status: own_recorded")
+            first = _own_recorded(state)
             statuses = master.operate_in_turn([("AO", 209, WINDOW_S), ("AO", 210, 95),
                                                ("BO", 28, True)])
             sent = time.monotonic()
@@ -101,6 +104,7 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
             assert _point(sim, 705, "Ena") == 0  # no reactive function left: the gap
             print(f"\nkilled {killed - sent:.2f} s into the {WINDOW_S} s window, PF "
                   f"released by the device {released - killed:.2f} s after the kill")
+            os.remove(os.path.join(state, "status.json"))  # the next one is the restart's
             again = AgentProcess(root, *args, poll_period=POLL).start()
             started = time.monotonic()
             wall = time.time()
@@ -109,11 +113,23 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
             print(f"705 Ena 1 again {on - started:.2f} s after the restart")
             _until(lambda: _restored(state, wall - 1.0), 5, "a native_restored event")
             assert _point(sim, 704, "PFWInjEna") == 0  # no PF of the gateway's either
+            _until(lambda: _own_recorded(state) == first, 10, "status: the first record")
             assert again.alive()
         finally:
             for a in (again, agent):
                 if a is not None:
                     a.terminate()
+
+
+def _own_recorded(state: str) -> str | None:
+    """``functions.own_recorded`` of the agent's status.json (when the device's own
+    settings were recorded: the first start's record, kept)."""
+    try:
+        with open(os.path.join(state, "status.json"), encoding="utf-8") as fh:
+            functions = json.load(fh).get("functions") or {}
+    except (OSError, ValueError):  # not written yet, or replaced under us
+        return None
+    return functions.get("own_recorded")
 
 
 def _accepts(port: int) -> bool:
