@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from typing import Any
 
@@ -33,23 +32,12 @@ from simulator.profile import PROFILE_DIR
 from tests.adapters.dnp3.conftest import SUCCESS, ForeignMaster
 from tests.corpus.runner import _events
 from tests.e2e.conftest import AgentProcess, free_port
+from tests.e2e.test_native_temporary_curve import _accepts, _until
 
 PROFILE = str(PROFILE_DIR / "1547-native-protection.json")
 POLL = 0.2
 WINDOW_S = 5  # the master's PF reversion timeout (AO209)
 REVERT_S = 10  # [functions] revert_timeout: the device's PF timer, past the window
-
-
-def _until(fn: Any, timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll ``fn`` until truthy within ``timeout`` s: when it was seen (monotonic)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return time.monotonic()
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout} s (last {last!r})")
 
 
 def _point(sim: SimProcess, model: int, name: str) -> int:
@@ -79,12 +67,12 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
         agent = AgentProcess(root, *args, poll_period=POLL).start()
         again = None
         try:
-            _until(lambda: os.path.exists(os.path.join(state, "device_own.json")), 30,
-                   "the device's own settings recorded")
-            _until(lambda: _accepts(dnp3_port), 30, "the DNP3 outstation")
+            _until(lambda: os.path.exists(os.path.join(state, "device_own.json")),
+                   time.monotonic() + 30, "the device's own settings recorded")
+            _until(lambda: _accepts(dnp3_port), time.monotonic() + 30, "the DNP3 outstation")
             master = ForeignMaster(dnp3_port)
             assert _point(sim, 705, "Ena") == 1  # left to the device: nothing written
-            _until(lambda: _own_recorded(state), 10, "status: own_recorded")
+            _until(lambda: _own_recorded(state), time.monotonic() + 10, "status: own_recorded")
             first = _own_recorded(state)
             statuses = master.operate_in_turn([("AO", 209, WINDOW_S), ("AO", 210, 95),
                                                ("BO", 28, True)])
@@ -92,28 +80,29 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
             assert statuses == [SUCCESS] * 3
             # The PF mode in force: 705 Ena written 0 (reactive modes exclude each other).
             _until(lambda: _point(sim, 704, "PFWInjEna") == 1
-                   and _point(sim, 705, "Ena") == 0, 15, "the temporary PF in force")
+                   and _point(sim, 705, "Ena") == 0, sent + 15, "the temporary PF in force")
             assert time.monotonic() < sent + WINDOW_S  # inside the window
             assert agent.proc is not None
             os.kill(agent.proc.pid, signal.SIGKILL)
             agent.proc.wait(5)
             killed = time.monotonic()
             released = _until(lambda: _point(sim, 704, "PFWInjEna") == 0,
-                              REVERT_S + 5, "the device's PF timer")
+                              time.monotonic() + REVERT_S + 5, "the device's PF timer")
             assert released >= sent + WINDOW_S  # the window is over
             assert _point(sim, 705, "Ena") == 0  # no reactive function left: the gap
             print(f"\nkilled {killed - sent:.2f} s into the {WINDOW_S} s window, PF "
                   f"released by the device {released - killed:.2f} s after the kill")
             os.remove(os.path.join(state, "status.json"))  # the next one is the restart's
+            started, wall = time.monotonic(), time.time()
             again = AgentProcess(root, *args, poll_period=POLL).start()
-            started = time.monotonic()
-            wall = time.time()
-            on = _until(lambda: _point(sim, 705, "Ena") == 1, 15,
+            on = _until(lambda: _point(sim, 705, "Ena") == 1, started + 15,
                         "the device's own volt-var on again")
-            print(f"705 Ena 1 again {on - started:.2f} s after the restart")
-            _until(lambda: _restored(state, wall - 1.0), 5, "a native_restored event")
+            print(f"705 Ena 1 again {on - started:.2f} s after the agent was started again")
+            _until(lambda: _restored(state, wall - 1.0), time.monotonic() + 5,
+                   "a native_restored event")
             assert _point(sim, 704, "PFWInjEna") == 0  # no PF of the gateway's either
-            _until(lambda: _own_recorded(state) == first, 10, "status: the first record")
+            _until(lambda: _own_recorded(state) == first, time.monotonic() + 10,
+                   "status: the first record")
             assert again.alive()
         finally:
             for a in (again, agent):
@@ -130,11 +119,3 @@ def _own_recorded(state: str) -> str | None:
     except (OSError, ValueError):  # not written yet, or replaced under us
         return None
     return functions.get("own_recorded")
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
