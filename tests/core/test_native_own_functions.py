@@ -389,3 +389,13 @@ def test_a_rediscovery_uses_the_record_not_what_the_gateway_left_in_the_device(
     assert point(sim, 705, "Ena") == 1
     assert vv_last(sim) == pytest.approx(own_last)
     assert ctl.status.steering["volt_var"]["by"] == "device"
+
+
+def test_a_device_stating_no_serial_is_recorded_by_its_unit(rig, tmp_path):
+    sim, inv, ctl, events = rig(PROTECTION)
+    sim.control.set_point(1, "SN", "")  # no serial number stated
+    inv.connect()
+    run(inv, ctl, 2)
+    assert set(record(tmp_path)) == {"SunSim/SIM-10000/unit 1 (no serial stated)"}
+    assert inv.identity() == {"unit": 1, "manufacturer": "SunSim", "model": "SIM-10000",
+                              "serial": None}
