@@ -559,6 +559,19 @@ class Inverter:
         """Re-arm the device's reversion timer of a temporary ``function`` curve."""
         curves.rearm_revert(self._require(), curves.CURVE_MODELS[function][0], revert_s)
 
+    def identity(self) -> dict[str, Any]:
+        """Who the device says it is: its unit and the common model's manufacturer,
+        model and serial number (None where it states none), read afresh."""
+        common = self._require().read_models([1]).get(1)
+        values = common.values if common is not None else {}
+
+        def stated(name: str) -> str | None:
+            v = values.get(name)
+            return str(v).strip() or None if v is not None else None
+
+        return {"unit": self.unit, "manufacturer": stated("Mn"), "model": stated("Md"),
+                "serial": stated("SN")}
+
     def trip_models(self) -> tuple[int, ...]:
         """The must-trip / momentary-cessation models (707-710) the device has."""
         return tuple(m for m in trip.TRIP_MODELS if self.has_model(m))

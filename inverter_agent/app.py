@@ -81,7 +81,8 @@ def make_controller(cfg: config_mod.Config, inverter: Any,
                             steering=cfg["functions.steering"],
                             verify_every_s=cfg["functions.verify_every"],
                             control_period_s=period,
-                            revert_timeout=cfg["functions.revert_timeout"])
+                            revert_timeout=cfg["functions.revert_timeout"],
+                            state_dir=state_dir)
     service.bind(controller.apply_settings)
     controller.window_source = service.window
     return controller, service

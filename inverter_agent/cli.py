@@ -493,6 +493,9 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
             line("note", note)
         for text in steering_lines(fn.get("steering") or {}):
             line("steering", text)
+        if fn.get("own_recorded"):
+            line("device's own", f"volt-var / volt-watt as first seen, recorded "
+                 f"{fn['own_recorded']} (device_own.json)")
         for alarm in fn.get("alarms") or ():
             line("ALARM", alarm)
     else:

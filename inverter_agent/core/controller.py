@@ -170,7 +170,7 @@ class Controller:
                  nominal_voltage: float | None = None, follow_timeout_s: float = 10.0,
                  rng: random.Random | None = None, steering: str = "auto",
                  verify_every_s: float = 60.0, control_period_s: float = 0.1,
-                 revert_timeout: float | str = "auto") -> None:
+                 revert_timeout: float | str = "auto", state_dir: str | None = None) -> None:
         self.inverter = inverter
         self.control_period_s = control_period_s
         #: ``[functions] revert_timeout`` and the seconds it gives at this poll period.
@@ -189,7 +189,9 @@ class Controller:
         self._mismatch: dict[str, int] = {}
         self._warned: set[str] = set()
         #: How each function reaches the inverter (immediate writes, native programs).
-        self.steer = Steering(inverter, events, self.status, steering, verify_every_s)
+        #: ``state_dir``: where the device's own functions as first seen are kept.
+        self.steer = Steering(inverter, events, self.status, steering, verify_every_s,
+                              state_dir=state_dir)
         #: Asked each cycle for the temporary settings window (the settings service's
         #: ``window``: the settings without it and its end, monotonic), or None.
         self.window_source: Callable[[], tuple[Settings, float] | None] | None = None

@@ -68,4 +68,5 @@ def functions_status(controller: Any, utility: Mapping[str, Any] | None = None
         steering={f: dict(c) for f, c in st.steering.items()},
         alarms=tuple(st.alarms),
         utility=utility,
+        own_recorded=controller.steer.recorded_at() if hasattr(controller, "steer") else None,
     )

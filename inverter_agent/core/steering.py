@@ -29,11 +29,14 @@ First, do no harm: a function the settings have off is left to the device, never
 switched off by the gateway (nothing written). The one exception is volt-var when
 another reactive mode (constant PF, constant var) is on: reactive modes exclude
 each other (IEEE 1547-2018 5.3.1), so 705 ``Ena`` is written 0 while the gateway
-carries that mode. The device's own 705 / 706 are read once per discovery,
-before anything is written; when the settings turn a function off after the
-gateway had programmed it (a utility switching volt-watt off), the device's own
-is put back as first seen (its curve and ``Ena``; a device whose own was off is
-left off, its own state). A device that ran its own volt-var or volt-watt when
+carries that mode. The device's own 705 / 706 are read at the first discovery
+of a device, before anything is written, and kept in the state directory with a
+flag per function "the gateway has written it since" (:mod:`.own_record`): later
+discoveries and restarts use that record, never what a killed gateway left in the
+device. When the settings turn a function off after the gateway had programmed it
+(a utility switching volt-watt off, or the settings a restarted gateway finds), the
+device's own is put back as first seen (its curve and ``Ena``; a device whose own
+was off is left off, its own state). A device that ran its own volt-var or volt-watt when
 the gateway first saw it gets it back when the gateway stands aside or stops
 (the gateway's enables released *and* 705 / 706 ``Ena`` on again), not merely the
 enables released. A refused program falls back for that function only, with an
@@ -43,6 +46,7 @@ event and an alarm naming it.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +56,7 @@ from hal.settings_native import EnterService, FreqDroop
 from hal.transport import DeviceException
 from hal.trip import TripCurve
 from inverter_agent.core.events import EventLog
+from inverter_agent.core.own_record import OwnRecord, OwnRecords, identity_key
 from inverter_agent.functions import Settings
 from inverter_agent.functions.registry import REACTIVE
 from inverter_agent.functions.ride_through import RegionMode, RideThroughSettings
@@ -66,6 +71,9 @@ TRIP_FUNCTIONS = {"lv_trip": (707, "voltage_ride_through", "under"),
                   "hv_trip": (708, "voltage_ride_through", "over"),
                   "lf_trip": (709, "frequency_ride_through", "under"),
                   "hf_trip": (710, "frequency_ride_through", "over")}
+#: The immediate reactive enables (var, PF): on a device whose reactive modes exclude
+#: each other (selector style) either switches its own volt-var off.
+REACTIVE_ENABLES = ("VArPct_Ena", "OutPFSet_Ena")
 #: Seconds before a refused program is tried again (at most ``verify_every``).
 RETRY_S = 10.0
 #: Seconds past a temporary curve's window the device's own reversion (RvrtTms) waits,
@@ -102,7 +110,7 @@ class Steering:
     """The HAL side of one inverter's controller (see the module doc)."""
 
     def __init__(self, inverter: Any, events: EventLog, status: Any, mode: str = "auto",
-                 verify_every_s: float = 60.0) -> None:
+                 verify_every_s: float = 60.0, state_dir: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"steering {mode!r}: one of {', '.join(MODES)}")
         self.inverter = inverter
@@ -121,9 +129,15 @@ class Steering:
         self._native: dict[str, _Native] = {}
         #: Functions whose program the device did not take (an alarm stands for each).
         self._refused: set[str] = set()
-        #: The device's own 705 / 706 as first seen (per discovery), before any write of ours.
+        #: The device's own 705 / 706 as first seen (before any write of ours), from the
+        #: record in the state directory where there is one (kept across restarts).
         self._own: dict[str, Curve] = {}
         self._own_for: object = None
+        self._records = OwnRecords(state_dir) if state_dir else None
+        #: This device's record (None: not kept, no state directory or no identity).
+        self.record: OwnRecord | None = None
+        self._record_key = ""
+        self._identity: dict[str, Any] = {}
         #: Functions whose own settings were put back (settings off after a program).
         self._put_back: set[str] = set()
         #: A failed put-back: function -> when it is tried again.
@@ -141,6 +155,12 @@ class Steering:
         written."""
         if "Conn" in changes:  # a cease half written (one model of two) counts at stop
             self.conn_sent = changes["Conn"]
+        own = self._own.get("volt_var")
+        if own is not None and own.enabled and any(changes.get(k) for k in REACTIVE_ENABLES):
+            # On a device whose reactive modes exclude each other, this switches its own
+            # volt-var off: written by the gateway as much as a 705 write (a restart
+            # that leaves volt-var to the device puts it back).
+            self._mark_written("volt_var")
         try:
             self.inverter.write_controls(changes)
         except Exception as exc:  # the link or the device refused: try again next cycle
@@ -199,9 +219,8 @@ class Steering:
         ``reactive_ok`` False (the device's var maximum is unknown): its volt-var is left
         as it is, neither programmed nor steered (no value in an assumed base).
         """
-        if not self.inverter.connected:
-            return
-        self._observe()
+        if not self.inverter.connected or not self._observe():
+            return  # nothing programmed before the device's own settings are known
         if self.mode == "immediate":
             for f in NATIVE_MODELS:
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
@@ -321,6 +340,7 @@ class Steering:
                     return True
                 self.events.record("native_curve_mismatch", f"{f}: the inverter's temporary "
                                    "curve changed; programming it again")
+            self._mark_written(f)
             if not self.inverter.write_curve_with_revert(f, want, back, left):
                 return False
         except Exception as exc:
@@ -361,6 +381,7 @@ class Steering:
                 self.events.record("native_curve_mismatch", f"{f}: the inverter's curve "
                                    f"changed to {have.points} (enabled {have.enabled}); "
                                    "programming it again")
+            self._mark_written(f)
             write(want)
             self.events.record("native_curve_programmed", f"{f}: {want.points} "
                                f"{'enabled' if want.enabled else 'disabled'}")
@@ -387,20 +408,65 @@ class Steering:
             self._choose(f, "gateway", why)
 
     # -- the device's own functions
-    def _observe(self) -> None:
-        """Read the device's own 705 / 706 once per discovery, before anything is written."""
+    def _observe(self) -> bool:
+        """The device's own 705 / 706 once per discovery, before anything is written:
+        from its record in the state directory, else read (and recorded). False: not
+        known (reading failed; tried again next cycle)."""
         device = getattr(self.inverter, "device", None)
         if device is self._own_for:
-            return
+            return True
         self._own_for, self._own, self._native = device, {}, {}
         self._put_back, self._put_back_at = set(), {}
-        for f in self.inverter.native_functions():
-            try:
+        try:
+            record = self._load_record()
+            for f in self.inverter.native_functions():
+                if record is not None and f in record.own:
+                    self._own[f] = record.own[f]
+                    continue
                 self._own[f] = getattr(self.inverter, f"read_{f}_curve")()
-            except Exception as exc:
-                self._own_for = None  # try again next cycle
-                log.warning("reading the inverter's own %s failed: %s", f, exc)
-                return
+        except Exception as exc:
+            self._own_for, self.record = None, None  # try again next cycle
+            log.warning("reading the inverter's own settings failed: %s", exc)
+            return False
+        if self._records is None or not self._record_key or \
+                (record is not None and set(self._own) <= set(record.own)):
+            return True
+        # First seen now: the device, or a function new to its record (a firmware update).
+        self.record = record or OwnRecord(identity=self._identity)
+        self.record.own.update(self._own)
+        self._records.save(self._record_key, self.record)
+        return True
+
+    def _load_record(self) -> OwnRecord | None:
+        """This device's record (its identity read); None: none yet, or not kept."""
+        self.record, self._record_key = None, ""
+        identity = getattr(self.inverter, "identity", None)
+        if self._records is None or identity is None:
+            return None
+        self._identity = identity()
+        self._record_key = identity_key(self._identity)
+        self.record = self._records.load(self._record_key)
+        return self.record
+
+    def recorded_at(self) -> str | None:
+        """When this device's own settings were first seen and recorded (UTC, ISO 8601);
+        None: no record."""
+        if self.record is None:
+            return None
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.record.first_seen))
+
+    def _written(self, f: str) -> bool:
+        """The record says the gateway has written ``f`` since its own was first seen."""
+        return self.record is not None and self.record.written.get(f, False)
+
+    def _mark_written(self, f: str, written: bool = True) -> None:
+        """Before the gateway writes ``f`` (705 / 706); ``written`` False: the device holds
+        its own again. Kept in the record, so that a restart knows."""
+        if self.record is None or f not in NATIVE_MODELS or self._written(f) == written:
+            return
+        self.record.written[f] = written
+        assert self._records is not None
+        self._records.save(self._record_key, self.record)
 
     def device_volt_var_on(self) -> bool:
         """The device ran its own volt-var when first seen (or runs ours now)."""
@@ -409,17 +475,18 @@ class Steering:
 
     def _leave_to_device(self, f: str, model: int, t: float) -> None:
         """``f`` is off in the settings: the device's own settings govern, never switched
-        off. Where the gateway had programmed it this discovery, its own (as first seen)
-        is put back."""
+        off. Where the gateway had programmed it (this discovery, or before a restart or
+        rediscovery: the record says so), its own (as first seen) is put back."""
         why = (f"{f.replace('_', '-')} off in the settings"
                + (" and no other reactive mode on" if f == "volt_var" else "")
                + f": the inverter's own {model} is left as it is (never switched off)")
         n = self._native.get(f)
-        if n is not None and n.programmed:
+        earlier = self._written(f) and (n is None or not n.programmed)
+        if (n is not None and n.programmed) or earlier:
             if t < self._put_back_at.get(f, t):
                 return
             try:
-                if self._put_back_own(f):
+                if self._put_back_own(f, earlier):
                     self._put_back.add(f)
             except Exception as exc:  # tried again shortly; the choice says so
                 self.status.write_errors += 1
@@ -438,24 +505,30 @@ class Steering:
             why += "; its own settings as first seen were put back"
         self._choose(f, "device", why)
 
-    def _put_back_own(self, f: str) -> bool:
-        """The device's own ``f`` as first seen, in place of the gateway's program. False:
-        the device holds it already (nothing written)."""
+    def _put_back_own(self, f: str, earlier: bool = False) -> bool:
+        """The device's own ``f`` as first seen, in place of the gateway's program
+        (``earlier``: one the gateway wrote before a restart or rediscovery). False: the
+        device holds it already (nothing written)."""
         own = self._own.get(f)
         if own is None:
             return False
         have = getattr(self.inverter, f"read_{f}_curve")()
         if not own.enabled:  # its own was off: off is its own state, not less than it had
             if not have.enabled:
+                self._mark_written(f, False)
                 return False
             getattr(self.inverter, f"enable_{f}")(False)
         elif have.close_to(own):
+            self._mark_written(f, False)
             return False
         else:
             self._switch_on(f, have, own)
+        self._mark_written(f, False)
         self.events.record("native_restored", f"{f}: the inverter's own settings put back "
                            f"{own.points} ({'enabled' if own.enabled else 'disabled'}, as "
-                           "first seen; off in the settings)")
+                           "first seen; off in the settings"
+                           + ("; the gateway had written it before it restarted or "
+                              "rediscovered the inverter)" if earlier else ")"))
         return True
 
     def _switch_on(self, f: str, have: Curve, curve: Curve) -> None:
@@ -497,6 +570,8 @@ class Steering:
                     isinstance(n.curve, Curve) and n.curve.enabled else own
                 assert mine is not None
                 self._switch_on(f, have, mine)
+                if mine is own:
+                    self._mark_written(f, False)
                 # Back from standing aside, the device is read afresh: a program that
                 # had it off (a PF or var mode) is written again at once, with no alarm.
                 self._native.pop(f, None)

@@ -76,6 +76,9 @@ class FunctionsStatus:
     steering: Mapping[str, Mapping[str, str]] | None = None
     #: Alarms of the device's own functions (a refused program, a change at the panel).
     alarms: tuple[str, ...] = ()
+    #: When the device's own volt-var / volt-watt were first seen and recorded (UTC,
+    #: ISO 8601; the record in the state directory), or None: no record.
+    own_recorded: str | None = None
 
     @property
     def tripped(self) -> bool:
@@ -108,6 +111,7 @@ class FunctionsStatus:
             **({"steering": {f: dict(c) for f, c in self.steering.items()}}
                if self.steering is not None else {}),
             **({"alarms": list(self.alarms)} if self.alarms else {}),
+            **({"own_recorded": self.own_recorded} if self.own_recorded else {}),
         }
 
 

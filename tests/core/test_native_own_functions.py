@@ -238,3 +238,164 @@ def test_a_refused_adoption_of_the_set_in_use_leaves_it_as_it_was(rig, tmp_path)
     assert writes(sim, "705/Crv[1].Pt[4].Var") >= 1  # it was written into set 1 ...
     after = {m: [point(sim, m, p) for p in pts] for m, pts in SET1.items()}
     assert after == before  # ... and written back
+
+
+# -- the device's own functions as first seen, kept across restarts (device_own.json)
+
+CAT_B = get_profile("ieee1547-2018-cat-b")  # constant PF 1.0: 705 Ena written 0
+
+
+def restart(inv, settings, state_dir):
+    """The gateway started again on the same device (the last one killed, never
+    stopped): discovered afresh, a new controller over the same state directory."""
+    from inverter_agent.core.controller import Controller
+    from inverter_agent.core.events import EventLog
+    inv.connect()
+    events = EventLog(state_dir)
+    return Controller(inv, settings, events, control_period_s=0.2,
+                      state_dir=state_dir), events
+
+
+def record(tmp_path) -> dict:
+    return json.loads((tmp_path / "device_own.json").read_text())["devices"]
+
+
+def test_a_restart_after_a_kill_in_a_pf_mode_switches_the_devices_own_volt_var_on(
+        rig, tmp_path):
+    """Killed after it wrote 705 Ena 0 for a PF mode: at the next start, with volt-var
+    off and no reactive mode, the device's own volt-var (as first seen) is on again."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    own_last = vv_last(sim)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0 and writes(sim, "705/Ena") >= 1
+    assert all(r["functions"]["volt_var"]["written"] for r in record(tmp_path).values())
+    ctl2, events2 = restart(inv, NO_REACTIVE, str(tmp_path))  # no on_stop: killed
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own_last)
+    choice = ctl2.status.steering["volt_var"]
+    assert choice["by"] == "device" and "put back" in choice["why"]
+    restored = [e for e in events2.read() if e["kind"] == "native_restored"]
+    assert restored and "before it restarted" in restored[-1]["detail"]
+    assert not any(r["functions"]["volt_var"]["written"] for r in record(tmp_path).values())
+    n = writes(sim, "705/Ena")
+    run(inv, ctl2, 3, t0=t + 1.0)  # put back once, then left alone
+    assert writes(sim, "705/Ena") == n
+
+
+def test_a_restart_after_a_kill_puts_the_devices_own_volt_watt_curve_back(rig, tmp_path):
+    sim, inv, ctl, events = rig(None, models=VW_MODELS)
+    own_volt_watt_on(sim)
+    t = run(inv, ctl, 4)  # rule21: the gateway's volt-watt curve programmed
+    assert flat(vw_curve(sim)) == pytest.approx([106.0, 100.0, 110.0, 0.0])
+    ctl2, events2 = restart(inv, VW_OFF, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 706, "Ena") == 1
+    assert flat(vw_curve(sim)) == pytest.approx(flat(OWN_VW))
+    assert "native_restored" in kinds(events2)
+
+
+def test_a_restart_with_no_gateway_write_since_leaves_the_device_untouched(rig, tmp_path):
+    """The record's own differs from the device now (switched off at its panel), but
+    the gateway never wrote it: the device's state stands, nothing is written."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    ctl.apply_settings(replace(NO_REACTIVE, volt_watt=VW_OFF.volt_watt))
+    t = run(inv, ctl, 4)
+    assert model_writes(sim, 705) == {} and model_writes(sim, 706) == {}
+    sim.control.set_point(705, "Ena", 0)  # at the panel, by the installer
+    ctl2, events2 = restart(inv, ctl.settings, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert model_writes(sim, 705) == {} and model_writes(sim, 706) == {}
+    assert point(sim, 705, "Ena") == 0
+    assert "native_restored" not in kinds(events2)
+    own = next(iter(record(tmp_path).values()))["functions"]["volt_var"]
+    assert own["enabled"] is True and own["written"] is False  # as first seen
+    recorded = ctl2.status_view()["own_recorded"]  # shown in status: the first run's
+    assert recorded == ctl.status_view()["own_recorded"] and recorded.endswith("Z")
+
+
+def test_a_corrupt_record_is_logged_with_its_path_and_the_device_read_afresh(
+        rig, tmp_path, caplog):
+    path = tmp_path / "device_own.json"
+    path.write_text('{"version": 1, "devices": {"SunSim/SIM-1')  # torn
+    sim, inv, ctl, events = rig(PROTECTION)
+    own_last = vv_last(sim)
+    ctl.apply_settings(CAT_B)
+    with caplog.at_level("WARNING"):
+        t = run(inv, ctl, 3)
+    assert any(str(path) in r.getMessage() and r.levelname == "WARNING"
+               for r in caplog.records)
+    assert (tmp_path / "device_own.json.corrupt").exists()
+    own = next(iter(record(tmp_path).values()))["functions"]["volt_var"]
+    assert own["enabled"] is True and own["points"][-1] == pytest.approx(list(own_last))
+    assert point(sim, 705, "Ena") == 0  # the PF mode steered as ever
+    ctl2, _ = restart(inv, NO_REACTIVE, str(tmp_path))  # and the new record serves
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 705, "Ena") == 1
+
+
+def test_another_device_identity_gets_its_own_record(rig, tmp_path):
+    """A device swapped on the same unit (another serial number) is read afresh: the
+    old device's record, with the gateway's write in it, is not applied to it."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0
+    sim.control.set_point(1, "SN", "SWAP00002")  # the new device, its volt-var off
+    ctl2, events2 = restart(inv, NO_REACTIVE, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 705, "Ena") == 0  # its own state, left as it is
+    assert "native_restored" not in kinds(events2)
+    devices = record(tmp_path)
+    assert set(devices) == {"SunSim/SIM-10000/SIM00001", "SunSim/SIM-10000/SWAP00002"}
+    assert devices["SunSim/SIM-10000/SIM00001"]["functions"]["volt_var"]["written"] is True
+    new = devices["SunSim/SIM-10000/SWAP00002"]["functions"]["volt_var"]
+    assert new["enabled"] is False and new["written"] is False
+
+
+def test_a_restart_after_a_kill_gives_a_selector_its_volt_var_back_after_a_var_enable(
+        rig, tmp_path):
+    """The gateway carried volt-var itself (autonomous VRef: 705 never written) with the
+    var enable, which switched the selector's own volt-var off; killed, then started
+    with no reactive mode: the device's own volt-var is on again."""
+    sim, inv, ctl, events = rig(SELECTOR)
+    s = get_profile("rule21")
+    ctl.apply_settings(replace(s, volt_var=replace(s.volt_var, vref_auto=True)))
+    t = run(inv, ctl, 6)
+    assert point(sim, 704, "VarSetEna") == 1 and point(sim, 705, "Ena") == 0
+    assert model_writes(sim, 705) == {}
+    ctl2, events2 = restart(inv, NO_REACTIVE, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(OWN_VV_LAST)
+    assert "native_restored" in kinds(events2)
+
+
+def test_a_rediscovery_uses_the_record_not_what_the_gateway_left_in_the_device(
+        rig, tmp_path):
+    """The link lost and back (the device discovered again) in a PF mode, then no
+    reactive mode: the device's own volt-var as first seen, not the Ena 0 of the
+    gateway's PF mode, is put back."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    own_last = vv_last(sim)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0
+    inv.connect()  # rediscovered: a new device map, read afresh
+    t = run(inv, ctl, 2, t0=t)
+    ctl.apply_settings(NO_REACTIVE)
+    run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own_last)
+    assert ctl.status.steering["volt_var"]["by"] == "device"
+
+
+def test_a_device_stating_no_serial_is_recorded_by_its_unit(rig, tmp_path):
+    sim, inv, ctl, events = rig(PROTECTION)
+    sim.control.set_point(1, "SN", "")  # no serial number stated
+    inv.connect()
+    run(inv, ctl, 2)
+    assert set(record(tmp_path)) == {"SunSim/SIM-10000/unit 1 (no serial stated)"}
+    assert inv.identity() == {"unit": 1, "manufacturer": "SunSim", "model": "SIM-10000",
+                              "serial": None}
