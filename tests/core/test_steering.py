@@ -36,7 +36,7 @@ def rig(tmp_path) -> Iterator:
     made: list = []
 
     def make(profile: str | None, steering: str = "auto", verify_every_s: float = 60.0,
-             models: str = "", extra: tuple[str, ...] = (), state_dir: str | None = None):
+             models: str = "", extra: tuple[str, ...] = ()):
         args = ("--profile", profile) if profile else ("--models", models)
         sim = SimProcess(*args, *extra, "--tau", "0.2", "--seed", "5")
         sim.__enter__()
@@ -48,7 +48,7 @@ def rig(tmp_path) -> Iterator:
         events = EventLog(str(tmp_path))
         ctl = Controller(inv, get_profile("rule21"), events, steering=steering,
                          verify_every_s=verify_every_s, control_period_s=0.2,
-                         state_dir=str(tmp_path) if state_dir is None else state_dir or None)
+                         state_dir=str(tmp_path))
         return sim, inv, ctl, events
 
     yield make
