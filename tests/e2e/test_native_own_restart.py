@@ -19,7 +19,6 @@ window. The device's registers are read through the simulator's control channel.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -30,7 +29,7 @@ from inverter_agent.functions import get_profile, settings_from_dict, settings_t
 from simulator import SimProcess
 from simulator.profile import PROFILE_DIR
 from tests.adapters.dnp3.conftest import SUCCESS, ForeignMaster
-from tests.corpus.runner import _events
+from tests.corpus.runner import _events, _status
 from tests.e2e.conftest import AgentProcess, free_port
 from tests.e2e.test_native_temporary_curve import _accepts, _until
 
@@ -112,10 +111,5 @@ def test_a_restart_after_a_kill_in_a_temporary_pf_gives_the_device_its_volt_var_
 
 def _own_recorded(state: str) -> str | None:
     """``functions.own_recorded`` of the agent's status.json (when the device's own
-    settings were recorded: the first start's record, kept)."""
-    try:
-        with open(os.path.join(state, "status.json"), encoding="utf-8") as fh:
-            functions = json.load(fh).get("functions") or {}
-    except (OSError, ValueError):  # not written yet, or replaced under us
-        return None
-    return functions.get("own_recorded")
+    settings were recorded: the first start's record, kept); None while there is none."""
+    return (_status(state).get("functions") or {}).get("own_recorded")
