@@ -169,7 +169,7 @@ def test_a_revert_timer_goes_out_with_its_control_and_the_device_reverts(fresh, 
     reverted = time.monotonic() - t0
     # The 2 s timer is the behaviour: not before it ran out (t0 is before the write, so
     # load can only make this later), and not long after (2.5 s of room for a loaded
-    # machine, still short of a second run of the timer).
+    # machine).
     assert 1.5 < reverted < 2 + 2.5, reverted
     poll_until(inv, lambda x: x["W"].value > 3500, timeout=5)  # all it has again
 
