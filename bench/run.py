@@ -488,7 +488,23 @@ def bench_settings(tmp: str, seconds: float) -> None:
     for key, value in r.items():
         if isinstance(value, float):
             unit = "ms" if key.endswith("_ms") else "/s" if key.endswith("_per_s") else ""
-            report(key, f"{value:,.1f} {unit}".strip())
+            report(key, f"{value:,.1f} {unit}".strip(), _settings_floor(key, value))
+
+
+#: Floors of the settings bench (were sanity asserts of tests/adapters/mms/test_bench.py):
+#: an MMS client writes, is refused and operates more than 5 times a second, and a
+#: report follows a change within half a second (median).
+SETTINGS_FLOORS = {"writes_per_s": 5.0, "refused_writes_per_s": 5.0, "operates_per_s": 5.0,
+                   "report_latency_median_ms": 500.0}
+
+
+def _settings_floor(key: str, value: float) -> str:
+    floor = SETTINGS_FLOORS.get(key)
+    if floor is None:
+        return ""
+    below = value < floor if key.endswith("_per_s") else value > floor
+    return f"{'MISSED ' if below else ''}target {'>' if key.endswith('_per_s') else '<'} " \
+        f"{floor:g}{' ms' if key.endswith('_ms') else '/s'}"
 
 
 # ------------------------------------------------------------------ site scaling
