@@ -36,8 +36,9 @@ discoveries and restarts use that record, never what a killed gateway left in th
 device. When the settings turn a function off after the gateway had programmed it
 (a utility switching volt-watt off, or the settings a restarted gateway finds), the
 device's own is put back as first seen (its curve and ``Ena``; a device whose own
-was off is left off, its own state). A device that ran its own volt-var or volt-watt when
-the gateway first saw it gets it back when the gateway stands aside or stops
+was off gets ``Ena`` 0 back, its own state: the one write of 0 on this path). A
+device that ran its own volt-var or volt-watt when the gateway first saw it gets it
+back when the gateway stands aside or stops
 (the gateway's enables released *and* 705 / 706 ``Ena`` on again), not merely the
 enables released. A refused program falls back for that function only, with an
 event and an alarm naming it.
@@ -468,15 +469,11 @@ class Steering:
         assert self._records is not None
         self._records.save(self._record_key, self.record)
 
-    def device_volt_var_on(self) -> bool:
-        """The device ran its own volt-var when first seen (or runs ours now)."""
-        own = self._own.get("volt_var")
-        return self.native("volt_var") or (own is not None and own.enabled)
-
     def _leave_to_device(self, f: str, model: int, t: float) -> None:
         """``f`` is off in the settings: the device's own settings govern, never switched
         off. Where the gateway had programmed it (this discovery, or before a restart or
-        rediscovery: the record says so), its own (as first seen) is put back."""
+        rediscovery: the record says so), its own (as first seen) is put back: ``Ena`` 0
+        where its own was off then (:meth:`_put_back_own`)."""
         why = (f"{f.replace('_', '-')} off in the settings"
                + (" and no other reactive mode on" if f == "volt_var" else "")
                + f": the inverter's own {model} is left as it is (never switched off)")
@@ -513,17 +510,14 @@ class Steering:
         if own is None:
             return False
         have = getattr(self.inverter, f"read_{f}_curve")()
-        if not own.enabled:  # its own was off: off is its own state, not less than it had
-            if not have.enabled:
-                self._mark_written(f, False)
-                return False
-            getattr(self.inverter, f"enable_{f}")(False)
-        elif have.close_to(own):
+        if (have.close_to(own) if own.enabled else not have.enabled):  # its own already
             self._mark_written(f, False)
             return False
-        else:
+        if own.enabled:
             self._switch_on(f, have, own)
-        self._mark_written(f, False)
+        else:  # its own was off: off is its own state, not less than it had
+            getattr(self.inverter, f"enable_{f}")(False)
+        self._mark_written(f, False)  # after the write: a failed one leaves it marked
         self.events.record("native_restored", f"{f}: the inverter's own settings put back "
                            f"{own.points} ({'enabled' if own.enabled else 'disabled'}, as "
                            "first seen; off in the settings"
