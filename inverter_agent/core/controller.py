@@ -294,6 +294,11 @@ class Controller:
             if self.window_source is not None:
                 self.steer.window = self.window_source()
             self.steer.program(self.settings, t, reactive_ok=a.reactive_ok)
+            if self.steer.reactive_held and setpoints.reactive_mode is not ReactiveMode.NONE:
+                # The device's own volt-var not read yet: no var / PF enable (on a
+                # selector-style device it would switch its volt-var off).
+                setpoints = dataclasses.replace(setpoints, reactive_mode=ReactiveMode.NONE)
+                self.status.setpoints = setpoints
             self.status.steering = self.steer.steering_map()
             self.status.alarms = self._alarms()
             self._write(setpoints, snapshot, t)

@@ -134,6 +134,10 @@ class Steering:
         #: record in the state directory where there is one (kept across restarts).
         self._own: dict[str, Curve] = {}
         self._own_for: object = None
+        #: The device whose record was loaded (its identity read).
+        self._record_for: object = None
+        #: Functions whose own could not be read yet: function -> the error (logged once).
+        self._unread: dict[str, str] = {}
         self._records = OwnRecords(state_dir) if state_dir else None
         #: This device's record (None: not kept, no state directory or no identity).
         self.record: OwnRecord | None = None
@@ -220,19 +224,26 @@ class Steering:
         ``reactive_ok`` False (the device's var maximum is unknown): its volt-var is left
         as it is, neither programmed nor steered (no value in an assumed base).
         """
-        if not self.inverter.connected or not self._observe():
-            return  # nothing programmed before the device's own settings are known
+        if not self.inverter.connected:
+            return
+        self._observe()
+        natives = self.inverter.native_functions()
         if self.mode == "immediate":
             for f in NATIVE_MODELS:
+                if f in natives and f not in self._own:
+                    self._unknown_own(f)
+                    continue
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
             self._program_trips(settings, t)
             self._program_settings(settings, t)
             return
-        natives = self.inverter.native_functions()
         for f, model in NATIVE_MODELS.items():
             if f not in natives:
                 self._native.pop(f, None)
                 self._choose(f, "gateway", f"the inverter has no model {model}")
+                continue
+            if f not in self._own:  # nothing written to 705 / 706 before its own is known
+                self._unknown_own(f)
                 continue
             if f == "volt_var" and not reactive_ok:
                 self._native.pop(f, None)
@@ -263,6 +274,18 @@ class Steering:
                              "gateway stops in the window, it keeps it")
         self._program_trips(settings, t)
         self._program_settings(settings, t)
+
+    def _unknown_own(self, f: str) -> None:
+        """``f``'s own could not be read: not programmed (nor switched off) until it is."""
+        self._native.pop(f, None)
+        err = self._unread.get(f, "not read yet")
+        if f == "volt_var":
+            self._choose(f, "device", f"the inverter's own 705 could not be read ({err}): "
+                         "neither programmed nor steered until it is (no var or PF enable, "
+                         "which would switch it off)")
+        else:
+            self._choose(f, "gateway", f"the inverter's own 706 could not be read ({err}): "
+                         "not programmed until it is; steered by the gateway")
 
     def _program_settings(self, settings: Settings, t: float) -> None:
         """Enter service (703) and frequency droop (711) into the device; watt-var (712)
@@ -409,34 +432,68 @@ class Steering:
             self._choose(f, "gateway", why)
 
     # -- the device's own functions
-    def _observe(self) -> bool:
-        """The device's own 705 / 706 once per discovery, before anything is written:
-        from its record in the state directory, else read (and recorded). False: not
-        known (reading failed; tried again next cycle)."""
+    def _observe(self) -> None:
+        """The device's own 705 / 706 once per discovery, before anything is written to
+        them: from its record in the state directory, else read (and recorded). Each
+        function's own is kept once known; one that cannot be read is tried again next
+        cycle (logged once, and again when it reads), without discarding the others."""
         device = getattr(self.inverter, "device", None)
-        if device is self._own_for:
-            return True
-        self._own_for, self._own, self._native = device, {}, {}
-        self._put_back, self._put_back_at = set(), {}
-        try:
-            record = self._load_record()
-            for f in self.inverter.native_functions():
-                if record is not None and f in record.own:
-                    self._own[f] = record.own[f]
-                    continue
+        if device is not self._own_for:
+            self._own_for, self._own, self._native = device, {}, {}
+            self._put_back, self._put_back_at = set(), {}
+            self._restored, self._record_for = False, None
+        natives = self.inverter.native_functions()
+        if all(f in self._own for f in natives):
+            return
+        if self._record_for is not device:
+            try:
+                self._load_record()
+            except Exception as exc:  # its identity unknown: no function read before it
+                self._unread_now(natives, exc)
+                return
+            self._record_for = device
+        record, new = self.record, False
+        for f in natives:
+            if f in self._own:
+                continue
+            if record is not None and f in record.own:
+                self._own[f] = record.own[f]
+                continue
+            try:
                 self._own[f] = getattr(self.inverter, f"read_{f}_curve")()
-        except Exception as exc:
-            self._own_for, self.record = None, None  # try again next cycle
-            log.warning("reading the inverter's own settings failed: %s", exc)
-            return False
-        if self._records is None or not self._record_key or \
-                (record is not None and set(self._own) <= set(record.own)):
-            return True
-        # First seen now: the device, or a function new to its record (a firmware update).
+            except Exception as exc:  # this function only: tried again next cycle
+                self._unread_now((f,), exc)
+                continue
+            new = True
+            if self._unread.pop(f, None) is not None:
+                log.info("the inverter's own %s read now", f)
+        if not new or self._records is None or not self._record_key:
+            return
+        # First seen now: the device, or a function new to its record (a firmware update,
+        # or one whose read failed before).
         self.record = record or OwnRecord(identity=self._identity)
         self.record.own.update(self._own)
-        self._records.save(self._record_key, self.record)
-        return True
+        self._save_record()
+
+    def _unread_now(self, functions: Any, exc: Exception) -> None:
+        """``functions``' own could not be read: logged once until it reads again."""
+        for f in functions:
+            if f not in self._unread:
+                log.warning("reading the inverter's own %s failed (tried again every "
+                            "cycle, logged again when it reads): %s", f, exc)
+            self._unread[f] = str(exc)
+
+    @property
+    def reactive_held(self) -> bool:
+        """The device has volt-var (705) and its own is not known yet: no var or PF
+        enable is written (on a selector-style device either switches it off, and the
+        gateway would then read its own off). The controller holds reactive power back."""
+        if "volt_var" in self._own and \
+                self._own_for is getattr(self.inverter, "device", None):
+            return False
+        natives = getattr(self.inverter, "native_functions", None)
+        return bool(self.inverter.connected and natives is not None
+                    and "volt_var" in natives())
 
     def _load_record(self) -> OwnRecord | None:
         """This device's record (its identity read); None: none yet, or not kept."""
@@ -466,7 +523,10 @@ class Steering:
         if self.record is None or f not in NATIVE_MODELS or self._written(f) == written:
             return
         self.record.written[f] = written
-        assert self._records is not None
+        self._save_record()
+
+    def _save_record(self) -> None:
+        assert self._records is not None and self.record is not None
         self._records.save(self._record_key, self.record)
 
     def _leave_to_device(self, f: str, model: int, t: float) -> None:

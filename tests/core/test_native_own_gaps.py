@@ -1,0 +1,68 @@
+"""Issue 18, first do no harm: gaps in keeping the device's own 705 / 706 (as first
+seen) found by review, each reproduced against the simulator through the real HAL over
+loopback Modbus TCP (the rigs of :mod:`tests.core.test_native_own_functions`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.core import test_native_own_functions as own
+
+rig = own.rig
+run, point, kinds, writes = own.run, own.point, own.kinds, own.writes
+derived, restart, record, vv_last = own.derived, own.restart, own.record, own.vv_last
+PROTECTION, CAT_B, NO_REACTIVE = own.PROTECTION, own.CAT_B, own.NO_REACTIVE
+
+
+def _warnings(caplog, text: str) -> int:
+    return sum(1 for r in caplog.records if r.levelname == "WARNING" and text in r.getMessage())
+
+
+# -- 1. a failing read of one function's own
+
+def unreadable(sim, model: int) -> None:
+    """After discovery, the model's ID reads wrong: every read of it raises (the HAL
+    takes the map as moved), the other models read as ever."""
+    sim.control.request("set_point", model=model, point="ID", value=65000)
+
+
+def test_a_failing_706_read_keeps_the_selectors_own_volt_var_and_the_other_programs(
+        rig, tmp_path, caplog):
+    """706 unreadable: its own stays unknown (706 not programmed), but 705's own is kept
+    once read, volt-var and the must-trip programs go on, and no var enable switches
+    the selector's volt-var off; the failure is logged once, not every cycle."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    unreadable(sim, 706)
+    own_last = vv_last(sim)
+    with caplog.at_level(logging.WARNING):
+        t = run(inv, ctl, 6)
+    assert point(sim, 705, "Ena") == 1
+    assert point(sim, 704, "VarSetEna") == 0
+    assert ctl.status.steering["volt_var"]["by"] == "native"
+    assert ctl.status.steering["hv_trip"]["by"] == "native"
+    vw = ctl.status.steering["volt_watt"]
+    assert vw["by"] == "gateway" and "could not be read" in vw["why"]
+    assert _warnings(caplog, "own volt_watt failed") == 1
+    kept = next(iter(record(tmp_path).values()))["functions"]
+    assert set(kept) == {"volt_var"}  # the one read is kept, the other still missing
+    assert kept["volt_var"]["enabled"] is True
+    assert kept["volt_var"]["points"][-1] == pytest.approx(list(own_last))
+    run(inv, ctl, 2, t0=t)
+    ctl.on_stop()
+    assert point(sim, 705, "Ena") == 1
+
+
+def test_an_unread_705_holds_the_var_enable_back(rig, tmp_path):
+    """705's own unknown (its read fails): no var or PF enable is written, which on a
+    selector-style device would switch the device's volt-var off."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    unreadable(sim, 705)
+    run(inv, ctl, 6)
+    assert point(sim, 705, "Ena") == 1
+    assert point(sim, 704, "VarSetEna") == 0 and point(sim, 704, "PFWInjEna") == 0
+    vv = ctl.status.steering["volt_var"]
+    assert vv["by"] == "device" and "could not be read" in vv["why"]
+    assert ctl.status.steering["hv_trip"]["by"] == "native"  # 707-711 programmed as ever
