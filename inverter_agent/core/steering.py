@@ -601,7 +601,12 @@ class Steering:
         """Leave the device its own functions: a volt-var or volt-watt that was on when
         first seen is on again (a selector-style device switched its volt-var off when
         our var enable went on)."""
-        if self._restored or not self.inverter.connected:
+        if not self.inverter.connected:
+            return
+        # The device's own as recorded (a restart that stands aside first) or read, and
+        # the device discovered now, never a previous one's.
+        self._observe()
+        if self._restored:
             return
         done = True
         for f in NATIVE_MODELS:

@@ -66,3 +66,45 @@ def test_an_unread_705_holds_the_var_enable_back(rig, tmp_path):
     vv = ctl.status.steering["volt_var"]
     assert vv["by"] == "device" and "could not be read" in vv["why"]
     assert ctl.status.steering["hv_trip"]["by"] == "native"  # 707-711 programmed as ever
+
+
+# -- 2. a restart that stands aside (or stops) first; a rediscovery before program()
+
+def _killed_in_pf_mode(rig):
+    sim, inv, ctl, events = rig(PROTECTION)
+    own_last = vv_last(sim)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0  # the PF mode switched the device's volt-var off
+    return sim, inv, ctl, events, t, own_last
+
+
+def test_a_restart_that_stands_aside_first_puts_the_devices_own_volt_var_back(rig, tmp_path):
+    sim, inv, _, _, t, own_last = _killed_in_pf_mode(rig)
+    ctl2, events2 = restart(inv, CAT_B, str(tmp_path))
+    run(inv, ctl2, 2, t0=t, drop="Hz")  # a measurement not understood at once
+    assert ctl2.status.standing_aside is not None
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own_last)
+    assert "native_restored" in kinds(events2)
+
+
+def test_a_restart_that_stops_at_once_puts_the_devices_own_volt_var_back(rig, tmp_path):
+    sim, inv, _, _, t, own_last = _killed_in_pf_mode(rig)
+    ctl2, events2 = restart(inv, CAT_B, str(tmp_path))
+    ctl2.on_stop()
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own_last)
+
+
+def test_standing_aside_after_a_rediscovery_uses_the_new_devices_own(rig, tmp_path):
+    """Another device found on the unit (its volt-var off): standing aside before any
+    program must not switch on the previous device's volt-var in it."""
+    sim, inv, ctl, events, t, _ = _killed_in_pf_mode(rig)
+    sim.control.set_point(1, "SN", "SWAP00002")
+    inv.connect()  # rediscovered: the next cycle stands aside before any program
+    n = writes(sim, "705/Ena")
+    run(inv, ctl, 2, t0=t, drop="Hz")
+    assert ctl.status.standing_aside is not None
+    assert point(sim, 705, "Ena") == 0 and writes(sim, "705/Ena") == n
+    assert "native_restored" not in kinds(events)
