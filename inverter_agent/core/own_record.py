@@ -54,15 +54,17 @@ class OwnRecord:
     identity: dict[str, Any]
     own: dict[str, Curve] = field(default_factory=dict)
     written: dict[str, bool] = field(default_factory=dict)
+    #: What the gateway last programmed per function (a temporary curve with the curve
+    #: it reverts to): a device holding none of these on was changed by its owner.
+    programmed: dict[str, list[Curve]] = field(default_factory=dict)
     #: When it was recorded (epoch seconds).
     first_seen: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
         return {"identity": self.identity, "first_seen": self.first_seen,
-                "functions": {f: {"points": [list(p) for p in c.points], "ref": c.ref,
-                                  "response_time_s": c.response_time_s,
-                                  "enabled": c.enabled,
-                                  "written": bool(self.written.get(f))}
+                "functions": {f: {**_curve_dict(c), "written": bool(self.written.get(f)),
+                                  "programmed": [_curve_dict(p)
+                                                 for p in self.programmed.get(f, ())]}
                               for f, c in sorted(self.own.items())}}
 
     @classmethod
@@ -70,20 +72,31 @@ class OwnRecord:
         """Raises ValueError, KeyError or TypeError on a record not in this form."""
         own: dict[str, Curve] = {}
         written: dict[str, bool] = {}
+        programmed: dict[str, list[Curve]] = {}
         for f, c in d["functions"].items():
             if f not in CURVES:
                 raise ValueError(f"unknown function {f!r}")
-            points = tuple((float(v), float(y)) for v, y in c["points"])
-            if not isinstance(c["enabled"], bool) or not isinstance(c["ref"], str):
-                raise TypeError(f"{f}: enabled / ref not a bool / string")
-            own[f] = CURVES[f](points=points, ref=c["ref"],
-                               response_time_s=float(c["response_time_s"]),
-                               enabled=c["enabled"])
+            own[f] = _curve(f, c)
             written[f] = c.get("written") is True
+            programmed[f] = [_curve(f, p) for p in c.get("programmed") or ()]
         if not isinstance(d["identity"], dict):
             raise TypeError("identity not a table")
-        return cls(identity=d["identity"], own=own, written=written,
+        return cls(identity=d["identity"], own=own, written=written, programmed=programmed,
                    first_seen=float(d["first_seen"]))
+
+
+def _curve_dict(c: Curve) -> dict[str, Any]:
+    return {"points": [list(p) for p in c.points], "ref": c.ref,
+            "response_time_s": c.response_time_s, "enabled": c.enabled}
+
+
+def _curve(f: str, c: dict[str, Any]) -> Curve:
+    """Raises ValueError, KeyError or TypeError on a curve not in the record's form."""
+    points = tuple((float(v), float(y)) for v, y in c["points"])
+    if not isinstance(c["enabled"], bool) or not isinstance(c["ref"], str):
+        raise TypeError(f"{f}: enabled / ref not a bool / string")
+    return CURVES[f](points=points, ref=c["ref"], response_time_s=float(c["response_time_s"]),
+                     enabled=c["enabled"])
 
 
 class OwnRecords:

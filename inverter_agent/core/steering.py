@@ -364,7 +364,7 @@ class Steering:
                     return True
                 self.events.record("native_curve_mismatch", f"{f}: the inverter's temporary "
                                    "curve changed; programming it again")
-            self._mark_written(f)
+            self._mark_written(f, program=(want, back))
             if not self.inverter.write_curve_with_revert(f, want, back, left):
                 return False
         except Exception as exc:
@@ -405,7 +405,7 @@ class Steering:
                 self.events.record("native_curve_mismatch", f"{f}: the inverter's curve "
                                    f"changed to {have.points} (enabled {have.enabled}); "
                                    "programming it again")
-            self._mark_written(f)
+            self._mark_written(f, program=(want,) if isinstance(want, Curve) else None)
             write(want)
             self.events.record("native_curve_programmed", f"{f}: {want.points} "
                                f"{'enabled' if want.enabled else 'disabled'}")
@@ -517,13 +517,28 @@ class Steering:
         """The record says the gateway has written ``f`` since its own was first seen."""
         return self.record is not None and self.record.written.get(f, False)
 
-    def _mark_written(self, f: str, written: bool = True) -> None:
-        """Before the gateway writes ``f`` (705 / 706); ``written`` False: the device holds
-        its own again. Kept in the record, so that a restart knows."""
-        if self.record is None or f not in NATIVE_MODELS or self._written(f) == written:
+    def _mark_written(self, f: str, written: bool = True,
+                      program: tuple[Curve, ...] | None = None) -> None:
+        """Before the gateway writes ``f`` (705 / 706; ``program``: the curves it writes);
+        ``written`` False: the device holds its own again. Kept in the record, so that a
+        restart knows."""
+        if self.record is None or f not in NATIVE_MODELS:
             return
+        changed = self._written(f) != written
         self.record.written[f] = written
-        self._save_record()
+        if program is not None and self.record.programmed.get(f) != list(program):
+            self.record.programmed[f] = list(program)
+            changed = True
+        if changed:
+            self._save_record()
+
+    def _gateway_programs(self, f: str) -> list[Curve]:
+        """The curves the gateway last programmed for ``f`` (recorded, or this run's)."""
+        mine = list(self.record.programmed.get(f, ())) if self.record is not None else []
+        n = self._native.get(f)
+        if n is not None and isinstance(n.curve, Curve):
+            mine.append(n.curve)
+        return mine
 
     def _save_record(self) -> None:
         assert self._records is not None and self.record is not None
@@ -575,6 +590,15 @@ class Steering:
             return False
         if own.enabled:
             self._switch_on(f, have, own)
+        elif not any(c.enabled and have.close_to(c) for c in self._gateway_programs(f)):
+            # On, but not with the gateway's program: its owner switched it on since (or
+            # another device is on the unit). Left on: never switched off by the gateway.
+            self._mark_written(f, False)
+            self.events.record("native_owner_changed", f"{f}: the inverter holds it on "
+                               f"{have.points}, not the gateway's program: changed at the "
+                               "device since; left on (its own off state as first seen is "
+                               "not written back)")
+            return False
         else:  # its own was off: off is its own state, not less than it had
             getattr(self.inverter, f"enable_{f}")(False)
         self._mark_written(f, False)  # after the write: a failed one leaves it marked

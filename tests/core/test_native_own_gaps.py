@@ -108,3 +108,41 @@ def test_standing_aside_after_a_rediscovery_uses_the_new_devices_own(rig, tmp_pa
     assert ctl.status.standing_aside is not None
     assert point(sim, 705, "Ena") == 0 and writes(sim, "705/Ena") == n
     assert "native_restored" not in kinds(events)
+
+
+# -- 3. putting back an own-off function: only over the gateway's own program
+
+def test_an_own_off_volt_watt_switched_on_by_its_owner_is_not_switched_off(rig, tmp_path):
+    """A device stating no serial number: the gateway programmed its volt-watt (own off);
+    then another device (or the owner) on the unit runs its own volt-watt curve. Started
+    with volt-watt off in the settings, the gateway leaves it on: what the device holds
+    is not the gateway's program."""
+    sim, inv, ctl, events = rig(None, models=own.VW_MODELS)
+    sim.control.set_point(1, "SN", "")
+    inv.connect()
+    assert point(sim, 706, "Ena") == 0
+    t = run(inv, ctl, 4)  # rule21: the gateway's volt-watt programmed and on
+    assert point(sim, 706, "Ena") == 1
+    kept = next(iter(record(tmp_path).values()))["functions"]["volt_watt"]
+    assert kept["written"] is True and kept["programmed"][0]["enabled"] is True
+    own.own_volt_watt_on(sim)  # the swapped device's own curve, on
+    ctl2, events2 = restart(inv, own.VW_OFF, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 706, "Ena") == 1
+    assert own.flat(own.vw_curve(sim)) == pytest.approx(own.flat(own.OWN_VW))
+    assert "native_owner_changed" in kinds(events2)
+    assert "native_restored" not in kinds(events2)
+    assert next(iter(record(tmp_path).values()))["functions"]["volt_watt"]["written"] is False
+
+
+def test_an_own_off_volt_watt_holding_the_gateways_program_is_switched_off_again(
+        rig, tmp_path):
+    """The same after a restart, the device still holding the gateway's program: Ena 0,
+    its own state as first seen."""
+    sim, inv, ctl, events = rig(None, models=own.VW_MODELS)
+    t = run(inv, ctl, 4)
+    assert point(sim, 706, "Ena") == 1
+    ctl2, events2 = restart(inv, own.VW_OFF, str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 706, "Ena") == 0
+    assert "native_restored" in kinds(events2)
