@@ -229,10 +229,15 @@ class Steering:
         self._observe()
         natives = self.inverter.native_functions()
         if self.mode == "immediate":
-            for f in NATIVE_MODELS:
+            for f, model in NATIVE_MODELS.items():
                 if f in natives and f not in self._own:
                     self._unknown_own(f)
                     continue
+                if f in natives and self._leaves_to_device(settings, f) and (
+                        self._written(f) or f in self._put_back or f in self._put_back_at):
+                    self._leave_to_device(f, model, t)  # the gateway had written it
+                    continue
+                self._put_back.discard(f)
                 self._choose(f, "gateway", "steering = \"immediate\" (configured)")
             self._program_trips(settings, t)
             self._program_settings(settings, t)
@@ -257,7 +262,7 @@ class Steering:
             desired = desired_volt_var_curve if f == "volt_var" else desired_volt_watt_curve
             want: Curve = desired(settings)
             other = other_reactive_mode(settings) if f == "volt_var" else ""
-            if not want.enabled and not other:
+            if self._leaves_to_device(settings, f):
                 self._leave_to_device(f, model, t)
                 continue
             back = desired(self.window[0]) if self.window and t < self.window[1] else want
@@ -274,6 +279,13 @@ class Steering:
                              "gateway stops in the window, it keeps it")
         self._program_trips(settings, t)
         self._program_settings(settings, t)
+
+    @staticmethod
+    def _leaves_to_device(settings: Settings, f: str) -> bool:
+        """The settings have ``f`` off (volt-var: and no other reactive mode on)."""
+        desired = desired_volt_var_curve if f == "volt_var" else desired_volt_watt_curve
+        return not desired(settings).enabled and not (
+            f == "volt_var" and other_reactive_mode(settings))
 
     def _unknown_own(self, f: str) -> None:
         """``f``'s own could not be read: not programmed (nor switched off) until it is."""

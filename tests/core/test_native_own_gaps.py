@@ -146,3 +146,38 @@ def test_an_own_off_volt_watt_holding_the_gateways_program_is_switched_off_again
     run(inv, ctl2, 4, t0=t)
     assert point(sim, 706, "Ena") == 0
     assert "native_restored" in kinds(events2)
+
+
+# -- 4. steering = "immediate"
+
+def test_immediate_steering_puts_a_selectors_volt_var_back_when_the_settings_leave_it(rig):
+    """Immediate: the gateway's var enable switched the selector's volt-var off; the
+    settings then have no reactive mode: its own volt-var is on again."""
+    sim, inv, ctl, events = rig(own.SELECTOR, steering="immediate")
+    t = run(inv, ctl, 4)
+    assert point(sim, 704, "VarSetEna") == 1 and point(sim, 705, "Ena") == 0
+    ctl.apply_settings(NO_REACTIVE)
+    run(inv, ctl, 3, t0=t)
+    assert point(sim, 705, "Ena") == 1
+    assert vv_last(sim) == pytest.approx(own.OWN_VV_LAST)
+    assert "native_restored" in kinds(events)
+    choice = ctl.status.steering["volt_var"]
+    assert choice["by"] == "device" and "put back" in choice["why"]
+
+
+def test_immediate_steering_puts_the_own_volt_watt_back_after_a_restart(rig, tmp_path):
+    """Programmed by an auto run, then started with steering = "immediate" and volt-watt
+    off: the device's own volt-watt curve is put back."""
+    sim, inv, ctl, events = rig(None, models=own.VW_MODELS)
+    own.own_volt_watt_on(sim)
+    t = run(inv, ctl, 4)
+    assert own.flat(own.vw_curve(sim)) == pytest.approx([106.0, 100.0, 110.0, 0.0])
+    from inverter_agent.core.controller import Controller
+    from inverter_agent.core.events import EventLog
+    inv.connect()
+    events2 = EventLog(str(tmp_path))
+    ctl2 = Controller(inv, own.VW_OFF, events2, steering="immediate", control_period_s=0.2,
+                      state_dir=str(tmp_path))
+    run(inv, ctl2, 4, t0=t)
+    assert point(sim, 706, "Ena") == 1
+    assert own.flat(own.vw_curve(sim)) == pytest.approx(own.flat(own.OWN_VW))
