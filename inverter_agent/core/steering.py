@@ -251,9 +251,15 @@ class Steering:
                 self._unknown_own(f)
                 continue
             if f == "volt_var" and not reactive_ok:
+                why = "var maximum unknown: the inverter's own volt-var settings are left " \
+                      "as they are"
+                if self._leaves_to_device(settings, f) or other_reactive_mode(settings):
+                    # No reactive mode is carried by the gateway now: the device's own is
+                    # put back where the gateway wrote it (that needs no var maximum).
+                    self._leave_to_device(f, model, t, why)
+                    continue
                 self._native.pop(f, None)
-                self._choose(f, "device", "var maximum unknown: the inverter's own volt-var "
-                             "settings are left as they are")
+                self._choose(f, "device", why)
                 continue
             if f == "volt_var" and settings.volt_var.vref_auto:
                 self._native.pop(f, None)
@@ -556,14 +562,14 @@ class Steering:
         assert self._records is not None and self.record is not None
         self._records.save(self._record_key, self.record)
 
-    def _leave_to_device(self, f: str, model: int, t: float) -> None:
+    def _leave_to_device(self, f: str, model: int, t: float, why: str = "") -> None:
         """``f`` is off in the settings: the device's own settings govern, never switched
         off. Where the gateway had programmed it (this discovery, or before a restart or
         rediscovery: the record says so), its own (as first seen) is put back: ``Ena`` 0
         where its own was off then (:meth:`_put_back_own`)."""
-        why = (f"{f.replace('_', '-')} off in the settings"
-               + (" and no other reactive mode on" if f == "volt_var" else "")
-               + f": the inverter's own {model} is left as it is (never switched off)")
+        why = why or (f"{f.replace('_', '-')} off in the settings"
+                      + (" and no other reactive mode on" if f == "volt_var" else "")
+                      + f": the inverter's own {model} is left as it is (never switched off)")
         n = self._native.get(f)
         earlier = self._written(f) and (n is None or not n.programmed)
         if (n is not None and n.programmed) or earlier:

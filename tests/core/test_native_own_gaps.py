@@ -181,3 +181,31 @@ def test_immediate_steering_puts_the_own_volt_watt_back_after_a_restart(rig, tmp
     run(inv, ctl2, 4, t0=t)
     assert point(sim, 706, "Ena") == 1
     assert own.flat(own.vw_curve(sim)) == pytest.approx(own.flat(own.OWN_VW))
+
+
+# -- 5. the var maximum unknown
+
+def test_volt_var_is_put_back_while_the_var_maximum_is_unknown(rig):
+    """705 Ena 0 written for a PF mode; then no reactive mode, and the device's var
+    maximum unreadable: its own volt-var is switched on again all the same."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0
+    ctl.apply_settings(NO_REACTIVE)
+    run(inv, ctl, 3, t0=t, drop="VArMaxInj")
+    assert ctl.assessment is not None and not ctl.assessment.reactive_ok
+    assert point(sim, 705, "Ena") == 1
+    assert "native_restored" in kinds(events)
+
+
+def test_a_pf_mode_not_carried_for_want_of_a_var_maximum_gives_the_device_its_volt_var(rig):
+    """The PF mode switched 705 off; the var maximum then unknown, the gateway carries
+    no reactive mode: the device's own volt-var is on again, not none at all."""
+    sim, inv, ctl, events = rig(PROTECTION)
+    ctl.apply_settings(CAT_B)
+    t = run(inv, ctl, 4)
+    assert point(sim, 705, "Ena") == 0
+    run(inv, ctl, 3, t0=t, drop="VArMaxInj")
+    assert point(sim, 705, "Ena") == 1
+    assert ctl.status.steering["volt_var"]["by"] == "device"
