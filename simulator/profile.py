@@ -21,7 +21,8 @@ A profile is a JSON file (``simulator/profiles/*.json``)::
         "point_boundary_reads": false,         # refuse reads that split a point
         "exclusive_reactive_modes": false,     # one reactive mode at a time (selector style)
         "refuse_adoption": false,              # 705 AdptCrvRslt always FAILED
-        "refuse_adoption_models": [708]        # adoption FAILED by these models only
+        "refuse_adoption_models": [708],       # adoption FAILED by these models only
+        "not_implemented": {"703": ["ESRndTms"]}  # read unimplemented, writes ignored
       },
       "expect": {...}                          # what a correct gateway does (tests, corpus)
     }
@@ -46,7 +47,7 @@ _TOP = {"name", "source", "description", "base", "unit", "models", "vendor_model
         "points", "quirks", "expect", "battery"}
 _QUIRKS = {"unused_phases_zero", "refuse_points", "max_read", "max_read_code", "end_marker",
            "pf_units", "point_boundary_reads", "exclusive_reactive_modes", "refuse_adoption",
-           "refuse_adoption_models"}
+           "refuse_adoption_models", "not_implemented"}
 _RATINGS = {"w_max", "va_max", "var_max_inj", "var_max_abs", "v_nom", "f_nom", "phases",
             "pf_min"}
 
@@ -67,6 +68,9 @@ class Quirks:
     exclusive_reactive_modes: bool = False
     refuse_adoption: bool = False
     refuse_adoption_models: tuple[int, ...] = ()
+    #: Points the device does not implement (SunSpec: the unimplemented value is read;
+    #: a write of them is ignored, the rest of that write lands).
+    not_implemented: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,13 +145,14 @@ def load_profile(path: str | Path) -> Profile:
         point_boundary_reads=bool(q.get("point_boundary_reads", False)),
         exclusive_reactive_modes=bool(q.get("exclusive_reactive_modes", False)),
         refuse_adoption=bool(q.get("refuse_adoption", False)),
-        refuse_adoption_models=tuple(int(m) for m in q.get("refuse_adoption_models", ())))
+        refuse_adoption_models=tuple(int(m) for m in q.get("refuse_adoption_models", ())),
+        not_implemented={int(m): tuple(v) for m, v in q.get("not_implemented", {}).items()})
     if not 2 <= quirks.max_read <= 125 or quirks.max_read_code not in (2, 3, 4):
         raise _fail(p, "quirks.max_read", "2..125, with max_read_code 2, 3 or 4")
     if quirks.pf_units not in ("pct", "cos"):
         raise _fail(p, "quirks.pf_units", "pct or cos")
     points = {int(m): dict(v) for m, v in d.get("points", {}).items()}
-    for m in list(points) + list(quirks.refuse_points):
+    for m in list(points) + list(quirks.refuse_points) + list(quirks.not_implemented):
         if m not in models:
             raise _fail(p, "points", f"model {m} is not in the chain")
     base = int(d.get("base", 40000))
@@ -194,6 +199,13 @@ def apply(profile: Profile, image: Any) -> None:
             slot = pm.layout.slot(name)
             for k in range(slot.point.size):
                 image.refused.add(pm.address + slot.offset + k)
+    for mid, names in profile.quirks.not_implemented.items():
+        pm = image.find(mid)
+        for name in names:
+            image.set(mid, name, None)
+            slot = pm.layout.slot(name)
+            image.not_implemented |= {pm.address + slot.offset + k
+                                      for k in range(slot.point.size)}
     image.max_read = profile.quirks.max_read
     image.max_read_code = profile.quirks.max_read_code
     image.point_boundary_reads = profile.quirks.point_boundary_reads

@@ -328,6 +328,9 @@ class RegisterImage:
         self.max_read_code = ILLEGAL_VALUE
         #: Refuse (exception 2) a read that starts or ends inside a multi-register point.
         self.point_boundary_reads = False
+        #: Addresses of points the device does not implement: they read the unimplemented
+        #: value and a write of them is ignored (the rest of that write lands).
+        self.not_implemented: set[int] = set()
         self.models: list[PlacedModel] = []
         self.raw_blocks: list[tuple[int, int, int]] = []  # (id, address, length)
         regs: list[int] = list(SUNS)
@@ -431,6 +434,9 @@ class RegisterImage:
         new[lo:hi] = [int(v) & 0xFFFF for v in values]
         changed = []
         for start, (pm, slot) in touched.items():
+            if self.base + start in self.not_implemented:
+                new[start:start + slot.point.size] = self.regs[start:start + slot.point.size]
+                continue
             regs = new[start:start + slot.point.size]
             self._check(pm, slot, regs, new)
             changed.append((pm.model_id, slot.path))
@@ -505,6 +511,8 @@ class RegisterImage:
         """
         pm, slot, i = self._locate(model_id, path)
         t = slot.point.type
+        if value is not None and self.base + i in self.not_implemented:
+            return  # not implemented: it keeps the unimplemented value
         if value is None or t.kind in ("string", "float"):
             self.regs[i:i + slot.point.size] = t.encode(value, slot.point.size)
             return

@@ -414,7 +414,7 @@ class Steering:
                     self.alarms.pop(f, None)
                 self._native[f] = _Native(want, True, t + self.verify_every_s)
                 self._choose(f, "native", f"the inverter's own curve ({model}) holds the "
-                             f"settings{note}")
+                             f"settings{note}{_not_carried_note(have)}")
                 return
             if n is not None and n.programmed and n.curve == want:
                 self.status.not_followed[mismatch] = f"device curve {have.points}"
@@ -431,6 +431,8 @@ class Steering:
             if f in self._refused:
                 self._refused.discard(f)
                 self.alarms.pop(f, None)
+            if isinstance(want, EnterService | FreqDroop):  # what it carries of it
+                note += _not_carried_note(read())
             self._choose(f, "native", f"programmed and adopted into the inverter's {model}"
                          f"{note}")
         except Exception as exc:  # the function falls back to the gateway, alone
@@ -688,6 +690,13 @@ class Steering:
     def resume(self) -> None:
         """The gateway steers again after standing aside."""
         self._restored = False
+
+
+def _not_carried_note(held: Any) -> str:
+    """The optional points the device does not carry, for the steering "why"."""
+    absent = getattr(held, "not_carried", ())
+    return f" (this inverter does not carry the optional {', '.join(absent)}: not " \
+           "compared)" if absent else ""
 
 
 def other_reactive_mode(settings: Settings) -> str:

@@ -209,3 +209,40 @@ def test_a_pf_mode_not_carried_for_want_of_a_var_maximum_gives_the_device_its_vo
     run(inv, ctl, 3, t0=t, drop="VArMaxInj")
     assert point(sim, 705, "Ena") == 1
     assert ctl.status.steering["volt_var"]["by"] == "device"
+
+
+# -- 6. optional points the device does not implement
+
+def _ctl_pmin(n: int) -> list[str]:
+    return [f"Ctl[{k}].PMin" for k in range(1, n + 1)]
+
+
+def test_optional_points_the_device_does_not_carry_raise_no_alarm(rig, tmp_path, caplog):
+    """703 ESRndTms and 711 PMin are optional in SunSpec; this device does not implement
+    them (they read unimplemented, a write of them is ignored): the rest is programmed
+    and compared, noted once, no alarm, no fallback, and no re-program at read-backs."""
+    path = derived(tmp_path, quirks={"not_implemented": {"703": ["ESRndTms"],
+                                                         "711": _ctl_pmin(2)}})
+    sim, inv, ctl, events = rig(path, verify_every_s=0.5)
+    with caplog.at_level(logging.INFO, logger="hal.settings_native"):
+        t = run(inv, ctl, 5)
+        n703 = writes(sim, "703/ESVHi")
+        run(inv, ctl, 5, t0=t + 1.0)  # read-backs due
+    assert point(sim, 703, "ESRndTms") is None and point(sim, 711, "Ctl[1].PMin") is None
+    for f, name in (("enter_service", "random_s"), ("freq_watt", "p_min_pct")):
+        choice = ctl.status.steering[f]
+        assert choice["by"] == "native" and name in choice["why"], choice
+    assert not ctl.status.alarms
+    assert "native_fallback" not in kinds(events)
+    assert "native_curve_mismatch" not in kinds(events)
+    assert writes(sim, "703/ESVHi") == n703 >= 1  # programmed once, then held
+    notes = [r for r in caplog.records if "does not carry" in r.getMessage()]
+    assert len(notes) == 2  # one for 703, one for 711
+
+
+def test_a_mandatory_point_the_device_leaves_unstated_is_a_refused_program(rig, tmp_path):
+    path = derived(tmp_path, quirks={"not_implemented": {"711": ["Ctl[1].KOf", "Ctl[2].KOf"]}})
+    sim, inv, ctl, events = rig(path)
+    run(inv, ctl, 4)
+    assert ctl.status.steering["freq_watt"]["by"] == "gateway"
+    assert "freq_watt" in " ".join(ctl.status.alarms)
