@@ -493,7 +493,9 @@ def _print_inverter_status(st: dict, state_dir: str, indent: str = "") -> None:
             line("note", note)
         for text in steering_lines(fn.get("steering") or {}):
             line("steering", text)
-        if fn.get("own_recorded"):
+        if str(fn.get("own_recorded") or "").startswith("not saved"):
+            line("device's own", f"volt-var / volt-watt as first seen, {fn['own_recorded']}")
+        elif fn.get("own_recorded"):
             line("device's own", f"volt-var / volt-watt as first seen, recorded "
                  f"{fn['own_recorded']} (device_own.json)")
         for alarm in fn.get("alarms") or ():

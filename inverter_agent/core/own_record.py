@@ -104,10 +104,14 @@ class OwnRecords:
 
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, FILENAME)
+        #: Why the last save wrote nothing (None: it was written).
+        self.error: str | None = None
 
-    def _devices(self) -> dict[str, Any]:
+    def _devices(self, for_save: bool = False) -> dict[str, Any]:
         """The file's devices table; {} where there is none. One that cannot be read is
-        logged with its path and, where its content is at fault, moved aside."""
+        logged with its path and, where its content is at fault, moved aside; ``for_save``:
+        a file that cannot be opened or read raises OSError (never overwritten with
+        this device's record alone)."""
         try:
             with open(self.path, encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -121,6 +125,8 @@ class OwnRecords:
             self._set_aside(exc)
             return {}
         except OSError as exc:  # not the content: left where it is
+            if for_save:
+                raise
             log.warning("the record of the devices' own settings %s cannot be read (%s): "
                         "ignored; the device's own settings are read afresh", self.path, exc)
             return {}
@@ -150,14 +156,22 @@ class OwnRecords:
 
     def save(self, key: str, record: OwnRecord) -> bool:
         """Write ``record`` for ``key`` (the other devices' records kept). False: not
-        written (logged)."""
+        written (logged; :attr:`error` says why): also when the file there cannot be
+        read, so that the other devices' records are never lost."""
         try:
-            devices = self._devices()
+            devices = self._devices(for_save=True)
+        except OSError as exc:
+            self.error = f"{self.path} cannot be read ({exc}); left as it is"
+            log.warning("the devices' own settings not saved: %s", self.error)
+            return False
+        try:
             devices[key] = record.as_dict()
             data = json.dumps({"version": VERSION, "devices": devices}, indent=1,
                               sort_keys=True)
             write_atomic(self.path, data.encode())
         except OSError as exc:
-            log.warning("writing the devices' own settings to %s failed: %s", self.path, exc)
+            self.error = f"writing {self.path} failed: {exc}"
+            log.warning("the devices' own settings not saved: %s", self.error)
             return False
+        self.error = None
         return True

@@ -528,9 +528,11 @@ class Steering:
 
     def recorded_at(self) -> str | None:
         """When this device's own settings were first seen and recorded (UTC, ISO 8601);
-        None: no record."""
+        None: no record; "not saved: <why>" where the last save wrote nothing."""
         if self.record is None:
             return None
+        if self._records is not None and self._records.error:
+            return f"not saved: {self._records.error}"
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.record.first_seen))
 
     def _written(self, f: str) -> bool:

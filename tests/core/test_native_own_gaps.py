@@ -5,6 +5,7 @@ loopback Modbus TCP (the rigs of :mod:`tests.core.test_native_own_functions`).
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -246,3 +247,39 @@ def test_a_mandatory_point_the_device_leaves_unstated_is_a_refused_program(rig, 
     run(inv, ctl, 4)
     assert ctl.status.steering["freq_watt"]["by"] == "gateway"
     assert "freq_watt" in " ".join(ctl.status.alarms)
+
+
+# -- 7. / 8. the record file: not saved, and never written with this device alone
+
+def test_an_unsaved_record_is_shown_as_not_saved(rig, tmp_path):
+    """device_own.json cannot be written (a directory in its place): status says the
+    device's own are not saved, and why, never that they were recorded."""
+    (tmp_path / "device_own.json").mkdir()
+    sim, inv, ctl, events = rig(PROTECTION)
+    run(inv, ctl, 2)
+    shown = ctl.status_view()["own_recorded"]
+    assert shown.startswith("not saved: ") and "device_own.json" in shown
+
+
+def test_a_failed_read_of_the_record_keeps_the_other_devices(tmp_path, monkeypatch):
+    """The file cannot be read when a device's record is saved (an I/O error): the save
+    is aborted (logged), the other devices' records stay."""
+    import builtins
+
+    from hal.curves import VoltVarCurve
+    from inverter_agent.core import own_record
+    recs = own_record.OwnRecords(str(tmp_path))
+    curve = VoltVarCurve(points=((92.0, 30.0), (108.0, -30.0)), ref="var_max")
+    assert recs.save("A/M/1", own_record.OwnRecord(identity={"serial": "1"},
+                                                   own={"volt_var": curve}))
+    real_open = builtins.open
+
+    def failing(path, *a, **kw):
+        if str(path) == recs.path:
+            raise OSError(5, "Input/output error")
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(builtins, "open", failing)
+    assert not recs.save("B/M/2", own_record.OwnRecord(identity={"serial": "2"}))
+    assert "cannot be read" in (recs.error or "")
+    monkeypatch.undo()
+    assert set(json.loads((tmp_path / "device_own.json").read_text())["devices"]) == {"A/M/1"}
