@@ -188,6 +188,9 @@ def rearm_revert(device: SunSpecDevice, model: int, revert_s: float) -> None:
 
 #: Point prefixes of the set in use (705 / 706 / 707-710 curve 1, 711 control set 1).
 SET_IN_USE = ("Crv[1].", "Ctl[1].")
+#: Model points written with a program that are written back, as set 1's are, when it
+#: is not taken (RvrtTms 0 ends a pending reversion of the curve in use).
+WRITTEN_BACK = ("RvrtTms",)
 
 
 def write_and_adopt(device: SunSpecDevice, model: int, k: int, points: Mapping[str, Any],
@@ -197,11 +200,12 @@ def write_and_adopt(device: SunSpecDevice, model: int, k: int, points: Mapping[s
 
     ``k`` 1 is the set in use (a device whose set 1 is writable): when the write fails
     part way or the adoption is refused, set 1's points as ``held`` (the model read
-    before) are written back, so the device is never left running a half-written set.
+    before) are written back, so the device is never left running a half-written set;
+    so is a pending reversion timer (RvrtTms) the program had set to 0, for any ``k``.
     A ValueError (a value the registers cannot carry) is raised before anything is
     written. The exception is raised again either way."""
-    before = {p: held[p] for p in points
-              if k == 1 and p.startswith(SET_IN_USE) and held.get(p) is not None}
+    before = {p: held[p] for p in points if held.get(p) is not None and (
+        (k == 1 and p.startswith(SET_IN_USE)) or p in WRITTEN_BACK)}
     try:
         device.write_points(model, points)
         adopt(device, model, k, what, timeout_s, req=req, rslt_point=rslt_point)

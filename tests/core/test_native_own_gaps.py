@@ -283,3 +283,17 @@ def test_a_failed_read_of_the_record_keeps_the_other_devices(tmp_path, monkeypat
     assert "cannot be read" in (recs.error or "")
     monkeypatch.undo()
     assert set(json.loads((tmp_path / "device_own.json").read_text())["devices"]) == {"A/M/1"}
+
+
+# -- 9. a refused adoption leaves a pending reversion as it was
+
+def test_a_refused_adoption_writes_a_pending_reversion_timer_back(rig, tmp_path):
+    from hal.curves import CurveError, VoltWattCurve
+    sim, inv, ctl, events = rig(derived(tmp_path, quirks={"refuse_adoption_models": [706]}))
+    sim.control.set_point(706, "Crv[1].ReadOnly", 0)  # the program goes into set 1
+    sim.control.set_point(706, "RvrtTms", 300)  # a temporary curve's reversion pending
+    with pytest.raises(CurveError):
+        inv.write_volt_watt_curve(VoltWattCurve(points=((106.0, 100.0), (110.0, 0.0)),
+                                                ref="w_max"))
+    assert writes(sim, "706/RvrtTms") >= 1  # written 0 with the program ...
+    assert point(sim, 706, "RvrtTms") == 300  # ... and back
