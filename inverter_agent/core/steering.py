@@ -36,12 +36,16 @@ discoveries and restarts use that record, never what a killed gateway left in th
 device. When the settings turn a function off after the gateway had programmed it
 (a utility switching volt-watt off, or the settings a restarted gateway finds), the
 device's own is put back as first seen (its curve and ``Ena``; a device whose own
-was off gets ``Ena`` 0 back, its own state: the one write of 0 on this path). A
-device that ran its own volt-var or volt-watt when the gateway first saw it gets it
-back when the gateway stands aside or stops
-(the gateway's enables released *and* 705 / 706 ``Ena`` on again), not merely the
-enables released. A refused program falls back for that function only, with an
-event and an alarm naming it.
+was off gets ``Ena`` 0 back, its own state, but only while it holds the gateway's
+last program on: anything else on was its owner's doing and is left on), also with
+``steering = "immediate"`` and while the var maximum is unknown. A device that ran
+its own volt-var or volt-watt when the gateway first saw it gets it back when the
+gateway stands aside or stops (the gateway's enables released *and* 705 / 706
+``Ena`` on again), not merely the enables released; standing aside observes first
+(the record, or the device found now). Each function's own is kept once read; until
+volt-var's own is known on a device with 705, no var or PF enable is written
+(:attr:`Steering.reactive_held`). A refused program falls back for that function
+only, with an event and an alarm naming it.
 """
 
 from __future__ import annotations
