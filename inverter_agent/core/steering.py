@@ -436,7 +436,10 @@ class Steering:
                 self._refused.discard(f)
                 self.alarms.pop(f, None)
             if isinstance(want, EnterService | FreqDroop):  # what it carries of it
-                note += _not_carried_note(read())
+                try:
+                    note += _not_carried_note(read())
+                except Exception as exc:  # programmed all the same: the next read-back
+                    log.info("reading %s back after its program failed: %s", f, exc)
             self._choose(f, "native", f"programmed and adopted into the inverter's {model}"
                          f"{note}")
         except Exception as exc:  # the function falls back to the gateway, alone
