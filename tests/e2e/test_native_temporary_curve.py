@@ -173,6 +173,10 @@ def test_a_gateway_killed_in_the_window_leaves_the_device_reverting_by_itself(tm
     with _gateway(tmp_path) as (sim, agent, master, persisted):
         end_lo, end_hi = _send_temporary(master)
         _temporary_in_use(sim, persisted, end_lo - WINDOW_S)
+        # The device counts RvrtRem down on its own tick after the adoption: wait for the
+        # count to show before reading it (it read 0 once, right after the adoption).
+        _until(lambda: int(sim.control.get_point(705, "RvrtRem")) > 0, time.monotonic() + 5.0,
+               "the device's reversion counting down")
         assert agent.proc is not None and time.monotonic() < end_lo  # inside the window
         rem = int(sim.control.get_point(705, "RvrtRem"))
         killed = time.monotonic()
