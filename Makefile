@@ -20,14 +20,16 @@ system-deps:
 	  else echo "note: socat not installed (needs root + apt-get); its tests will be skipped"; fi; \
 	fi
 	@# debootstrap: the packaging tests build a throw-away Debian root with it;
-	@# dpkg-dev: `make deb` reads library dependencies with dpkg-shlibdeps.
-	@for tool in debootstrap:debootstrap dpkg-shlibdeps:dpkg-dev; do \
+	@# dpkg-dev: `make deb` reads library dependencies with dpkg-shlibdeps;
+	@# curl, openssl: ../shared/tools/gridappsd_server.sh (the 2030.5 server the
+	@# IEEE 2030.5 end-to-end tests run against) and the certificate tests call them.
+	@for tool in debootstrap:debootstrap dpkg-shlibdeps:dpkg-dev curl:curl openssl:openssl; do \
 	  cmd=$${tool%%:*}; pkg=$${tool#*:}; \
 	  if ! command -v $$cmd >/dev/null 2>&1 && [ ! -x /usr/sbin/$$cmd ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      (apt-get install -y -q $$pkg >/dev/null 2>&1 || \
 	       (apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null)); \
-	    else echo "note: $$pkg not installed (needs root + apt-get); the packaging tests will be skipped"; fi; \
+	    else echo "note: $$pkg not installed (needs root + apt-get); the tests that call $$cmd cannot run"; fi; \
 	  fi; \
 	done
 	@# tshark: Wireshark's DNP3 dissector checks the outstation's frames (its install
