@@ -37,7 +37,7 @@ from inverter_agent.core.events import EventLog
 from inverter_agent.core.plausibility import Assessment, assess
 from inverter_agent.core.status import functions_status
 from inverter_agent.core.status import health as status_health
-from inverter_agent.core.steering import Steering, backup_behind_device
+from inverter_agent.core.steering import TRIP_FUNCTIONS, Steering, backup_behind_device
 from inverter_agent.functions import (
     EngineState,
     Measurements,
@@ -205,6 +205,10 @@ class Controller:
         #: The reading of the device's VNom (L-N 1, L-L 2 / sqrt 3), fixed per discovery.
         self._v_ratio: float | None = None
         self._v_ratio_for: object = None
+        #: :meth:`_engine_now`'s last result and what it was built from (the engine's
+        #: settings object and which functions the device runs natively).
+        self._engine_for: tuple[object, tuple[bool, ...]] | None = None
+        self._engine_built: Settings | None = None
         self.assessment: Assessment | None = None
         self._storage_refresh_at = -math.inf
         #: The battery as set_active_power needs it this cycle (None: not understood).
@@ -309,16 +313,27 @@ class Controller:
 
     def _engine_now(self) -> Settings:
         """The engine's settings this cycle: a power function the device runs itself
-        (706 volt-watt) is not also run here, so its limit is not written over it."""
+        (706 volt-watt) is not also run here, so its limit is not written over it.
+
+        Built again only when the settings or a native function change (the trip
+        backups are rebuilt region by region), not every cycle."""
         s = self.engine_settings
-        if self.steer.native("volt_watt") and s.volt_watt.enabled:
+        native = self.steer.native
+        flags = tuple(native(f) for f in ("volt_watt", "freq_watt", *TRIP_FUNCTIONS))
+        if self._engine_built is not None and self._engine_for is not None \
+                and self._engine_for[0] is s and self._engine_for[1] == flags:
+            return self._engine_built
+        key = (s, flags)
+        if native("volt_watt") and s.volt_watt.enabled:
             s = dataclasses.replace(s, volt_watt=dataclasses.replace(s.volt_watt,
                                                                      enabled=False))
-        if self.steer.native("freq_watt") and s.freq_watt.enabled:  # the device's 711
+        if native("freq_watt") and s.freq_watt.enabled:  # the device's 711
             s = dataclasses.replace(s, freq_watt=dataclasses.replace(s.freq_watt,
                                                                      enabled=False))
         # Must-trip the device carries (707-710): the gateway's trip only backs it up.
-        return backup_behind_device(s, self.steer.native)
+        self._engine_built = backup_behind_device(s, native)
+        self._engine_for = key
+        return self._engine_built
 
     # -- measurements
     def assess(self, s: Mapping[str, Reading]) -> Assessment:

@@ -12,11 +12,11 @@ Pure: no I/O, no clock. The HAL's storage names are those of ``hal/storage.py``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from hal.reading import NOT_IMPLEMENTED, Reading
+from inverter_agent.core.plausibility import _num  # a good, finite number, or None
 from inverter_agent.core.view import StorageView
 from inverter_agent.functions.set_active_power import StorageState, available
 
@@ -34,14 +34,6 @@ def present(s: Mapping[str, Reading]) -> bool:
 def controllable(s: Mapping[str, Reading]) -> bool:
     """The device takes a battery power command (model 124 is in its chain)."""
     return "StorCtl_Mod" in s
-
-
-def _num(s: Mapping[str, Reading], name: str) -> float | None:
-    r = s.get(name)
-    if r is None or not r.quality.good or isinstance(r.value, bool) \
-            or not isinstance(r.value, int | float) or not math.isfinite(r.value):
-        return None
-    return float(r.value)
 
 
 def assess(s: Mapping[str, Reading], w_rtg: float | None
