@@ -203,6 +203,20 @@ def cycle_until(c: Controller, inv: Inverter, done, timeout: float = 10.0,
     assert done()
 
 
+def test_an_own_window_not_read_releases_with_storctl_mod_0_and_says_so_once(tmp_path, caplog):
+    c, inv = hybrid(tmp_path, enabled=True, w=-3000.0)
+
+    def fails():
+        raise ConnectionError("no answer")
+
+    inv.storage_window = fails
+    for t0 in (0.0, 2.0):  # two holds and releases in one discovery
+        run(c, hybrid_snapshot(), seconds=0.4, t0=t0)
+        run(c, hybrid_snapshot(soc=None), seconds=0.4, t0=t0 + 1.0)
+        assert inv.storage[-1] == (None, c.revert_s) and inv.restores[-1] is None
+    assert len([r for r in caplog.records if "own window" in r.getMessage()]) == 1
+
+
 WINDOW = ("StorCtl_Mod", "InWRte", "OutWRte", "InOutWRte_RvrtTms")
 
 
