@@ -612,7 +612,9 @@ class Controller:
         returns by its own enter-service settings instead of staying ceased for good.
         A device whose own volt-var or volt-watt was on when first seen and is off now
         (a PF or var setting switched 705 off; selector-style) gets it back now: a revert
-        timer would end our setpoint but not switch its function on (Steering.stand_aside)."""
+        timer would end our setpoint but not switch its function on (Steering.stand_aside).
+        A battery window this run holds goes back to the device's own when it has no
+        revert timer, or when its own window was not StorCtl_Mod 0 (a timer leaves 0)."""
         if self.inverter.connected:
             self.steer.stand_aside()
             own = self._storage_own
