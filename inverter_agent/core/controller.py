@@ -215,11 +215,12 @@ class Controller:
         self._storage_state: Any = None
         #: The device's 124 has a revert timer (InOutWRte_RvrtTms implemented).
         self._storage_timer = False
-        #: The device's own battery window, read once per discovery before this run's
-        #: first storage write and written back on every release (None: not read, or
+        #: The device's own battery window, read before each hold of this run (once per
+        #: hold) and written back at its release (None: not read, or
         #: not readable: a release writes StorCtl_Mod 0); the device it was read from.
         self._storage_own: dict[str, Any] | None = None
         self._storage_own_for: object = None
+        self._storage_own_warned: object = None
 
     # -- settings
     def set_control_period(self, period_s: float) -> None:
@@ -478,25 +479,28 @@ class Controller:
         else:
             self._checks.pop("storage", None)
             self.status.not_followed.pop("storage", None)
+            # the device holds its own again: the next hold reads it afresh (an owner's
+            # change made while the gateway held nothing is what goes back then)
+            self._storage_own_for = None
 
     def _read_own_window(self) -> None:
         """Keep the device's own 124 window (an owner's or a home energy manager's
-        charge / discharge limit) before this run first holds the battery, once per
-        discovery, so every release puts it back. Not readable: logged once, and a
-        release writes StorCtl_Mod 0 as before."""
+        charge / discharge limit) before this run holds the battery, once per hold (a
+        failed write is not read again: what it left is not the device's own), so the
+        release puts it back. Not readable: logged once per device, and a release writes
+        StorCtl_Mod 0 as before."""
         device = self.inverter.device
         if device is self._storage_own_for:
             return
         self._storage_own_for, self._storage_own = device, None
         try:
             self._storage_own = self.inverter.storage_window()
+            why = None if self._storage_own is not None else "is not readable"
         except Exception as exc:
-            log.warning("the battery's own window could not be read (%s): a release "
-                        "writes StorCtl_Mod 0", exc)
-            return
-        if self._storage_own is None:
-            log.warning("the battery's own window is not readable: a release writes "
-                        "StorCtl_Mod 0")
+            why = f"could not be read ({exc})"
+        if why is not None and self._storage_own_warned is not device:
+            self._storage_own_warned = device
+            log.warning("the battery's own window %s: a release writes StorCtl_Mod 0", why)
 
     # -- writing
     def controls_for(self, sp: Setpoints) -> dict[str, Any]:

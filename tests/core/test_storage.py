@@ -247,3 +247,23 @@ def test_the_devices_own_window_comes_back_when_the_gateway_lets_go(end, own_mod
         else:  # its own StorCtl_Mod 1: not left to the revert timer (that writes 0)
             c.on_stop()
         assert {p: sim.control.get_point(124, p) for p in WINDOW} == own
+
+
+def test_an_owner_change_while_the_gateway_holds_nothing_is_what_goes_back_next():
+    with SimProcess("--profile", str(PROFILE_DIR / "hybrid-124-only.json"), "--dc", "0",
+                    "--tau", "0.2") as sim:
+        sim.control.set_point(124, "StorCtl_Mod", 1)
+        sim.control.set_point(124, "InWRte", 50.0)
+        inv = Inverter(TcpTransport("127.0.0.1", sim.tcp_port))
+        rule21 = get_profile("rule21")
+        on = dataclasses.replace(rule21, set_active_power=SetActivePowerSettings(
+            enabled=True, w=-2000.0))
+        c = Controller(inv, on, EventLog(None), control_period_s=0.2)
+        for own_in in (50.0, 30.0):  # the owner's limit, changed between two holds
+            sim.control.set_point(124, "InWRte", own_in)
+            own = {p: sim.control.get_point(124, p) for p in WINDOW}
+            c.apply_settings(on)
+            cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") == 3)
+            c.apply_settings(rule21)
+            cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") != 3)
+            assert {p: sim.control.get_point(124, p) for p in WINDOW} == own
