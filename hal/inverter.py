@@ -499,10 +499,20 @@ class Inverter:
         finally:
             self.refresh({mid for _, mid in by_model})  # read back at the next cycle
 
-    def write_storage(self, w: float | None, revert_s: int | None = None) -> None:
+    def storage_window(self) -> dict[str, Any] | None:
+        """The device's own model 124 window, read now (:func:`hal.storage.own_window`;
+        None without 124 or when it is not readable). Raises the link's errors."""
+        dev = self._require()
+        if not dev.has(124) or 124 in dev.decode_errors:
+            return None
+        return storage.own_window(dev.read_models([124]))
+
+    def write_storage(self, w: float | None, revert_s: int | None = None,
+                      restore: Mapping[str, Any] | None = None) -> None:
         """Hold the battery at ``w`` W (+ discharge, - charge, 0 hold) through model
-        124, or release it to the device's own management (``w`` None); see
-        :func:`hal.storage.storage_points`. Raises UnsupportedControl without 124."""
+        124, or release it to the device's own management (``w`` None; ``restore``: the
+        device's own window to write back); see :func:`hal.storage.storage_points`.
+        Raises UnsupportedControl without 124."""
         dev = self._require()
         if not dev.has(124) or 124 in dev.decode_errors:
             raise UnsupportedControl(f"unit {self.unit}: no model 124 (basic storage controls)")
@@ -510,7 +520,7 @@ class Inverter:
         if 124 not in models:
             models.update(dev.read_models([124]))
         try:
-            dev.write_points(124, storage.storage_points(w, models, revert_s))
+            dev.write_points(124, storage.storage_points(w, models, revert_s, restore))
         finally:
             self.refresh({124})
 

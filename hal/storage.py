@@ -24,7 +24,9 @@ the mirror image; a hold is both 0. This is how the public hybrid maps use 124
 (Fronius GEN24 Modbus TCP & RTU operating instructions 42,0410,2649, "Basic
 Storage Control Model (124)"; both percentages of WChaMax, as there).
 ``StorCtl_Mod = 0`` releases the window: the device runs its own storage
-management again.
+management again. A device that held a window of its own (an owner's or a home
+energy manager's charge / discharge limit) gets that back instead: the caller reads
+it once before its first write (:func:`own_window`) and hands it to the release.
 """
 
 from __future__ import annotations
@@ -204,14 +206,38 @@ def held_w(models: Mapping[int, DecodedModel]) -> float | None:
     return o / 100.0 * base
 
 
+#: Model 124's window as the device holds it (what :func:`own_window` keeps).
+WINDOW = ("StorCtl_Mod", "InWRte", "OutWRte", "InOutWRte_RvrtTms")
+
+
+def own_window(models: Mapping[int, DecodedModel]) -> dict[str, Any] | None:
+    """The device's own 124 window (StorCtl_Mod, InWRte, OutWRte, and
+    InOutWRte_RvrtTms where implemented), to be written back when the gateway releases
+    the window it set; None when 124 or its StorCtl_Mod is not readable, or a limit
+    StorCtl_Mod enables has no readable rate (nothing to put back faithfully)."""
+    m = models.get(124)
+    mod = None if m is None else m.values.get("StorCtl_Mod")
+    if m is None or not isinstance(mod, int) or isinstance(mod, bool):
+        return None
+    out: dict[str, Any] = {"StorCtl_Mod": mod}
+    for p in WINDOW[1:]:
+        if (v := _num(m, p)) is not None:
+            out[p] = int(v) if p == "InOutWRte_RvrtTms" else v
+    if (mod & 1 and "InWRte" not in out) or (mod & 2 and "OutWRte" not in out):
+        return None
+    return out
+
+
 def storage_points(w: float | None, models: Mapping[int, DecodedModel],
-                   revert_s: int | None = None) -> dict[str, Any]:
+                   revert_s: int | None = None,
+                   restore: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Model 124 points that hold the battery at ``w`` watts (+ discharge, - charge;
     0 holds), or release it (``w`` None: StorCtl_Mod 0). Percentages are of the
     device's WChaMax; a ``w`` beyond it is refused here (ValueError), never clipped
     silently: the caller limits to the device's rates first. ``revert_s`` sets
     InOutWRte_RvrtTms, so a device that stops hearing from the gateway releases the
-    window itself."""
+    window itself. ``restore`` (a release only): the device's own window
+    (:func:`own_window`), written back whole instead of StorCtl_Mod 0."""
     m = models.get(124)
     if m is None:
         raise LookupError("the device has no model 124 (basic storage controls)")
@@ -220,6 +246,7 @@ def storage_points(w: float | None, models: Mapping[int, DecodedModel],
         pts["InOutWRte_RvrtTms"] = int(revert_s)
     if w is None:
         pts["StorCtl_Mod"] = 0
+        pts.update(restore or {})
         return pts
     base = _num(m, "WChaMax")
     if base is None or base <= 0:

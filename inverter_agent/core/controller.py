@@ -215,6 +215,12 @@ class Controller:
         self._storage_state: Any = None
         #: The device's 124 has a revert timer (InOutWRte_RvrtTms implemented).
         self._storage_timer = False
+        #: The device's own battery window, read before each hold of this run (once per
+        #: hold) and written back at its release (None: not read, or
+        #: not readable: a release writes StorCtl_Mod 0); the device it was read from.
+        self._storage_own: dict[str, Any] | None = None
+        self._storage_own_for: object = None
+        self._storage_own_warned: object = None
 
     # -- settings
     def set_control_period(self, period_s: float) -> None:
@@ -455,8 +461,10 @@ class Controller:
             changed = "w" not in written or written["w"] is None or abs(written["w"] - w) > tol
             if not changed and self._mismatch["storage"] < 2 and t < self._storage_refresh_at:
                 return
+            if written.get("w", None) is None:
+                self._read_own_window()
         try:
-            inv.write_storage(w, self.revert_s)
+            inv.write_storage(w, self.revert_s, restore=self._storage_own)
         except Exception as exc:  # try again next cycle
             self.status.write_errors += 1
             log.warning("storage %s failed: %s", "release" if w is None else f"{w:g} W", exc)
@@ -471,6 +479,28 @@ class Controller:
         else:
             self._checks.pop("storage", None)
             self.status.not_followed.pop("storage", None)
+            # the device holds its own again: the next hold reads it afresh (an owner's
+            # change made while the gateway held nothing is what goes back then)
+            self._storage_own_for = None
+
+    def _read_own_window(self) -> None:
+        """Keep the device's own 124 window (an owner's or a home energy manager's
+        charge / discharge limit) before this run holds the battery, once per hold (a
+        failed write is not read again: what it left is not the device's own), so the
+        release puts it back. Not readable: logged once per device, and a release writes
+        StorCtl_Mod 0 as before."""
+        device = self.inverter.device
+        if device is self._storage_own_for:
+            return
+        self._storage_own_for, self._storage_own = device, None
+        try:
+            self._storage_own = self.inverter.storage_window()
+            why = None if self._storage_own is not None else "is not readable"
+        except Exception as exc:
+            why = f"could not be read ({exc})"
+        if why is not None and self._storage_own_warned is not device:
+            self._storage_own_warned = device
+            log.warning("the battery's own window %s: a release writes StorCtl_Mod 0", why)
 
     # -- writing
     def controls_for(self, sp: Setpoints) -> dict[str, Any]:
@@ -586,13 +616,18 @@ class Controller:
         returns by its own enter-service settings instead of staying ceased for good.
         A device whose own volt-var or volt-watt was on when first seen and is off now
         (a PF or var setting switched 705 off; selector-style) gets it back now: a revert
-        timer would end our setpoint but not switch its function on (Steering.stand_aside)."""
+        timer would end our setpoint but not switch its function on (Steering.stand_aside).
+        A battery window this run holds goes back to the device's own when it has no
+        revert timer, or when its own window was not StorCtl_Mod 0 (a timer leaves 0)."""
         if self.inverter.connected:
             self.steer.stand_aside()
-            if not self._storage_timer and self.status.storage_written.get("w") is not None:
-                # a battery window with no revert timer would outlive the gateway
+            own = self._storage_own
+            if self.status.storage_written.get("w") is not None and (
+                    not self._storage_timer or (own is not None and own["StorCtl_Mod"])):
+                # a battery window with no revert timer would outlive the gateway; one
+                # whose timer runs out would leave StorCtl_Mod 0, not the device's own
                 try:
-                    self.inverter.write_storage(None)
+                    self.inverter.write_storage(None, restore=own)
                     self.status.storage_written["w"] = None
                 except Exception as exc:
                     log.warning("stopping: releasing the battery window failed: %s", exc)

@@ -5,17 +5,21 @@ storage command and an alarm, never a stand-aside of the grid functions."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
-from hal.inverter import CONTROL_NAMES, Capabilities
+from hal.inverter import CONTROL_NAMES, Capabilities, Inverter
 from hal.reading import GOOD, NOT_IMPLEMENTED, Reading
+from hal.transport import TcpTransport
 from inverter_agent.core import storage as storage_core
 from inverter_agent.core.controller import Controller
 from inverter_agent.core.events import EventLog
 from inverter_agent.core.view import HEALTH_ALARM, HEALTH_OK
 from inverter_agent.functions import ReactiveMode, get_profile
 from inverter_agent.functions.set_active_power import SetActivePowerSettings
+from simulator import SimProcess
+from simulator.profile import PROFILE_DIR
 from tests.core.test_stand_aside import RecordingInverter, good_snapshot
 
 
@@ -25,13 +29,18 @@ class HybridInverter(RecordingInverter):
     def __init__(self) -> None:
         super().__init__()
         self.storage: list[tuple[float | None, int | None]] = []
+        self.restores: list[dict | None] = []
 
     def capabilities(self) -> Capabilities:
         return Capabilities(True, True, True, CONTROL_NAMES, (1, 103, 120, 121, 123, 124),
                             storage=True)
 
-    def write_storage(self, w, revert_s=None):
+    def storage_window(self):
+        return None  # not readable: a release writes StorCtl_Mod 0
+
+    def write_storage(self, w, revert_s=None, restore=None):
         self.storage.append((w, revert_s))
+        self.restores.append(restore)
 
 
 def g(x) -> Reading:
@@ -173,3 +182,88 @@ def test_a_clean_stop_releases_a_window_only_without_a_revert_timer(tmp_path, ti
         assert len(inv.storage) == n
     else:
         assert inv.storage[-1] == (None, None)
+
+
+# -- the device's own 124 window (an owner's or a home energy manager's limit) comes back
+
+
+def cycle_until(c: Controller, inv: Inverter, done, timeout: float = 10.0,
+                drop: str | None = None) -> None:
+    """Controller cycles on fresh polls of the real HAL until ``done()`` (bounded;
+    ``drop``: that reading made missing)."""
+    end = time.monotonic() + timeout
+    for _ in range(500):
+        snap = dict(inv.poll())
+        snap["link"] = Reading(True, GOOD, time.time())  # what the agent adds
+        if drop is not None:
+            snap[drop] = Reading(None, NOT_IMPLEMENTED, time.time())
+        c.cycle(snap, time.monotonic())
+        if done() or time.monotonic() > end:
+            break
+    assert done()
+
+
+def test_an_own_window_not_read_releases_with_storctl_mod_0_and_says_so_once(tmp_path, caplog):
+    c, inv = hybrid(tmp_path, enabled=True, w=-3000.0)
+
+    def fails():
+        raise ConnectionError("no answer")
+
+    inv.storage_window = fails
+    for t0 in (0.0, 2.0):  # two holds and releases in one discovery
+        run(c, hybrid_snapshot(), seconds=0.4, t0=t0)
+        run(c, hybrid_snapshot(soc=None), seconds=0.4, t0=t0 + 1.0)
+        assert inv.storage[-1] == (None, c.revert_s) and inv.restores[-1] is None
+    assert len([r for r in caplog.records if "own window" in r.getMessage()]) == 1
+
+
+WINDOW = ("StorCtl_Mod", "InWRte", "OutWRte", "InOutWRte_RvrtTms")
+
+
+# StorCtl_Mod 0 at a clean stop: the window is held until its revert timer runs out,
+# as before (test_a_clean_stop_releases_a_window_only_without_a_revert_timer).
+@pytest.mark.parametrize(("end", "own_mod", "own_in"), [
+    ("release", 1, 50.0), ("stand aside", 1, 50.0), ("stop", 1, 50.0),
+    ("release", 0, 80.0), ("stand aside", 0, 80.0)])
+def test_the_devices_own_window_comes_back_when_the_gateway_lets_go(end, own_mod, own_in):
+    with SimProcess("--profile", str(PROFILE_DIR / "hybrid-124-only.json"), "--dc", "0",
+                    "--tau", "0.2") as sim:
+        sim.control.set_point(124, "StorCtl_Mod", own_mod)  # the owner's charge limit
+        sim.control.set_point(124, "InWRte", own_in)
+        own = {p: sim.control.get_point(124, p) for p in WINDOW}
+        inv = Inverter(TcpTransport("127.0.0.1", sim.tcp_port))
+        rule21 = get_profile("rule21")
+        on = dataclasses.replace(rule21, set_active_power=SetActivePowerSettings(
+            enabled=True, w=-2000.0))
+        c = Controller(inv, on, EventLog(None), control_period_s=0.2)
+        cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") == 3)
+        assert sim.control.get_point(124, "InWRte") != own_in  # the gateway's window
+        if end == "release":
+            c.apply_settings(rule21)
+            cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") != 3)
+        elif end == "stand aside":
+            cycle_until(c, inv, lambda: c.status.standing_aside is not None,
+                        drop="Hz")  # a measurement not understood
+        else:  # its own StorCtl_Mod 1: not left to the revert timer (that writes 0)
+            c.on_stop()
+        assert {p: sim.control.get_point(124, p) for p in WINDOW} == own
+
+
+def test_an_owner_change_while_the_gateway_holds_nothing_is_what_goes_back_next():
+    with SimProcess("--profile", str(PROFILE_DIR / "hybrid-124-only.json"), "--dc", "0",
+                    "--tau", "0.2") as sim:
+        sim.control.set_point(124, "StorCtl_Mod", 1)
+        sim.control.set_point(124, "InWRte", 50.0)
+        inv = Inverter(TcpTransport("127.0.0.1", sim.tcp_port))
+        rule21 = get_profile("rule21")
+        on = dataclasses.replace(rule21, set_active_power=SetActivePowerSettings(
+            enabled=True, w=-2000.0))
+        c = Controller(inv, on, EventLog(None), control_period_s=0.2)
+        for own_in in (50.0, 30.0):  # the owner's limit, changed between two holds
+            sim.control.set_point(124, "InWRte", own_in)
+            own = {p: sim.control.get_point(124, p) for p in WINDOW}
+            c.apply_settings(on)
+            cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") == 3)
+            c.apply_settings(rule21)
+            cycle_until(c, inv, lambda: sim.control.get_point(124, "StorCtl_Mod") != 3)
+            assert {p: sim.control.get_point(124, p) for p in WINDOW} == own

@@ -97,6 +97,15 @@ def test_a_battery_power_is_the_124_window(w, points):
         assert held == pytest.approx(w)
 
 
+def test_the_devices_own_window_is_kept_and_written_back_whole():
+    models = {124: model(124, **{**M124, "StorCtl_Mod": 1, "InWRte": 50})}
+    own = storage.own_window(models)
+    assert own == {"StorCtl_Mod": 1, "InWRte": 50.0, "OutWRte": 100.0, "InOutWRte_RvrtTms": 0}
+    # the release puts back the owner's charge limit and its timer, not StorCtl_Mod 0
+    assert storage.storage_points(None, models, revert_s=30, restore=own) == own
+    assert storage.own_window({}) is None
+
+
 def test_a_power_beyond_wchamax_is_refused_not_clipped():
     with pytest.raises(ValueError, match="beyond"):
         storage.storage_points(5001.0, {124: model(124, **M124)})
