@@ -18,7 +18,9 @@ What it does:
   persists atomically *before* the handler returns, i.e. before the MMS
   response. A refused change answers OBJECT_VALUE_INVALID and lands nowhere.
   A partial curve write is validated as the whole curve with that part
-  replaced.
+  replaced. A storage command (DWGC1: on, a setpoint, the reserve) while the
+  core commands no battery (``core.storage.commanded``) is refused the same way,
+  and a DWGC1 operate answers AddCause not-supported; switching it off is taken.
 * every control (``functions_model.CONTROLS``) is checked *and applied* in
   the perform-check handler, because with direct-with-normal-security the
   positive response goes out before the control handler runs
