@@ -12,7 +12,7 @@ Pure: no I/O, no clock. The HAL's storage names are those of ``hal/storage.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hal.reading import NOT_IMPLEMENTED, Reading
@@ -68,6 +68,31 @@ def assess(s: Mapping[str, Reading], w_rtg: float | None
     assert soc is not None and wh is not None and cha is not None and dis is not None
     assert rsv is not None and top is not None and w_rtg is not None
     return StorageState(soc, wh, cha, dis, rsv, top, w_rtg), None
+
+
+NO_STORAGE = "this DER has no storage (no SunSpec 124 / 713 / 802)"
+NO_POWER_COMMAND = "the battery takes no power command (no SunSpec 124)"
+
+
+def commanded(bats: Iterable[StorageView]) -> tuple[bool, str | None]:
+    """(the batteries are ones the core commands, why not): what every protocol asks
+    before it takes a storage command, for one inverter or a whole site."""
+    bats = list(bats)
+    if not bats:
+        return False, NO_STORAGE
+    why = [b.problem for b in bats if b.problem]
+    if why:
+        return False, "; ".join(why)
+    if not all(b.controllable for b in bats):
+        return False, NO_POWER_COMMAND
+    return True, None
+
+
+def is_command(path: str, value: Any) -> bool:
+    """Whether a settings change commands the battery: any set-active-power setting,
+    but switching the mode off (always taken)."""
+    return path.startswith("set_active_power.") and not (
+        path == "set_active_power.enabled" and not value)
 
 
 def storage_view(s: Mapping[str, Reading], w_rtg: float | None = None,

@@ -183,3 +183,37 @@ def test_a_setpoint_beyond_the_rate_is_limited_never_passed_through(rig):
     wait_for(lambda: battery(sim)["w"] < -0.9 * base, timeout=FOLLOW_S, what="charging")
     assert sim.control.get_point(124, "InWRte") <= 100.0 + 1e-6
     assert battery(sim)["w"] >= -base - 10
+
+
+def test_a_storage_command_without_a_battery_is_refused_and_nothing_changes(
+        fresh_sim, agent_factory):
+    """The default simulator is PV only: DWGC1 on, a setpoint or a reserve over MMS is
+    refused (AddCause not-supported for an operate, a refused write for SP) and the
+    persisted setting stays what it was; switching the mode off is still taken."""
+    from inverter_agent.adapters.mms import client as mms_client
+
+    agent = agent_factory("--modbus-tcp", f"127.0.0.1:{fresh_sim.tcp_port}")
+    wait_for(lambda: agent.read("MMXU1.TotW")[1].good, timeout=20, what="first cycle")
+    con = agent.mms
+    settings = os.path.join(agent.state_dir, "settings.json")
+
+    def persisted() -> bytes | None:
+        try:
+            with open(settings, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    con.operate(f"{LD}/DWGC1.Mod", 5)  # off: always taken, and a settings file exists
+    before = persisted()
+    assert before is not None
+    assert json.loads(before)["settings"]["set_active_power"]["enabled"] is False
+    for ref, value in (("DWGC1.Mod", 1), ("DWGC1.WSpt", 2500.0), ("DWGC1.WSpt", -3000.0)):
+        with pytest.raises(mms_client.MmsControlError) as refused:
+            con.operate(f"{LD}/{ref}", value)
+        assert refused.value.add_cause == 1, (ref, value)  # not-supported
+    with pytest.raises(mms_client.MmsClientError):
+        con.write_float(f"{LD}/DWGC1.SocUseMinPct.setMag.f", "SP", 30.0)
+    assert persisted() == before
+    assert con.read_value(f"{LD}/DWGC1.Mod.stVal", "ST") == 5
+    assert "no storage" in agent.log()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inverter_agent.core.commands import CommandRefused, RefusalCause
+from inverter_agent.core.storage import commanded, is_command
 from inverter_agent.core.view import HEALTH_ALARM, HEALTH_WARNING
 from inverter_agent.security.bind import check_bind
 
@@ -335,18 +336,11 @@ class Dnp3Adapter:
     def _storage_refusal(self, path: str, value: Any) -> str | None:
         """Why a charge / discharge command is refused (no battery the core commands), or
         None. Switching the mode off is always taken."""
-        if not path.startswith("set_active_power.") or (
-                path == "set_active_power.enabled" and not value):
+        if not is_command(path, value):
             return None
         inv, _ = self._inverter_view()
         sto = inv.storage if inv is not None else None
-        if sto is None:
-            return "this DER has no storage (no SunSpec 124 / 713 / 802)"
-        if sto.problem:
-            return sto.problem
-        if not sto.controllable:
-            return "the battery takes no power command (no SunSpec 124)"
-        return None
+        return commanded([sto] if sto is not None else [])[1]
 
     def _setting(self, path: str) -> Callable[[], Any]:
         from py1815.profile import Quality, Reading

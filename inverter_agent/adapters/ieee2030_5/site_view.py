@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from inverter_agent.core.storage import commanded
 from inverter_agent.core.view import CycleView, InverterView, StorageView, TripCause
 
 #: DERControlType bits (IEEE 2030.5-2018) of the modes this gateway applies.
@@ -103,15 +104,7 @@ class SiteView:
     def storage_understood(self, bats: list[StorageView] | None = None
                            ) -> tuple[bool, str | None]:
         """(the site has a battery the core commands, why not): what opModFixedW needs."""
-        bats = self.batteries() if bats is None else bats
-        if not bats:
-            return False, "this DER has no storage (no SunSpec 124 / 713 / 802)"
-        why = [b.problem for b in bats if b.problem]
-        if why:
-            return False, "; ".join(why)
-        if not all(b.controllable for b in bats):
-            return False, "the battery takes no power command (no SunSpec 124)"
-        return True, None
+        return commanded(self.batteries() if bats is None else bats)
 
     def storage_ratings(self, bats: list[StorageView] | None = None
                         ) -> dict[str, float | None]:

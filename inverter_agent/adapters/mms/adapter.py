@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from typing import Any
 
 from inverter_agent.adapters.base import AdapterContext
-from inverter_agent.core.view import CycleView
+from inverter_agent.core.api import Core
+from inverter_agent.core.view import CycleView, StorageView
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,9 @@ class MmsAdapter:
         if ctx.functions:
             for name in ctx.inverters:
                 # the core validates, persists and audits what the clients send
-                self.bindings[name] = attach_functions(self.server, ctx.core.commands(name),
-                                                       None, ld_inst=name)
+                self.bindings[name] = attach_functions(
+                    self.server, ctx.core.commands(name), None, ld_inst=name,
+                    storage=partial(_storage_of, ctx.core, name))
         if ctx.plant is not None:
             attach_plant(ctx.plant, self.server,
                          ctx.core.write_plant if ctx.functions else None)
@@ -115,6 +118,13 @@ class MmsAdapter:
     @property
     def ready_text(self) -> str:
         return f"serving MMS on {self.host}:{self.port}"
+
+
+def _storage_of(core: Core, name: str) -> StorageView | None:
+    """The inverter's battery in the core's last view (None: none, or no cycle yet)."""
+    view = core.view()
+    inv = next((i for i in view.inverters if i.name == name), None) if view else None
+    return inv.storage if inv is not None else None
 
 
 def load(ctx: AdapterContext) -> MmsAdapter | None:

@@ -18,7 +18,9 @@ What it does:
   persists atomically *before* the handler returns, i.e. before the MMS
   response. A refused change answers OBJECT_VALUE_INVALID and lands nowhere.
   A partial curve write is validated as the whole curve with that part
-  replaced.
+  replaced. A storage command (DWGC1: on, a setpoint, the reserve) while the
+  core commands no battery (``core.storage.commanded``) is refused the same way,
+  and a DWGC1 operate answers AddCause not-supported; switching it off is taken.
 * every control (``functions_model.CONTROLS``) is checked *and applied* in
   the perform-check handler, because with direct-with-normal-security the
   positive response goes out before the control handler runs
@@ -54,6 +56,8 @@ from inverter_agent.core.api import BAD_VALUE, Commands
 from inverter_agent.core.commands import CommandRefused, RefusalCause
 from inverter_agent.core.settings_service import CONTROLS as SERVICE_CONTROLS
 from inverter_agent.core.settings_service import ControlRefused
+from inverter_agent.core.storage import commanded, is_command
+from inverter_agent.core.view import StorageView
 from inverter_agent.security.access import RIGHT_WRITE
 
 from .der_model import DEFAULT_LD_INST
@@ -89,6 +93,8 @@ ADD_CAUSE: dict[RefusalCause, int] = {
 _INCONSISTENT = 26
 
 StatusSource = Callable[[], Mapping[str, Any]]
+#: The inverter's battery as the core last saw it (None: no storage, or no cycle yet).
+StorageSource = Callable[[], StorageView | None]
 
 
 class FunctionBinding:
@@ -96,10 +102,14 @@ class FunctionBinding:
 
     def __init__(self, server: MmsServer, service: Commands,
                  status_source: StatusSource | None = None,
-                 ld_inst: str = DEFAULT_LD_INST, heard_interval_s: float = 1.0) -> None:
+                 ld_inst: str = DEFAULT_LD_INST, heard_interval_s: float = 1.0,
+                 storage: StorageSource | None = None) -> None:
         self.server = server
         self.service = service
         self.status_source = status_source
+        #: Where the core's view of the battery comes from; None: storage commands are
+        #: not checked here (a bare binding without the core's view).
+        self.storage = storage
         self.ld = ld_inst
         self.heard_interval_s = heard_interval_s
         self._last_heard = 0.0
@@ -253,9 +263,14 @@ class FunctionBinding:
         return write
 
     def _write(self, build: Mapping[str, Callable[[], Any]], peer: str) -> bool:
+        return self._submit(build, peer) is None
+
+    def _submit(self, build: Mapping[str, Callable[[], Any]], peer: str
+                ) -> RefusalCause | None:
         """Convert and hand the changes to the core, which validates, persists and
-        audits them (accepted or refused); a value that does not convert is refused
-        here and audited through the core too."""
+        audits them (accepted or refused); a value that does not convert, or a storage
+        command with no battery the core commands, is refused here and audited through
+        the core too. None: accepted; else why refused."""
         self._last_heard = time.monotonic()
         self.service.heard_from_client()
         who = f"mms {peer}"
@@ -264,14 +279,29 @@ class FunctionBinding:
         except BAD_VALUE as exc:
             self._log_refusal(",".join(build), f"MMS write from {peer} refused: {exc}")
             self.service.refused("setting.write", who, ",".join(build), None, str(exc))
-            return False
+            return RefusalCause.INVALID_VALUE
+        why = self._storage_refusal(changes)
+        if why is not None:
+            cause = RefusalCause.NOT_SUPPORTED
+            self._log_refusal(",".join(build), f"MMS write from {peer} refused: {why}")
+            self.service.refused("setting.write", who, ",".join(build), dict(changes),
+                                 f"{why} ({cause})")
+            return cause
         try:
             self.service.write(changes, who=who)
         except CommandRefused as exc:
             self._log_refusal(",".join(build), f"MMS write from {peer} refused: {exc}")
-            return False
+            return exc.cause
         self._changed()
-        return True
+        return None
+
+    def _storage_refusal(self, changes: Mapping[str, Any]) -> str | None:
+        """Why these changes are refused as a storage command (no battery the core
+        commands), or None; switching the mode off is always taken."""
+        if self.storage is None or not any(is_command(p, v) for p, v in changes.items()):
+            return None
+        sto = self.storage()
+        return commanded([sto] if sto is not None else [])[1]
 
     def _control_check(self, control: Control) -> Callable[[Any, str], int | None]:
         def check(value: Any, peer: str) -> int | None:
@@ -303,8 +333,11 @@ class FunctionBinding:
             build = {control.path: lambda: control.to_setting(value)}
             if control.clears:  # the same setpoint's other form gives way
                 build[control.clears] = lambda: None
-            accepted = self._write(build, peer)
-            return None if accepted else _INCONSISTENT
+            cause = self._submit(build, peer)
+            if cause is None:
+                return None
+            # no battery to command: not-supported; any other refusal, as before
+            return ADD_CAUSE[cause] if cause is RefusalCause.NOT_SUPPORTED else _INCONSISTENT
         return check
 
     def _operate(self, control: Control, value: Any, who: str) -> None:
@@ -351,13 +384,16 @@ class FunctionBinding:
 
 def attach_functions(server: MmsServer, service: Commands,
                      status_source: StatusSource | None = None,
-                     ld_inst: str = DEFAULT_LD_INST) -> FunctionBinding:
+                     ld_inst: str = DEFAULT_LD_INST,
+                     storage: StorageSource | None = None) -> FunctionBinding:
     """Install settings writes, controls and status on ``server`` (before ``start()``).
 
     ``server`` must serve :func:`~inverter_agent.adapters.mms.functions_model.functions_model_spec`
     for ``ld_inst``. ``status_source`` (e.g. ``controller.status_view``) is called
-    by :meth:`FunctionBinding.publish`, from the caller's thread.
+    by :meth:`FunctionBinding.publish`, from the caller's thread. ``storage`` gives
+    the inverter's battery as the core sees it: a storage command (DWGC1) is refused
+    while the core commands no battery.
     """
-    binding = FunctionBinding(server, service, status_source, ld_inst)
+    binding = FunctionBinding(server, service, status_source, ld_inst, storage=storage)
     binding.install()
     return binding
