@@ -74,24 +74,71 @@ def judge(readings: Mapping[str, Reading], now: float, stale_after: float,
 _PHASES = {"single": 1, "split": 2, "three": 3}
 #: The meter and an inverter on one grid see the same frequency within this (Hz).
 HZ_AGREE = 0.5
+#: A frequency disagreement says "another grid" only when it holds at this many
+#: consecutive meter reads spanning at least ``HZ_PERSIST_S``: the meter and the
+#: inverters are read at different moments (up to a few hundred ms apart on a shared
+#: bus), and a grid changing at 3 Hz/s (a rate IEEE 1547 Category III rides through)
+#: moves 0.5 Hz in 170 ms. Such a ramp cannot last past 1.2 s (60 -> 56.5 Hz, where
+#: the inverters trip themselves), so a real grid event never holds 2 s; judged on one
+#: read, it would cut output exactly when frequency support is needed.
+HZ_PERSIST_READS = 2
+HZ_PERSIST_S = 2.0
 
 
 def topology_problem(meter: Mapping[str, Reading],
                      inverters: list[Mapping[str, Reading]]) -> str | None:
     """Why the meter cannot be measuring what the inverters feed, or None: a meter with
     fewer phases than an inverter behind it sees only part of its output; a meter whose
-    frequency is not the inverters' is not on their grid."""
-    m_type, m_hz = _good_value(meter, "ACType"), _good(meter, "Hz")
+    frequency is not the inverters' is not on their grid (in this one read: the
+    service asks that of the frequency over several, ``HzCheck``)."""
+    return phase_problem(meter, inverters) or hz_problem(meter, inverters)
+
+
+def phase_problem(meter: Mapping[str, Reading],
+                  inverters: list[Mapping[str, Reading]]) -> str | None:
+    """Why the meter has too few phases for an inverter behind it, or None."""
+    m_type = _good_value(meter, "ACType")
     for snap in inverters:
         i_type = _good_value(snap, "ACType")
         if m_type in _PHASES and i_type in _PHASES and _PHASES[i_type] > _PHASES[m_type]:
             return (f"a {m_type}-phase meter cannot measure a {i_type}-phase inverter's "
                     "output: check the meter's wiring and model")
+    return None
+
+
+def hz_problem(meter: Mapping[str, Reading],
+               inverters: list[Mapping[str, Reading]]) -> str | None:
+    """Why the meter's frequency, in this one read, is not the inverters', or None."""
+    m_hz = _good(meter, "Hz")
+    for snap in inverters:
         i_hz = _good(snap, "Hz")
         if m_hz is not None and i_hz is not None and abs(m_hz - i_hz) > HZ_AGREE:
             return (f"the meter reads {m_hz:.2f} Hz, an inverter {i_hz:.2f} Hz: not the "
                     "same grid (check the meter's unit id and link)")
     return None
+
+
+class HzCheck:
+    """A frequency disagreement that persists (``HZ_PERSIST_READS``, ``HZ_PERSIST_S``)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.since: float | None = None
+
+    def update(self, meter: Mapping[str, Reading], inverters: list[Mapping[str, Reading]],
+               now: float) -> str | None:
+        problem = hz_problem(meter, inverters)
+        if problem is None:
+            self.reads, self.since = 0, None
+            return None
+        self.reads += 1
+        self.since = now if self.since is None else self.since
+        held = self.reads >= HZ_PERSIST_READS and now - self.since >= HZ_PERSIST_S
+        return problem if held else None
+
+
+#: Comparisons in a row at which W must disagree in sign with the counters (SignCheck).
+SIGN_PERSIST = 2
 
 
 class SignCheck:
@@ -101,13 +148,23 @@ class SignCheck:
     and an export limit closed on it would credit the export as load and raise the
     generation cap with it: the limit would run away. The counters (``TotWhImp`` /
     ``TotWhExp``) say which way the energy went whatever the sign of W, so W
-    integrated between two changes of the counters must have the sign of
-    imported - exported energy; when it does not (both at least ``min_wh``), W is
-    inconsistent until they agree again.
+    integrated over a window in which both it and the counters moved at least
+    ``min_wh`` must have the sign of imported - exported energy; when it does not at
+    ``SIGN_PERSIST`` windows in a row, W is inconsistent until they agree again.
+
+    ``min_wh`` is the margin beyond noise. Counters in whole Wh (``TotWh_SF`` 0, the
+    usual) each lose < 1 Wh to truncation at both ends of a window: their net is off
+    by < 2 Wh. W, sampled each cycle and integrated between two counter reads, is off
+    by what flows while the meter's registers lag each other (about its 1 s update:
+    < 1.4 Wh at 5 kW). At a zero-export site W hovers near 0 by design and either
+    error alone can flip the sign of a few Wh; 5 Wh on both sides is beyond their sum
+    (3.4 Wh). A wrong ``w_positive`` disagrees at every comparison, so asking for two
+    in a row costs it one more window and spares a healthy meter one bad window.
     """
 
-    def __init__(self, min_wh: float = 2.0) -> None:
+    def __init__(self, min_wh: float = 5.0) -> None:
         self.min_wh = min_wh
+        self.disagreed = 0
         self.base: tuple[float, float] | None = None
         self.w_wh = 0.0
         self.last_t: float | None = None
@@ -127,12 +184,17 @@ class SignCheck:
             self.base, self.w_wh = (imp, exp), 0.0
         else:
             net = (imp - self.base[0]) - (exp - self.base[1])
-            if abs(net) >= self.min_wh:  # enough energy counted to tell the direction
-                if abs(self.w_wh) >= self.min_wh:
-                    self.problem = None if (net > 0) == (self.w_wh > 0) else (
-                        f"meter W ({self.w_wh:+.1f} Wh integrated) disagrees in sign with "
-                        f"its energy counters ({net:+.1f} Wh imported - exported): check "
-                        "[meter] w_positive")
+            # W and the counters both moved enough to tell the direction (else: wait).
+            if abs(net) >= self.min_wh and abs(self.w_wh) >= self.min_wh:
+                if (net > 0) == (self.w_wh > 0):
+                    self.problem, self.disagreed = None, 0
+                else:
+                    self.disagreed += 1
+                    if self.disagreed >= SIGN_PERSIST:
+                        self.problem = (
+                            f"meter W ({self.w_wh:+.1f} Wh integrated) disagrees in sign "
+                            f"with its energy counters ({net:+.1f} Wh imported - exported): "
+                            "check [meter] w_positive")
                 self.base, self.w_wh = (imp, exp), 0.0
         return self.problem
 
@@ -159,6 +221,7 @@ class SiteMeterService:
         self._alarm: str | None = None
         self._shares: dict[str, float] = {}
         self.sign = SignCheck()
+        self.hz = HzCheck()
         #: How long the last poll of the meter took, and the longest (ms): time the
         #: loop's cycle spends on the meter (on a shared bus, beside the inverters').
         self.poll_ms = 0.0
@@ -194,8 +257,10 @@ class SiteMeterService:
             if not up and self.fail_streak >= 2:
                 self.next_try = mono + self.dead_retry
         self.readings, self.why_invalid = judge(raw, now, self.stale_after, self.max_w)
-        wrong_sign = self.sign.update(self.readings, now) or topology_problem(
-            self.readings, [a.last_snapshot for a in self.agents if a.stats.link_up])
+        snaps = [a.last_snapshot for a in self.agents if a.stats.link_up]
+        hz = self.hz.update(self.readings, snaps, now)
+        wrong_sign = (self.sign.update(self.readings, now)
+                      or phase_problem(self.readings, snaps) or hz)
         if wrong_sign is not None and self.why_invalid is None:
             w = self.readings["W"]
             self.readings["W"] = Reading(w.value, INCONSISTENT, w.timestamp)

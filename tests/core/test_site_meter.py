@@ -351,3 +351,133 @@ def test_the_cap_moves_in_steps_rounded_down():
     assert export_cap(1000.0, -1990.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2000.0
     assert export_cap(1000.0, -1980.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2000.0
     assert export_cap(1000.0, -1970.0, 3000.0, 5000.0, step_w=25.0).cap_w == 2025.0
+
+
+# -- a disagreement must persist before it invalidates the meter -------------------------
+def _meter_reads_until(app: app_mod.App, ok, timeout: float = 3.0, pace: float = 0.0) -> int:
+    """Read the meter alone (the inverters' snapshot stays as it was) until ``ok()``,
+    one read every ``pace`` s as the loop would; how many reads it took (bounded in
+    count and time)."""
+    deadline = time.monotonic() + timeout
+    for n in range(1, 500):
+        app.site_meter.cycle()
+        if ok():
+            return n
+        if time.monotonic() > deadline:
+            break
+        time.sleep(pace)
+    raise AssertionError(f"meter reads never satisfied the condition: "
+                         f"{app.site_meter.status_view()}")
+
+
+def _closed_loop_at_60_hz(sim: SimProcess, tmp_path) -> app_mod.App:
+    sim.control.reset()
+    sim.control.set_load(1000.0)
+    app = _app(sim, tmp_path, meter=True)
+    app.core.schedule("test").set_default(UtilityControl(export_limit_w=LIMIT_W))
+    _settle(app, sim, lambda st: app.site_meter.cap.mode == CLOSED_LOOP)
+    return app
+
+
+def test_a_frequency_disagreement_in_one_read_does_not_drop_the_meter(sim, tmp_path):
+    """The grid's frequency steps between the inverter's read and the meter's: the one
+    read in which they disagree by more than 0.5 Hz is a grid event, not another grid."""
+    app = _closed_loop_at_60_hz(sim, tmp_path)
+    try:
+        app.runner.cycle()  # the inverter reads 60 Hz
+        sim.control.set_grid(f_hz=60.6)
+        _meter_reads_until(app, lambda: app.site_meter.readings["Hz"].value
+                           == pytest.approx(60.6))
+        assert app.agents[0].last_snapshot["Hz"].value == pytest.approx(60.0)
+        assert app.site_meter.cap.mode == CLOSED_LOOP, app.site_meter.cap.reason
+        assert app.site_meter.why_invalid is None and app.site_meter.view().alarm is None
+        for _ in range(5):  # the inverter reads 60.6 Hz too: nothing to say
+            _cycle(app)
+            assert app.site_meter.cap.mode == CLOSED_LOOP, app.site_meter.cap.reason
+        assert app.agents[0].last_snapshot["Hz"].value == pytest.approx(60.6)
+    finally:
+        sim.control.reset()
+        app.stop()
+
+
+def test_a_frequency_disagreement_held_over_reads_drops_the_meter(sim, tmp_path):
+    """The meter reads another frequency than the inverter, read after read, for longer
+    than any ride-through ramp lasts: it is not on the inverters' grid."""
+    from inverter_agent.core.meter import HZ_PERSIST_S
+
+    app = _closed_loop_at_60_hz(sim, tmp_path)
+    try:
+        app.runner.cycle()  # the inverter reads 60 Hz, and is not read again
+        sim.control.set_grid(f_hz=60.6)
+        _meter_reads_until(app, lambda: app.site_meter.readings["Hz"].value
+                           == pytest.approx(60.6))
+        t0 = time.monotonic()
+        reads = _meter_reads_until(app, lambda: app.site_meter.cap.mode == FALLBACK,
+                                   timeout=HZ_PERSIST_S + 3.0, pace=0.1)
+        assert reads >= 2 and time.monotonic() - t0 >= HZ_PERSIST_S - 0.2
+        assert "not the same grid" in app.site_meter.view().alarm
+        assert "inconsistent" in str(app.site_meter.readings["W"].quality)
+        _settle(app, sim, lambda st: app.site_meter.cap.mode == CLOSED_LOOP)  # both 60.6
+    finally:
+        sim.control.reset()
+        app.stop()
+
+
+def test_frequency_check_needs_two_reads_over_two_seconds():
+    from inverter_agent.core.meter import HzCheck
+
+    inverter = [{"Hz": Reading.good(60.0, 0.0)}]
+
+    def meter(hz: float) -> dict:
+        return {"Hz": Reading.good(hz, 0.0)}
+
+    check = HzCheck()
+    # A 3 Hz/s ramp read 200 ms late, for as long as a ride-through ramp lasts: kept.
+    assert all(check.update(meter(60.6), inverter, t / 10) is None for t in range(12))
+    assert check.update(meter(60.0), inverter, 1.2) is None  # agree: start again
+    assert check.update(meter(50.0), inverter, 2.0) is None
+    assert check.update(meter(50.0), inverter, 3.0) is None
+    assert "not the same grid" in check.update(meter(50.0), inverter, 4.0)
+
+
+def _sign_window(check, t: float, w: float, seconds: int, net_wh: float,
+                 counters: list[float]) -> str | None:
+    """W held for ``seconds`` (read each second, counters not read), then the counters
+    read having moved by ``net_wh`` (imported - exported); what the check says then."""
+    for s in range(1, seconds):
+        check.update({"W": Reading.good(w, t + s)}, t + s)
+    counters[0 if net_wh > 0 else 1] += abs(net_wh)
+    now = t + seconds
+    return check.update({"W": Reading.good(w, now), "TotWhImp": Reading.good(counters[0], now),
+                         "TotWhExp": Reading.good(counters[1], now)}, now)
+
+
+def _sign_check(w: float = 1000.0):
+    from inverter_agent.core.meter import SignCheck
+
+    check, counters = SignCheck(), [1000.0, 1000.0]
+    check.update({"W": Reading.good(w, 0.0), "TotWhImp": Reading.good(1000.0, 0.0),
+                  "TotWhExp": Reading.good(1000.0, 0.0)}, 0.0)
+    return check, counters
+
+
+def test_a_single_sign_disagreement_does_not_drop_the_meter():
+    # W says 10 Wh imported, the counters 10 Wh exported, once: then they agree.
+    check, counters = _sign_check()
+    assert _sign_window(check, 0.0, 1000.0, 36, -10.0, counters) is None
+    assert _sign_window(check, 36.0, 1000.0, 36, 10.0, counters) is None
+    # Near zero export, a few Wh the wrong way (below 5 Wh) is no verdict: the window
+    # grows until W and the counters both moved more than noise explains.
+    check, counters = _sign_check(-400.0)
+    assert _sign_window(check, 0.0, -400.0, 36, 6.0, counters) is None  # W -4, net +6
+    assert _sign_window(check, 36.0, 1000.0, 36, 10.0, counters) is None  # W +6, net +16
+    assert check.disagreed == 0
+
+
+def test_a_sign_disagreement_at_two_comparisons_in_a_row_drops_the_meter():
+    check, counters = _sign_check()
+    assert _sign_window(check, 0.0, 1000.0, 36, -10.0, counters) is None
+    assert "w_positive" in _sign_window(check, 36.0, 1000.0, 36, -10.0, counters)
+    # It stays until they agree again (W of 10 W moves too little to say either way).
+    assert "w_positive" in _sign_window(check, 72.0, 10.0, 36, -10.0, counters)
+    assert _sign_window(check, 108.0, 1000.0, 72, 30.0, counters) is None  # W +20, net +20
